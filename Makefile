@@ -1,0 +1,48 @@
+# Set-up and everyday tasks. Every target installs what it needs, so a fresh machine
+# needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SPECS := $(shell find specs -name '*.yaml' | sort)
+
+.PHONY: install dev graphviz run test lint schema generated clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Debian's graphviz provides `dot` for SVG/PNG output; installed when missing and we are root.
+graphviz:
+	@command -v dot >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) \
+	      || echo "warning: could not install graphviz; svg/png rendering is unavailable"; \
+	  else echo "note: graphviz's 'dot' is missing; install it for svg/png rendering"; fi; }
+
+run: install graphviz
+	$(BIN)/cliquegen validate $(SPECS)
+	$(BIN)/cliquegen list
+
+test: dev graphviz
+	$(BIN)/python -m pytest -q
+
+lint: dev
+	$(BIN)/ruff check cliquegen tests
+	$(BIN)/ruff format --check cliquegen tests
+
+schema: install
+	$(BIN)/cliquegen schema > cliquegen.schema.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

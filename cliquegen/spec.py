@@ -1,0 +1,250 @@
+"""Spec format v1: the pydantic models a YAML spec is validated into.
+
+Blocks inherit every unset option from ``defaults`` (the schedule field by field), so
+``Spec.resolved_blocks()`` gives the complete configuration of each block.  Checks that
+involve several values (``partial`` against ``layers``, a ``feature`` naming a stage that
+is not computed, ...) raise :class:`SpecSemanticError`, whose locations name the YAML node
+that holds the offending value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+Loc = tuple[Union[str, int], ...]
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+PositiveInt = Annotated[int, Field(ge=1, le=100_000)]
+StageRef = Union[Literal["x0"], Annotated[int, Field(ge=1, le=64)]]
+
+
+class SpecSemanticError(Exception):
+    """Contradictory values in an otherwise well-typed spec: a list of (location, message)."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class InputSpec(_Model):
+    """Image size the network is built for (FLOPs are counted at this size)."""
+
+    channels: PositiveInt = 3
+    height: PositiveInt = 32
+    width: PositiveInt = 32
+
+
+class StemSpec(_Model):
+    """``cifar``: one 3x3 conv to ``channels``; ``imagenet``: 7x7/2 conv, BN, ReLU, 3x3/2 max pool."""
+
+    kind: Literal["cifar", "imagenet"] = "cifar"
+    channels: PositiveInt = 64
+
+
+class ScheduleSpec(_Model):
+    """How the layers of a block are updated."""
+
+    stages: Annotated[int, Field(ge=1, le=64)] = Field(
+        2, description="1 = Stage I only; 2 = I + II; 3, 4 ... = more alternate stages"
+    )
+    partial: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="CliqueNet-X: only the first X updates of the last stage"
+    )
+    order: list[PositiveInt] | None = Field(
+        None, description="update order of the layers, e.g. [3, 1, 2, 4]; null = ascending"
+    )
+
+
+class ScheduleOverride(_Model):
+    """A block's schedule: each unset field comes from ``defaults.schedule``."""
+
+    stages: Annotated[int, Field(ge=1, le=64)] | None = None
+    partial: Annotated[int, Field(ge=0)] | None = None
+    order: list[PositiveInt] | None = None
+
+
+class Defaults(_Model):
+    """Options inherited by every block unless the block sets them."""
+
+    kernel: Literal[1, 3, 5, 7] = Field(3, description="kernel of the W_ij (1 when bottleneck)")
+    bottleneck: bool = False
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    schedule: ScheduleSpec = ScheduleSpec()
+    feature: list[StageRef] = Field(
+        ["x0", 2], min_length=1, description="block feature: X0 and/or the newest values after a stage"
+    )
+    transit: Annotated[int, Field(ge=1, le=64)] = Field(2, description="stage carried to the next block")
+
+
+class BlockSpec(_Model):
+    """One clique block: ``layers`` layers of ``channels`` filters each."""
+
+    layers: PositiveInt
+    channels: PositiveInt
+    kernel: Literal[1, 3, 5, 7] | None = None
+    bottleneck: bool | None = None
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
+    schedule: ScheduleOverride | None = None
+    feature: list[StageRef] | None = Field(None, min_length=1)
+    transit: Annotated[int, Field(ge=1, le=64)] | None = None
+
+
+class TransitionSpec(_Model):
+    """BN -> ReLU -> 1x1 conv (C -> C) -> [squeeze-and-excitation] -> 2x2 average pool."""
+
+    attention: bool = False
+
+
+class HeadSpec(_Model):
+    """Multi-scale head: every block feature is [compressed,] BN-ReLU-pooled, then concatenated."""
+
+    compression: bool = False
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """A block with every option resolved; ``source`` maps each option to where it was set."""
+
+    index: int
+    layers: int
+    channels: int
+    kernel: int
+    bottleneck: bool
+    dropout: float
+    stages: int
+    partial: int | None
+    order: tuple[int, ...]
+    feature: tuple[Union[str, int], ...]
+    transit: int
+    source: dict[str, Loc]
+
+    @property
+    def conv_kernel(self) -> int:
+        """Kernel of the W_ij: 1x1 in a bottleneck block."""
+        return 1 if self.bottleneck else self.kernel
+
+
+class Spec(_Model):
+    """A whole clique network."""
+
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)]
+    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
+    input: InputSpec = InputSpec()
+    num_classes: Annotated[int, Field(ge=1, le=1_000_000)]
+    stem: StemSpec = StemSpec()
+    defaults: Defaults = Defaults()
+    blocks: list[BlockSpec] = Field(min_length=1, max_length=64)
+    transition: TransitionSpec = TransitionSpec()
+    head: HeadSpec = HeadSpec()
+
+    @property
+    def module_name(self) -> str:
+        """File and module name of the generated code: the spec name with - replaced by _."""
+        return self.name.replace("-", "_")
+
+    def resolved_blocks(self) -> list[BlockConfig]:
+        return [_resolve(self, b) for b in range(len(self.blocks))]
+
+    @model_validator(mode="after")
+    def _check_semantics(self) -> Spec:
+        problems: list[tuple[Loc, str]] = []
+        blocks = self.resolved_blocks()
+        for block in blocks:
+            problems += _block_problems(block, last=block.index == len(blocks) - 1)
+        problems += _size_problems(self)
+        if problems:
+            raise SpecSemanticError(problems)
+        return self
+
+
+def _resolve(spec: Spec, b: int) -> BlockConfig:
+    block, defaults = spec.blocks[b], spec.defaults
+    source: dict[str, Loc] = {}
+    values = {}
+    for key in ("kernel", "bottleneck", "dropout", "feature", "transit"):
+        own = getattr(block, key)
+        values[key] = getattr(defaults, key) if own is None else own
+        source[key] = ("defaults", key) if own is None else ("blocks", b, key)
+    for key in ("stages", "partial", "order"):
+        own = None if block.schedule is None else getattr(block.schedule, key)
+        values[key] = getattr(defaults.schedule, key) if own is None else own
+        source[key] = ("defaults", "schedule", key) if own is None else ("blocks", b, "schedule", key)
+    order = values.pop("order")
+    return BlockConfig(
+        index=b,
+        layers=block.layers,
+        channels=block.channels,
+        order=tuple(order) if order is not None else tuple(range(1, block.layers + 1)),
+        feature=tuple(values.pop("feature")),
+        source=source,
+        **values,
+    )
+
+
+def _block_problems(block: BlockConfig, last: bool) -> list[tuple[Loc, str]]:
+    n, where, problems = block.layers, block.source, []
+    at = f"block {block.index + 1} has {n} layer{'s' if n != 1 else ''}"
+    if block.stages >= 2 and n < 2:
+        problems.append((where["stages"], f"stage II needs at least 2 layers, but {at}; use stages: 1"))
+    if block.partial is not None and block.stages < 2:
+        problems.append(
+            (where["partial"], "partial applies to Stage II and later; with stages: 1 every layer is needed")
+        )
+    elif block.partial is not None and block.partial > n:
+        problems.append((where["partial"], f"partial: {block.partial} exceeds the layer count ({at})"))
+    if sorted(block.order) != list(range(1, n + 1)):
+        problems.append(
+            (where["order"], f"order must be a permutation of 1..{n} ({at}), got {list(block.order)}")
+        )
+    for i, ref in enumerate(block.feature):
+        if ref != "x0" and ref > block.stages:
+            problems.append(
+                (
+                    where["feature"] + (i,),
+                    f"feature names stage {ref}, but only {block.stages} stage(s) are computed",
+                )
+            )
+    if len(set(block.feature)) != len(block.feature):
+        problems.append((where["feature"], "feature lists the same entry twice"))
+    if block.transit > block.stages and not last:  # the last block transits nothing
+        problems.append(
+            (
+                where["transit"],
+                f"transit names stage {block.transit}, but only {block.stages} stage(s) are computed",
+            )
+        )
+    used = [ref for ref in block.feature if ref != "x0"] + ([] if last else [block.transit])
+    if not problems and max(used, default=0) < block.stages:
+        users = "`feature`" if last else "neither `feature` nor `transit`"
+        problems.append(
+            (
+                where["stages"],
+                f"stage {block.stages} of block {block.index + 1} is computed but {users} uses it"
+                f"{' (the last block has no transition)' if last else ''}; "
+                f"use stages: {max(used, default=1)} or refer to stage {block.stages}",
+            )
+        )
+    return problems
+
+
+def _size_problems(spec: Spec) -> list[tuple[Loc, str]]:
+    """Spatial size must survive the stem and every transition's 2x2 pooling."""
+    size = min(spec.input.height, spec.input.width)
+    size = size // 4 if spec.stem.kind == "imagenet" else size
+    needed = 2 ** (len(spec.blocks) - 1)
+    if size < needed:
+        return [
+            (
+                ("input",),
+                f"input of {spec.input.height}x{spec.input.width} is too small for "
+                f"{len(spec.blocks)} blocks (each transition halves it)",
+            )
+        ]
+    return []
