@@ -1,0 +1,168 @@
+"""The compiler's intermediate representations.
+
+``UpdateGraph``: a ``networkx.DiGraph`` with one node per tensor of a clique block and one
+edge per term of a stage equation (see :mod:`cliquegen.lower`).
+
+``Program``: the whole network as a flat, topologically ordered list of :class:`Op` over
+declared modules (:class:`ModuleDecl`).  Every emitter translates the same Program, so the
+FX module and the generated source compute the same thing with the same parameter names.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+#: Node of an UpdateGraph: (block, layer, stage); X0 of block b is (b, 0, 0).
+NodeId = tuple[int, int, int]
+
+#: Kinds of declared modules and what each holds.
+MODULE_KINDS = {
+    "weight": "a bare conv weight Parameter of `shape` (a W_ij, shared by every stage)",
+    "conv2d": "nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)",
+    "batch_norm": "nn.BatchNorm2d(num_features)",
+    "linear": "nn.Linear(in_features, out_features, bias=True)",
+    "dropout": "nn.Dropout(p)",
+}
+
+#: Kinds of ops; the attributes each one reads are listed after the colon.
+OP_KINDS = {
+    "input": "the network input (B, C, H, W)",
+    "call": "self.<module>(x): module",
+    "relu": "F.relu(x)",
+    "sigmoid": "torch.sigmoid(x)",
+    "cat": "torch.cat(inputs, dim=1)",
+    "max_pool": "F.max_pool2d(x, kernel_size, stride, padding): kernel_size, stride, padding",
+    "avg_pool": "F.avg_pool2d(x, kernel_size): kernel_size",
+    "global_pool": "mean over H and W -> (B, C)",
+    "scale": "x * gate[:, :, None, None] (channel-wise gate)",
+    "update": "one clique update: cat -> bn -> relu -> conv(cat(weights)) [-> dropout] "
+    "[-> bottleneck_bn -> relu -> bottleneck_conv [-> dropout]]: "
+    "bn, weights, padding, dropout, bottleneck_bn, bottleneck_conv, node",
+}
+
+
+@dataclass(frozen=True)
+class ModuleDecl:
+    """A parameter-holding (or stateless) module at dotted ``path``."""
+
+    path: str
+    kind: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One step of the Program; ``name`` is the value it defines."""
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...] = ()
+    attrs: dict[str, Any] = field(default_factory=dict)
+    part: str = ""  # stem, block1, transition1, head, classifier: for per-part tables
+    comment: str | None = None  # the stage equation of an update
+    shape: tuple[int, ...] = ()  # of the value, without the batch dimension
+    macs: int = 0  # multiply-accumulates of conv and linear layers, one image
+
+
+@dataclass
+class Program:
+    """The network as straight-line code."""
+
+    name: str
+    modules: dict[str, ModuleDecl]
+    ops: list[Op]
+    output: str
+    features: str  # pooled multi-scale feature vector, input of the classifier
+    classifier: str  # module path of the final linear layer
+
+    @property
+    def values(self) -> dict[str, Op]:
+        return {op.name: op for op in self.ops}
+
+    def parts(self) -> list[str]:
+        return list(dict.fromkeys(op.part for op in self.ops if op.part))
+
+    def module_inputs(self, op: Op) -> Iterator[str]:
+        """Module paths an op uses."""
+        if op.kind == "call":
+            yield op.attrs["module"]
+        elif op.kind == "update":
+            yield op.attrs["bn"]
+            yield from op.attrs["weights"]
+            for key in ("dropout", "bottleneck_bn", "bottleneck_conv"):
+                if op.attrs.get(key):
+                    yield op.attrs[key]
+
+    def lint(self) -> None:
+        """Check the invariants emitters rely on; a failure is a compiler bug."""
+        defined: set[str] = set()
+        used_modules: set[str] = set()
+        for op in self.ops:
+            if op.kind not in OP_KINDS:
+                raise AssertionError(f"op {op.name!r}: unknown kind {op.kind!r}")
+            if op.name in defined:
+                raise AssertionError(f"value {op.name!r} is defined twice")
+            if not is_identifier(op.name):
+                raise AssertionError(f"value {op.name!r} is not a safe identifier")
+            for name in op.inputs:
+                if name not in defined:
+                    raise AssertionError(f"op {op.name!r} uses {name!r} before it is defined")
+            for path in self.module_inputs(op):
+                if path not in self.modules:
+                    raise AssertionError(f"op {op.name!r} uses undeclared module {path!r}")
+                used_modules.add(path)
+            defined.add(op.name)
+        for name in (self.output, self.features):
+            if name not in defined:
+                raise AssertionError(f"{name!r} is never defined")
+        unused = set(self.modules) - used_modules
+        if unused:
+            raise AssertionError(f"declared but unused modules: {sorted(unused)}")
+        for path, decl in self.modules.items():
+            if decl.kind not in MODULE_KINDS:
+                raise AssertionError(f"module {path!r}: unknown kind {decl.kind!r}")
+            if not all(is_identifier(part) for part in path.split(".")):
+                raise AssertionError(f"module path {path!r} is not made of identifiers")
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_identifier(name: str) -> bool:
+    return bool(_IDENTIFIER.match(name)) and not keyword.iskeyword(name)
+
+
+def sanitize_identifier(text: str) -> str:
+    """The one function that turns user text into a Python identifier."""
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text)
+    if not name or name[0].isdigit():
+        name = "_" + name
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        name += "_"
+    return name
+
+
+def node_label(layer: int, stage: int) -> str:
+    """``X0`` or ``X3(2)``: how the paper writes a tensor."""
+    return "X0" if layer == 0 else f"X{layer}({stage})"
+
+
+def weight_label(i: int, j: int) -> str:
+    """``W13`` in the paper's notation; ``W1,12`` once an index has two digits."""
+    return f"W{i}{j}" if i < 10 and j < 10 else f"W{i},{j}"
+
+
+def equation(graph: nx.DiGraph, node: NodeId) -> str:
+    """The stage equation of an updated tensor, e.g. ``X3(2) = g(W13*X1(2) + W43*X4(1))``."""
+    terms = [
+        f"{weight_label(*graph.edges[src, node]['weight'])}*{node_label(src[1], src[2])}"
+        for src in sorted(graph.predecessors(node), key=lambda n: n[1])
+    ]
+    _, layer, stage = node
+    return f"{node_label(layer, stage)} = g({' + '.join(terms)})"
