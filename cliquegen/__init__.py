@@ -1,0 +1,33 @@
+"""cliquegen: compile declarative CliqueNet specs into PyTorch models.
+
+spec = cliquegen.load_spec("specs/cifar10/cliquenet-k36-t12.yaml")
+compiled = cliquegen.compile_spec(spec)     # .graph: UpdateGraph, .program: Program
+model = cliquegen.build_fx(spec)            # torch.fx.GraphModule
+model = cliquegen.create_model("cliquenet-k36-t12", num_classes=100)
+"""
+
+from ._builder import build_fx
+from .errors import CliqueGenError, Diagnostic, SpecError, UsageError
+from .loader import load_spec
+from .lower import Compiled, compile_spec
+from .registry import create_model, list_models
+from .spec import Spec
+from .summary import Summary, summarize
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CliqueGenError",
+    "Compiled",
+    "Diagnostic",
+    "Spec",
+    "SpecError",
+    "Summary",
+    "UsageError",
+    "build_fx",
+    "compile_spec",
+    "create_model",
+    "list_models",
+    "load_spec",
+    "summarize",
+]

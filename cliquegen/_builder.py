@@ -1,0 +1,25 @@
+"""One build path from a Spec to a model, shared by the API, the factory and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from .emit.fx import CliqueNetGraphModule, emit_fx
+from .ir import sanitize_identifier
+from .lower import compile_spec
+from .spec import Spec
+
+
+def class_name(spec: Spec) -> str:
+    """``cliquenet-k36-t12`` -> ``CliquenetK36T12``."""
+    return sanitize_identifier("".join(part.capitalize() for part in spec.name.split("-")))
+
+
+def build_fx(spec: Spec) -> CliqueNetGraphModule:
+    """The spec's network as a freshly initialised ``torch.fx.GraphModule``."""
+    return emit_fx(compile_spec(spec).program, class_name=class_name(spec))
+
+
+EMITTERS: dict[str, Callable[[Spec], nn.Module]] = {"fx": build_fx}

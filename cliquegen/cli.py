@@ -1,0 +1,128 @@
+"""The ``cliquegen`` command line.  Exit status: 0 ok, 2 bad input, 1 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import CliqueGenError, SpecError
+from .loader import load_spec
+from .lower import compile_spec
+from .registry import resolve_spec, shipped_specs
+from .schema import spec_schema
+from .summary import Summary, summarize
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+
+_stdout = Console(highlight=False, soft_wrap=True)
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.3f}M"
+
+
+def _giga(n: int) -> str:
+    return f"{n / 1e9:.3f}G"
+
+
+def _summary_table(summary: Summary) -> Table:
+    table = Table(title=f"{summary.name}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
+    for column in ("part", "output", "params", "MACs", "FLOPs"):
+        table.add_column(column, justify="left" if column in ("part", "output") else "right")
+    for part in summary.parts:
+        shape = "x".join(map(str, part.output))
+        table.add_row(part.part, shape, f"{part.params:,}", f"{part.macs:,}", _giga(part.flops))
+    table.add_section()
+    table.add_row("total", "", f"{summary.params:,}", f"{summary.macs:,}", _giga(summary.flops))
+    return table
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    diagnostics = []
+    for path in args.specs:
+        try:
+            spec = load_spec(Path(path))
+        except SpecError as error:
+            diagnostics += error.diagnostics
+        else:
+            _stdout.print(f"{path}: ok ({spec.name})")
+    if diagnostics:
+        raise SpecError(diagnostics)
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    summary = summarize(compile_spec(resolve_spec(args.spec)))
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        _stdout.print(_summary_table(summary))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name, path in shipped_specs().items():
+        summary = summarize(compile_spec(load_spec(path)))
+        rows.append({"name": name, "path": str(path), "params": summary.params, "flops": summary.flops})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = Table(title="shipped specs")
+    for column in ("name", "params", "FLOPs", "path"):
+        table.add_column(column, justify="right" if column in ("params", "FLOPs") else "left")
+    for row in rows:
+        table.add_row(row["name"], _millions(row["params"]), _giga(row["flops"]), row["path"])
+    _stdout.print(table)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(spec_schema(), indent=2))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cliquegen", description="Compile declarative CliqueNet specs into PyTorch models."
+    )
+    parser.add_argument("--version", action="version", version=f"cliquegen {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = add("validate", cmd_validate, "check specs; errors as PATH:LINE:COL: error: MESSAGE")
+    sub.add_argument("specs", nargs="+", metavar="SPEC")
+    sub = add("summary", cmd_summary, "parameters, MACs and FLOPs, per block")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = add("list", cmd_list, "the shipped specs with their sizes")
+    sub.add_argument("--json", action="store_true", help="print a JSON list")
+    add("schema", cmd_schema, "print the JSON Schema of the spec format")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except CliqueGenError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Emitters: each turns the same Program into something runnable or readable."""
