@@ -93,7 +93,7 @@ def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
                 "config": block,
                 "input_channels": c0,
                 "feature": feature,
-                "transit": newest_after(block.transit),
+                "transit": newest_after(block.transit) if b + 1 < len(blocks) else [],  # the last: none
             }
         )
     return graph

@@ -36,8 +36,9 @@ def block_dicts(draw, *, max_layers: int = 6) -> dict:
 def specs(draw, *, max_blocks: int = 3, max_layers: int = 6) -> Spec:
     blocks = draw(st.lists(block_dicts(max_layers=max_layers), min_size=1, max_size=max_blocks))
     last = blocks[-1]
-    if last["schedule"]["stages"] not in last["feature"]:  # the last block transits nothing
+    if last["schedule"]["stages"] not in last["feature"]:  # the last block transits nothing,
         last["feature"].append(last["schedule"]["stages"])
+    last["transit"] = draw(st.integers(1, 4))  # so its transit is ignored, even beyond its stages
     imagenet = draw(st.booleans())
     size = 32 if imagenet else 8
     return Spec.model_validate(
