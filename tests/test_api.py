@@ -1,0 +1,94 @@
+"""The Python API: load, compile, build and the timm-style factory."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import networkx as nx
+import pytest
+import torch
+
+import cliquegen
+from cliquegen import SpecError, UsageError, create_model, load_spec
+
+TINY = """
+name: tiny
+num_classes: 5
+input: {channels: 2, height: 8, width: 8}
+stem: {channels: 4}
+blocks:
+  - {layers: 3, channels: 4}
+  - {layers: 2, channels: 3, schedule: {stages: 3}, feature: [x0, 3], transit: 3}
+"""
+
+
+def test_compile_spec_gives_the_update_graph_contract() -> None:
+    graph = cliquegen.compile_spec(load_spec(TINY)).graph
+    assert isinstance(graph, nx.DiGraph)
+    assert nx.is_directed_acyclic_graph(graph)
+    for node, data in graph.nodes(data=True):
+        assert node == (data["block"], data["layer"], data["stage"])
+        assert (data["layer"] == 0) == (data["stage"] == 0)
+    for src, dst, data in graph.edges(data=True):
+        assert data["weight"] == (src[1], dst[1])
+        assert graph.nodes[src]["step"] < graph.nodes[dst]["step"] or src[1] == 0
+    block2 = [n for n in graph if n[0] == 1 and n[1] > 0]
+    assert sorted(graph.nodes[n]["step"] for n in block2) == list(range(1, 7))  # 2 layers x 3 stages
+
+
+def test_create_model_overrides_and_drops_none() -> None:
+    model = create_model("cliquenet-k36-t12", num_classes=100, in_chans=1, drop_rate=None)
+    assert model.classifier.out_features == 100
+    assert model.stem.conv.in_channels == 1
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 100)
+
+
+def test_create_model_from_a_path(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    assert create_model(path)(torch.randn(1, 2, 8, 8)).shape == (1, 5)
+    assert create_model(str(path), num_classes=3)(torch.randn(1, 2, 8, 8)).shape == (1, 3)
+
+
+def test_create_model_errors_say_the_fix() -> None:
+    with pytest.raises(UsageError, match=r"Unknown model 'cliquenet-k36-t21'.*Did you mean 'cliquenet-k36-t12'"):
+        create_model("cliquenet-k36-t21")
+    with pytest.raises(UsageError, match="did you mean `num_classes`"):
+        create_model("cliquenet-k36-t12", num_clases=3)
+    with pytest.raises(UsageError, match="unknown emitter"):
+        create_model("cliquenet-k36-t12", emit="onnx")
+    with pytest.raises(SpecError, match="num_classes"):
+        create_model("cliquenet-k36-t12", num_classes=0)
+
+
+def test_model_helpers_and_deepcopy() -> None:
+    torch.manual_seed(0)
+    model = cliquegen.build_fx(load_spec(TINY)).eval()
+    x = torch.randn(3, 2, 8, 8)
+    features = model.forward_features(x)
+    assert features.shape == (3, model.num_features)
+    assert model.num_features == (4 + 3 * 4) + (12 + 2 * 3)  # cat(X0, last stage) per block
+    torch.testing.assert_close(model.forward_head(features), model(x))
+    assert model.forward_head(features, pre_logits=True) is features
+    twin = copy.deepcopy(model)
+    torch.testing.assert_close(twin.forward_features(x), features)
+    model.reset_classifier(7)
+    assert model(x).shape == (3, 7)
+    assert twin(x).shape == (3, 5)
+
+
+def test_fx_code_reads_with_the_program_names() -> None:
+    code = cliquegen.build_fx(load_spec(TINY)).code
+    for name in ("b1_x0", "b1_x3_s2", "b2_x2_s3", "self.block1.w0_1", "features", "logits"):
+        assert name in code
+
+
+def test_same_seed_same_weights() -> None:
+    spec = load_spec(TINY)
+    torch.manual_seed(3)
+    first = cliquegen.build_fx(spec).state_dict()
+    torch.manual_seed(3)
+    second = cliquegen.build_fx(spec).state_dict()
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[key], second[key]) for key in first)
