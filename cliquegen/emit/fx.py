@@ -14,32 +14,16 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..ir import ModuleDecl, Op, Program
+from ._runtime import CONSTRUCTORS
 
 FEATURES = "features"  # name of the pooled multi-scale feature vector in every Program
 
 
 def instantiate(decl: ModuleDecl) -> nn.Module | nn.Parameter:
-    """Create a declared module with its initial weights."""
-    a = decl.args
-    if decl.kind == "weight":
-        weight = nn.Parameter(torch.empty(a["shape"]))
-        nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
-        return weight
-    if decl.kind == "conv2d":
-        conv = nn.Conv2d(
-            a["in_channels"], a["out_channels"], a["kernel_size"], a["stride"], a["padding"], bias=False
-        )
-        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-        return conv
-    if decl.kind == "batch_norm":
-        return nn.BatchNorm2d(a["num_features"])
-    if decl.kind == "linear":
-        linear = nn.Linear(a["in_features"], a["out_features"])
-        nn.init.zeros_(linear.bias)
-        return linear
-    if decl.kind == "dropout":
-        return nn.Dropout(a["p"])
-    raise ValueError(f"unknown module kind {decl.kind!r} for {decl.path!r}")
+    """Create a declared module with its initial weights (the policy lives in ``_runtime``)."""
+    if decl.kind not in CONSTRUCTORS:
+        raise ValueError(f"unknown module kind {decl.kind!r} for {decl.path!r}")
+    return CONSTRUCTORS[decl.kind](**decl.args)
 
 
 def build_root(program: Program) -> nn.Module:
