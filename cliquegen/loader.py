@@ -456,7 +456,7 @@ def _explain_problem(loc: Loc, message: str, tree: _Tree) -> Diagnostic:
 def _value_message(loc: Loc, item: dict[str, Any], node: yaml.Node) -> str:
     expected = _expectation(item)
     if expected is None:  # no better wording: pydantic's own, in our style
-        msg = item["msg"]
+        msg = item["msg"].removeprefix("Value error, ")  # raised by our own validators
         return f"{_label(loc)}: {msg[:1].lower()}{msg[1:]}"
     message = f"{_label(loc)} must be {expected}, got {_describe(item['input'], node)}"
     return message + _hint(item, node)

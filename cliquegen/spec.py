@@ -10,15 +10,24 @@ that holds the offending value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
-Loc = tuple[Union[str, int], ...]
+Loc = tuple[str | int, ...]
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
 PositiveInt = Annotated[int, Field(ge=1, le=100_000)]
-StageRef = Union[Literal["x0"], Annotated[int, Field(ge=1, le=64)]]
+
+
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):  # Literal[1, ...] would take True == 1
+        raise ValueError("expected a kernel size (1, 3, 5 or 7), got a boolean")
+    return value
+
+
+Kernel = Annotated[Literal[1, 3, 5, 7], BeforeValidator(_not_a_bool)]
+StageRef = Literal["x0"] | Annotated[int, Field(ge=1, le=64)]
 
 
 class SpecSemanticError(Exception):
@@ -73,7 +82,7 @@ class ScheduleOverride(_Model):
 class Defaults(_Model):
     """Options inherited by every block unless the block sets them."""
 
-    kernel: Literal[1, 3, 5, 7] = Field(3, description="kernel of the W_ij (1 when bottleneck)")
+    kernel: Kernel = Field(3, description="kernel of the W_ij (1 when bottleneck)")
     bottleneck: bool = False
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     schedule: ScheduleSpec = ScheduleSpec()
@@ -88,7 +97,7 @@ class BlockSpec(_Model):
 
     layers: PositiveInt
     channels: PositiveInt
-    kernel: Literal[1, 3, 5, 7] | None = None
+    kernel: Kernel | None = None
     bottleneck: bool | None = None
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
     schedule: ScheduleOverride | None = None
@@ -121,7 +130,7 @@ class BlockConfig:
     stages: int
     partial: int | None
     order: tuple[int, ...]
-    feature: tuple[Union[str, int], ...]
+    feature: tuple[str | int, ...]
     transit: int
     source: dict[str, Loc]
 
@@ -168,14 +177,23 @@ def _resolve(spec: Spec, b: int) -> BlockConfig:
     block, defaults = spec.blocks[b], spec.defaults
     source: dict[str, Loc] = {}
     values = {}
+    # where a value came from: the block, an explicit default, or (built-in default) the block
+    written_defaults = defaults.model_fields_set if "defaults" in spec.model_fields_set else set()
+    written_schedule = defaults.schedule.model_fields_set if "schedule" in written_defaults else set()
     for key in ("kernel", "bottleneck", "dropout", "feature", "transit"):
         own = getattr(block, key)
         values[key] = getattr(defaults, key) if own is None else own
-        source[key] = ("defaults", key) if own is None else ("blocks", b, key)
+        if own is None:
+            source[key] = ("defaults", key) if key in written_defaults else ("blocks", b)
+        else:
+            source[key] = ("blocks", b, key)
     for key in ("stages", "partial", "order"):
         own = None if block.schedule is None else getattr(block.schedule, key)
         values[key] = getattr(defaults.schedule, key) if own is None else own
-        source[key] = ("defaults", "schedule", key) if own is None else ("blocks", b, "schedule", key)
+        if own is None and key in written_schedule:
+            source[key] = ("defaults", "schedule", key)
+        else:
+            source[key] = ("blocks", b, "schedule", key) if block.schedule is not None else ("blocks", b)
     order = values.pop("order")
     return BlockConfig(
         index=b,
@@ -188,48 +206,50 @@ def _resolve(spec: Spec, b: int) -> BlockConfig:
     )
 
 
+def _stages_of(block: BlockConfig) -> str:
+    count = "only 1 stage is" if block.stages == 1 else f"only {block.stages} stages are"
+    return f"{count} computed{{in_block}}"
+
+
 def _block_problems(block: BlockConfig, last: bool) -> list[tuple[Loc, str]]:
-    n, where, problems = block.layers, block.source, []
+    n, problems = block.layers, []
     at = f"block {block.index + 1} has {n} layer{'s' if n != 1 else ''}"
+
+    def problem(key: str, message: str, index: int | None = None) -> None:
+        loc = block.source[key]
+        # a problem in `defaults` reads the same for every block it affects, so it is reported once
+        message = message.format(in_block="" if loc[0] == "defaults" else f" in block {block.index + 1}")
+        if loc == ("blocks", block.index):  # not written anywhere: the built-in default applies
+            value = getattr(block, key)
+            shown = f"[{', '.join(map(str, value))}]" if isinstance(value, tuple) else value
+            message += f" (the built-in default `{key}: {shown}` applies)"
+        elif index is not None:
+            loc += (index,)
+        problems.append((loc, message))
+
     if block.stages >= 2 and n < 2:
-        problems.append((where["stages"], f"stage II needs at least 2 layers, but {at}; use stages: 1"))
+        problem("stages", f"stage II needs at least 2 layers, but {at}; use stages: 1")
     if block.partial is not None and block.stages < 2:
-        problems.append(
-            (where["partial"], "partial applies to Stage II and later; with stages: 1 every layer is needed")
-        )
+        problem("partial", "partial applies to Stage II and later; with stages: 1 every layer is needed")
     elif block.partial is not None and block.partial > n:
-        problems.append((where["partial"], f"partial: {block.partial} exceeds the layer count ({at})"))
+        problem("partial", f"partial: {block.partial} exceeds the layer count ({at})")
     if sorted(block.order) != list(range(1, n + 1)):
-        problems.append(
-            (where["order"], f"order must be a permutation of 1..{n} ({at}), got {list(block.order)}")
-        )
+        problem("order", f"order must be a permutation of 1..{n} ({at}), got {list(block.order)}")
     for i, ref in enumerate(block.feature):
         if ref != "x0" and ref > block.stages:
-            problems.append(
-                (
-                    where["feature"] + (i,),
-                    f"feature names stage {ref}, but only {block.stages} stage(s) are computed",
-                )
-            )
+            problem("feature", f"feature names stage {ref}, but {_stages_of(block)}", index=i)
     if len(set(block.feature)) != len(block.feature):
-        problems.append((where["feature"], "feature lists the same entry twice"))
+        problem("feature", "feature lists the same entry twice")
     if block.transit > block.stages and not last:  # the last block transits nothing
-        problems.append(
-            (
-                where["transit"],
-                f"transit names stage {block.transit}, but only {block.stages} stage(s) are computed",
-            )
-        )
+        problem("transit", f"transit names stage {block.transit}, but {_stages_of(block)}")
     used = [ref for ref in block.feature if ref != "x0"] + ([] if last else [block.transit])
     if not problems and max(used, default=0) < block.stages:
         users = "`feature`" if last else "neither `feature` nor `transit`"
-        problems.append(
-            (
-                where["stages"],
-                f"stage {block.stages} of block {block.index + 1} is computed but {users} uses it"
-                f"{' (the last block has no transition)' if last else ''}; "
-                f"use stages: {max(used, default=1)} or refer to stage {block.stages}",
-            )
+        problem(
+            "stages",
+            f"stage {block.stages} of block {block.index + 1} is computed but {users} uses it"
+            f"{' (the last block has no transition)' if last else ''}; "
+            f"use stages: {max(used, default=1)} or refer to stage {block.stages}",
         )
     return problems
 
