@@ -90,6 +90,33 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import_weights(args: argparse.Namespace) -> int:
+    from . import weights
+
+    spec = resolve_spec(args.spec)
+    conversion = weights.convert_from_official(weights.load_weights_file(args.source), spec)
+    weights.check_loads(conversion.state_dict, spec)
+    weights.save_weights_file(conversion.state_dict, args.output)
+    notes = [f"ignored the unused {key}" for key in conversion.ignored]
+    if conversion.filled:
+        notes.append(f"set {len(conversion.filled)} missing num_batches_tracked to 0")
+    _stdout.print(
+        f"wrote {args.output}: {len(conversion.state_dict)} tensors for {spec.name}"
+        + "".join(f"\n  {note}" for note in notes)
+    )
+    return EXIT_OK
+
+
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    from . import weights
+
+    spec = resolve_spec(args.spec)
+    checkpoint = weights.official_checkpoint(weights.load_weights_file(args.source), spec)
+    weights.save_weights_file(checkpoint, args.output)
+    _stdout.print(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cliquegen", description="Compile declarative CliqueNet specs into PyTorch models."
@@ -110,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("list", cmd_list, "the shipped specs with their sizes")
     sub.add_argument("--json", action="store_true", help="print a JSON list")
     add("schema", cmd_schema, "print the JSON Schema of the spec format")
+    sub = add("import-weights", cmd_import_weights, "convert the authors' checkpoint to a state_dict")
+    sub.add_argument("--format", choices=["official-pytorch"], default="official-pytorch")
+    sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar) or state_dict")
+    sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
+    sub.add_argument("-o", "--output", required=True, metavar="OUT", help="state_dict file to write")
+    sub = add("export-weights", cmd_export_weights, "write a state_dict as the authors' checkpoint")
+    sub.add_argument("--to", choices=["official-pytorch"], default="official-pytorch")
+    sub.add_argument("source", metavar="SRC", help="state_dict of a cliquegen model")
+    sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
+    sub.add_argument("-o", "--output", required=True, metavar="OUT", help="checkpoint file to write")
     return parser
 
 

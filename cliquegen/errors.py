@@ -37,3 +37,7 @@ class SpecError(CliqueGenError):
 
 class UsageError(CliqueGenError):
     """A bad command-line request (unknown model name, missing tool, ...)."""
+
+
+class WeightsError(CliqueGenError):
+    """A weights file or state_dict that cannot be read or does not fit the spec."""

@@ -1,0 +1,414 @@
+"""The authors' PyTorch ImageNet checkpoints <-> cliquegen state_dicts.
+
+The authors' ImageNet code (PAPER.md, "The authors' PyTorch ImageNet checkpoint layout")
+names its modules ``fir_trans``, ``list_block.b.conv_param.{i*(n+1)+j}``, ``loop_bn`` ...;
+cliquegen names the same tensors ``stem.conv``, ``block{b+1}.w{i}_{j}``, ``bn{j}_s2`` ...
+:func:`official_mapping` pairs the two names of every tensor, with the shape cliquegen
+expects, from the spec's compiled Program; :func:`from_official` and :func:`to_official`
+apply it strictly: every source tensor is used exactly once, every target is filled, every
+shape is checked, and anything else raises :class:`~cliquegen.errors.WeightsError`.
+
+Two tolerated differences, both documented in ``docs/weights.md``:
+
+- ``num_batches_tracked`` buffers are mapped when present and filled with 0 when absent
+  (checkpoints saved before PyTorch 0.4.1 have none; eval-mode BatchNorm does not read them);
+- ``list_block.b.conv_param.0`` (i = 0, j = 0: X0 into X0, which no equation uses) is
+  accepted and ignored; every other unused ``conv_param`` entry is an error.
+
+:func:`load_weights_file` and :func:`save_weights_file` are the only ways the CLI touches
+weight files: loading never unpickles anything but tensors and plain containers
+(``weights_only=True``), and saving is atomic.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import WeightsError
+from .ir import ModuleDecl
+from .lower import compile_spec
+from .spec import Spec
+
+#: Name of the only format so far, as the CLI spells it.
+OFFICIAL_FORMAT = "official-pytorch"
+
+#: Weight files larger than this are refused before reading (the authors' S3 checkpoint,
+#: optimizer state included, is about 120 MB).
+MAX_FILE_BYTES = 2 * 1024**3
+
+#: The prefix ``nn.DataParallel`` adds to every key of the model it wraps.
+DATA_PARALLEL_PREFIX = "module."
+
+#: Tensors of each kind of declared module, as suffixes of the module path
+#: ("" is a bare Parameter, e.g. a W_ij).
+_TENSORS = {
+    "weight": ("",),
+    "conv2d": (".weight",),
+    "batch_norm": (".weight", ".bias", ".running_mean", ".running_var", ".num_batches_tracked"),
+    "linear": (".weight", ".bias"),
+    "dropout": (),
+}
+
+_BLOCK_MODULE = re.compile(
+    r"^block(?P<block>\d+)\.(?:"
+    r"w(?P<i>\d+)_(?P<j>\d+)"
+    r"|bn(?P<bn>\d+)_s(?P<bn_stage>\d+)"
+    r"|bottleneck_bn(?P<bbn>\d+)_s(?P<bbn_stage>\d+)"
+    r"|bottleneck(?P<bottle>\d+)"
+    r")$"
+)
+_NUMBERED_MODULE = re.compile(
+    r"^(?P<part>transition|head\.compress|head\.bn)(?P<block>\d+)(?P<rest>(\..*)?)$"
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One tensor under its two names, with the shape cliquegen's model gives it."""
+
+    ours: str
+    theirs: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class Conversion:
+    """A converted state_dict and what the conversion tolerated on the way."""
+
+    state_dict: dict[str, torch.Tensor]
+    ignored: list[str] = field(default_factory=list)  # source keys accepted but not used
+    filled: list[str] = field(default_factory=list)  # target keys the source lacked (zeros)
+
+
+# --------------------------------------------------------------------------- the mapping
+
+
+def check_convertible(spec: Spec) -> None:
+    """Raise WeightsError unless the spec has the layout the authors' ImageNet code builds."""
+    problems = []
+    if spec.stem.kind != "imagenet":
+        problems.append(f"stem.kind is {spec.stem.kind!r}; their code has the imagenet stem")
+    if spec.input.channels != 3:
+        problems.append(f"input.channels is {spec.input.channels}; their stem reads 3 channels")
+    if not spec.head.compression:
+        problems.append("head.compression is false; their head always compresses")
+    for block in spec.resolved_blocks():
+        at = f"block {block.index + 1}"
+        if not block.bottleneck:
+            problems.append(f"{at}: bottleneck is false; their blocks always have the bottleneck")
+        elif block.kernel != 3:
+            problems.append(f"{at}: kernel is {block.kernel}; their bottleneck convs are 3x3")
+        if block.stages != 2:
+            problems.append(f"{at}: stages is {block.stages}; their blocks run Stage I and Stage II")
+        if block.partial is not None:
+            problems.append(f"{at}: partial is {block.partial}; their Stage II updates every layer")
+        if list(block.order) != sorted(block.order):
+            problems.append(f"{at}: order is {list(block.order)}; their order is ascending")
+        if list(block.feature) != ["x0", 2]:
+            problems.append(f"{at}: feature is {list(block.feature)}; their block feature is [x0, 2]")
+        if block.transit != 2 and block.index + 1 < len(spec.blocks):
+            problems.append(f"{at}: transit is {block.transit}; they carry Stage II to the next block")
+    if problems:
+        raise WeightsError(
+            f"spec {spec.name!r} cannot hold the authors' {OFFICIAL_FORMAT} weights:\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def official_mapping(spec: Spec) -> list[Entry]:
+    """Every tensor of the spec's model: cliquegen name, authors' name (no ``module.``), shape.
+
+    In cliquegen's parameter order; raises WeightsError for a spec their code cannot express.
+    """
+    check_convertible(spec)
+    program = compile_spec(spec).program
+    layers = [block.layers for block in spec.resolved_blocks()]
+    entries = []
+    for path, decl in program.modules.items():
+        theirs = _official_module(path, layers)
+        for suffix, shape in zip(_TENSORS[decl.kind], _shapes(decl), strict=True):
+            name = theirs + (suffix or ".weight")  # a bare W_ij is their conv's .weight
+            entries.append(Entry(path + suffix, name, shape))
+    return entries
+
+
+def _official_module(path: str, layers: list[int]) -> str:
+    """The authors' module path of one of our module paths."""
+    fixed = {"stem.conv": "fir_trans", "stem.bn": "fir_bn", "classifier": "fc"}
+    if path in fixed:
+        return fixed[path]
+    match = _BLOCK_MODULE.match(path)
+    if match:
+        g = {key: int(value) for key, value in match.groupdict().items() if value is not None}
+        b = g["block"] - 1
+        at = f"list_block.{b}"
+        if "i" in g:  # W_ij, i = 0 is X0
+            return f"{at}.conv_param.{g['i'] * (layers[b] + 1) + g['j']}"
+        if "bottle" in g:
+            return f"{at}.conv_param_bottle.{g['bottle'] - 1}"
+        if "bn" in g:
+            return f"{at}.{_stage_list('bn', g['bn_stage'])}.{g['bn'] - 1}"
+        return f"{at}.{_stage_list('bn_b', g['bbn_stage'])}.{g['bbn'] - 1}"
+    match = _NUMBERED_MODULE.match(path)
+    if match:
+        b = int(match["block"]) - 1
+        part = {"transition": "list_trans", "head.compress": "list_compress", "head.bn": "list_gb"}
+        rest = match["rest"] if match["part"] != "head.bn" else ".bn"
+        return f"{part[match['part']]}.{b}{rest}"
+    raise WeightsError(f"internal: no name in the {OFFICIAL_FORMAT} layout for module {path!r}")
+
+
+def _stage_list(kind: str, stage: int) -> str:
+    """Their BatchNorm lists: forward_* for Stage I, loop_* for Stage II."""
+    if stage not in (1, 2):
+        raise WeightsError(f"internal: the {OFFICIAL_FORMAT} layout has no stage {stage}")
+    return ("forward_" if stage == 1 else "loop_") + kind
+
+
+def _shapes(decl: ModuleDecl) -> list[tuple[int, ...]]:
+    """Shapes of the tensors of a declared module, in the order of ``_TENSORS[kind]``."""
+    a = decl.args
+    if decl.kind == "weight":
+        return [tuple(a["shape"])]
+    if decl.kind == "conv2d":
+        return [(a["out_channels"], a["in_channels"], a["kernel_size"], a["kernel_size"])]
+    if decl.kind == "batch_norm":
+        c = a["num_features"]
+        return [(c,), (c,), (c,), (c,), ()]
+    if decl.kind == "linear":
+        return [(a["out_features"], a["in_features"]), (a["out_features"],)]
+    if decl.kind == "dropout":
+        return []
+    raise WeightsError(f"internal: unknown module kind {decl.kind!r} of {decl.path!r}")
+
+
+def _is_ignored_official_key(key: str) -> bool:
+    """``list_block.b.conv_param.0.weight``: W_00 (X0 into X0), built by some versions of
+    their code but used by no equation."""
+    return re.fullmatch(r"list_block\.\d+\.conv_param\.0\.weight", key) is not None
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def from_official(state_dict: Mapping[str, Any], spec: Spec) -> dict[str, torch.Tensor]:
+    """The authors' checkpoint (full dict or bare state_dict, ``module.`` keys or not) in
+    cliquegen's names, ready for ``create_model(spec).load_state_dict(..., strict=True)``."""
+    return convert_from_official(state_dict, spec).state_dict
+
+
+def to_official(state_dict: Mapping[str, Any], spec: Spec) -> dict[str, torch.Tensor]:
+    """A cliquegen state_dict in the authors' names (no ``module.`` prefix; see
+    :func:`official_checkpoint` for the file their training script writes)."""
+    pairs = [(e.ours, e.theirs, e.shape) for e in official_mapping(spec)]
+    source = _plain_state_dict(state_dict)
+    _check_overlap(source, pairs, "the cliquegen", f"the {OFFICIAL_FORMAT} checkpoint", "export-weights")
+    return _convert(source, pairs, ignore=lambda key: False).state_dict
+
+
+def convert_from_official(state_dict: Mapping[str, Any], spec: Spec) -> Conversion:
+    """:func:`from_official`, also saying which keys were ignored or filled."""
+    pairs = [(e.theirs, e.ours, e.shape) for e in official_mapping(spec)]
+    source = _plain_state_dict(state_dict)
+    _check_overlap(source, pairs, f"the {OFFICIAL_FORMAT}", "a cliquegen state_dict", "import-weights")
+    return _convert(source, pairs, ignore=_is_ignored_official_key)
+
+
+def _check_overlap(
+    source: dict[str, Any], pairs: list[tuple[str, str, tuple[int, ...]]], layout: str, other: str, fix: str
+) -> None:
+    """A clear message when no key at all is of the expected layout (the wrong kind of file)."""
+    names = {name for name, _, _ in pairs}
+    if names & set(source):
+        return
+    keys = sorted(source)
+    hint = ""
+    if {target for _, target, _ in pairs} & set(source):
+        hint = f"; its keys are those of {other} already: no `{fix}` is needed"
+    raise WeightsError(
+        f"no key of the state_dict ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}) "
+        f"is a key of {layout} layout (such as {pairs[0][0]}){hint}"
+    )
+
+
+def official_checkpoint(state_dict: Mapping[str, Any], spec: Spec, *, epoch: int = 0) -> dict[str, Any]:
+    """What their ImageNet training script saves: ``module.``-prefixed weights (it trains under
+    ``nn.DataParallel``), the epoch, best top-1 and an SGD state their ``--resume`` accepts."""
+    theirs = to_official(state_dict, spec)
+    params = [key for key in theirs if not key.rsplit(".", 1)[-1].startswith(("running_", "num_batches"))]
+    sgd_group = {
+        "lr": 0.1,
+        "momentum": 0.9,
+        "dampening": 0,
+        "weight_decay": 1e-4,
+        "nesterov": False,
+        "params": list(range(len(params))),
+    }
+    return {
+        "epoch": epoch,
+        "arch": spec.module_name,
+        "state_dict": {DATA_PARALLEL_PREFIX + key: value for key, value in theirs.items()},
+        "best_prec1": 0.0,
+        "optimizer": {"state": {}, "param_groups": [sgd_group]},
+    }
+
+
+def check_loads(state_dict: Mapping[str, torch.Tensor], spec: Spec) -> None:
+    """Raise WeightsError unless ``create_model(spec)`` loads the state_dict with strict=True."""
+    from ._builder import build_fx
+
+    try:
+        build_fx(spec).load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        raise WeightsError(f"the converted weights do not load into {spec.name!r}: {error}") from None
+
+
+def _plain_state_dict(obj: Any) -> dict[str, Any]:
+    """The state_dict inside a checkpoint, with any ``module.`` prefix removed."""
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"expected a state_dict (a dict of tensors), got {type(obj).__name__}")
+    if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+        obj = obj["state_dict"]  # {"epoch", "state_dict", "best_prec1", "optimizer"}
+    plain: dict[str, Any] = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"expected a state_dict with string keys, found the key {key!r}")
+        name = key[len(DATA_PARALLEL_PREFIX) :] if key.startswith(DATA_PARALLEL_PREFIX) else key
+        if name in plain:
+            raise WeightsError(f"the key {name!r} appears both with and without the `module.` prefix")
+        plain[name] = value
+    if not plain:
+        raise WeightsError("the state_dict is empty")
+    return plain
+
+
+def _convert(
+    source: dict[str, Any], pairs: list[tuple[str, str, tuple[int, ...]]], ignore: Callable[[str], bool]
+) -> Conversion:
+    """Copy ``source[name]`` to ``target`` for every (name, target, shape); strict about the rest."""
+    result = Conversion({})
+    problems: list[str] = []
+    for name, target, shape in pairs:
+        value = source.get(name)
+        if value is None:
+            if name.endswith(".num_batches_tracked"):  # absent from pre-0.4.1 checkpoints
+                result.state_dict[target] = torch.zeros((), dtype=torch.long)
+                result.filled.append(target)
+            else:
+                problems.append(f"missing {name} (for {target}, shape {_shape(shape)})")
+        elif not isinstance(value, torch.Tensor):
+            problems.append(f"{name} (for {target}) is a {type(value).__name__}, not a tensor")
+        elif tuple(value.shape) != shape:
+            problems.append(
+                f"{name} (for {target}) has shape {_shape(value.shape)}, expected {_shape(shape)}"
+            )
+        else:
+            result.state_dict[target] = value.detach().clone()
+    used = {name for name, _, _ in pairs}
+    for key, value in source.items():
+        if key in used:
+            continue
+        if ignore(key):
+            result.ignored.append(key)
+        else:
+            problems.append(f"unexpected {key} (shape {_shape(getattr(value, 'shape', '?'))})")
+    if problems:
+        shown = "\n  ".join(problems[:8])
+        more = f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else ""
+        plural = "s" if len(problems) > 1 else ""
+        raise WeightsError(
+            f"the weights do not fit the spec ({len(problems)} problem{plural}):\n  {shown}{more}"
+        )
+    return result
+
+
+def _shape(shape: Any) -> str:
+    return str(tuple(shape)) if not isinstance(shape, str) else shape
+
+
+# --------------------------------------------------------------------------- files
+
+
+def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
+    """Read a ``torch.save`` file of tensors and plain containers; never runs code from it.
+
+    Missing, empty, oversized, corrupt, truncated and non-weights files raise WeightsError.
+    """
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+    except FileNotFoundError:
+        raise WeightsError(f"{file}: no such file") from None
+    except OSError as error:
+        raise WeightsError(f"{file}: cannot read: {error.strerror or error}") from None
+    if not file.is_file():
+        raise WeightsError(f"{file}: not a regular file")
+    if size == 0:
+        raise WeightsError(f"{file}: the file is empty")
+    if size > max_bytes:
+        raise WeightsError(
+            f"{file}: {size / 1024**3:.2f} GiB is over the {max_bytes / 1024**3:.2f} GiB limit "
+            "for weight files; this is not a CliqueNet checkpoint"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4 in the checkpoint"
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise WeightsError(
+            f"{file}: refused (nothing in it was run): it is corrupt, or it holds more than tensors "
+            f"and plain containers (objects or code that weights-only loading does not allow): "
+            f"{_first_line(error)}"
+        ) from None
+    except Exception as error:  # torch reports damage as RuntimeError, EOFError, ValueError ...
+        raise WeightsError(
+            f"{file}: cannot read it as a PyTorch weights file (truncated or corrupt?): "
+            f"{type(error).__name__}: {_first_line(error)}"
+        ) from None
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{file}: holds a {type(obj).__name__}, not a checkpoint or state_dict")
+    return dict(obj)
+
+
+def _first_line(error: BaseException) -> str:
+    """The informative line of a torch.load error (not its generic advice)."""
+    generic = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(generic)] or lines or [type(error).__name__]
+    return lines[0] if len(lines[0]) <= 300 else lines[0][:297] + "..."
+
+
+def save_weights_file(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it: atomic."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed, then renamed or removed, below)
+            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
+        )
+    except OSError as error:
+        raise WeightsError(f"{target}: cannot write: {error.strerror or error}") from None
+    try:
+        with handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)
+        os.replace(handle.name, target)
+    except BaseException as error:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise WeightsError(f"{target}: cannot write: {error.strerror or error}") from None
+        raise
