@@ -4,6 +4,7 @@ spec = cliquegen.load_spec("specs/cifar10/cliquenet-k36-t12.yaml")
 compiled = cliquegen.compile_spec(spec)     # .graph: UpdateGraph, .program: Program
 model = cliquegen.build_fx(spec)            # torch.fx.GraphModule
 model = cliquegen.create_model("cliquenet-k36-t12", num_classes=100)
+dot = cliquegen.render(spec, view="schedule", block=1)   # DOT text; format="svg" | "png"
 """
 
 from ._builder import build_fx
@@ -11,6 +12,7 @@ from .errors import CliqueGenError, Diagnostic, SpecError, UsageError
 from .loader import load_spec
 from .lower import Compiled, compile_spec
 from .registry import create_model, list_models
+from .render import render
 from .spec import Spec
 from .summary import Summary, summarize
 
@@ -29,5 +31,6 @@ __all__ = [
     "create_model",
     "list_models",
     "load_spec",
+    "render",
     "summarize",
 ]

@@ -90,6 +90,23 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from .errors import UsageError
+    from .render import FORMATS, render, write_atomically
+
+    suffix = Path(args.output).suffix.lstrip(".") if args.output else ""
+    fmt = args.format or (suffix if suffix in FORMATS else "dot")
+    if fmt == "png" and args.output is None:
+        raise UsageError("PNG output is binary: give the file to write with -o FILE")
+    data = render(args.spec, args.view, block=args.block, depth=args.depth, format=fmt)
+    if args.output is None:
+        sys.stdout.write(data)
+        return EXIT_OK
+    write_atomically(args.output, data)
+    _stdout.print(f"wrote {args.output} ({args.view} view, {fmt})")
+    return EXIT_OK
+
+
 def cmd_import_weights(args: argparse.Namespace) -> int:
     from . import weights
 
@@ -137,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("list", cmd_list, "the shipped specs with their sizes")
     sub.add_argument("--json", action="store_true", help="print a JSON list")
     add("schema", cmd_schema, "print the JSON Schema of the spec format")
+    sub = add("render", cmd_render, "draw a block, its stage schedule or the network with graphviz")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--view", choices=["block", "schedule", "network"], default="block")
+    sub.add_argument("--block", type=int, default=1, metavar="N", help="block to draw, from 1 (default 1)")
+    sub.add_argument("--depth", type=int, default=0, metavar="D", help="network view: 1 expands the blocks")
+    sub.add_argument("--format", choices=["dot", "svg", "png"], help="default: from -o's suffix, else dot")
+    sub.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
     sub = add("import-weights", cmd_import_weights, "convert the authors' checkpoint to a state_dict")
     sub.add_argument("--format", choices=["official-pytorch"], default="official-pytorch")
     sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar) or state_dict")
