@@ -107,6 +107,22 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    options = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    train(TrainConfig(**options), console=_stdout)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    path = export_model(args.spec, args.format, args.output, weights=args.weights)
+    _stdout.print(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
+    return EXIT_OK
+
+
 def cmd_import_weights(args: argparse.Namespace) -> int:
     from . import weights
 
@@ -161,6 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--depth", type=int, default=0, metavar="D", help="network view: 1 expands the blocks")
     sub.add_argument("--format", choices=["dot", "svg", "png"], help="default: from -o's suffix, else dot")
     sub.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
+    sub = add("train", cmd_train, "train a spec (SGD, lr / 10 at 50%% and 75%%); works under torchrun")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--data", required=True, help="digits, mnist5k or folder:PATH (class sub-folders)")
+    sub.add_argument("--epochs", type=int, required=True)
+    sub.add_argument("--out", required=True, metavar="DIR", help="last.pt, best.pt and metrics.json go here")
+    sub.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
+    sub.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--workers", type=int, default=0, help="data loader processes per rank")
+    sub.add_argument("--resume", action="store_true", help="continue exactly from DIR/last.pt")
+    sub.add_argument("--subset", type=int, metavar="N", help="only the first N train and N test images")
+    sub.add_argument("--stop-after", type=int, metavar="E", help="stop after epoch E; --resume later")
+    sub = add("export", cmd_export, "export a spec's model as ONNX, a torch.export program or TorchScript")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--weights", metavar="W.pt", help="state_dict or checkpoint (last.pt, best.pt)")
+    sub.add_argument("--format", required=True, choices=["onnx", "exported-program", "torchscript"])
+    sub.add_argument("-o", "--output", required=True, metavar="FILE")
     sub = add("import-weights", cmd_import_weights, "convert the authors' checkpoint to a state_dict")
     sub.add_argument("--format", choices=["official-pytorch"], default="official-pytorch")
     sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar) or state_dict")

@@ -39,5 +39,18 @@ class UsageError(CliqueGenError):
     """A bad command-line request (unknown model name, missing tool, ...)."""
 
 
+def import_extra(module: str, extra: str, purpose: str):
+    """Import an optional dependency, or say which extra of cliquegen provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(
+            f"{purpose} needs the Python package `{module}`, which is not installed; "
+            f"install it with: pip install 'cliquegen[{extra}]'"
+        ) from None
+
+
 class WeightsError(CliqueGenError):
     """A weights file or state_dict that cannot be read or does not fit the spec."""

@@ -1,0 +1,113 @@
+"""``cliquegen export``: a spec's model, with optional trained weights, as ONNX, a torch.export
+program (``.pt2``) or TorchScript.
+
+The model is built by ``create_model`` (the FX emitter), loaded with ``strict=True`` and put in
+eval mode, so dropout is absent and BatchNorm uses its running statistics in every exported
+graph.  The batch dimension stays dynamic in ONNX and torch.export programs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import UsageError, import_extra
+from .registry import create_model, resolve_spec
+from .spec import Spec
+
+FORMATS = ("onnx", "exported-program", "torchscript")
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+EXAMPLE_BATCH = 2  # batch 1 would let torch.export specialise the batch dimension to 1
+
+
+def load_model(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None = None) -> nn.Module:
+    """The spec's model in eval mode, with ``weights`` loaded strictly when given.
+
+    ``weights`` is a checkpoint from ``cliquegen train`` (``last.pt``, ``best.pt``) or a plain
+    ``state_dict`` saved with ``torch.save``.
+    """
+    from .train import load_checkpoint
+
+    model = create_model(spec)
+    if weights is not None:
+        state = load_checkpoint(weights)
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]
+        if not isinstance(state, dict):
+            raise UsageError(f"{weights}: expected a state_dict or a cliquegen checkpoint")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise UsageError(f"{weights}: does not fit the spec's model: {error}") from None
+    return model.eval()
+
+
+def example_input(spec: Spec, batch: int = EXAMPLE_BATCH) -> torch.Tensor:
+    return torch.randn(batch, spec.input.channels, spec.input.height, spec.input.width)
+
+
+def _dynamic_batch() -> tuple[dict[int, torch.export.Dim]]:
+    return ({0: torch.export.Dim("batch", min=1)},)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporters' notes about optional packages and deprecations we cannot act on."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=DeprecationWarning)
+            warnings.simplefilter("ignore", category=FutureWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def export_model(
+    spec: str | os.PathLike | Spec,
+    fmt: str,
+    output: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+) -> Path:
+    """Write the model of ``spec`` to ``output`` in format ``fmt`` (one of FORMATS)."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx":  # say which extra is missing before doing any work
+        import_extra("onnx", "export", "ONNX export")
+        import_extra("onnxscript", "export", "ONNX export")
+    spec = resolve_spec(spec)
+    model = load_model(spec, weights)
+    example = (example_input(spec),)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with _quiet(), torch.no_grad():
+        if fmt == "onnx":
+            torch.onnx.export(
+                model,
+                example,
+                output,
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=_dynamic_batch(),
+                verbose=False,
+            )
+        elif fmt == "exported-program":
+            program = torch.export.export(model, example, dynamic_shapes=_dynamic_batch())
+            torch.export.save(program, output)
+        else:  # torchscript: deprecated since torch 2.10 (see docs/training.md), still supported
+            try:
+                scripted = torch.jit.script(model)
+            except Exception:  # scripting rejects some graphs that tracing handles
+                scripted = torch.jit.trace(model, example)
+            scripted.save(str(output))
+    return output
