@@ -3,11 +3,13 @@
 spec = cliquegen.load_spec("specs/cifar10/cliquenet-k36-t12.yaml")
 compiled = cliquegen.compile_spec(spec)     # .graph: UpdateGraph, .program: Program
 model = cliquegen.build_fx(spec)            # torch.fx.GraphModule
+src = cliquegen.generate_source(spec)       # standalone Python module text (imports only torch)
 model = cliquegen.create_model("cliquenet-k36-t12", num_classes=100)
 dot = cliquegen.render(spec, view="schedule", block=1)   # DOT text; format="svg" | "png"
 """
 
 from ._builder import build_fx
+from .emit.source import build_source_model, generate_source
 from .errors import CliqueGenError, Diagnostic, SpecError, UsageError
 from .loader import load_spec
 from .lower import Compiled, compile_spec
@@ -27,8 +29,10 @@ __all__ = [
     "Summary",
     "UsageError",
     "build_fx",
+    "build_source_model",
     "compile_spec",
     "create_model",
+    "generate_source",
     "list_models",
     "load_spec",
     "render",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from torch import nn
 
 from .emit.fx import CliqueNetGraphModule, emit_fx
+from .emit.source import build_source_model
 from .ir import sanitize_identifier
 from .lower import compile_spec
 from .spec import Spec
@@ -22,4 +23,4 @@ def build_fx(spec: Spec) -> CliqueNetGraphModule:
     return emit_fx(compile_spec(spec).program, class_name=class_name(spec))
 
 
-EMITTERS: dict[str, Callable[[Spec], nn.Module]] = {"fx": build_fx}
+EMITTERS: dict[str, Callable[[Spec], nn.Module]] = {"fx": build_fx, "source": build_source_model}

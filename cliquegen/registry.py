@@ -95,8 +95,10 @@ def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
 def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **overrides: Any) -> nn.Module:
     """Build a freshly initialised model from a shipped spec name, a spec path or a Spec.
 
-    ``emit="fx"`` gives a ``torch.fx.GraphModule``.  Overrides replace top-level spec
-    fields (``num_classes=100``).
+    ``emit="fx"`` gives a ``torch.fx.GraphModule``; ``emit="source"`` runs the generated
+    Python source (``cliquegen build``) and gives an instance of its ``Model``, with the same
+    ``state_dict`` keys and, for the same torch seed, the same initial weights.  Overrides
+    replace top-level spec fields (``num_classes=100``).
     """
     from ._builder import EMITTERS
 
