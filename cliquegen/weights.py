@@ -339,11 +339,13 @@ def _shape(shape: Any) -> str:
 # --------------------------------------------------------------------------- files
 
 
-def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE_BYTES) -> dict[str, Any]:
+def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> dict[str, Any]:
     """Read a ``torch.save`` file of tensors and plain containers; never runs code from it.
 
-    Missing, empty, oversized, corrupt, truncated and non-weights files raise WeightsError.
+    Missing, empty, oversized (over ``max_bytes``, default :data:`MAX_FILE_BYTES`), corrupt,
+    truncated and non-weights files raise WeightsError.
     """
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     file = Path(path)
     try:
         size = file.stat().st_size
@@ -357,8 +359,8 @@ def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_FILE
         raise WeightsError(f"{file}: the file is empty")
     if size > max_bytes:
         raise WeightsError(
-            f"{file}: {size / 1024**3:.2f} GiB is over the {max_bytes / 1024**3:.2f} GiB limit "
-            "for weight files; this is not a CliqueNet checkpoint"
+            f"{file}: its {size:,} bytes is over the {max_bytes:,}-byte limit for weight files "
+            "(a CliqueNet-S3 checkpoint with its optimizer state is about 120 MB)"
         )
     try:
         with warnings.catch_warnings():
