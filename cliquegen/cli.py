@@ -90,6 +90,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    from .emit.source import build_files
+
+    for path, compiled in build_files(args.specs, args.output):
+        summary = summarize(compiled)
+        _stdout.print(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
+    return EXIT_OK
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from .errors import UsageError
     from .render import FORMATS, render, write_atomically
@@ -162,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    sub = add("build", cmd_build, "write each spec's model as a standalone Python module")
+    sub.add_argument("specs", nargs="+", metavar="SPEC")
+    sub.add_argument("-o", "--output", default="generated", metavar="DIR", help="folder (default: generated)")
     sub = add("validate", cmd_validate, "check specs; errors as PATH:LINE:COL: error: MESSAGE")
     sub.add_argument("specs", nargs="+", metavar="SPEC")
     sub = add("summary", cmd_summary, "parameters, MACs and FLOPs, per block")

@@ -592,3 +592,48 @@ def exec_source(text: str, module_name: str) -> types.ModuleType:
 def build_source_model(spec: Spec) -> nn.Module:
     """A freshly initialised instance of the generated module's ``Model``."""
     return exec_source(generate_source(spec), spec.module_name).Model()
+
+
+def build_files(
+    sources: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str]
+) -> list[tuple[Path, Compiled]]:
+    """Write ``out_dir/<module>.py`` for every spec file; return the paths and compiled specs.
+
+    Every spec is loaded and generated before anything is written, so one bad spec writes
+    nothing.  Each file is written to a temporary file in ``out_dir`` and renamed over the
+    target (os.replace), so a reader never sees half a module.
+    """
+    from .. import __version__
+    from .._builder import class_name
+    from ..errors import SpecError, UsageError
+    from ..render import write_atomically  # temporary file in the folder + os.replace
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is not a folder; -o names the folder the modules go to")
+    diagnostics = []
+    jobs: dict[str, tuple[str, Compiled]] = {}  # module file name -> (text, compiled)
+    for source in sources:
+        given = os.fspath(source)
+        try:
+            spec, origin = load_with_origin(Path(given), path=given)
+        except SpecError as error:
+            diagnostics += error.diagnostics
+            continue
+        file_name = f"{ident(sanitize_identifier(spec.module_name))}.py"
+        if file_name in jobs:
+            raise UsageError(f"{given}: another spec also builds {file_name} (spec names must differ)")
+        compiled = compile_spec(spec)
+        jobs[file_name] = (render_source(compiled, origin, class_name(spec), __version__), compiled)
+    if diagnostics:
+        raise SpecError(diagnostics)
+
+    out.mkdir(parents=True, exist_ok=True)
+    folder = out.resolve()
+    written = []
+    for file_name, (text, compiled) in jobs.items():
+        if (folder / file_name).parent != folder:
+            raise AssertionError(f"{file_name!r} would leave the output folder")
+        write_atomically(folder / file_name, text)
+        written.append((out / file_name, compiled))
+    return written
