@@ -32,6 +32,7 @@ graphviz:
 
 run: install graphviz
 	$(BIN)/cliquegen validate $(SPECS)
+	$(BIN)/cliquegen build $(SPECS)
 	$(BIN)/cliquegen list
 
 test: dev graphviz
