@@ -30,10 +30,17 @@ graphviz:
 	      || echo "warning: could not install graphviz; svg/png rendering is unavailable"; \
 	  else echo "note: graphviz's 'dot' is missing; install it for svg/png rendering"; fi; }
 
+# The README's block and schedule pictures: SVG when graphviz's `dot` is there, else DOT text.
+K36 := specs/cifar10/cliquenet-k36-t12.yaml
+RENDER_FORMAT = $(if $(shell command -v dot),svg,dot)
+
 run: install graphviz
 	$(BIN)/cliquegen validate $(SPECS)
 	$(BIN)/cliquegen build $(SPECS)
 	$(BIN)/cliquegen list
+	mkdir -p build/render
+	$(BIN)/cliquegen render $(K36) --view block -o build/render/cliquenet-k36-t12-block.$(RENDER_FORMAT)
+	$(BIN)/cliquegen render $(K36) --view schedule -o build/render/cliquenet-k36-t12-schedule.$(RENDER_FORMAT)
 
 test: dev graphviz
 	$(BIN)/python -m pytest -q
