@@ -31,7 +31,7 @@ import graphviz
 import networkx as nx
 
 from .errors import UsageError
-from .ir import NodeId, Op, Program, equation
+from .ir import NodeId, Op, Program, equation, weight_label
 from .lower import Compiled, compile_spec
 from .registry import resolve_spec
 from .spec import BlockConfig, Spec
@@ -73,14 +73,22 @@ def _html(*lines: str) -> str:
     return "<" + "<BR/>".join(lines) + ">"
 
 
-def _tensor(layer: int, stage: int | None = None) -> str:
-    """``X<SUB>3</SUB><SUP>(2)</SUP>``: X_3^(2) as a label; no stage for a block-view layer."""
-    text = f"X<SUB>{layer}</SUB>"
-    return text if stage is None or layer == 0 else f"{text}<SUP>({stage})</SUP>"
+_SUB = str.maketrans("0123456789()", "₀₁₂₃₄₅₆₇₈₉₍₎")
+_SUP = str.maketrans("0123456789()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾")
 
 
-def _weight(i: int, j: int) -> str:
-    return f"W<SUB>{i}{j}</SUB>" if i < 10 and j < 10 else f"W<SUB>{i},{j}</SUB>"
+def tensor_text(layer: int, stage: int | None = None) -> str:
+    """``X₃⁽²⁾`` for X_3^(2); no stage for X0 or a block-view layer.
+
+    Unicode sub- and superscripts rather than HTML <SUB>: graphviz writes those as an SVG
+    baseline-shift on <text>, which SVG viewers ignore."""
+    text = f"X{str(layer).translate(_SUB)}"
+    return text if stage is None or layer == 0 else f"{text}{f'({stage})'.translate(_SUP)}"
+
+
+def weight_text(i: int, j: int) -> str:
+    """``W₁₃`` for W13; ``W₁,₁₂`` once an index has two digits (as ir.weight_label)."""
+    return "W" + weight_label(i, j)[1:].translate(_SUB)
 
 
 def _small(text: str) -> str:
@@ -245,9 +253,7 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
     drawing = Drawing(
         f"{compiled.spec.name}-block{b + 1}",
         {
-            "label": _title(
-                compiled, f"block {b + 1}, {n} layers, one edge per shared weight W<SUB>ij</SUB>"
-            ),
+            "label": _title(compiled, f"block {b + 1}, {n} layers, one edge per shared weight W_ij"),
             "labelloc": "t",
             "layout": "neato",
             "splines": "true",
@@ -268,7 +274,7 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
     x0 = graph.nodes[(b, 0, 0)]
     drawing.node(
         x0["name"],
-        label=_html(_tensor(0), _small(f"{x0['channels']} ch")),
+        label=_html(tensor_text(0), _small(f"{x0['channels']} ch")),
         pos=f"{-radius - 1.6:.3f},0!",
         shape="box",
         style="filled,rounded,bold",
@@ -281,7 +287,7 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
         angle = math.pi / 2 - 2 * math.pi * (layer - 1) / n + (math.pi / n if n % 2 == 0 else 0)
         drawing.node(
             f"b{b + 1}_x{layer}",
-            label=_html(_tensor(layer), _small(f"{config.channels} ch")),
+            label=_html(tensor_text(layer), _small(f"{config.channels} ch")),
             pos=f"{radius * math.cos(angle):.3f},{radius * math.sin(angle):.3f}!",
             width="0.75",
             color=colour(layer),
@@ -292,12 +298,12 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
     for i, j in weights:
         attrs = {
             "color": colour(i),
-            "tooltip": f"W{i}{j}: X{i} -> X{j}, {kernel} conv" if i < 10 and j < 10 else f"W{i},{j}",
+            "tooltip": f"{weight_label(i, j)}: X{i} -> X{j}, {kernel} conv",
         }
         if labelled:
             # by the head: W_ij sits next to X_j and W_ji next to X_i; W_0j fan out of X0
             where = "taillabel" if i == 0 else "headlabel"
-            attrs |= {where: _html(_weight(i, j)), "fontcolor": colour(i)}
+            attrs |= {where: _html(weight_text(i, j)), "fontcolor": colour(i)}
         else:
             attrs["penwidth"] = "0.6"
         drawing.edge(f"b{b + 1}_x{i}", f"b{b + 1}_x{j}", **attrs)
@@ -323,7 +329,7 @@ def _add_schedule(
             drawing.node(
                 data["name"],
                 parent,
-                label=_html(_tensor(0), _small(f"{data['channels']} ch")),
+                label=_html(tensor_text(0), _small(f"{data['channels']} ch")),
                 shape="box",
                 style="filled,rounded,bold",
                 fillcolor="#e6e6e6",
@@ -346,7 +352,7 @@ def _add_schedule(
         drawing.node(
             data["name"],
             stages[stage],
-            label=_html(_tensor(layer, stage)),
+            label=_html(tensor_text(layer, stage)),
             color=colour(layer),
             tooltip=equation(graph, node),
         )
@@ -354,12 +360,12 @@ def _add_schedule(
         i, j = graph.edges[u, v]["weight"]
         attrs = {
             "color": colour(i),
-            "tooltip": f"{equation(graph, v).split(' = ')[0]} uses W{i}{j}",
+            "tooltip": f"{equation(graph, v).split(' = ')[0]} uses {weight_label(i, j)}",
             # a term from the previous stage (a layer after j in the order) is dashed
             "style": "solid" if i == 0 or i in before[j] else "dashed",
         }
         if labelled:
-            attrs |= {"label": _html(_weight(i, j)), "fontcolor": colour(i)}
+            attrs |= {"label": _html(weight_text(i, j)), "fontcolor": colour(i)}
         else:
             attrs["penwidth"] = "0.6"
         drawing.edge(graph.nodes[u]["name"], graph.nodes[v]["name"], **attrs)
@@ -458,7 +464,7 @@ def _stages(config: BlockConfig) -> str:
 
 
 def _refs(refs: Iterable[str | int]) -> str:
-    return " + ".join("X<SUB>0</SUB>" if r == "x0" else f"Stage {roman(int(r))}" for r in refs)
+    return " + ".join(tensor_text(0) if r == "x0" else f"Stage {roman(int(r))}" for r in refs)
 
 
 def _network_view(compiled: Compiled, expand: bool) -> Drawing:
@@ -536,9 +542,7 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
             if config.order != tuple(sorted(config.order)):
                 lines.append(f"order {', '.join(map(str, config.order))}")
             kernel = f"{config.kernel}x{config.kernel}"
-            lines.append(
-                f"bottleneck 1x1 &#8594; {kernel}" if config.bottleneck else f"W<SUB>ij</SUB> {kernel}"
-            )
+            lines.append(f"bottleneck 1x1 &#8594; {kernel}" if config.bottleneck else f"W_ij {kernel}")
             drawing.node(
                 f"block{tag}", label=_html(*lines), fillcolor="#eef3f8", color="#0072b2", penwidth="2"
             )
