@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--depth", type=int, default=0, metavar="D", help="network view: 1 expands the blocks")
     sub.add_argument("--format", choices=["dot", "svg", "png"], help="default: from -o's suffix, else dot")
     sub.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
-    sub = add("train", cmd_train, "train a spec (SGD, lr / 10 at 50%% and 75%%); works under torchrun")
+    sub = add("train", cmd_train, "train a spec with the paper's recipe (SGD); also under torchrun")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--data", required=True, help="digits, mnist5k or folder:PATH (class sub-folders)")
     sub.add_argument("--epochs", type=int, required=True)
