@@ -13,11 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from ._limits import check_limits, lifted
 from .errors import CliqueGenError, SpecError
 from .loader import load_spec
 from .lower import compile_spec
 from .registry import resolve_spec, shipped_specs
 from .schema import spec_schema
+from .spec import Spec
 from .summary import Summary, summarize
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
@@ -45,11 +47,19 @@ def _summary_table(summary: Summary) -> Table:
     return table
 
 
+def _checked_spec(name_or_path: str) -> Spec:
+    """resolve_spec, then the resource limits (lifted by --force), reported at the spec file."""
+    spec = resolve_spec(name_or_path)
+    check_limits(spec, path=name_or_path)
+    return spec
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     diagnostics = []
     for path in args.specs:
         try:
             spec = load_spec(Path(path))
+            check_limits(spec, path=path)
         except SpecError as error:
             diagnostics += error.diagnostics
         else:
@@ -60,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    summary = summarize(compile_spec(resolve_spec(args.spec)))
+    summary = summarize(compile_spec(_checked_spec(args.spec)))
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
@@ -93,6 +103,14 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from .emit.source import build_files
 
+    diagnostics = []  # every spec's problems, including its size, before anything is written
+    for path in args.specs:
+        try:
+            check_limits(load_spec(Path(path), path=path), path=path)
+        except SpecError as error:
+            diagnostics += error.diagnostics
+    if diagnostics:
+        raise SpecError(diagnostics)
     for path, compiled in build_files(args.specs, args.output):
         summary = summarize(compiled)
         _stdout.print(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
@@ -107,7 +125,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     fmt = args.format or (suffix if suffix in FORMATS else "dot")
     if fmt == "png" and args.output is None:
         raise UsageError("PNG output is binary: give the file to write with -o FILE")
-    data = render(args.spec, args.view, block=args.block, depth=args.depth, format=fmt)
+    data = render(_checked_spec(args.spec), args.view, block=args.block, depth=args.depth, format=fmt)
     if args.output is None:
         sys.stdout.write(data)
         return EXIT_OK
@@ -119,6 +137,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
+    _checked_spec(args.spec)
     options = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     train(TrainConfig(**options), console=_stdout)
     return EXIT_OK
@@ -127,6 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
+    _checked_spec(args.spec)
     path = export_model(args.spec, args.format, args.output, weights=args.weights)
     _stdout.print(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
     return EXIT_OK
@@ -135,7 +155,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import_weights(args: argparse.Namespace) -> int:
     from . import weights
 
-    spec = resolve_spec(args.spec)
+    spec = _checked_spec(args.spec)
     conversion = weights.convert_from_official(weights.load_weights_file(args.source), spec)
     weights.check_loads(conversion.state_dict, spec)
     weights.save_weights_file(conversion.state_dict, args.output)
@@ -152,11 +172,14 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
 def cmd_export_weights(args: argparse.Namespace) -> int:
     from . import weights
 
-    spec = resolve_spec(args.spec)
+    spec = _checked_spec(args.spec)
     checkpoint = weights.official_checkpoint(weights.load_weights_file(args.source), spec)
     weights.save_weights_file(checkpoint, args.output)
     _stdout.print(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
     return EXIT_OK
+
+
+_FORCE_HELP = "build even a spec over the size limits (2e9 parameters, memory, 1e6 graph edges)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,11 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("build", cmd_build, "write each spec's model as a standalone Python module")
     sub.add_argument("specs", nargs="+", metavar="SPEC")
     sub.add_argument("-o", "--output", default="generated", metavar="DIR", help="folder (default: generated)")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("validate", cmd_validate, "check specs; errors as PATH:LINE:COL: error: MESSAGE")
     sub.add_argument("specs", nargs="+", metavar="SPEC")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("summary", cmd_summary, "parameters, MACs and FLOPs, per block")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("list", cmd_list, "the shipped specs with their sizes")
     sub.add_argument("--json", action="store_true", help="print a JSON list")
     add("schema", cmd_schema, "print the JSON Schema of the spec format")
@@ -189,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--depth", type=int, default=0, metavar="D", help="network view: 1 expands the blocks")
     sub.add_argument("--format", choices=["dot", "svg", "png"], help="default: from -o's suffix, else dot")
     sub.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("train", cmd_train, "train a spec with the paper's recipe (SGD); also under torchrun")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--data", required=True, help="digits, mnist5k or folder:PATH (class sub-folders)")
@@ -201,21 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--resume", action="store_true", help="continue exactly from DIR/last.pt")
     sub.add_argument("--subset", type=int, metavar="N", help="only the first N train and N test images")
     sub.add_argument("--stop-after", type=int, metavar="E", help="stop after epoch E; --resume later")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("export", cmd_export, "export a spec's model as ONNX, a torch.export program or TorchScript")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", metavar="W.pt", help="state_dict or checkpoint (last.pt, best.pt)")
     sub.add_argument("--format", required=True, choices=["onnx", "exported-program", "torchscript"])
     sub.add_argument("-o", "--output", required=True, metavar="FILE")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("import-weights", cmd_import_weights, "convert the authors' checkpoint to a state_dict")
     sub.add_argument("--format", choices=["official-pytorch"], default="official-pytorch")
     sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar) or state_dict")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="state_dict file to write")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("export-weights", cmd_export_weights, "write a state_dict as the authors' checkpoint")
     sub.add_argument("--to", choices=["official-pytorch"], default="official-pytorch")
     sub.add_argument("source", metavar="SRC", help="state_dict of a cliquegen model")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="checkpoint file to write")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     return parser
 
 
@@ -223,7 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args)
+        with lifted(getattr(args, "force", False)):
+            return args.handler(args)
     except CliqueGenError as error:
         print(str(error), file=sys.stderr)
         return EXIT_USAGE

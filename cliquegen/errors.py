@@ -35,6 +35,11 @@ class SpecError(CliqueGenError):
         super().__init__("\n".join(map(str, self.diagnostics)))
 
 
+class ResourceError(SpecError):
+    """A valid spec that asks for more than the limits (parameters, memory, graph size);
+    printed as ``PATH: error: spec needs ...``.  ``--force`` builds it anyway."""
+
+
 class UsageError(CliqueGenError):
     """A bad command-line request (unknown model name, missing tool, ...)."""
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import networkx as nx
 
+from ._limits import check_limits
 from .ir import ModuleDecl, NodeId, Op, Program, equation
 from .spec import BlockConfig, Spec
 
@@ -31,7 +32,9 @@ class Compiled:
     program: Program
 
 
-def compile_spec(spec: Spec) -> Compiled:
+def compile_spec(spec: Spec, force: bool = False) -> Compiled:
+    """Lower ``spec``; refused with ResourceError first when it is too large, unless ``force``."""
+    check_limits(spec, force=force)
     blocks = spec.resolved_blocks()
     graph = build_update_graph(spec, blocks)
     program = schedule(spec, graph)

@@ -1,0 +1,165 @@
+"""Resource limits, checked from the Spec alone before anything is built.
+
+Lowering a spec builds one graph edge per term of the stage equations, about
+``layers**2 * stages`` per block: ``layers: 100000`` would mean ~10^10 edges and a compiler
+that never returns.  :func:`estimate` counts, in closed form and in microseconds, what the
+spec asks for (the counts equal those of :func:`cliquegen.summary.summarize` on the built
+Program), and :func:`check_limits` refuses a spec over the limits unless forced::
+
+    spec needs ~1.2e+14 parameters (limit 2e+09); pass --force to build it anyway
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .errors import Diagnostic, ResourceError
+from .spec import BlockConfig, Spec
+
+MAX_PARAMS = 2_000_000_000
+MAX_EDGES = 1_000_000
+FALLBACK_MEMORY_BYTES = 16 * 1024**3
+BYTES_PER_VALUE = 4  # float32
+
+_lifted: contextvars.ContextVar[bool] = contextvars.ContextVar("cliquegen_limits_lifted", default=False)
+
+
+def machine_memory_bytes() -> int:
+    """Physical memory of this machine, or 16 GiB where the OS does not say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY_BYTES
+    return pages * page_size if pages > 0 and page_size > 0 else FALLBACK_MEMORY_BYTES
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a spec costs: parameters, the largest tensor of one image (float32), graph size."""
+
+    params: int
+    activation_bytes: int  # the largest single tensor of a forward pass, batch 1, float32
+    edges: int  # UpdateGraph edges: one per term of a stage equation
+    updates: int  # UpdateGraph nodes that are stage updates (every node but the X0s)
+
+
+def estimate(spec: Spec) -> Estimate:
+    """Closed-form costs of ``spec``; no graph is built, so any valid spec takes microseconds."""
+    blocks = spec.resolved_blocks()
+    c_in, height, width = spec.input.channels, spec.input.height, spec.input.width
+    stem = spec.stem.channels
+    largest = c_in * height * width
+    if spec.stem.kind == "cifar":
+        params = c_in * stem * 9
+        largest = max(largest, stem * height * width)
+    else:  # 7x7/2 conv, BN, 3x3/2 max pool
+        params = c_in * stem * 49 + 2 * stem
+        height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+        largest = max(largest, stem * height * width)
+        height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
+
+    edges = updates = features = 0
+    c0 = stem
+    for block in blocks:
+        n, k, kernel = block.layers, block.channels, block.conv_kernel
+        last = block.index == len(blocks) - 1
+        pairs, widest_input, block_updates, bn_channels = _block_shape(block, c0)
+        # n edges from X0, then each update reads the layers before it (Stage I: q at position
+        # q) or all n - 1 others (later stages): the sum of those is the input channels / k
+        edges += n + (bn_channels - n * c0) // k
+        updates += block_updates
+        params += (n * c0 + pairs * k) * k * kernel**2  # W0j and the W_ij, shared by all stages
+        params += 2 * bn_channels  # one BatchNorm per update
+        if block.bottleneck:
+            params += n * k * k * block.kernel**2 + block_updates * 2 * k
+        area = height * width
+        transit = n * k
+        feature = sum(c0 if ref == "x0" else n * k for ref in block.feature)
+        largest = max(largest, widest_input * area, feature * area, (0 if last else transit) * area)
+        if not last:
+            params += 2 * transit + transit * transit  # BN, 1x1 conv C -> C
+            if spec.transition.attention:
+                half = transit // 2
+                params += (transit + 1) * half + (half + 1) * transit
+        if spec.head.compression:
+            params += 2 * feature + feature * (feature // 2)
+            feature //= 2
+        params += 2 * feature
+        features += feature
+        c0 = n * k
+        height, width = height // 2, width // 2
+    params += (features + 1) * spec.num_classes
+    return Estimate(params, largest * BYTES_PER_VALUE, edges, updates)
+
+
+def _block_shape(block: BlockConfig, c0: int) -> tuple[int, int, int, int]:
+    """(number of distinct W_ij with i, j >= 1; widest update input in channels; number of
+    updates; total input channels of all updates, i.e. the BatchNorm features)."""
+    n, k, stages = block.layers, block.channels, block.stages
+    # Stage I: the update at position q reads X0 and the q layers before it.
+    updates, bn_channels = n, n * c0 + k * n * (n - 1) // 2
+    widest = c0 + (n - 1) * k
+    full_later = max(stages - 1, 0) if block.partial is None else max(stages - 2, 0)
+    partial = block.partial if block.partial is not None and stages >= 2 else None
+    later_updates = full_later * n + (partial or 0)
+    updates += later_updates
+    bn_channels += later_updates * (n - 1) * k  # every later update reads the other n - 1 layers
+    if later_updates:
+        widest = max(widest, (n - 1) * k)
+    if full_later:  # a full Stage II reads every ordered pair
+        pairs = n * (n - 1)
+    elif partial is not None:  # the first p updates read all others, the rest only earlier ones
+        pairs = partial * (n - 1) + sum(range(partial, n))
+    else:
+        pairs = n * (n - 1) // 2
+    return pairs, widest, updates, bn_channels
+
+
+@contextlib.contextmanager
+def lifted(force: bool = True) -> Iterator[None]:
+    """Skip the limits inside the ``with`` (``--force`` of the CLI, for code that compiles
+    deep inside a command); ``lifted(False)`` changes nothing."""
+    token = _lifted.set(_lifted.get() or force)
+    try:
+        yield
+    finally:
+        _lifted.reset(token)
+
+
+def check_limits(spec: Spec, force: bool = False, *, path: str | None = None) -> Estimate:
+    """Raise :class:`ResourceError` when ``spec`` is over a limit, unless ``force``.
+
+    ``path`` is the file the spec came from, named in the message (default: the spec name).
+    """
+    cost = estimate(spec)
+    if force or _lifted.get():
+        return cost
+    memory = machine_memory_bytes()
+    problems = []
+    if cost.params > MAX_PARAMS:
+        problems.append(f"~{_sci(cost.params)} parameters (limit {_sci(MAX_PARAMS)})")
+    if cost.activation_bytes > memory:
+        problems.append(
+            f"~{_gib(cost.activation_bytes)} for a single activation of one image "
+            f"(this machine has {_gib(memory)} of memory)"
+        )
+    if cost.edges > MAX_EDGES:
+        problems.append(f"~{_sci(cost.edges)} update-graph edges (limit {_sci(MAX_EDGES)})")
+    if problems:
+        message = f"spec needs {', '.join(problems)}; pass --force to build it anyway"
+        raise ResourceError([Diagnostic(path if path is not None else spec.name, None, None, message)])
+    return cost
+
+
+def _sci(n: int) -> str:
+    """``3.2e10``: two significant digits, as a person writes them."""
+    mantissa, exponent = f"{n:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def _gib(n: int) -> str:
+    return f"{n / 1024**3:.3g} GiB"
