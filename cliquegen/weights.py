@@ -213,7 +213,7 @@ def to_official(state_dict: Mapping[str, Any], spec: Spec) -> dict[str, torch.Te
     pairs = [(e.ours, e.theirs, e.shape) for e in official_mapping(spec)]
     source = _plain_state_dict(state_dict)
     _check_overlap(source, pairs, "the cliquegen", f"the {OFFICIAL_FORMAT} checkpoint", "export-weights")
-    return _convert(source, pairs, ignore=lambda key: False).state_dict
+    return _convert(source, pairs, spec, ignore=lambda key: False).state_dict
 
 
 def convert_from_official(state_dict: Mapping[str, Any], spec: Spec) -> Conversion:
@@ -221,7 +221,7 @@ def convert_from_official(state_dict: Mapping[str, Any], spec: Spec) -> Conversi
     pairs = [(e.theirs, e.ours, e.shape) for e in official_mapping(spec)]
     source = _plain_state_dict(state_dict)
     _check_overlap(source, pairs, f"the {OFFICIAL_FORMAT}", "a cliquegen state_dict", "import-weights")
-    return _convert(source, pairs, ignore=_is_ignored_official_key)
+    return _convert(source, pairs, spec, ignore=_is_ignored_official_key)
 
 
 def _check_overlap(
@@ -293,7 +293,10 @@ def _plain_state_dict(obj: Any) -> dict[str, Any]:
 
 
 def _convert(
-    source: dict[str, Any], pairs: list[tuple[str, str, tuple[int, ...]]], ignore: Callable[[str], bool]
+    source: dict[str, Any],
+    pairs: list[tuple[str, str, tuple[int, ...]]],
+    spec: Spec,
+    ignore: Callable[[str], bool],
 ) -> Conversion:
     """Copy ``source[name]`` to ``target`` for every (name, target, shape); strict about the rest."""
     result = Conversion({})
@@ -327,7 +330,7 @@ def _convert(
         more = f"\n  ... and {len(problems) - 8} more" if len(problems) > 8 else ""
         plural = "s" if len(problems) > 1 else ""
         raise WeightsError(
-            f"the weights do not fit the spec ({len(problems)} problem{plural}):\n  {shown}{more}"
+            f"the weights do not fit spec {spec.name!r} ({len(problems)} problem{plural}):\n  {shown}{more}"
         )
     return result
 
