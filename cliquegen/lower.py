@@ -54,12 +54,12 @@ def value_name(block: int, layer: int, stage: int) -> str:
 
 def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
     graph = nx.DiGraph(name=spec.name, blocks=[])
-    for block, c0 in zip(blocks, block_input_channels(spec, blocks)):
+    for block, c0 in zip(blocks, block_input_channels(spec, blocks), strict=True):
         b = block.index
         x0: NodeId = (b, 0, 0)
         graph.add_node(x0, block=b, layer=0, stage=0, step=0, channels=c0, name=value_name(b, 0, 0))
         newest: dict[int, NodeId] = {}  # layer -> its newest tensor
-        after_stage: dict[int, dict[int, NodeId]] = {}
+        after_stage: dict[int, list[NodeId]] = {}  # stage -> newest tensor of each layer, by layer
         step = 0
         for stage in range(1, block.stages + 1):
             order = block.order
@@ -83,20 +83,17 @@ def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
                     if i != j:
                         graph.add_edge(src, node, weight=(i, j))
                 newest[j] = node
-            after_stage[stage] = dict(newest)
-
-        def newest_after(stage: int) -> list[NodeId]:
-            return [after_stage[stage][j] for j in sorted(after_stage[stage])]
+            after_stage[stage] = [newest[j] for j in sorted(newest)]
 
         feature: list[NodeId] = []
         for ref in block.feature:
-            feature += [x0] if ref == "x0" else newest_after(ref)
+            feature += [x0] if ref == "x0" else after_stage[ref]
         graph.graph["blocks"].append(
             {
                 "config": block,
                 "input_channels": c0,
                 "feature": feature,
-                "transit": newest_after(block.transit) if b + 1 < len(blocks) else [],  # the last: none
+                "transit": after_stage[block.transit] if b + 1 < len(blocks) else [],  # the last: none
             }
         )
     return graph

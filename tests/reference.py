@@ -44,6 +44,23 @@ def reference_forward(
     def linear(prefix: str, h: torch.Tensor) -> torch.Tensor:
         return F.linear(h, state[f"{prefix}.weight"], state[f"{prefix}.bias"])
 
+    def update(
+        t: int, bottleneck: bool, j: int, stage: int, terms: list[tuple[int, torch.Tensor]]
+    ) -> torch.Tensor:
+        """X_j(stage) of block t from its equation's terms [(i, X_i)]."""
+        terms = sorted(terms, key=lambda term: term[0])  # X0 first, then ascending layers
+        inputs = torch.cat([value for _, value in terms], 1)
+        w = torch.cat([weight(f"block{t}.w{i}_{j}", stage) for i, _ in terms], 1)
+        out = F.conv2d(bn_relu(f"block{t}.bn{j}_s{stage}", inputs), w, padding=w.shape[-1] // 2)
+        if bottleneck:
+            w3 = weight(f"block{t}.bottleneck{j}.weight", stage)
+            out = F.conv2d(bn_relu(f"block{t}.bottleneck_bn{j}_s{stage}", out), w3, padding=w3.shape[-1] // 2)
+        return out
+
+    def newest(X: dict[int, dict[int, torch.Tensor]], stage: int, n: int) -> list[torch.Tensor]:
+        """Each layer's newest value after `stage` (a partial stage leaves some at stage - 1)."""
+        return [X[stage][j] if j in X[stage] else X[stage - 1][j] for j in range(1, n + 1)]
+
     if spec.stem.kind == "cifar":
         h = F.conv2d(x, state["stem.conv.weight"], padding=1)
     else:
@@ -56,18 +73,6 @@ def reference_forward(
         x0 = h
         X: dict[int, dict[int, torch.Tensor]] = {}  # X[stage][layer]
 
-        def update(j: int, stage: int, terms: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
-            terms = sorted(terms, key=lambda term: term[0])  # X0 first, then ascending layers
-            inputs = torch.cat([value for _, value in terms], 1)
-            w = torch.cat([weight(f"block{t}.w{i}_{j}", stage) for i, _ in terms], 1)
-            out = F.conv2d(bn_relu(f"block{t}.bn{j}_s{stage}", inputs), w, padding=w.shape[-1] // 2)
-            if block.bottleneck:
-                w3 = weight(f"block{t}.bottleneck{j}.weight", stage)
-                out = F.conv2d(
-                    bn_relu(f"block{t}.bottleneck_bn{j}_s{stage}", out), w3, padding=w3.shape[-1] // 2
-                )
-            return out
-
         for stage in range(1, last + 1):
             X[stage] = {}
             order = list(block.order)
@@ -79,14 +84,11 @@ def reference_forward(
                     terms = [(0, x0)] + [(i, X[1][i]) for i in before]
                 else:  # X_j(k) = g(sum_{i before j} Wij*Xi(k) + sum_{m after j} Wmj*Xm(k-1))
                     terms = [(i, X[stage][i]) for i in before] + [(m, X[stage - 1][m]) for m in after]
-                X[stage][j] = update(j, stage, terms)
-
-        def newest(stage: int) -> list[torch.Tensor]:
-            return [X[stage][j] if j in X[stage] else X[stage - 1][j] for j in range(1, n + 1)]
+                X[stage][j] = update(t, block.bottleneck, j, stage, terms)
 
         parts = []
         for ref in block.feature:
-            parts += [x0] if ref == "x0" else newest(ref)
+            parts += [x0] if ref == "x0" else newest(X, ref, n)
         feature = torch.cat(parts, 1)
         if spec.head.compression:
             feature = F.conv2d(
@@ -95,7 +97,7 @@ def reference_forward(
         pooled.append(bn_relu(f"head.bn{t}", feature).mean((2, 3)))
 
         if t < len(spec.blocks):
-            h = torch.cat(newest(block.transit), 1)
+            h = torch.cat(newest(X, block.transit, n), 1)
             h = F.conv2d(bn_relu(f"transition{t}.bn", h), state[f"transition{t}.conv.weight"])
             if spec.transition.attention:
                 gate = F.relu(linear(f"transition{t}.attention.fc1", h.mean((2, 3))))

@@ -52,7 +52,9 @@ def test_create_model_from_a_path(tmp_path: Path) -> None:
 
 
 def test_create_model_errors_say_the_fix() -> None:
-    with pytest.raises(UsageError, match=r"Unknown model 'cliquenet-k36-t21'.*Did you mean 'cliquenet-k36-t12'"):
+    with pytest.raises(
+        UsageError, match=r"Unknown model 'cliquenet-k36-t21'.*Did you mean 'cliquenet-k36-t12'"
+    ):
         create_model("cliquenet-k36-t21")
     with pytest.raises(UsageError, match="did you mean `num_classes`"):
         create_model("cliquenet-k36-t12", num_clases=3)

@@ -49,7 +49,9 @@ def test_validate_accepts_every_shipped_spec(capsys: pytest.CaptureFixture) -> N
     assert capsys.readouterr().out.count(": ok (") == len(specs)
 
 
-def test_validate_reports_every_bad_file_and_still_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_validate_reports_every_bad_file_and_still_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text("name: good\nnum_classes: 3\nblocks:\n  - {layers: 2, channels: 4}\n")
     bad.write_text("name: bad\nnum_classes: 3\nblocks: []\n")
@@ -104,4 +106,6 @@ def test_shipped_specs_validate_against_the_schema_as_an_editor_would() -> None:
     validator = jsonschema.Draft7Validator(json.loads((ROOT / "cliquegen.schema.json").read_text()))
     for path in (ROOT / "specs").rglob("*.yaml"):
         assert not list(validator.iter_errors(yaml.safe_load(path.read_text()))), path
-    assert list(validator.iter_errors({"name": "x", "num_classes": 1, "blocks": [{"layers": 2, "chanels": 3}]}))
+    assert list(
+        validator.iter_errors({"name": "x", "num_classes": 1, "blocks": [{"layers": 2, "chanels": 3}]})
+    )
