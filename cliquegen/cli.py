@@ -144,11 +144,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_model
+    from .export import NOTES, export_model
 
     _checked_spec(args.spec)
     path = export_model(args.spec, args.format, args.output, weights=args.weights)
     _stdout.print(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
+    if args.format in NOTES:
+        print(NOTES[args.format], file=sys.stderr)
     return EXIT_OK
 
 

@@ -24,6 +24,11 @@ from .spec import Spec
 
 FORMATS = ("onnx", "exported-program", "torchscript")
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
+#: Said after a successful export in that format.
+NOTES = {
+    "torchscript": f"note: torch {torch.__version__.split('+')[0]} deprecates TorchScript; "
+    "--format exported-program is its successor",
+}
 EXAMPLE_BATCH = 2  # batch 1 would let torch.export specialise the batch dimension to 1
 
 
@@ -67,6 +72,7 @@ def _quiet() -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=DeprecationWarning)
             warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", "The TorchScript type system", category=UserWarning)
             yield
     finally:
         logger.setLevel(level)
@@ -103,8 +109,10 @@ def export_model(
             )
         elif fmt == "exported-program":
             program = torch.export.export(model, example, dynamic_shapes=_dynamic_batch())
+            # inference IR: eval-mode dropout (an identity) disappears from the graph
+            program = program.run_decompositions({})
             torch.export.save(program, output)
-        else:  # torchscript: deprecated since torch 2.10 (see docs/training.md), still supported
+        else:  # torchscript: deprecated by torch, still loadable with torch.jit.load
             try:
                 scripted = torch.jit.script(model)
             except Exception:  # scripting rejects some graphs that tracing handles
