@@ -367,13 +367,21 @@ class _Tree:
         return self._at((key or node).start_mark, message)
 
     def _at(self, mark: yaml.Mark, message: str) -> Diagnostic:
-        return Diagnostic(self.name, mark.line + 1, mark.column + 1, message)
+        return Diagnostic(self.name, mark.line + 1, mark.column + 1, _printable(message))
 
     def _nowhere(self, message: str) -> Diagnostic:
-        return Diagnostic(self.name, None, None, message)
+        return Diagnostic(self.name, None, None, _printable(message))
 
     def _problem(self, mark: yaml.Mark, message: str) -> None:
         self.problems.append(self._at(mark, message))
+
+
+def _printable(message: str) -> str:
+    """``message`` with control and format characters escaped (``\\x1b``, ``\\u202e``): keys
+    and tags are quoted as written, and a spec must not drive the terminal it is checked in."""
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 def _yaml_message(error: yaml.MarkedYAMLError) -> str:
