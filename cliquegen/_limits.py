@@ -6,7 +6,7 @@ that never returns.  :func:`estimate` counts, in closed form and in microseconds
 spec asks for (the counts equal those of :func:`cliquegen.summary.summarize` on the built
 Program), and :func:`check_limits` refuses a spec over the limits unless forced::
 
-    spec needs ~1.2e+14 parameters (limit 2e+09); pass --force to build it anyway
+    spec needs ~1.2e14 parameters (limit 2e9), ~1.5e10 update-graph edges (limit 1e6); pass --force ...
 """
 
 from __future__ import annotations
@@ -162,4 +162,5 @@ def _sci(n: int) -> str:
 
 
 def _gib(n: int) -> str:
-    return f"{n / 1024**3:.3g} GiB"
+    gib = n / 1024**3
+    return f"{gib:,.0f} GiB" if gib >= 10 else f"{gib:.2g} GiB"
