@@ -105,6 +105,7 @@ def export_model(
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 dynamic_shapes=_dynamic_batch(),
+                external_data=False,  # one self-contained file (CliqueNets are far below 2 GB)
                 verbose=False,
             )
         elif fmt == "exported-program":

@@ -67,6 +67,7 @@ def test_onnx_matches_torch_at_batch_1_and_3(trained, tmp_path: Path) -> None:
     ort = pytest.importorskip("onnxruntime")
     spec, weights, model = trained
     path = export(tmp_path, spec, weights, "onnx", "model.onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]  # weights inside, no .data file
     graph = onnx.load(str(path)).graph
     assert "Dropout" not in {node.op_type for node in graph.node}  # eval mode
     batch_dim = graph.input[0].type.tensor_type.shape.dim[0]
