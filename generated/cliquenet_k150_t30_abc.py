@@ -14,8 +14,8 @@ from torch import nn
 
 SPEC_NAME = "cliquenet-k150-t30-abc"
 SPEC_DESCRIPTION = (
-    "CliqueNet k=150, T=30 with attention, bottleneck and compression (Tab. 3); with "
-    "B a layer counts twice, so 5 clique layers per block"
+    "CliqueNet k=150, T=30 with attention, bottleneck and compression (Tab. 3); with B a layer counts twice, "
+    "so 5 clique layers per block"
 )
 SPEC_PATH = "specs/cifar10/cliquenet-k150-t30-abc.yaml"
 SPEC_SHA256 = "6f4dfe50a85b6f90d9e27e487872b66e995003e57464e48fbdf389fd09f431d8"

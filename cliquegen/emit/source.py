@@ -22,6 +22,7 @@ import inspect
 import linecache
 import os
 import types
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,15 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 #: What the generated module takes from _runtime, in the order it lists them.
 RUNTIME_FUNCTIONS = (_runtime.shared_weight, _runtime.conv2d, _runtime.linear, _runtime.clique_update)
+
+
+def text_width(text: str) -> int:
+    """Columns ``text`` takes in an editor (and for ruff's line length): wide East Asian
+    characters and emoji count 2, combining marks 0."""
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in text
+    )
 
 
 # --- user text -> Python text ---------------------------------------------------------------
@@ -79,27 +89,29 @@ def pyrepr(value: Any, width: int | None = None) -> str:
             return repr(value)
         raise TypeError(f"pyrepr: no literal for {type(value).__name__}")
     literal = _string_literal(value)
-    if width is None or len(literal) <= width:
+    if width is None or text_width(literal) <= width:
         return literal
-    if len(INDENT) + len(literal) <= LINE_LENGTH:
+    if len(INDENT) + text_width(literal) <= LINE_LENGTH:
         return f"(\n{INDENT}{literal}\n)"
-    room = max(LINE_LENGTH - len(INDENT) - 2, 8)
+    room = LINE_LENGTH - len(INDENT)  # for each piece, quotes included
     pieces: list[str] = []
     piece = ""
-    for word in value.split(" "):
-        word = word + " "
-        for char in word:  # a word longer than a line is cut into lines
-            if len(_string_literal(piece + char)) > room and piece:
+    words = value.split(" ")
+    for index, word in enumerate(words):
+        word += " " if index + 1 < len(words) else ""  # spaces stay at the end of a piece
+        if text_width(_string_literal(piece + word)) <= room:
+            piece += word
+            continue
+        if piece:
+            pieces.append(piece)
+            piece = ""
+        for char in word:  # a word longer than a line is cut
+            if piece and text_width(_string_literal(piece + char)) > room:
                 pieces.append(piece)
                 piece = ""
             piece += char
-        if piece.endswith(" ") and len(_string_literal(piece)) > room * 3 // 4:
-            pieces.append(piece)
-            piece = ""
     pieces.append(piece)
-    pieces[-1] = pieces[-1][:-1]  # the space added after the last word
-    pieces = [p for p in pieces if p]
-    body = "".join(f"\n{INDENT}{_string_literal(p)}" for p in pieces)
+    body = "".join(f"\n{INDENT}{_string_literal(p)}" for p in pieces if p)
     return f"({body}\n)"
 
 
@@ -118,7 +130,7 @@ def doc_paragraph(text: str, indent: str, width: int = LINE_LENGTH) -> list[str]
         if not word:
             continue
         longer = f"{line} {word}" if line else word
-        if line and len(indent) + len(docstring(longer)) > width:
+        if line and len(indent) + text_width(docstring(longer)) > width:
             lines.append(line)
             line = word
         else:
@@ -452,8 +464,8 @@ class SpecOrigin:
     hashed: str  # what the sha256 is of
 
     @classmethod
-    def of_bytes(cls, path: str, data: bytes) -> SpecOrigin:
-        return cls(path, hashlib.sha256(data).hexdigest(), "file")
+    def of_bytes(cls, path: str, data: bytes, hashed: str = "file") -> SpecOrigin:
+        return cls(path, hashlib.sha256(data).hexdigest(), hashed)
 
     @classmethod
     def of_spec(cls, spec: Spec, path: str = "<string>") -> SpecOrigin:
@@ -467,8 +479,10 @@ def load_with_origin(source: str | os.PathLike[str], *, path: str | None = None)
 
     spec = load_spec(source, path=path)
     if isinstance(source, os.PathLike) or ("\n" not in source and source.lower().endswith((".yaml", ".yml"))):
-        return spec, SpecOrigin.of_bytes(path or os.fspath(source), Path(source).read_bytes())
-    return spec, SpecOrigin.of_bytes(path or "<string>", source.encode())
+        return spec, SpecOrigin.of_bytes(
+            os.fspath(source) if path is None else path, Path(source).read_bytes()
+        )
+    return spec, SpecOrigin.of_bytes("<string>" if path is None else path, source.encode(), "text")
 
 
 def render_source(compiled: Compiled, origin: SpecOrigin, class_name: str, version: str) -> str:
@@ -574,7 +588,7 @@ def generate_source(spec: Spec | str | os.PathLike[str], *, path: str | None = N
     from .._builder import class_name
 
     if isinstance(spec, Spec):
-        origin = SpecOrigin.of_spec(spec, path or "<string>")
+        origin = SpecOrigin.of_spec(spec, "<string>" if path is None else path)
     else:
         spec, origin = load_with_origin(spec, path=path)
     return render_source(compile_spec(spec), origin, class_name(spec), __version__)
