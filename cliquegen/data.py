@@ -45,7 +45,7 @@ def load_data(name: str, spec: Spec) -> ImageData:
         data = _digits()
     elif name == "mnist5k":
         data = _mnist5k()
-    elif name.startswith("folder:"):
+    elif name.startswith("folder:") and name.removeprefix("folder:"):
         data = _folder(Path(name.removeprefix("folder:")), spec)
     else:
         raise UsageError(f"unknown data set {name!r}; choose one of {', '.join(NAMES)}")
