@@ -17,6 +17,7 @@ User text (name, description, spec path) reaches the file only through
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import linecache
@@ -147,14 +148,16 @@ def ident(name: str) -> str:
     return safe
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """The one jinja2 environment, with the filters templates use."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=False,  # noqa: S701 (Python, not HTML: text goes through pyrepr/docstring)
+        autoescape=False,  # Python, not HTML: user text goes through pyrepr and docstring
     )
     env.filters["pyrepr"] = pyrepr
     env.filters["docstring"] = docstring
@@ -230,12 +233,22 @@ def wrap_comment(text: str, width: int = BODY_WIDTH, separator: str = " + ") -> 
 class SourceWriter:
     """Turns a Program into the statements of ``__init__`` and the forward methods.
 
-    Override ``declare_<kind>`` or ``op_<kind>`` to change how one kind is written.
+    ``op_<kind>`` writes one kind of op (override it to change how); ``declare`` writes any
+    module through its constructor in ``_runtime.CONSTRUCTORS``.
     """
+
+    #: Names the generated module binds itself; no Program value may take one.
+    RESERVED = frozenset(
+        {"self", "block", "update", "partial", "torch", "F", "nn", "pre_logits", "Model"}
+        | {function.__name__ for function in RUNTIME_FUNCTIONS}
+    )
 
     def __init__(self, compiled: Compiled):
         self.compiled = compiled
         self.program: Program = compiled.program
+        clashes = sorted(self.RESERVED & {op.name for op in self.program.ops})
+        if clashes:
+            raise AssertionError(f"Program values {clashes} clash with names of the generated module")
         self.blocks: list[BlockConfig] = [info["config"] for info in compiled.graph.graph["blocks"]]
         self.values = self.program.values
         self.alias: str | None = None  # module path prefix bound to the local `block`
