@@ -13,11 +13,12 @@ half of one, and a crash leaves no partial output.  It refuses, with a UsageErro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .errors import UsageError
 
@@ -40,55 +41,64 @@ def atomic_write(
     file the user asked for, such as ``-o FILE``).
     """
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    return _write(path, lambda out: out.write(payload), root=root, force=force, marker=generated_marker)
+    with atomic_output(path, root=root, force=force, generated_marker=generated_marker) as tmp:
+        tmp.write_bytes(payload)
+    return _confined(Path(path), root)
 
 
 def torch_save_atomic(
     obj: Any, path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
 ) -> Path:
-    """``torch.save(obj)`` through :func:`atomic_write`'s temporary file and rename."""
+    """``torch.save(obj)`` through :func:`atomic_output`'s temporary file and rename."""
     import torch
 
-    return _write(path, lambda out: torch.save(obj, out), root=root, force=False, marker=None)
+    with atomic_output(path, root=root) as tmp:
+        torch.save(obj, tmp)
+    return _confined(Path(path), root)
 
 
-def _write(
+@contextlib.contextmanager
+def atomic_output(
     path: str | os.PathLike[str],
-    write: Callable[[IO[bytes]], object],
     *,
-    root: str | os.PathLike[str] | None,
-    force: bool,
-    marker: str | None,
-) -> Path:
+    root: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    generated_marker: str | None = None,
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name (torch.save,
+    torch.onnx.export, ...); on success it is fsynced and renamed over ``path``, on any error
+    removed, leaving ``path`` as it was.  Same checks as :func:`atomic_write`."""
     target = _confined(Path(path), root)
     if not target.parent.is_dir():
         raise UsageError(f"cannot write {path}: the folder {target.parent} does not exist")
     if target.exists():
         if not target.is_file():
             raise UsageError(f"cannot write {path}: it exists and is not a regular file")
-        if marker is not None and not force and not _carries(target, marker):
+        if generated_marker is not None and not force and not _carries(target, generated_marker):
             raise UsageError(
                 f"refusing to overwrite {path}: cliquegen did not write it (its header lacks "
-                f"{marker!r}); move it away or pass --force"
+                f"{generated_marker!r}); move it away or pass --force"
             )
     try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(
+            dir=target.parent, prefix=f".{target.name}.", suffix=f".tmp{target.suffix}"
+        )
+        os.close(fd)
     except OSError as error:
         raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
+        yield tmp
+        with tmp.open("rb") as written:
+            os.fsync(written.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, target)
     except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
         raise
     _fsync_folder(target.parent)
-    return target
 
 
 def _confined(target: Path, root: str | os.PathLike[str] | None) -> Path:

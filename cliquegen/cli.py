@@ -111,15 +111,16 @@ def cmd_build(args: argparse.Namespace) -> int:
             diagnostics += error.diagnostics
     if diagnostics:
         raise SpecError(diagnostics)
-    for path, compiled in build_files(args.specs, args.output):
+    for path, compiled in build_files(args.specs, args.output, force=args.force):
         summary = summarize(compiled)
         _stdout.print(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
     return EXIT_OK
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from ._io import atomic_write
     from .errors import UsageError
-    from .render import FORMATS, render, write_atomically
+    from .render import FORMATS, render
 
     suffix = Path(args.output).suffix.lstrip(".") if args.output else ""
     fmt = args.format or (suffix if suffix in FORMATS else "dot")
@@ -129,7 +130,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(data)
         return EXIT_OK
-    write_atomically(args.output, data)
+    atomic_write(args.output, data)
     _stdout.print(f"wrote {args.output} ({args.view} view, {fmt})")
     return EXIT_OK
 
@@ -181,7 +182,10 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_FORCE_HELP = "build even a spec over the size limits (2e9 parameters, memory, 1e6 graph edges)"
+_FORCE_HELP = (
+    "build even a spec over the size limits (2e9 parameters, memory, 1e6 graph edges), "
+    "and replace output files that cliquegen did not write"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._io import atomic_output
 from .errors import UsageError, import_extra
 from .registry import create_model, resolve_spec
 from .spec import Spec
@@ -95,12 +96,12 @@ def export_model(
     example = (example_input(spec),)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with _quiet(), torch.no_grad():
+    with atomic_output(output) as tmp, _quiet(), torch.no_grad():  # a failed export leaves no file
         if fmt == "onnx":
             torch.onnx.export(
                 model,
                 example,
-                output,
+                tmp,
                 dynamo=True,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
@@ -112,11 +113,11 @@ def export_model(
             program = torch.export.export(model, example, dynamic_shapes=_dynamic_batch())
             # inference IR: eval-mode dropout (an identity) disappears from the graph
             program = program.run_decompositions({})
-            torch.export.save(program, output)
+            torch.export.save(program, tmp)
         else:  # torchscript: deprecated by torch, still loadable with torch.jit.load
             try:
                 scripted = torch.jit.script(model)
             except Exception:  # scripting rejects some graphs that tracing handles
                 scripted = torch.jit.trace(model, example)
-            scripted.save(str(output))
+            scripted.save(str(tmp))
     return output

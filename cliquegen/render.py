@@ -22,10 +22,8 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import graphviz
 import networkx as nx
@@ -203,26 +201,6 @@ def render(
         return drawing.digraph().pipe(format=format, encoding="utf-8" if format == "svg" else None)
     except graphviz.ExecutableNotFound:
         raise UsageError(MISSING_DOT) from None
-
-
-def write_atomically(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace,
-    so readers never see a half-written file."""
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise UsageError(f"cannot write {target}: folder {target.parent} does not exist")
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- block view ---------------------------------------------------------------------------

@@ -32,9 +32,11 @@ from torch import fx, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
+from ._io import atomic_write, torch_save_atomic
 from .data import load_data
 from .errors import UsageError
 from .registry import create_model, resolve_spec
+from .weights import load_weights_file
 
 LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.json"
 #: Settings that must not change when a run is resumed.
@@ -122,32 +124,18 @@ def _set_rng_state(state: dict[str, Any], ctx: _Context) -> None:
 # --- files --------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    _atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    torch_save_atomic(checkpoint, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint written by ``cliquegen train`` (or any plain state_dict), safely."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except Exception as error:  # unpickling errors carry no common base class
-        raise UsageError(f"{path}: not a loadable checkpoint ({type(error).__name__}: {error})") from None
+    """A checkpoint written by ``cliquegen train`` (or any plain state_dict), safely:
+    weights-only loading, with the size limit of weights files."""
+    return load_weights_file(path)
 
 
 def _write_json(path: Path, value: Any) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=2) + "\n"))
+    atomic_write(path, json.dumps(value, indent=2) + "\n")
 
 
 def state_dict_hash(model: nn.Module) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any
 
 import torch
 
+from ._io import torch_save_atomic
 from .errors import WeightsError
 from .ir import ModuleDecl
 from .lower import compile_spec
@@ -398,22 +398,6 @@ def save_weights_file(obj: Any, path: str | os.PathLike[str]) -> None:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed, then renamed or removed, below)
-            dir=target.parent, prefix=f".{target.name}.", suffix=".tmp", delete=False
-        )
     except OSError as error:
         raise WeightsError(f"{target}: cannot write: {error.strerror or error}") from None
-    try:
-        with handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)
-        os.replace(handle.name, target)
-    except BaseException as error:
-        Path(handle.name).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise WeightsError(f"{target}: cannot write: {error.strerror or error}") from None
-        raise
+    torch_save_atomic(obj, target)
