@@ -31,15 +31,6 @@ SMALL = "specs/cifar10/cliquenet-k36-t12.yaml"
 RUFF_RULES = "E,F,W,I,B,UP,SIM"  # the project's rule set (pyproject.toml)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions run far faster on one thread than on threads that wait for busy cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / a.norm().clamp_min(1e-12)).item()
 
