@@ -52,5 +52,9 @@ lint: dev
 schema: install
 	$(BIN)/cliquegen schema > cliquegen.schema.json
 
+# The checked-in modules of the shipped specs (tests/test_source.py compares against them).
+generated: install
+	$(BIN)/cliquegen build $(SPECS) -o generated
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
