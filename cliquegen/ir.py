@@ -32,7 +32,8 @@ MODULE_KINDS = {
 
 #: Kinds of ops; the attributes each one reads are listed after the colon.
 OP_KINDS = {
-    "input": "the network input (B, C, H, W)",
+    "input": "the network input (B, C, H, W); memory_format: None, or 'channels_last' to convert "
+    "it at entry (values and shapes unchanged)",
     "call": "self.<module>(x): module",
     "relu": "F.relu(x)",
     "sigmoid": "torch.sigmoid(x)",
@@ -43,7 +44,8 @@ OP_KINDS = {
     "scale": "x * gate[:, :, None, None] (channel-wise gate)",
     "update": "one clique update: cat -> bn -> relu -> conv(cat(weights)) [-> dropout] "
     "[-> bottleneck_bn -> relu -> bottleneck_conv [-> dropout]]: "
-    "bn, weights, padding, dropout, bottleneck_bn, bottleneck_conv, node",
+    "bn, weights, padding, dropout, bottleneck_bn, bottleneck_conv, node, memory_efficient "
+    "(recompute cat -> bn -> relu -> conv in the backward pass when training)",
 }
 
 

@@ -171,7 +171,12 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
     """Order the whole network into straight-line code."""
     p = _ProgramBuilder()
     p.part = "stem"
-    x = p.op("x", "input", shape=(spec.input.channels, spec.input.height, spec.input.width))
+    x = p.op(
+        "x",
+        "input",
+        shape=(spec.input.channels, spec.input.height, spec.input.width),
+        memory_format=_memory_format(spec),
+    )
     x0 = value_name(0, 0, 0)
     if spec.stem.kind == "cifar":
         p.conv(x0, "stem.conv", x, spec.stem.channels, kernel=3)
@@ -200,7 +205,7 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
             (n for n in graph.nodes if n[0] == b and n[1] > 0), key=lambda n: graph.nodes[n]["step"]
         )
         for node in updates:
-            _schedule_update(p, graph, block, node, drop)
+            _schedule_update(p, graph, block, node, drop, spec.memory_efficient)
 
         names = [graph.nodes[n]["name"] for n in info["transit"]]
         if b + 1 < len(blocks):
@@ -232,8 +237,27 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
     return Program(spec.name, p.modules, p.ops, output=logits, features=features, classifier="classifier")
 
 
+#: Smallest side of the first block's maps from which the model runs in channels-last memory.
+CHANNELS_LAST_FROM = 16
+
+
+def _memory_format(spec: Spec) -> str | None:
+    """``channels_last`` (converted once at entry; values and shapes unchanged) where oneDNN's
+    convolutions and BatchNorm run faster on it: the CIFAR and ImageNet sizes (BENCHMARKS.md).
+    Tiny maps stay NCHW: nothing to gain there, and their results stay bit-identical to a plain
+    NCHW computation (channels-last sums in another order, a difference of rounding only)."""
+    side = min(spec.input.height, spec.input.width)
+    side = side // 4 if spec.stem.kind == "imagenet" else side
+    return "channels_last" if side >= CHANNELS_LAST_FROM else None
+
+
 def _schedule_update(
-    p: _ProgramBuilder, graph: nx.DiGraph, block: BlockConfig, node: NodeId, drop: str | None
+    p: _ProgramBuilder,
+    graph: nx.DiGraph,
+    block: BlockConfig,
+    node: NodeId,
+    drop: str | None,
+    memory_efficient: bool = False,
 ) -> None:
     """One stage update: BN-ReLU over the concatenated inputs, then one conv whose weight is
     the concatenation of the shared W_ij (then the layer's shared bottleneck conv)."""
@@ -260,6 +284,7 @@ def _schedule_update(
         "bottleneck_bn": None,
         "bottleneck_conv": None,
         "node": node,
+        "memory_efficient": memory_efficient,
     }
     if block.bottleneck:
         attrs["bottleneck_bn"] = p.module(

@@ -152,6 +152,11 @@ class Spec(_Model):
     blocks: list[BlockSpec] = Field(min_length=1, max_length=64)
     transition: TransitionSpec = TransitionSpec()
     head: HeadSpec = HeadSpec()
+    memory_efficient: bool = Field(
+        False,
+        description="training recomputes each update's concat -> BN -> ReLU -> conv in the backward "
+        "pass instead of storing it: less activation memory, some more time",
+    )
 
     @property
     def module_name(self) -> str:

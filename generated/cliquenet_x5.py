@@ -11,6 +11,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 SPEC_NAME = "cliquenet-x5"
 SPEC_DESCRIPTION = "CliqueNet-X with X=5: Stage II stops after 5 of 5 updates (k=64, T=15)"
@@ -42,6 +43,39 @@ def linear(in_features: int, out_features: int) -> nn.Linear:
     return layer
 
 
+def bn_relu_conv(
+    inputs: list[torch.Tensor],
+    weight: torch.Tensor,
+    bn: nn.BatchNorm2d,
+    padding: int,
+    recompute: bool = False,
+) -> torch.Tensor:
+    """conv(ReLU(BN(cat(inputs))), weight): the part of an update that sees every input.
+
+    ``recompute`` (the backward pass of ``memory_efficient``) normalises with the batch
+    statistics as the first pass did, without updating the running statistics again.
+    """
+    h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
+    h = F.batch_norm(h, None, None, bn.weight, bn.bias, True, 0.0, bn.eps) if recompute else bn(h)
+    return F.conv2d(F.relu(h, inplace=True), weight, None, 1, padding)  # (B, k, H, W)
+
+
+def checkpointed_bn_relu_conv(
+    inputs: list[torch.Tensor], weight: torch.Tensor, bn: nn.BatchNorm2d, padding: int
+) -> torch.Tensor:
+    """``bn_relu_conv`` that, in training with inputs that need gradients, keeps none of its
+    intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward."""
+    if not (bn.training and any(x.requires_grad for x in inputs)):
+        return bn_relu_conv(inputs, weight, bn, padding)
+    calls = []
+
+    def run(weight: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        calls.append(len(calls))
+        return bn_relu_conv(list(inputs), weight, bn, padding, recompute=len(calls) > 1)
+
+    return checkpoint(run, weight, *inputs, use_reentrant=False)
+
+
 def clique_update(
     inputs: list[torch.Tensor],
     weights: list[torch.Tensor],
@@ -49,22 +83,23 @@ def clique_update(
     padding: int,
     dropout: nn.Module | None = None,
     bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    memory_efficient: bool = False,
 ) -> torch.Tensor:
     """X_j = g(sum_i W_ij * X_i) as one convolution over the concatenated inputs.
 
     BN -> ReLU over cat(inputs), then a convolution whose weight is cat(weights) along the
     input channels (each W_ij is shared by every stage that uses it), [dropout], and with a
-    bottleneck: BN -> ReLU -> the layer's own conv [-> dropout].
+    bottleneck: BN -> ReLU -> the layer's own conv [-> dropout].  ``memory_efficient``
+    recomputes the first BN -> ReLU -> conv in the backward pass instead of storing it.
     """
-    h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
-    h = F.relu(bn(h))
     weight = weights[0] if len(weights) == 1 else torch.cat(weights, 1)
-    h = F.conv2d(h, weight, None, 1, padding)  # (B, k, H, W)
+    conv = checkpointed_bn_relu_conv if memory_efficient else bn_relu_conv
+    h = conv(inputs, weight, bn, padding)
     if dropout is not None:
         h = dropout(h)
     if bottleneck is not None:
         bottleneck_bn, bottleneck_conv = bottleneck
-        h = bottleneck_conv(F.relu(bottleneck_bn(h)))
+        h = bottleneck_conv(F.relu(bottleneck_bn(h), inplace=True))
         if dropout is not None:
             h = dropout(h)
     return h
@@ -239,6 +274,8 @@ class CliquenetX5(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) images -> (B, 1664) pooled multi-scale features."""
+        x = x.contiguous(memory_format=torch.channels_last)  # same values
+
         # Stem
         b1_x0 = self.stem.conv(x)  # (B, 64, 32, 32)
 

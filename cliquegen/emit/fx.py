@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..ir import ModuleDecl, Op, Program
-from ._runtime import CONSTRUCTORS
+from ._runtime import CONSTRUCTORS, checkpointed_bn_relu_conv
 
 FEATURES = "features"  # name of the pooled multi-scale feature vector in every Program
 
@@ -103,6 +103,14 @@ class _GraphWriter:
         n, a = op.name, op.attrs
         if op.kind == "input":
             out = self.graph.placeholder(n)
+            if a.get("memory_format") == "channels_last":
+                out = self.node(
+                    "call_method",
+                    "contiguous",
+                    (out,),
+                    f"{n}_channels_last",
+                    {"memory_format": torch.channels_last},
+                )
         elif op.kind == "call":
             out = self.node("call_module", a["module"], (x[0],), n)
         elif op.kind == "relu":
@@ -134,30 +142,37 @@ class _GraphWriter:
         self.env[n] = out
 
     def update(self, op: Op, x: list[fx.Node]) -> fx.Node:
-        """cat -> BN -> ReLU -> conv(cat of shared W_ij) [-> dropout] [-> bottleneck]."""
+        """cat -> BN -> ReLU -> conv(cat of shared W_ij) [-> dropout] [-> bottleneck]: the steps
+        of ``_runtime.clique_update``; with ``memory_efficient``, cat -> BN -> ReLU -> conv is
+        one call of ``checkpointed_bn_relu_conv``, whose inside the backward pass recomputes."""
         n, a = op.name, op.attrs
-        steps: list[tuple[str, Any, tuple, str]] = []
-        h: Any = x[0]
-        if len(x) > 1:
-            h = self.node("call_function", torch.cat, (x, 1), f"{n}_in")
-        h = self.node("call_module", a["bn"], (h,), f"{n}_bn")
-        h = self.node("call_function", F.relu, (h,), f"{n}_act")
         weights = [self.get_attr(path) for path in a["weights"]]
         weight = (
             weights[0] if len(weights) == 1 else self.node("call_function", torch.cat, (weights, 1), f"{n}_w")
         )
-        steps.append(("call_function", F.conv2d, (weight, None, 1, a["padding"]), "conv"))
+        relu = {"inplace": True}  # on BatchNorm's fresh output
+        steps: list[tuple[str, Any, tuple, str, dict]] = []
         if a["dropout"]:
-            steps.append(("call_module", a["dropout"], (), "drop"))
+            steps.append(("call_module", a["dropout"], (), "drop", {}))
         if a["bottleneck_conv"]:
-            steps.append(("call_module", a["bottleneck_bn"], (), "bottleneck_bn"))
-            steps.append(("call_function", F.relu, (), "bottleneck_act"))
-            steps.append(("call_module", a["bottleneck_conv"], (), "bottleneck"))
+            steps.append(("call_module", a["bottleneck_bn"], (), "bottleneck_bn", {}))
+            steps.append(("call_function", F.relu, (), "bottleneck_act", relu))
+            steps.append(("call_module", a["bottleneck_conv"], (), "bottleneck", {}))
             if a["dropout"]:
-                steps.append(("call_module", a["dropout"], (), "bottleneck_drop"))
-        for index, (kind, target, extra, suffix) in enumerate(steps):
+                steps.append(("call_module", a["dropout"], (), "bottleneck_drop", {}))
+        conv_name = f"{n}_conv" if steps else n
+        h: Any
+        if a.get("memory_efficient"):
+            args = (x, weight, self.get_attr(a["bn"]), a["padding"])
+            h = self.node("call_function", checkpointed_bn_relu_conv, args, conv_name)
+        else:
+            h = x[0] if len(x) == 1 else self.node("call_function", torch.cat, (x, 1), f"{n}_in")
+            h = self.node("call_module", a["bn"], (h,), f"{n}_bn")
+            h = self.node("call_function", F.relu, (h,), f"{n}_act", relu)
+            h = self.node("call_function", F.conv2d, (h, weight, None, 1, a["padding"]), conv_name)
+        for index, (kind, target, extra, suffix, kwargs) in enumerate(steps):
             name = n if index == len(steps) - 1 else f"{n}_{suffix}"
-            h = self.node(kind, target, (h, *extra), name)
+            h = self.node(kind, target, (h, *extra), name, kwargs)
         return h
 
 
