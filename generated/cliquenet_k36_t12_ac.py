@@ -53,25 +53,60 @@ def bn_relu_conv(
     """conv(ReLU(BN(cat(inputs))), weight): the part of an update that sees every input.
 
     ``recompute`` (the backward pass of ``memory_efficient``) normalises with the batch
-    statistics as the first pass did, without updating the running statistics again.
+    statistics as the first pass did, and leaves the running statistics and
+    ``num_batches_tracked`` as the first pass updated them.
     """
     h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
-    h = F.batch_norm(h, None, None, bn.weight, bn.bias, True, 0.0, bn.eps) if recompute else bn(h)
+    if recompute:  # copies of the running statistics take the update (momentum 0 leaves them as they are)
+        mean, var = (None if t is None else t.clone() for t in (bn.running_mean, bn.running_var))
+        h = F.batch_norm(h, mean, var, bn.weight, bn.bias, True, 0.0, bn.eps)
+    else:
+        h = bn(h)
     return F.conv2d(F.relu(h, inplace=True), weight, None, 1, padding)  # (B, k, H, W)
 
 
-def checkpointed_bn_relu_conv(
-    inputs: list[torch.Tensor], weight: torch.Tensor, bn: nn.BatchNorm2d, padding: int
+def update_steps(
+    inputs: list[torch.Tensor],
+    weight: torch.Tensor,
+    bn: nn.BatchNorm2d,
+    padding: int,
+    dropout: nn.Module | None = None,
+    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    recompute: bool = False,
 ) -> torch.Tensor:
-    """``bn_relu_conv`` that, in training with inputs that need gradients, keeps none of its
-    intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward."""
+    """The steps of one update: BN -> ReLU -> conv over cat(inputs) with the concatenated
+    shared weight, [dropout], and with a bottleneck: BN -> ReLU -> the layer's own conv
+    [-> dropout]."""
+    h = bn_relu_conv(inputs, weight, bn, padding, recompute)
+    if dropout is not None:
+        h = dropout(h)
+    if bottleneck is not None:
+        bottleneck_bn, bottleneck_conv = bottleneck
+        padding = bottleneck_conv.padding[0]
+        h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
+        if dropout is not None:
+            h = dropout(h)
+    return h
+
+
+def checkpointed_update(
+    inputs: list[torch.Tensor],
+    weight: torch.Tensor,
+    bn: nn.BatchNorm2d,
+    padding: int,
+    dropout: nn.Module | None = None,
+    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+) -> torch.Tensor:
+    """``update_steps`` that, in training with inputs that need gradients, keeps none of its
+    intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward
+    (with the same dropout masks: checkpoint restores the random state)."""
     if not (bn.training and any(x.requires_grad for x in inputs)):
-        return bn_relu_conv(inputs, weight, bn, padding)
+        return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
     calls = []
 
     def run(weight: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         calls.append(len(calls))
-        return bn_relu_conv(list(inputs), weight, bn, padding, recompute=len(calls) > 1)
+        return update_steps(list(inputs), weight, bn, padding, dropout, bottleneck, recompute=len(calls) > 1)
 
     return checkpoint(run, weight, *inputs, use_reentrant=False)
 
@@ -90,19 +125,11 @@ def clique_update(
     BN -> ReLU over cat(inputs), then a convolution whose weight is cat(weights) along the
     input channels (each W_ij is shared by every stage that uses it), [dropout], and with a
     bottleneck: BN -> ReLU -> the layer's own conv [-> dropout].  ``memory_efficient``
-    recomputes the first BN -> ReLU -> conv in the backward pass instead of storing it.
+    recomputes these steps in the backward pass instead of storing their results.
     """
     weight = weights[0] if len(weights) == 1 else torch.cat(weights, 1)
-    conv = checkpointed_bn_relu_conv if memory_efficient else bn_relu_conv
-    h = conv(inputs, weight, bn, padding)
-    if dropout is not None:
-        h = dropout(h)
-    if bottleneck is not None:
-        bottleneck_bn, bottleneck_conv = bottleneck
-        h = bottleneck_conv(F.relu(bottleneck_bn(h), inplace=True))
-        if dropout is not None:
-            h = dropout(h)
-    return h
+    steps = checkpointed_update if memory_efficient else update_steps
+    return steps(inputs, weight, bn, padding, dropout, bottleneck)
 
 
 class CliquenetK36T12Ac(nn.Module):

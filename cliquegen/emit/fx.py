@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..ir import ModuleDecl, Op, Program
-from ._runtime import CONSTRUCTORS, checkpointed_bn_relu_conv
+from ._runtime import CONSTRUCTORS, checkpointed_update
 
 FEATURES = "features"  # name of the pooled multi-scale feature vector in every Program
 
@@ -143,8 +143,8 @@ class _GraphWriter:
 
     def update(self, op: Op, x: list[fx.Node]) -> fx.Node:
         """cat -> BN -> ReLU -> conv(cat of shared W_ij) [-> dropout] [-> bottleneck]: the steps
-        of ``_runtime.clique_update``; with ``memory_efficient``, cat -> BN -> ReLU -> conv is
-        one call of ``checkpointed_bn_relu_conv``, whose inside the backward pass recomputes."""
+        of ``_runtime.clique_update``; with ``memory_efficient``, one call of
+        ``_runtime.checkpointed_update``, whose steps the backward pass recomputes."""
         n, a = op.name, op.attrs
         weights = [self.get_attr(path) for path in a["weights"]]
         weight = (
@@ -160,16 +160,18 @@ class _GraphWriter:
             steps.append(("call_module", a["bottleneck_conv"], (), "bottleneck", {}))
             if a["dropout"]:
                 steps.append(("call_module", a["dropout"], (), "bottleneck_drop", {}))
+        if a.get("memory_efficient"):  # one call, whose steps the backward pass recomputes
+            bottleneck = None
+            if a["bottleneck_conv"]:
+                bottleneck = (self.get_attr(a["bottleneck_bn"]), self.get_attr(a["bottleneck_conv"]))
+            dropout = self.get_attr(a["dropout"]) if a["dropout"] else None
+            args = (x, weight, self.get_attr(a["bn"]), a["padding"], dropout, bottleneck)
+            return self.node("call_function", checkpointed_update, args, n)
         conv_name = f"{n}_conv" if steps else n
-        h: Any
-        if a.get("memory_efficient"):
-            args = (x, weight, self.get_attr(a["bn"]), a["padding"])
-            h = self.node("call_function", checkpointed_bn_relu_conv, args, conv_name)
-        else:
-            h = x[0] if len(x) == 1 else self.node("call_function", torch.cat, (x, 1), f"{n}_in")
-            h = self.node("call_module", a["bn"], (h,), f"{n}_bn")
-            h = self.node("call_function", F.relu, (h,), f"{n}_act", relu)
-            h = self.node("call_function", F.conv2d, (h, weight, None, 1, a["padding"]), conv_name)
+        h: Any = x[0] if len(x) == 1 else self.node("call_function", torch.cat, (x, 1), f"{n}_in")
+        h = self.node("call_module", a["bn"], (h,), f"{n}_bn")
+        h = self.node("call_function", F.relu, (h,), f"{n}_act", relu)
+        h = self.node("call_function", F.conv2d, (h, weight, None, 1, a["padding"]), conv_name)
         for index, (kind, target, extra, suffix, kwargs) in enumerate(steps):
             name = n if index == len(steps) - 1 else f"{n}_{suffix}"
             h = self.node(kind, target, (h, *extra), name, kwargs)

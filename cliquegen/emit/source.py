@@ -48,7 +48,8 @@ RUNTIME_FUNCTIONS = (
     _runtime.conv2d,
     _runtime.linear,
     _runtime.bn_relu_conv,
-    _runtime.checkpointed_bn_relu_conv,
+    _runtime.update_steps,
+    _runtime.checkpointed_update,
     _runtime.clique_update,
 )
 

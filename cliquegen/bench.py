@@ -1,0 +1,219 @@
+"""Timing and memory of generated models: ``cliquegen bench SPEC`` and ``make bench``.
+
+Times are medians of interleaved runs in one process after warm-up runs (models measured
+side by side take turns, so a slow moment of the machine hits all of them alike).
+Activation memory is measured two ways, both deterministic for a given model and batch:
+
+- ``saved_bytes``: bytes of the distinct storages autograd saves for the backward pass
+  (``torch.autograd.graph.saved_tensors_hooks``); it does not see what a checkpoint keeps
+  (its inputs), so it only shows that recomputation is active;
+- ``peak_rss``: growth of the peak resident memory of a fresh process over one training
+  step (forward + backward), after a first step has allocated parameters and gradients:
+  everything the step holds, checkpoint inputs included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def median_times(
+    runs: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 2
+) -> dict[str, float]:
+    """Median seconds of each callable, run in turns (a, b, a, b ...) after ``warmup`` turns."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """Forward + backward of a summed output in training mode (no optimizer)."""
+
+    def run() -> None:
+        model.train()
+        model.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+
+    return run
+
+
+def inference(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """An eval-mode forward under ``torch.inference_mode``."""
+
+    def run() -> object:
+        model.eval()
+        with torch.inference_mode():
+            return model(x)
+
+    return run
+
+
+def saved_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd saves in one training forward."""
+    storages: dict[tuple[int, int], int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = model(x)
+    params = {(p.untyped_storage().data_ptr(), p.untyped_storage().nbytes()) for p in model.parameters()}
+    del out
+    return sum(size for key, size in storages.items() if key not in params)
+
+
+_RSS_SCRIPT = """
+import json, resource, sys, torch
+from cliquegen.registry import apply_overrides, create_model, resolve_spec
+torch.set_num_threads(int(sys.argv[4]))
+torch.manual_seed(0)
+spec = apply_overrides(resolve_spec(sys.argv[1]), memory_efficient=sys.argv[3] == "1")
+model = create_model(spec, emit=sys.argv[5]).train()
+x = torch.randn(int(sys.argv[2]), spec.input.channels, spec.input.height, spec.input.width)
+for p in model.parameters():
+    p.grad = torch.zeros_like(p)  # gradients are not activations
+with open("/proc/self/statm") as statm:
+    before = int(statm.read().split()[1]) * resource.getpagesize()
+model(x).sum().backward()
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"growth": after - before}))
+"""
+
+
+def peak_rss_growth(spec: str, batch: int, memory_efficient: bool, threads: int = 1, emit: str = "fx") -> int:
+    """Bytes by which one training step (forward + backward) raises the resident memory of a
+    fresh process above what the model, its gradients and the input hold (Linux only)."""
+    args = [spec, str(batch), "1" if memory_efficient else "0", str(threads), emit]
+    result = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])["growth"]
+
+
+def fit_exponent(sizes: list[float], seconds: list[float]) -> float:
+    """Slope of log(seconds) against log(size), least squares: t ~ size**slope."""
+    xs, ys = [math.log(s) for s in sizes], [math.log(t) for t in seconds]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
+def machine() -> dict[str, object]:
+    """What the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class SpecBench:
+    """``cliquegen bench SPEC``'s figures (seconds, bytes)."""
+
+    name: str
+    batch: int
+    threads: int
+    build_fx: float
+    generate_source: float
+    train: float
+    inference: float
+    train_memory_efficient: float
+    saved_bytes: int
+    saved_bytes_memory_efficient: int
+    peak_rss_growth: int | None
+    peak_rss_growth_memory_efficient: int | None
+
+    def lines(self) -> list[str]:
+        mib = 2**20
+
+        def rss(value: int | None) -> str:
+            return "not measured" if value is None else f"{value / mib:.1f} MiB"
+
+        return [
+            f"{self.name}: batch {self.batch}, {self.threads} thread(s), torch {torch.__version__}",
+            f"  build_fx            {self.build_fx * 1e3:9.1f} ms (load_spec + build_fx)",
+            f"  generate_source     {self.generate_source * 1e3:9.1f} ms",
+            f"  train step          {self.train * 1e3:9.1f} ms (forward + backward, median)",
+            f"  train step, memory_efficient {self.train_memory_efficient * 1e3:9.1f} ms"
+            f" ({self.train_memory_efficient / self.train:.2f}x)",
+            f"  inference           {self.inference * 1e3:9.1f} ms (eval, inference_mode, median)",
+            f"  saved for backward  {self.saved_bytes / mib:9.1f} MiB; memory_efficient "
+            f"{self.saved_bytes_memory_efficient / mib:.1f} MiB (checkpoint inputs not counted)",
+            f"  peak RSS growth of a step {rss(self.peak_rss_growth)}; memory_efficient "
+            f"{rss(self.peak_rss_growth_memory_efficient)}",
+        ]
+
+
+def bench_spec(
+    spec_ref: str, batch: int = 4, repeats: int = 5, emit: str = "fx", rss: bool = True
+) -> SpecBench:
+    """Time and measure the generated model of a spec (a path or a shipped name)."""
+    from . import build_fx, create_model, generate_source, load_spec
+    from .registry import apply_overrides, resolve_spec
+
+    spec = resolve_spec(spec_ref)
+    path = spec_ref if os.path.exists(spec_ref) else None
+    builds = median_times(
+        {
+            "build_fx": lambda: build_fx(load_spec(path) if path else spec),
+            "generate_source": lambda: generate_source(path or spec),
+        },
+        repeats=repeats,
+        warmup=1,
+    )
+    torch.manual_seed(0)
+    model = create_model(spec, emit=emit)
+    lean = create_model(apply_overrides(spec, memory_efficient=True), emit=emit)
+    lean.load_state_dict(model.state_dict())
+    x = torch.randn(batch, spec.input.channels, spec.input.height, spec.input.width)
+    times = median_times(
+        {"train": train_step(model, x), "lean": train_step(lean, x), "inference": inference(model, x)},
+        repeats=repeats,
+    )
+    threads = torch.get_num_threads()
+    return SpecBench(
+        name=spec.name,
+        batch=batch,
+        threads=threads,
+        build_fx=builds["build_fx"],
+        generate_source=builds["generate_source"],
+        train=times["train"],
+        inference=times["inference"],
+        train_memory_efficient=times["lean"],
+        saved_bytes=saved_bytes(model, x),
+        saved_bytes_memory_efficient=saved_bytes(lean, x),
+        peak_rss_growth=peak_rss_growth(spec_ref, batch, False, threads, emit) if rss else None,
+        peak_rss_growth_memory_efficient=peak_rss_growth(spec_ref, batch, True, threads, emit)
+        if rss
+        else None,
+    )
