@@ -99,8 +99,10 @@ def checkpointed_update(
 ) -> torch.Tensor:
     """``update_steps`` that, in training with inputs that need gradients, keeps none of its
     intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward
-    (with the same dropout masks: checkpoint restores the random state)."""
-    if not (bn.training and any(x.requires_grad for x in inputs)):
+    (with the same dropout masks: checkpoint restores the random state).  Under torch.compile
+    the steps run as they are: BatchNorm's statistics are a side effect its checkpoint cannot
+    take, and its partitioner chooses what to recompute itself."""
+    if torch.compiler.is_compiling() or not (bn.training and any(x.requires_grad for x in inputs)):
         return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
     calls = []
 

@@ -1,0 +1,104 @@
+"""memory_efficient: the same function, gradients and BatchNorm statistics, less memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from strategies import specs
+from test_lowering import randomize_batchnorm
+
+from cliquegen import create_model
+from cliquegen.bench import saved_bytes
+from cliquegen.registry import apply_overrides
+from cliquegen.spec import Spec
+
+BOTTLENECK = Spec.model_validate(
+    {
+        "name": "lean-bottleneck",
+        "input": {"channels": 3, "height": 32, "width": 32},
+        "num_classes": 5,
+        "stem": {"kind": "imagenet", "channels": 8},
+        "defaults": {"bottleneck": True, "dropout": 0.2, "schedule": {"stages": 3}, "feature": ["x0", 3]},
+        "blocks": [{"layers": 3, "channels": 4}, {"layers": 4, "channels": 6}],
+        "transition": {"attention": True},
+        "head": {"compression": True},
+    }
+)
+
+#: CIFAR-size maps: the model runs in channels-last memory.
+CHANNELS_LAST = Spec.model_validate(
+    {
+        "name": "lean-cifar",
+        "num_classes": 3,
+        "stem": {"channels": 6},
+        "defaults": {"dropout": 0.1},
+        "blocks": [{"layers": 3, "channels": 4}, {"layers": 2, "channels": 4}],
+    }
+)
+
+
+def pair(spec: Spec, emit: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The default model and its memory_efficient twin, with the same (randomized) state."""
+    torch.manual_seed(0)
+    default = create_model(spec, emit=emit)
+    randomize_batchnorm(default, torch.Generator().manual_seed(1))
+    lean = create_model(apply_overrides(spec, memory_efficient=True), emit=emit)
+    lean.load_state_dict(default.state_dict())
+    return default, lean
+
+
+def check_train_step(spec: Spec, emit: str) -> None:
+    default, lean = pair(spec, emit)
+    x = torch.randn(3, spec.input.channels, spec.input.height, spec.input.width)
+    outputs = []
+    for model in (default, lean):
+        model.train()
+        torch.manual_seed(5)  # the same dropout masks, recomputation included
+        out = model(x)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        outputs.append(out.detach())
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    grads = dict(default.named_parameters())
+    for name, p in lean.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-4, atol=1e-5, msg=name)
+    buffers = dict(default.named_buffers())
+    for name, b in lean.named_buffers():  # running statistics updated once, not twice
+        torch.testing.assert_close(b, buffers[name], rtol=1e-5, atol=1e-6, msg=name)
+    for model in (default, lean):
+        model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(lean(x), default(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("emit", ["fx", "source"])
+@pytest.mark.parametrize("spec", [BOTTLENECK, CHANNELS_LAST], ids=["bottleneck", "channels-last"])
+def test_same_outputs_gradients_and_statistics(spec: Spec, emit: str) -> None:
+    check_train_step(spec, emit)
+
+
+@settings(max_examples=6)
+@given(specs(max_blocks=2, max_layers=4))
+def test_random_specs(spec: Spec) -> None:
+    for emit in ("fx", "source"):
+        check_train_step(spec, emit)
+
+
+@pytest.mark.parametrize("emit", ["fx", "source"])
+def test_intermediates_are_not_kept_for_backward(emit: str) -> None:
+    default, lean = pair(BOTTLENECK, emit)
+    x = torch.randn(2, 3, 32, 32)
+    assert saved_bytes(lean, x) < 0.5 * saved_bytes(default, x)
+    with torch.no_grad():  # nothing to recompute without gradients
+        lean.train()(x)
+
+
+def test_the_spec_option_reaches_both_emitters() -> None:
+    spec = apply_overrides(BOTTLENECK, memory_efficient=True)
+    assert spec.memory_efficient
+    assert "checkpointed_update" in create_model(spec).code
+    from cliquegen import generate_source
+
+    assert "memory_efficient=True" in generate_source(spec)
+    assert "memory_efficient=True" not in generate_source(BOTTLENECK)
