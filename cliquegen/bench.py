@@ -164,8 +164,8 @@ class SpecBench:
             f"  build_fx            {self.build_fx * 1e3:9.1f} ms (load_spec + build_fx)",
             f"  generate_source     {self.generate_source * 1e3:9.1f} ms",
             f"  train step          {self.train * 1e3:9.1f} ms (forward + backward, median)",
-            f"  train step, memory_efficient {self.train_memory_efficient * 1e3:9.1f} ms"
-            f" ({self.train_memory_efficient / self.train:.2f}x)",
+            f"  train step, lean    {self.train_memory_efficient * 1e3:9.1f} ms (memory_efficient,"
+            f" {self.train_memory_efficient / self.train:.2f}x)",
             f"  inference           {self.inference * 1e3:9.1f} ms (eval, inference_mode, median)",
             f"  saved for backward  {self.saved_bytes / mib:9.1f} MiB; memory_efficient "
             f"{self.saved_bytes_memory_efficient / mib:.1f} MiB (checkpoint inputs not counted)",

@@ -182,6 +182,24 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from .bench import bench_spec
+
+    _checked_spec(args.spec)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_spec(args.spec, args.batch, args.repeats, args.emit, rss=not args.no_rss)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result), indent=2))
+    else:
+        _stdout.print("\n".join(result.lines()))
+    return EXIT_OK
+
+
 _FORCE_HELP = (
     "build even a spec over the size limits (2e9 parameters, memory, 1e6 graph edges), "
     "and replace output files that cliquegen did not write"
@@ -240,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--weights", metavar="W.pt", help="state_dict or checkpoint (last.pt, best.pt)")
     sub.add_argument("--format", required=True, choices=["onnx", "exported-program", "torchscript"])
     sub.add_argument("-o", "--output", required=True, metavar="FILE")
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    sub = add("bench", cmd_bench, "time a spec's model: train step, inference, build; activation memory")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
+    sub.add_argument("--repeats", type=int, default=5, help="timed runs per median (default 5)")
+    sub.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    sub.add_argument("--emit", choices=["fx", "source"], default="fx")
+    sub.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("import-weights", cmd_import_weights, "convert the authors' checkpoint to a state_dict")
     sub.add_argument("--format", choices=["official-pytorch"], default="official-pytorch")
