@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SPECS := $(shell find specs -name '*.yaml' | sort)
 
-.PHONY: install dev graphviz run test lint schema generated clean
+.PHONY: install dev graphviz run test lint schema generated bench clean
 
 install: $(VENV)/.installed
 
@@ -48,6 +48,10 @@ test: dev graphviz
 lint: dev
 	$(BIN)/ruff check cliquegen tests
 	$(BIN)/ruff format --check cliquegen tests
+
+# Generated models against the authors'-style baseline (a few minutes on 2 cores): BENCHMARKS.md
+bench: install
+	$(BIN)/python -m benchmarks.run
 
 schema: install
 	$(BIN)/cliquegen schema > cliquegen.schema.json

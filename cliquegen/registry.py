@@ -98,7 +98,8 @@ def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **ove
     ``emit="fx"`` gives a ``torch.fx.GraphModule``; ``emit="source"`` runs the generated
     Python source (``cliquegen build``) and gives an instance of its ``Model``, with the same
     ``state_dict`` keys and, for the same torch seed, the same initial weights.  Overrides
-    replace top-level spec fields (``num_classes=100``).
+    replace top-level spec fields (``num_classes=100``; ``memory_efficient=True`` recomputes
+    each clique update in the backward pass instead of storing its intermediates).
     """
     from ._builder import EMITTERS
 

@@ -1,0 +1,269 @@
+"""``make bench``: generated models against the authors'-style baseline; writes BENCHMARKS.md.
+
+Every comparison runs in this one process: the models take turns (interleaved runs), and
+each figure is the median of ``--repeats`` runs after two warm-up turns.  The baseline
+(benchmarks/baseline.py) is loaded with the generated model's weights and must compute the
+same logits before anything is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+import cliquegen
+from cliquegen.bench import (
+    fit_exponent,
+    inference,
+    machine,
+    median_times,
+    peak_rss_growth,
+    saved_bytes,
+    train_step,
+)
+from cliquegen.registry import apply_overrides
+
+from .baseline import baseline_model
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = [("specs/imagenet/cliquenet-s3.yaml", 4), ("specs/cifar10/cliquenet-k36-t12.yaml", 64)]
+MIB = 2**20
+
+
+def compare(path: str, batch: int, repeats: int) -> dict:
+    spec = cliquegen.load_spec(ROOT / path)
+    torch.manual_seed(0)
+    model = cliquegen.create_model(spec)
+    lean = cliquegen.create_model(apply_overrides(spec, memory_efficient=True))
+    lean.load_state_dict(model.state_dict())
+    baseline = baseline_model(spec, model.state_dict())
+    x = torch.randn(batch, spec.input.channels, spec.input.height, spec.input.width)
+    model.eval()
+    baseline.eval()
+    with torch.no_grad():  # the same function before any timing
+        ours, theirs = model(x), baseline(x)
+    error = ((ours - theirs).norm() / theirs.norm()).item()
+    assert error < 1e-4, f"{spec.name}: generated and baseline logits differ (relative {error:.2e})"
+    train = median_times(
+        {"generated": train_step(model, x), "baseline": train_step(baseline, x), "lean": train_step(lean, x)},
+        repeats=repeats,
+    )
+    infer = median_times(
+        {"generated": inference(model, x), "baseline": inference(baseline, x)}, repeats=repeats
+    )
+    threads = torch.get_num_threads()
+    return {
+        "name": spec.name,
+        "batch": batch,
+        "error": error,
+        "train": train,
+        "inference": infer,
+        "saved": (saved_bytes(model, x), saved_bytes(lean, x)),
+        "rss": tuple(peak_rss_growth(str(ROOT / path), batch, lean, threads) for lean in (False, True)),
+    }
+
+
+def profile_shares(path: str, batch: int) -> dict[str, list[tuple[str, float]]]:
+    """Share of self CPU time of the top aten ops in a train step and an inference of the
+    generated model (torch.profiler, 2 steps after 2 warm-up steps)."""
+    from torch.profiler import profile
+
+    spec = cliquegen.load_spec(ROOT / path)
+    torch.manual_seed(0)
+    model = cliquegen.create_model(spec)
+    x = torch.randn(batch, spec.input.channels, spec.input.height, spec.input.width)
+    shares = {}
+    for label, run in (("train step", train_step(model, x)), ("inference", inference(model, x))):
+        for _ in range(2):
+            run()
+        with profile() as prof:
+            for _ in range(2):
+                run()
+        events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+        total = sum(e.self_cpu_time_total for e in events)
+        top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:6]
+        shares[label] = [(e.key, e.self_cpu_time_total / total) for e in top]
+    return shares
+
+
+def synthetic(layers: int, stages: int) -> str:
+    """YAML of a 3-block CIFAR spec with ``layers`` layers per block and ``stages`` stages."""
+    return (
+        f"name: scale-n{layers}-s{stages}\nnum_classes: 10\n"
+        f"defaults: {{schedule: {{stages: {stages}}}, feature: [x0, {stages}], transit: {stages}}}\n"
+        f"blocks:\n" + f"  - {{layers: {layers}, channels: 8}}\n" * 3
+    )
+
+
+def compile_times(repeats: int) -> list[dict]:
+    rows = []
+    for layers, stages in [(4, 2), (8, 2), (16, 2), (32, 2), (16, 3), (16, 4)]:
+        text = synthetic(layers, stages)
+        times = median_times(
+            {
+                "build_fx": lambda text=text: cliquegen.build_fx(cliquegen.load_spec(text)),
+                "generate_source": lambda text=text: cliquegen.generate_source(text),
+            },
+            repeats=repeats,
+            warmup=1,
+        )
+        updates = 3 * layers * stages
+        rows.append({"layers": layers, "stages": stages, "updates": updates, **times})
+    return rows
+
+
+def s3_build(repeats: int) -> dict[str, float]:
+    path = ROOT / "specs/imagenet/cliquenet-s3.yaml"
+    return median_times(
+        {
+            "build_fx": lambda: cliquegen.build_fx(cliquegen.load_spec(path)),
+            "generate_source": lambda: cliquegen.generate_source(path),
+        },
+        repeats=repeats,
+        warmup=1,
+    )
+
+
+def report(
+    results: list[dict], scaling: list[dict], s3: dict[str, float], shares: dict, seconds: float
+) -> str:
+    info = machine()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (benchmarks/run.py); `cliquegen bench SPEC` times any spec.",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores; torch {info['torch']}, "
+        f"{info['threads']} threads; Python {info['python']}. The whole run took {seconds:.0f} s.",
+        "",
+        "Generated = `cliquegen.create_model(spec)` (FX; the generated source runs the same "
+        "steps), plain NCHW float32 input, CPU. Baseline = benchmarks/baseline.py, the "
+        "authors' module structure (`conv_param` ModuleList of (n+1)^2 convs, `forward_bn`/"
+        "`loop_bn`, inputs and weights concatenated with torch.cat on every forward, "
+        "BN -> ReLU -> conv per update) loaded with the same weights; the logits agree "
+        "(relative difference below) before anything is timed. Medians of interleaved runs "
+        "in one process, after two warm-up turns.",
+        "",
+        "## Train step (forward + backward) and inference",
+        "",
+        "| model | batch | train: generated | baseline | ratio | inference: generated | baseline | ratio "
+        "| logits rel. diff |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        t, i = r["train"], r["inference"]
+        lines.append(
+            f"| {r['name']} | {r['batch']} | {t['generated'] * 1e3:.0f} ms | {t['baseline'] * 1e3:.0f} ms "
+            f"| **{t['generated'] / t['baseline']:.2f}x** | {i['generated'] * 1e3:.0f} ms "
+            f"| {i['baseline'] * 1e3:.0f} ms | **{i['generated'] / i['baseline']:.2f}x** | {r['error']:.1e} |"
+        )
+    s3r = results[0]
+    train_ratio = s3r["train"]["generated"] / s3r["train"]["baseline"]
+    infer_ratio = s3r["inference"]["generated"] / s3r["inference"]["baseline"]
+    lean_memory = s3r["rss"][1] / s3r["rss"][0]
+    lean_time = s3r["train"]["lean"] / s3r["train"]["generated"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines += [
+        "",
+        "Targets (cliquenet-s3, batch 4): train step <= 0.75x the baseline: "
+        f"{train_ratio:.2f}x, {verdict(train_ratio <= 0.75)}; inference <= 0.65x: {infer_ratio:.2f}x, "
+        f"{verdict(infer_ratio <= 0.65)}; `build_fx` < 300 ms: {s3['build_fx'] * 1e3:.0f} ms, "
+        f"{verdict(s3['build_fx'] < 0.3)}; memory_efficient <= 0.6x the activation memory at "
+        f"<= 1.3x the time: {lean_memory:.2f}x at {lean_time:.2f}x, "
+        f"{verdict(lean_memory <= 0.6 and lean_time <= 1.3)}.",
+        "",
+        "What the speed-up is: channels-last memory from the first op (oneDNN's 1x1 and 3x3 "
+        "convolutions run about 1.5-2x faster on it than on NCHW at these sizes, BatchNorm "
+        "too), and ReLU in place after BatchNorm. What limits it: the convolutions. They are "
+        "the same convolutions the baseline runs (same weights, same FLOPs: 8.1 GFLOPs per "
+        "S3 image), and in channels-last they already run near this CPU's peak, so they "
+        "set a floor of about 0.5-0.6x of the baseline's time; the rest (BatchNorm, the "
+        "concatenations, ReLU) is memory traffic the update structure needs: every update "
+        "normalises the concatenation of its inputs with its own BatchNorm, so neither the "
+        "concatenation nor the BatchNorm can be shared between updates, and BatchNorm comes "
+        "before the ReLU and the convolution, so it cannot be folded into a convolution's "
+        "weights. Not done (no measured gain or not exact): a preallocated Stage I buffer "
+        "(a channel slice of a channels-last buffer is not contiguous, so BatchNorm and "
+        "the convolution would copy it back), caching the concatenated weights in eval mode "
+        "(under 1% of the time: the weights are small next to the activations).",
+        "",
+        "Where the generated cliquenet-s3's time goes (share of aten self CPU time):",
+        "",
+    ]
+    for label, top in shares.items():
+        lines.append(f"- {label}: " + ", ".join(f"{name[6:]} {share:.0%}" for name, share in top))
+    lines += [
+        "",
+        "## Activation memory of a training step: default vs `memory_efficient`",
+        "",
+        "Peak RSS growth: how far one forward + backward raises the resident memory of a fresh "
+        "process above what the model, its preallocated gradients and the input hold (Linux "
+        "`VmHWM`; the honest total, checkpoint inputs and backward temporaries included). "
+        "Saved for backward: distinct storages autograd saves "
+        "(`torch.autograd.graph.saved_tensors_hooks`), which does not see what a checkpoint "
+        "keeps, so it only shows that recomputation is active.",
+        "",
+        "| model | batch | peak RSS growth: default | memory_efficient | ratio | saved: default "
+        "| memory_efficient | train time ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        (rd, rl), (sd, sl), t = r["rss"], r["saved"], r["train"]
+        lines.append(
+            f"| {r['name']} | {r['batch']} | {rd / MIB:.0f} MiB | {rl / MIB:.0f} MiB | **{rl / rd:.2f}x** "
+            f"| {sd / MIB:.0f} MiB | {sl / MIB:.0f} MiB | **{t['lean'] / t['generated']:.2f}x** |"
+        )
+    lines += [
+        "",
+        "## Compile time",
+        "",
+        f"cliquenet-s3: `load_spec` + `build_fx` {s3['build_fx'] * 1e3:.0f} ms, "
+        f"`generate_source` {s3['generate_source'] * 1e3:.0f} ms.",
+        "",
+        "Synthetic specs of 3 blocks (k = 8), `layers` per block and `stages` stages:",
+        "",
+        "| layers | stages | updates | load_spec + build_fx | generate_source |",
+        "|---|---|---|---|---|",
+    ]
+    for row in scaling:
+        lines.append(
+            f"| {row['layers']} | {row['stages']} | {row['updates']} | {row['build_fx'] * 1e3:.0f} ms "
+            f"| {row['generate_source'] * 1e3:.0f} ms |"
+        )
+    by_layers = [row for row in scaling if row["stages"] == 2]
+    by_stages = [row for row in scaling if row["layers"] == 16]
+    for key in ("build_fx", "generate_source"):
+        n_exp = fit_exponent([r["layers"] for r in by_layers], [r[key] for r in by_layers])
+        s_exp = fit_exponent([r["stages"] for r in by_stages], [r[key] for r in by_stages])
+        lines.append("")
+        lines.append(
+            f"`{key}`: time ~ layers^{n_exp:.2f} (stages 2, layers 4..32) and ~ stages^{s_exp:.2f} "
+            "(16 layers, stages 2..4), log-log least squares. An update of layer j reads n-1 "
+            "tensors, so a block has O(n^2 * stages) edges: the bound is n^2 * stages."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("-o", "--output", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    start = time.perf_counter()
+    results = [compare(path, batch, args.repeats) for path, batch in MODELS]
+    scaling = compile_times(args.repeats)
+    s3 = s3_build(args.repeats)
+    shares = profile_shares(*MODELS[0])
+    text = report(results, scaling, s3, shares, time.perf_counter() - start)
+    Path(args.output).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
