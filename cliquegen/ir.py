@@ -35,7 +35,7 @@ OP_KINDS = {
     "input": "the network input (B, C, H, W); memory_format: None, or 'channels_last' to convert "
     "it at entry (values and shapes unchanged)",
     "call": "self.<module>(x): module",
-    "relu": "F.relu(x)",
+    "relu": "F.relu(x): inplace (x is a fresh value that no other op reads, e.g. BatchNorm's output)",
     "sigmoid": "torch.sigmoid(x)",
     "cat": "torch.cat(inputs, dim=1)",
     "max_pool": "F.max_pool2d(x, kernel_size, stride, padding): kernel_size, stride, padding",

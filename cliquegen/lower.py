@@ -141,7 +141,8 @@ class _ProgramBuilder:
 
     def bn_relu(self, name: str, module: str, x: str) -> str:
         self.module(module, "batch_norm", num_features=self.shapes[x][0])
-        return self.op(f"{name}_relu", "relu", (self.call(f"{name}_bn", module, x),), shape=self.shapes[x])
+        h = self.call(f"{name}_bn", module, x)
+        return self.op(f"{name}_relu", "relu", (h,), shape=self.shapes[x], inplace=True)  # only it reads h
 
     def conv(self, name: str, module: str, x: str, out: int, kernel: int, stride: int = 1) -> str:
         c, h, w = self.shapes[x]

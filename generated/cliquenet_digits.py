@@ -233,7 +233,7 @@ class CliquenetDigits(nn.Module):
         # Transition 1
         b1_transit = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2], 1)  # (B, 72, 8, 8)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 72, 8, 8)
-        t1_relu = F.relu(t1_bn)  # (B, 72, 8, 8)
+        t1_relu = F.relu(t1_bn, inplace=True)  # (B, 72, 8, 8)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 72, 8, 8)
         t1_drop = self.block1.dropout(t1_conv)  # (B, 72, 8, 8)
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 72, 4, 4)
@@ -241,7 +241,7 @@ class CliquenetDigits(nn.Module):
         # Head
         b1_feature = torch.cat([b1_x0, b1_x1_s2, b1_x2_s2, b1_x3_s2], 1)  # (B, 104, 8, 8)
         h1_bn = self.head.bn1(b1_feature)  # (B, 104, 8, 8)
-        h1_relu = F.relu(h1_bn)  # (B, 104, 8, 8)
+        h1_relu = F.relu(h1_bn, inplace=True)  # (B, 104, 8, 8)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 104)
 
         # Block 2: 3 layers of k=24, 2 stages, 3x3 W_ij, dropout 0.1
@@ -263,7 +263,7 @@ class CliquenetDigits(nn.Module):
         # Head
         b2_feature = torch.cat([b2_x0, b2_x1_s2, b2_x2_s2, b2_x3_s2], 1)  # (B, 144, 4, 4)
         h2_bn = self.head.bn2(b2_feature)  # (B, 144, 4, 4)
-        h2_relu = F.relu(h2_bn)  # (B, 144, 4, 4)
+        h2_relu = F.relu(h2_bn, inplace=True)  # (B, 144, 4, 4)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 144)
         features = torch.cat([h1_pooled, h2_pooled], 1)  # (B, 248)
         return features

@@ -443,7 +443,7 @@ class CliquenetK150T30Abc(nn.Module):
         # Transition 1
         b1_transit = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2, b1_x5_s2], 1)  # (B, 750, 32, 32)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 750, 32, 32)
-        t1_relu = F.relu(t1_bn)  # (B, 750, 32, 32)
+        t1_relu = F.relu(t1_bn, inplace=True)  # (B, 750, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 750, 32, 32)
         t1_drop = self.block1.dropout(t1_conv)  # (B, 750, 32, 32)
         t1_se_pool = t1_drop.mean((2, 3))  # (B, 750)
@@ -457,11 +457,11 @@ class CliquenetK150T30Abc(nn.Module):
         # Head
         b1_feature = torch.cat([b1_x0, b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2, b1_x5_s2], 1)
         h1_compress_bn = self.head.compress1.bn(b1_feature)  # (B, 814, 32, 32)
-        h1_compress_relu = F.relu(h1_compress_bn)  # (B, 814, 32, 32)
+        h1_compress_relu = F.relu(h1_compress_bn, inplace=True)  # (B, 814, 32, 32)
         h1_compress_conv = self.head.compress1.conv(h1_compress_relu)  # (B, 407, 32, 32)
         h1_compress_drop = self.block1.dropout(h1_compress_conv)  # (B, 407, 32, 32)
         h1_bn = self.head.bn1(h1_compress_drop)  # (B, 407, 32, 32)
-        h1_relu = F.relu(h1_bn)  # (B, 407, 32, 32)
+        h1_relu = F.relu(h1_bn, inplace=True)  # (B, 407, 32, 32)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 407)
 
         # Block 2: 5 layers of k=150, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer, dropout 0.2
@@ -538,7 +538,7 @@ class CliquenetK150T30Abc(nn.Module):
         # Transition 2
         b2_transit = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2, b2_x5_s2], 1)  # (B, 750, 16, 16)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 750, 16, 16)
-        t2_relu = F.relu(t2_bn)  # (B, 750, 16, 16)
+        t2_relu = F.relu(t2_bn, inplace=True)  # (B, 750, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 750, 16, 16)
         t2_drop = self.block2.dropout(t2_conv)  # (B, 750, 16, 16)
         t2_se_pool = t2_drop.mean((2, 3))  # (B, 750)
@@ -552,11 +552,11 @@ class CliquenetK150T30Abc(nn.Module):
         # Head
         b2_feature = torch.cat([b2_x0, b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2, b2_x5_s2], 1)
         h2_compress_bn = self.head.compress2.bn(b2_feature)  # (B, 1500, 16, 16)
-        h2_compress_relu = F.relu(h2_compress_bn)  # (B, 1500, 16, 16)
+        h2_compress_relu = F.relu(h2_compress_bn, inplace=True)  # (B, 1500, 16, 16)
         h2_compress_conv = self.head.compress2.conv(h2_compress_relu)  # (B, 750, 16, 16)
         h2_compress_drop = self.block2.dropout(h2_compress_conv)  # (B, 750, 16, 16)
         h2_bn = self.head.bn2(h2_compress_drop)  # (B, 750, 16, 16)
-        h2_relu = F.relu(h2_bn)  # (B, 750, 16, 16)
+        h2_relu = F.relu(h2_bn, inplace=True)  # (B, 750, 16, 16)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 750)
 
         # Block 3: 5 layers of k=150, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer, dropout 0.2
@@ -633,11 +633,11 @@ class CliquenetK150T30Abc(nn.Module):
         # Head
         b3_feature = torch.cat([b3_x0, b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2, b3_x5_s2], 1)
         h3_compress_bn = self.head.compress3.bn(b3_feature)  # (B, 1500, 8, 8)
-        h3_compress_relu = F.relu(h3_compress_bn)  # (B, 1500, 8, 8)
+        h3_compress_relu = F.relu(h3_compress_bn, inplace=True)  # (B, 1500, 8, 8)
         h3_compress_conv = self.head.compress3.conv(h3_compress_relu)  # (B, 750, 8, 8)
         h3_compress_drop = self.block3.dropout(h3_compress_conv)  # (B, 750, 8, 8)
         h3_bn = self.head.bn3(h3_compress_drop)  # (B, 750, 8, 8)
-        h3_relu = F.relu(h3_bn)  # (B, 750, 8, 8)
+        h3_relu = F.relu(h3_bn, inplace=True)  # (B, 750, 8, 8)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 750)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled], 1)  # (B, 1907)
         return features

@@ -308,7 +308,7 @@ class CliquenetK36T12C(nn.Module):
         # Transition 1
         b1_transit = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2], 1)  # (B, 144, 32, 32)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 144, 32, 32)
-        t1_relu = F.relu(t1_bn)  # (B, 144, 32, 32)
+        t1_relu = F.relu(t1_bn, inplace=True)  # (B, 144, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 144, 32, 32)
         t1_drop = self.block1.dropout(t1_conv)  # (B, 144, 32, 32)
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 144, 16, 16)
@@ -316,11 +316,11 @@ class CliquenetK36T12C(nn.Module):
         # Head
         b1_feature = torch.cat([b1_x0, b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2], 1)  # (B, 208, 32, 32)
         h1_compress_bn = self.head.compress1.bn(b1_feature)  # (B, 208, 32, 32)
-        h1_compress_relu = F.relu(h1_compress_bn)  # (B, 208, 32, 32)
+        h1_compress_relu = F.relu(h1_compress_bn, inplace=True)  # (B, 208, 32, 32)
         h1_compress_conv = self.head.compress1.conv(h1_compress_relu)  # (B, 104, 32, 32)
         h1_compress_drop = self.block1.dropout(h1_compress_conv)  # (B, 104, 32, 32)
         h1_bn = self.head.bn1(h1_compress_drop)  # (B, 104, 32, 32)
-        h1_relu = F.relu(h1_bn)  # (B, 104, 32, 32)
+        h1_relu = F.relu(h1_bn, inplace=True)  # (B, 104, 32, 32)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 104)
 
         # Block 2: 4 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2
@@ -350,7 +350,7 @@ class CliquenetK36T12C(nn.Module):
         # Transition 2
         b2_transit = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2], 1)  # (B, 144, 16, 16)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 144, 16, 16)
-        t2_relu = F.relu(t2_bn)  # (B, 144, 16, 16)
+        t2_relu = F.relu(t2_bn, inplace=True)  # (B, 144, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 144, 16, 16)
         t2_drop = self.block2.dropout(t2_conv)  # (B, 144, 16, 16)
         b3_x0 = F.avg_pool2d(t2_drop, 2)  # (B, 144, 8, 8)
@@ -358,11 +358,11 @@ class CliquenetK36T12C(nn.Module):
         # Head
         b2_feature = torch.cat([b2_x0, b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2], 1)  # (B, 288, 16, 16)
         h2_compress_bn = self.head.compress2.bn(b2_feature)  # (B, 288, 16, 16)
-        h2_compress_relu = F.relu(h2_compress_bn)  # (B, 288, 16, 16)
+        h2_compress_relu = F.relu(h2_compress_bn, inplace=True)  # (B, 288, 16, 16)
         h2_compress_conv = self.head.compress2.conv(h2_compress_relu)  # (B, 144, 16, 16)
         h2_compress_drop = self.block2.dropout(h2_compress_conv)  # (B, 144, 16, 16)
         h2_bn = self.head.bn2(h2_compress_drop)  # (B, 144, 16, 16)
-        h2_relu = F.relu(h2_bn)  # (B, 144, 16, 16)
+        h2_relu = F.relu(h2_bn, inplace=True)  # (B, 144, 16, 16)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 144)
 
         # Block 3: 4 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2
@@ -392,11 +392,11 @@ class CliquenetK36T12C(nn.Module):
         # Head
         b3_feature = torch.cat([b3_x0, b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2], 1)  # (B, 288, 8, 8)
         h3_compress_bn = self.head.compress3.bn(b3_feature)  # (B, 288, 8, 8)
-        h3_compress_relu = F.relu(h3_compress_bn)  # (B, 288, 8, 8)
+        h3_compress_relu = F.relu(h3_compress_bn, inplace=True)  # (B, 288, 8, 8)
         h3_compress_conv = self.head.compress3.conv(h3_compress_relu)  # (B, 144, 8, 8)
         h3_compress_drop = self.block3.dropout(h3_compress_conv)  # (B, 144, 8, 8)
         h3_bn = self.head.bn3(h3_compress_drop)  # (B, 144, 8, 8)
-        h3_relu = F.relu(h3_bn)  # (B, 144, 8, 8)
+        h3_relu = F.relu(h3_bn, inplace=True)  # (B, 144, 8, 8)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 144)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled], 1)  # (B, 392)
         return features

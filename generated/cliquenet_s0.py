@@ -471,7 +471,7 @@ class CliquenetS0(nn.Module):
         # Stem
         stem_conv = self.stem.conv(x)  # (B, 64, 112, 112)
         stem_bn = self.stem.bn(stem_conv)  # (B, 64, 112, 112)
-        stem_relu = F.relu(stem_bn)  # (B, 64, 112, 112)
+        stem_relu = F.relu(stem_bn, inplace=True)  # (B, 64, 112, 112)
         b1_x0 = F.max_pool2d(stem_relu, 3, 2, 1)  # (B, 64, 56, 56)
 
         # Block 1: 5 layers of k=36, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
@@ -548,17 +548,17 @@ class CliquenetS0(nn.Module):
         # Transition 1
         b1_transit = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2, b1_x5_s2], 1)  # (B, 180, 56, 56)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 180, 56, 56)
-        t1_relu = F.relu(t1_bn)  # (B, 180, 56, 56)
+        t1_relu = F.relu(t1_bn, inplace=True)  # (B, 180, 56, 56)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 180, 56, 56)
         b2_x0 = F.avg_pool2d(t1_conv, 2)  # (B, 180, 28, 28)
 
         # Head
         b1_feature = torch.cat([b1_x0, b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2, b1_x5_s2], 1)
         h1_compress_bn = self.head.compress1.bn(b1_feature)  # (B, 244, 56, 56)
-        h1_compress_relu = F.relu(h1_compress_bn)  # (B, 244, 56, 56)
+        h1_compress_relu = F.relu(h1_compress_bn, inplace=True)  # (B, 244, 56, 56)
         h1_compress_conv = self.head.compress1.conv(h1_compress_relu)  # (B, 122, 56, 56)
         h1_bn = self.head.bn1(h1_compress_conv)  # (B, 122, 56, 56)
-        h1_relu = F.relu(h1_bn)  # (B, 122, 56, 56)
+        h1_relu = F.relu(h1_bn, inplace=True)  # (B, 122, 56, 56)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 122)
 
         # Block 2: 6 layers of k=64, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
@@ -649,17 +649,17 @@ class CliquenetS0(nn.Module):
         # Transition 2
         b2_transit = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2, b2_x5_s2, b2_x6_s2], 1)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 384, 28, 28)
-        t2_relu = F.relu(t2_bn)  # (B, 384, 28, 28)
+        t2_relu = F.relu(t2_bn, inplace=True)  # (B, 384, 28, 28)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 384, 28, 28)
         b3_x0 = F.avg_pool2d(t2_conv, 2)  # (B, 384, 14, 14)
 
         # Head
         b2_feature = torch.cat([b2_x0, b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2, b2_x5_s2, b2_x6_s2], 1)
         h2_compress_bn = self.head.compress2.bn(b2_feature)  # (B, 564, 28, 28)
-        h2_compress_relu = F.relu(h2_compress_bn)  # (B, 564, 28, 28)
+        h2_compress_relu = F.relu(h2_compress_bn, inplace=True)  # (B, 564, 28, 28)
         h2_compress_conv = self.head.compress2.conv(h2_compress_relu)  # (B, 282, 28, 28)
         h2_bn = self.head.bn2(h2_compress_conv)  # (B, 282, 28, 28)
-        h2_relu = F.relu(h2_bn)  # (B, 282, 28, 28)
+        h2_relu = F.relu(h2_bn, inplace=True)  # (B, 282, 28, 28)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 282)
 
         # Block 3: 6 layers of k=100, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
@@ -750,17 +750,17 @@ class CliquenetS0(nn.Module):
         # Transition 3
         b3_transit = torch.cat([b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2, b3_x5_s2, b3_x6_s2], 1)
         t3_bn = self.transition3.bn(b3_transit)  # (B, 600, 14, 14)
-        t3_relu = F.relu(t3_bn)  # (B, 600, 14, 14)
+        t3_relu = F.relu(t3_bn, inplace=True)  # (B, 600, 14, 14)
         t3_conv = self.transition3.conv(t3_relu)  # (B, 600, 14, 14)
         b4_x0 = F.avg_pool2d(t3_conv, 2)  # (B, 600, 7, 7)
 
         # Head
         b3_feature = torch.cat([b3_x0, b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2, b3_x5_s2, b3_x6_s2], 1)
         h3_compress_bn = self.head.compress3.bn(b3_feature)  # (B, 984, 14, 14)
-        h3_compress_relu = F.relu(h3_compress_bn)  # (B, 984, 14, 14)
+        h3_compress_relu = F.relu(h3_compress_bn, inplace=True)  # (B, 984, 14, 14)
         h3_compress_conv = self.head.compress3.conv(h3_compress_relu)  # (B, 492, 14, 14)
         h3_bn = self.head.bn3(h3_compress_conv)  # (B, 492, 14, 14)
-        h3_relu = F.relu(h3_bn)  # (B, 492, 14, 14)
+        h3_relu = F.relu(h3_bn, inplace=True)  # (B, 492, 14, 14)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 492)
 
         # Block 4: 6 layers of k=80, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
@@ -851,10 +851,10 @@ class CliquenetS0(nn.Module):
         # Head
         b4_feature = torch.cat([b4_x0, b4_x1_s2, b4_x2_s2, b4_x3_s2, b4_x4_s2, b4_x5_s2, b4_x6_s2], 1)
         h4_compress_bn = self.head.compress4.bn(b4_feature)  # (B, 1080, 7, 7)
-        h4_compress_relu = F.relu(h4_compress_bn)  # (B, 1080, 7, 7)
+        h4_compress_relu = F.relu(h4_compress_bn, inplace=True)  # (B, 1080, 7, 7)
         h4_compress_conv = self.head.compress4.conv(h4_compress_relu)  # (B, 540, 7, 7)
         h4_bn = self.head.bn4(h4_compress_conv)  # (B, 540, 7, 7)
-        h4_relu = F.relu(h4_bn)  # (B, 540, 7, 7)
+        h4_relu = F.relu(h4_bn, inplace=True)  # (B, 540, 7, 7)
         h4_pooled = h4_relu.mean((2, 3))  # (B, 540)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled, h4_pooled], 1)  # (B, 1436)
         return features

@@ -498,7 +498,7 @@ class CliquenetS3(nn.Module):
         # Stem
         stem_conv = self.stem.conv(x)  # (B, 64, 112, 112)
         stem_bn = self.stem.bn(stem_conv)  # (B, 64, 112, 112)
-        stem_relu = F.relu(stem_bn)  # (B, 64, 112, 112)
+        stem_relu = F.relu(stem_bn, inplace=True)  # (B, 64, 112, 112)
         b1_x0 = F.max_pool2d(stem_relu, 3, 2, 1)  # (B, 64, 56, 56)
 
         # Block 1: 6 layers of k=40, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
@@ -589,7 +589,7 @@ class CliquenetS3(nn.Module):
         # Transition 1
         b1_transit = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2, b1_x5_s2, b1_x6_s2], 1)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 240, 56, 56)
-        t1_relu = F.relu(t1_bn)  # (B, 240, 56, 56)
+        t1_relu = F.relu(t1_bn, inplace=True)  # (B, 240, 56, 56)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 240, 56, 56)
         t1_se_pool = t1_conv.mean((2, 3))  # (B, 240)
         t1_se_fc1 = self.transition1.attention.fc1(t1_se_pool)  # (B, 120)
@@ -602,10 +602,10 @@ class CliquenetS3(nn.Module):
         # Head
         b1_feature = torch.cat([b1_x0, b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2, b1_x5_s2, b1_x6_s2], 1)
         h1_compress_bn = self.head.compress1.bn(b1_feature)  # (B, 304, 56, 56)
-        h1_compress_relu = F.relu(h1_compress_bn)  # (B, 304, 56, 56)
+        h1_compress_relu = F.relu(h1_compress_bn, inplace=True)  # (B, 304, 56, 56)
         h1_compress_conv = self.head.compress1.conv(h1_compress_relu)  # (B, 152, 56, 56)
         h1_bn = self.head.bn1(h1_compress_conv)  # (B, 152, 56, 56)
-        h1_relu = F.relu(h1_bn)  # (B, 152, 56, 56)
+        h1_relu = F.relu(h1_bn, inplace=True)  # (B, 152, 56, 56)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 152)
 
         # Block 2: 6 layers of k=80, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
@@ -696,7 +696,7 @@ class CliquenetS3(nn.Module):
         # Transition 2
         b2_transit = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2, b2_x5_s2, b2_x6_s2], 1)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 480, 28, 28)
-        t2_relu = F.relu(t2_bn)  # (B, 480, 28, 28)
+        t2_relu = F.relu(t2_bn, inplace=True)  # (B, 480, 28, 28)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 480, 28, 28)
         t2_se_pool = t2_conv.mean((2, 3))  # (B, 480)
         t2_se_fc1 = self.transition2.attention.fc1(t2_se_pool)  # (B, 240)
@@ -709,10 +709,10 @@ class CliquenetS3(nn.Module):
         # Head
         b2_feature = torch.cat([b2_x0, b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2, b2_x5_s2, b2_x6_s2], 1)
         h2_compress_bn = self.head.compress2.bn(b2_feature)  # (B, 720, 28, 28)
-        h2_compress_relu = F.relu(h2_compress_bn)  # (B, 720, 28, 28)
+        h2_compress_relu = F.relu(h2_compress_bn, inplace=True)  # (B, 720, 28, 28)
         h2_compress_conv = self.head.compress2.conv(h2_compress_relu)  # (B, 360, 28, 28)
         h2_bn = self.head.bn2(h2_compress_conv)  # (B, 360, 28, 28)
-        h2_relu = F.relu(h2_bn)  # (B, 360, 28, 28)
+        h2_relu = F.relu(h2_bn, inplace=True)  # (B, 360, 28, 28)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 360)
 
         # Block 3: 6 layers of k=160, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
@@ -803,7 +803,7 @@ class CliquenetS3(nn.Module):
         # Transition 3
         b3_transit = torch.cat([b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2, b3_x5_s2, b3_x6_s2], 1)
         t3_bn = self.transition3.bn(b3_transit)  # (B, 960, 14, 14)
-        t3_relu = F.relu(t3_bn)  # (B, 960, 14, 14)
+        t3_relu = F.relu(t3_bn, inplace=True)  # (B, 960, 14, 14)
         t3_conv = self.transition3.conv(t3_relu)  # (B, 960, 14, 14)
         t3_se_pool = t3_conv.mean((2, 3))  # (B, 960)
         t3_se_fc1 = self.transition3.attention.fc1(t3_se_pool)  # (B, 480)
@@ -816,10 +816,10 @@ class CliquenetS3(nn.Module):
         # Head
         b3_feature = torch.cat([b3_x0, b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2, b3_x5_s2, b3_x6_s2], 1)
         h3_compress_bn = self.head.compress3.bn(b3_feature)  # (B, 1440, 14, 14)
-        h3_compress_relu = F.relu(h3_compress_bn)  # (B, 1440, 14, 14)
+        h3_compress_relu = F.relu(h3_compress_bn, inplace=True)  # (B, 1440, 14, 14)
         h3_compress_conv = self.head.compress3.conv(h3_compress_relu)  # (B, 720, 14, 14)
         h3_bn = self.head.bn3(h3_compress_conv)  # (B, 720, 14, 14)
-        h3_relu = F.relu(h3_bn)  # (B, 720, 14, 14)
+        h3_relu = F.relu(h3_bn, inplace=True)  # (B, 720, 14, 14)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 720)
 
         # Block 4: 6 layers of k=160, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
@@ -910,10 +910,10 @@ class CliquenetS3(nn.Module):
         # Head
         b4_feature = torch.cat([b4_x0, b4_x1_s2, b4_x2_s2, b4_x3_s2, b4_x4_s2, b4_x5_s2, b4_x6_s2], 1)
         h4_compress_bn = self.head.compress4.bn(b4_feature)  # (B, 1920, 7, 7)
-        h4_compress_relu = F.relu(h4_compress_bn)  # (B, 1920, 7, 7)
+        h4_compress_relu = F.relu(h4_compress_bn, inplace=True)  # (B, 1920, 7, 7)
         h4_compress_conv = self.head.compress4.conv(h4_compress_relu)  # (B, 960, 7, 7)
         h4_bn = self.head.bn4(h4_compress_conv)  # (B, 960, 7, 7)
-        h4_relu = F.relu(h4_bn)  # (B, 960, 7, 7)
+        h4_relu = F.relu(h4_bn, inplace=True)  # (B, 960, 7, 7)
         h4_pooled = h4_relu.mean((2, 3))  # (B, 960)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled, h4_pooled], 1)  # (B, 2192)
         return features

@@ -364,7 +364,7 @@ class CliquenetX5(nn.Module):
         # Transition 1
         b1_transit = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2, b1_x5_s2], 1)  # (B, 320, 32, 32)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 320, 32, 32)
-        t1_relu = F.relu(t1_bn)  # (B, 320, 32, 32)
+        t1_relu = F.relu(t1_bn, inplace=True)  # (B, 320, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 320, 32, 32)
         t1_drop = self.block1.dropout(t1_conv)  # (B, 320, 32, 32)
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 320, 16, 16)
@@ -372,7 +372,7 @@ class CliquenetX5(nn.Module):
         # Head
         b1_feature = torch.cat([b1_x0, b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2, b1_x5_s2], 1)
         h1_bn = self.head.bn1(b1_feature)  # (B, 384, 32, 32)
-        h1_relu = F.relu(h1_bn)  # (B, 384, 32, 32)
+        h1_relu = F.relu(h1_bn, inplace=True)  # (B, 384, 32, 32)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 384)
 
         # Block 2: 5 layers of k=64, 2 stages, the last stage runs its first 5 updates only, 3x3 W_ij,
@@ -431,7 +431,7 @@ class CliquenetX5(nn.Module):
         # Transition 2
         b2_transit = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2, b2_x5_s2], 1)  # (B, 320, 16, 16)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 320, 16, 16)
-        t2_relu = F.relu(t2_bn)  # (B, 320, 16, 16)
+        t2_relu = F.relu(t2_bn, inplace=True)  # (B, 320, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 320, 16, 16)
         t2_drop = self.block2.dropout(t2_conv)  # (B, 320, 16, 16)
         b3_x0 = F.avg_pool2d(t2_drop, 2)  # (B, 320, 8, 8)
@@ -439,7 +439,7 @@ class CliquenetX5(nn.Module):
         # Head
         b2_feature = torch.cat([b2_x0, b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2, b2_x5_s2], 1)
         h2_bn = self.head.bn2(b2_feature)  # (B, 640, 16, 16)
-        h2_relu = F.relu(h2_bn)  # (B, 640, 16, 16)
+        h2_relu = F.relu(h2_bn, inplace=True)  # (B, 640, 16, 16)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 640)
 
         # Block 3: 5 layers of k=64, 2 stages, the last stage runs its first 5 updates only, 3x3 W_ij,
@@ -498,7 +498,7 @@ class CliquenetX5(nn.Module):
         # Head
         b3_feature = torch.cat([b3_x0, b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2, b3_x5_s2], 1)  # (B, 640, 8, 8)
         h3_bn = self.head.bn3(b3_feature)  # (B, 640, 8, 8)
-        h3_relu = F.relu(h3_bn)  # (B, 640, 8, 8)
+        h3_relu = F.relu(h3_bn, inplace=True)  # (B, 640, 8, 8)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 640)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled], 1)  # (B, 1664)
         return features

@@ -114,7 +114,9 @@ class _GraphWriter:
         elif op.kind == "call":
             out = self.node("call_module", a["module"], (x[0],), n)
         elif op.kind == "relu":
-            out = self.node("call_function", F.relu, (x[0],), n)
+            out = self.node(
+                "call_function", F.relu, (x[0],), n, {"inplace": True} if a.get("inplace") else {}
+            )
         elif op.kind == "sigmoid":
             out = self.node("call_function", torch.sigmoid, (x[0],), n)
         elif op.kind == "cat":

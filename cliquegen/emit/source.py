@@ -396,7 +396,7 @@ class SourceWriter:
         return self.assign(op, f"{self.ref(op.attrs['module'])}({x[0]})")
 
     def op_relu(self, op: Op, x: list[str]) -> str:
-        return self.assign(op, f"F.relu({x[0]})")
+        return self.assign(op, f"F.relu({x[0]}{', inplace=True' if op.attrs.get('inplace') else ''})")
 
     def op_sigmoid(self, op: Op, x: list[str]) -> str:
         return self.assign(op, f"torch.sigmoid({x[0]})")
