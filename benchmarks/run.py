@@ -179,8 +179,9 @@ def report(
         f"{verdict(lean_memory <= 0.6 and lean_time <= 1.3)}.",
         "",
         "What the speed-up is: channels-last memory from the first op (oneDNN's 1x1 and 3x3 "
-        "convolutions run about 1.5-2x faster on it than on NCHW at these sizes, BatchNorm "
-        "too), and ReLU in place after BatchNorm. What limits it: the convolutions. They are "
+        "convolutions run about 1.5-2x faster on it than on NCHW at these sizes; measured "
+        "alone at S3's block-1 sizes), and ReLU in place after BatchNorm. What limits it: "
+        "the convolutions. They are "
         "the same convolutions the baseline runs (same weights, same FLOPs: 8.1 GFLOPs per "
         "S3 image), and in channels-last they already run near this CPU's peak, so they "
         "set a floor of about 0.5-0.6x of the baseline's time; the rest (BatchNorm, the "

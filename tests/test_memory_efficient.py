@@ -102,3 +102,16 @@ def test_the_spec_option_reaches_both_emitters() -> None:
 
     assert "memory_efficient=True" in generate_source(spec)
     assert "memory_efficient=True" not in generate_source(BOTTLENECK)
+
+
+def test_bench_command_reports_the_figures(capsys) -> None:
+    """A smoke run of `cliquegen bench` (nothing is timed against a bound)."""
+    import json
+
+    from cliquegen.cli import main
+
+    assert main(["bench", "cliquenet-digits", "--batch", "2", "--repeats", "1", "--no-rss", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["name"] == "cliquenet-digits" and figures["batch"] == 2
+    assert 0 < figures["saved_bytes_memory_efficient"] < figures["saved_bytes"]
+    assert figures["train"] > 0 and figures["inference"] > 0 and figures["peak_rss_growth"] is None
