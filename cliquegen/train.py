@@ -209,7 +209,10 @@ def train(config: TrainConfig, console: Console | None = None) -> dict[str, Any]
     """Train ``config.spec`` on ``config.data``; returns the metrics that rank 0 writes."""
     ctx = _setup()
     try:
-        return _train(config, ctx, console or Console(highlight=False))
+        metrics = _train(config, ctx, console or Console(highlight=False))
+        if ctx.distributed:  # rank 0 is still writing files; tear the group down together
+            dist.barrier()
+        return metrics
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()
