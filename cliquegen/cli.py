@@ -24,7 +24,8 @@ from .summary import Summary, summarize
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
 
-_stdout = Console(highlight=False, soft_wrap=True)
+# Tables keep their full width when printed to a file or a pipe (rich assumes 80 columns there).
+_stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def _millions(n: int) -> str:
@@ -78,11 +79,19 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name, path in shipped_specs().items():
         summary = summarize(compile_spec(load_spec(path)))
-        rows.append({"name": name, "path": str(path), "params": summary.params, "flops": summary.flops})
+        rows.append({"name": name, "path": _shown(path), "params": summary.params, "flops": summary.flops})
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
