@@ -43,6 +43,46 @@ def linear(in_features: int, out_features: int) -> nn.Linear:
     return layer
 
 
+def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
+    """ReLU(BN(cat(inputs))), (B, sum C_i, H, W).
+
+    In inference (BatchNorm in eval mode, autograd off, eager execution) BatchNorm is the
+    per-channel affine map x * scale + shift of its running statistics, so each input is
+    normalised straight into its channel slice of one new tensor (in the inputs' memory
+    format): the concatenation is no separate pass over the data.  Everywhere else (training,
+    autograd, torch.compile, export, TorchScript) the steps run as cat -> BN -> ReLU.
+    """
+    x0 = inputs[0]
+    if not (
+        len(inputs) == 1
+        or bn.training
+        or torch.is_grad_enabled()
+        or torch.jit.is_scripting()
+        or torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or bn.running_mean is None
+        or bn.running_var is None
+        or bn.weight is None
+        or bn.bias is None
+        or any(x.dtype != bn.weight.dtype for x in inputs)
+    ):
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+        channels_last = x0.is_contiguous(memory_format=torch.channels_last) and not x0.is_contiguous()
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        shape = (x0.shape[0], scale.shape[0], x0.shape[2], x0.shape[3])
+        h = torch.empty(shape, dtype=x0.dtype, device=x0.device, memory_format=memory_format)
+        start = 0
+        for x in inputs:
+            end = start + x.shape[1]
+            a, b = scale[start:end].view(1, -1, 1, 1), shift[start:end].view(1, -1, 1, 1)
+            torch.addcmul(b, x, a, out=h[:, start:end])  # x * a + b, into its channels
+            start = end
+        return h.relu_()
+    h = x0 if len(inputs) == 1 else torch.cat(inputs, 1)
+    return F.relu(bn(h), inplace=True)
+
+
 def bn_relu_conv(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
@@ -56,13 +96,13 @@ def bn_relu_conv(
     statistics as the first pass did, and leaves the running statistics and
     ``num_batches_tracked`` as the first pass updated them.
     """
-    h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
     if recompute:  # copies of the running statistics take the update (momentum 0 leaves them as they are)
+        h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
         mean, var = (None if t is None else t.clone() for t in (bn.running_mean, bn.running_var))
-        h = F.batch_norm(h, mean, var, bn.weight, bn.bias, True, 0.0, bn.eps)
+        h = F.relu(F.batch_norm(h, mean, var, bn.weight, bn.bias, True, 0.0, bn.eps), inplace=True)
     else:
-        h = bn(h)
-    return F.conv2d(F.relu(h, inplace=True), weight, None, 1, padding)  # (B, k, H, W)
+        h = bn_relu(inputs, bn)
+    return F.conv2d(h, weight, None, 1, padding)  # (B, k, H, W)
 
 
 def update_steps(

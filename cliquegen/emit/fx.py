@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..ir import ModuleDecl, Op, Program
-from ._runtime import CONSTRUCTORS, checkpointed_update
+from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update
 
 FEATURES = "features"  # name of the pooled multi-scale feature vector in every Program
 
@@ -144,8 +144,8 @@ class _GraphWriter:
         self.env[n] = out
 
     def update(self, op: Op, x: list[fx.Node]) -> fx.Node:
-        """cat -> BN -> ReLU -> conv(cat of shared W_ij) [-> dropout] [-> bottleneck]: the steps
-        of ``_runtime.clique_update``; with ``memory_efficient``, one call of
+        """``_runtime.bn_relu`` (cat -> BN -> ReLU) -> conv(cat of shared W_ij) [-> dropout]
+        [-> bottleneck]: the steps of ``_runtime.clique_update``; with ``memory_efficient``, one call of
         ``_runtime.checkpointed_update``, whose steps the backward pass recomputes."""
         n, a = op.name, op.attrs
         weights = [self.get_attr(path) for path in a["weights"]]
@@ -170,9 +170,8 @@ class _GraphWriter:
             args = (x, weight, self.get_attr(a["bn"]), a["padding"], dropout, bottleneck)
             return self.node("call_function", checkpointed_update, args, n)
         conv_name = f"{n}_conv" if steps else n
-        h: Any = x[0] if len(x) == 1 else self.node("call_function", torch.cat, (x, 1), f"{n}_in")
-        h = self.node("call_module", a["bn"], (h,), f"{n}_bn")
-        h = self.node("call_function", F.relu, (h,), f"{n}_act", relu)
+        # ReLU(BN(cat(x))): the runtime's function, whose inference path skips the concatenation
+        h: Any = self.node("call_function", bn_relu, (x, self.get_attr(a["bn"])), f"{n}_act")
         h = self.node("call_function", F.conv2d, (h, weight, None, 1, a["padding"]), conv_name)
         for index, (kind, target, extra, suffix, kwargs) in enumerate(steps):
             name = n if index == len(steps) - 1 else f"{n}_{suffix}"

@@ -47,6 +47,7 @@ RUNTIME_FUNCTIONS = (
     _runtime.shared_weight,
     _runtime.conv2d,
     _runtime.linear,
+    _runtime.bn_relu,
     _runtime.bn_relu_conv,
     _runtime.update_steps,
     _runtime.checkpointed_update,
