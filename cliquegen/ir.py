@@ -72,6 +72,28 @@ class Op:
     macs: int = 0  # multiply-accumulates of conv and linear layers, one image
 
 
+@dataclass(frozen=True)
+class Group:
+    """A run of consecutive ops that one generated method runs.
+
+    ``inputs``: values its ops read that earlier ops define; ``outputs``: values it defines
+    that later ops read (or that are the Program's ``features`` or ``output``); both in
+    definition order.  An ``input`` op's value is defined inside the group, not an input.
+    """
+
+    name: str  # the part that begins it: stem, block1, ..., classifier; or features
+    ops: tuple[Op, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    def parts(self) -> list[str]:
+        return list(dict.fromkeys(op.part for op in self.ops if op.part))
+
+
+#: Parts that begin a group; the parts after one (a transition, a head) join its group.
+_GROUP_START = re.compile(r"stem|block\d+|classifier")
+
+
 @dataclass
 class Program:
     """The network as straight-line code."""
@@ -89,6 +111,44 @@ class Program:
 
     def parts(self) -> list[str]:
         return list(dict.fromkeys(op.part for op in self.ops if op.part))
+
+    def groups(self) -> list[Group]:
+        """The ops in runs of one method each: the stem; each block with the transition and
+        head ops that follow it; the op that makes ``features`` when it reads the values of
+        several runs (the concatenation of the blocks' pooled features), on its own, named
+        ``features``; the classifier.  Inputs and outputs come from def-use liveness."""
+        runs: list[tuple[str, list[Op]]] = []
+        run_of: dict[str, int] = {}  # value -> index of the run that defines it
+        part = None
+        for op in self.ops:
+            joins = op.name == self.features and len({run_of[name] for name in op.inputs}) > 1
+            if joins:
+                runs.append(("features", []))
+            elif not runs or (op.part != part and _GROUP_START.fullmatch(op.part)):
+                runs.append((op.part, []))
+            part = op.part
+            runs[-1][1].append(op)
+            run_of[op.name] = len(runs) - 1
+        order = {op.name: index for index, op in enumerate(self.ops)}
+        inputs: list[set[str]] = [set() for _ in runs]
+        outputs: list[set[str]] = [set() for _ in runs]
+        for index, (_, ops) in enumerate(runs):
+            for op in ops:
+                for name in op.inputs:
+                    if run_of[name] != index:
+                        inputs[index].add(name)
+                        outputs[run_of[name]].add(name)
+        for name in (self.features, self.output):
+            outputs[run_of[name]].add(name)
+        return [
+            Group(
+                name,
+                tuple(ops),
+                tuple(sorted(inputs[i], key=order.get)),
+                tuple(sorted(outputs[i], key=order.get)),
+            )
+            for i, (name, ops) in enumerate(runs)
+        ]
 
     def module_inputs(self, op: Op) -> Iterator[str]:
         """Module paths an op uses."""

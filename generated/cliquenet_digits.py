@@ -249,12 +249,16 @@ class CliquenetDigits(nn.Module):
         # Classifier
         self.classifier = linear(248, 10)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 8, 8) images -> (B, 248) pooled multi-scale features."""
-        # Stem
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem: x (B, 1, 8, 8) -> b1_x0 (B, 32, 8, 8)."""
         b1_x0 = self.stem.conv(x)  # (B, 32, 8, 8)
+        return b1_x0
 
-        # Block 1: 3 layers of k=24, 2 stages, 3x3 W_ij, dropout 0.1
+    def forward_block1(self, b1_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block 1: 3 layers of k=24, 2 stages, 3x3 W_ij, dropout 0.1; then transition 1 and head.
+
+        b1_x0 (B, 32, 8, 8) -> b2_x0 (B, 72, 4, 4), h1_pooled (B, 104).
+        """
         block = self.block1
         update = partial(clique_update, padding=1, dropout=block.dropout)
         # X1(1) = g(W01*X0)
@@ -283,8 +287,13 @@ class CliquenetDigits(nn.Module):
         h1_bn = self.head.bn1(b1_feature)  # (B, 104, 8, 8)
         h1_relu = F.relu(h1_bn, inplace=True)  # (B, 104, 8, 8)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 104)
+        return b2_x0, h1_pooled
 
-        # Block 2: 3 layers of k=24, 2 stages, 3x3 W_ij, dropout 0.1
+    def forward_block2(self, b2_x0: torch.Tensor) -> torch.Tensor:
+        """Block 2: 3 layers of k=24, 2 stages, 3x3 W_ij, dropout 0.1; then head.
+
+        b2_x0 (B, 72, 4, 4) -> h2_pooled (B, 144).
+        """
         block = self.block2
         update = partial(clique_update, padding=1, dropout=block.dropout)
         # X1(1) = g(W01*X0)
@@ -305,6 +314,13 @@ class CliquenetDigits(nn.Module):
         h2_bn = self.head.bn2(b2_feature)  # (B, 144, 4, 4)
         h2_relu = F.relu(h2_bn, inplace=True)  # (B, 144, 4, 4)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 144)
+        return h2_pooled
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 8, 8) images -> (B, 248) pooled multi-scale features."""
+        b1_x0 = self.forward_stem(x)  # (B, 32, 8, 8)
+        b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 72, 4, 4), (B, 104)
+        h2_pooled = self.forward_block2(b2_x0)  # (B, 144)
         features = torch.cat([h1_pooled, h2_pooled], 1)  # (B, 248)
         return features
 

@@ -353,14 +353,17 @@ class CliquenetK80T15Ac(nn.Module):
         # Classifier
         self.classifier = linear(1032, 10)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 32, 32) images -> (B, 1032) pooled multi-scale features."""
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem: x (B, 3, 32, 32) -> b1_x0 (B, 64, 32, 32)."""
         x = x.contiguous(memory_format=torch.channels_last)  # same values
-
-        # Stem
         b1_x0 = self.stem.conv(x)  # (B, 64, 32, 32)
+        return b1_x0
 
-        # Block 1: 5 layers of k=80, 2 stages, 3x3 W_ij, dropout 0.2
+    def forward_block1(self, b1_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block 1: 5 layers of k=80, 2 stages, 3x3 W_ij, dropout 0.2; then transition 1 and head.
+
+        b1_x0 (B, 64, 32, 32) -> b2_x0 (B, 400, 16, 16), h1_pooled (B, 232).
+        """
         block = self.block1
         update = partial(clique_update, padding=1, dropout=block.dropout)
         # X1(1) = g(W01*X0)
@@ -435,8 +438,13 @@ class CliquenetK80T15Ac(nn.Module):
         h1_bn = self.head.bn1(h1_compress_drop)  # (B, 232, 32, 32)
         h1_relu = F.relu(h1_bn, inplace=True)  # (B, 232, 32, 32)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 232)
+        return b2_x0, h1_pooled
 
-        # Block 2: 5 layers of k=80, 2 stages, 3x3 W_ij, dropout 0.2
+    def forward_block2(self, b2_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block 2: 5 layers of k=80, 2 stages, 3x3 W_ij, dropout 0.2; then transition 2 and head.
+
+        b2_x0 (B, 400, 16, 16) -> b3_x0 (B, 400, 8, 8), h2_pooled (B, 400).
+        """
         block = self.block2
         update = partial(clique_update, padding=1, dropout=block.dropout)
         # X1(1) = g(W01*X0)
@@ -511,8 +519,13 @@ class CliquenetK80T15Ac(nn.Module):
         h2_bn = self.head.bn2(h2_compress_drop)  # (B, 400, 16, 16)
         h2_relu = F.relu(h2_bn, inplace=True)  # (B, 400, 16, 16)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 400)
+        return b3_x0, h2_pooled
 
-        # Block 3: 5 layers of k=80, 2 stages, 3x3 W_ij, dropout 0.2
+    def forward_block3(self, b3_x0: torch.Tensor) -> torch.Tensor:
+        """Block 3: 5 layers of k=80, 2 stages, 3x3 W_ij, dropout 0.2; then head.
+
+        b3_x0 (B, 400, 8, 8) -> h3_pooled (B, 400).
+        """
         block = self.block3
         update = partial(clique_update, padding=1, dropout=block.dropout)
         # X1(1) = g(W01*X0)
@@ -573,6 +586,14 @@ class CliquenetK80T15Ac(nn.Module):
         h3_bn = self.head.bn3(h3_compress_drop)  # (B, 400, 8, 8)
         h3_relu = F.relu(h3_bn, inplace=True)  # (B, 400, 8, 8)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 400)
+        return h3_pooled
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 32, 32) images -> (B, 1032) pooled multi-scale features."""
+        b1_x0 = self.forward_stem(x)  # (B, 64, 32, 32)
+        b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 400, 16, 16), (B, 232)
+        b3_x0, h2_pooled = self.forward_block2(b2_x0)  # (B, 400, 8, 8), (B, 400)
+        h3_pooled = self.forward_block3(b3_x0)  # (B, 400)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled], 1)  # (B, 1032)
         return features
 

@@ -499,17 +499,21 @@ class CliquenetS2(nn.Module):
         # Classifier
         self.classifier = linear(1872, 1000)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 224, 224) images -> (B, 1872) pooled multi-scale features."""
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem: x (B, 3, 224, 224) -> b1_x0 (B, 64, 56, 56)."""
         x = x.contiguous(memory_format=torch.channels_last)  # same values
-
-        # Stem
         stem_conv = self.stem.conv(x)  # (B, 64, 112, 112)
         stem_bn = self.stem.bn(stem_conv)  # (B, 64, 112, 112)
         stem_relu = F.relu(stem_bn, inplace=True)  # (B, 64, 112, 112)
         b1_x0 = F.max_pool2d(stem_relu, 3, 2, 1)  # (B, 64, 56, 56)
+        return b1_x0
 
-        # Block 1: 5 layers of k=36, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
+    def forward_block1(self, b1_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block 1: 5 layers of k=36, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer; then transition 1 and
+        head.
+
+        b1_x0 (B, 64, 56, 56) -> b2_x0 (B, 180, 28, 28), h1_pooled (B, 122).
+        """
         block = self.block1
         update = partial(clique_update, padding=0)
         # X1(1) = g(W01*X0)
@@ -601,8 +605,14 @@ class CliquenetS2(nn.Module):
         h1_bn = self.head.bn1(h1_compress_conv)  # (B, 122, 56, 56)
         h1_relu = F.relu(h1_bn, inplace=True)  # (B, 122, 56, 56)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 122)
+        return b2_x0, h1_pooled
 
-        # Block 2: 5 layers of k=80, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
+    def forward_block2(self, b2_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block 2: 5 layers of k=80, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer; then transition 2 and
+        head.
+
+        b2_x0 (B, 180, 28, 28) -> b3_x0 (B, 400, 14, 14), h2_pooled (B, 290).
+        """
         block = self.block2
         update = partial(clique_update, padding=0)
         # X1(1) = g(W01*X0)
@@ -694,8 +704,14 @@ class CliquenetS2(nn.Module):
         h2_bn = self.head.bn2(h2_compress_conv)  # (B, 290, 28, 28)
         h2_relu = F.relu(h2_bn, inplace=True)  # (B, 290, 28, 28)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 290)
+        return b3_x0, h2_pooled
 
-        # Block 3: 6 layers of k=150, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
+    def forward_block3(self, b3_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block 3: 6 layers of k=150, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer; then transition 3
+        and head.
+
+        b3_x0 (B, 400, 14, 14) -> b4_x0 (B, 900, 7, 7), h3_pooled (B, 650).
+        """
         block = self.block3
         update = partial(clique_update, padding=0)
         # X1(1) = g(W01*X0)
@@ -801,8 +817,13 @@ class CliquenetS2(nn.Module):
         h3_bn = self.head.bn3(h3_compress_conv)  # (B, 650, 14, 14)
         h3_relu = F.relu(h3_bn, inplace=True)  # (B, 650, 14, 14)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 650)
+        return b4_x0, h3_pooled
 
-        # Block 4: 6 layers of k=120, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
+    def forward_block4(self, b4_x0: torch.Tensor) -> torch.Tensor:
+        """Block 4: 6 layers of k=120, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer; then head.
+
+        b4_x0 (B, 900, 7, 7) -> h4_pooled (B, 810).
+        """
         block = self.block4
         update = partial(clique_update, padding=0)
         # X1(1) = g(W01*X0)
@@ -895,6 +916,15 @@ class CliquenetS2(nn.Module):
         h4_bn = self.head.bn4(h4_compress_conv)  # (B, 810, 7, 7)
         h4_relu = F.relu(h4_bn, inplace=True)  # (B, 810, 7, 7)
         h4_pooled = h4_relu.mean((2, 3))  # (B, 810)
+        return h4_pooled
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 224, 224) images -> (B, 1872) pooled multi-scale features."""
+        b1_x0 = self.forward_stem(x)  # (B, 64, 56, 56)
+        b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 180, 28, 28), (B, 122)
+        b3_x0, h2_pooled = self.forward_block2(b2_x0)  # (B, 400, 14, 14), (B, 290)
+        b4_x0, h3_pooled = self.forward_block3(b3_x0)  # (B, 900, 7, 7), (B, 650)
+        h4_pooled = self.forward_block4(b4_x0)  # (B, 810)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled, h4_pooled], 1)  # (B, 1872)
         return features
 

@@ -338,15 +338,18 @@ class CliquenetX4(nn.Module):
         # Classifier
         self.classifier = linear(1664, 10)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 32, 32) images -> (B, 1664) pooled multi-scale features."""
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem: x (B, 3, 32, 32) -> b1_x0 (B, 64, 32, 32)."""
         x = x.contiguous(memory_format=torch.channels_last)  # same values
-
-        # Stem
         b1_x0 = self.stem.conv(x)  # (B, 64, 32, 32)
+        return b1_x0
 
-        # Block 1: 5 layers of k=64, 2 stages, the last stage runs its first 4 updates only, 3x3 W_ij,
-        #   dropout 0.2
+    def forward_block1(self, b1_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block 1: 5 layers of k=64, 2 stages, the last stage runs its first 4 updates only, 3x3 W_ij,
+        dropout 0.2; then transition 1 and head.
+
+        b1_x0 (B, 64, 32, 32) -> b2_x0 (B, 320, 16, 16), h1_pooled (B, 384).
+        """
         block = self.block1
         update = partial(clique_update, padding=1, dropout=block.dropout)
         # X1(1) = g(W01*X0)
@@ -405,9 +408,14 @@ class CliquenetX4(nn.Module):
         h1_bn = self.head.bn1(b1_feature)  # (B, 384, 32, 32)
         h1_relu = F.relu(h1_bn, inplace=True)  # (B, 384, 32, 32)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 384)
+        return b2_x0, h1_pooled
 
-        # Block 2: 5 layers of k=64, 2 stages, the last stage runs its first 4 updates only, 3x3 W_ij,
-        #   dropout 0.2
+    def forward_block2(self, b2_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block 2: 5 layers of k=64, 2 stages, the last stage runs its first 4 updates only, 3x3 W_ij,
+        dropout 0.2; then transition 2 and head.
+
+        b2_x0 (B, 320, 16, 16) -> b3_x0 (B, 320, 8, 8), h2_pooled (B, 640).
+        """
         block = self.block2
         update = partial(clique_update, padding=1, dropout=block.dropout)
         # X1(1) = g(W01*X0)
@@ -466,9 +474,14 @@ class CliquenetX4(nn.Module):
         h2_bn = self.head.bn2(b2_feature)  # (B, 640, 16, 16)
         h2_relu = F.relu(h2_bn, inplace=True)  # (B, 640, 16, 16)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 640)
+        return b3_x0, h2_pooled
 
-        # Block 3: 5 layers of k=64, 2 stages, the last stage runs its first 4 updates only, 3x3 W_ij,
-        #   dropout 0.2
+    def forward_block3(self, b3_x0: torch.Tensor) -> torch.Tensor:
+        """Block 3: 5 layers of k=64, 2 stages, the last stage runs its first 4 updates only, 3x3 W_ij,
+        dropout 0.2; then head.
+
+        b3_x0 (B, 320, 8, 8) -> h3_pooled (B, 640).
+        """
         block = self.block3
         update = partial(clique_update, padding=1, dropout=block.dropout)
         # X1(1) = g(W01*X0)
@@ -519,6 +532,14 @@ class CliquenetX4(nn.Module):
         h3_bn = self.head.bn3(b3_feature)  # (B, 640, 8, 8)
         h3_relu = F.relu(h3_bn, inplace=True)  # (B, 640, 8, 8)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 640)
+        return h3_pooled
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 32, 32) images -> (B, 1664) pooled multi-scale features."""
+        b1_x0 = self.forward_stem(x)  # (B, 64, 32, 32)
+        b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 320, 16, 16), (B, 384)
+        b3_x0, h2_pooled = self.forward_block2(b2_x0)  # (B, 320, 8, 8), (B, 640)
+        h3_pooled = self.forward_block3(b3_x0)  # (B, 640)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled], 1)  # (B, 1664)
         return features
 

@@ -19,7 +19,7 @@ from strategies import specs
 from test_lowering import randomize_batchnorm
 
 import cliquegen
-from cliquegen import build_fx, generate_source, load_spec
+from cliquegen import build_fx, compile_spec, generate_source, load_spec
 from cliquegen.cli import main
 from cliquegen.emit.source import LINE_LENGTH, build_source_model, exec_source
 from cliquegen.spec import Spec
@@ -111,6 +111,38 @@ def test_create_model_emits_source_with_the_model_helpers() -> None:
     assert model.classifier.out_features == 3 and not model.classifier.bias.any()
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_each_block_runs_in_a_method_that_returns_only_what_later_code_reads() -> None:
+    program = compile_spec(load_spec(Path(ROOT / SMALL))).program
+    flow = [(group.name, group.inputs, group.outputs) for group in program.groups()]
+    assert flow == [
+        ("stem", (), ("b1_x0",)),
+        ("block1", ("b1_x0",), ("b2_x0", "h1_pooled")),
+        ("block2", ("b2_x0",), ("b3_x0", "h2_pooled")),
+        ("block3", ("b3_x0",), ("h3_pooled",)),
+        ("features", ("h1_pooled", "h2_pooled", "h3_pooled"), ("features",)),
+        ("classifier", ("features",), ("logits",)),
+    ]
+    text = (GENERATED / "cliquenet_k36_t12.py").read_text()
+    assert "    def forward_block1(self, b1_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:" in text
+    assert "        b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 144, 16, 16), (B, 208)" in text
+
+
+@settings(max_examples=25)
+@given(specs())
+def test_groups_split_the_program_and_pass_exactly_the_live_values(spec: Spec) -> None:
+    program = compile_spec(spec).program
+    groups = program.groups()
+    assert [op for group in groups for op in group.ops] == program.ops
+    home = {op.name: index for index, group in enumerate(groups) for op in group.ops}
+    for index, group in enumerate(groups):
+        read = {name for op in group.ops for name in op.inputs}
+        assert all(home[name] <= index for name in read)
+        assert set(group.inputs) == {name for name in read if home[name] < index}
+        later = {name for other in groups[index + 1 :] for op in other.ops for name in op.inputs}
+        later |= {program.features, program.output}
+        assert set(group.outputs) == {op.name for op in group.ops} & later
 
 
 # --- golden files, determinism, style ----------------------------------------------------------

@@ -5,7 +5,10 @@ Program's modules in declaration order with the constructors of :mod:`._runtime`
 into the module), so a torch seed gives the FX model's initial weights and the
 ``state_dict`` keys are the FX model's.  The forward pass is the Program's ops, one
 statement each, named as in the Program (``b1_x3_s2``), every update under its stage
-equation.
+equation.  Each of the Program's groups (the stem; a block with its transition and head)
+is a method (``forward_block1``) that returns only the values later code reads, and
+``forward_features`` calls them in order: a block's tensors are freed when its method
+returns, not when the whole forward pass does.
 
 :class:`SourceWriter` turns ops and module declarations into statements (one method per
 kind, an explicit error for an unknown one); ``templates/model.py.jinja2`` lays them out.
@@ -31,7 +34,7 @@ from typing import Any
 import jinja2
 from torch import nn
 
-from ..ir import ModuleDecl, Op, Program, is_identifier, sanitize_identifier
+from ..ir import Group, ModuleDecl, Op, Program, is_identifier, sanitize_identifier
 from ..lower import Compiled, compile_spec
 from ..spec import BlockConfig, Spec
 from ..summary import summarize
@@ -336,8 +339,9 @@ class SourceWriter:
                 raise AssertionError(f"{op.name} reads {leaked} besides the features")
         return ops
 
-    def body(self, ops: list[Op]) -> list[str]:
-        """Statements of ``ops`` with a comment where a part of the network begins."""
+    def body(self, ops: list[Op], first_title: bool = True) -> list[str]:
+        """Statements of ``ops`` with a comment where a part of the network begins (not the
+        first part without ``first_title``: a method's docstring names it)."""
         lines: list[str] = []
         part = None
         self.alias, self.bound = None, {}
@@ -348,16 +352,16 @@ class SourceWriter:
                     lines.append(f"{x} = {x}.contiguous(memory_format=torch.channels_last)  # same values")
                 continue
             if op.part != part:
+                lines += self.part_header(op.part, ops, title=first_title or part is not None)
                 part = op.part
-                lines += self.part_header(part, ops)
             lines += self.emit(op)
         self.alias, self.bound = None, {}
         return lines
 
-    def part_header(self, part: str, ops: list[Op]) -> list[str]:
+    def part_header(self, part: str, ops: list[Op], title: bool = True) -> list[str]:
         """The part's title; in a block, ``block`` and ``update`` (clique_update with the
         options all its updates share) bound for the statements below."""
-        lines = ["", *wrap_comment(self.part_title(part), separator=", ")] if part else []
+        lines = ["", *wrap_comment(self.part_title(part), separator=", ")] if part and title else []
         updates = [op for op in ops if op.part == part and op.kind == "update"]
         self.alias, self.bound = None, {}
         if updates:
@@ -374,6 +378,77 @@ class SourceWriter:
                 keywords = ", ".join(f"{key}={value}" for key, value in shared.items())
                 lines.append(f"update = partial(clique_update, {keywords})")
                 self.bound = shared
+        return lines
+
+    # forward methods
+
+    def method_name(self, group: Group) -> str:
+        """``forward_block1``: not a module attribute (``self.block1`` holds the parameters)."""
+        return f"forward_{ident(group.name)}"
+
+    def feature_groups(self) -> list[Group]:
+        """The Program's groups that ``forward_features`` runs: all but the classifier's."""
+        keep = {op.name for op in self.features_ops()}
+        groups = [group for group in self.program.groups() if group.ops[0].name in keep]
+        if any(op.name not in keep for group in groups for op in group.ops):
+            raise AssertionError("a group of forward_features holds ops the features do not need")
+        attributes = {path.split(".")[0] for path in self.program.modules}
+        clashes = sorted(attributes & {self.method_name(group) for group in groups})
+        if clashes:
+            raise AssertionError(f"methods {clashes} clash with module attributes")
+        return groups
+
+    def signature(self, group: Group) -> list[str]:
+        """Parameters of the group's method: the network input, then the values it reads."""
+        return [op.name for op in group.ops if op.kind == "input"] + list(group.inputs)
+
+    def shapes(self, names: list[str] | tuple[str, ...]) -> str:
+        return ", ".join(f"(B, {', '.join(map(str, self.values[name].shape))})" for name in names)
+
+    def method(self, group: Group) -> list[str]:
+        """A method that runs one group: its docstring, its statements, what later code reads."""
+        parameters = self.signature(group)
+        returns = "torch.Tensor"
+        if len(group.outputs) > 1:
+            returns = f"tuple[{', '.join([returns] * len(group.outputs))}]"
+        head = Seq(
+            f"def {self.method_name(group)}(",
+            ("self", *(f"{ident(name)}: torch.Tensor" for name in parameters)),
+            f") -> {returns}:",
+        )
+        titles = [self.part_title(part) for part in group.parts()]
+        summary = titles[0]
+        if titles[1:]:
+            summary += "; then " + " and ".join(title[0].lower() + title[1:] for title in titles[1:])
+        flow = " -> ".join(
+            ", ".join(f"{name} {self.shapes([name])}" for name in names)
+            for names in (parameters, group.outputs)
+        )
+        lines = format_call(0, head, LINE_LENGTH - len(INDENT))
+        one_line = f'{INDENT}"""{docstring(f"{summary}: {flow}.")}"""'
+        if len(titles) == 1 and text_width(one_line) <= LINE_LENGTH - len(INDENT):
+            lines.append(one_line)
+        else:
+            opening = INDENT * 2 + '"""'  # the summary's first line follows the quotes
+            doc = [*doc_paragraph(summary + ".", opening), "", *doc_paragraph(flow + ".", INDENT * 2)]
+            lines.append(f'{INDENT}"""{docstring(doc[0])}')
+            lines += [INDENT + docstring(line) if line else "" for line in doc[1:]]
+            lines.append(f'{INDENT}"""')
+        body = _strip_blank(self.body(list(group.ops), first_title=False))
+        lines += [INDENT + line if line else "" for line in body]
+        lines.append(f"{INDENT}return {', '.join(ident(name) for name in group.outputs)}")
+        return lines
+
+    def call(self, group: Group) -> list[str]:
+        """``forward_features``' statement that runs a group's method."""
+        targets = ", ".join(ident(name) for name in group.outputs)
+        arguments = tuple(ident(name) for name in self.signature(group))
+        lines = format_call(
+            0, Seq(f"{targets} = self.{self.method_name(group)}(", arguments, ")"), BODY_WIDTH
+        )
+        comment = f"  # {self.shapes(group.outputs)}"
+        if len(lines) == 1 and len(lines[0] + comment) <= BODY_WIDTH:
+            lines[0] += comment
         return lines
 
     def emit(self, op: Op) -> list[str]:
@@ -538,6 +613,11 @@ def render_source(compiled: Compiled, origin: SpecOrigin, class_name: str, versi
     doc += architecture(compiled, summary.params, summary.flops, num_features)
 
     features = writer.features_ops()
+    groups = writer.feature_groups()
+    features_lines: list[str] = []
+    for group in groups:  # the join of the blocks' features runs inline, the rest in methods
+        joins = group.name == "features"
+        features_lines += writer.body(list(group.ops), first_title=False) if joins else writer.call(group)
     context = {
         "header": header,
         "constants": {
@@ -557,7 +637,8 @@ def render_source(compiled: Compiled, origin: SpecOrigin, class_name: str, versi
         "input": features[0].name if features and features[0].kind == "input" else "x",
         "input_shape": ", ".join(map(str, input_shape)),
         "features": program.features,
-        "features_lines": _strip_blank(writer.body(features)),
+        "methods": [writer.method(group) for group in groups if group.name != "features"],
+        "features_lines": features_lines,
         "head_lines": _strip_blank(writer.body(writer.head_ops())),
         "output": program.output,
         "classifier": writer.ref(program.classifier),
