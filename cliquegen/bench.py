@@ -32,15 +32,21 @@ from torch import nn
 def median_times(
     runs: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 2
 ) -> dict[str, float]:
-    """Median seconds of each callable, run in turns (a, b, a, b ...) after ``warmup`` turns."""
+    """Median seconds of each callable, run in turns after ``warmup`` turns.
+
+    Each turn starts one place further along (a b c, b c a, c a b, ...): whichever runs first
+    after another's work finds the caches and the allocator in a different state, and a fixed
+    order would hand that to the same callable every time.
+    """
+    names = list(runs)
     for _ in range(warmup):
         for run in runs.values():
             run()
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
+    for turn in range(repeats):
+        for name in names[turn % len(names) :] + names[: turn % len(names)]:
             start = time.perf_counter()
-            run()
+            runs[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -103,14 +109,25 @@ print(json.dumps({"growth": after - before}))
 """
 
 
-def peak_rss_growth(spec: str, batch: int, memory_efficient: bool, threads: int = 1, emit: str = "fx") -> int:
+def peak_rss_growth(
+    spec: str, batch: int, memory_efficient: bool, threads: int = 1, emit: str = "fx", samples: int = 3
+) -> int:
     """Bytes by which one training step (forward + backward) raises the resident memory of a
-    fresh process above what the model, its gradients and the input hold (Linux only)."""
+    fresh process above what the model, its gradients and the input hold (Linux only).
+
+    The median of ``samples`` processes, each with glibc's mmap threshold fixed at 64 KiB:
+    large tensors are then mapped and unmapped one by one, so resident memory follows the
+    live tensors instead of whatever the allocator's heap kept from earlier frees.
+    """
     args = [spec, str(batch), "1" if memory_efficient else "0", str(threads), emit]
-    result = subprocess.run(
-        [sys.executable, "-c", _RSS_SCRIPT, *args], capture_output=True, text=True, check=True
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])["growth"]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    growths = []
+    for _ in range(samples):
+        result = subprocess.run(
+            [sys.executable, "-c", _RSS_SCRIPT, *args], capture_output=True, text=True, check=True, env=env
+        )
+        growths.append(json.loads(result.stdout.strip().splitlines()[-1])["growth"])
+    return int(statistics.median(growths))
 
 
 def fit_exponent(sizes: list[float], seconds: list[float]) -> float:
