@@ -222,25 +222,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cliquegen {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str, force: bool = True
+    ) -> argparse.ArgumentParser:
+        """A subcommand; every one that compiles a spec takes --force."""
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
+        if force:
+            sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
         return sub
 
     sub = add("build", cmd_build, "write each spec's model as a standalone Python module")
     sub.add_argument("specs", nargs="+", metavar="SPEC")
     sub.add_argument("-o", "--output", default="generated", metavar="DIR", help="folder (default: generated)")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("validate", cmd_validate, "check specs; errors as PATH:LINE:COL: error: MESSAGE")
     sub.add_argument("specs", nargs="+", metavar="SPEC")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("summary", cmd_summary, "parameters, MACs and FLOPs, per block")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
-    sub = add("list", cmd_list, "the shipped specs with their sizes")
+    sub = add("list", cmd_list, "the shipped specs with their sizes", force=False)
     sub.add_argument("--json", action="store_true", help="print a JSON list")
-    add("schema", cmd_schema, "print the JSON Schema of the spec format")
+    add("schema", cmd_schema, "print the JSON Schema of the spec format", force=False)
     sub = add("render", cmd_render, "draw a block, its stage schedule or the network with graphviz")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--view", choices=["block", "schedule", "network"], default="block")
@@ -248,7 +250,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--depth", type=int, default=0, metavar="D", help="network view: 1 expands the blocks")
     sub.add_argument("--format", choices=["dot", "svg", "png"], help="default: from -o's suffix, else dot")
     sub.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("train", cmd_train, "train a spec with the paper's recipe (SGD); also under torchrun")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--data", required=True, help="digits, mnist5k or folder:PATH (class sub-folders)")
@@ -261,13 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--resume", action="store_true", help="continue exactly from DIR/last.pt")
     sub.add_argument("--subset", type=int, metavar="N", help="only the first N train and N test images")
     sub.add_argument("--stop-after", type=int, metavar="E", help="stop after epoch E; --resume later")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("export", cmd_export, "export a spec's model as ONNX, a torch.export program or TorchScript")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", metavar="W.pt", help="state_dict or checkpoint (last.pt, best.pt)")
     sub.add_argument("--format", required=True, choices=["onnx", "exported-program", "torchscript"])
     sub.add_argument("-o", "--output", required=True, metavar="FILE")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("bench", cmd_bench, "time a spec's model: train step, inference, build; activation memory")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
@@ -276,19 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--emit", choices=["fx", "source"], default="fx")
     sub.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("import-weights", cmd_import_weights, "convert the authors' checkpoint to a state_dict")
     sub.add_argument("--format", choices=["official-pytorch"], default="official-pytorch")
     sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar) or state_dict")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="state_dict file to write")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     sub = add("export-weights", cmd_export_weights, "write a state_dict as the authors' checkpoint")
     sub.add_argument("--to", choices=["official-pytorch"], default="official-pytorch")
     sub.add_argument("source", metavar="SRC", help="state_dict of a cliquegen model")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="checkpoint file to write")
-    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
     return parser
 
 
