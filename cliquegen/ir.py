@@ -14,6 +14,7 @@ import keyword
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import networkx as nx
@@ -105,8 +106,9 @@ class Program:
     features: str  # pooled multi-scale feature vector, input of the classifier
     classifier: str  # module path of the final linear layer
 
-    @property
+    @cached_property
     def values(self) -> dict[str, Op]:
+        """The op that defines each value (the Program is not changed once scheduled)."""
         return {op.name: op for op in self.ops}
 
     def parts(self) -> list[str]:
