@@ -652,10 +652,7 @@ class CliquenetK80T18(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier by a fresh one (zero bias) for ``num_classes`` classes."""
         old = self.classifier
-        self.classifier = nn.Linear(
-            old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype
-        )
-        nn.init.zeros_(self.classifier.bias)
+        self.classifier = linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
 
 
 Model = CliquenetK80T18

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..ir import ModuleDecl, Op, Program
-from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update
+from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update, linear
 
 FEATURES = "features"  # name of the pooled multi-scale feature vector in every Program
 
@@ -75,10 +75,7 @@ class CliqueNetGraphModule(fx.GraphModule):
 
     def reset_classifier(self, num_classes: int) -> None:
         old = self.classifier
-        self.classifier = nn.Linear(
-            old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype
-        )
-        nn.init.zeros_(self.classifier.bias)
+        self.classifier = linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
 
 
 class _GraphWriter:
