@@ -22,7 +22,7 @@ from .schema import spec_schema
 from .spec import Spec
 from .summary import Summary, summarize
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
 # Tables keep their full width when printed to a file or a pipe (rich assumes 80 columns there).
 _stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
