@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from ._args import count
 from ._limits import check_limits, lifted
 from .errors import CliqueGenError, SpecError
 from .loader import load_spec
@@ -269,9 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", required=True, metavar="FILE")
     sub = add("bench", cmd_bench, "time a spec's model: train step, inference, build; activation memory")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
-    sub.add_argument("--batch", type=int, default=4, help="batch size (default 4)")
-    sub.add_argument("--repeats", type=int, default=5, help="timed runs per median (default 5)")
-    sub.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    sub.add_argument("--batch", type=count(at_most=65536), default=4, help="batch size (default 4)")
+    sub.add_argument(
+        "--repeats", type=count(at_most=10_000), default=5, help="timed runs per median (default 5)"
+    )
+    sub.add_argument("--threads", type=count(at_most=4096), help="torch threads (default: torch's)")
     sub.add_argument("--emit", choices=["fx", "source"], default="fx")
     sub.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
