@@ -37,21 +37,16 @@ def load_model(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None
     """The spec's model in eval mode, with ``weights`` loaded strictly when given.
 
     ``weights`` is a checkpoint from ``cliquegen train`` (``last.pt``, ``best.pt``) or a plain
-    ``state_dict`` saved with ``torch.save``.
+    ``state_dict`` saved with ``torch.save``; :func:`cliquegen.weights.load_weights` says what
+    is wrong when it does not fit.
     """
-    from .train import load_checkpoint
+    from .weights import load_weights
 
+    named = os.fspath(spec) if isinstance(spec, (str, os.PathLike)) else None
+    spec = resolve_spec(spec)
     model = create_model(spec)
     if weights is not None:
-        state = load_checkpoint(weights)
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-        if not isinstance(state, dict):
-            raise UsageError(f"{weights}: expected a state_dict or a cliquegen checkpoint")
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as error:
-            raise UsageError(f"{weights}: does not fit the spec's model: {error}") from None
+        load_weights(model, weights, spec, spec_arg=named)
     return model.eval()
 
 
@@ -91,8 +86,8 @@ def export_model(
     if fmt == "onnx":  # say which extra is missing before doing any work
         import_extra("onnx", "export", "ONNX export")
         import_extra("onnxscript", "export", "ONNX export")
-    spec = resolve_spec(spec)
     model = load_model(spec, weights)
+    spec = resolve_spec(spec)
     example = (example_input(spec),)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)

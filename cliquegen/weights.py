@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ._io import torch_save_atomic
 from .errors import WeightsError
@@ -267,10 +268,218 @@ def check_loads(state_dict: Mapping[str, torch.Tensor], spec: Spec) -> None:
     """Raise WeightsError unless ``create_model(spec)`` loads the state_dict with strict=True."""
     from ._builder import build_fx
 
+    load_weights(build_fx(spec), state_dict, spec)
+
+
+# --------------------------------------------------------------------------- loading into a model
+
+#: Prefixes that wrappers add to every key: ``nn.DataParallel``/DDP and ``torch.compile``.
+_WRAPPER_PREFIXES = (DATA_PARALLEL_PREFIX, "_orig_mod.")
+
+#: Key layouts a weights file may have: (what it is, a test on its keys, import-weights format).
+_LAYOUTS = (
+    (
+        f"the authors' {OFFICIAL_FORMAT} checkpoint layout",
+        re.compile(r"^(fir_trans|fir_bn|list_block|list_trans|list_compress|list_gb)\."),
+        OFFICIAL_FORMAT,
+    ),
+    (
+        "torchvision's DenseNet layout",
+        re.compile(r"^features\.(conv0|norm0|denseblock\d+|transition\d+|norm5)\."),
+        "torchvision",
+    ),
+    (
+        "the layout of a cliquegen model",
+        re.compile(r"^(stem|block\d+|transition\d+|head|classifier)\."),
+        None,
+    ),
+)
+
+#: Formats ``cliquegen import-weights --format`` converts; a layout's hint names the command
+#: only when its format is here.
+IMPORT_FORMATS = (OFFICIAL_FORMAT,)
+
+
+def load_weights(
+    model: nn.Module,
+    weights: str | os.PathLike[str] | Mapping[str, Any],
+    spec: Spec,
+    *,
+    spec_arg: str | None = None,
+) -> nn.Module:
+    """Load ``weights`` into ``model`` (built from ``spec``) with ``strict=True``; return it.
+
+    ``weights`` is a file (read by :func:`load_weights_file`) or what one holds: a state_dict,
+    a ``cliquegen train`` checkpoint (its ``model``), or a checkpoint with a ``state_dict``;
+    ``module.`` and ``_orig_mod.`` prefixes are removed.  Before anything is copied, every
+    tensor must have the model's key and shape and a dtype of the same kind (floating point
+    for weights and statistics, integer for ``num_batches_tracked``), and floating-point
+    values must be finite.  Otherwise :class:`WeightsError` says, in a few lines, which
+    layout the file looks like (the authors', torchvision's, a cliquegen model of another
+    spec, naming it when the checkpoint records it), the command that converts it, and the
+    first problems of each kind.  ``spec_arg`` is how the user named the spec (for that
+    command; default ``spec.name``).
+    """
+    is_file = isinstance(weights, (str, os.PathLike))
+    source = os.fspath(weights) if is_file else ""
+    obj = load_weights_file(weights) if is_file else weights
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{_at(source)}expected a state_dict or a checkpoint, got {type(obj).__name__}")
+    recorded = _recorded_spec(obj)
+    state = _unwrapped(obj, source)
+    expected = model.state_dict()
+    problems = _fit_problems(state, expected)
+    if problems:
+        raise WeightsError(_misfit_message(source, state, spec, spec_arg or spec.name, recorded, problems))
     try:
-        build_fx(spec).load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:
-        raise WeightsError(f"the converted weights do not load into {spec.name!r}: {error}") from None
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:  # not expected after the checks above; say so plainly
+        raise WeightsError(
+            f"{_at(source)}the weights do not load into spec {spec.name!r}: {_first_line(error)}"
+        ) from None
+    return model
+
+
+def _at(source: str) -> str:
+    """The prefix naming a weights file in messages (none for an object)."""
+    return f"{source}: " if source else ""
+
+
+def _unwrapped(obj: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The state_dict inside a checkpoint, wrapper prefixes removed."""
+    for key in ("model", "state_dict"):  # cliquegen train; the authors' and most others
+        if isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    state: dict[str, Any] = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{_at(source)}expected a state_dict with string keys, found the key {key!r}")
+        name = key
+        while name.startswith(_WRAPPER_PREFIXES):
+            name = name.split(".", 1)[1]
+        if name in state:
+            raise WeightsError(
+                f"{_at(source)}the key {name!r} appears both with and without a wrapper prefix"
+            )
+        state[name] = value
+    if not state:
+        raise WeightsError(f"{_at(source)}the state_dict is empty")
+    return state
+
+
+def _recorded_spec(obj: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """(name, sha256) of the spec a cliquegen checkpoint records, if it records one: ``spec``
+    as a name or as ``{"name", "sha256", ...}``, or ``settings.spec`` (a name)."""
+    record = obj.get("spec")
+    if record is None and isinstance(obj.get("settings"), Mapping):
+        record = obj["settings"].get("spec")
+    if isinstance(record, str):
+        return record, None
+    if isinstance(record, Mapping) and isinstance(record.get("name"), str):
+        sha = record.get("sha256")
+        return record["name"], sha if isinstance(sha, str) else None
+    return None
+
+
+@dataclass
+class _Problems:
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shapes: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)  # not a tensor, or the wrong kind of dtype
+    values: list[str] = field(default_factory=list)  # NaN or infinity
+
+    def __bool__(self) -> bool:
+        return any((self.missing, self.unexpected, self.shapes, self.kinds, self.values))
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "bool"
+    if dtype.is_complex:
+        return "complex"
+    return "floating-point" if dtype.is_floating_point else "integer"
+
+
+def _fit_problems(state: Mapping[str, Any], expected: Mapping[str, torch.Tensor]) -> _Problems:
+    problems = _Problems()
+    for name, target in expected.items():
+        if name not in state:
+            problems.missing.append(f"{name} {_shape(target.shape)}")
+            continue
+        value = state[name]
+        if not isinstance(value, torch.Tensor):
+            problems.kinds.append(f"{name} is a {type(value).__name__}, not a tensor")
+        elif tuple(value.shape) != tuple(target.shape):
+            problems.shapes.append(
+                f"{name}: {_shape(value.shape)} in the file, {_shape(target.shape)} in the model"
+            )
+        elif _dtype_kind(value.dtype) != _dtype_kind(target.dtype):
+            problems.kinds.append(
+                f"{name} holds {_dtype_kind(value.dtype)} values ({value.dtype}), expected "
+                f"{_dtype_kind(target.dtype)} ({target.dtype})"
+            )
+        elif value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+            problems.values.append(name)
+    problems.unexpected = [
+        f"{name} {_shape(getattr(value, 'shape', '?'))}"
+        for name, value in state.items()
+        if name not in expected
+    ]
+    return problems
+
+
+def _misfit_message(
+    source: str,
+    state: Mapping[str, Any],
+    spec: Spec,
+    spec_arg: str,
+    recorded: tuple[str, str | None] | None,
+    problems: _Problems,
+) -> str:
+    lines = [f"{_at(source)}the weights do not fit spec {spec.name!r}"]
+    layout = next(((what, fmt) for what, pattern, fmt in _LAYOUTS if any(map(pattern.match, state))), None)
+    if recorded is not None:
+        name, sha = recorded
+        saved = f"spec {name!r}" + (f" (sha256 {sha})" if sha else "")
+        if name != spec.name:
+            lines[0] += f": it holds the weights of {saved}; build the model from that spec"
+        else:
+            lines[0] += (
+                f": it holds the weights of {saved} as it was when they were saved; the spec has changed"
+            )
+    elif layout is not None and layout[1] is not None:
+        what, fmt = layout
+        lines[0] += f": it has {what}"
+        if fmt in IMPORT_FORMATS:
+            lines[0] += (
+                f"; convert it first: cliquegen import-weights --format {fmt} {source or 'W.pt'} "
+                f"--spec {spec_arg} -o converted.pt"
+            )
+        else:
+            lines[0] += (
+                f", which cliquegen does not convert (import-weights reads {', '.join(IMPORT_FORMATS)})"
+            )
+    elif layout is not None:
+        lines[0] += ": it has the layout of a cliquegen model of another spec (or of another version of it)"
+    else:
+        keys = sorted(state)
+        shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+        lines[0] += f": its keys ({shown}) are of no layout cliquegen knows"
+    for label, items in (
+        ("missing", problems.missing),
+        ("unexpected", problems.unexpected),
+        ("of another shape", problems.shapes),
+        ("of the wrong type", problems.kinds),
+        ("with NaN or infinite values", problems.values),
+    ):
+        if items:
+            more = f", ... ({len(items) - 3} more)" if len(items) > 3 else ""
+            lines.append(
+                f"  {len(items)} tensor{'s' if len(items) > 1 else ''} {label}: {'; '.join(items[:3])}{more}"
+            )
+    return "\n".join(lines)
 
 
 def _plain_state_dict(obj: Any) -> dict[str, Any]:

@@ -110,7 +110,7 @@ def test_weights_of_another_model_are_refused(trained, tmp_path: Path, capsys) -
     torch.save(create_model(load_spec(SMALL.replace("channels: 8}", "channels: 10}"))).state_dict(), other)
     argv = ["export", str(spec), "--weights", str(other), "--format", "exported-program", "-o", "x.pt2"]
     assert cli.main(argv) == 2
-    assert "does not fit the spec's model" in capsys.readouterr().err
+    assert f"{other}: the weights do not fit spec 'small-export'" in capsys.readouterr().err
     assert not Path("x.pt2").exists()
 
 

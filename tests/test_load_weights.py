@@ -1,0 +1,202 @@
+"""load_weights: a state_dict or checkpoint goes into a model strictly, or a summary says why not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import cliquegen
+from cliquegen.cli import main
+from cliquegen.errors import WeightsError
+from cliquegen.weights import load_weights
+
+TINY = "name: tiny\nnum_classes: 10\nblocks:\n  - {layers: 3, channels: 8}\n"
+WIDE = TINY.replace("name: tiny", "name: tiny-wide").replace("channels: 8", "channels: 12")
+
+
+@pytest.fixture(scope="module")
+def spec() -> cliquegen.Spec:
+    return cliquegen.load_spec(TINY)
+
+
+def _trained(text: str, seed: int = 1) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    return cliquegen.create_model(cliquegen.load_spec(text)).state_dict()
+
+
+def _error(spec, weights) -> str:
+    with pytest.raises(WeightsError) as caught:
+        load_weights(cliquegen.create_model(spec), weights, spec)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: sd,
+        lambda sd: {"epoch": 3, "model": sd, "settings": {"spec": "tiny"}},  # cliquegen train
+        lambda sd: {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in sd.items()}},  # DataParallel
+        lambda sd: {f"_orig_mod.{k}": v for k, v in sd.items()},  # torch.compile
+    ],
+    ids=["state_dict", "train-checkpoint", "data-parallel", "compiled"],
+)
+def test_fitting_weights_load_exactly(spec, wrap):
+    state = _trained(TINY)
+    model = load_weights(cliquegen.create_model(spec), wrap(state), spec)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, state[name]), name
+
+
+def test_a_file_is_read_safely_and_loaded(spec, tmp_path: Path):
+    path = tmp_path / "w.pt"
+    state = _trained(TINY)
+    torch.save({"model": state}, path)
+    model = load_weights(cliquegen.create_model(spec), path, spec)
+    assert torch.equal(model.state_dict()["classifier.weight"], state["classifier.weight"])
+
+
+def test_a_checkpoint_of_another_spec_names_both_specs(spec):
+    checkpoint = {"model": _trained(WIDE), "spec": {"name": "tiny-wide", "sha256": "ab" * 32}}
+    message = _error(spec, checkpoint)
+    first = message.splitlines()[0]
+    assert first == (
+        f"the weights do not fit spec 'tiny': it holds the weights of spec 'tiny-wide' (sha256 {'ab' * 32}); "
+        "build the model from that spec"
+    )
+    assert (
+        "34 tensors of another shape: block1.w0_1: (12, 64, 3, 3) in the file, (8, 64, 3, 3) in the model"
+        in message
+    )
+    assert "Traceback" not in message and "size mismatch" not in message  # never PyTorch's raw dump
+
+
+def test_the_train_settings_record_names_the_spec(spec):
+    message = _error(spec, {"model": _trained(WIDE), "settings": {"spec": "tiny-wide"}})
+    assert "it holds the weights of spec 'tiny-wide'; build the model from that spec" in message
+
+
+def test_a_changed_spec_of_the_same_name_is_told(spec):
+    message = _error(spec, {"model": _trained(WIDE), "spec": {"name": "tiny", "sha256": "cd" * 32}})
+    assert f"spec 'tiny' (sha256 {'cd' * 32}) as it was when they were saved; the spec has changed" in message
+
+
+def test_an_unrecorded_cliquegen_state_dict_of_another_spec(spec):
+    message = _error(spec, _trained(WIDE))
+    assert message.splitlines()[0] == (
+        "the weights do not fit spec 'tiny': it has the layout of a cliquegen model of another spec "
+        "(or of another version of it)"
+    )
+
+
+def test_the_authors_layout_names_the_converting_command(spec):
+    official = {
+        "module.fir_trans.weight": torch.zeros(64, 3, 7, 7),
+        "module.list_block.0.conv_param.1.weight": torch.zeros(1),
+    }
+    message = _error(spec, {"epoch": 90, "state_dict": official})
+    assert message.splitlines()[0] == (
+        "the weights do not fit spec 'tiny': it has the authors' official-pytorch checkpoint layout; "
+        "convert it first: cliquegen import-weights --format official-pytorch W.pt --spec tiny "
+        "-o converted.pt"
+    )
+
+
+def test_torchvision_densenet_layout_is_recognised(spec):
+    torchvision = {
+        "features.conv0.weight": torch.zeros(64, 3, 7, 7),
+        "features.norm0.weight": torch.zeros(64),
+    }
+    first = _error(spec, torchvision).splitlines()[0]
+    assert "it has torchvision's DenseNet layout" in first
+
+
+def test_unknown_layout_shows_its_keys(spec):
+    first = _error(spec, {"encoder.layer.0.weight": torch.zeros(2)}).splitlines()[0]
+    assert (
+        first == "the weights do not fit spec 'tiny': its keys (encoder.layer.0.weight) are of no "
+        "layout cliquegen knows"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "kind"),
+    [(torch.int64, "integer"), (torch.int8, "integer"), (torch.bool, "bool"), (torch.complex64, "complex")],
+)
+def test_integer_bool_and_complex_weights_are_refused(spec, dtype, kind):
+    state = _trained(TINY)
+    state["block1.w0_1"] = torch.ones(state["block1.w0_1"].shape, dtype=dtype)
+    message = _error(spec, state)
+    assert (
+        f"1 tensor of the wrong type: block1.w0_1 holds {kind} values ({dtype}), expected floating-point"
+        in message
+    )
+
+
+def test_num_batches_tracked_is_an_integer_and_half_precision_weights_load(spec):
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in _trained(TINY).items()}
+    assert any(k.endswith("num_batches_tracked") and v.dtype == torch.int64 for k, v in state.items())
+    load_weights(cliquegen.create_model(spec), state, spec)
+    state["stem.conv.weight"] = state["stem.conv.weight"].float()
+    bad = dict(state, **{k: v.float() for k, v in state.items() if k.endswith("num_batches_tracked")})
+    assert "holds floating-point values (torch.float32), expected integer (torch.int64)" in _error(spec, bad)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(spec, value):
+    state = _trained(TINY)
+    state["classifier.bias"][3] = value
+    assert "1 tensor with NaN or infinite values: classifier.bias" in _error(spec, state)
+
+
+def test_missing_unexpected_and_non_tensor_values_are_counted(spec):
+    state = _trained(TINY)
+    del state["classifier.bias"]
+    state["extra.weight"] = torch.zeros(3)
+    state["classifier.weight"] = [1.0, 2.0]
+    message = _error(spec, state)
+    assert "1 tensor missing: classifier.bias (10,)" in message
+    assert "1 tensor unexpected: extra.weight (3,)" in message
+    assert "classifier.weight is a list, not a tensor" in message
+
+
+def test_nothing_is_copied_when_the_weights_do_not_fit(spec):
+    model = cliquegen.create_model(spec)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    state = _trained(TINY)
+    state["classifier.bias"][0] = float("nan")
+    with pytest.raises(WeightsError):
+        load_weights(model, state, spec)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ([torch.zeros(1)], "expected a state_dict or a checkpoint, got list"),
+        ({1: torch.zeros(1)}, "expected a state_dict with string keys, found the key 1"),
+        ({}, "the state_dict is empty"),
+        ({"a": torch.zeros(1), "module.a": torch.zeros(1)}, "the key 'a' appears both with and without"),
+    ],
+)
+def test_malformed_containers_are_refused(spec, bad, message):
+    assert message in _error(spec, bad)
+
+
+def test_export_with_weights_of_another_spec_exits_2_with_the_summary(tmp_path: Path, capsys):
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(TINY, encoding="utf-8")
+    weights = tmp_path / "wide.pt"
+    torch.save({"model": _trained(WIDE), "settings": {"spec": "tiny-wide"}}, weights)
+    out = tmp_path / "tiny.pt2"
+    code = main(
+        ["export", str(spec_file), "--weights", str(weights), "--format", "exported-program", "-o", str(out)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines()[0] == (
+        f"{weights}: the weights do not fit spec 'tiny': it holds the weights of spec 'tiny-wide'; "
+        "build the model from that spec"
+    )
+    assert "Traceback" not in err and not out.exists()
