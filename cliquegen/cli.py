@@ -18,6 +18,7 @@ from ._limits import check_limits, lifted
 from .errors import CliqueGenError, SpecError
 from .loader import load_spec
 from .lower import compile_spec
+from .recipes import RECIPES
 from .registry import resolve_spec, shipped_specs
 from .schema import spec_schema
 from .spec import Spec
@@ -146,11 +147,43 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
+    from .train import TrainConfig, run
 
     _checked_spec(args.spec)
     options = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-    train(TrainConfig(**options), console=_stdout)
+    run(TrainConfig(**options), console=_stdout)
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    _checked_spec(args.spec)
+    result = evaluate(
+        args.spec, args.weights, args.data, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, subset=args.subset,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _stdout.print(
+            f"{result['spec']} on {result['data']} ({result['images']:,} test images): "
+            f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  loss {result['loss']:.4f}"
+        )
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .evaluate import predict
+
+    _checked_spec(args.spec)
+    results = predict(args.spec, args.weights, args.images, top_k=args.top_k, device=args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return EXIT_OK
+    for result in results:
+        ranked = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in result["top"])
+        _stdout.print(f"{result['image']}: {ranked}", markup=False)
     return EXIT_OK
 
 
@@ -251,18 +284,51 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--depth", type=int, default=0, metavar="D", help="network view: 1 expands the blocks")
     sub.add_argument("--format", choices=["dot", "svg", "png"], help="default: from -o's suffix, else dot")
     sub.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
-    sub = add("train", cmd_train, "train a spec with the paper's recipe (SGD); also under torchrun")
+    sub = add("train", cmd_train, "train a spec with the authors' recipe; also under torchrun (DDP)")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
-    sub.add_argument("--data", required=True, help="digits, mnist5k or folder:PATH (class sub-folders)")
-    sub.add_argument("--epochs", type=int, required=True)
-    sub.add_argument("--out", required=True, metavar="DIR", help="last.pt, best.pt and metrics.json go here")
-    sub.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
-    sub.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
+    sub.add_argument(
+        "--data", required=True, help="digits, mnist5k, cifar10:DIR, cifar100:DIR, svhn:DIR or folder:DIR"
+    )
+    sub.add_argument("--out", required=True, metavar="DIR", help="checkpoints, metrics and curves go here")
+    sub.add_argument("--download", action="store_true", help="fetch cifar10/cifar100/svhn files into DIR")
+    sub.add_argument("--recipe", choices=list(RECIPES), help="default: paper-cifar")
+    sub.add_argument("--epochs", type=int, help="default: the recipe's (paper-cifar: 300, SVHN 40)")
+    sub.add_argument("--batch-size", type=int, help="global batch size (default: the recipe's)")
+    sub.add_argument("--lr", type=float, help="initial learning rate (default: the recipe's)")
+    sub.add_argument("--momentum", type=float, help="default 0.9")
+    sub.add_argument("--weight-decay", type=float, help="default 1e-4")
+    sub.add_argument("--optimizer", choices=["sgd", "nesterov", "adamw"], help="default: the recipe's")
+    sub.add_argument("--schedule", choices=["step", "cosine"], help="default: step (the recipe's steps)")
+    sub.add_argument("--warmup", type=int, default=0, metavar="E", help="epochs of linear lr warmup")
+    sub.add_argument("--label-smoothing", type=float, default=0.0, metavar="S")
+    sub.add_argument("--augment", choices=["none", "standard"], help="default: the recipe's")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--workers", type=int, default=0, help="data loader processes per rank")
     sub.add_argument("--resume", action="store_true", help="continue exactly from DIR/last.pt")
     sub.add_argument("--subset", type=int, metavar="N", help="only the first N train and N test images")
     sub.add_argument("--stop-after", type=int, metavar="E", help="stop after epoch E; --resume later")
+    sub.add_argument("--finetune", metavar="W.pt", help="start from these weights (new classifier if needed)")
+    sub.add_argument("--num-classes", type=int, metavar="N", help="replace the spec's num_classes")
+    sub.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
+    sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    sub.add_argument("--tensorboard", action="store_true", help="event files in DIR/tensorboard")
+    sub = add("eval", cmd_eval, "top-1, top-5 and loss of trained weights on a data set's test split")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt, last.pt or a state_dict")
+    sub.add_argument("--data", required=True, help="as for train")
+    sub.add_argument("--batch-size", type=int, default=256)
+    sub.add_argument("--workers", type=int, default=0)
+    sub.add_argument("--subset", type=int, metavar="N", help="only the first N test images")
+    sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = add("predict", cmd_predict, "the most likely classes of images, with the checkpoint's class names")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt or last.pt of a run")
+    sub.add_argument("images", nargs="+", metavar="IMAGE")
+    sub.add_argument("--top-k", type=int, default=5, metavar="K")
+    sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub.add_argument("--json", action="store_true", help="print a JSON list")
     sub = add("export", cmd_export, "export a spec's model as ONNX, a torch.export program or TorchScript")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", metavar="W.pt", help="state_dict or checkpoint (last.pt, best.pt)")

@@ -9,6 +9,7 @@ graph.  The batch dimension stays dynamic in ONNX and torch.export programs.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import warnings
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from ._io import atomic_output
+from .checkpoint import ModelInfo, model_info
 from .errors import UsageError, import_extra
 from .registry import create_model, resolve_spec
 from .spec import Spec
@@ -30,6 +32,8 @@ NOTES = {
     "torchscript": f"note: torch {torch.__version__.split('+')[0]} deprecates TorchScript; "
     "--format exported-program is its successor",
 }
+#: Name of the JSON file of metadata inside a .pt2 archive or a TorchScript file.
+METADATA_FILE = "cliquegen.json"
 EXAMPLE_BATCH = 2  # batch 1 would let torch.export specialise the batch dimension to 1
 
 
@@ -40,14 +44,21 @@ def load_model(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None
     ``state_dict`` saved with ``torch.save``; :func:`cliquegen.weights.load_weights` says what
     is wrong when it does not fit.
     """
-    from .weights import load_weights
+    return _load(spec, weights)[0]
 
-    named = os.fspath(spec) if isinstance(spec, (str, os.PathLike)) else None
-    spec = resolve_spec(spec)
-    model = create_model(spec)
+
+def _load(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None) -> tuple[nn.Module, ModelInfo]:
+    """The model in eval mode and the metadata to export with it: the checkpoint's, or (for
+    a plain state_dict or no weights) the spec's name, text hash and input size."""
+    from .evaluate import load_trained
+
     if weights is not None:
-        load_weights(model, weights, spec, spec_arg=named)
-    return model.eval()
+        trained = load_trained(spec, weights)
+        if trained.info is not None:
+            return trained.model, trained.info
+        return trained.model, model_info(spec, trained.spec)
+    resolved = resolve_spec(spec)
+    return create_model(resolved).eval(), model_info(spec, resolved)
 
 
 def example_input(spec: Spec, batch: int = EXAMPLE_BATCH) -> torch.Tensor:
@@ -86,8 +97,9 @@ def export_model(
     if fmt == "onnx":  # say which extra is missing before doing any work
         import_extra("onnx", "export", "ONNX export")
         import_extra("onnxscript", "export", "ONNX export")
-    model = load_model(spec, weights)
+    model, info = _load(spec, weights)
     spec = resolve_spec(spec)
+    metadata = info.metadata()
     example = (example_input(spec),)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -104,15 +116,42 @@ def export_model(
                 external_data=False,  # one self-contained file (CliqueNets are far below 2 GB)
                 verbose=False,
             )
+            _add_onnx_metadata(tmp, metadata)
         elif fmt == "exported-program":
             program = torch.export.export(model, example, dynamic_shapes=_dynamic_batch())
             # inference IR: eval-mode dropout (an identity) disappears from the graph
             program = program.run_decompositions({})
-            torch.export.save(program, tmp)
+            torch.export.save(program, tmp, extra_files={METADATA_FILE: json.dumps(metadata)})
         else:  # torchscript: deprecated by torch, still loadable with torch.jit.load
             try:
                 scripted = torch.jit.script(model)
             except Exception:  # scripting rejects some graphs that tracing handles
                 scripted = torch.jit.trace(model, example)
-            scripted.save(str(tmp))
+            scripted.save(str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
     return output
+
+
+def _add_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    model = onnx.load(path)
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata an exported file carries (ONNX metadata_props, or the JSON extra file of a
+    torch.export program or TorchScript module), as written: JSON-encoded values."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        import onnx
+
+        return {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+    extra = {METADATA_FILE: ""}
+    if path.suffix == ".pt2":
+        torch.export.load(path, extra_files=extra)
+    else:
+        torch.jit.load(str(path), _extra_files=extra, map_location="cpu")
+    return json.loads(extra[METADATA_FILE] or "{}")

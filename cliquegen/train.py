@@ -1,25 +1,32 @@
-"""``cliquegen train``: the paper's recipe on one process or many (torchrun + DDP).
+"""``cliquegen train``: the authors' recipes on one process or many (torchrun + DDP).
 
-Recipe: SGD with momentum 0.9 and weight decay 1e-4; the learning rate is divided by 10 at
-50% and 75% of the epochs (MultiStepLR).  ``batch_size`` is the global batch: under torchrun
-each of the N processes takes ``batch_size / N`` images per step, so a run on N processes
-follows the same schedule as a run on one.
+:func:`run` is the entry point (``cliquegen train`` and ``cliquegen sweep`` call it): it takes a
+:class:`TrainConfig` and returns a :class:`TrainResult`.  Settings left as ``None`` come from
+the recipe (:mod:`cliquegen.recipes`, ``paper-cifar`` by default).  ``batch_size`` is the
+global batch: under torchrun each of the N processes takes ``batch_size / N`` images per step,
+so a run on N processes follows the same schedule as a run on one.
 
 Every epoch, rank 0 writes ``OUT/last.pt`` (everything needed to continue exactly: epoch,
-model, optimizer, scheduler and every rank's RNG states), ``OUT/best.pt`` when the test
-accuracy improved, and ``OUT/metrics.json``.  Files are written to a temporary name and
-moved into place, so a killed run never leaves a half-written checkpoint; checkpoints hold
-only tensors and plain Python values and load with ``torch.load(weights_only=True)``.
+model, optimizer, scheduler, gradient scaler and every rank's RNG states), ``OUT/best.pt`` when
+the test accuracy improved, ``OUT/metrics.json`` and ``OUT/metrics.csv``; at the end
+``OUT/curves.png``.  Both checkpoints carry the model's :class:`~cliquegen.checkpoint.ModelInfo`
+(spec text and sha256, classes, normalisation, input size).  Files are written to a temporary
+name inside ``OUT`` and moved into place, never outside ``OUT`` (links are resolved first), so
+a killed run never leaves a half-written file; checkpoints hold only tensors and plain Python
+values and load with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,37 +39,89 @@ from torch import fx, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ._io import atomic_write, torch_save_atomic
-from .data import load_data
-from .errors import UsageError
-from .registry import create_model, resolve_spec
+from ._io import _confined, atomic_output, atomic_write, torch_save_atomic
+from .checkpoint import ModelInfo, load_weights_into, model_info, spec_record
+from .data import AUGMENTATIONS, fetch_data, load_data
+from .errors import UsageError, import_extra
+from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe, make_optimizer, make_scheduler
+from .recipes import milestones as milestones  # re-exported: the paper's CIFAR milestones
+from .registry import apply_overrides, create_model, resolve_spec
 from .weights import load_weights_file
 
-LAST, BEST, METRICS = "last.pt", "best.pt", "metrics.json"
+LAST, BEST, METRICS, METRICS_CSV, CURVES = "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
+TENSORBOARD = "tensorboard"
+#: Files of a run: a new run refuses a folder that holds any of them (unless forced).
+RUN_FILES = (LAST, BEST, METRICS, METRICS_CSV, CURVES)
 #: Settings that must not change when a run is resumed.
-RESUME_KEYS = ("spec", "data", "epochs", "batch_size", "lr", "momentum", "weight_decay", "seed", "subset")
+RESUME_KEYS = (
+    "spec", "data", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
+    "schedule", "milestones", "warmup", "label_smoothing", "augment", "seed", "subset", "amp",
+    "num_classes", "finetune",
+)  # fmt: skip
+#: Columns of metrics.csv, one row per epoch (also the keys of metrics.json's history).
+HISTORY_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "test_top5", "seconds",
+)  # fmt: skip
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
 class TrainConfig:
+    """One training run.  ``None`` means: the recipe's value."""
+
     spec: str
     data: str
-    epochs: int
     out: str
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    epochs: int | None = None
+    recipe: str | None = None  # paper-cifar (default) or paper-imagenet
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    optimizer: str | None = None  # sgd, nesterov, adamw
+    schedule: str | None = None  # step, cosine
+    warmup: int = 0  # epochs of linear warmup
+    label_smoothing: float = 0.0
+    augment: str | None = None  # none, standard
     seed: int = 0
     workers: int = 0
     resume: bool = False
+    force: bool = False  # replace an earlier run in ``out``
     subset: int | None = None  # use only the first N training and N test images
     stop_after: int | None = None  # end this run once this many epochs are done (resume later)
+    download: bool = False
+    finetune: str | None = None  # start from these weights (a new classifier if classes differ)
+    num_classes: int | None = None  # replace the spec's num_classes
+    amp: str | None = None  # bf16, fp16
+    device: str = "auto"  # auto, cpu, cuda
+    compile: bool = False
+    tensorboard: bool = False
 
 
-def milestones(epochs: int) -> list[int]:
-    """Epochs after which the learning rate drops by 10x: 50% and 75% of the run."""
-    return [epochs // 2, (3 * epochs) // 4]
+@dataclass
+class TrainResult:
+    """What a run produced: its folder, its metrics (those of metrics.json) and checkpoints."""
+
+    out: Path
+    metrics: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last(self) -> Path:
+        return self.out / LAST
+
+    @property
+    def best(self) -> Path:
+        return self.out / BEST
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.metrics["test_accuracy"]
+
+    @property
+    def best_accuracy(self) -> float:
+        return self.metrics["best"]["test_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -83,20 +142,28 @@ class _Context:
         return self.world_size > 1
 
 
-def _setup() -> _Context:
+def _use_cuda(device: str) -> bool:
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: torch sees no CUDA device here; use --device cpu")
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def _setup(device: str = "auto") -> _Context:
     """Join the torchrun job described by the environment (WORLD_SIZE > 1), if any."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
+    cuda = _use_cuda(device)
     if world_size <= 1:
         return _Context(0, 1, torch.device("cuda" if cuda else "cpu"), owns_group=False)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    where = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(where)
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group("nccl" if cuda else "gloo")
-    return _Context(dist.get_rank(), dist.get_world_size(), device, owns_group=owns)
+    return _Context(dist.get_rank(), dist.get_world_size(), where, owns_group=owns)
 
 
 # --- RNG states as tensors and plain values, so checkpoints load with weights_only=True --------
@@ -121,21 +188,24 @@ def _set_rng_state(state: dict[str, Any], ctx: _Context) -> None:
         torch.cuda.set_rng_state(state["cuda"], ctx.device)
 
 
+def _loader_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
+    """The seed of one DataLoader's workers in one epoch: a function of the run's seed, the
+    epoch and the rank only, so a resumed run's workers draw what an unbroken run's drew."""
+    key = f"{seed}:{epoch}:{rank}:{stream}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
+
+
 # --- files --------------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    torch_save_atomic(checkpoint, path)
+def save_checkpoint(path: Path, checkpoint: dict[str, Any], root: Path | None = None) -> None:
+    torch_save_atomic(checkpoint, path, root=root)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint written by ``cliquegen train`` (or any plain state_dict), safely:
     weights-only loading, with the size limit of weights files."""
     return load_weights_file(path)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    atomic_write(path, json.dumps(value, indent=2) + "\n")
 
 
 def state_dict_hash(model: nn.Module) -> str:
@@ -145,6 +215,43 @@ def state_dict_hash(model: nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def _metrics_csv(history: list[dict[str, Any]]) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return text.getvalue()
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str, root: Path | None = None) -> None:
+    """Loss and accuracy per epoch (train and test) as a PNG."""
+    import_extra("matplotlib", "plot", "curves.png")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    epochs = [h["epoch"] for h in history]
+    figure, (loss_axes, accuracy_axes) = pyplot.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    loss_axes.plot(epochs, [h["train_loss"] for h in history], label="train")
+    loss_axes.plot(epochs, [h["test_loss"] for h in history], label="test")
+    loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    for key, label in (
+        ("train_accuracy", "train"),
+        ("test_accuracy", "test top-1"),
+        ("test_top5", "test top-5"),
+    ):
+        accuracy_axes.plot(epochs, [100 * h[key] for h in history], label=label)
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(title)
+    with atomic_output(path, root=root) as tmp:
+        figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    pyplot.close(figure)
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -163,20 +270,46 @@ def _has_unused_parameters(model: nn.Module) -> bool:
     return any(name not in used for name, _ in model.named_parameters())
 
 
-def _evaluate(model: nn.Module, dataset: Dataset, ctx: _Context, batch_size: int, workers: int) -> float:
-    """Top-1 accuracy on the whole test set; each rank scores every world_size-th image."""
-    shard = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers)
+def evaluate_model(
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int,
+    workers: int = 0,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    amp: str | None = None,
+) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy over the whole ``dataset`` (each rank scores every
+    world_size-th image; the sums are reduced over the ranks)."""
+    shard = Subset(dataset, range(rank, len(dataset), world_size))
+    generator = torch.Generator().manual_seed(0)  # evaluation draws nothing from the run's RNG
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, generator=generator)
     model.eval()
-    counts = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, images
     with torch.no_grad():
         for images, labels in loader:
-            images, labels = images.to(ctx.device), labels.to(ctx.device)
-            counts[0] += (model(images).argmax(dim=1) == labels).sum()
-            counts[1] += len(labels)
-    if ctx.distributed:
-        dist.all_reduce(counts)
-    return float(counts[0] / counts[1])
+            images, labels = images.to(device), labels.to(device)
+            with torch.autocast(
+                device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp is not None
+            ):
+                logits = model(images)
+            logits = logits.float()
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hits = top == labels[:, None]
+            sums += torch.stack(
+                [
+                    F.cross_entropy(logits, labels, reduction="sum").double(),
+                    hits[:, 0].sum().double(),
+                    hits.any(dim=1).sum().double(),
+                    sums.new_tensor(len(labels)),
+                ]
+            )
+    if world_size > 1:
+        dist.all_reduce(sums)
+    count = max(float(sums[3]), 1.0)
+    return {"loss": float(sums[0]) / count, "top1": float(sums[1]) / count, "top5": float(sums[2]) / count}
 
 
 def _average_buffers(model: nn.Module, ctx: _Context) -> None:
@@ -205,52 +338,174 @@ def _broadcast(value: Any, ctx: _Context) -> Any:
     return box[0]
 
 
-def train(config: TrainConfig, console: Console | None = None) -> dict[str, Any]:
-    """Train ``config.spec`` on ``config.data``; returns the metrics that rank 0 writes."""
-    ctx = _setup()
+def run(config: TrainConfig, console: Console | None = None) -> TrainResult:
+    """Train ``config.spec`` on ``config.data``; rank 0 writes the run folder ``config.out``."""
+    ctx = _setup(config.device)
     try:
-        metrics = _train(config, ctx, console or Console(highlight=False))
+        result = _train(config, ctx, console or Console(highlight=False))
         if ctx.distributed:  # rank 0 is still writing files; tear the group down together
             dist.barrier()
-        return metrics
+        return result
     finally:
         if ctx.owns_group:
             dist.destroy_process_group()
 
 
-def _check(config: TrainConfig, ctx: _Context) -> None:
-    if config.epochs < 1:
-        raise UsageError(f"--epochs must be at least 1, got {config.epochs}")
-    if config.batch_size < ctx.world_size or config.batch_size % ctx.world_size:
+def train(config: TrainConfig, console: Console | None = None) -> dict[str, Any]:
+    """:func:`run`, returning only the metrics that rank 0 writes to metrics.json."""
+    return run(config, console).metrics
+
+
+def resolve_settings(config: TrainConfig, spec_name: str, world_size: int = 1) -> dict[str, Any]:
+    """The run's settings: the config's values, the recipe's where the config has None."""
+    recipe = get_recipe(config.recipe)
+    optimizer = config.optimizer or recipe.optimizer
+    default_lr = ADAMW_LR if optimizer == "adamw" else recipe.lr
+    epochs = config.epochs if config.epochs is not None else recipe.epochs_for(config.data)
+    settings = {
+        "spec": spec_name,
+        "data": config.data,
+        "recipe": recipe.name,
+        "epochs": epochs,
+        "batch_size": config.batch_size if config.batch_size is not None else recipe.batch_size,
+        "lr": config.lr if config.lr is not None else default_lr,
+        "momentum": config.momentum if config.momentum is not None else recipe.momentum,
+        "weight_decay": config.weight_decay if config.weight_decay is not None else recipe.weight_decay,
+        "optimizer": optimizer,
+        "schedule": config.schedule or recipe.schedule,
+        "milestones": recipe.milestones(epochs),
+        "warmup": config.warmup,
+        "label_smoothing": config.label_smoothing,
+        "augment": config.augment or recipe.augment,
+        "seed": config.seed,
+        "subset": config.subset,
+        "amp": config.amp,
+        "num_classes": config.num_classes,
+        "finetune": config.finetune,
+    }
+    _check(settings, config, world_size)
+    return settings
+
+
+def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> None:
+    """Refuse settings torch would reject late, or accept and train wrongly."""
+
+    def number(name: str, value: float, ok: bool, need: str) -> None:
+        if not (isinstance(value, int | float) and math.isfinite(value) and ok):
+            raise UsageError(f"--{name.replace('_', '-')} must be {need}, got {value!r}")
+
+    number("epochs", settings["epochs"], settings["epochs"] >= 1, "at least 1")
+    batch = settings["batch_size"]
+    if batch < world_size or batch % world_size:
         raise UsageError(
-            f"--batch-size {config.batch_size} is the global batch and must be a multiple of the "
-            f"{ctx.world_size} processes"
+            f"--batch-size {batch} is the global batch and must be a multiple of the {world_size} processes"
         )
-    if config.lr <= 0:
-        raise UsageError(f"--lr must be positive, got {config.lr}")
-    if config.subset is not None and config.subset < 1:
-        raise UsageError(f"--subset must be at least 1, got {config.subset}")
+    number("lr", settings["lr"], settings["lr"] > 0, "a positive number")
+    number("momentum", settings["momentum"], 0 <= settings["momentum"] < 1, "in [0, 1)")
+    number("weight_decay", settings["weight_decay"], settings["weight_decay"] >= 0, "at least 0")
+    number("warmup", settings["warmup"], 0 <= settings["warmup"] < settings["epochs"], "in [0, epochs)")
+    ls = settings["label_smoothing"]
+    number("label_smoothing", ls, 0 <= ls < 1, "in [0, 1)")
+    number("workers", config.workers, config.workers >= 0, "at least 0")
+    for name in ("subset", "stop_after", "num_classes"):
+        value = getattr(config, name)
+        if value is not None:
+            number(name, value, value >= 1, "at least 1")
+    for name, value, choices in (
+        ("optimizer", settings["optimizer"], OPTIMIZERS),
+        ("schedule", settings["schedule"], SCHEDULES),
+        ("augment", settings["augment"], AUGMENTATIONS),
+        ("amp", settings["amp"], (None, *AMP_DTYPES)),
+    ):
+        if value not in choices:
+            raise UsageError(f"unknown --{name} {value!r}; choose one of {', '.join(choices)}")
 
 
-def _train(config: TrainConfig, ctx: _Context, console: Console) -> dict[str, Any]:
-    _check(config, ctx)
-    spec = resolve_spec(config.spec)
-    data = load_data(config.data, spec)
+def _load_finetune(model: nn.Module, config: TrainConfig, spec, console: Console, main: bool) -> None:
+    """Start from ``config.finetune``'s weights; a fresh classifier when its shape differs."""
+    checkpoint = load_checkpoint(config.finetune)
+    state = checkpoint["model"] if isinstance(checkpoint.get("model"), dict) else checkpoint
+    ours = model.state_dict()
+    head = [key for key in ours if key.startswith("classifier.")]
+    if head and all(key in state for key in head) and any(state[k].shape != ours[k].shape for k in head):
+        old = state[head[0]].shape[0]
+        state = {k: v for k, v in state.items() if not k.startswith("classifier.")} | {
+            k: ours[k] for k in head
+        }
+        if main:
+            console.print(
+                f"fine-tuning with a new classifier: {spec.num_classes} classes (the weights had {old})"
+            )
+    wrapped = {**checkpoint, "model": state} if isinstance(checkpoint.get("model"), dict) else state
+    load_weights_into(model, wrapped, spec, config.finetune)
+
+
+def _prepare_out(out: Path, config: TrainConfig, ctx: _Context) -> None:
+    """A new run never replaces an earlier one unless forced (then its files go first)."""
+    if config.resume:
+        return
+    existing = [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
+    existing = _broadcast(existing if ctx.main else None, ctx)
+    if existing and not config.force:
+        raise UsageError(
+            f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
+            "--force to replace it, or choose another --out"
+        )
+    if ctx.main:
+        for name in existing:
+            (out / name).unlink()
+
+
+def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
+    base_spec = resolve_spec(config.spec)
+    settings = resolve_settings(config, base_spec.name, ctx.world_size)
+    spec = apply_overrides(base_spec, num_classes=config.num_classes)
+    if config.download:  # rank 0 fetches, the others wait for it
+        if ctx.main:
+            fetch_data(config.data)
+        if ctx.distributed:
+            dist.barrier()
+    data = load_data(config.data, spec, augment=settings["augment"])
     train_set, test_set = data.train, data.test
     if config.subset is not None:
         train_set = Subset(train_set, range(min(config.subset, len(train_set))))
         test_set = Subset(test_set, range(min(config.subset, len(test_set))))
     out = Path(config.out)
     last = out / LAST
+    info = model_info(
+        config.spec,
+        spec if config.num_classes is None else base_spec,
+        classes=data.classes,
+        mean=data.mean,
+        std=data.std,
+        data=data.name,
+        eval_transform="centre-crop"
+        if data.kind == "folder" and settings["augment"] == "standard"
+        else "resize",
+        overrides={"num_classes": config.num_classes} if config.num_classes is not None else {},
+    )
 
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     random.seed(config.seed)
     model = create_model(spec).to(ctx.device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    if config.finetune and not config.resume:
+        _load_finetune(model, config, spec, console, ctx.main)
+    optimizer = make_optimizer(
+        settings["optimizer"],
+        model.parameters(),
+        lr=settings["lr"],
+        momentum=settings["momentum"],
+        weight_decay=settings["weight_decay"],
     )
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones(config.epochs), gamma=0.1)
-    settings = {key: getattr(config, key) for key in RESUME_KEYS} | {"spec": spec.name}
+    scheduler = make_scheduler(
+        optimizer,
+        settings["schedule"],
+        epochs=settings["epochs"],
+        warmup=settings["warmup"],
+        milestones=settings["milestones"],
+    )
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16")
+    criterion = nn.CrossEntropyLoss(label_smoothing=settings["label_smoothing"])
     history: list[dict[str, Any]] = []
     best = {"epoch": 0, "test_accuracy": -1.0}
     start = 0
@@ -263,9 +518,11 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> dict[str, An
         if changed:
             was = ", ".join(f"{k}={checkpoint['settings'].get(k)!r}" for k in changed)
             raise UsageError(f"--resume: {last} was written with {was}; resume with the same settings")
-        model.load_state_dict(checkpoint["model"], strict=True)
+        load_weights_into(model, checkpoint, spec, last)
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
+        if "scaler" in checkpoint:
+            scaler.load_state_dict(checkpoint["scaler"])
         start, history, best = checkpoint["epoch"], checkpoint["history"], checkpoint["best"]
         rng = checkpoint["rng"]
         if len(rng) == ctx.world_size:
@@ -276,13 +533,15 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> dict[str, An
             if ctx.main:
                 console.print(f"note: resuming a {len(rng)}-process run on {ctx.world_size} processes")
     else:
-        if _broadcast(ctx.main and last.exists(), ctx):
-            raise UsageError(f"{out} already holds a run ({last}); pass --resume or choose another --out")
+        _prepare_out(out, config, ctx)
         if ctx.rank:  # different dropout masks on every rank
             torch.manual_seed(config.seed + ctx.rank)
             random.seed(config.seed + ctx.rank)
     if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot create {out}: {error.strerror or error}") from None
 
     net: nn.Module = model
     if ctx.distributed:
@@ -291,34 +550,49 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> dict[str, An
             device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
             find_unused_parameters=_has_unused_parameters(model),
         )
+    if config.compile:
+        net = torch.compile(net)
     sampler = DistributedSampler(
         train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
     )
-    per_rank = config.batch_size // ctx.world_size
+    per_rank = settings["batch_size"] // ctx.world_size
+    if sampler.num_samples < 2:
+        raise UsageError(
+            f"{len(train_set)} training image(s) for {ctx.world_size} process(es): BatchNorm needs at "
+            "least 2 images per step"
+        )
+    generator = torch.Generator()
     loader = DataLoader(
         train_set,
         batch_size=per_rank,
         sampler=sampler,
         num_workers=config.workers,
         pin_memory=ctx.device.type == "cuda",
-        persistent_workers=config.workers > 0,
+        generator=generator,
+        # a last batch of one image would make BatchNorm fail (one value per channel): drop it
+        drop_last=sampler.num_samples % per_rank == 1,
     )
-    end = config.epochs if config.stop_after is None else min(config.epochs, config.stop_after)
+    writer = _tensorboard(out, config, ctx, start)
+    end = settings["epochs"] if config.stop_after is None else min(settings["epochs"], config.stop_after)
+    epochs = settings["epochs"]
     if ctx.main and start < end:
         console.print(
             f"training {spec.name} on {data.name}: {len(train_set)} train / {len(test_set)} test images, "
             f"{ctx.world_size} process{'es' if ctx.distributed else ''} on {ctx.device.type}, "
-            f"epochs {start + 1}..{end} of {config.epochs}"
+            f"epochs {start + 1}..{end} of {epochs}; {settings['recipe']}: {settings['optimizer']} "
+            f"lr {settings['lr']:g}, batch {settings['batch_size']}, {settings['schedule']} schedule"
         )
     started = time.perf_counter()
+    amp_dtype = AMP_DTYPES.get(config.amp or "", torch.float32)
     for epoch in range(start, end):
         tic = time.perf_counter()
         sampler.set_epoch(epoch)
+        generator.manual_seed(_loader_seed(config.seed, epoch, ctx.rank, 0))
         lr = optimizer.param_groups[0]["lr"]
         net.train()
-        totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # loss sum, images
+        totals = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, correct, images
         progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{config.epochs}"),
+            TextColumn(f"epoch {epoch + 1}/{epochs}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]:.4f}"),
@@ -332,28 +606,40 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> dict[str, An
             for images, labels in loader:
                 images = images.to(ctx.device, non_blocking=True)
                 labels = labels.to(ctx.device, non_blocking=True)
-                loss = F.cross_entropy(net(images), labels)
+                with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=config.amp is not None):
+                    logits = net(images)
+                loss = criterion(logits.float(), labels)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                totals += torch.stack([loss.detach().double() * len(labels), totals.new_tensor(len(labels))])
-                progress.update(task, advance=1, loss=float(totals[0] / totals[1]))
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                correct = (logits.detach().argmax(dim=1) == labels).sum().double()
+                totals += torch.stack(
+                    [loss.detach().double() * len(labels), correct, totals.new_tensor(len(labels))]
+                )
+                progress.update(task, advance=1, loss=float(totals[0] / totals[2]))
         scheduler.step()
         if ctx.distributed:
             dist.all_reduce(totals)
         _average_buffers(model, ctx)
-        accuracy = _evaluate(model, test_set, ctx, per_rank, config.workers)
+        scores = evaluate_model(
+            model, test_set, ctx.device, per_rank, config.workers,
+            rank=ctx.rank, world_size=ctx.world_size, amp=config.amp,
+        )  # fmt: skip
         record = {
             "epoch": epoch + 1,
             "lr": lr,
-            "train_loss": float(totals[0] / totals[1]),
-            "test_accuracy": accuracy,
+            "train_loss": float(totals[0] / totals[2]),
+            "train_accuracy": float(totals[1] / totals[2]),
+            "test_loss": scores["loss"],
+            "test_accuracy": scores["top1"],
+            "test_top5": scores["top5"],
             "seconds": round(time.perf_counter() - tic, 3),
         }
         history.append(record)
-        improved = accuracy > best["test_accuracy"]
+        improved = record["test_accuracy"] > best["test_accuracy"]
         if improved:
-            best = {"epoch": epoch + 1, "test_accuracy": accuracy}
+            best = {"epoch": epoch + 1, "test_accuracy": record["test_accuracy"]}
         rng = _gather(_rng_state(ctx), ctx)
         if ctx.main:
             checkpoint = {
@@ -366,48 +652,89 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> dict[str, An
                 "best": best,
                 "settings": settings,
                 "world_size": ctx.world_size,
+                "info": info.to_dict(),
+                "spec": spec_record(info),
             }
-            save_checkpoint(last, checkpoint)
+            if scaler.is_enabled():
+                checkpoint["scaler"] = scaler.state_dict()
+            save_checkpoint(last, checkpoint, root=out)
             if improved:
-                save_checkpoint(out / BEST, {"epoch": epoch + 1, "model": checkpoint["model"], "best": best})
-            _write_json(out / METRICS, _metrics(config, spec.name, data.name, ctx, history, best))
+                best_checkpoint = {"epoch": epoch + 1, "model": checkpoint["model"], "best": best}
+                best_checkpoint |= {"info": info.to_dict(), "spec": spec_record(info)}
+                save_checkpoint(out / BEST, best_checkpoint, root=out)
+            _write_metrics(out, _metrics(config, settings, data.name, ctx, history, best))
+            if writer is not None:
+                for key in HISTORY_COLUMNS[1:]:
+                    writer.add_scalar(key, record[key], epoch + 1)
+                writer.flush()
             console.print(
-                f"epoch {epoch + 1}/{config.epochs}  lr {lr:.4g}  loss {record['train_loss']:.4f}  "
-                f"test accuracy {100 * accuracy:.2f}%  {record['seconds']:.1f}s"
+                f"epoch {epoch + 1}/{epochs}  lr {lr:.4g}  loss {record['train_loss']:.4f}  "
+                f"train {100 * record['train_accuracy']:.2f}%  test loss {record['test_loss']:.4f}  "
+                f"top-1 {100 * record['test_accuracy']:.2f}%  top-5 {100 * record['test_top5']:.2f}%  "
+                f"{record['seconds']:.1f}s"
             )
 
     hashes = _gather(state_dict_hash(model), ctx)
-    metrics = _metrics(config, spec.name, data.name, ctx, history, best)
+    metrics = _metrics(config, settings, data.name, ctx, history, best)
     metrics["state_dict_sha256"] = hashes
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / METRICS, metrics)
+        if writer is not None:
+            writer.close()
+        _write_metrics(out, metrics)
         if history:
+            _curves(history, out, f"{spec.name} on {data.name}", console)
             console.print(
                 f"test accuracy {100 * history[-1]['test_accuracy']:.2f}% after {history[-1]['epoch']} "
                 f"epochs (best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}); "
                 f"checkpoints and metrics in {out}"
             )
-    return metrics
+    return TrainResult(out, metrics, settings)
+
+
+def _tensorboard(out: Path, config: TrainConfig, ctx: _Context, start: int):
+    """A SummaryWriter in OUT/tensorboard (rank 0, --tensorboard), confined to OUT."""
+    if not (config.tensorboard and ctx.main):
+        return None
+    module = import_extra("torch.utils.tensorboard", "tensorboard", "--tensorboard")
+    folder = out / TENSORBOARD
+    _confined(folder / "events", out)  # a link planted in OUT must not send the events elsewhere
+    # a resumed run first drops the events of epochs it is about to redo
+    return module.SummaryWriter(str(folder), purge_step=start + 1 if start else None)
+
+
+def _curves(history: list[dict[str, Any]], out: Path, title: str, console: Console) -> None:
+    try:
+        plot_curves(history, out / CURVES, title, root=out)
+    except UsageError as error:  # matplotlib missing: the run itself succeeded
+        console.print(f"note: no {CURVES}: {error}")
+
+
+def _write_metrics(out: Path, metrics: dict[str, Any]) -> None:
+    atomic_write(out / METRICS, json.dumps(metrics, indent=2) + "\n", root=out)
+    atomic_write(out / METRICS_CSV, _metrics_csv(metrics["history"]), root=out)
 
 
 def _metrics(
     config: TrainConfig,
-    spec_name: str,
+    settings: dict[str, Any],
     data_name: str,
     ctx: _Context,
     history: list[dict[str, Any]],
     best: dict[str, Any],
 ) -> dict[str, Any]:
-    settings = asdict(config) | {"spec": spec_name, "data": data_name}
-    for key in ("out", "resume", "stop_after"):
-        settings.pop(key)
+    options = {k: v for k, v in asdict(config).items() if k in ("workers", "device", "compile")}
     return {
         **settings,
+        **options,
+        "data": data_name,
         "world_size": ctx.world_size,
         "epochs_done": history[-1]["epoch"] if history else 0,
         "history": history,
         "test_accuracy": history[-1]["test_accuracy"] if history else None,
+        "test_top5": history[-1]["test_top5"] if history else None,
         "best": best,
     }
+
+
+__all__ = ["ModelInfo", "TrainConfig", "TrainResult", "evaluate_model", "run", "train"]

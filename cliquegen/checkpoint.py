@@ -1,0 +1,116 @@
+"""What a trained model needs beside its weights: the spec it was built from, its classes and
+its input normalisation.
+
+``cliquegen train`` stores this :class:`ModelInfo` under the key ``"info"`` of ``last.pt`` and
+``best.pt`` (as plain values, so the files still load with ``weights_only=True``); ``eval``,
+``predict`` and ``export`` read it back, and ``export`` copies it into the exported file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .errors import WeightsError
+from .spec import Spec
+
+
+@dataclass
+class ModelInfo:
+    spec_name: str
+    spec_text: str
+    spec_sha256: str
+    input_size: list[int]  # [C, H, W]
+    classes: list[str] | None = None
+    mean: list[float] | None = None  # per channel, of pixels scaled to [0, 1]
+    std: list[float] | None = None
+    data: str | None = None
+    #: How test images were brought to the input size: "resize" or "centre-crop".
+    eval_transform: str = "resize"
+    #: Top-level spec fields the run replaced (``--num-classes``); eval and predict apply them too.
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: Any, source: str | os.PathLike) -> ModelInfo:
+        try:
+            return cls(**value)
+        except TypeError as error:
+            raise WeightsError(f"{source}: its 'info' entry is not that of cliquegen: {error}") from None
+
+    def metadata(self) -> dict[str, str]:
+        """String key/value pairs for exported files (ONNX metadata_props, .pt2 extra files)."""
+        values = {
+            "spec_name": self.spec_name,
+            "spec_sha256": self.spec_sha256,
+            "input_size": self.input_size,
+            "classes": self.classes,
+            "mean": self.mean,
+            "std": self.std,
+            "eval_transform": self.eval_transform,
+        }
+        return {
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in values.items()
+            if value is not None
+        }
+
+
+def spec_source_text(spec_source: str | os.PathLike | Spec, spec: Spec) -> str:
+    """The YAML text a spec came from (a shipped name, a path, or a Spec object's JSON)."""
+    from .registry import shipped_specs
+
+    if isinstance(spec_source, Spec):
+        return spec.model_dump_json(indent=2, exclude_unset=True) + "\n"
+    text = os.fspath(spec_source)
+    path = shipped_specs().get(text, Path(text))
+    return path.read_text(encoding="utf-8")
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def model_info(spec_source: str | os.PathLike | Spec, spec: Spec, **fields: Any) -> ModelInfo:
+    text = spec_source_text(spec_source, spec)
+    size = [spec.input.channels, spec.input.height, spec.input.width]
+    return ModelInfo(spec.name, text, sha256_text(text), size, **fields)
+
+
+def read_info(checkpoint: dict[str, Any], source: str | os.PathLike) -> ModelInfo | None:
+    """The ModelInfo a cliquegen checkpoint carries; None for a plain state_dict."""
+    return (
+        ModelInfo.from_dict(checkpoint["info"], source) if isinstance(checkpoint.get("info"), dict) else None
+    )
+
+
+def spec_record(info: ModelInfo) -> dict[str, str]:
+    """The ``spec`` entry of a checkpoint: what :func:`cliquegen.weights.load_weights` names
+    when the weights do not fit another spec."""
+    return {"name": info.spec_name, "sha256": info.spec_sha256}
+
+
+def load_weights_into(
+    model: nn.Module,
+    checkpoint: dict[str, Any],
+    spec: Spec,
+    source: str | os.PathLike,
+    *,
+    spec_arg: str | None = None,
+) -> None:
+    """:func:`cliquegen.weights.load_weights` of an already-read checkpoint; its messages
+    name the file it came from."""
+    from .weights import load_weights
+
+    try:
+        load_weights(model, checkpoint, spec, spec_arg=spec_arg)
+    except WeightsError as error:
+        raise WeightsError(f"{source}: {error}") from None
