@@ -88,9 +88,7 @@ def read_pickle(path: Path) -> dict[str, Any]:
     try:
         obj = _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
     except _Refused as error:
-        raise UsageError(
-            f"{path}: not a CIFAR python-version file (nothing in it was run): {error}"
-        ) from None
+        raise UsageError(f"{path}: not a CIFAR python-version file (nothing in it ran): {error}") from None
     except Exception as error:  # truncated or damaged pickles raise many kinds of error
         raise UsageError(f"{path}: cannot read it (truncated or corrupt?): {error}") from None
     if not isinstance(obj, dict):

@@ -56,8 +56,15 @@ def make_cifar10(root: Path, train_per_batch: int = 8, test: int = 10) -> Path:
     for k in range(1, 6):
         labels = np.arange(train_per_batch) % 10
         data = cifar_rows(images_for(labels, k))
-        dump(folder / f"data_batch_{k}", {"batch_label": f"training batch {k} of 5", "labels": labels.tolist(),
-                                          "data": data, "filenames": [f"{i}.png" for i in range(len(labels))]})  # fmt: skip
+        dump(
+            folder / f"data_batch_{k}",
+            {
+                "batch_label": f"training batch {k} of 5",
+                "labels": labels.tolist(),
+                "data": data,
+                "filenames": [f"{i}.png" for i in range(len(labels))],
+            },
+        )
     labels = np.arange(test) % 10
     dump(folder / "test_batch", {"labels": labels.tolist(), "data": cifar_rows(images_for(labels, 9))})
     return root
@@ -70,8 +77,14 @@ def make_cifar100(root: Path, train: int = 40, test: int = 20) -> Path:
     dump(folder / "meta", {"fine_label_names": fine, "coarse_label_names": [f"super{k}" for k in range(20)]})
     for name, count, seed in (("train", train, 1), ("test", test, 2)):
         labels = (np.arange(count) * 7) % 100
-        dump(folder / name, {"fine_labels": labels.tolist(), "coarse_labels": (labels // 5).tolist(),
-                             "data": cifar_rows(images_for(labels % 10, seed))})  # fmt: skip
+        dump(
+            folder / name,
+            {
+                "fine_labels": labels.tolist(),
+                "coarse_labels": (labels // 5).tolist(),
+                "data": cifar_rows(images_for(labels % 10, seed)),
+            },
+        )
     return root
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import torch
 
 from cliquegen import cli, create_model, load_spec
 from cliquegen.data import load_data
-from cliquegen.train import TrainConfig, state_dict_hash, train
+from cliquegen.recipes import make_optimizer, make_scheduler
+from cliquegen.train import TrainConfig, resolve_settings, run, state_dict_hash, train
 
 pytest.importorskip("sklearn", reason="needs the train extra: pip install 'cliquegen[train]'")
 
@@ -218,3 +220,231 @@ def test_torchrun_two_processes(tiny: Path, tmp_path: Path) -> None:
     model = create_model(load_spec(tiny))
     model.load_state_dict(weights(out / "last.pt"), strict=True)
     assert state_dict_hash(model) == first
+
+
+# --- recipes ------------------------------------------------------------------------------------
+
+
+def test_paper_cifar_recipe_is_the_authors(tiny: Path, tmp_path: Path) -> None:
+    """Their TF script: Nesterov SGD, momentum 0.9, lr 0.1, weight decay 1e-4, batch 64,
+    300 epochs (SVHN 40) with lr / 10 at 50% and 75%."""
+    result = run(TrainConfig(spec=str(tiny), data="digits", out=str(tmp_path), subset=40, stop_after=1))
+    last = torch.load(tmp_path / "last.pt", weights_only=True)
+    group = last["optimizer"]["param_groups"][0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        0.1,
+        0.9,
+        1e-4,
+        True,
+    )
+    assert dict(last["scheduler"]["milestones"]) == {150: 1, 225: 1} and last["scheduler"]["gamma"] == 0.1
+    assert result.settings["batch_size"] == 64 and result.settings["epochs"] == 300
+    assert result.settings["augment"] == "none" and result.settings["recipe"] == "paper-cifar"
+    svhn = resolve_settings(TrainConfig(spec="x", data="svhn:/data", out="o"), "x")
+    assert svhn["epochs"] == 40 and svhn["milestones"] == [20, 30]
+
+
+def lrs(settings: dict, epochs: int) -> list[float]:
+    model = torch.nn.Linear(2, 2)
+    optimizer = make_optimizer(
+        settings["optimizer"],
+        model.parameters(),
+        lr=settings["lr"],
+        momentum=settings["momentum"],
+        weight_decay=settings["weight_decay"],
+    )
+    scheduler = make_scheduler(
+        optimizer,
+        settings["schedule"],
+        epochs=settings["epochs"],
+        warmup=settings["warmup"],
+        milestones=settings["milestones"],
+    )
+    seen = []
+    for _ in range(epochs):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def test_paper_imagenet_recipe_is_the_authors() -> None:
+    """Their PyTorch script: SGD momentum 0.9, lr 0.1 / 10 every 30 epochs, 100 epochs, batch 160."""
+    settings = resolve_settings(
+        TrainConfig(spec="x", data="folder:/d", out="o", recipe="paper-imagenet"), "x"
+    )
+    assert (settings["optimizer"], settings["batch_size"], settings["epochs"]) == ("sgd", 160, 100)
+    assert (settings["momentum"], settings["weight_decay"], settings["augment"]) == (0.9, 1e-4, "standard")
+    seen = lrs(settings, 100)
+    assert seen[0] == seen[29] == 0.1
+    assert seen[30] == seen[59] == pytest.approx(0.01) and seen[60] == pytest.approx(0.001)
+    assert seen[99] == pytest.approx(1e-4)
+
+
+def test_flags_override_the_recipe() -> None:
+    config = TrainConfig(
+        spec="x",
+        data="digits",
+        out="o",
+        epochs=10,
+        lr=0.05,
+        optimizer="adamw",
+        schedule="cosine",
+        warmup=2,
+        batch_size=32,
+    )
+    settings = resolve_settings(config, "x")
+    assert (settings["optimizer"], settings["lr"], settings["batch_size"]) == ("adamw", 0.05, 32)
+    seen = lrs(settings, 10)
+    assert seen[:3] == pytest.approx([0.05 / 3, 0.1 / 3, 0.05])  # linear warmup, then the cosine
+    assert seen[3] < seen[2] and seen[9] < 0.01
+    assert (
+        resolve_settings(TrainConfig(spec="x", data="digits", out="o", optimizer="adamw"), "x")["lr"] == 1e-3
+    )
+
+
+# --- what can go wrong ----------------------------------------------------------------------------
+
+FOUR_BLOCKS = TINY.replace(
+    "  - {layers: 2, channels: 12}\n  - {layers: 2, channels: 12}\n",
+    "  - {layers: 2, channels: 4}\n" * 4,
+)  # 8x8 -> 4 -> 2 -> 1: the last block's BatchNorm sees one value per channel and image
+
+
+def test_a_last_batch_of_one_image_is_dropped(tmp_path: Path) -> None:
+    spec = tmp_path / "four.yaml"
+    spec.write_text(FOUR_BLOCKS)
+    model = create_model(load_spec(spec)).train()
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model(torch.randn(1, 1, 8, 8))  # what a one-image batch would do
+    metrics = train(config(spec, tmp_path / "o", epochs=1, subset=33, batch_size=32))
+    assert metrics["epochs_done"] == 1
+
+
+def test_an_earlier_best_is_not_overwritten_silently(tiny: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"an earlier run's best")
+    args = ["train", tiny, "--data", "digits", "--epochs", "1", "--subset", "32", "--out", out]
+    code, err = run_cli(capsys, *args)
+    assert code == 2 and "best.pt" in err and "--force" in err
+    assert (out / "best.pt").read_bytes() == b"an earlier run's best"
+    assert run_cli(capsys, *args, "--force")[0] == 0
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 1
+
+
+def test_links_in_out_cannot_send_writes_elsewhere(tiny: Path, tmp_path: Path, capsys) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "last.pt").write_bytes(b"precious")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "last.pt").symlink_to(outside / "last.pt")
+    (out / "tensorboard").symlink_to(outside, target_is_directory=True)
+    args = ["train", tiny, "--data", "digits", "--epochs", "1", "--subset", "32", "--out", out]
+    assert run_cli(capsys, *args)[0] == 2  # the link looks like an earlier run
+    code, err = run_cli(capsys, *args, "--force", "--tensorboard")
+    assert code == 2 and "outside the output folder" in err
+    assert sorted(p.name for p in outside.iterdir()) == ["last.pt"]
+    assert (outside / "last.pt").read_bytes() == b"precious"
+
+
+def test_resume_is_exact_with_workers(tiny: Path, tmp_path: Path) -> None:
+    options = {"workers": 2, "subset": 64}
+    straight = train(config(tiny, tmp_path / "straight", **options))
+    train(config(tiny, tmp_path / "split", stop_after=1, **options))
+    resumed = train(config(tiny, tmp_path / "split", resume=True, **options))
+    assert resumed["state_dict_sha256"] == straight["state_dict_sha256"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--lr", "nan", "--lr must be a positive number"),
+        ("--lr", "inf", "--lr must be a positive number"),
+        ("--workers", "-1", "--workers must be at least 0"),
+        ("--epochs", "0", "--epochs must be at least 1"),
+        ("--label-smoothing", "1.5", "--label-smoothing must be in [0, 1)"),
+        ("--warmup", "3", "--warmup must be in [0, epochs)"),
+        ("--momentum", "-0.1", "--momentum must be in [0, 1)"),
+        ("--subset", "0", "--subset must be at least 1"),
+    ],
+)
+def test_absurd_numbers_are_usage_errors(tiny: Path, tmp_path: Path, capsys, option, value, message) -> None:
+    code, err = run_cli(
+        capsys, "train", tiny, "--data", "digits", "--epochs", "2", "--out", tmp_path / "o", option, value
+    )
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+# --- what a run leaves behind ---------------------------------------------------------------------
+
+
+def test_metrics_csv_curves_and_tensorboard(tiny: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tensorboard")
+    metrics = train(config(tiny, tmp_path, subset=64, tensorboard=True))
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert rows[0] == "epoch,lr,train_loss,train_accuracy,test_loss,test_accuracy,test_top5,seconds"
+    assert (
+        len(rows) == 3 and rows[1].startswith("1,0.1,") and rows[2].startswith("2,0.001")
+    )  # 50% and 75% of 2 epochs: both after epoch 1
+    for record in metrics["history"]:
+        assert 0 <= record["train_accuracy"] <= 1 and record["test_accuracy"] <= record["test_top5"] <= 1
+        assert record["test_loss"] > 0
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_finetune_on_a_folder_with_fewer_classes(tiny: Path, tmp_path: Path, capsys) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    train(config(tiny, tmp_path / "digits", epochs=1, subset=64))
+    generator = torch.Generator().manual_seed(0)
+    for label, name in enumerate(["dark", "light"]):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for k in range(10):
+            pixels = torch.randint(0, 60, (8, 8), generator=generator, dtype=torch.uint8) + 150 * label
+            image_module.fromarray(pixels.numpy()).save(tmp_path / "images" / name / f"{k}.png")
+    data = f"folder:{tmp_path / 'images'}"
+    out = tmp_path / "tuned"
+    code = cli.main(
+        [
+            "train",
+            str(tiny),
+            "--data",
+            data,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--finetune",
+            str(tmp_path / "digits" / "best.pt"),
+            "--num-classes",
+            "2",
+        ]
+    )
+    assert code == 0 and "new classifier: 2 classes (the weights had 10)" in capsys.readouterr().out
+    tuned = torch.load(out / "best.pt", weights_only=True)
+    assert tuned["info"]["overrides"] == {"num_classes": 2} and tuned["info"]["classes"] == ["dark", "light"]
+    assert cli.main(["eval", str(tiny), "--weights", str(out / "best.pt"), "--data", data, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 4
+    image = tmp_path / "images" / "light" / "0.png"
+    assert cli.main(["predict", str(tiny), "--weights", str(out / "best.pt"), str(image)]) == 0
+    assert capsys.readouterr().out.startswith(f"{image}: ")
+
+
+def test_weights_of_another_spec_name_both(tiny: Path, tmp_path: Path, capsys) -> None:
+    train(config(tiny, tmp_path / "o", epochs=1, subset=32))
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.replace("tiny-digits", "wider-digits").replace("channels: 12", "channels: 14"))
+    code, err = run_cli(capsys, "eval", other, "--weights", tmp_path / "o" / "best.pt", "--data", "digits")
+    assert code == 2 and "'tiny-digits'" in err and "'wider-digits'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_on_cpu(tiny: Path, tmp_path: Path, amp: str) -> None:
+    metrics = train(config(tiny, tmp_path, epochs=1, subset=32, amp=amp, device="cpu"))
+    assert metrics["amp"] == amp and math.isfinite(metrics["history"][0]["train_loss"])
