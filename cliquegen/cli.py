@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from ._args import count
+from ._args import count, integer, real
 from ._limits import check_limits, lifted
 from .errors import CliqueGenError, SpecError
 from .loader import load_spec
@@ -292,23 +292,39 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, metavar="DIR", help="checkpoints, metrics and curves go here")
     sub.add_argument("--download", action="store_true", help="fetch cifar10/cifar100/svhn files into DIR")
     sub.add_argument("--recipe", choices=list(RECIPES), help="default: paper-cifar")
-    sub.add_argument("--epochs", type=int, help="default: the recipe's (paper-cifar: 300, SVHN 40)")
-    sub.add_argument("--batch-size", type=int, help="global batch size (default: the recipe's)")
-    sub.add_argument("--lr", type=float, help="initial learning rate (default: the recipe's)")
-    sub.add_argument("--momentum", type=float, help="default 0.9")
-    sub.add_argument("--weight-decay", type=float, help="default 1e-4")
+    sub.add_argument(
+        "--epochs", type=count(at_most=100_000), help="default: the recipe's (paper-cifar: 300, SVHN 40)"
+    )
+    sub.add_argument(
+        "--batch-size", type=count(at_most=1_000_000), help="global batch size (default: the recipe's)"
+    )
+    sub.add_argument(
+        "--lr", type=real(above=0, at_most=10), help="initial learning rate (default: the recipe's)"
+    )
+    sub.add_argument("--momentum", type=real(at_least=0, at_most=1), help="in [0, 1); default 0.9")
+    sub.add_argument("--weight-decay", type=real(at_least=0, at_most=1), help="default 1e-4")
     sub.add_argument("--optimizer", choices=["sgd", "nesterov", "adamw"], help="default: the recipe's")
     sub.add_argument("--schedule", choices=["step", "cosine"], help="default: step (the recipe's steps)")
-    sub.add_argument("--warmup", type=int, default=0, metavar="E", help="epochs of linear lr warmup")
-    sub.add_argument("--label-smoothing", type=float, default=0.0, metavar="S")
+    sub.add_argument(
+        "--warmup",
+        type=integer(at_least=0, at_most=100_000),
+        default=0,
+        metavar="E",
+        help="epochs of linear lr warmup",
+    )
+    sub.add_argument("--label-smoothing", type=real(at_least=0, at_most=1), default=0.0, metavar="S")
     sub.add_argument("--augment", choices=["none", "standard"], help="default: the recipe's")
-    sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--workers", type=int, default=0, help="data loader processes per rank")
+    sub.add_argument("--seed", type=integer(at_least=0), default=0)
+    sub.add_argument(
+        "--workers", type=integer(at_least=0, at_most=1024), default=0, help="data loader processes per rank"
+    )
     sub.add_argument("--resume", action="store_true", help="continue exactly from DIR/last.pt")
-    sub.add_argument("--subset", type=int, metavar="N", help="only the first N train and N test images")
-    sub.add_argument("--stop-after", type=int, metavar="E", help="stop after epoch E; --resume later")
+    sub.add_argument("--subset", type=count(), metavar="N", help="only the first N train and N test images")
+    sub.add_argument("--stop-after", type=count(), metavar="E", help="stop after epoch E; --resume later")
     sub.add_argument("--finetune", metavar="W.pt", help="start from these weights (new classifier if needed)")
-    sub.add_argument("--num-classes", type=int, metavar="N", help="replace the spec's num_classes")
+    sub.add_argument(
+        "--num-classes", type=count(at_most=1_000_000), metavar="N", help="replace the spec's num_classes"
+    )
     sub.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.add_argument("--compile", action="store_true", help="torch.compile the training forward")
@@ -317,16 +333,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt, last.pt or a state_dict")
     sub.add_argument("--data", required=True, help="as for train")
-    sub.add_argument("--batch-size", type=int, default=256)
-    sub.add_argument("--workers", type=int, default=0)
-    sub.add_argument("--subset", type=int, metavar="N", help="only the first N test images")
+    sub.add_argument("--batch-size", type=count(at_most=65536), default=256)
+    sub.add_argument("--workers", type=integer(at_least=0, at_most=1024), default=0)
+    sub.add_argument("--subset", type=count(), metavar="N", help="only the first N test images")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = add("predict", cmd_predict, "the most likely classes of images, with the checkpoint's class names")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt or last.pt of a run")
     sub.add_argument("images", nargs="+", metavar="IMAGE")
-    sub.add_argument("--top-k", type=int, default=5, metavar="K")
+    sub.add_argument("--top-k", type=count(at_most=1000), default=5, metavar="K")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.add_argument("--json", action="store_true", help="print a JSON list")
     sub = add("export", cmd_export, "export a spec's model as ONNX, a torch.export program or TorchScript")
