@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from torch import nn
 
 from .errors import Diagnostic, SpecError, UsageError
@@ -60,11 +60,16 @@ def resolve_spec(name_or_path: str | os.PathLike | Spec) -> Spec:
 
 
 def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
-    """Return ``spec`` with top-level fields (or aliases such as ``in_chans``) replaced.
+    """Return ``spec`` with ``overrides`` merged in, section by section.
 
-    ``None`` values are dropped, so callers can pass their own optional arguments through.
+    ``num_classes=100`` replaces a field; ``defaults={"dropout": 0.1}`` changes only that key of
+    the section (mappings merge at every depth), while a list such as ``blocks`` is replaced
+    whole.  Aliases as in timm: ``in_chans`` (input.channels), ``drop_rate`` (defaults.dropout).
+    ``None`` values are dropped at any depth, so callers can pass their own optional arguments
+    through.  The result is validated as a spec file is: ``override defaults.dropot: unknown
+    key; did you mean `dropout`?``.
     """
-    overrides = {key: value for key, value in overrides.items() if value is not None}
+    overrides = _without_none(overrides)
     if not overrides:
         return spec
     data = spec.model_dump(exclude_unset=True)
@@ -73,23 +78,52 @@ def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
             section, field = _OVERRIDE_ALIASES[key]
             data[section] = {**data.get(section, {}), field: value}
         elif key in Spec.model_fields:
-            data[key] = value
+            current = data.get(key)
+            data[key] = _merged(current, value) if isinstance(current, dict) else value
         else:
             close = difflib.get_close_matches(key, list(Spec.model_fields) + list(_OVERRIDE_ALIASES), n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
-            raise UsageError(f"unknown override `{key}`{hint}")
+            raise UsageError(f"override {key}: unknown key{hint}")
     try:
         return Spec.model_validate(data)
     except ValidationError as error:
-        problems = [(e["loc"], e["msg"]) for e in error.errors()]
+        problems = [(tuple(e["loc"]), _override_message(e)) for e in error.errors(include_url=False)]
     except SpecSemanticError as error:
         problems = error.problems
+    where = f"<{spec.name} overrides>"
     raise SpecError(
-        [
-            Diagnostic(f"<{spec.name} overrides>", None, None, f"{'.'.join(map(str, loc))}: {msg}")
-            for loc, msg in problems
-        ]
+        [Diagnostic(where, None, None, f"override {'.'.join(map(str, loc))}: {msg}") for loc, msg in problems]
     )
+
+
+def _without_none(value: Any) -> Any:
+    """``value`` with every ``None`` entry of its mappings removed (pydantic models as mappings)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(exclude_unset=True)
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    return value
+
+
+def _merged(base: dict[str, Any], update: Any) -> Any:
+    """``update`` merged into ``base``: mappings key by key, at every depth; anything else replaces."""
+    if not isinstance(update, dict):
+        return update
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _merged(merged[key], value) if isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _override_message(error: dict[str, Any]) -> str:
+    """pydantic's message, in the words the spec loader uses for the same mistake."""
+    if error["type"] == "extra_forbidden":
+        from .loader import _close_fields
+
+        close = _close_fields(tuple(error["loc"]))
+        return f"unknown key; did you mean `{close[0]}`?" if close else "unknown key"
+    message = error["msg"].removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
 
 
 def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **overrides: Any) -> nn.Module:
@@ -97,9 +131,11 @@ def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **ove
 
     ``emit="fx"`` gives a ``torch.fx.GraphModule``; ``emit="source"`` runs the generated
     Python source (``cliquegen build``) and gives an instance of its ``Model``, with the same
-    ``state_dict`` keys and, for the same torch seed, the same initial weights.  Overrides
-    replace top-level spec fields (``num_classes=100``; ``memory_efficient=True`` recomputes
-    each clique update in the backward pass instead of storing its intermediates).
+    ``state_dict`` keys and, for the same torch seed, the same initial weights.  Overrides merge
+    into the spec (:func:`apply_overrides`): ``num_classes=100``, ``defaults={"dropout": 0.1}``,
+    ``memory_efficient=True`` (recompute each clique update in the backward pass instead of
+    storing its intermediates); ``num_classes=0`` gives a model without a classifier, whose
+    ``forward`` returns the pooled features.
     """
     from ._builder import EMITTERS
 

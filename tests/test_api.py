@@ -94,3 +94,31 @@ def test_same_seed_same_weights() -> None:
     second = cliquegen.build_fx(spec).state_dict()
     assert first.keys() == second.keys()
     assert all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_nested_overrides_merge_section_by_section() -> None:
+    s3 = cliquegen.registry.resolve_spec("cliquenet-s3")
+    merged = cliquegen.registry.apply_overrides(s3, defaults={"dropout": 0.1})
+    for before, after in zip(s3.resolved_blocks(), merged.resolved_blocks(), strict=True):
+        assert after.dropout == 0.1
+        assert (after.bottleneck, after.kernel, after.stages) == (before.bottleneck, before.kernel, before.stages)
+    params = [cliquegen.summarize(cliquegen.compile_spec(spec)).params for spec in (s3, merged)]
+    assert params[0] == params[1]  # the bottleneck stays
+    deeper = cliquegen.registry.apply_overrides(s3, defaults={"schedule": {"stages": 3}, "feature": ["x0", 3]})
+    assert deeper.defaults.bottleneck and deeper.resolved_blocks()[0].stages == 3
+    blocks = cliquegen.registry.apply_overrides(s3, blocks=[{"layers": 2, "channels": 8}])
+    assert [(b.layers, b.channels) for b in blocks.blocks] == [(2, 8)]  # a list is replaced whole
+    same = cliquegen.registry.apply_overrides(s3, defaults={"dropout": None}, num_classes=None)
+    assert same == s3
+
+
+def test_override_errors_are_located_and_say_the_fix() -> None:
+    with pytest.raises(SpecError) as error:
+        create_model("cliquenet-s3", defaults={"dropot": 0.1})
+    assert str(error.value) == (
+        "<cliquenet-s3 overrides>: error: override defaults.dropot: unknown key; did you mean `dropout`?"
+    )
+    with pytest.raises(SpecError, match=r"override defaults\.dropout: input should be less than 1"):
+        create_model("cliquenet-s3", defaults={"dropout": 1.5})
+    with pytest.raises(UsageError, match="override num_clases: unknown key; did you mean `num_classes`"):
+        create_model("cliquenet-s3", num_clases=3)
