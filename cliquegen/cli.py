@@ -345,10 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--top-k", type=count(at_most=1000), default=5, metavar="K")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.add_argument("--json", action="store_true", help="print a JSON list")
-    sub = add("export", cmd_export, "export a spec's model as ONNX, a torch.export program or TorchScript")
+    sub = add("export", cmd_export, "export a spec's model (ONNX, torch.export, TorchScript) or its weights")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", metavar="W.pt", help="state_dict or checkpoint (last.pt, best.pt)")
-    sub.add_argument("--format", required=True, choices=["onnx", "exported-program", "torchscript"])
+    formats = ["onnx", "exported-program", "torchscript", "safetensors"]
+    sub.add_argument("--format", required=True, choices=formats, help="safetensors: the weights alone")
     sub.add_argument("-o", "--output", required=True, metavar="FILE")
     sub = add("bench", cmd_bench, "time a spec's model: train step, inference, build; activation memory")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")

@@ -1,5 +1,5 @@
 """``cliquegen export``: a spec's model, with optional trained weights, as ONNX, a torch.export
-program (``.pt2``) or TorchScript.
+program (``.pt2``), TorchScript, or its weights alone as safetensors.
 
 The model is built by ``create_model`` (the FX emitter), loaded with ``strict=True`` and put in
 eval mode, so dropout is absent and BatchNorm uses its running statistics in every exported
@@ -25,7 +25,7 @@ from .errors import UsageError, import_extra
 from .registry import create_model, resolve_spec
 from .spec import Spec
 
-FORMATS = ("onnx", "exported-program", "torchscript")
+FORMATS = ("onnx", "exported-program", "torchscript", "safetensors")
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 #: Said after a successful export in that format.
 NOTES = {
@@ -98,6 +98,12 @@ def export_model(
         import_extra("onnx", "export", "ONNX export")
         import_extra("onnxscript", "export", "ONNX export")
     model, info = _load(spec, weights)
+    if fmt == "safetensors":  # the metadata also carries the spec's text
+        from .weights import info_metadata, save_safetensors_file
+
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        return save_safetensors_file(model.state_dict(), output, metadata=info_metadata(info))
     spec = resolve_spec(spec)
     metadata = info.metadata()
     example = (example_input(spec),)

@@ -17,14 +17,22 @@ Two tolerated differences, both documented in ``docs/weights.md``:
 
 :func:`load_weights_file` and :func:`save_weights_file` are the only ways the CLI touches
 weight files: loading never unpickles anything but tensors and plain containers
-(``weights_only=True``), and saving is atomic.
+(``weights_only=True``), and saving is atomic.  Both also speak safetensors (a flat
+``name -> tensor`` file with string metadata and no code at all): a file is read as one when
+its bytes are one, whatever its name, and written as one when its name ends in
+``.safetensors``.  :func:`save_safetensors_file` and :func:`read_safetensors_file` also carry
+the metadata; :func:`info_metadata` writes a checkpoint's :class:`ModelInfo` into it (the
+spec's text and sha256, class names, normalisation), and reading such a file gives a
+checkpoint again (``{"model": tensors, "info": ...}``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
+import struct
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +42,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._io import torch_save_atomic
+from ._io import atomic_output, torch_save_atomic
+from .checkpoint import ModelInfo
 from .errors import WeightsError
 from .ir import ModuleDecl
 from .lower import compile_spec
@@ -58,6 +67,7 @@ _TENSORS = {
     "batch_norm": (".weight", ".bias", ".running_mean", ".running_var", ".num_batches_tracked"),
     "linear": (".weight", ".bias"),
     "dropout": (),
+    "identity": (),
 }
 
 _BLOCK_MODULE = re.compile(
@@ -188,7 +198,7 @@ def _shapes(decl: ModuleDecl) -> list[tuple[int, ...]]:
         return [(c,), (c,), (c,), (c,), ()]
     if decl.kind == "linear":
         return [(a["out_features"], a["in_features"]), (a["out_features"],)]
-    if decl.kind == "dropout":
+    if decl.kind in ("dropout", "identity"):
         return []
     raise WeightsError(f"internal: unknown module kind {decl.kind!r} of {decl.path!r}")
 
@@ -552,28 +562,17 @@ def _shape(shape: Any) -> str:
 
 
 def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> dict[str, Any]:
-    """Read a ``torch.save`` file of tensors and plain containers; never runs code from it.
+    """Read a ``torch.save`` file of tensors and plain containers, or a safetensors file (its
+    tensors); never runs code from it.
 
     Missing, empty, oversized (over ``max_bytes``, default :data:`MAX_FILE_BYTES`), corrupt,
     truncated and non-weights files raise WeightsError.
     """
-    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
-    file = Path(path)
-    try:
-        size = file.stat().st_size
-    except FileNotFoundError:
-        raise WeightsError(f"{file}: no such file") from None
-    except OSError as error:
-        raise WeightsError(f"{file}: cannot read: {error.strerror or error}") from None
-    if not file.is_file():
-        raise WeightsError(f"{file}: not a regular file")
-    if size == 0:
-        raise WeightsError(f"{file}: the file is empty")
-    if size > max_bytes:
-        raise WeightsError(
-            f"{file}: its {size:,} bytes is over the {max_bytes:,}-byte limit for weight files "
-            "(a CliqueNet-S3 checkpoint with its optimizer state is about 120 MB)"
-        )
+    file = _checked_file(path, max_bytes)
+    if is_safetensors(file):  # with cliquegen's metadata: a checkpoint's model and info
+        tensors, metadata = read_safetensors_file(file, max_bytes=max_bytes)
+        info = info_from_metadata(metadata, file)
+        return tensors if info is None else {"model": tensors, "info": info.to_dict()}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4 in the checkpoint"
@@ -602,11 +601,148 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if len(lines[0]) <= 300 else lines[0][:297] + "..."
 
 
-def save_weights_file(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it: atomic."""
+def _checked_file(path: str | os.PathLike[str], max_bytes: int | None) -> Path:
+    """``path`` when it is a non-empty regular file within the size limit, else WeightsError."""
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    file = Path(path)
+    try:
+        size = file.stat().st_size
+    except FileNotFoundError:
+        raise WeightsError(f"{file}: no such file") from None
+    except OSError as error:
+        raise WeightsError(f"{file}: cannot read: {error.strerror or error}") from None
+    if not file.is_file():
+        raise WeightsError(f"{file}: not a regular file")
+    if size == 0:
+        raise WeightsError(f"{file}: the file is empty")
+    if size > max_bytes:
+        raise WeightsError(
+            f"{file}: its {size:,} bytes is over the {max_bytes:,}-byte limit for weight files "
+            "(a CliqueNet-S3 checkpoint with its optimizer state is about 120 MB)"
+        )
+    return file
+
+
+def save_weights_file(
+    obj: Any, path: str | os.PathLike[str], *, metadata: Mapping[str, Any] | None = None
+) -> None:
+    """``torch.save`` (or, for a ``.safetensors`` name, :func:`save_safetensors_file` with
+    ``metadata``) to a temporary file beside ``path``, then rename it: atomic."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise WeightsError(f"{target}: cannot write: {error.strerror or error}") from None
-    torch_save_atomic(obj, target)
+    if target.suffix == SAFETENSORS_SUFFIX:
+        save_safetensors_file(obj, target, metadata=metadata)
+    else:
+        torch_save_atomic(obj, target)
+
+
+# --------------------------------------------------------------------------- safetensors
+
+SAFETENSORS_SUFFIX = ".safetensors"
+
+#: The largest JSON header we read (safetensors' own limit is 100 MB).
+_SAFETENSORS_MAX_HEADER = 100 * 1024**2
+
+
+def is_safetensors(path: str | os.PathLike[str]) -> bool:
+    """Whether the file starts like a safetensors file: an 8-byte little-endian header length
+    that fits in the file, then a JSON object."""
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(9)
+            size = os.fstat(stream.fileno()).st_size
+    except OSError:
+        return False
+    if len(head) < 9:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return head[8:9] == b"{" and length <= min(size - 8, _SAFETENSORS_MAX_HEADER)
+
+
+def info_metadata(info: ModelInfo) -> dict[str, str]:
+    """What cliquegen writes beside safetensors weights: the checkpoint's :class:`ModelInfo`
+    as flat strings (``spec_name``, ``spec_sha256``, ``input_size``, ``classes``, ``mean``,
+    ``std``, ``eval_transform``: JSON where not text), plus ``spec`` (the spec's text) and,
+    when set, ``data`` and ``overrides``."""
+    metadata: dict[str, Any] = {**info.metadata(), "spec": info.spec_text}
+    if info.data is not None:
+        metadata["data"] = info.data
+    if info.overrides:
+        metadata["overrides"] = info.overrides
+    return _metadata_strings(metadata)
+
+
+def info_from_metadata(metadata: Mapping[str, str], source: str | os.PathLike[str]) -> ModelInfo | None:
+    """The ModelInfo that :func:`info_metadata` wrote; None for other tools' safetensors."""
+    if not {"spec", "spec_name", "spec_sha256", "input_size"} <= set(metadata):
+        return None
+    fields: dict[str, Any] = {"spec_name": metadata["spec_name"], "spec_text": metadata["spec"]}
+    fields["spec_sha256"] = metadata["spec_sha256"]
+    for key in ("input_size", "classes", "mean", "std", "overrides"):
+        if key in metadata:
+            try:
+                fields[key] = json.loads(metadata[key])
+            except ValueError:
+                raise WeightsError(f"{source}: its metadata {key!r} is not JSON") from None
+    for key in ("data", "eval_transform"):
+        if key in metadata:
+            fields[key] = metadata[key]
+    return ModelInfo.from_dict(fields, source)
+
+
+def _metadata_strings(metadata: Mapping[str, Any]) -> dict[str, str]:
+    """safetensors metadata is ``str -> str``: strings as they are, anything else as JSON."""
+    return {
+        str(key): value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()
+    }
+
+
+def save_safetensors_file(
+    tensors: Mapping[str, Any], path: str | os.PathLike[str], *, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write a flat ``name -> tensor`` mapping (a state_dict) as safetensors, atomically.
+
+    ``metadata`` values that are not strings are stored as JSON; ``format: pt`` is added, as
+    the Hugging Face libraries expect.  Tensors are written contiguous, from the CPU.
+    """
+    from safetensors.torch import save_file
+
+    bad = [key for key, value in tensors.items() if not isinstance(value, torch.Tensor)]
+    if bad:
+        raise WeightsError(
+            f"{path}: safetensors holds only tensors, but {bad[0]!r} is a "
+            f"{type(tensors[bad[0]]).__name__} (save a state_dict, or use a .pt name)"
+        )
+    plain = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
+    strings = {"format": "pt", **_metadata_strings(metadata or {})}
+    with atomic_output(path) as tmp:
+        try:
+            save_file(plain, tmp, metadata=strings)
+        except (ValueError, RuntimeError) as error:  # e.g. tensors that share memory
+            raise WeightsError(f"{path}: cannot write it as safetensors: {_first_line(error)}") from None
+    return Path(path)
+
+
+def read_safetensors_file(
+    path: str | os.PathLike[str], *, max_bytes: int | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file, on the CPU.
+
+    The format holds no code; damaged, truncated and oversized files raise WeightsError.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    file = _checked_file(path, max_bytes)
+    try:
+        with safe_open(file, framework="pt") as stream:
+            metadata = dict(stream.metadata() or {})
+        tensors = load_file(file, device="cpu")
+    except Exception as error:  # SafetensorError, OSError, ...: the file is damaged
+        raise WeightsError(
+            f"{file}: cannot read it as a safetensors file (truncated or corrupt?): {_first_line(error)}"
+        ) from None
+    return dict(tensors), metadata
