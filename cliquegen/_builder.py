@@ -8,14 +8,9 @@ from torch import nn
 
 from .emit.fx import CliqueNetGraphModule, emit_fx
 from .emit.source import build_source_model
-from .ir import sanitize_identifier
 from .lower import compile_spec
+from .naming import class_name
 from .spec import Spec
-
-
-def class_name(spec: Spec) -> str:
-    """``cliquenet-k36-t12`` -> ``CliquenetK36T12``."""
-    return sanitize_identifier("".join(part.capitalize() for part in spec.name.split("-")))
 
 
 def build_fx(spec: Spec) -> CliqueNetGraphModule:

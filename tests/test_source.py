@@ -235,6 +235,48 @@ def test_a_module_reads_like_the_equations() -> None:
     assert "Model = CliquenetK36T12" in lines
 
 
+def test_a_module_reads_model_first_with_the_runtime_after_it() -> None:
+    text = (GENERATED / "cliquenet_k36_t12.py").read_text()
+    tree = ast.parse(text)
+    top = [node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))]
+    assert top[0] == "CliquenetK36T12"  # the class before every runtime function
+    assert top[1:3] == ["shared_weight", "conv2d"]
+    assert top[-2:] == ["can_fold", "folded_bn_relu"]  # the inference fast path last
+    assert text.index("class CliquenetK36T12") < text.index("# --- Runtime") < text.index("def clique_update")
+    init = text[text.index("def __init__") : text.index("def forward_stem")]
+    stage1, stage2 = init.index("# Stage I: X1(1) to X4(1)"), init.index("# Stage II: X1(2) to X4(2)")
+    assert stage1 < init.index("self.block1.w1_2 = shared_weight((36, 36, 3, 3))  # W12") < stage2
+    assert stage2 < init.index("self.block1.w2_1 = shared_weight((36, 36, 3, 3))  # W21")
+    assert stage2 < init.index("self.block1.bn1_s2 = nn.BatchNorm2d(108)  # BN of X1(2)")
+
+
+def test_a_partial_last_stage_says_its_feature_holds_the_newest_value_of_each_layer() -> None:
+    tree = ast.parse(generate_source("specs/cifar10/ablation/cliquenet-x2.yaml"))
+    (model,) = (node for node in tree.body if isinstance(node, ast.ClassDef))
+    doc = " ".join(str(ast.get_docstring(model)).split())
+    assert "Block 1: 5 layers of k=64, 2 stages, stage II updates only X1, X2," in doc
+    assert "feature X0 + the newest value of each layer (X1, X2 of stage II, X3 to X5 of stage I)" in doc
+    assert "X0 + stage II" not in doc and "stage II to the next block" not in doc
+
+
+def test_statements_are_laid_out_as_ruff_format_lays_them_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our statement layout equals ruff's: one-line statements formatted by ruff give our bytes."""
+    import cliquegen.emit.source as source
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (make test installs the dev extras)")
+    paths = [SMALL, "specs/imagenet/cliquenet-s3.yaml", "specs/cifar10/ablation/cliquenet-x1.yaml"]
+    ours = [generate_source(path) for path in paths]
+    monkeypatch.setattr(source, "format_call", lambda indent, seq, width=0: [" " * indent + seq.flat()])
+    for path, expected in zip(paths, ours, strict=True):
+        flat = generate_source(path)
+        assert flat != expected  # some statements were split
+        command = [ruff, "format", "--isolated", "--line-length", str(LINE_LENGTH), "-"]
+        formatted = subprocess.run(command, input=flat, capture_output=True, text=True, check=True).stdout
+        assert formatted == expected
+
+
 # --- standalone and safe -----------------------------------------------------------------------
 
 

@@ -10,8 +10,9 @@ Everything here may use only ``torch``, ``F`` (torch.nn.functional), ``nn`` and
 
 Speed: ReLU runs in place on BatchNorm's fresh output (BN's backward reads its input, not
 its output), the model converts its input to channels-last memory once at entry (the
-input op's ``memory_format``), which every later op keeps, and in inference ``bn_relu``
-normalises an update's inputs straight into one tensor instead of concatenating them first.
+input op's ``memory_format``), which every later op keeps, and in eager inference
+``bn_relu`` normalises an update's inputs straight into one tensor instead of concatenating
+them first (``can_fold``, ``folded_bn_relu``).
 """
 
 from __future__ import annotations
@@ -54,18 +55,19 @@ CONSTRUCTORS = {
 
 
 def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
-    """ReLU(BN(cat(inputs))), (B, sum C_i, H, W).
+    """ReLU(BN(cat(inputs))), (B, sum C_i, H, W); in eager inference, ``folded_bn_relu``."""
+    if len(inputs) > 1 and can_fold(inputs, bn):
+        return folded_bn_relu(inputs, bn)
+    h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
+    return F.relu(bn(h), inplace=True)
 
-    In inference (BatchNorm in eval mode, autograd off, eager execution) BatchNorm is the
-    per-channel affine map x * scale + shift of its running statistics, so each input is
-    normalised straight into its channel slice of one new tensor (in the inputs' memory
-    format): the concatenation is no separate pass over the data.  Everywhere else (training,
-    autograd, torch.compile, export, TorchScript) the steps run as cat -> BN -> ReLU.
-    """
-    x0 = inputs[0]
-    if not (
-        len(inputs) == 1
-        or bn.training
+
+def can_fold(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> bool:
+    """Whether BatchNorm may run as its running statistics' affine map: in eval mode, with
+    autograd off, in eager execution (not scripting, tracing, torch.compile or export), with
+    affine parameters and running statistics of the inputs' dtype."""
+    return not (
+        bn.training
         or torch.is_grad_enabled()
         or torch.jit.is_scripting()
         or torch.jit.is_tracing()
@@ -75,22 +77,27 @@ def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
         or bn.weight is None
         or bn.bias is None
         or any(x.dtype != bn.weight.dtype for x in inputs)
-    ):
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        shift = bn.bias - bn.running_mean * scale
-        channels_last = x0.is_contiguous(memory_format=torch.channels_last) and not x0.is_contiguous()
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        shape = (x0.shape[0], scale.shape[0], x0.shape[2], x0.shape[3])
-        h = torch.empty(shape, dtype=x0.dtype, device=x0.device, memory_format=memory_format)
-        start = 0
-        for x in inputs:
-            end = start + x.shape[1]
-            a, b = scale[start:end].view(1, -1, 1, 1), shift[start:end].view(1, -1, 1, 1)
-            torch.addcmul(b, x, a, out=h[:, start:end])  # x * a + b, into its channels
-            start = end
-        return h.relu_()
-    h = x0 if len(inputs) == 1 else torch.cat(inputs, 1)
-    return F.relu(bn(h), inplace=True)
+    )
+
+
+def folded_bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
+    """``bn_relu`` in inference: BatchNorm is the per-channel map x * scale + shift, so each
+    input is normalised straight into its channel slice of one new tensor (in the inputs'
+    memory format) and the concatenation is no separate pass over the data."""
+    x0 = inputs[0]
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    channels_last = x0.is_contiguous(memory_format=torch.channels_last) and not x0.is_contiguous()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    shape = (x0.shape[0], scale.shape[0], x0.shape[2], x0.shape[3])
+    h = torch.empty(shape, dtype=x0.dtype, device=x0.device, memory_format=memory_format)
+    start = 0
+    for x in inputs:
+        end = start + x.shape[1]
+        a, b = scale[start:end].view(1, -1, 1, 1), shift[start:end].view(1, -1, 1, 1)
+        torch.addcmul(b, x, a, out=h[:, start:end])  # x * a + b, into its channels
+        start = end
+    return h.relu_()
 
 
 def bn_relu_conv(
