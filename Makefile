@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 dev: $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev,train,export]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,export,plot,tensorboard]'
 	touch $@
 
 # Debian's graphviz provides `dot` for SVG/PNG output; installed when missing and we are root.

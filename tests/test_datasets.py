@@ -225,3 +225,31 @@ def test_train_eval_predict_export(kind: str, tmp_path: Path, capsys) -> None:
     assert json.loads(props["classes"]) == data.classes
     assert json.loads(props["mean"]) == data.mean and json.loads(props["std"]) == data.std
     assert props["spec_sha256"] == info["spec_sha256"] and json.loads(props["input_size"]) == [3, 32, 32]
+
+
+def test_download_checks_the_md5_and_unpacks_all_or_nothing(tmp_path: Path, monkeypatch) -> None:
+    """--download through urllib, here from a file:// URL (the tests never use the network)."""
+    import hashlib
+    import tarfile
+
+    from cliquegen import _datasets
+    from cliquegen.data import fetch_data
+
+    source = make_cifar10(tmp_path / "source")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    target = tmp_path / "data"
+
+    monkeypatch.setitem(_datasets.DOWNLOADS, "cifar10", [(archive.as_uri(), "0" * 32)])
+    with pytest.raises(UsageError, match=f"the download's MD5 is {md5}, not the published 0{{32}}"):
+        fetch_data(f"cifar10:{target}")
+    assert list(target.iterdir()) == []  # nothing half-unpacked
+
+    monkeypatch.setitem(_datasets.DOWNLOADS, "cifar10", [(archive.as_uri(), md5)])
+    fetch_data(f"cifar10:{target}")
+    assert sorted(p.name for p in target.iterdir()) == ["cifar-10-batches-py"]
+    assert load_data(f"cifar10:{target}", load_spec(spec_file(tmp_path))).classes == CIFAR10_NAMES
+    with pytest.raises(UsageError, match="--download fetches"):
+        fetch_data("digits")
