@@ -253,3 +253,24 @@ def test_download_checks_the_md5_and_unpacks_all_or_nothing(tmp_path: Path, monk
     assert load_data(f"cifar10:{target}", load_spec(spec_file(tmp_path))).classes == CIFAR10_NAMES
     with pytest.raises(UsageError, match="--download fetches"):
         fetch_data("digits")
+
+
+def test_exported_program_and_onnxruntime_see_the_metadata(tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from cliquegen.export import export_model, read_metadata
+    from cliquegen.train import TrainConfig, run
+
+    root = make_cifar10(tmp_path / "c10")
+    spec = spec_file(tmp_path)
+    result = run(TrainConfig(spec=str(spec), data=f"cifar10:{root}", out=str(tmp_path / "run"), epochs=1))
+    program = export_model(str(spec), "exported-program", tmp_path / "m.pt2", weights=result.best)
+    metadata = read_metadata(program)
+    assert json.loads(metadata["classes"]) == CIFAR10_NAMES and json.loads(metadata["input_size"]) == [
+        3,
+        32,
+        32,
+    ]
+    onnx_file = export_model(str(spec), "onnx", tmp_path / "m.onnx", weights=result.best)
+    custom = onnxruntime.InferenceSession(str(onnx_file)).get_modelmeta().custom_metadata_map
+    assert custom == read_metadata(onnx_file) and custom["mean"] == metadata["mean"]
