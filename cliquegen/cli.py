@@ -329,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     sub.add_argument("--tensorboard", action="store_true", help="event files in DIR/tensorboard")
+    sub.add_argument("--safetensors", action="store_true", help="also write DIR/best.safetensors")
     sub = add("eval", cmd_eval, "top-1, top-5 and loss of trained weights on a data set's test split")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt, last.pt or a state_dict")

@@ -49,9 +49,10 @@ from .registry import apply_overrides, create_model, resolve_spec
 from .weights import load_weights_file
 
 LAST, BEST, METRICS, METRICS_CSV, CURVES = "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
+BEST_SAFETENSORS = "best.safetensors"
 TENSORBOARD = "tensorboard"
 #: Files of a run: a new run refuses a folder that holds any of them (unless forced).
-RUN_FILES = (LAST, BEST, METRICS, METRICS_CSV, CURVES)
+RUN_FILES = (LAST, BEST, BEST_SAFETENSORS, METRICS, METRICS_CSV, CURVES)
 #: Settings that must not change when a run is resumed.
 RESUME_KEYS = (
     "spec", "data", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
@@ -97,6 +98,7 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda
     compile: bool = False
     tensorboard: bool = False
+    safetensors: bool = False  # also write best.safetensors (the weights, with info as metadata)
 
 
 @dataclass
@@ -662,6 +664,8 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
                 best_checkpoint = {"epoch": epoch + 1, "model": checkpoint["model"], "best": best}
                 best_checkpoint |= {"info": info.to_dict(), "spec": spec_record(info)}
                 save_checkpoint(out / BEST, best_checkpoint, root=out)
+                if config.safetensors:
+                    _save_safetensors(out / BEST_SAFETENSORS, checkpoint["model"], info, out)
             _write_metrics(out, _metrics(config, settings, data.name, ctx, history, best))
             if writer is not None:
                 for key in HISTORY_COLUMNS[1:]:
@@ -690,6 +694,12 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
                 f"checkpoints and metrics in {out}"
             )
     return TrainResult(out, metrics, settings)
+
+
+def _save_safetensors(path: Path, state: dict[str, torch.Tensor], info: ModelInfo, out: Path) -> None:
+    from .weights import info_metadata, save_safetensors_file
+
+    save_safetensors_file(state, _confined(path, out), metadata=info_metadata(info))
 
 
 def _tensorboard(out: Path, config: TrainConfig, ctx: _Context, start: int):

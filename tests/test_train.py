@@ -469,3 +469,19 @@ def test_weights_of_another_spec_name_both(tiny: Path, tmp_path: Path, capsys) -
 def test_mixed_precision_on_cpu(tiny: Path, tmp_path: Path, amp: str) -> None:
     metrics = train(config(tiny, tmp_path, epochs=1, subset=32, amp=amp, device="cpu"))
     assert metrics["amp"] == amp and math.isfinite(metrics["history"][0]["train_loss"])
+
+
+def test_best_as_safetensors_evaluates_like_best_pt(tiny: Path, tmp_path: Path, capsys) -> None:
+    train(config(tiny, tmp_path / "o", epochs=1, subset=64, safetensors=True))
+    capsys.readouterr()
+    scores = []
+    for name in ("best.pt", "best.safetensors"):
+        assert (
+            cli.main(
+                ["eval", str(tiny), "--weights", str(tmp_path / "o" / name), "--data", "digits", "--json"]
+            )
+            == 0
+        )
+        scores.append(json.loads(capsys.readouterr().out))
+    assert scores[0] | {"weights": ""} == scores[1] | {"weights": ""}
+    assert scores[1]["normalization"] == "from the checkpoint"
