@@ -126,7 +126,8 @@ class CliqueBlock(nn.Module):
             return [x] if ref == "x0" else [stages[ref][j] for j in range(1, n + 1)]
 
         feature = torch.cat([t for ref in block.feature for t in stage(ref)], 1)
-        transit = torch.cat(stage(block.transit), 1) if block.transit <= block.stages else None
+        (carried,) = block.transit  # one stage (the constructor checks)
+        transit = torch.cat(stage(carried), 1) if carried <= block.stages else None
         return feature, transit
 
 
@@ -143,6 +144,15 @@ class OfficialStyleCliqueNet(nn.Module):
                 or block.order != tuple(range(1, block.layers + 1))
             ):
                 raise ValueError(f"{spec.name}: the authors' code runs Stage I + II in ascending order only")
+            if (
+                not block.share_weights
+                or block.bottleneck_width != 1
+                or len(block.transit) != 1
+                or "x0" in block.transit
+            ):
+                raise ValueError(f"{spec.name}: the authors' code shares the W_ij and transits one stage")
+        if spec.transition.compression != 1 or spec.head.kind != "multiscale":
+            raise ValueError(f"{spec.name}: the authors' code has full transitions and the multi-scale head")
         self.imagenet = spec.stem.kind == "imagenet"
         c = spec.stem.channels
         kernel, stride, padding = (7, 2, 3) if self.imagenet else (3, 1, 1)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import Diagnostic, ResourceError
-from .spec import BlockConfig, Spec
+from .spec import BlockConfig, Spec, compressed
 
 MAX_PARAMS = 2_000_000_000
 MAX_EDGES = 1_000_000
@@ -63,34 +63,41 @@ def estimate(spec: Spec) -> Estimate:
         height, width = (height - 1) // 2 + 1, (width - 1) // 2 + 1
 
     edges = updates = features = 0
-    c0 = stem
-    for block in blocks:
-        n, k, kernel = block.layers, block.channels, block.conv_kernel
+    for block, c0 in zip(blocks, spec.block_input_channels(), strict=True):
+        n, k, kernel, k_out = block.layers, block.channels, block.conv_kernel, block.conv_channels
         last = block.index == len(blocks) - 1
         pairs, widest_input, block_updates, bn_channels = _block_shape(block, c0)
         # n edges from X0, then each update reads the layers before it (Stage I: q at position
         # q) or all n - 1 others (later stages): the sum of those is the input channels / k
         edges += n + (bn_channels - n * c0) // k
         updates += block_updates
-        params += (n * c0 + pairs * k) * k * kernel**2  # W0j and the W_ij, shared by all stages
+        if block.share_weights:  # W0j and the W_ij, shared by all stages
+            params += (n * c0 + pairs * k) * k_out * kernel**2
+        else:  # every update has its own weights over its inputs
+            params += bn_channels * k_out * kernel**2
         params += 2 * bn_channels  # one BatchNorm per update
         if block.bottleneck:
-            params += n * k * k * block.kernel**2 + block_updates * 2 * k
+            convs = n if block.share_weights else block_updates
+            params += convs * k_out * k * block.kernel**2 + block_updates * 2 * k_out
         area = height * width
-        transit = n * k
-        feature = sum(c0 if ref == "x0" else n * k for ref in block.feature)
-        largest = max(largest, widest_input * area, feature * area, (0 if last else transit) * area)
+        transit = block.ref_channels(block.transit, c0)
+        head_reads = spec.head.kind == "multiscale" or last  # head kind `last` reads the last block only
+        feature = block.ref_channels(block.feature, c0) if head_reads else 0
+        bottleneck_out = k_out if block.bottleneck else 0
+        widest = max(widest_input, bottleneck_out, feature, 0 if last else transit)
+        largest = max(largest, widest * area)
         if not last:
-            params += 2 * transit + transit * transit  # BN, 1x1 conv C -> C
+            kept = compressed(transit, spec.transition.compression)
+            params += 2 * transit + transit * kept  # BN, 1x1 conv C -> floor(compression * C)
             if spec.transition.attention:
-                half = transit // 2
-                params += (transit + 1) * half + (half + 1) * transit
-        if spec.head.compression:
-            params += 2 * feature + feature * (feature // 2)
-            feature //= 2
-        params += 2 * feature
-        features += feature
-        c0 = n * k
+                half = kept // 2
+                params += (kept + 1) * half + (half + 1) * kept
+        if head_reads:
+            if spec.head.compression:
+                params += 2 * feature + feature * (feature // 2)
+                feature //= 2
+            params += 2 * feature
+            features += feature
         height, width = height // 2, width // 2
     params += (features + 1) * spec.num_classes
     return Estimate(params, largest * BYTES_PER_VALUE, edges, updates)

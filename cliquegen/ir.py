@@ -24,7 +24,7 @@ NodeId = tuple[int, int, int]
 
 #: Kinds of declared modules and what each holds.
 MODULE_KINDS = {
-    "weight": "a bare conv weight Parameter of `shape` (a W_ij, shared by every stage)",
+    "weight": "a bare conv weight Parameter of `shape` (a W_ij: shared by every stage, or one stage's own)",
     "conv2d": "nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)",
     "batch_norm": "nn.BatchNorm2d(num_features)",
     "linear": "nn.Linear(in_features, out_features, bias=True)",

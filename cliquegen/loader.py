@@ -440,7 +440,19 @@ def _explain_validation_error(error: ValidationError, tree: _Tree) -> list[Diagn
         else:
             here = tree.locate(loc)
             by_node.setdefault(here, []).append((item, here != loc))
+    for here in list(by_node):
+        # a union member that refused the value's type (`transit: [x0, two]` is no integer) is
+        # noise when another member accepted the type and found a problem inside it
+        deeper = any(len(other) > len(here) and other[: len(here)] == here for other in by_node)
+        if deeper:
+            by_node[here] = [
+                (item, from_union)
+                for item, from_union in by_node[here]
+                if not (from_union and item["type"].endswith("_type"))
+            ]
     for here, items in by_node.items():
+        if not items:
+            continue
         node = tree.nodes[here][0]
         if len(items) > 1 and all(from_union for _, from_union in items):
             diagnostics.append(tree.value_at(here, _union_message(here, [i for i, _ in items], node)))

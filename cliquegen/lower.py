@@ -8,6 +8,9 @@ one edge per term of the stage equations (PAPER.md):
 
 "before" and "after" follow the block's update order; a partial last stage runs only the
 first ``partial`` updates, and any later reference takes the newest value of each layer.
+Each W_ij is one parameter for every stage, or each stage's own with ``share_weights: false``
+(the edges stay the equations' terms either way).  A DenseNet block is the same clique run
+for Stage I only, whose transit is the whole concatenation ``[x0, 1]``.
 ``schedule`` then orders the whole network (stem, blocks, transitions, head) into a Program.
 """
 
@@ -20,7 +23,7 @@ import networkx as nx
 
 from ._limits import check_limits
 from .ir import ModuleDecl, NodeId, Op, Program, equation
-from .spec import BlockConfig, Spec
+from .spec import BlockConfig, Spec, compressed
 
 
 @dataclass
@@ -43,8 +46,8 @@ def compile_spec(spec: Spec, force: bool = False) -> Compiled:
 
 
 def block_input_channels(spec: Spec, blocks: list[BlockConfig]) -> list[int]:
-    """Channels of X0 per block: the stem's output, then the previous block's n*k."""
-    return [spec.stem.channels] + [b.layers * b.channels for b in blocks[:-1]]
+    """Channels of X0 per block: the stem's output, then each transition's output."""
+    return spec.block_input_channels()
 
 
 def value_name(block: int, layer: int, stage: int) -> str:
@@ -85,18 +88,21 @@ def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
                 newest[j] = node
             after_stage[stage] = [newest[j] for j in sorted(newest)]
 
-        feature: list[NodeId] = []
-        for ref in block.feature:
-            feature += [x0] if ref == "x0" else after_stage[ref]
         graph.graph["blocks"].append(
             {
                 "config": block,
                 "input_channels": c0,
-                "feature": feature,
-                "transit": after_stage[block.transit] if b + 1 < len(blocks) else [],  # the last: none
+                "feature": _tensors(block.feature, x0, after_stage),
+                # the last block transits nothing
+                "transit": _tensors(block.transit, x0, after_stage) if b + 1 < len(blocks) else [],
             }
         )
     return graph
+
+
+def _tensors(refs: tuple[str | int, ...], x0: NodeId, after_stage: dict[int, list[NodeId]]) -> list[NodeId]:
+    """The tensors a feature or transit names, concatenated in the order listed."""
+    return [node for ref in refs for node in ([x0] if ref == "x0" else after_stage[ref])]
 
 
 class _ProgramBuilder:
@@ -212,7 +218,7 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
         if b + 1 < len(blocks):
             p.part = f"transition{tag}"
             h = p.cat(f"b{tag}_transit", names)
-            channels = p.shapes[h][0]
+            channels = compressed(p.shapes[h][0], spec.transition.compression)
             h = p.bn_relu(f"t{tag}", f"transition{tag}.bn", h)
             h = p.dropout(
                 f"t{tag}_drop", drop, p.conv(f"t{tag}_conv", f"transition{tag}.conv", h, channels, 1)
@@ -222,8 +228,14 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
             c, hh, ww = p.shapes[h]
             p.op(value_name(b + 1, 0, 0), "avg_pool", (h,), shape=(c, hh // 2, ww // 2), kernel_size=2)
 
+        if spec.head.kind == "last" and b + 1 < len(blocks):
+            continue  # the head reads only the last block
         p.part = "head"
         h = p.cat(f"b{tag}_feature", [graph.nodes[n]["name"] for n in info["feature"]])
+        if spec.head.kind == "last":  # BN, ReLU, global average pool over the last block's feature
+            h = p.bn_relu("h", "head.bn", h)
+            pooled.append(p.op("features", "global_pool", (h,), shape=p.shapes[h][:1]))
+            continue
         if spec.head.compression:
             h = p.bn_relu(f"h{tag}_compress", f"head.compress{tag}.bn", h)
             h = p.conv(f"h{tag}_compress_conv", f"head.compress{tag}.conv", h, p.shapes[h][0] // 2, 1)
@@ -261,22 +273,24 @@ def _schedule_update(
     memory_efficient: bool = False,
 ) -> None:
     """One stage update: BN-ReLU over the concatenated inputs, then one conv whose weight is
-    the concatenation of the shared W_ij (then the layer's shared bottleneck conv)."""
+    the concatenation of the W_ij (then the layer's bottleneck conv).  The W_ij and the
+    bottleneck conv are shared by every stage, or, with ``share_weights: false``, each
+    stage's own (``w1_2_s2``, ``bottleneck1_s2``)."""
     b, j, stage = node
-    tag, k = b + 1, block.channels
+    tag, k, width = b + 1, block.channels, block.conv_channels
+    own = "" if block.share_weights else f"_s{stage}"
     sources = sorted(graph.predecessors(node), key=lambda n: n[1])
     inputs = [graph.nodes[n]["name"] for n in sources]
     weights = []
     for src in sources:
         i = src[1]
         kk = block.conv_kernel
-        weights.append(
-            p.module(f"block{tag}.w{i}_{j}", "weight", shape=(k, graph.nodes[src]["channels"], kk, kk))
-        )
+        shape = (width, graph.nodes[src]["channels"], kk, kk)
+        weights.append(p.module(f"block{tag}.w{i}_{j}{own}", "weight", shape=shape))
     in_channels = sum(graph.nodes[n]["channels"] for n in sources)
     bn = p.module(f"block{tag}.bn{j}_s{stage}", "batch_norm", num_features=in_channels)
     _, h, w = p.shapes[inputs[0]]
-    macs = in_channels * k * block.conv_kernel**2 * h * w
+    macs = in_channels * width * block.conv_kernel**2 * h * w
     attrs: dict[str, Any] = {
         "bn": bn,
         "weights": tuple(weights),
@@ -289,18 +303,18 @@ def _schedule_update(
     }
     if block.bottleneck:
         attrs["bottleneck_bn"] = p.module(
-            f"block{tag}.bottleneck_bn{j}_s{stage}", "batch_norm", num_features=k
+            f"block{tag}.bottleneck_bn{j}_s{stage}", "batch_norm", num_features=width
         )
         attrs["bottleneck_conv"] = p.module(
-            f"block{tag}.bottleneck{j}",
+            f"block{tag}.bottleneck{j}{own}",
             "conv2d",
-            in_channels=k,
+            in_channels=width,
             out_channels=k,
             kernel_size=block.kernel,
             stride=1,
             padding=block.kernel // 2,
         )
-        macs += k * k * block.kernel**2 * h * w
+        macs += width * k * block.kernel**2 * h * w
     p.op(
         graph.nodes[node]["name"],
         "update",

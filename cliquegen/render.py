@@ -534,14 +534,16 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
                     "color": "#d55e00",
                     "penwidth": "2",
                 }
-            link(entry, info["transit"], f"transition{tag}", f"transit: {_refs([config.transit])}")
+            link(entry, info["transit"], f"transition{tag}", f"transit: {_refs(config.transit)}")
             previous = f"transition{tag}"
+        if f"head{tag}" not in groups:  # head kind `last`: only the last block has one
+            continue
         box(f"head{tag}", f"head {tag}", groups[f"head{tag}"], fillcolor="#f3f8ee")
         if not expand:  # the heads in a row under their blocks
             drawing.ranks.append((entry, f"head{tag}"))
         link(entry, info["feature"], f"head{tag}", f"feature: {_refs(config.feature)}")
 
-    heads = [f"head{b + 1}" for b in range(len(blocks))]
+    heads = [f"head{b + 1}" for b in range(len(blocks)) if f"head{b + 1}" in groups]
     if "features" in groups:
         features = groups["features"][0]
         drawing.node("features", label=_html("<B>concat</B>", _small(f"&#8594; {_shape(features.shape)}")))

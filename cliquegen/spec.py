@@ -10,6 +10,7 @@ that holds the offending value.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
@@ -28,6 +29,10 @@ def _not_a_bool(value: object) -> object:
 
 Kernel = Annotated[Literal[1, 3, 5, 7], BeforeValidator(_not_a_bool)]
 StageRef = Literal["x0"] | Annotated[int, Field(ge=1, le=64)]
+StageIndex = Annotated[int, Field(ge=1, le=64)]
+#: ``transit: 2`` (a stage) or a list of them with X0: ``transit: [x0, 1]``.
+Transit = StageIndex | Annotated[list[StageRef], Field(min_length=1)]
+BottleneckWidth = Annotated[int, Field(ge=1, le=64)]
 
 
 class SpecSemanticError(Exception):
@@ -84,12 +89,24 @@ class Defaults(_Model):
 
     kernel: Kernel = Field(3, description="kernel of the W_ij (1 when bottleneck)")
     bottleneck: bool = False
+    bottleneck_width: BottleneckWidth = Field(
+        1, description="with bottleneck: the 1x1 W_ij produce width * channels (DenseNet: 4); default 1"
+    )
+    share_weights: bool = Field(
+        True,
+        description="true: every stage uses the same W_ij (and bottleneck conv); "
+        "false: each stage has its own (names end in the stage: w1_2_s2)",
+    )
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     schedule: ScheduleSpec = ScheduleSpec()
     feature: list[StageRef] = Field(
         ["x0", 2], min_length=1, description="block feature: X0 and/or the newest values after a stage"
     )
-    transit: Annotated[int, Field(ge=1, le=64)] = Field(2, description="stage carried to the next block")
+    transit: Transit = Field(
+        2,
+        description="what the next block receives: a stage, or a list of X0 and stages "
+        "(DenseNet: [x0, 1], the whole concatenation)",
+    )
 
 
 class BlockSpec(_Model):
@@ -99,22 +116,34 @@ class BlockSpec(_Model):
     channels: PositiveInt
     kernel: Kernel | None = None
     bottleneck: bool | None = None
+    bottleneck_width: BottleneckWidth | None = None
+    share_weights: bool | None = None
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] | None = None
     schedule: ScheduleOverride | None = None
     feature: list[StageRef] | None = Field(None, min_length=1)
-    transit: Annotated[int, Field(ge=1, le=64)] | None = None
+    transit: Transit | None = None
 
 
 class TransitionSpec(_Model):
-    """BN -> ReLU -> 1x1 conv (C -> C) -> [squeeze-and-excitation] -> 2x2 average pool."""
+    """BN -> ReLU -> 1x1 conv (C -> floor(compression * C)) -> [squeeze-and-excitation] -> 2x2 avg pool."""
 
     attention: bool = False
+    compression: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        1.0, description="the 1x1 conv keeps floor(compression * C) of the C channels (DenseNet-BC: 0.5)"
+    )
 
 
 class HeadSpec(_Model):
-    """Multi-scale head: every block feature is [compressed,] BN-ReLU-pooled, then concatenated."""
+    """``multiscale``: every block feature is [compressed,] BN-ReLU-pooled, then concatenated;
+    ``last``: BN, ReLU, global average pool over the last block's feature only (DenseNet)."""
 
-    compression: bool = False
+    kind: Literal["multiscale", "last"] = "multiscale"
+    compression: bool = Field(False, description="multiscale: halve each block feature by a 1x1 conv first")
+
+
+def compressed(channels: int, ratio: float) -> int:
+    """floor(ratio * channels) with the ratio as written (0.29 is 29/100, not 0.28999...)."""
+    return int(Fraction(str(ratio)) * channels)
 
 
 @dataclass(frozen=True)
@@ -126,18 +155,29 @@ class BlockConfig:
     channels: int
     kernel: int
     bottleneck: bool
+    bottleneck_width: int
+    share_weights: bool
     dropout: float
     stages: int
     partial: int | None
     order: tuple[int, ...]
     feature: tuple[str | int, ...]
-    transit: int
+    transit: tuple[str | int, ...]
     source: dict[str, Loc]
 
     @property
     def conv_kernel(self) -> int:
         """Kernel of the W_ij: 1x1 in a bottleneck block."""
         return 1 if self.bottleneck else self.kernel
+
+    @property
+    def conv_channels(self) -> int:
+        """Output channels of the W_ij: bottleneck_width * k in a bottleneck block, else k."""
+        return self.bottleneck_width * self.channels if self.bottleneck else self.channels
+
+    def ref_channels(self, refs: tuple[str | int, ...], input_channels: int) -> int:
+        """Channels of the concatenation ``refs`` names (a feature or transit)."""
+        return sum(input_channels if ref == "x0" else self.layers * self.channels for ref in refs)
 
 
 class Spec(_Model):
@@ -166,12 +206,24 @@ class Spec(_Model):
     def resolved_blocks(self) -> list[BlockConfig]:
         return [_resolve(self, b) for b in range(len(self.blocks))]
 
+    def block_input_channels(self) -> list[int]:
+        """Channels of each block's X0: the stem's output, then each transition's output
+        (floor(compression * C) of the C channels the previous block transits)."""
+        channels = [self.stem.channels]
+        for block in self.resolved_blocks()[:-1]:
+            transit = block.ref_channels(block.transit, channels[-1])
+            channels.append(compressed(transit, self.transition.compression))
+        return channels
+
     @model_validator(mode="after")
     def _check_semantics(self) -> Spec:
         problems: list[tuple[Loc, str]] = []
         blocks = self.resolved_blocks()
         for block in blocks:
-            problems += _block_problems(block, last=block.index == len(blocks) - 1)
+            problems += _block_problems(block, self, last=block.index == len(blocks) - 1)
+        problems += _head_problems(self)
+        if not problems:  # channel counts need consistent blocks
+            problems += _compression_problems(self, blocks)
         problems += _size_problems(self)
         if problems:
             raise SpecSemanticError(problems)
@@ -185,7 +237,7 @@ def _resolve(spec: Spec, b: int) -> BlockConfig:
     # where a value came from: the block, an explicit default, or (built-in default) the block
     written_defaults = defaults.model_fields_set if "defaults" in spec.model_fields_set else set()
     written_schedule = defaults.schedule.model_fields_set if "schedule" in written_defaults else set()
-    for key in ("kernel", "bottleneck", "dropout", "feature", "transit"):
+    for key in ("kernel", "bottleneck", "bottleneck_width", "share_weights", "dropout", "feature", "transit"):
         own = getattr(block, key)
         values[key] = getattr(defaults, key) if own is None else own
         if own is None:
@@ -200,12 +252,14 @@ def _resolve(spec: Spec, b: int) -> BlockConfig:
         else:
             source[key] = ("blocks", b, "schedule", key) if block.schedule is not None else ("blocks", b)
     order = values.pop("order")
+    transit = values.pop("transit")
     return BlockConfig(
         index=b,
         layers=block.layers,
         channels=block.channels,
         order=tuple(order) if order is not None else tuple(range(1, block.layers + 1)),
         feature=tuple(values.pop("feature")),
+        transit=(transit,) if isinstance(transit, int) else tuple(transit),
         source=source,
         **values,
     )
@@ -216,9 +270,12 @@ def _stages_of(block: BlockConfig) -> str:
     return f"{count} computed{{in_block}}"
 
 
-def _block_problems(block: BlockConfig, last: bool) -> list[tuple[Loc, str]]:
+def _block_problems(block: BlockConfig, spec: Spec, last: bool) -> list[tuple[Loc, str]]:
     n, problems = block.layers, []
     at = f"block {block.index + 1} has {n} layer{'s' if n != 1 else ''}"
+    head_reads_feature = last or spec.head.kind == "multiscale"
+    written_transit = spec.blocks[block.index].transit
+    transit_listed = isinstance(spec.defaults.transit if written_transit is None else written_transit, list)
 
     def problem(key: str, message: str, index: int | None = None) -> None:
         loc = block.source[key]
@@ -226,6 +283,8 @@ def _block_problems(block: BlockConfig, last: bool) -> list[tuple[Loc, str]]:
         message = message.format(in_block="" if loc[0] == "defaults" else f" in block {block.index + 1}")
         if loc == ("blocks", block.index):  # not written anywhere: the built-in default applies
             value = getattr(block, key)
+            if key == "transit" and not transit_listed:
+                value = value[0]
             shown = f"[{', '.join(map(str, value))}]" if isinstance(value, tuple) else value
             message += f" (the built-in default `{key}: {shown}` applies)"
         elif index is not None:
@@ -240,16 +299,38 @@ def _block_problems(block: BlockConfig, last: bool) -> list[tuple[Loc, str]]:
         problem("partial", f"partial: {block.partial} exceeds the layer count ({at})")
     if sorted(block.order) != list(range(1, n + 1)):
         problem("order", f"order must be a permutation of 1..{n} ({at}), got {list(block.order)}")
-    for i, ref in enumerate(block.feature):
-        if ref != "x0" and ref > block.stages:
-            problem("feature", f"feature names stage {ref}, but {_stages_of(block)}", index=i)
-    if len(set(block.feature)) != len(block.feature):
-        problem("feature", "feature lists the same entry twice")
-    if block.transit > block.stages and not last:  # the last block transits nothing
-        problem("transit", f"transit names stage {block.transit}, but {_stages_of(block)}")
-    used = [ref for ref in block.feature if ref != "x0"] + ([] if last else [block.transit])
+    if block.bottleneck_width != 1 and not block.bottleneck:
+        problem(
+            "bottleneck_width",
+            f"bottleneck_width: {block.bottleneck_width} needs bottleneck: true{{in_block}} "
+            "(without a bottleneck the W_ij produce the layer's channels)",
+        )
+    if head_reads_feature:
+        for i, ref in enumerate(block.feature):
+            if ref != "x0" and ref > block.stages:
+                problem("feature", f"feature names stage {ref}, but {_stages_of(block)}", index=i)
+        if len(set(block.feature)) != len(block.feature):
+            problem("feature", "feature lists the same entry twice")
+    elif block.source["feature"] == ("blocks", block.index, "feature"):
+        problem(
+            "feature",
+            f"head kind `last` reads only the last block's feature; block {block.index + 1}'s is unused",
+        )
+    if not last:  # the last block transits nothing
+        for i, ref in enumerate(block.transit):
+            if ref != "x0" and ref > block.stages:
+                index = i if transit_listed else None
+                problem("transit", f"transit names stage {ref}, but {_stages_of(block)}", index=index)
+        if len(set(block.transit)) != len(block.transit):
+            problem("transit", "transit lists the same entry twice")
+    used = [ref for ref in block.feature if ref != "x0"] if head_reads_feature else []
+    used += [] if last else [ref for ref in block.transit if ref != "x0"]
     if not problems and max(used, default=0) < block.stages:
-        users = "`feature`" if last else "neither `feature` nor `transit`"
+        users = "neither `feature` nor `transit`"
+        if last:
+            users = "`feature`"
+        elif not head_reads_feature:
+            users = "`transit` (head kind `last` reads only the last block's feature)"
         problem(
             "stages",
             f"stage {block.stages} of block {block.index + 1} is computed but {users} uses it"
@@ -257,6 +338,35 @@ def _block_problems(block: BlockConfig, last: bool) -> list[tuple[Loc, str]]:
             f"use stages: {max(used, default=1)} or refer to stage {block.stages}",
         )
     return problems
+
+
+def _head_problems(spec: Spec) -> list[tuple[Loc, str]]:
+    if spec.head.kind == "last" and spec.head.compression:
+        return [
+            (
+                ("head", "compression"),
+                "compression halves each block feature of the multi-scale head; "
+                "head kind `last` has none (use kind: multiscale, or drop compression)",
+            )
+        ]
+    return []
+
+
+def _compression_problems(spec: Spec, blocks: list[BlockConfig]) -> list[tuple[Loc, str]]:
+    """Every transition keeps at least one channel."""
+    c0, ratio = spec.stem.channels, spec.transition.compression
+    for block in blocks[:-1]:
+        transit = block.ref_channels(block.transit, c0)
+        c0 = compressed(transit, ratio)
+        if c0 < 1:
+            return [
+                (
+                    ("transition", "compression"),
+                    f"compression: {ratio} keeps no channel of the {transit} that block "
+                    f"{block.index + 1} transits (floor({ratio} * {transit}) = 0)",
+                )
+            ]
+    return []
 
 
 def _size_problems(spec: Spec) -> list[tuple[Loc, str]]:

@@ -111,8 +111,13 @@ def check_convertible(spec: Spec) -> None:
         problems.append(f"stem.kind is {spec.stem.kind!r}; their code has the imagenet stem")
     if spec.input.channels != 3:
         problems.append(f"input.channels is {spec.input.channels}; their stem reads 3 channels")
-    if not spec.head.compression:
+    if spec.head.kind != "multiscale":
+        problems.append(f"head.kind is {spec.head.kind!r}; their head is multiscale")
+    elif not spec.head.compression:
         problems.append("head.compression is false; their head always compresses")
+    if spec.transition.compression != 1:
+        ratio = spec.transition.compression
+        problems.append(f"transition.compression is {ratio}; their transitions keep all C channels")
     for block in spec.resolved_blocks():
         at = f"block {block.index + 1}"
         if not block.bottleneck:
@@ -127,8 +132,14 @@ def check_convertible(spec: Spec) -> None:
             problems.append(f"{at}: order is {list(block.order)}; their order is ascending")
         if list(block.feature) != ["x0", 2]:
             problems.append(f"{at}: feature is {list(block.feature)}; their block feature is [x0, 2]")
-        if block.transit != 2 and block.index + 1 < len(spec.blocks):
-            problems.append(f"{at}: transit is {block.transit}; they carry Stage II to the next block")
+        if block.transit != (2,) and block.index + 1 < len(spec.blocks):
+            shown = block.transit[0] if len(block.transit) == 1 else list(block.transit)
+            problems.append(f"{at}: transit is {shown}; they carry Stage II to the next block")
+        if not block.share_weights:
+            problems.append(f"{at}: share_weights is false; their stages share every W_ij")
+        if block.bottleneck_width != 1:
+            width = block.bottleneck_width
+            problems.append(f"{at}: bottleneck_width is {width}; their W_ij produce k channels")
     if problems:
         raise WeightsError(
             f"spec {spec.name!r} cannot hold the authors' {OFFICIAL_FORMAT} weights:\n  "

@@ -30,11 +30,11 @@ class CliquenetII(nn.Module):
 
     Input (B, 3, 32, 32), 10 classes; 1,122,026 parameters, 0.799 GFLOPs per image.
     Stem: 3x3 conv 3 -> 64.
-    Block 1: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2;
+    Block 1: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2;
         X0 of 64 channels; feature X0 + stage I, stage I to the next block.
-    Block 2: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2;
+    Block 2: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2;
         X0 of 180 channels; feature X0 + stage I, stage I to the next block.
-    Block 3: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2;
+    Block 3: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2;
         X0 of 180 channels; feature X0 + stage I.
     Transitions: BN, ReLU, 1x1 conv, 2x2 average pool.
     Head: each block feature BN, ReLU, global average pool;
@@ -47,7 +47,7 @@ class CliquenetII(nn.Module):
         self.stem = nn.Module()
         self.stem.conv = conv2d(3, 64, kernel_size=3, stride=1, padding=1)
 
-        # Block 1: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2
+        # Block 1: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2
         self.block1 = nn.Module()
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
@@ -81,7 +81,7 @@ class CliquenetII(nn.Module):
         self.head = nn.Module()
         self.head.bn1 = nn.BatchNorm2d(244)
 
-        # Block 2: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2
+        # Block 2: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2
         self.block2 = nn.Module()
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
@@ -114,7 +114,7 @@ class CliquenetII(nn.Module):
         # Head
         self.head.bn2 = nn.BatchNorm2d(360)
 
-        # Block 3: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2
+        # Block 3: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2
         self.block3 = nn.Module()
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
@@ -152,7 +152,7 @@ class CliquenetII(nn.Module):
         return b1_x0
 
     def forward_block1(self, b1_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Block 1: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2; then transition 1 and head.
+        """Block 1: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2; then transition 1 and head.
 
         b1_x0 (B, 64, 32, 32) -> b2_x0 (B, 180, 16, 16), h1_pooled (B, 244).
         """
@@ -193,7 +193,7 @@ class CliquenetII(nn.Module):
         return b2_x0, h1_pooled
 
     def forward_block2(self, b2_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Block 2: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2; then transition 2 and head.
+        """Block 2: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2; then transition 2 and head.
 
         b2_x0 (B, 180, 16, 16) -> b3_x0 (B, 180, 8, 8), h2_pooled (B, 360).
         """
@@ -234,7 +234,7 @@ class CliquenetII(nn.Module):
         return b3_x0, h2_pooled
 
     def forward_block3(self, b3_x0: torch.Tensor) -> torch.Tensor:
-        """Block 3: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2; then head.
+        """Block 3: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2; then head.
 
         b3_x0 (B, 180, 8, 8) -> h3_pooled (B, 360).
         """

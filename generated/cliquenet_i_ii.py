@@ -36,7 +36,7 @@ class CliquenetIIi(nn.Module):
         X0 of 64 channels; feature X0 + stage I, stage II to the next block.
     Block 2: 5 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2;
         X0 of 180 channels; feature X0 + stage I, stage II to the next block.
-    Block 3: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2;
+    Block 3: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2;
         X0 of 180 channels; feature X0 + stage I.
     Transitions: BN, ReLU, 1x1 conv, 2x2 average pool.
     Head: each block feature BN, ReLU, global average pool;
@@ -148,7 +148,7 @@ class CliquenetIIi(nn.Module):
         # Head
         self.head.bn2 = nn.BatchNorm2d(360)
 
-        # Block 3: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2
+        # Block 3: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2
         self.block3 = nn.Module()
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
@@ -328,7 +328,7 @@ class CliquenetIIi(nn.Module):
         return b3_x0, h2_pooled
 
     def forward_block3(self, b3_x0: torch.Tensor) -> torch.Tensor:
-        """Block 3: 5 layers of k=36, 1 stages, 3x3 W_ij, dropout 0.2; then head.
+        """Block 3: 5 layers of k=36, 1 stage, 3x3 W_ij, dropout 0.2; then head.
 
         b3_x0 (B, 180, 8, 8) -> h3_pooled (B, 360).
         """

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from cliquegen.spec import Spec
+from cliquegen.spec import BlockConfig, Spec
 
 WeightFn = Callable[[str, int], torch.Tensor]
 
@@ -45,15 +45,16 @@ def reference_forward(
         return F.linear(h, state[f"{prefix}.weight"], state[f"{prefix}.bias"])
 
     def update(
-        t: int, bottleneck: bool, j: int, stage: int, terms: list[tuple[int, torch.Tensor]]
+        t: int, block: BlockConfig, j: int, stage: int, terms: list[tuple[int, torch.Tensor]]
     ) -> torch.Tensor:
         """X_j(stage) of block t from its equation's terms [(i, X_i)]."""
+        own = "" if block.share_weights else f"_s{stage}"  # untied: each stage its own weights
         terms = sorted(terms, key=lambda term: term[0])  # X0 first, then ascending layers
         inputs = torch.cat([value for _, value in terms], 1)
-        w = torch.cat([weight(f"block{t}.w{i}_{j}", stage) for i, _ in terms], 1)
+        w = torch.cat([weight(f"block{t}.w{i}_{j}{own}", stage) for i, _ in terms], 1)
         out = F.conv2d(bn_relu(f"block{t}.bn{j}_s{stage}", inputs), w, padding=w.shape[-1] // 2)
-        if bottleneck:
-            w3 = weight(f"block{t}.bottleneck{j}.weight", stage)
+        if block.bottleneck:
+            w3 = weight(f"block{t}.bottleneck{j}{own}.weight", stage)
             out = F.conv2d(bn_relu(f"block{t}.bottleneck_bn{j}_s{stage}", out), w3, padding=w3.shape[-1] // 2)
         return out
 
@@ -84,20 +85,25 @@ def reference_forward(
                     terms = [(0, x0)] + [(i, X[1][i]) for i in before]
                 else:  # X_j(k) = g(sum_{i before j} Wij*Xi(k) + sum_{m after j} Wmj*Xm(k-1))
                     terms = [(i, X[stage][i]) for i in before] + [(m, X[stage - 1][m]) for m in after]
-                X[stage][j] = update(t, block.bottleneck, j, stage, terms)
+                X[stage][j] = update(t, block, j, stage, terms)
 
-        parts = []
-        for ref in block.feature:
-            parts += [x0] if ref == "x0" else newest(X, ref, n)
-        feature = torch.cat(parts, 1)
-        if spec.head.compression:
-            feature = F.conv2d(
-                bn_relu(f"head.compress{t}.bn", feature), state[f"head.compress{t}.conv.weight"]
-            )
-        pooled.append(bn_relu(f"head.bn{t}", feature).mean((2, 3)))
+        def tensors(refs: tuple, X0: torch.Tensor = x0, X: dict = X, n: int = n) -> torch.Tensor:
+            """cat of X0 and each layer's newest value after each listed stage."""
+            return torch.cat([t for r in refs for t in ([X0] if r == "x0" else newest(X, r, n))], 1)
+
+        if spec.head.kind == "last":  # BN, ReLU, pool over the last block's feature only
+            if t == len(spec.blocks):
+                pooled.append(bn_relu("head.bn", tensors(block.feature)).mean((2, 3)))
+        else:
+            feature = tensors(block.feature)
+            if spec.head.compression:
+                feature = F.conv2d(
+                    bn_relu(f"head.compress{t}.bn", feature), state[f"head.compress{t}.conv.weight"]
+                )
+            pooled.append(bn_relu(f"head.bn{t}", feature).mean((2, 3)))
 
         if t < len(spec.blocks):
-            h = torch.cat(newest(X, block.transit, n), 1)
+            h = tensors(block.transit)
             h = F.conv2d(bn_relu(f"transition{t}.bn", h), state[f"transition{t}.conv.weight"])
             if spec.transition.attention:
                 gate = F.relu(linear(f"transition{t}.attention.fc1", h.mean((2, 3))))

@@ -195,6 +195,11 @@ def _assert_estimate_exact(spec, compiled) -> None:
             for op in program.ops
             if op.kind == "update"
         ]
+        + [  # nor is a bottleneck's widened 1x1 output
+            program.modules[op.attrs["bottleneck_bn"]].args["num_features"] * op.shape[1] * op.shape[2]
+            for op in program.ops
+            if op.kind == "update" and op.attrs["bottleneck_bn"]
+        ]
     )
     assert cost.activation_bytes == 4 * widest
 

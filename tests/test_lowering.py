@@ -53,6 +53,12 @@ def conv_params(model: torch.nn.Module, block: int) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if name.startswith(f"block{block}.w"))
 
 
+def bottleneck_params(model: torch.nn.Module, block: int) -> int:
+    return sum(
+        p.numel() for name, p in model.named_parameters() if re.match(rf"block{block}\.bottleneck\d", name)
+    )
+
+
 def bn_params(model: torch.nn.Module, block: int) -> int:
     return sum(
         p.numel()
@@ -64,49 +70,68 @@ def bn_params(model: torch.nn.Module, block: int) -> int:
 @given(specs(max_blocks=2))
 def test_parameter_counts_follow_the_closed_form(spec: Spec) -> None:
     model = build_fx(spec)
-    c0 = spec.stem.channels
-    for b, block in enumerate(spec.resolved_blocks()):
+    graph = compile_spec(spec).graph
+    c0s = [info["input_channels"] for info in graph.graph["blocks"]]
+    for b, (block, c0) in enumerate(zip(spec.resolved_blocks(), c0s, strict=True)):
         n, k, s = block.layers, block.channels, block.conv_kernel**2
-        graph = compile_spec(spec).graph
-        used = {graph.edges[e]["weight"] for e in graph.edges if graph.nodes[e[1]]["block"] == b}
-        stage_one_pairs = n + n * (n - 1) // 2
-        full = n * c0 * k * s + n * (n - 1) * k * k * s
-        if len(used) == n + n * (n - 1):
-            assert conv_params(model, b + 1) == full
-        else:  # weights that no stage uses are not created
-            assert len(used) >= stage_one_pairs
-            assert conv_params(model, b + 1) < full
-        assert sum(1 for name, _ in model.named_parameters() if name.startswith(f"block{b + 1}.w")) == len(
-            used
-        )
-        # one BatchNorm per update (two with a bottleneck), over the update's input channels
+        k_out = k * block.bottleneck_width if block.bottleneck else k  # what the W_ij produce
+        edges = [e for e in graph.edges if graph.nodes[e[1]]["block"] == b]
+        used = {graph.edges[e]["weight"] for e in edges}
+        weights = sum(1 for name, _ in model.named_parameters() if name.startswith(f"block{b + 1}.w"))
         updates = [node for node in graph.nodes if node[0] == b and node[1] > 0]
+        if block.share_weights:
+            stage_one_pairs = n + n * (n - 1) // 2
+            full = (n * c0 + n * (n - 1) * k) * k_out * s
+            if len(used) == n + n * (n - 1):
+                assert conv_params(model, b + 1) == full
+            else:  # weights that no stage uses are not created
+                assert len(used) >= stage_one_pairs
+                assert conv_params(model, b + 1) < full
+            assert weights == len(used)
+        else:  # one W_ij per term of every stage equation
+            assert weights == len(edges)
+            inputs = sum(graph.nodes[src]["channels"] for src, _ in edges)
+            assert conv_params(model, b + 1) == inputs * k_out * s
+        # one BatchNorm per update (two with a bottleneck), over the update's input channels
         expected_bn = sum(
             2 * sum(graph.nodes[src]["channels"] for src in graph.predecessors(u)) for u in updates
         )
-        expected_bn += 2 * k * len(updates) if block.bottleneck else 0
+        expected_bn += 2 * k_out * len(updates) if block.bottleneck else 0
         assert bn_params(model, b + 1) == expected_bn
-        c0 = n * k
+        if block.bottleneck:  # the layer's k_out -> k conv: one per layer, or one per update untied
+            convs = n if block.share_weights else len(updates)
+            assert bottleneck_params(model, b + 1) == convs * k_out * k * block.kernel**2
 
 
 @given(specs(max_blocks=2))
-def test_more_stages_add_batchnorms_but_no_convolutions(spec: Spec) -> None:
+def test_more_stages_add_batchnorms_and_only_untied_convolutions(spec: Spec) -> None:
     def with_stages(stages: int) -> Spec:
         data = spec.model_dump()
         for block in data["blocks"]:
             block["schedule"] = {"stages": stages, "partial": None, "order": block["schedule"]["order"]}
-            block["feature"], block["transit"] = ["x0", stages], stages
+            block["transit"] = stages
+            if block["feature"] is not None:
+                block["feature"] = ["x0", stages]
+        data["defaults"]["feature"] = ["x0", stages]
         return Spec.model_validate(data)
 
     two, four = build_fx(with_stages(2)), build_fx(with_stages(4))
-    for b, block in enumerate(spec.blocks):
-        assert conv_params(two, b + 1) == conv_params(four, b + 1)
-        n, k = block.layers, block.channels
-        per_update = 2 * (n - 1) * k + (2 * k if block.bottleneck else 0)  # BN over the other n-1 layers
+    for b, block in enumerate(spec.resolved_blocks()):
+        n, k, kernel = block.layers, block.channels, block.conv_kernel
+        k_out = k * block.bottleneck_width if block.bottleneck else k
+        if block.share_weights:
+            assert conv_params(two, b + 1) == conv_params(four, b + 1)
+            assert bottleneck_params(two, b + 1) == bottleneck_params(four, b + 1)
+        else:  # each further stage: its own n(n-1) W_ij (and n bottleneck convs)
+            added = conv_params(four, b + 1) - conv_params(two, b + 1)
+            assert added == 2 * n * (n - 1) * k * k_out * kernel**2
+            extra = 2 * n * k_out * k * block.kernel**2 if block.bottleneck else 0
+            assert bottleneck_params(four, b + 1) - bottleneck_params(two, b + 1) == extra
+        per_update = 2 * (n - 1) * k + (2 * k_out if block.bottleneck else 0)  # BN over the other n-1 layers
         assert bn_params(four, b + 1) - bn_params(two, b + 1) == 2 * n * per_update
 
 
-SHARED_CONV = re.compile(r"^block\d+\.(w\d+_\d+|bottleneck\d+\.weight)$")
+SHARED_CONV = re.compile(r"^block(\d+)\.(w\d+_\d+|bottleneck\d+)(_s\d+)?(\.weight)?$")
 
 
 def randomize_batchnorm(model: torch.nn.Module, generator: torch.Generator) -> None:
@@ -137,6 +162,7 @@ def test_fx_equals_the_reference_implementation(spec: Spec) -> None:
 
 @given(specs(max_blocks=2))
 def test_shared_weight_gradient_is_the_sum_over_stages(spec: Spec) -> None:
+    """A shared W_ij's gradient sums every stage's use; an untied one is used by one stage."""
     torch.manual_seed(0)
     model = build_fx(spec).train()
     x = torch.randn(2, spec.input.channels, spec.input.height, spec.input.width)
@@ -154,6 +180,10 @@ def test_shared_weight_gradient_is_the_sum_over_stages(spec: Spec) -> None:
     shared = dict(model.named_parameters())
     names = {name for name, _ in copies}
     assert names == {name for name in shared if SHARED_CONV.match(name)}
+    blocks = spec.resolved_blocks()
     for name in names:
+        stages = [stage for key, stage in copies if key == name]
+        if not blocks[int(SHARED_CONV.match(name)[1]) - 1].share_weights:
+            assert stages == [int(name.split("_s")[-1].split(".")[0])]  # its own stage only
         total = sum(copy.grad for (key, _), copy in copies.items() if key == name)
         torch.testing.assert_close(shared[name].grad, total, rtol=1e-4, atol=1e-5)

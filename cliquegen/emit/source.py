@@ -604,15 +604,19 @@ class SourceWriter:
 
 def describe_block(block: BlockConfig) -> str:
     """``4 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2`` and the other options set."""
-    phrases = [f"{block.layers} layers of k={block.channels}", f"{block.stages} stages"]
+    stages = f"{block.stages} stage{'s' if block.stages != 1 else ''}"
+    phrases = [f"{block.layers} layers of k={block.channels}", stages]
     if block.partial is not None:
         updated = ", ".join(f"X{j}" for j in block.order[: block.partial]) or "no layer"
         phrases.append(f"stage {roman(block.stages)} updates only {updated}")
     if block.order != tuple(range(1, block.layers + 1)):
         phrases.append(f"order {' '.join(map(str, block.order))}")
-    phrases.append(f"{block.conv_kernel}x{block.conv_kernel} W_ij")
+    widened = f" to {block.bottleneck_width}k" if block.conv_channels != block.channels else ""
+    phrases.append(f"{block.conv_kernel}x{block.conv_kernel} W_ij{widened}")
     if block.bottleneck:
         phrases.append(f"bottleneck {block.kernel}x{block.kernel} conv per layer")
+    if not block.share_weights and block.stages > 1:
+        phrases.append("each stage its own weights")
     if block.dropout:
         phrases.append(f"dropout {block.dropout}")
     return ", ".join(phrases)
@@ -635,6 +639,11 @@ def layers_text(layers: list[int] | tuple[int, ...]) -> str:
     if len(layers) > 2 and list(layers) == list(range(layers[0], layers[-1] + 1)):
         return f"X{layers[0]} to X{layers[-1]}"
     return ", ".join(f"X{j}" for j in layers)
+
+
+def describe_refs(block: BlockConfig, refs: tuple[str | int, ...]) -> str:
+    """``X0 + stage I``: a feature or transit as the docstring states it."""
+    return " + ".join("X0" if ref == "x0" else stage_values(block, ref) for ref in refs)
 
 
 def roman(stage: int) -> str:
@@ -738,6 +747,7 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
         "classifier": writer.ref(program.classifier),
         "num_features": num_features,
         "num_classes": num_classes,
+        "pooled": f"pooled {'multi-scale' if spec.head.kind == 'multiscale' else 'last-block'} features",
     }
     return _environment().get_template("model.py.jinja2").render(**context)
 
@@ -763,21 +773,29 @@ def architecture(compiled: Compiled, params: int, flops: int, num_features: int)
         lines.append(f"Stem: 7x7/2 conv {c} -> {spec.stem.channels}, BN, ReLU, 3x3/2 max pool.")
     for b, info in enumerate(blocks):
         block: BlockConfig = info["config"]
-        references = ["X0" if ref == "x0" else stage_values(block, ref) for ref in block.feature]
-        feature = " + ".join(references)
+        last = b + 1 == len(blocks)
+        read = last or spec.head.kind == "multiscale"  # head kind `last` reads the last block only
+        feature = describe_refs(block, block.feature)
         lines.append(f"Block {b + 1}: {describe_block(block)};")
         carried = ""
-        if b + 1 < len(blocks):
-            transit = stage_values(block, block.transit)
-            same = references[-1] == transit and transit.startswith("the newest")
+        if not last:
+            transit = describe_refs(block, block.transit)
+            same = read and feature.endswith(transit) and transit.startswith("the newest")
             carried = ", also carried to the next block" if same else f", {transit} to the next block"
-        lines.append(f"{INDENT}X0 of {info['input_channels']} channels; feature {feature}{carried}.")
+        shown = f"; feature {feature}" if read else ""
+        lines.append(f"{INDENT}X0 of {info['input_channels']} channels{shown}{carried}.")
     if len(blocks) > 1:
+        ratio = spec.transition.compression
+        kept = f" keeping floor({ratio} C) channels" if ratio != 1 else ""
         attention = " squeeze-and-excitation attention," if spec.transition.attention else ""
-        lines.append(f"Transitions: BN, ReLU, 1x1 conv,{attention} 2x2 average pool.")
-    compression = " compressed to half (BN, ReLU, 1x1 conv)," if spec.head.compression else ""
-    lines.append(f"Head: each block feature{compression} BN, ReLU, global average pool;")
-    lines.append(f"{INDENT}concatenated ({num_features} features) -> linear.")
+        lines.append(f"Transitions: BN, ReLU, 1x1 conv{kept},{attention} 2x2 average pool.")
+    if spec.head.kind == "last":
+        lines.append("Head: the last block's feature, BN, ReLU, global average pool;")
+        lines.append(f"{INDENT}({num_features} features) -> linear.")
+    else:
+        compression = " compressed to half (BN, ReLU, 1x1 conv)," if spec.head.compression else ""
+        lines.append(f"Head: each block feature{compression} BN, ReLU, global average pool;")
+        lines.append(f"{INDENT}concatenated ({num_features} features) -> linear.")
     wrapped = []
     for line in lines:  # continuation lines are indented once more
         indent = line[: len(line) - len(line.lstrip(" "))]
