@@ -150,8 +150,10 @@ def test_network_view_connects_every_part(spec: Spec, depth: int) -> None:
     assert sorted(nodes) == sorted(drawing.nodes)
     assert set(edges) == {(u, v) for u, v, _ in drawing.edges}
     n = len(spec.blocks)
-    for part in ["x", "stem", "classifier"] + [f"head{b}" for b in range(1, n + 1)]:
+    heads = [f"head{b}" for b in range(1, n + 1)] if spec.head.kind == "multiscale" else [f"head{n}"]
+    for part in ["x", "stem", "classifier"] + heads:
         assert part in drawing.nodes
+    assert sorted(node for node in drawing.nodes if node.startswith("head")) == sorted(heads)
     assert [f"transition{t}" in drawing.nodes for t in range(1, n)] == [True] * (n - 1)
     attention = [
         drawing.nodes[f"transition{t}"].get("color") == "#d55e00" for t in range(1, n)
