@@ -19,7 +19,7 @@ from .errors import CliqueGenError, SpecError
 from .loader import load_spec
 from .lower import compile_spec
 from .recipes import RECIPES
-from .registry import resolve_spec, shipped_specs
+from .registry import family, resolve_spec, shipped_specs
 from .schema import spec_schema
 from .spec import Spec
 from .summary import Summary, summarize
@@ -91,17 +91,29 @@ def _shown(path: Path) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     rows = []
-    for name, path in shipped_specs().items():
+    for name, path in sorted(shipped_specs().items(), key=lambda item: (family(item[0]), item[0])):
         summary = summarize(compile_spec(load_spec(path)))
-        rows.append({"name": name, "path": _shown(path), "params": summary.params, "flops": summary.flops})
+        rows.append(
+            {
+                "name": name,
+                "family": family(name),
+                "path": _shown(path),
+                "params": summary.params,
+                "flops": summary.flops,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     table = Table(title="shipped specs")
-    for column in ("name", "params", "FLOPs", "path"):
+    for column in ("family", "name", "params", "FLOPs", "path"):
         table.add_column(column, justify="right" if column in ("params", "FLOPs") else "left")
-    for row in rows:
-        table.add_row(row["name"], _millions(row["params"]), _giga(row["flops"]), row["path"])
+    for index, row in enumerate(rows):
+        first = index == 0 or rows[index - 1]["family"] != row["family"]
+        if first and index:
+            table.add_section()
+        shown = row["family"] if first else ""
+        table.add_row(shown, row["name"], _millions(row["params"]), _giga(row["flops"]), row["path"])
     _stdout.print(table)
     return EXIT_OK
 

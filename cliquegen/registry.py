@@ -37,6 +37,11 @@ def shipped_specs() -> dict[str, Path]:
     return dict(sorted((path.stem, path) for path in paths))
 
 
+def family(name: str) -> str:
+    """The family of a shipped spec, the first word of its name: ``cliquenet``, ``densenet``."""
+    return name.split("-", 1)[0]
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted names of the shipped specs matching a shell-style pattern."""
     return [name for name in shipped_specs() if fnmatch.fnmatchcase(name, pattern)]

@@ -81,6 +81,18 @@ def test_list_json_names_every_shipped_spec(capsys: pytest.CaptureFixture) -> No
     assert names == sorted(names) and "cliquenet-s3" in names
     s3 = next(row for row in rows if row["name"] == "cliquenet-s3")
     assert round(s3["params"] / 1e6, 2) == 14.38
+    families = [row["family"] for row in rows]
+    assert families == sorted(families) and set(families) == {"cliquenet", "densenet"}  # grouped
+    assert {row["name"] for row in rows if row["family"] == "densenet"} >= {
+        "densenet-121",
+        "densenet-k12-t36",
+    }
+
+
+def test_list_shows_each_family_once_at_the_head_of_its_group(capsys: pytest.CaptureFixture) -> None:
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("densenet ") == 1 and out.count("cliquenet ") == 1
 
 
 def test_checked_in_schema_is_current_and_draft_07(capsys: pytest.CaptureFixture) -> None:
