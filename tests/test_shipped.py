@@ -41,6 +41,9 @@ def test_every_spec_named_in_the_design_is_shipped() -> None:
         "cliquenet-i-ii",
         "cliquenet-ii-ii",
         *(f"cliquenet-x{x}" for x in range(6)),
+        "cliquenet-k36-t12-untied",
+        *(f"densenet-{depth}" for depth in (121, 169, 201, 161)),
+        *(f"densenet-{row}" for row in ("k12-t36", "k12-t96", "k24-t96", "bc-k12-t96", "bc-k24-t246")),
     }
     assert expected <= set(SHIPPED)
     assert list_models("cliquenet-s*") == ["cliquenet-s0", "cliquenet-s1", "cliquenet-s2", "cliquenet-s3"]
