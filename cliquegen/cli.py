@@ -214,7 +214,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
     from . import weights
 
     spec = _checked_spec(args.spec)
-    conversion = weights.convert_from_official(weights.load_weights_file(args.source), spec)
+    conversion = weights.IMPORTERS[args.format](weights.load_weights_file(args.source), spec)
     weights.check_loads(conversion.state_dict, spec)
     weights.save_weights_file(conversion.state_dict, args.output)
     notes = [f"ignored the unused {key}" for key in conversion.ignored]
@@ -231,7 +231,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     from . import weights
 
     spec = _checked_spec(args.spec)
-    checkpoint = weights.official_checkpoint(weights.load_weights_file(args.source), spec)
+    checkpoint = weights.EXPORTERS[args.to](weights.load_weights_file(args.source), spec)
     weights.save_weights_file(checkpoint, args.output)
     _stdout.print(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
     return EXIT_OK
@@ -374,13 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--emit", choices=["fx", "source"], default="fx")
     sub.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
-    sub = add("import-weights", cmd_import_weights, "convert the authors' checkpoint to a state_dict")
-    sub.add_argument("--format", choices=["official-pytorch"], default="official-pytorch")
-    sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar) or state_dict")
+    sub = add("import-weights", cmd_import_weights, "convert the authors' or torchvision's weights")
+    sub.add_argument("--format", choices=["official-pytorch", "torchvision"], default="official-pytorch")
+    sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar, .pth) or state_dict")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="state_dict file to write")
-    sub = add("export-weights", cmd_export_weights, "write a state_dict as the authors' checkpoint")
-    sub.add_argument("--to", choices=["official-pytorch"], default="official-pytorch")
+    sub = add("export-weights", cmd_export_weights, "write a state_dict as the authors' or torchvision's")
+    sub.add_argument("--to", choices=["official-pytorch", "torchvision"], default="official-pytorch")
     sub.add_argument("source", metavar="SRC", help="state_dict of a cliquegen model")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="checkpoint file to write")

@@ -529,25 +529,59 @@ def _convert(
     ignore: Callable[[str], bool],
 ) -> Conversion:
     """Copy ``source[name]`` to ``target`` for every (name, target, shape); strict about the rest."""
+    return _convert_links(
+        source, [Link(((name, shape),), ((target, shape),)) for name, target, shape in pairs], spec, ignore
+    )
+
+
+@dataclass(frozen=True)
+class Link:
+    """Source tensors that make target tensors: the sources concatenated along dim 1 are the
+    targets concatenated along dim 1 (one to one, or a conv weight over a concatenated input
+    and the W_ij that are its slices); each as (name, shape)."""
+
+    sources: tuple[tuple[str, tuple[int, ...]], ...]
+    targets: tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def _convert_links(
+    source: dict[str, Any], links: list[Link], spec: Spec, ignore: Callable[[str], bool]
+) -> Conversion:
+    """Fill every link's targets from its sources; strict: every source key used once, every
+    shape checked, every problem listed."""
     result = Conversion({})
     problems: list[str] = []
-    for name, target, shape in pairs:
-        value = source.get(name)
-        if value is None:
-            if name.endswith(".num_batches_tracked"):  # absent from pre-0.4.1 checkpoints
-                result.state_dict[target] = torch.zeros((), dtype=torch.long)
-                result.filled.append(target)
-            else:
-                problems.append(f"missing {name} (for {target}, shape {_shape(shape)})")
-        elif not isinstance(value, torch.Tensor):
-            problems.append(f"{name} (for {target}) is a {type(value).__name__}, not a tensor")
-        elif tuple(value.shape) != shape:
-            problems.append(
-                f"{name} (for {target}) has shape {_shape(value.shape)}, expected {_shape(shape)}"
-            )
-        else:
-            result.state_dict[target] = value.detach().clone()
-    used = {name for name, _, _ in pairs}
+    for link in links:
+        names = " + ".join(target for target, _ in link.targets)
+        values = []
+        for name, shape in link.sources:
+            value = source.get(name)
+            if value is None:
+                if name.endswith(".num_batches_tracked"):  # absent from pre-0.4.1 checkpoints
+                    value = torch.zeros((), dtype=torch.long)
+                    result.filled.append(link.targets[0][0])
+                else:
+                    problems.append(f"missing {name} (for {names}, shape {_shape(shape)})")
+                    continue
+            elif not isinstance(value, torch.Tensor):
+                problems.append(f"{name} (for {names}) is a {type(value).__name__}, not a tensor")
+                continue
+            elif tuple(value.shape) != shape:
+                problems.append(
+                    f"{name} (for {names}) has shape {_shape(value.shape)}, expected {_shape(shape)}"
+                )
+                continue
+            values.append(value.detach())
+        if len(values) != len(link.sources):
+            continue
+        if len(link.sources) == 1 and len(link.targets) == 1:
+            result.state_dict[link.targets[0][0]] = values[0].clone()
+            continue
+        whole = torch.cat(values, 1)
+        parts = torch.split(whole, [shape[1] for _, shape in link.targets], 1)
+        for (target, _), part in zip(link.targets, parts, strict=True):
+            result.state_dict[target] = part.clone()
+    used = {name for link in links for name, _ in link.sources}
     for key, value in source.items():
         if key in used:
             continue
@@ -757,3 +791,146 @@ def read_safetensors_file(
             f"{file}: cannot read it as a safetensors file (truncated or corrupt?): {_first_line(error)}"
         ) from None
     return dict(tensors), metadata
+
+
+# --------------------------------------------------------------------------- torchvision
+
+#: torchvision's DenseNets, as the CLI spells the format.
+TORCHVISION_FORMAT = "torchvision"
+
+#: Names in torchvision's old DenseNet checkpoint files: ``denselayer1.norm.1.weight`` for
+#: today's ``denselayer1.norm1.weight`` (torchvision renames them the same way on loading).
+_LEGACY_LAYER_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.(\w+)$")
+
+_DENSE_MODULE = re.compile(
+    r"^block(?P<block>\d+)\.(?:bn(?P<norm1>\d+)_s1|bottleneck_bn(?P<norm2>\d+)_s1"
+    r"|bottleneck(?P<conv2>\d+)(?:_s1)?)$"
+)
+_TRANSITION_MODULE = re.compile(r"^transition(?P<block>\d+)\.(?P<part>bn|conv)$")
+
+
+def check_torchvision_convertible(spec: Spec) -> None:
+    """Raise WeightsError unless the spec is a DenseNet in torchvision's layout."""
+    problems = []
+    if spec.stem.kind != "imagenet":
+        problems.append(f"stem.kind is {spec.stem.kind!r}; torchvision's stem is the imagenet one")
+    if spec.head.kind != "last":
+        problems.append(f"head.kind is {spec.head.kind!r}; torchvision's head reads the last block (last)")
+    if spec.transition.attention:
+        problems.append("transition.attention is true; torchvision's transitions have none")
+    for block in spec.resolved_blocks():
+        at = f"block {block.index + 1}"
+        if block.stages != 1:
+            problems.append(f"{at}: stages is {block.stages}; a dense block runs Stage I only")
+        if not block.bottleneck:
+            problems.append(f"{at}: bottleneck is false; torchvision's dense layers have the bottleneck")
+        elif block.kernel != 3:
+            problems.append(f"{at}: kernel is {block.kernel}; torchvision's conv2 is 3x3")
+        if list(block.order) != sorted(block.order):
+            problems.append(f"{at}: order is {list(block.order)}; torchvision's order is ascending")
+        last = block.index + 1 == len(spec.blocks)
+        if not last and block.transit != ("x0", 1):
+            problems.append(f"{at}: transit is {list(block.transit)}; torchvision transits [x0, 1]")
+        if last and block.feature != ("x0", 1):
+            problems.append(f"{at}: feature is {list(block.feature)}; torchvision's head reads [x0, 1]")
+    if problems:
+        raise WeightsError(
+            f"spec {spec.name!r} cannot hold torchvision's DenseNet weights:\n  " + "\n  ".join(problems)
+        )
+
+
+def torchvision_links(spec: Spec) -> list[Link]:
+    """Every tensor of the spec's model under torchvision's name (source) and ours (target).
+
+    A dense layer's ``conv1`` reads cat(X0, X1 .. X(l-1)); its weight is our W_0l .. W_(l-1)l
+    concatenated along the input channels, in that order (one link, several targets).
+    """
+    check_torchvision_convertible(spec)
+    program = compile_spec(spec).program
+    conv1: dict[str, Link] = {}  # by the path of the layer's norm1, which torchvision lists first
+    for op in program.ops:
+        if op.kind == "update":
+            b, layer, _ = op.attrs["node"]
+            parts = tuple((path, tuple(program.modules[path].args["shape"])) for path in op.attrs["weights"])
+            out, _, kernel, _ = parts[0][1]
+            shape = (out, sum(part[1] for _, part in parts), kernel, kernel)
+            name = f"features.denseblock{b + 1}.denselayer{layer}.conv1.weight"
+            conv1[op.attrs["bn"]] = Link(((name, shape),), parts)
+    links = []  # in torchvision's order: conv0, norm0, then norm1, conv1, norm2, conv2 of each layer ...
+    for path, decl in program.modules.items():
+        if decl.kind in ("weight", "dropout"):  # the W_ij are slices of conv1
+            continue
+        theirs = _torchvision_module(path)
+        for suffix, shape in zip(_TENSORS[decl.kind], _shapes(decl), strict=True):
+            links.append(Link(((theirs + suffix, shape),), ((path + suffix, shape),)))
+        if path in conv1:
+            links.append(conv1[path])
+    return links
+
+
+def _torchvision_module(path: str) -> str:
+    """torchvision's module path of one of our module paths (all but the W_ij)."""
+    fixed = {"stem.conv": "features.conv0", "stem.bn": "features.norm0", "head.bn": "features.norm5"}
+    if path in fixed:
+        return fixed[path]
+    if path == "classifier":
+        return "classifier"
+    match = _DENSE_MODULE.match(path)
+    if match:
+        layer = next(
+            (key, int(value)) for key, value in match.groupdict().items() if key != "block" and value
+        )
+        return f"features.denseblock{match['block']}.denselayer{layer[1]}.{layer[0]}"
+    match = _TRANSITION_MODULE.match(path)
+    if match:
+        return f"features.transition{match['block']}.{'norm' if match['part'] == 'bn' else 'conv'}"
+    raise WeightsError(f"internal: no name in torchvision's DenseNet layout for module {path!r}")
+
+
+def _current_torchvision_names(source: dict[str, Any]) -> dict[str, Any]:
+    """``denselayer1.norm.1.weight`` -> ``denselayer1.norm1.weight``; both forms of one key is an error."""
+    renamed: dict[str, Any] = {}
+    for key, value in source.items():
+        match = _LEGACY_LAYER_KEY.match(key)
+        name = f"{match[1]}{match[2]}.{match[3]}" if match else key
+        if name in renamed:
+            raise WeightsError(f"the state_dict holds both {name} and its old name {key}")
+        renamed[name] = value
+    return renamed
+
+
+def convert_from_torchvision(state_dict: Mapping[str, Any], spec: Spec) -> Conversion:
+    """A torchvision DenseNet state_dict (today's names or the old ``norm.1`` ones, ``module.``
+    keys or not) in cliquegen's names, strictly; also says which keys were filled."""
+    links = torchvision_links(spec)
+    source = _current_torchvision_names(_plain_state_dict(state_dict))
+    pairs = [(link.sources[0][0], link.targets[0][0], link.sources[0][1]) for link in links]
+    _check_overlap(source, pairs, "torchvision's DenseNet", "a cliquegen state_dict", "import-weights")
+    return _convert_links(source, links, spec, ignore=lambda key: False)
+
+
+def from_torchvision(state_dict: Mapping[str, Any], spec: Spec) -> dict[str, torch.Tensor]:
+    """:func:`convert_from_torchvision`'s state_dict, ready for ``create_model(spec)``."""
+    return convert_from_torchvision(state_dict, spec).state_dict
+
+
+def to_torchvision(state_dict: Mapping[str, Any], spec: Spec) -> dict[str, torch.Tensor]:
+    """A cliquegen state_dict in torchvision's names: ``torchvision.models.densenet121()``
+    (or the DenseNet the spec describes) loads it with strict=True."""
+    links = [Link(link.targets, link.sources) for link in torchvision_links(spec)]
+    source = _plain_state_dict(state_dict)
+    pairs = [(link.sources[0][0], link.targets[0][0], link.sources[0][1]) for link in links]
+    _check_overlap(source, pairs, "the cliquegen", "torchvision's DenseNet", "export-weights")
+    return _convert_links(source, links, spec, ignore=lambda key: False).state_dict
+
+
+#: ``import-weights --format F``: F's state_dict -> cliquegen's names, with what was tolerated.
+IMPORTERS: dict[str, Callable[[Mapping[str, Any], Spec], Conversion]] = {
+    OFFICIAL_FORMAT: convert_from_official,
+    TORCHVISION_FORMAT: convert_from_torchvision,
+}
+#: ``export-weights --to F``: a cliquegen state_dict -> the file F's code loads.
+EXPORTERS: dict[str, Callable[[Mapping[str, Any], Spec], dict[str, Any]]] = {
+    OFFICIAL_FORMAT: official_checkpoint,
+    TORCHVISION_FORMAT: to_torchvision,
+}
