@@ -34,6 +34,7 @@ import pickle
 import re
 import struct
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -571,6 +572,12 @@ def _convert_links(
                     f"{name} (for {names}) has shape {_shape(value.shape)}, expected {_shape(shape)}"
                 )
                 continue
+            elif _dtype_kind(value.dtype) != _expected_kind(name):
+                problems.append(
+                    f"{name} (for {names}) holds {_dtype_kind(value.dtype)} values ({value.dtype}), "
+                    f"expected {_expected_kind(name)}"
+                )
+                continue
             values.append(value.detach())
         if len(values) != len(link.sources):
             continue
@@ -599,6 +606,11 @@ def _convert_links(
     return result
 
 
+def _expected_kind(name: str) -> str:
+    """What a tensor of a state_dict holds: counts in ``num_batches_tracked``, else real numbers."""
+    return "integer" if name.endswith(".num_batches_tracked") else "floating-point"
+
+
 def _shape(shape: Any) -> str:
     return str(tuple(shape)) if not isinstance(shape, str) else shape
 
@@ -618,6 +630,7 @@ def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int | None = N
         tensors, metadata = read_safetensors_file(file, max_bytes=max_bytes)
         info = info_from_metadata(metadata, file)
         return tensors if info is None else {"model": tensors, "info": info.to_dict()}
+    _check_unpacked_size(file, MAX_FILE_BYTES if max_bytes is None else max_bytes)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4 in the checkpoint"
@@ -636,6 +649,27 @@ def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int | None = N
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{file}: holds a {type(obj).__name__}, not a checkpoint or state_dict")
     return dict(obj)
+
+
+def _check_unpacked_size(file: Path, max_bytes: int) -> None:
+    """Refuse a zip-format file (what ``torch.save`` writes) whose entries unpack to more than
+    ``max_bytes``: torch reads deflate-compressed entries too, so a small file could otherwise
+    expand to gigabytes.  The older non-zip format stores tensors uncompressed."""
+    try:
+        with file.open("rb") as stream:
+            if stream.read(4) != b"PK\x03\x04":
+                return
+            with zipfile.ZipFile(stream) as archive:
+                entries = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError) as error:
+        raise WeightsError(
+            f"{file}: cannot read it as a PyTorch weights file (truncated or corrupt?): {error}"
+        ) from None
+    unpacked = sum(entry.file_size for entry in entries)
+    if unpacked > max_bytes:
+        raise WeightsError(
+            f"{file}: it unpacks to {unpacked:,} bytes, over the {max_bytes:,}-byte limit for weight files"
+        )
 
 
 def _first_line(error: BaseException) -> str:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
 import cliquegen
+from cliquegen import weights
 from cliquegen.cli import main
 from cliquegen.errors import WeightsError
 from cliquegen.weights import load_weights
 
+SPECS = Path(__file__).resolve().parent.parent / "specs" / "imagenet"
 TINY = "name: tiny\nnum_classes: 10\nblocks:\n  - {layers: 3, channels: 8}\n"
 WIDE = TINY.replace("name: tiny", "name: tiny-wide").replace("channels: 8", "channels: 12")
 
@@ -200,3 +204,83 @@ def test_export_with_weights_of_another_spec_exits_2_with_the_summary(tmp_path: 
         "build the model from that spec"
     )
     assert "Traceback" not in err and not out.exists()
+
+
+# --- the weight-file readers -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s0_official() -> tuple[cliquegen.Spec, dict[str, torch.Tensor]]:
+    from official_cliquenet import official_cliquenet
+
+    return cliquegen.load_spec(SPECS / "cliquenet-s0.yaml"), official_cliquenet("cliquenet-s0").state_dict()
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.bool, torch.complex64])
+def test_import_refuses_integer_bool_and_complex_weights(s0_official, dtype):
+    spec, state = s0_official
+    bad = dict(state, **{"fc.weight": state["fc.weight"].to(dtype)})
+    kind = {torch.int32: "integer", torch.bool: "bool", torch.complex64: "complex"}[dtype]
+    with pytest.raises(WeightsError) as caught:
+        weights.from_official(bad, spec)
+    assert f"fc.weight (for classifier.weight) holds {kind} values ({dtype}), expected floating-point" in str(
+        caught.value
+    )
+
+
+def test_import_accepts_integer_num_batches_tracked_only(s0_official):
+    spec, state = s0_official
+    assert state["fir_bn.num_batches_tracked"].dtype == torch.int64
+    weights.from_official(state, spec)
+    bad = dict(state, **{"fir_bn.num_batches_tracked": torch.tensor(3.0)})
+    with pytest.raises(WeightsError, match=r"fir_bn\.num_batches_tracked .* holds floating-point values"):
+        weights.from_official(bad, spec)
+
+
+def test_export_weights_refuses_integer_weights(s0_official):
+    spec, state = s0_official
+    ours = weights.from_official(state, spec)
+    ours["classifier.bias"] = ours["classifier.bias"].long()
+    with pytest.raises(WeightsError, match=r"classifier\.bias \(for fc\.bias\) holds integer values"):
+        weights.to_official(ours, spec)
+
+
+def _deflated(source: Path, target: Path) -> None:
+    """``source`` (a torch.save zip) with every entry deflate-compressed, as torch still reads it."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as dst:
+        for entry in src.infolist():
+            dst.writestr(entry.filename, src.read(entry.filename), compress_type=zipfile.ZIP_DEFLATED)
+
+
+def test_the_size_limit_bounds_what_a_file_unpacks_to(tmp_path: Path, monkeypatch, capsys):
+    plain, bomb = tmp_path / "plain.pt", tmp_path / "bomb.pt"
+    torch.save({"w": torch.zeros(1_000_000)}, plain)  # 4 MB of zeros
+    _deflated(plain, bomb)
+    assert bomb.stat().st_size < 50_000  # torch.load would unpack it to 4 MB
+    assert torch.load(bomb, weights_only=True)["w"].numel() == 1_000_000  # the attack works on torch.load
+    monkeypatch.setattr(weights, "MAX_FILE_BYTES", 1_000_000)
+    out = tmp_path / "out.pt"
+    code = main(["import-weights", str(bomb), "--spec", "cliquenet-s0", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert err.startswith(f"{bomb}: it unpacks to 4,000,")
+    assert err.endswith("bytes, over the 1,000,000-byte limit for weight files\n")
+
+
+def test_a_file_within_the_limit_unpacked_is_read(tmp_path: Path):
+    plain, packed = tmp_path / "plain.pt", tmp_path / "packed.pt"
+    torch.save({"w": torch.zeros(1000)}, plain)
+    _deflated(plain, packed)
+    assert torch.equal(weights.load_weights_file(packed, max_bytes=1_000_000)["w"], torch.zeros(1000))
+
+
+def test_a_legacy_file_claiming_a_huge_storage_is_refused_cleanly(tmp_path: Path):
+    """The pre-1.6 format (the authors' checkpoints): a storage whose header claims 2 GB."""
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.zeros(10)}, legacy, _use_new_zipfile_serialization=False)
+    data = legacy.read_bytes()
+    size_at = data.index(b"X\x03\x00\x00\x00cpuq\x06") + len(b"X\x03\x00\x00\x00cpuq\x06")
+    assert data[size_at : size_at + 2] == b"K\x0a"  # BININT1 10: the storage's element count
+    legacy.write_bytes(data[:size_at] + b"J" + struct.pack("<i", 500_000_000) + data[size_at + 2 :])
+    with pytest.raises(WeightsError, match="cannot read it as a PyTorch weights file"):
+        weights.load_weights_file(legacy)
