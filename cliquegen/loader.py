@@ -264,14 +264,14 @@ class _Tree:
                 raise _Refused(self._merges[0].start_mark, message)
             raise _Refused(node.start_mark, f"the spec holds more than {MAX_VALUES} values; is it a spec?")
 
-    def _scalar(self, node: yaml.ScalarNode) -> Any:
+    def _scalar(self, node: yaml.ScalarNode, is_key: bool = False) -> Any:
         if node.tag in (_VALUE_TAG, _MERGE_TAG):  # a plain `=` or `<<` used as a value
             return node.value
         if node.tag not in _SCALAR_TAGS:
             self._problem(node.start_mark, _tag_message(node.tag))
             return _BAD
         try:
-            return self._loader.construct_object(node, deep=True)
+            value = self._loader.construct_object(node, deep=True)
         except (ValueError, OverflowError, yaml.YAMLError) as error:
             kind = node.tag[len(_T) :]
             message = f"cannot read {_quote(node.value)} as {_KINDS.get(kind, kind)}"
@@ -281,6 +281,11 @@ class _Tree:
                 message += f": it has {len(node.value)} characters, far too many"
             self._problem(node.start_mark, message)
             return _BAD
+        surprise = None if is_key else _yaml11_surprise(node, value)  # a key's own message says more
+        if surprise:
+            self._problem(node.start_mark, surprise)
+            return _BAD
+        return value
 
     def _pairs(self, node: yaml.MappingNode) -> list[tuple[str, yaml.Node, yaml.Node]]:
         """The (key, key node, value node) of a mapping, `<<` merges applied, duplicates refused."""
@@ -338,7 +343,7 @@ class _Tree:
                 node.start_mark, message if node.tag in (_SEQ_TAG, _MAP_TAG) else _tag_message(node.tag)
             )
             return None
-        key = self._scalar(node)
+        key = self._scalar(node, is_key=True)
         if isinstance(key, str):
             return key
         if key is not _BAD:
@@ -382,6 +387,41 @@ def _printable(message: str) -> str:
     if message.isprintable():
         return message
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
+_YAML11_BOOLS = {"yes": "true", "on": "true", "no": "false", "off": "false"}
+
+
+def _yaml11_surprise(node: yaml.ScalarNode, value: Any) -> str | None:
+    """Why a plain scalar that YAML 1.1 (PyYAML) reads as a number or boolean must be written
+    another way: YAML 1.2 readers (editors, other tools) read it differently, or a person would.
+    ``010`` is 8 in YAML 1.1 and 10 in YAML 1.2, ``1:30`` is 90 (base 60); ``1_000``, ``yes``
+    and ``0b100000`` are text in YAML 1.2.  Hexadecimal (``0x20``) means the same in both."""
+    if node.style is not None or node.tag not in (f"{_T}int", f"{_T}float", f"{_T}bool"):
+        return None
+    raw = node.value
+    if node.tag == f"{_T}bool":
+        if raw.lower() in _YAML11_BOOLS:
+            return (
+                f"`{raw}` is read as {_YAML11_BOOLS[raw.lower()]} by YAML 1.1 but as text by YAML 1.2; "
+                f"write {_YAML11_BOOLS[raw.lower()]}, or quote it if it is text"
+            )
+        return None
+    shown = _yaml_text(value)
+    if ":" in raw:
+        return f"`{raw}` is read as {shown} (base 60, YAML 1.1); write {shown}, or quote it if it is text"
+    if "_" in raw:
+        return f"`{raw}` is read as {shown} by YAML 1.1 but as text by YAML 1.2; write {shown}"
+    digits = raw.lstrip("+-")
+    if node.tag == f"{_T}int" and digits[:2].lower() == "0b":
+        return f"`{raw}` is read as {shown} (binary) by YAML 1.1 but as text by YAML 1.2; write {shown}"
+    if node.tag == f"{_T}int" and re.fullmatch(r"0[0-7]+", digits):
+        decimal = int(raw, 10)
+        return (
+            f"`{raw}` is read as {shown} (octal) by YAML 1.1 but as {decimal} by YAML 1.2; "
+            f"write {shown}, or {decimal} without the leading zero"
+        )
+    return None
 
 
 def _yaml_message(error: yaml.MarkedYAMLError) -> str:
@@ -543,6 +583,10 @@ def _hint(item: dict[str, Any], node: yaml.Node) -> str:
         return "; remove the quotes"
     if isinstance(value, float) and kind == "int_type" and value.is_integer():
         return f"; write {int(value)}"
+    if isinstance(value, str) and kind in ("int_type", "float_type") and plain:
+        number = _yaml12_number(value)
+        if number is not None:
+            return f"; YAML 1.1 reads `{value}` as text: write {number}"
     if kind == "string_type" and plain and value is not None:
         return "; quote it to make it a string"
     if isinstance(value, str) and kind == "literal_error":
@@ -551,6 +595,20 @@ def _hint(item: dict[str, Any], node: yaml.Node) -> str:
         if close:
             return f"; did you mean '{close[0]}'?"
     return ""
+
+
+_YAML12_INT = re.compile(r"[-+]?(0o[0-7]+|0x[0-9a-fA-F]+)")
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
+def _yaml12_number(text: str) -> str | None:
+    """``text`` in decimal when YAML 1.2 reads it as a number (``1e-3``, ``0o17``), else None."""
+    if _YAML12_INT.fullmatch(text):
+        return str(int(text, 0))
+    if _YAML12_FLOAT.fullmatch(text) and len(text) <= 40:
+        number = float(text)
+        return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)
+    return None
 
 
 def _unknown_key_message(loc: Loc) -> str:

@@ -100,7 +100,7 @@ def test_defaults_are_inherited_and_blocks_override_them():
 
 def test_scalars_keep_their_yaml_types():
     spec = load_spec(
-        TINY + "description: '10'\ndefaults: {dropout: 0.25, bottleneck: yes, feature: [x0, 1, 2]}\n"
+        TINY + "description: '10'\ndefaults: {dropout: 0.25, bottleneck: True, feature: [x0, 1, 2]}\n"
     )
     assert spec.description == "10"
     assert spec.defaults.dropout == 0.25 and spec.defaults.bottleneck is True
