@@ -308,7 +308,7 @@ _LAYOUTS = (
     (
         "torchvision's DenseNet layout",
         re.compile(r"^features\.(conv0|norm0|denseblock\d+|transition\d+|norm5)\."),
-        "torchvision",
+        "torchvision",  # TORCHVISION_FORMAT, defined with its conversion below
     ),
     (
         "the layout of a cliquegen model",
@@ -316,10 +316,6 @@ _LAYOUTS = (
         None,
     ),
 )
-
-#: Formats ``cliquegen import-weights --format`` converts; a layout's hint names the command
-#: only when its format is here.
-IMPORT_FORMATS = (OFFICIAL_FORMAT,)
 
 
 def load_weights(
@@ -391,8 +387,13 @@ def _unwrapped(obj: Mapping[str, Any], source: str) -> dict[str, Any]:
 
 
 def _recorded_spec(obj: Mapping[str, Any]) -> tuple[str, str | None] | None:
-    """(name, sha256) of the spec a cliquegen checkpoint records, if it records one: ``spec``
-    as a name or as ``{"name", "sha256", ...}``, or ``settings.spec`` (a name)."""
+    """(name, sha256) of the spec a cliquegen checkpoint records, if it records one: its
+    ``info`` (``spec_name``, ``spec_sha256``), ``spec`` as a name or as ``{"name", "sha256"}``,
+    or ``settings.spec`` (a name)."""
+    info = obj.get("info")  # cliquegen.checkpoint.ModelInfo as a dict
+    if isinstance(info, Mapping) and isinstance(info.get("spec_name"), str):
+        sha = info.get("spec_sha256")
+        return info["spec_name"], sha if isinstance(sha, str) else None
     record = obj.get("spec")
     if record is None and isinstance(obj.get("settings"), Mapping):
         record = obj["settings"].get("spec")
@@ -831,6 +832,10 @@ def read_safetensors_file(
 
 #: torchvision's DenseNets, as the CLI spells the format.
 TORCHVISION_FORMAT = "torchvision"
+
+#: Formats ``cliquegen import-weights --format`` converts; a layout's hint names the command
+#: only when its format is here.
+IMPORT_FORMATS = (OFFICIAL_FORMAT, TORCHVISION_FORMAT)
 
 #: Names in torchvision's old DenseNet checkpoint files: ``denselayer1.norm.1.weight`` for
 #: today's ``denselayer1.norm1.weight`` (torchvision renames them the same way on loading).

@@ -76,6 +76,15 @@ def test_a_checkpoint_of_another_spec_names_both_specs(spec):
     assert "Traceback" not in message and "size mismatch" not in message  # never PyTorch's raw dump
 
 
+def test_the_checkpoint_info_names_the_spec(spec):
+    info = {"spec_name": "tiny-wide", "spec_sha256": "ef" * 32, "spec_text": WIDE, "input_size": [3, 32, 32]}
+    message = _error(spec, {"model": _trained(WIDE), "info": info})
+    assert (
+        f"it holds the weights of spec 'tiny-wide' (sha256 {'ef' * 32}); build the model from that spec"
+        in message
+    )
+
+
 def test_the_train_settings_record_names_the_spec(spec):
     message = _error(spec, {"model": _trained(WIDE), "settings": {"spec": "tiny-wide"}})
     assert "it holds the weights of spec 'tiny-wide'; build the model from that spec" in message
@@ -107,13 +116,15 @@ def test_the_authors_layout_names_the_converting_command(spec):
     )
 
 
-def test_torchvision_densenet_layout_is_recognised(spec):
+def test_torchvision_densenet_layout_names_the_converting_command(spec):
     torchvision = {
         "features.conv0.weight": torch.zeros(64, 3, 7, 7),
         "features.norm0.weight": torch.zeros(64),
     }
-    first = _error(spec, torchvision).splitlines()[0]
-    assert "it has torchvision's DenseNet layout" in first
+    assert _error(spec, torchvision).splitlines()[0] == (
+        "the weights do not fit spec 'tiny': it has torchvision's DenseNet layout; convert it first: "
+        "cliquegen import-weights --format torchvision W.pt --spec tiny -o converted.pt"
+    )
 
 
 def test_unknown_layout_shows_its_keys(spec):
