@@ -199,6 +199,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import SweepConfig, sweep
+
+    for spec in args.specs:
+        _checked_spec(spec)
+    sweep(SweepConfig.from_args(vars(args)), console=_stdout)
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .sweep import plot_runs
+
+    _stdout.print(f"wrote {plot_runs(args.runs, args.output)}")
+    return EXIT_OK
+
+
+def cmd_analyze_weights(args: argparse.Namespace) -> int:
+    from .analyze import analyze_weights
+
+    _checked_spec(args.spec)
+    matrices, path = analyze_weights(args.spec, args.weights, args.block, args.output, args.json)
+    _report_analysis({"blocks": [m.to_json() for m in matrices]}, path, args.json)
+    return EXIT_OK
+
+
+def cmd_analyze_features(args: argparse.Namespace) -> int:
+    from .analyze import analyze_features
+
+    _checked_spec(args.spec)
+    options = {k: getattr(args, k) for k in ("image", "sample", "block", "output", "json", "mean", "std")}
+    maps, path = analyze_features(args.spec, args.weights, **options)
+    _report_analysis(maps.to_json(), path, args.json)
+    return EXIT_OK
+
+
+def _report_analysis(numbers: dict, path: Path | None, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(numbers, indent=2))
+    if path is not None:  # to stderr when stdout carries JSON
+        print(f"wrote {path}", file=sys.stderr if as_json else sys.stdout)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import NOTES, export_model
 
@@ -298,50 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
     sub = add("train", cmd_train, "train a spec with the authors' recipe; also under torchrun (DDP)")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
-    sub.add_argument(
-        "--data", required=True, help="digits, mnist5k, cifar10:DIR, cifar100:DIR, svhn:DIR or folder:DIR"
-    )
     sub.add_argument("--out", required=True, metavar="DIR", help="checkpoints, metrics and curves go here")
-    sub.add_argument("--download", action="store_true", help="fetch cifar10/cifar100/svhn files into DIR")
-    sub.add_argument("--recipe", choices=list(RECIPES), help="default: paper-cifar")
-    sub.add_argument(
-        "--epochs", type=count(at_most=100_000), help="default: the recipe's (paper-cifar: 300, SVHN 40)"
-    )
-    sub.add_argument(
-        "--batch-size", type=count(at_most=1_000_000), help="global batch size (default: the recipe's)"
-    )
-    sub.add_argument(
-        "--lr", type=real(above=0, at_most=10), help="initial learning rate (default: the recipe's)"
-    )
-    sub.add_argument("--momentum", type=real(at_least=0, at_most=1), help="in [0, 1); default 0.9")
-    sub.add_argument("--weight-decay", type=real(at_least=0, at_most=1), help="default 1e-4")
-    sub.add_argument("--optimizer", choices=["sgd", "nesterov", "adamw"], help="default: the recipe's")
-    sub.add_argument("--schedule", choices=["step", "cosine"], help="default: step (the recipe's steps)")
-    sub.add_argument(
-        "--warmup",
-        type=integer(at_least=0, at_most=100_000),
-        default=0,
-        metavar="E",
-        help="epochs of linear lr warmup",
-    )
-    sub.add_argument("--label-smoothing", type=real(at_least=0, at_most=1), default=0.0, metavar="S")
-    sub.add_argument("--augment", choices=["none", "standard"], help="default: the recipe's")
+    _training_options(sub)
     sub.add_argument("--seed", type=integer(at_least=0), default=0)
-    sub.add_argument(
-        "--workers", type=integer(at_least=0, at_most=1024), default=0, help="data loader processes per rank"
-    )
     sub.add_argument("--resume", action="store_true", help="continue exactly from DIR/last.pt")
-    sub.add_argument("--subset", type=count(), metavar="N", help="only the first N train and N test images")
     sub.add_argument("--stop-after", type=count(), metavar="E", help="stop after epoch E; --resume later")
-    sub.add_argument("--finetune", metavar="W.pt", help="start from these weights (new classifier if needed)")
-    sub.add_argument(
-        "--num-classes", type=count(at_most=1_000_000), metavar="N", help="replace the spec's num_classes"
-    )
-    sub.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
-    sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    sub.add_argument("--compile", action="store_true", help="torch.compile the training forward")
-    sub.add_argument("--tensorboard", action="store_true", help="event files in DIR/tensorboard")
-    sub.add_argument("--safetensors", action="store_true", help="also write DIR/best.safetensors")
     sub = add("eval", cmd_eval, "top-1, top-5 and loss of trained weights on a data set's test split")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt, last.pt or a state_dict")
@@ -358,6 +361,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--top-k", type=count(at_most=1000), default=5, metavar="K")
     sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     sub.add_argument("--json", action="store_true", help="print a JSON list")
+    sub = add("sweep", cmd_sweep, "train specs x seeds with one recipe; results table and figure")
+    sub.add_argument("specs", nargs="+", metavar="SPEC", help="spec paths or shipped spec names")
+    sub.add_argument("--out", required=True, metavar="DIR", help="OUT/<spec>/seed<S>/ and OUT/results.*")
+    sub.add_argument(
+        "--seeds", type=integer(at_least=0), nargs="+", default=[0], metavar="S", help="default: 0"
+    )
+    _training_options(sub)
+    sub = add("plot", cmd_plot, "overlay the training curves of runs (their metrics.json)", force=False)
+    sub.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders that `cliquegen train` wrote")
+    sub.add_argument("-o", "--output", required=True, metavar="FIG", help=".png, .svg or .pdf")
+    analyze = add("analyze", None, "look inside a trained model: weight strengths, feature maps", False)
+    kinds = analyze.add_subparsers(dest="kind", required=True, metavar="KIND")
+    sub = _analysis(kinds, "weights", cmd_analyze_weights, "heatmaps of each block's mean |W_ij|")
+    sub.add_argument("--block", type=count(), metavar="N", help="only block N, from 1 (default: all)")
+    sub = _analysis(
+        kinds, "features", cmd_analyze_features, "a block's feature maps, Stage I against the last stage"
+    )
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", metavar="IMG", help="a PNG or JPEG file, resized to the spec's input")
+    source.add_argument("--sample", metavar="DATA:INDEX", help="a test image of a data set, e.g. digits:5")
+    sub.add_argument(
+        "--block", type=count(), default=1, metavar="N", help="block to show, from 1 (default 1)"
+    )
+    sub.add_argument("--mean", type=real(), nargs="+", help="--image: channel means (default: the run's)")
+    sub.add_argument(
+        "--std", type=real(above=0), nargs="+", help="--image: channel stds (default: the run's)"
+    )
     sub = add("export", cmd_export, "export a spec's model (ONNX, torch.export, TorchScript) or its weights")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", metavar="W.pt", help="state_dict or checkpoint (last.pt, best.pt)")
@@ -385,6 +415,64 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="checkpoint file to write")
     return parser
+
+
+def _training_options(sub: argparse.ArgumentParser) -> None:
+    """The data and recipe options of ``train``, which ``sweep`` passes to every run."""
+    sub.add_argument(
+        "--data", required=True, help="digits, mnist5k, cifar10:DIR, cifar100:DIR, svhn:DIR or folder:DIR"
+    )
+    sub.add_argument("--download", action="store_true", help="fetch cifar10/cifar100/svhn files into DIR")
+    sub.add_argument("--recipe", choices=list(RECIPES), help="default: paper-cifar")
+    sub.add_argument(
+        "--epochs", type=count(at_most=100_000), help="default: the recipe's (paper-cifar: 300, SVHN 40)"
+    )
+    sub.add_argument(
+        "--batch-size", type=count(at_most=1_000_000), help="global batch size (default: the recipe's)"
+    )
+    sub.add_argument(
+        "--lr", type=real(above=0, at_most=10), help="initial learning rate (default: the recipe's)"
+    )
+    sub.add_argument("--momentum", type=real(at_least=0, at_most=1), help="in [0, 1); default 0.9")
+    sub.add_argument("--weight-decay", type=real(at_least=0, at_most=1), help="default 1e-4")
+    sub.add_argument("--optimizer", choices=["sgd", "nesterov", "adamw"], help="default: the recipe's")
+    sub.add_argument("--schedule", choices=["step", "cosine"], help="default: step (the recipe's steps)")
+    sub.add_argument(
+        "--warmup",
+        type=integer(at_least=0, at_most=100_000),
+        default=0,
+        metavar="E",
+        help="epochs of linear lr warmup",
+    )
+    sub.add_argument("--label-smoothing", type=real(at_least=0, at_most=1), default=0.0, metavar="S")
+    sub.add_argument("--augment", choices=["none", "standard"], help="default: the recipe's")
+    sub.add_argument(
+        "--workers", type=integer(at_least=0, at_most=1024), default=0, help="data loader processes per rank"
+    )
+    sub.add_argument("--subset", type=count(), metavar="N", help="only the first N train and N test images")
+    sub.add_argument("--finetune", metavar="W.pt", help="start from these weights (new classifier if needed)")
+    sub.add_argument(
+        "--num-classes", type=count(at_most=1_000_000), metavar="N", help="replace the spec's num_classes"
+    )
+    sub.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
+    sub.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    sub.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    sub.add_argument("--tensorboard", action="store_true", help="event files in DIR/tensorboard")
+    sub.add_argument("--safetensors", action="store_true", help="also write DIR/best.safetensors")
+
+
+def _analysis(
+    kinds: argparse._SubParsersAction, name: str, handler: Callable[[argparse.Namespace], int], help: str
+) -> argparse.ArgumentParser:
+    """An ``analyze`` subcommand with the options every analysis takes."""
+    sub = kinds.add_parser(name, help=help, description=help)
+    sub.set_defaults(handler=handler)
+    sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--weights", required=True, metavar="W.pt", help="state_dict or checkpoint (best.pt)")
+    sub.add_argument("-o", "--output", metavar="FIG", help="figure to write: .png, .svg or .pdf")
+    sub.add_argument("--json", action="store_true", help="print the numbers behind the figure as JSON")
+    return sub
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,10 @@ def reference_forward(
     *,
     training: bool = False,
     weight: WeightFn | None = None,
+    record: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
+    """The network's logits; ``record`` (when given) receives every block tensor by its
+    Program name: ``b1_x0``, ``b1_x3_s2``."""
     state = {key: value.clone() if "running" in key else value for key, value in state.items()}
     weight = weight or (lambda name, stage: state[name])
 
@@ -72,6 +75,8 @@ def reference_forward(
     for b, block in enumerate(spec.resolved_blocks()):
         t, n, last = b + 1, block.layers, block.stages
         x0 = h
+        if record is not None:
+            record[f"b{t}_x0"] = x0
         X: dict[int, dict[int, torch.Tensor]] = {}  # X[stage][layer]
 
         for stage in range(1, last + 1):
@@ -86,6 +91,8 @@ def reference_forward(
                 else:  # X_j(k) = g(sum_{i before j} Wij*Xi(k) + sum_{m after j} Wmj*Xm(k-1))
                     terms = [(i, X[stage][i]) for i in before] + [(m, X[stage - 1][m]) for m in after]
                 X[stage][j] = update(t, block, j, stage, terms)
+                if record is not None:
+                    record[f"b{t}_x{j}_s{stage}"] = X[stage][j]
 
         def tensors(refs: tuple, X0: torch.Tensor = x0, X: dict = X, n: int = n) -> torch.Tensor:
             """cat of X0 and each layer's newest value after each listed stage."""
