@@ -82,7 +82,7 @@ def roman(stage: int) -> str:
 
 
 def _millions(n: float) -> str:
-    return f"{n / 1e6:.3g}M"
+    return f"{n / 1e6:.3f}M"
 
 
 # --- sweeps and curves --------------------------------------------------------------------------
@@ -98,15 +98,20 @@ def draw_results(results: Sequence[SpecResult], title: str) -> Figure:
         figure = new_figure(max(4.5, 1.0 * n + 2.5), 5.2)
         top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
         x = list(range(n))
-        for attribute, label, style in (
-            ("final_error", "final", {"marker": "o"}),
-            ("best_error", "best", {"marker": "s", "markerfacecolor": "white", "linestyle": "--"}),
+        for attribute, label, shift, style in (
+            ("final_error", "final", -0.06, {"marker": "o"}),
+            ("best_error", "best", 0.06, {"marker": "s", "markerfacecolor": "white", "linestyle": "--"}),
         ):
             means, stds = zip(*(result.mean_std(attribute) for result in results), strict=True)
-            top.errorbar(x, means, yerr=[s or 0.0 for s in stds], capsize=3, label=f"{label} epoch", **style)
+            shifted = [xi + shift for xi in x]  # side by side, so the error bars do not cover each other
+            top.errorbar(
+                shifted, means, yerr=[s or 0.0 for s in stds], capsize=3, label=f"{label} epoch", **style
+            )
             if attribute == "final_error":
-                for xi, mean in zip(x, means, strict=True):
-                    top.annotate(f"{mean:.2f}", (xi, mean), textcoords="offset points", xytext=(6, 4))
+                for xi, mean in zip(shifted, means, strict=True):
+                    top.annotate(
+                        f"{mean:.2f}", (xi, mean), textcoords="offset points", xytext=(-8, 4), ha="right"
+                    )
         seeds = {len(result.runs) for result in results}
         spread = "error bars: std over seeds" if max(seeds) > 1 else "one seed"
         top.set_ylabel("top-1 test error (%)")
