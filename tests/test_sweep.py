@@ -187,3 +187,17 @@ def test_sweep_under_torchrun(specs: list[Path], tmp_path: Path) -> None:
     document = json.loads((out / "results.json").read_text())
     assert document["specs"][0]["final_error_mean"] == pytest.approx(100 * (1 - metrics["test_accuracy"]))
     assert result.stdout.count("wrote") == 4  # rank 0 alone writes results.json, .csv, .md, .png
+
+
+def test_the_readme_experiment_is_the_digits_net_as_cliquenet_x() -> None:
+    """docs/experiments holds X = 0..2 of the digits net; X = 3 is cliquenet-digits itself."""
+    root = Path(__file__).resolve().parent.parent
+    full = load_spec(root / "specs/digits/cliquenet-digits.yaml")
+    for x in range(3):
+        spec = load_spec(root / f"docs/experiments/cliquenet-digits-x{x}.yaml")
+        assert spec.name == f"cliquenet-digits-x{x}"
+        assert [b.partial for b in spec.resolved_blocks()] == [x, x]
+        others = {"name", "description", "defaults"}
+        assert spec.model_dump(exclude=others) == full.model_dump(exclude=others)
+        schedule = {"schedule"}
+        assert spec.defaults.model_dump(exclude=schedule) == full.defaults.model_dump(exclude=schedule)
