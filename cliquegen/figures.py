@@ -176,7 +176,7 @@ def draw_weight_matrices(matrices: Sequence[WeightMatrix], title: str) -> Figure
             where = f"block {m.block}" if m.tied else f"block {m.block}, stage {roman(m.stages[0])}"
             axes.set_title(f"{where}\nGini {m.gini:.3f}")
             figure.colorbar(image, ax=axes, label="mean |W_ij|", shrink=0.85)
-            if size <= 8:
+            if size <= 9:  # up to 8 layers (and X0): the values fit in the cells
                 top = np.nanmax(values)
                 for (i, j), value in np.ndenumerate(values):
                     if not np.isnan(value):
