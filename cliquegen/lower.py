@@ -16,14 +16,14 @@ for Stage I only, whose transit is the whole concatenation ``[x0, 1]``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
 
 from ._limits import check_limits
 from .ir import ModuleDecl, NodeId, Op, Program, equation
-from .spec import BlockConfig, Spec, compressed
+from .spec import BlockConfig, InitSpec, NormSpec, Spec, compressed
 
 
 @dataclass
@@ -247,7 +247,8 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
     features = p.cat("features", pooled)
     p.part = "classifier"
     logits = p.linear("logits", "classifier", features, spec.num_classes)
-    return Program(spec.name, p.modules, p.ops, output=logits, features=features, classifier="classifier")
+    modules = {path: _with_norm_and_init(decl, spec) for path, decl in p.modules.items()}
+    return Program(spec.name, modules, p.ops, output=logits, features=features, classifier="classifier")
 
 
 #: Smallest side of the first block's maps from which the model runs in channels-last memory.
@@ -335,3 +336,18 @@ def _schedule_attention(p: _ProgramBuilder, name: str, prefix: str, x: str) -> s
     h = p.linear(f"{name}_fc2", f"{prefix}.fc2", h, channels)
     gate = p.op(f"{name}_gate", "sigmoid", (h,), shape=(channels,))
     return p.op(name, "scale", (x, gate), shape=p.shapes[x])
+
+
+def _with_norm_and_init(decl: ModuleDecl, spec: Spec) -> ModuleDecl:
+    """The spec's ``norm`` and ``init`` settings as constructor arguments, where they differ
+    from the defaults (so a spec that does not set them declares exactly what it did before).
+    BatchNorm takes eps and momentum together: its constructor's arguments are positional."""
+    if decl.kind == "batch_norm" and spec.norm != NormSpec():
+        extra: dict[str, Any] = {"eps": spec.norm.eps, "momentum": spec.norm.momentum}
+    elif decl.kind in ("weight", "conv2d") and spec.init.conv != InitSpec().conv:
+        extra = {"init": spec.init.conv}
+    elif decl.kind == "linear" and spec.init.linear != InitSpec().linear:
+        extra = {"init": spec.init.linear}
+    else:
+        return decl
+    return replace(decl, args={**decl.args, **extra})

@@ -180,6 +180,29 @@ class BlockConfig:
         return sum(input_channels if ref == "x0" else self.layers * self.channels for ref in refs)
 
 
+class NormSpec(_Model):
+    """Every BatchNorm's epsilon and momentum, in PyTorch's meaning: momentum is the weight of
+    each batch in the running statistics (TensorFlow's moving-average decay d is 1 - d)."""
+
+    eps: Annotated[float, Field(gt=0, le=1)] = 1e-5
+    momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
+
+
+#: Conv weight (W_ij, stem, bottleneck, transition) initialisations.  ``kaiming-normal-fan-out``:
+#: PyTorch's He normal over the fan-out; ``truncated-normal-fan-in``: TensorFlow's
+#: ``variance_scaling_initializer()`` (normal with std sqrt(1.3 * 2 / fan_in), cut at 2 std).
+ConvInit = Literal["kaiming-normal-fan-out", "truncated-normal-fan-in"]
+#: Linear weight (attention, classifier) initialisations: PyTorch's default or Glorot uniform.
+LinearInit = Literal["kaiming-uniform", "glorot-uniform"]
+
+
+class InitSpec(_Model):
+    """How weights start; biases start at zero either way."""
+
+    conv: ConvInit = "kaiming-normal-fan-out"
+    linear: LinearInit = "kaiming-uniform"
+
+
 class Spec(_Model):
     """A whole clique network."""
 
@@ -192,6 +215,8 @@ class Spec(_Model):
     blocks: list[BlockSpec] = Field(min_length=1, max_length=64)
     transition: TransitionSpec = TransitionSpec()
     head: HeadSpec = HeadSpec()
+    norm: NormSpec = NormSpec()
+    init: InitSpec = InitSpec()
     memory_efficient: bool = Field(
         False,
         description="training recomputes each update's concat -> BN -> ReLU -> conv in the backward "

@@ -815,25 +815,47 @@ Model = CliquenetS2
 
 
 # Constructors: how __init__ builds and initialises each module
-def shared_weight(shape: tuple[int, int, int, int]) -> nn.Parameter:
+def shared_weight(shape: tuple[int, int, int, int], init: str = "kaiming-normal-fan-out") -> nn.Parameter:
     """A W_ij: one conv weight (out, in, kernel, kernel) reused by every stage."""
     weight = nn.Parameter(torch.empty(shape))
-    nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
+    init_conv_weight(weight, init)
     return weight
 
 
-def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> nn.Conv2d:
+def conv2d(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int,
+    padding: int,
+    init: str = "kaiming-normal-fan-out",
+) -> nn.Conv2d:
     """A bias-free convolution, initialised like the W_ij."""
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    init_conv_weight(conv.weight, init)
     return conv
 
 
-def linear(in_features: int, out_features: int) -> nn.Linear:
-    """A fully connected layer with a zero bias."""
+def linear(in_features: int, out_features: int, init: str = "kaiming-uniform") -> nn.Linear:
+    """A fully connected layer with a zero bias; its weight as nn.Linear draws it, or Glorot
+    uniform (``glorot-uniform``, TensorFlow's ``xavier_initializer()``)."""
     layer = nn.Linear(in_features, out_features)
+    if init == "glorot-uniform":
+        nn.init.xavier_uniform_(layer.weight)
     nn.init.zeros_(layer.bias)
     return layer
+
+
+def init_conv_weight(weight: torch.Tensor, init: str) -> None:
+    """``kaiming-normal-fan-out``: He normal over the fan-out (PyTorch's usual choice);
+    ``truncated-normal-fan-in``: TensorFlow's ``variance_scaling_initializer()``, a normal
+    with std sqrt(1.3 * 2 / fan_in) cut at two std (the cut leaves a std of about
+    sqrt(2 / fan_in)), fan_in = in_channels * kernel * kernel of this weight alone."""
+    if init == "truncated-normal-fan-in":
+        std = (2.6 / weight[0].numel()) ** 0.5
+        nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+    else:
+        nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 
 
 # The clique update that the forward methods call

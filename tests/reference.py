@@ -39,6 +39,8 @@ def reference_forward(
             state[f"{prefix}.weight"],
             state[f"{prefix}.bias"],
             training=training,
+            momentum=spec.norm.momentum,
+            eps=spec.norm.eps,
         )
 
     def bn_relu(prefix: str, h: torch.Tensor) -> torch.Tensor:
