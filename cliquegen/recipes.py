@@ -12,11 +12,9 @@ docs/training.md cites the line of their code each value comes from.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from .errors import UsageError
 
@@ -125,11 +123,3 @@ def make_scheduler(
         optimizer, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup
     )
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, main], milestones=[warmup])
-
-
-def finite_positive(value: float) -> bool:
-    return math.isfinite(value) and value > 0
-
-
-def smoothing_loss(label_smoothing: float) -> nn.Module:
-    return nn.CrossEntropyLoss(label_smoothing=label_smoothing)

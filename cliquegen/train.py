@@ -397,6 +397,7 @@ def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> No
             raise UsageError(f"--{name.replace('_', '-')} must be {need}, got {value!r}")
 
     number("epochs", settings["epochs"], settings["epochs"] >= 1, "at least 1")
+    number("batch_size", settings["batch_size"], settings["batch_size"] >= 1, "at least 1")
     batch = settings["batch_size"]
     if batch < world_size or batch % world_size:
         raise UsageError(
@@ -417,7 +418,7 @@ def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> No
         ("optimizer", settings["optimizer"], OPTIMIZERS),
         ("schedule", settings["schedule"], SCHEDULES),
         ("augment", settings["augment"], AUGMENTATIONS),
-        ("amp", settings["amp"], (None, *AMP_DTYPES)),
+        ("amp", settings["amp"] or "bf16", tuple(AMP_DTYPES)),  # None: full precision
     ):
         if value not in choices:
             raise UsageError(f"unknown --{name} {value!r}; choose one of {', '.join(choices)}")
@@ -455,7 +456,10 @@ def _prepare_out(out: Path, config: TrainConfig, ctx: _Context) -> None:
         )
     if ctx.main:
         for name in existing:
-            (out / name).unlink()
+            try:
+                (out / name).unlink()
+            except OSError as error:
+                raise UsageError(f"--force: cannot remove {out / name}: {error.strerror or error}") from None
 
 
 def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
