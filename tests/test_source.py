@@ -244,10 +244,14 @@ def test_a_module_reads_model_first_with_the_runtime_after_it() -> None:
     assert top[-2:] == ["can_fold", "folded_bn_relu"]  # the inference fast path last
     assert text.index("class CliquenetK36T12") < text.index("# --- Runtime") < text.index("def clique_update")
     init = text[text.index("def __init__") : text.index("def forward_stem")]
+    tf = 'init="truncated-normal-fan-in"'  # the spec states the authors' TF settings
+    w12 = f"self.block1.w1_2 = shared_weight((36, 36, 3, 3), {tf})  # W12"
+    w21 = f"self.block1.w2_1 = shared_weight((36, 36, 3, 3), {tf})  # W21"
+    bn_x1_s2 = "self.block1.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)"
     stage1, stage2 = init.index("# Stage I: X1(1) to X4(1)"), init.index("# Stage II: X1(2) to X4(2)")
-    assert stage1 < init.index("self.block1.w1_2 = shared_weight((36, 36, 3, 3))  # W12") < stage2
-    assert stage2 < init.index("self.block1.w2_1 = shared_weight((36, 36, 3, 3))  # W21")
-    assert stage2 < init.index("self.block1.bn1_s2 = nn.BatchNorm2d(108)  # BN of X1(2)")
+    assert stage1 < init.index(w12) < stage2
+    assert stage2 < init.index(w21)
+    assert stage2 < init.index(bn_x1_s2)
 
 
 def test_a_partial_last_stage_says_its_feature_holds_the_newest_value_of_each_layer() -> None:
