@@ -274,3 +274,23 @@ def test_exported_program_and_onnxruntime_see_the_metadata(tmp_path: Path) -> No
     onnx_file = export_model(str(spec), "onnx", tmp_path / "m.onnx", weights=result.best)
     custom = onnxruntime.InferenceSession(str(onnx_file)).get_modelmeta().custom_metadata_map
     assert custom == read_metadata(onnx_file) and custom["mean"] == metadata["mean"]
+
+
+def test_imagenet_layout_with_standard_augmentation(tmp_path: Path) -> None:
+    root = tmp_path / "imagenet"
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 3), ("val", 2)):
+        for name in ("n01440764", "n01443537"):
+            (root / split / name).mkdir(parents=True)
+            for k in range(count):
+                png(root / split / name / f"{k}.jpeg", rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+    spec = load_spec(RGB32.replace("num_classes: 10", "num_classes: 2"))
+    data = load_data(f"folder:{root}", spec, augment="standard")
+    assert data.classes == ["n01440764", "n01443537"] and (len(data.train), len(data.test)) == (6, 4)
+    assert data.train.train_augment and data.test.eval_crop and not data.test.train_augment
+    torch.manual_seed(0)
+    crops = torch.stack([data.train[0][0] for _ in range(4)])
+    assert crops.shape == (4, 3, 32, 32) and not torch.equal(crops[0], crops[1])  # random crops
+    assert torch.equal(data.test[0][0], data.test[0][0])  # the centre crop is fixed
+    plain = load_data(f"folder:{root}", spec)
+    assert not plain.train.train_augment and plain.mean == data.mean  # statistics of the plain images
