@@ -20,6 +20,7 @@ from .loader import load_spec
 from .lower import compile_spec
 from .recipes import RECIPES
 from .registry import family, resolve_spec, shipped_specs
+from .render import FORMATS
 from .schema import spec_schema
 from .spec import Spec
 from .summary import Summary, summarize
@@ -143,12 +144,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from ._io import atomic_write
     from .errors import UsageError
-    from .render import FORMATS, render
+    from .render import output_format, render
 
-    suffix = Path(args.output).suffix.lstrip(".") if args.output else ""
-    fmt = args.format or (suffix if suffix in FORMATS else "dot")
-    if fmt == "png" and args.output is None:
-        raise UsageError("PNG output is binary: give the file to write with -o FILE")
+    fmt = output_format(args.output, args.format)
+    if fmt not in ("dot", "svg") and args.output is None:
+        raise UsageError(f"{fmt.upper()} output is binary: give the file to write with -o FILE")
     data = render(_checked_spec(args.spec), args.view, block=args.block, depth=args.depth, format=fmt)
     if args.output is None:
         sys.stdout.write(data)
@@ -334,9 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("render", cmd_render, "draw a block, its stage schedule or the network with graphviz")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--view", choices=["block", "schedule", "network"], default="block")
-    sub.add_argument("--block", type=int, default=1, metavar="N", help="block to draw, from 1 (default 1)")
-    sub.add_argument("--depth", type=int, default=0, metavar="D", help="network view: 1 expands the blocks")
-    sub.add_argument("--format", choices=["dot", "svg", "png"], help="default: from -o's suffix, else dot")
+    sub.add_argument("--block", type=int, metavar="N", help="block and schedule views: block to draw, from 1")
+    sub.add_argument("--depth", type=int, metavar="D", help="network view: 1 expands the blocks")
+    sub.add_argument("--format", choices=FORMATS, help="default: from -o's suffix (any case), else dot")
     sub.add_argument("-o", "--output", metavar="FILE", help="file to write (default: standard output)")
     sub = add("train", cmd_train, "train a spec with the authors' recipe; also under torchrun (DDP)")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")

@@ -3,13 +3,19 @@
 Three views, all drawn from the UpdateGraph (one node per tensor, one edge per term of a
 stage equation, see :mod:`cliquegen.lower`); nothing here decides CliqueNet semantics:
 
-``block``     X0 and X1..Xn of one block, one edge per shared weight W_ij that some stage
-              uses (X0 feeds every layer; layers feed each other both ways).
-``schedule``  the unrolled update order of one block: one cluster per stage, one node per
+``block``     X0 and X1..Xn of one block, one edge per weight W_ij that some stage uses
+              (X0 feeds every layer; layers feed each other both ways).
+``schedule``  the unrolled update order of one block: one row per stage, one node per
               tensor X_j(k) in execution order, one edge per UpdateGraph edge.
 ``network``   stem -> blocks -> transitions -> multi-scale head; the parts outside the
               blocks are described from the Program.  ``depth=1`` expands every block into
-              its schedule.
+              its tensors.
+
+The block and schedule views also draw what leaves the block: a ``feature`` node (to the
+head) and a ``transit`` node (to the next block), each fed by the values it concatenates,
+and write the bottleneck into every update.  Blocks of more than :data:`EDGE_LIMIT`
+layers have too many terms to draw as edges (a 36-layer schedule has 1,926): their block
+and schedule views are matrices instead, one coloured cell per term, and say so.
 
 A drawing is first a :class:`Drawing` (nodes, edges and clusters, in a deterministic
 order) so tests can check its structure; ``Drawing.digraph()`` turns it into a
@@ -22,8 +28,10 @@ from __future__ import annotations
 import html
 import math
 import os
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import graphviz
 import networkx as nx
@@ -35,16 +43,33 @@ from .registry import resolve_spec
 from .spec import BlockConfig, Spec
 
 VIEWS = ("block", "schedule", "network")
-FORMATS = ("dot", "svg", "png")
+FORMATS = ("dot", "svg", "png", "pdf", "jpg")
+#: File suffixes (in any case) and the format each names.
+SUFFIXES = {
+    ".dot": "dot",
+    ".gv": "dot",
+    ".svg": "svg",
+    ".png": "png",
+    ".pdf": "pdf",
+    ".jpg": "jpg",
+    ".jpeg": "jpg",
+}
 
-#: Edge labels (W_ij) are drawn for blocks of at most this many layers; larger blocks get
-#: thin unlabelled edges so the picture stays readable.
-LABEL_LIMIT = 6
+#: W_ij edge labels are drawn in blocks of at most this many layers; larger blocks get thin
+#: unlabelled edges in their layer's colour (tooltips name them).
+LABEL_LIMIT = 4
+#: Blocks of more layers are drawn as matrices in the block and schedule views.
+EDGE_LIMIT = 12
+#: In the expanded network view a stage's updates wrap into rows of this many.
+ROW_LIMIT = 12
 
 #: Colour of X0 and its weights W_0j, then one colour per source layer i (cycled): the
 #: Okabe-Ito colour-blind-safe palette without its yellow, plus two darker tones.
 X0_COLOUR = "#555555"
 PALETTE = ("#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#8c564b", "#7a7a00")
+#: Fill of the feature and transit nodes, and the colour of the edges into them.
+OUTPUT_FILL = {"feature": "#f3f8ee", "transit": "#fff0e0"}
+OUTPUT_EDGE = "#aaaaaa"
 
 MISSING_DOT = "graphviz's `dot` is not installed: install Debian's graphviz, or use --format dot"
 
@@ -93,9 +118,34 @@ def _small(text: str) -> str:
     return f'<FONT POINT-SIZE="9">{text}</FONT>'
 
 
+def output_format(path: str | os.PathLike | None, format: str | None = None) -> str:
+    """The format to write: ``format``, else the one ``path``'s suffix names (any case), else DOT.
+
+    A suffix that names no format, or another format than ``format``, is refused: the file
+    would not hold what its name says."""
+    if format is not None and format not in FORMATS:
+        raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    suffix = Path(path).suffix if path is not None else ""
+    named = SUFFIXES.get(suffix.lower())
+    if suffix and named is None and format is None:
+        raise UsageError(
+            f"cannot tell a drawing format from the suffix {suffix!r} of {os.fspath(path)!r}: "
+            f"name the file .{', .'.join(s.lstrip('.') for s in SUFFIXES)}, or give --format "
+            f"{'|'.join(FORMATS)}"
+        )
+    if format is not None and named is not None and named != format:
+        raise UsageError(
+            f"--format {format} does not match the suffix of {os.fspath(path)!r}, which names {named}"
+        )
+    return format or named or "dot"
+
+
 @dataclass
 class Drawing:
-    """Nodes, edges and clusters of one picture, in the order they are written."""
+    """Nodes, edges and clusters of one picture, in the order they are written.
+
+    ``edges`` are what the picture shows; ``hidden`` are invisible edges that only order
+    and align the nodes; ``ranks`` are (cluster, nodes) drawn side by side."""
 
     name: str
     attrs: dict[str, str]
@@ -103,9 +153,10 @@ class Drawing:
     edge_attrs: dict[str, str] = field(default_factory=dict)
     nodes: dict[str, dict[str, str]] = field(default_factory=dict)
     edges: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    hidden: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     clusters: dict[str, tuple[str | None, dict[str, str]]] = field(default_factory=dict)
     placement: dict[str, str | None] = field(default_factory=dict)  # node -> cluster
-    ranks: list[tuple[str, ...]] = field(default_factory=list)  # nodes drawn side by side
+    ranks: list[tuple[str | None, tuple[str, ...]]] = field(default_factory=list)
 
     def node(self, node_id: str, cluster: str | None = None, **attrs: str) -> None:
         if node_id in self.nodes:
@@ -113,11 +164,19 @@ class Drawing:
         self.nodes[node_id] = attrs
         self.placement[node_id] = cluster
 
-    def edge(self, src: str, dst: str, **attrs: str) -> None:
+    def _check(self, src: str, dst: str) -> None:
         for end in (src, dst):
             if end not in self.nodes:
                 raise AssertionError(f"edge {src!r} -> {dst!r} names the undrawn node {end!r}")
+
+    def edge(self, src: str, dst: str, **attrs: str) -> None:
+        self._check(src, dst)
         self.edges.append((src, dst, attrs))
+
+    def hide(self, src: str, dst: str, **attrs: str) -> None:
+        """An invisible edge that only places ``dst`` after (below or right of) ``src``."""
+        self._check(src, dst)
+        self.hidden.append((src, dst, attrs))
 
     def cluster(self, cluster_id: str, parent: str | None = None, **attrs: str) -> str:
         self.clusters[f"cluster_{cluster_id}"] = (parent, attrs)
@@ -137,13 +196,16 @@ class Drawing:
             for node_id, attrs in self.nodes.items():
                 if self.placement[node_id] == cluster:
                     graph.node(node_id, **attrs)
+            for parent, rank in self.ranks:
+                if parent == cluster:
+                    with graph.subgraph() as same:
+                        same.attr(rank="same")
+                        for node_id in rank:
+                            same.node(node_id)
 
         fill(dot, None)
-        for rank in self.ranks:
-            with dot.subgraph() as same:
-                same.attr(rank="same")
-                for node_id in rank:
-                    same.node(node_id)
+        for src, dst, attrs in self.hidden:  # first: dot orders nodes by the edges it reads first
+            dot.edge(src, dst, style="invis", **attrs)
         for src, dst, attrs in self.edges:
             dot.edge(src, dst, **attrs)
         return dot
@@ -153,57 +215,102 @@ class Drawing:
         """The DOT text."""
         return self.digraph().source
 
+    def pipe(self, format: str) -> str | bytes:
+        """The picture drawn by graphviz: SVG text, or the bytes of a PNG, PDF or JPEG."""
+        try:
+            return self.digraph().pipe(
+                format=format, encoding="utf-8" if format == "svg" else None, quiet=True
+            )
+        except graphviz.ExecutableNotFound:
+            raise UsageError(MISSING_DOT) from None
+        except graphviz.CalledProcessError as error:
+            raise UsageError(_dot_failure(self.name, error)) from None
+        except OSError as error:
+            raise UsageError(f"cannot run graphviz's dot: {error.strerror or error}") from None
+
+
+def _dot_failure(name: str, error: graphviz.CalledProcessError) -> str:
+    """One line saying how graphviz failed on a drawing."""
+    if error.returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-error.returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-error.returncode}"
+    else:
+        how = f"exited with status {error.returncode}"
+    stderr = (
+        error.stderr.decode("utf-8", "replace") if isinstance(error.stderr, bytes) else error.stderr or ""
+    )
+    said = [line.strip() for line in stderr.splitlines() if line.strip()]
+    detail = f" ({said[-1][:200].encode('unicode_escape').decode('ascii')})" if said else ""
+    return f"graphviz's dot {how} drawing {name}{detail}; --format dot writes the DOT text instead"
+
 
 def draw(
-    spec: Spec | Compiled | str | os.PathLike, view: str = "block", *, block: int = 1, depth: int = 0
+    spec: Spec | Compiled | str | os.PathLike,
+    view: str = "block",
+    *,
+    block: int | None = None,
+    depth: int | None = None,
 ) -> Drawing:
     """The drawing of one ``view`` of a spec (a Spec, a compiled spec, a path or a shipped name).
 
-    ``block`` (1-based) picks the block of the block and schedule views; ``depth`` 1 expands
-    the blocks of the network view.
+    ``block`` (1-based, default 1) picks the block of the block and schedule views; ``depth``
+    1 expands the blocks of the network view.  An option the view does not use is refused.
     """
-    compiled = spec if isinstance(spec, Compiled) else compile_spec(resolve_spec(spec))
     if view not in VIEWS:
         raise UsageError(f"unknown view {view!r}; choose one of {', '.join(VIEWS)}")
+    if view == "network" and block is not None:
+        raise UsageError(
+            "--block applies to the block and schedule views; the network view draws every block "
+            "(--depth 1 expands them)"
+        )
+    if view != "network" and depth is not None:
+        raise UsageError(
+            f"--depth applies to the network view only; the {view} view draws one block (--block N)"
+        )
+    if depth is not None and depth not in (0, 1):
+        raise UsageError(f"depth must be 0 (blocks collapsed) or 1 (blocks expanded), got {depth}")
+    compiled = spec if isinstance(spec, Compiled) else compile_spec(resolve_spec(spec))
     blocks = compiled.graph.graph["blocks"]
     if view == "network":
-        if depth < 0:
-            raise UsageError(f"depth must be 0 (blocks collapsed) or 1 (blocks expanded), got {depth}")
-        return _network_view(compiled, expand=depth >= 1)
+        return _network_view(compiled, expand=depth == 1)
+    block = 1 if block is None else block
     if not 1 <= block <= len(blocks):
         raise UsageError(
             f"block {block} does not exist: {compiled.spec.name} has {len(blocks)} "
             f"block{'s' if len(blocks) != 1 else ''} (use a block number from 1 to {len(blocks)})"
         )
+    layers = blocks[block - 1]["config"].layers
     if view == "block":
-        return _block_view(compiled, block - 1)
-    return _schedule_view(compiled, block - 1)
+        return (
+            _block_view(compiled, block - 1) if layers <= EDGE_LIMIT else _block_matrix(compiled, block - 1)
+        )
+    return (
+        _schedule_view(compiled, block - 1) if layers <= EDGE_LIMIT else _schedule_matrix(compiled, block - 1)
+    )
 
 
 def render(
     spec: Spec | Compiled | str | os.PathLike,
     view: str = "block",
     *,
-    block: int = 1,
-    depth: int = 0,
+    block: int | None = None,
+    depth: int | None = None,
     format: str = "dot",
 ) -> str | bytes:
-    """DOT text (``format="dot"``), SVG text (``"svg"``) or PNG bytes (``"png"``) of a view.
+    """DOT text (``format="dot"``), SVG text (``"svg"``) or PNG, PDF, JPEG bytes of a view.
 
-    SVG and PNG come from graphviz's ``dot``; without it they raise :class:`UsageError`.
+    All but DOT come from graphviz's ``dot``; without it, or when it fails, they raise
+    :class:`UsageError`.
     """
     if format not in FORMATS:
         raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     drawing = draw(spec, view, block=block, depth=depth)
-    if format == "dot":
-        return drawing.source
-    try:
-        return drawing.digraph().pipe(format=format, encoding="utf-8" if format == "svg" else None)
-    except graphviz.ExecutableNotFound:
-        raise UsageError(MISSING_DOT) from None
+    return drawing.source if format == "dot" else drawing.pipe(format)
 
 
-# -- block view ---------------------------------------------------------------------------
+# -- what the views share -----------------------------------------------------------------
 
 
 def _block_nodes(graph: nx.DiGraph, b: int) -> list[NodeId]:
@@ -218,8 +325,79 @@ def _block_edges(graph: nx.DiGraph, b: int) -> list[tuple[NodeId, NodeId]]:
     return sorted(edges, key=lambda e: (step[e[1]], step[e[0]]))
 
 
-def _title(compiled: Compiled, what: str) -> str:
-    return _html(f"<B>{html.escape(compiled.spec.name)}</B>: {what}")
+def _title(compiled: Compiled, what: str, *notes: str) -> str:
+    return _html(f"<B>{html.escape(compiled.spec.name)}</B>: {what}", *map(_small, notes))
+
+
+def _kernel(k: int) -> str:
+    return f"{k}x{k}"
+
+
+def _bottleneck(config: BlockConfig) -> str | None:
+    """What an update does after its W_ij in a bottleneck block, for the node labels."""
+    return f'<FONT POINT-SIZE="7">1x1&#8594;{_kernel(config.kernel)}</FONT>' if config.bottleneck else None
+
+
+def _update_note(config: BlockConfig) -> str:
+    """One line saying what every update of the block computes."""
+    if config.bottleneck:
+        return (
+            f"each update: BN-ReLU, the 1x1 W_ij to {config.channels} ch, BN-ReLU, "
+            f"the layer's {_kernel(config.kernel)} conv (the bottleneck)"
+        )
+    return f"each update: BN-ReLU, then the {_kernel(config.kernel)} W_ij to {config.channels} ch"
+
+
+def _outputs(compiled: Compiled, b: int) -> list[tuple[str, list[NodeId], str]]:
+    """(kind, tensors, where they go) of the values that leave block ``b``."""
+    info = compiled.graph.graph["blocks"][b]
+    config: BlockConfig = info["config"]
+    outputs = [("feature", info["feature"], f"to head {b + 1}: {_refs(config.feature)}")]
+    if info["transit"]:
+        outputs.append(("transit", info["transit"], f"to transition {b + 1}: {_refs(config.transit)}"))
+    return outputs
+
+
+def _refs(refs: Iterable[str | int]) -> str:
+    return " + ".join(tensor_text(0) if r == "x0" else f"Stage {roman(int(r))}" for r in refs)
+
+
+def _output_node(
+    drawing: Drawing,
+    compiled: Compiled,
+    b: int,
+    kind: str,
+    tensors: list[NodeId],
+    where: str,
+    cluster: str | None,
+) -> str:
+    """The feature or transit node of block ``b``, listing the tensors it concatenates."""
+    graph = compiled.graph
+    names = [tensor_text(n[1], n[2]) for n in tensors]
+    lines = [" ".join(names[i : i + 6]) for i in range(0, len(names), 6)]
+    channels = sum(graph.nodes[n]["channels"] for n in tensors)
+    node_id = f"b{b + 1}_{kind}"
+    drawing.node(
+        node_id,
+        cluster,
+        label=_html(f"<B>{kind}</B> {where}", *map(_small, lines), _small(f"{channels} ch")),
+        shape="box",
+        style="rounded,filled",
+        fillcolor=OUTPUT_FILL[kind],
+        color="#777777",
+        penwidth="1",
+        fixedsize="false",
+        tooltip=f"{kind} of block {b + 1}: concatenation of "
+        + ", ".join(graph.nodes[n]["name"] for n in tensors),
+    )
+    return node_id
+
+
+def _output_edge(drawing: Drawing, src: str, dst: str, **attrs: str) -> None:
+    drawing.edge(src, dst, color=OUTPUT_EDGE, arrowsize="0.5", penwidth="0.8", style="solid", **attrs)
+
+
+# -- block view ---------------------------------------------------------------------------
 
 
 def _block_view(compiled: Compiled, b: int) -> Drawing:
@@ -227,11 +405,16 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
     config: BlockConfig = graph.graph["blocks"][b]["config"]
     n, labelled = config.layers, config.layers <= LABEL_LIMIT
     weights = sorted({graph.edges[e]["weight"] for e in _block_edges(graph, b)})
-    kernel = f"{config.conv_kernel}x{config.conv_kernel}"
+    bottleneck = _bottleneck(config)
     drawing = Drawing(
         f"{compiled.spec.name}-block{b + 1}",
         {
-            "label": _title(compiled, f"block {b + 1}, {n} layers, one edge per shared weight W_ij"),
+            "label": _title(
+                compiled,
+                f"block {b + 1}, {n} layers, one edge per weight W_ij",
+                *([] if labelled else ["the colour of an edge is its layer i (hover for W_ij)"]),
+                _update_note(config) + "; grey edges: the values that leave the block",
+            ),
             "labelloc": "t",
             "layout": "neato",
             "splines": "true",
@@ -247,7 +430,8 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
             "labelangle": "18",
         },
     )
-    # Layers on a circle (X1 at the top, clockwise), X0 to the left of it: the paper's Fig. 1.
+    # Layers on a circle (X1 at the top, clockwise), X0 to the left of it: the paper's Fig. 1;
+    # what leaves the block to the right of it.
     radius = max(1.3, 0.45 * n)
     x0 = graph.nodes[(b, 0, 0)]
     drawing.node(
@@ -263,20 +447,22 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
     )
     for layer in range(1, n + 1):
         angle = math.pi / 2 - 2 * math.pi * (layer - 1) / n + (math.pi / n if n % 2 == 0 else 0)
+        lines = [tensor_text(layer), _small(f"{config.channels} ch")]
         drawing.node(
             f"b{b + 1}_x{layer}",
-            label=_html(tensor_text(layer), _small(f"{config.channels} ch")),
+            label=_html(*lines, *([bottleneck] if bottleneck else [])),
             pos=f"{radius * math.cos(angle):.3f},{radius * math.sin(angle):.3f}!",
-            width="0.75",
+            width="0.8" if bottleneck else "0.75",
             color=colour(layer),
             fillcolor="white",
             penwidth="2",
-            tooltip=f"X{layer}: {config.channels} channels",
+            tooltip=f"X{layer}: {config.channels} channels"
+            + (f"; 1x1 W_ij, then its own {_kernel(config.kernel)} conv" if bottleneck else ""),
         )
     for i, j in weights:
         attrs = {
             "color": colour(i),
-            "tooltip": f"{weight_label(i, j)}: X{i} -> X{j}, {kernel} conv",
+            "tooltip": f"{weight_label(i, j)}: X{i} -> X{j}, {_kernel(config.conv_kernel)} conv",
         }
         if labelled:
             # by the head: W_ij sits next to X_j and W_ji next to X_i; W_0j fan out of X0
@@ -285,25 +471,34 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
         else:
             attrs["penwidth"] = "0.6"
         drawing.edge(f"b{b + 1}_x{i}", f"b{b + 1}_x{j}", **attrs)
+    outputs = _outputs(compiled, b)
+    for row, (kind, tensors, where) in enumerate(outputs):
+        node_id = _output_node(drawing, compiled, b, kind, tensors, where, None)
+        y = 0.9 * (len(outputs) - 1) - 1.8 * row
+        drawing.nodes[node_id]["pos"] = f"{radius + 3.2:.3f},{y:.3f}!"
+        for tensor in tensors:
+            _output_edge(drawing, f"b{b + 1}_x{tensor[1]}", node_id)
     return drawing
 
 
 # -- schedule view ------------------------------------------------------------------------
 
 
-def _add_schedule(
-    drawing: Drawing, compiled: Compiled, b: int, parent: str | None, labels: bool = True
-) -> None:
-    """Block ``b``'s tensors, one cluster per stage, and one edge per UpdateGraph edge."""
+def _add_updates(
+    drawing: Drawing, compiled: Compiled, b: int, parent: str | None, wrap: int | None = None
+) -> dict[NodeId, str]:
+    """X0, then one cluster per stage holding its updates in execution order, as rows of at
+    most ``wrap`` nodes (one row if None) under each other, X_j(k) below X_j(k-1).  Returns
+    the drawn node of every tensor."""
     graph = compiled.graph
     config: BlockConfig = graph.graph["blocks"][b]["config"]
-    labelled = labels and config.layers <= LABEL_LIMIT
-    before = {j: set(config.order[: config.order.index(j)]) for j in config.order}
-    stages: dict[int, str] = {}
+    tag = b + 1
+    bottleneck = _bottleneck(config)
+    drawn: dict[NodeId, str] = {}
+    rows: dict[int, list[NodeId]] = {}
     for node in _block_nodes(graph, b):
         data = graph.nodes[node]
-        layer, stage = data["layer"], data["stage"]
-        if layer == 0:
+        if data["layer"] == 0:
             drawing.node(
                 data["name"],
                 parent,
@@ -312,28 +507,73 @@ def _add_schedule(
                 style="filled,rounded,bold",
                 fillcolor="#e6e6e6",
                 color=X0_COLOUR,
-                tooltip=f"X0: block {b + 1} input, {data['channels']} channels",
+                tooltip=f"X0: block {tag} input, {data['channels']} channels",
             )
-            continue
-        if stage not in stages:
-            count = sum(1 for n in graph.nodes if n[0] == b and n[2] == stage)
-            note = f" (first {count} of {config.layers} updates)" if count < config.layers else ""
-            stages[stage] = drawing.cluster(
-                f"b{b + 1}_stage{stage}",
-                parent,
-                label=f"Stage {roman(stage)}{note}",
-                style="rounded,filled",
-                fillcolor="#f7f7f7" if stage % 2 else "#eef3f8",
-                color="#bbbbbb",
-                fontname=_FONT,
-            )
-        drawing.node(
-            data["name"],
-            stages[stage],
-            label=_html(tensor_text(layer, stage)),
-            color=colour(layer),
-            tooltip=equation(graph, node),
+            drawn[node] = data["name"]
+        else:
+            rows.setdefault(data["stage"], []).append(node)
+    above: list[str] = []  # the updates of the row drawn last
+    titles: list[str] = []
+    for stage, nodes in rows.items():
+        note = f"first {len(nodes)} of {config.layers} updates" if len(nodes) < config.layers else ""
+        cluster = drawing.cluster(
+            f"b{tag}_stage{stage}",
+            parent,
+            label="",
+            style="rounded,filled",
+            fillcolor="#f7f7f7" if stage % 2 else "#eef3f8",
+            color="#bbbbbb",
         )
+        # the stage's title ends its first row (dot keeps a row's order best that way round)
+        title = f"b{tag}_stage{stage}"
+        drawing.node(
+            title,
+            cluster,
+            label=_html(f"Stage {roman(stage)}", *([_small(note)] if note else [])),
+            shape="plaintext",
+            style="",
+            fixedsize="false",
+        )
+        width = wrap or len(nodes)
+        for start in range(0, len(nodes), width):
+            row = []
+            for node in nodes[start : start + width]:
+                data = graph.nodes[node]
+                label = [tensor_text(data["layer"], stage)] + ([bottleneck] if bottleneck else [])
+                drawing.node(
+                    data["name"],
+                    cluster,
+                    label=_html(*label),
+                    shape="circle",
+                    style="filled",
+                    fillcolor="white",
+                    penwidth="2",
+                    **({"width": "0.6", "fixedsize": "true"} if wrap else {}),
+                    color=colour(data["layer"]),
+                    tooltip=equation(graph, node),
+                )
+                drawn[node] = data["name"]
+                row.append(data["name"])
+            if not above:
+                drawing.hide(drawn[(b, 0, 0)], row[0])
+            for upper, lower in zip(above, row, strict=False):  # X_j(k) under X_j(k-1)
+                drawing.hide(upper, lower, weight="8")
+            shown = row + [title] if start == 0 else row
+            drawing.ranks.append((cluster, tuple(shown)))
+            for left, right in zip(shown, shown[1:], strict=False):
+                drawing.hide(left, right)
+            above = row
+        if titles:
+            drawing.hide(titles[-1], title, weight="8")
+        titles.append(title)
+    return drawn
+
+
+def _add_terms(drawing: Drawing, compiled: Compiled, b: int, labelled: bool) -> None:
+    """One edge per UpdateGraph edge of block ``b``: solid from this stage, dashed from the previous."""
+    graph = compiled.graph
+    config: BlockConfig = graph.graph["blocks"][b]["config"]
+    before = {j: set(config.order[: config.order.index(j)]) for j in config.order}
     for u, v in _block_edges(graph, b):
         i, j = graph.edges[u, v]["weight"]
         attrs = {
@@ -345,26 +585,57 @@ def _add_schedule(
         if labelled:
             attrs |= {"label": _html(weight_text(i, j)), "fontcolor": colour(i)}
         else:
-            attrs["penwidth"] = "0.6"
+            attrs["penwidth"] = "0.7"
         drawing.edge(graph.nodes[u]["name"], graph.nodes[v]["name"], **attrs)
+
+
+def _add_outputs(
+    drawing: Drawing, compiled: Compiled, b: int, parent: str | None, drawn: dict[NodeId, str]
+) -> dict[str, str]:
+    """The feature and transit nodes of block ``b`` side by side under its updates, each fed
+    by the tensors it concatenates; returns kind -> node."""
+    last = drawn[_block_nodes(compiled.graph, b)[-1]]
+    nodes = {}
+    for kind, tensors, where in _outputs(compiled, b):
+        nodes[kind] = _output_node(drawing, compiled, b, kind, tensors, where, parent)
+        drawing.hide(last, nodes[kind])  # under the last row; the edges below do not place it
+        for tensor in tensors:
+            _output_edge(drawing, drawn[tensor], nodes[kind], constraint="false")
+    drawing.ranks.append((parent, tuple(nodes.values())))
+    return nodes
+
+
+def _schedule_attrs(compiled: Compiled, label: str) -> dict[str, str]:
+    return {
+        "label": label,
+        "labelloc": "t",
+        "rankdir": "TB",
+        "newrank": "true",
+        "nodesep": "0.3",
+        "ranksep": "0.7",
+        "fontname": _FONT,
+    }
+
+
+def _order_note(config: BlockConfig) -> str:
+    return "" if config.order == tuple(sorted(config.order)) else f", order {list(config.order)}"
 
 
 def _schedule_view(compiled: Compiled, b: int) -> Drawing:
     config: BlockConfig = compiled.graph.graph["blocks"][b]["config"]
-    order = "" if config.order == tuple(sorted(config.order)) else f", order {list(config.order)}"
+    labelled = config.layers <= LABEL_LIMIT
+    colours = "" if labelled else "; the colour of an edge is its layer i (hover for W_ij)"
     drawing = Drawing(
         f"{compiled.spec.name}-block{b + 1}-schedule",
-        {
-            "label": _title(
+        _schedule_attrs(
+            compiled,
+            _title(
                 compiled,
-                f"block {b + 1} unrolled{html.escape(order)}; solid: this stage, dashed: previous stage",
+                f"block {b + 1} unrolled{html.escape(_order_note(config))}",
+                f"solid: a value of this stage, dashed: of the previous stage{colours}",
+                _update_note(config) + "; grey edges: the values that leave the block",
             ),
-            "labelloc": "t",
-            "rankdir": "LR",
-            "nodesep": "0.3",
-            "ranksep": "0.55",
-            "fontname": _FONT,
-        },
+        ),
         node_attrs={
             "fontname": _FONT,
             "shape": "circle",
@@ -374,8 +645,127 @@ def _schedule_view(compiled: Compiled, b: int) -> Drawing:
         },
         edge_attrs={"fontname": _FONT, "fontsize": "9", "arrowsize": "0.6"},
     )
-    _add_schedule(drawing, compiled, b, None)
+    drawn = _add_updates(drawing, compiled, b, None)
+    _add_terms(drawing, compiled, b, labelled)
+    _add_outputs(drawing, compiled, b, None, drawn)
     return drawing
+
+
+# -- matrices: the block and schedule views of large blocks ------------------------------------
+
+
+_CELL = 'WIDTH="12" HEIGHT="12" FIXEDSIZE="TRUE"'
+
+
+def _cell(fill: str | None = None, text: str = "", **attrs: str) -> str:
+    extra = "".join(f' {key.upper()}="{value}"' for key, value in attrs.items())
+    fill_attr = f' BGCOLOR="{fill}"' if fill else ""
+    return f"<TD {_CELL}{fill_attr}{extra}>{text}</TD>"
+
+
+def _head_cell(text: str, **attrs: str) -> str:
+    extra = "".join(f' {key.upper()}="{value}"' for key, value in attrs.items())
+    return f'<TD{extra}><FONT POINT-SIZE="9">{text}</FONT></TD>'
+
+
+def _matrix_drawing(compiled: Compiled, b: int, name: str, title: str, rows: list[str], note: str) -> Drawing:
+    table = '<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="0" COLOR="#dddddd">'
+    drawing = Drawing(
+        name,
+        {"label": title, "labelloc": "t", "fontname": _FONT},
+        node_attrs={"fontname": _FONT, "shape": "plain"},
+    )
+    drawing.node(f"b{b + 1}_matrix", label=f"<{table}{''.join(rows)}</TABLE>>", tooltip=note)
+    return drawing
+
+
+def _output_columns(compiled: Compiled, b: int) -> list[tuple[str, dict[int, int]]]:
+    """(kind, layer -> stage of its tensor) of each value that leaves block ``b``."""
+    return [(kind, {n[1]: n[2] for n in tensors}) for kind, tensors, _ in _outputs(compiled, b)]
+
+
+def _block_matrix(compiled: Compiled, b: int) -> Drawing:
+    graph = compiled.graph
+    config: BlockConfig = graph.graph["blocks"][b]["config"]
+    n = config.layers
+    weights = {graph.edges[e]["weight"] for e in _block_edges(graph, b)}
+    outputs = _output_columns(compiled, b)
+    bottleneck = _bottleneck(config)
+    header = [_head_cell("from \\ to")] + [_head_cell(str(j)) for j in range(1, n + 1)]
+    header += [_head_cell(kind) for kind, _ in outputs]
+    rows = ["<TR>" + "".join(header) + "</TR>"]
+    for i in range(0, n + 1):
+        cells = [_head_cell(tensor_text(i), ALIGN="RIGHT")]
+        cells += [_cell(colour(i) if (i, j) in weights else None) for j in range(1, n + 1)]
+        for kind, stages in outputs:
+            text = "" if i not in stages else tensor_text(0) if i == 0 else f"{stages[i]}"
+            cells.append(_head_cell(text, BGCOLOR=OUTPUT_FILL[kind]) if text else _cell())
+        rows.append("<TR>" + "".join(cells) + "</TR>")
+    if bottleneck:
+        rows.append(
+            f'<TR><TD COLSPAN="{n + 1 + len(outputs)}"><FONT POINT-SIZE="9">'
+            f"then each layer's {_kernel(config.kernel)} conv (the bottleneck)</FONT></TD></TR>"
+        )
+    what = f"block {b + 1}, {n} layers: {len(weights):,} weights W_ij as a matrix"
+    notes = (
+        f"more than {EDGE_LIMIT} layers: a cell (row i, column j) is a weight W_ij, coloured as layer i",
+        "feature and transit columns: the stage of each layer's value that leaves the block",
+        _update_note(config),
+    )
+    return _matrix_drawing(
+        compiled, b, f"{compiled.spec.name}-block{b + 1}", _title(compiled, what, *notes), rows, what
+    )
+
+
+def _schedule_matrix(compiled: Compiled, b: int) -> Drawing:
+    graph = compiled.graph
+    config: BlockConfig = graph.graph["blocks"][b]["config"]
+    n = config.layers
+    outputs = _output_columns(compiled, b)
+    bottleneck = _bottleneck(config)
+    width = n + 2 + (1 if bottleneck else 0)
+    header = [_head_cell("update \\ reads")] + [_head_cell(str(i)) for i in range(0, n + 1)]
+    header += [_head_cell("then")] if bottleneck else []
+    rows = ["<TR>" + "".join(header) + "</TR>"]
+    stage_seen = 0
+    terms = 0
+    for node in _block_nodes(graph, b)[1:]:
+        _, j, stage = node
+        if stage != stage_seen:
+            count = sum(1 for m in graph.nodes if m[0] == b and m[2] == stage)
+            note = f" (first {count} of {n} updates)" if count < n else ""
+            rows.append(f'<TR><TD COLSPAN="{width}" ALIGN="LEFT"><B>Stage {roman(stage)}</B>{note}</TD></TR>')
+            stage_seen = stage
+        reads = {src[1]: src[2] for src in graph.predecessors(node)}
+        terms += len(reads)
+        cells = [_head_cell(tensor_text(j, stage), ALIGN="RIGHT")]
+        for i in range(0, n + 1):
+            if i not in reads:
+                cells.append(_cell("#eeeeee" if i == j else None))
+            else:  # this stage's value in full colour, the previous stage's pale
+                cells.append(_cell(colour(i) if i == 0 or reads[i] == stage else colour(i) + "55"))
+        if bottleneck:
+            cells.append(_head_cell(_kernel(config.kernel)))
+        rows.append("<TR>" + "".join(cells) + "</TR>")
+    for kind, stages in outputs:
+        cells = [_head_cell(f"<B>{kind}</B>", ALIGN="RIGHT", BGCOLOR=OUTPUT_FILL[kind])]
+        for i in range(0, n + 1):
+            text = "" if i not in stages else tensor_text(0) if i == 0 else f"{stages[i]}"
+            cells.append(_head_cell(text, BGCOLOR=OUTPUT_FILL[kind]) if text else _cell())
+        cells += [_cell()] if bottleneck else []
+        rows.append("<TR>" + "".join(cells) + "</TR>")
+    what = (
+        f"block {b + 1} unrolled{html.escape(_order_note(config))}, {n} layers: {terms:,} terms as a matrix"
+    )
+    notes = (
+        f"more than {EDGE_LIMIT} layers: a row is an update X_j(k) in execution order, a cell the layer i "
+        "it reads through W_ij, in layer i's colour: full for a value of this stage, pale for the last",
+        "feature and transit rows: the stage of each layer's value that leaves the block",
+        _update_note(config),
+    )
+    return _matrix_drawing(
+        compiled, b, f"{compiled.spec.name}-block{b + 1}-schedule", _title(compiled, what, *notes), rows, what
+    )
 
 
 # -- network view -------------------------------------------------------------------------
@@ -441,10 +831,6 @@ def _stages(config: BlockConfig) -> str:
     return text
 
 
-def _refs(refs: Iterable[str | int]) -> str:
-    return " + ".join(tensor_text(0) if r == "x0" else f"Stage {roman(int(r))}" for r in refs)
-
-
 def _network_view(compiled: Compiled, expand: bool) -> Drawing:
     graph, program = compiled.graph, compiled.program
     blocks = graph.graph["blocks"]
@@ -452,9 +838,14 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
     drawing = Drawing(
         f"{compiled.spec.name}-network",
         {
-            "label": _title(compiled, "network" + (", blocks expanded" if expand else "")),
+            "label": _title(
+                compiled,
+                "network" + (", blocks expanded into their tensors" if expand else ""),
+                *(["each block's terms: --view schedule --block N"] if expand else []),
+            ),
             "labelloc": "t",
-            "rankdir": "LR",
+            "rankdir": "TB" if expand else "LR",
+            "newrank": "true",
             "nodesep": "0.35",
             "fontname": _FONT,
         },
@@ -481,15 +872,10 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
         drawing.node(node_id, label=_html(f"<B>{title}</B>", *lines, out), **attrs)
         return attention
 
-    def link(entry: str, sources: list[NodeId], target: str, what: str) -> None:
-        """The block's transit or feature tensors into ``target``: one edge per tensor
-        when expanded, else one labelled edge from the collapsed block."""
-        if expand:
-            for n in sources:
-                drawing.edge(graph.nodes[n]["name"], target, color="#999999")
-        else:
-            channels = sum(graph.nodes[n]["channels"] for n in sources)
-            drawing.edge(entry, target, label=_html(_small(f"{what}, {channels} ch")))
+    def link(entry: str, target: str, what: str, channels: int) -> None:
+        drawing.edge(
+            entry, target, label=_html(_small(f"{what}, {channels} ch" if what else f"{channels} ch"))
+        )
 
     drawing.node("x", label=_html("<B>input</B>", _shape(values["x"].shape)), shape="oval")
     box("stem", "stem", groups["stem"])
@@ -509,7 +895,8 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
                 color="#888888",
                 fontname=_FONT,
             )
-            _add_schedule(drawing, compiled, b, cluster, labels=False)
+            drawn = _add_updates(drawing, compiled, b, cluster, wrap=ROW_LIMIT)
+            outputs = _add_outputs(drawing, compiled, b, cluster, drawn)
             entry = x0["name"]
         else:
             lines = [
@@ -525,6 +912,7 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
                 f"block{tag}", label=_html(*lines), fillcolor="#eef3f8", color="#0072b2", penwidth="2"
             )
             entry = f"block{tag}"
+            outputs = {}
         drawing.edge(previous, entry, label=_html(_small(f"{x0['channels']} ch")))
 
         if f"transition{tag}" in groups:
@@ -534,14 +922,21 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
                     "color": "#d55e00",
                     "penwidth": "2",
                 }
-            link(entry, info["transit"], f"transition{tag}", f"transit: {_refs(config.transit)}")
+            channels = sum(graph.nodes[n]["channels"] for n in info["transit"])
+            if expand:
+                link(outputs["transit"], f"transition{tag}", "", channels)
+            else:
+                link(entry, f"transition{tag}", f"transit: {_refs(config.transit)}", channels)
             previous = f"transition{tag}"
         if f"head{tag}" not in groups:  # head kind `last`: only the last block has one
             continue
         box(f"head{tag}", f"head {tag}", groups[f"head{tag}"], fillcolor="#f3f8ee")
-        if not expand:  # the heads in a row under their blocks
-            drawing.ranks.append((entry, f"head{tag}"))
-        link(entry, info["feature"], f"head{tag}", f"feature: {_refs(config.feature)}")
+        channels = sum(graph.nodes[n]["channels"] for n in info["feature"])
+        if expand:
+            link(outputs["feature"], f"head{tag}", "", channels)
+        else:  # the heads in a row under their blocks
+            drawing.ranks.append((None, (entry, f"head{tag}")))
+            link(entry, f"head{tag}", f"feature: {_refs(config.feature)}", channels)
 
     heads = [f"head{b + 1}" for b in range(len(blocks)) if f"head{b + 1}" in groups]
     if "features" in groups:

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import cliquegen
 from cliquegen import UsageError, compile_spec
 from cliquegen.cli import main
 from cliquegen.ir import weight_label
-from cliquegen.render import MISSING_DOT, draw, render, roman, weight_text
+from cliquegen.render import EDGE_LIMIT, LABEL_LIMIT, MISSING_DOT, draw, render, roman, weight_text
 from cliquegen.spec import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,8 @@ DATA = Path(__file__).resolve().parent / "data"
 EXPECTED = DATA / "expected" / "render"
 K36 = ROOT / "specs" / "cifar10" / "cliquenet-k36-t12.yaml"
 CUSTOM_ORDER = DATA / "custom-order-3124.yaml"
+THREE_STAGE = DATA / "three-stage-bottleneck.yaml"
+S3 = ROOT / "specs" / "imagenet" / "cliquenet-s3.yaml"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's `dot` is not installed")
 
 #: golden file -> (spec, view, options)
@@ -37,11 +40,19 @@ GOLDEN = {
     "cliquenet-x3-schedule.dot": (ROOT / "specs/cifar10/ablation/cliquenet-x3.yaml", "schedule", {}),
     "custom-order-3124-schedule.dot": (CUSTOM_ORDER, "schedule", {}),
     "cliquenet-k36-t12-ac-network.dot": (ROOT / "specs/cifar10/cliquenet-k36-t12-ac.yaml", "network", {}),
+    "three-stage-bottleneck-network.dot": (THREE_STAGE, "network", {}),
     "custom-order-3124-network-depth1.dot": (CUSTOM_ORDER, "network", {"depth": 1}),
+    "cliquenet-x3-block.dot": (ROOT / "specs/cifar10/ablation/cliquenet-x3.yaml", "block", {}),
+    "cliquenet-s3-block.dot": (S3, "block", {}),
+    "cliquenet-s3-schedule.dot": (S3, "schedule", {}),
+    "three-stage-bottleneck-schedule.dot": (THREE_STAGE, "schedule", {}),
+    "three-stage-bottleneck-network-depth1.dot": (THREE_STAGE, "network", {"depth": 1}),
+    "thirteen-layers-block.dot": (DATA / "thirteen-layers.yaml", "block", {}),
+    "thirteen-layers-schedule.dot": (DATA / "thirteen-layers.yaml", "schedule", {}),
 }
 
 PLAIN_DIGITS = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
-EDGE = re.compile(r"^\s*(\w+) -> (\w+)", re.MULTILINE)
+EDGE = re.compile(r"^\s*(\w+) -> (\w+)\b(?! \[style=invis)", re.MULTILINE)
 NODE = re.compile(r"^\s*(?!graph |node |edge )(\w+) \[", re.MULTILINE)
 
 
@@ -82,12 +93,16 @@ def test_dot_does_not_depend_on_the_hash_seed() -> None:
 
 def test_k36_t12_edge_counts() -> None:
     block = draw(K36, "block")
-    from_x0 = [e for e in block.edges if e[0] == "b1_x0"]
-    assert (len(block.edges), len(from_x0)) == (16, 4)
-    assert len(block.nodes) == 5 and not any(dst == "b1_x0" for _, dst, _ in block.edges)
+    terms = [e for e in block.edges if not e[1].endswith(("_feature", "_transit"))]
+    from_x0 = [e for e in terms if e[0] == "b1_x0"]
+    assert (len(terms), len(from_x0)) == (16, 4)
+    assert len(block.nodes) == 5 + 2 and not any(dst == "b1_x0" for _, dst, _ in block.edges)
+    # feature [x0, 2]: X0 and the 4 layers; transit 2: the 4 layers
+    assert len(block.edges) - len(terms) == 5 + 4
     schedule = draw(K36, "schedule", block=2)
-    assert len(schedule.edges) == 22 and len(schedule.nodes) == 9
-    labels = [attrs["label"] for _, _, attrs in schedule.edges]
+    terms = [e for e in schedule.edges if not e[1].endswith(("_feature", "_transit"))]
+    assert len(terms) == 22 and len(schedule.nodes) == 9 + 2 + 2  # tensors, stage titles, outputs
+    labels = [attrs["label"] for _, _, attrs in terms]
     assert labels.count("<W₁₃>") == 2  # W13 is drawn in Stage I and in Stage II
 
 
@@ -95,36 +110,56 @@ def _block_terms(graph, b: int) -> set[tuple[tuple[int, int, int], tuple[int, in
     return {(u, v) for u, v in graph.edges if v[0] == b}
 
 
+def _outputs_of(info: dict) -> dict[str, list[tuple[int, int, int]]]:
+    """The tensors each output concatenates, repeats included (a feature can name one stage
+    twice over: [2, 3] with partial: 0)."""
+    outputs = {"feature": info["feature"]}
+    if info["transit"]:
+        outputs["transit"] = info["transit"]
+    return outputs
+
+
 @given(specs(), st.data())
 def test_schedule_is_the_update_graph_of_the_block(spec: Spec, data: st.DataObject) -> None:
     compiled = compile_spec(spec)
     graph = compiled.graph
     b = data.draw(st.integers(0, len(spec.blocks) - 1))
+    info = graph.graph["blocks"][b]
     drawing = draw(compiled, "schedule", block=b + 1)
     names = {graph.nodes[n]["name"]: n for n in graph.nodes if n[0] == b}
     expected_edges = {(graph.nodes[u]["name"], graph.nodes[v]["name"]) for u, v in _block_terms(graph, b)}
+    outputs = {f"b{b + 1}_{kind}": tensors for kind, tensors in _outputs_of(info).items()}
+    titles = {f"b{b + 1}_stage{stage}": stage for _, _, stage in names.values() if stage}
 
-    # the structure, and the same structure read back from the DOT text
+    # the structure, and the same structure read back from the DOT text (invisible edges aside)
     nodes, edges = dot_structure(drawing.source)
-    assert sorted(nodes) == sorted(drawing.nodes) == sorted(names)
-    assert len(edges) == len(drawing.edges) == len(expected_edges)
-    assert set(edges) == {(u, v) for u, v, _ in drawing.edges} == expected_edges
+    assert sorted(nodes) == sorted(drawing.nodes) == sorted([*names, *outputs, *titles])
+    terms = [(u, v) for u, v, _ in drawing.edges if v not in outputs]
+    assert len(terms) == len(expected_edges) and set(terms) == expected_edges
+    assert set(edges) == {(u, v) for u, v, _ in drawing.edges}
+
+    # what leaves the block: each output node fed by exactly the tensors it concatenates
+    for output, tensors in outputs.items():
+        fed = sorted(names[u] for u, v, _ in drawing.edges if v == output)
+        assert fed == sorted(tensors)
 
     # execution order, stage clusters, and W_ij drawn the same way in every stage
-    steps = [graph.nodes[names[n]]["step"] for n in drawing.nodes]
+    steps = [graph.nodes[names[n]]["step"] for n in drawing.nodes if n in names]
     assert steps == sorted(steps)
     look: dict[tuple[int, int], tuple[str, str]] = {}
     for u, v, attrs in drawing.edges:
+        if v in outputs:
+            continue
         weight = graph.edges[names[u], names[v]]["weight"]
         assert look.setdefault(weight, (attrs["color"], attrs["style"])) == (attrs["color"], attrs["style"])
         if "label" in attrs:
             assert attrs["label"] == f"<{weight_text(*weight)}>"
             assert weight_text(*weight).translate(PLAIN_DIGITS) == weight_label(*weight)
     for name, cluster in drawing.placement.items():
-        stage = names[name][2]
+        stage = names[name][2] if name in names else titles.get(name, 0)
         assert cluster == (None if stage == 0 else f"cluster_b{b + 1}_stage{stage}")
-        if cluster is not None:
-            assert drawing.clusters[cluster][1]["label"].startswith(f"Stage {roman(stage)}")
+    for title, stage in titles.items():
+        assert drawing.nodes[title]["label"].startswith(f"<Stage {roman(stage)}")
 
 
 @given(specs(max_blocks=2))
@@ -134,12 +169,17 @@ def test_block_view_draws_every_used_weight_once(spec: Spec) -> None:
     for b, info in enumerate(graph.graph["blocks"]):
         drawing = draw(compiled, "block", block=b + 1)
         used = {graph.edges[e]["weight"] for e in _block_terms(graph, b)}
-        assert {(u, v) for u, v, _ in drawing.edges} == {
+        outputs = {f"b{b + 1}_{kind}": tensors for kind, tensors in _outputs_of(info).items()}
+        assert {(u, v) for u, v, _ in drawing.edges if v not in outputs} == {
             (f"b{b + 1}_x{i}", f"b{b + 1}_x{j}") for i, j in used
         }
-        assert len(drawing.nodes) == info["config"].layers + 1
+        for output, tensors in outputs.items():  # one edge per layer whose value leaves the block
+            assert sorted(u for u, v, _ in drawing.edges if v == output) == sorted(
+                f"b{b + 1}_x{layer}" for _, layer, _ in tensors
+            )
+        assert len(drawing.nodes) == info["config"].layers + 1 + len(outputs)
         labelled = [attrs for _, _, attrs in drawing.edges if labelled_edge(attrs)]
-        assert len(labelled) == (len(used) if info["config"].layers <= 6 else 0)
+        assert len(labelled) == (len(used) if info["config"].layers <= LABEL_LIMIT else 0)
 
 
 @given(specs(), st.integers(0, 1))
@@ -178,7 +218,7 @@ def test_svg_parses_and_names_every_node() -> None:
     }
     assert titles == set(draw(K36, "schedule").nodes)
     edges = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "edge"]
-    assert len(edges) == 22
+    assert len(edges) == 22 + 5 + 4  # the terms, then into feature and transit; no invisible edge
 
 
 @needs_dot
@@ -212,6 +252,13 @@ def test_cli_dot_to_stdout_and_file(tmp_path: Path, capsys: pytest.CaptureFixtur
         (["--view", "schedule", "--block", "0"], "block 0 does not exist"),
         (["--view", "network", "--depth", "-1"], "depth must be 0"),
         (["--format", "png"], "PNG output is binary"),
+        (["--format", "pdf"], "PDF output is binary"),
+        (["--view", "block", "--depth", "1"], "--depth applies to the network view only"),
+        (["--view", "schedule", "--depth", "0"], "--depth applies to the network view only"),
+        (["--view", "network", "--block", "2"], "--block applies to the block and schedule views"),
+        (["--view", "network", "--depth", "2"], "depth must be 0"),
+        (["-o", "k36.gif"], "cannot tell a drawing format from the suffix '.gif'"),
+        (["--format", "svg", "-o", "k36.PNG"], "--format svg does not match the suffix"),
     ],
 )
 def test_cli_usage_errors_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -238,10 +285,115 @@ def test_unknown_view_and_format() -> None:
     with pytest.raises(UsageError, match="unknown view"):
         draw(K36, "clique")
     with pytest.raises(UsageError, match="unknown format"):
-        render(K36, format="pdf")
+        render(K36, format="gif")
 
 
-def test_large_blocks_drop_edge_labels() -> None:
-    drawing = draw("cliquenet-k12-t36", "block")  # 12 layers: 12 + 132 weights
-    assert len(drawing.edges) == 144
-    assert not any(labelled_edge(attrs) for _, _, attrs in drawing.edges)
+@pytest.mark.parametrize("spec", ["thirteen-layers.yaml", "forty-layers.yaml"])
+def test_large_blocks_are_matrices(spec: str) -> None:
+    """Past EDGE_LIMIT layers the block and schedule views draw one cell per weight or term."""
+    compiled = compile_spec(cliquegen.load_spec(DATA / spec))
+    graph = compiled.graph
+    n = graph.graph["blocks"][0]["config"].layers
+    assert n > EDGE_LIMIT
+    cell = re.compile(r'<TD WIDTH="12" HEIGHT="12" FIXEDSIZE="TRUE" BGCOLOR="(#\w+)"')
+    block = draw(compiled, "block")
+    assert list(block.nodes) == ["b1_matrix"] and not block.edges
+    fills = cell.findall(block.nodes["b1_matrix"]["label"])
+    assert len(fills) == len({graph.edges[e]["weight"] for e in _block_terms(graph, 0)})
+    schedule = draw(compiled, "schedule")
+    fills = cell.findall(schedule.nodes["b1_matrix"]["label"])
+    terms = [f for f in fills if f != "#eeeeee"]  # the grey diagonal: a layer never reads itself
+    assert len(terms) == len(_block_terms(graph, 0))
+    assert f"{len(terms):,} terms as a matrix" in schedule.attrs["label"]
+    assert f"more than {EDGE_LIMIT} layers" in schedule.attrs["label"]
+
+
+def test_bottleneck_is_drawn_in_every_update() -> None:
+    s3 = compile_spec(cliquegen.load_spec(ROOT / "specs/imagenet/cliquenet-s3.yaml"))
+    schedule = draw(s3, "schedule")
+    updates = [attrs for node, attrs in schedule.nodes.items() if re.fullmatch(r"b1_x\d+_s\d+", node)]
+    assert len(updates) == 12 and all("1x1&#8594;3x3" in attrs["label"] for attrs in updates)
+    assert "the 1x1 W_ij to 40 ch, BN-ReLU, the layer's 3x3 conv" in schedule.attrs["label"]
+    block = draw(s3, "block")
+    assert sum("1x1&#8594;3x3" in attrs["label"] for attrs in block.nodes.values()) == 6
+    plain = draw(K36, "schedule")
+    assert not any("1x1" in attrs.get("label", "") for attrs in plain.nodes.values())
+
+
+def test_partial_stage_feeds_the_newest_values_out() -> None:
+    """CliqueNet-X3: Stage II runs X1..X3, so X4 and X5 leave the block from Stage I."""
+    drawing = draw(ROOT / "specs/cifar10/ablation/cliquenet-x3.yaml", "schedule")
+    fed = sorted(u for u, v, _ in drawing.edges if v == "b1_transit")
+    assert fed == ["b1_x1_s2", "b1_x2_s2", "b1_x3_s2", "b1_x4_s1", "b1_x5_s1"]
+    assert "X₄⁽¹⁾ X₅⁽¹⁾" in drawing.nodes["b1_transit"]["label"]
+    last = draw(ROOT / "specs/cifar10/ablation/cliquenet-x3.yaml", "schedule", block=3)
+    assert "b3_transit" not in last.nodes and "b3_feature" in last.nodes  # the last block transits nothing
+
+
+@needs_dot
+@pytest.mark.parametrize(
+    ("name", "magic"),
+    [
+        ("k36.pdf", b"%PDF"),
+        ("k36.JPG", b"\xff\xd8\xff"),
+        ("k36.jpeg", b"\xff\xd8\xff"),
+        ("k36.SVG", b"<?xml"),
+    ],
+)
+def test_cli_writes_the_format_the_suffix_names(
+    name: str, magic: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / name
+    assert main(["render", str(K36), "--view", "schedule", "-o", str(out)]) == 0
+    assert out.read_bytes().startswith(magic)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        ("kill -SEGV $$", "graphviz's dot was killed by SIGSEGV"),
+        ("echo 'Error: trouble in init_rank' >&2; exit 1", "dot exited with status 1 drawing"),
+    ],
+)
+def test_dot_failing_is_one_line_and_no_file(
+    script: str,
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\ncat > /dev/null\n{script}\n", encoding="utf-8")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    out = tmp_path / "k36.svg"
+    assert main(["render", str(K36), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "--format dot writes the DOT text" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bin"]
+
+
+def _fastest_svg(compiled: cliquegen.Compiled, view: str, runs: int = 3) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        render(compiled, view, format="svg")
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+@needs_dot
+def test_big_drawings_cost_a_small_multiple_of_a_small_one() -> None:
+    """A 6-layer 3-stage schedule and a 40-layer block render in a few times what k36-t12's
+    4-layer block takes (about 2x here; before the matrices and the row layout, 25x and 200x).
+    A ratio on the same machine, not a time: the best of three runs of each."""
+    small, three, forty = (
+        compile_spec(cliquegen.load_spec(path)) for path in (K36, THREE_STAGE, DATA / "forty-layers.yaml")
+    )
+    reference = _fastest_svg(small, "block")
+    for compiled, view in ((three, "schedule"), (forty, "block"), (forty, "schedule")):
+        ratio = _fastest_svg(compiled, view) / reference
+        assert ratio < 10, f"{compiled.spec.name} {view}: {ratio:.1f} times the small render"
