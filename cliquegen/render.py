@@ -7,9 +7,9 @@ stage equation, see :mod:`cliquegen.lower`); nothing here decides CliqueNet sema
               (X0 feeds every layer; layers feed each other both ways).
 ``schedule``  the unrolled update order of one block: one row per stage, one node per
               tensor X_j(k) in execution order, one edge per UpdateGraph edge.
-``network``   stem -> blocks -> transitions -> multi-scale head; the parts outside the
-              blocks are described from the Program.  ``depth=1`` expands every block into
-              its tensors.
+``network``   stem -> blocks -> transitions -> multi-scale head, top to bottom, each head
+              beside its block; the parts outside the blocks are described from the
+              Program.  ``depth=1`` expands every block into its tensors.
 
 The block and schedule views also draw what leaves the block: a ``feature`` node (to the
 head) and a ``transit`` node (to the next block), each fed by the values it concatenates,
@@ -605,13 +605,13 @@ def _add_outputs(
     return nodes
 
 
-def _schedule_attrs(compiled: Compiled, label: str) -> dict[str, str]:
+def _schedule_attrs(label: str, labelled: bool) -> dict[str, str]:
     return {
         "label": label,
         "labelloc": "t",
         "rankdir": "TB",
         "newrank": "true",
-        "nodesep": "0.3",
+        "nodesep": "0.5" if labelled else "0.3",  # room for the W_ij labels of flat edges
         "ranksep": "0.7",
         "fontname": _FONT,
     }
@@ -628,13 +628,13 @@ def _schedule_view(compiled: Compiled, b: int) -> Drawing:
     drawing = Drawing(
         f"{compiled.spec.name}-block{b + 1}-schedule",
         _schedule_attrs(
-            compiled,
             _title(
                 compiled,
                 f"block {b + 1} unrolled{html.escape(_order_note(config))}",
                 f"solid: a value of this stage, dashed: of the previous stage{colours}",
                 _update_note(config) + "; grey edges: the values that leave the block",
             ),
+            labelled,
         ),
         node_attrs={
             "fontname": _FONT,
@@ -844,7 +844,7 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
                 *(["each block's terms: --view schedule --block N"] if expand else []),
             ),
             "labelloc": "t",
-            "rankdir": "TB" if expand else "LR",
+            "rankdir": "TB",
             "newrank": "true",
             "nodesep": "0.35",
             "fontname": _FONT,
