@@ -338,21 +338,34 @@ def _bottleneck(config: BlockConfig) -> str | None:
     return f'<FONT POINT-SIZE="7">1x1&#8594;{_kernel(config.kernel)}</FONT>' if config.bottleneck else None
 
 
-def _update_note(config: BlockConfig) -> str:
-    """One line saying what every update of the block computes."""
+def _update_notes(config: BlockConfig) -> list[str]:
+    """Lines saying what every update of the block computes and which weights it uses."""
+    own = "the layer's" if config.share_weights else "the stage's own"
     if config.bottleneck:
-        return (
-            f"each update: BN-ReLU, the 1x1 W_ij to {config.channels} ch, BN-ReLU, "
-            f"the layer's {_kernel(config.kernel)} conv (the bottleneck)"
+        width = f" ({config.bottleneck_width}k)" if config.bottleneck_width != 1 else ""
+        text = (
+            f"each update: BN-ReLU, the 1x1 W_ij to {config.conv_channels} ch{width}, BN-ReLU, "
+            f"{own} {_kernel(config.kernel)} conv to {config.channels} ch (the bottleneck)"
         )
-    return f"each update: BN-ReLU, then the {_kernel(config.kernel)} W_ij to {config.channels} ch"
+    else:
+        text = f"each update: BN-ReLU, then the {_kernel(config.kernel)} W_ij to {config.channels} ch"
+    if not config.share_weights:
+        return [text, "every stage has its own W_ij (share_weights: false)"]
+    if config.stages == 1:
+        return [text, "one stage: each layer reads X0 and every layer before it (a dense block)"]
+    return [text]
 
 
 def _outputs(compiled: Compiled, b: int) -> list[tuple[str, list[NodeId], str]]:
-    """(kind, tensors, where they go) of the values that leave block ``b``."""
+    """(kind, tensors, where they go) of the values that leave block ``b``: the feature when
+    a head reads it (head kind ``last`` reads only the last block's), the transit unless
+    ``b`` is the last block."""
     info = compiled.graph.graph["blocks"][b]
     config: BlockConfig = info["config"]
-    outputs = [("feature", info["feature"], f"to head {b + 1}: {_refs(config.feature)}")]
+    last = b + 1 == len(compiled.graph.graph["blocks"])
+    outputs = []
+    if compiled.spec.head.kind == "multiscale" or last:
+        outputs.append(("feature", info["feature"], f"to head {b + 1}: {_refs(config.feature)}"))
     if info["transit"]:
         outputs.append(("transit", info["transit"], f"to transition {b + 1}: {_refs(config.transit)}"))
     return outputs
@@ -413,7 +426,8 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
                 compiled,
                 f"block {b + 1}, {n} layers, one edge per weight W_ij",
                 *([] if labelled else ["the colour of an edge is its layer i (hover for W_ij)"]),
-                _update_note(config) + "; grey edges: the values that leave the block",
+                *_update_notes(config),
+                "grey edges: the values that leave the block",
             ),
             "labelloc": "t",
             "layout": "neato",
@@ -459,11 +473,18 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
             tooltip=f"X{layer}: {config.channels} channels"
             + (f"; 1x1 W_ij, then its own {_kernel(config.kernel)} conv" if bottleneck else ""),
         )
+    stages_of: dict[tuple[int, int], list[int]] = {}
+    for u, v in _block_edges(graph, b):
+        stages_of.setdefault(graph.edges[u, v]["weight"], []).append(v[2])
     for i, j in weights:
         attrs = {
             "color": colour(i),
             "tooltip": f"{weight_label(i, j)}: X{i} -> X{j}, {_kernel(config.conv_kernel)} conv",
         }
+        if not config.share_weights:
+            attrs["tooltip"] += ", one per stage: " + ", ".join(
+                f"{weight_label(i, j)}({stage})" for stage in stages_of[i, j]
+            )
         if labelled:
             # by the head: W_ij sits next to X_j and W_ji next to X_i; W_0j fan out of X0
             where = "taillabel" if i == 0 else "headlabel"
@@ -486,10 +507,10 @@ def _block_view(compiled: Compiled, b: int) -> Drawing:
 
 def _add_updates(
     drawing: Drawing, compiled: Compiled, b: int, parent: str | None, wrap: int | None = None
-) -> dict[NodeId, str]:
+) -> tuple[dict[NodeId, str], list[str]]:
     """X0, then one cluster per stage holding its updates in execution order, as rows of at
     most ``wrap`` nodes (one row if None) under each other, X_j(k) below X_j(k-1).  Returns
-    the drawn node of every tensor."""
+    the drawn node of every tensor, and the last row."""
     graph = compiled.graph
     config: BlockConfig = graph.graph["blocks"][b]["config"]
     tag = b + 1
@@ -554,8 +575,8 @@ def _add_updates(
                 )
                 drawn[node] = data["name"]
                 row.append(data["name"])
-            if not above:
-                drawing.hide(drawn[(b, 0, 0)], row[0])
+            if not above:  # X0 over the middle of the first row
+                drawing.hide(drawn[(b, 0, 0)], row[len(row) // 2])
             for upper, lower in zip(above, row, strict=False):  # X_j(k) under X_j(k-1)
                 drawing.hide(upper, lower, weight="8")
             shown = row + [title] if start == 0 else row
@@ -566,7 +587,7 @@ def _add_updates(
         if titles:
             drawing.hide(titles[-1], title, weight="8")
         titles.append(title)
-    return drawn
+    return drawn, above
 
 
 def _add_terms(drawing: Drawing, compiled: Compiled, b: int, labelled: bool) -> None:
@@ -582,23 +603,31 @@ def _add_terms(drawing: Drawing, compiled: Compiled, b: int, labelled: bool) -> 
             # a term from the previous stage (a layer after j in the order) is dashed
             "style": "solid" if i == 0 or i in before[j] else "dashed",
         }
+        if not config.share_weights:  # each stage's own W_ij: W13 of stage 2 is W13(2)
+            attrs["tooltip"] += f" of stage {v[2]}"
         if labelled:
-            attrs |= {"label": _html(weight_text(i, j)), "fontcolor": colour(i)}
+            text = weight_text(i, j) + ("" if config.share_weights else f"({v[2]})".translate(_SUP))
+            attrs |= {"label": _html(text), "fontcolor": colour(i)}
         else:
             attrs["penwidth"] = "0.7"
         drawing.edge(graph.nodes[u]["name"], graph.nodes[v]["name"], **attrs)
 
 
 def _add_outputs(
-    drawing: Drawing, compiled: Compiled, b: int, parent: str | None, drawn: dict[NodeId, str]
+    drawing: Drawing,
+    compiled: Compiled,
+    b: int,
+    parent: str | None,
+    drawn: dict[NodeId, str],
+    last_row: list[str],
 ) -> dict[str, str]:
-    """The feature and transit nodes of block ``b`` side by side under its updates, each fed
-    by the tensors it concatenates; returns kind -> node."""
-    last = drawn[_block_nodes(compiled.graph, b)[-1]]
+    """The feature and transit nodes of block ``b`` side by side under the middle of its last
+    row, each fed by the tensors it concatenates; returns kind -> node."""
+    middle = last_row[len(last_row) // 2] if last_row else drawn[(b, 0, 0)]
     nodes = {}
     for kind, tensors, where in _outputs(compiled, b):
         nodes[kind] = _output_node(drawing, compiled, b, kind, tensors, where, parent)
-        drawing.hide(last, nodes[kind])  # under the last row; the edges below do not place it
+        drawing.hide(middle, nodes[kind])  # the edges below do not place it
         for tensor in tensors:
             _output_edge(drawing, drawn[tensor], nodes[kind], constraint="false")
     drawing.ranks.append((parent, tuple(nodes.values())))
@@ -632,7 +661,8 @@ def _schedule_view(compiled: Compiled, b: int) -> Drawing:
                 compiled,
                 f"block {b + 1} unrolled{html.escape(_order_note(config))}",
                 f"solid: a value of this stage, dashed: of the previous stage{colours}",
-                _update_note(config) + "; grey edges: the values that leave the block",
+                *_update_notes(config),
+                "grey edges: the values that leave the block",
             ),
             labelled,
         ),
@@ -645,9 +675,9 @@ def _schedule_view(compiled: Compiled, b: int) -> Drawing:
         },
         edge_attrs={"fontname": _FONT, "fontsize": "9", "arrowsize": "0.6"},
     )
-    drawn = _add_updates(drawing, compiled, b, None)
+    drawn, last_row = _add_updates(drawing, compiled, b, None)
     _add_terms(drawing, compiled, b, labelled)
-    _add_outputs(drawing, compiled, b, None, drawn)
+    _add_outputs(drawing, compiled, b, None, drawn, last_row)
     return drawing
 
 
@@ -710,7 +740,7 @@ def _block_matrix(compiled: Compiled, b: int) -> Drawing:
     notes = (
         f"more than {EDGE_LIMIT} layers: a cell (row i, column j) is a weight W_ij, coloured as layer i",
         "feature and transit columns: the stage of each layer's value that leaves the block",
-        _update_note(config),
+        *_update_notes(config),
     )
     return _matrix_drawing(
         compiled, b, f"{compiled.spec.name}-block{b + 1}", _title(compiled, what, *notes), rows, what
@@ -761,7 +791,7 @@ def _schedule_matrix(compiled: Compiled, b: int) -> Drawing:
         f"more than {EDGE_LIMIT} layers: a row is an update X_j(k) in execution order, a cell the layer i "
         "it reads through W_ij, in layer i's colour: full for a value of this stage, pale for the last",
         "feature and transit rows: the stage of each layer's value that leaves the block",
-        _update_note(config),
+        *_update_notes(config),
     )
     return _matrix_drawing(
         compiled, b, f"{compiled.spec.name}-block{b + 1}-schedule", _title(compiled, what, *notes), rows, what
@@ -873,9 +903,8 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
         return attention
 
     def link(entry: str, target: str, what: str, channels: int) -> None:
-        drawing.edge(
-            entry, target, label=_html(_small(f"{what}, {channels} ch" if what else f"{channels} ch"))
-        )
+        text = f"{what}, {channels} ch" if what else f"{channels} ch"
+        drawing.edge(entry, target, label=_html(_small(text)), weight="4")  # keep the spine straight
 
     drawing.node("x", label=_html("<B>input</B>", _shape(values["x"].shape)), shape="oval")
     box("stem", "stem", groups["stem"])
@@ -895,8 +924,8 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
                 color="#888888",
                 fontname=_FONT,
             )
-            drawn = _add_updates(drawing, compiled, b, cluster, wrap=ROW_LIMIT)
-            outputs = _add_outputs(drawing, compiled, b, cluster, drawn)
+            drawn, last_row = _add_updates(drawing, compiled, b, cluster, wrap=ROW_LIMIT)
+            outputs = _add_outputs(drawing, compiled, b, cluster, drawn, last_row)
             entry = x0["name"]
         else:
             lines = [
@@ -907,13 +936,16 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
             if config.order != tuple(sorted(config.order)):
                 lines.append(f"order {', '.join(map(str, config.order))}")
             kernel = f"{config.kernel}x{config.kernel}"
-            lines.append(f"bottleneck 1x1 &#8594; {kernel}" if config.bottleneck else f"W_ij {kernel}")
+            width = f" to {config.conv_channels} ch" if config.bottleneck_width != 1 else ""
+            lines.append(f"bottleneck 1x1{width} &#8594; {kernel}" if config.bottleneck else f"W_ij {kernel}")
+            if not config.share_weights:
+                lines.append("each stage its own W_ij")
             drawing.node(
                 f"block{tag}", label=_html(*lines), fillcolor="#eef3f8", color="#0072b2", penwidth="2"
             )
             entry = f"block{tag}"
             outputs = {}
-        drawing.edge(previous, entry, label=_html(_small(f"{x0['channels']} ch")))
+        drawing.edge(previous, entry, label=_html(_small(f"{x0['channels']} ch")), weight="4")
 
         if f"transition{tag}" in groups:
             if box(f"transition{tag}", f"transition {tag}", groups[f"transition{tag}"]):

@@ -31,6 +31,7 @@ K36 = ROOT / "specs" / "cifar10" / "cliquenet-k36-t12.yaml"
 CUSTOM_ORDER = DATA / "custom-order-3124.yaml"
 THREE_STAGE = DATA / "three-stage-bottleneck.yaml"
 S3 = ROOT / "specs" / "imagenet" / "cliquenet-s3.yaml"
+UNTIED = ROOT / "specs" / "cifar10" / "ablation" / "cliquenet-k36-t12-untied.yaml"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's `dot` is not installed")
 
 #: golden file -> (spec, view, options)
@@ -47,11 +48,15 @@ GOLDEN = {
     "cliquenet-s3-schedule.dot": (S3, "schedule", {}),
     "three-stage-bottleneck-schedule.dot": (THREE_STAGE, "schedule", {}),
     "three-stage-bottleneck-network-depth1.dot": (THREE_STAGE, "network", {"depth": 1}),
+    "densenet-121-schedule.dot": (ROOT / "specs/densenet/densenet-121.yaml", "schedule", {}),
+    "densenet-121-network.dot": (ROOT / "specs/densenet/densenet-121.yaml", "network", {}),
+    "cliquenet-k36-t12-untied-schedule.dot": (UNTIED, "schedule", {}),
     "thirteen-layers-block.dot": (DATA / "thirteen-layers.yaml", "block", {}),
     "thirteen-layers-schedule.dot": (DATA / "thirteen-layers.yaml", "schedule", {}),
 }
 
 PLAIN_DIGITS = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
+SUPERSCRIPT = str.maketrans("0123456789()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁽⁾")
 EDGE = re.compile(r"^\s*(\w+) -> (\w+)\b(?! \[style=invis)", re.MULTILINE)
 NODE = re.compile(r"^\s*(?!graph |node |edge )(\w+) \[", re.MULTILINE)
 
@@ -110,13 +115,22 @@ def _block_terms(graph, b: int) -> set[tuple[tuple[int, int, int], tuple[int, in
     return {(u, v) for u, v in graph.edges if v[0] == b}
 
 
-def _outputs_of(info: dict) -> dict[str, list[tuple[int, int, int]]]:
-    """The tensors each output concatenates, repeats included (a feature can name one stage
-    twice over: [2, 3] with partial: 0)."""
-    outputs = {"feature": info["feature"]}
+def _outputs_of(spec: Spec, info: dict, b: int) -> dict[str, list[tuple[int, int, int]]]:
+    """The tensors each output of block ``b`` concatenates, repeats included (a feature can
+    name one stage twice over: [2, 3] with partial: 0).  Head kind `last` reads only the last
+    block's feature, and the last block transits nothing."""
+    outputs = {}
+    if spec.head.kind == "multiscale" or b + 1 == len(spec.blocks):
+        outputs["feature"] = info["feature"]
     if info["transit"]:
         outputs["transit"] = info["transit"]
     return outputs
+
+
+def _label(spec: Spec, b: int, weight: tuple[int, int], stage: int) -> str:
+    """W₁₃, or W₁₃⁽²⁾ where each stage has its own W_ij."""
+    shared = spec.resolved_blocks()[b].share_weights
+    return f"<{weight_text(*weight)}{'' if shared else f'({stage})'.translate(SUPERSCRIPT)}>"
 
 
 @given(specs(), st.data())
@@ -128,7 +142,7 @@ def test_schedule_is_the_update_graph_of_the_block(spec: Spec, data: st.DataObje
     drawing = draw(compiled, "schedule", block=b + 1)
     names = {graph.nodes[n]["name"]: n for n in graph.nodes if n[0] == b}
     expected_edges = {(graph.nodes[u]["name"], graph.nodes[v]["name"]) for u, v in _block_terms(graph, b)}
-    outputs = {f"b{b + 1}_{kind}": tensors for kind, tensors in _outputs_of(info).items()}
+    outputs = {f"b{b + 1}_{kind}": tensors for kind, tensors in _outputs_of(spec, info, b).items()}
     titles = {f"b{b + 1}_stage{stage}": stage for _, _, stage in names.values() if stage}
 
     # the structure, and the same structure read back from the DOT text (invisible edges aside)
@@ -152,8 +166,8 @@ def test_schedule_is_the_update_graph_of_the_block(spec: Spec, data: st.DataObje
             continue
         weight = graph.edges[names[u], names[v]]["weight"]
         assert look.setdefault(weight, (attrs["color"], attrs["style"])) == (attrs["color"], attrs["style"])
-        if "label" in attrs:
-            assert attrs["label"] == f"<{weight_text(*weight)}>"
+        if "label" in attrs:  # W_ij, with the stage where each stage has its own
+            assert attrs["label"] == _label(spec, b, weight, names[v][2])
             assert weight_text(*weight).translate(PLAIN_DIGITS) == weight_label(*weight)
     for name, cluster in drawing.placement.items():
         stage = names[name][2] if name in names else titles.get(name, 0)
@@ -169,7 +183,7 @@ def test_block_view_draws_every_used_weight_once(spec: Spec) -> None:
     for b, info in enumerate(graph.graph["blocks"]):
         drawing = draw(compiled, "block", block=b + 1)
         used = {graph.edges[e]["weight"] for e in _block_terms(graph, b)}
-        outputs = {f"b{b + 1}_{kind}": tensors for kind, tensors in _outputs_of(info).items()}
+        outputs = {f"b{b + 1}_{kind}": tensors for kind, tensors in _outputs_of(spec, info, b).items()}
         assert {(u, v) for u, v, _ in drawing.edges if v not in outputs} == {
             (f"b{b + 1}_x{i}", f"b{b + 1}_x{j}") for i, j in used
         }
@@ -328,6 +342,37 @@ def test_partial_stage_feeds_the_newest_values_out() -> None:
     assert "X₄⁽¹⁾ X₅⁽¹⁾" in drawing.nodes["b1_transit"]["label"]
     last = draw(ROOT / "specs/cifar10/ablation/cliquenet-x3.yaml", "schedule", block=3)
     assert "b3_transit" not in last.nodes and "b3_feature" in last.nodes  # the last block transits nothing
+
+
+def test_densenet_draws_a_dense_block() -> None:
+    """Stage I only, the transit of the whole concatenation [x0, 1], one head (kind last)."""
+    densenet = compile_spec(cliquegen.load_spec(ROOT / "specs/densenet/densenet-121.yaml"))
+    schedule = draw(densenet, "schedule")
+    assert [n for n in schedule.nodes if "_stage" in n] == ["b1_stage1"]
+    fed = sorted(u for u, v, _ in schedule.edges if v == "b1_transit")
+    assert fed == sorted(["b1_x0"] + [f"b1_x{j}_s1" for j in range(1, 7)])
+    assert "b1_feature" not in schedule.nodes  # the head reads only the last block
+    assert "a dense block" in schedule.attrs["label"] and "128 ch (4k)" in schedule.attrs["label"]
+    terms = [e for e in schedule.edges if e[1] != "b1_transit"]
+    assert len(terms) == 6 + 15 and all(attrs["style"] == "solid" for _, _, attrs in terms)
+    last = draw(densenet, "block", block=4)  # 16 layers: a matrix, with the feature column only
+    assert (
+        ">feature<" in last.nodes["b4_matrix"]["label"]
+        and ">transit<" not in last.nodes["b4_matrix"]["label"]
+    )
+    network = draw(densenet, "network")
+    assert [n for n in network.nodes if n.startswith("head")] == ["head4"]
+    assert "bottleneck 1x1 to 128 ch" in network.nodes["block1"]["label"]
+
+
+def test_untied_weights_are_named_per_stage() -> None:
+    drawing = draw(UNTIED, "schedule")
+    labels = [attrs["label"] for _, v, attrs in drawing.edges if "label" in attrs]
+    assert "<W₁₃⁽¹⁾>" in labels and "<W₁₃⁽²⁾>" in labels and "<W₁₃>" not in labels
+    assert "every stage has its own W_ij" in drawing.attrs["label"]
+    block = draw(UNTIED, "block")
+    assert block.edges[0][2]["tooltip"].endswith("one per stage: W01(1)")
+    assert any(attrs["tooltip"].endswith("one per stage: W13(1), W13(2)") for _, _, attrs in block.edges)
 
 
 @needs_dot
