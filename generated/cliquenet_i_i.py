@@ -310,7 +310,8 @@ Model = CliquenetII
 
 # Constructors: how __init__ builds and initialises each module
 def shared_weight(shape: tuple[int, int, int, int], init: str = "kaiming-normal-fan-out") -> nn.Parameter:
-    """A W_ij: one conv weight (out, in, kernel, kernel) reused by every stage."""
+    """A W_ij: one conv weight (out, in, kernel, kernel), reused by every stage that reads it
+    (a block with ``share_weights: false`` has one per stage instead)."""
     weight = nn.Parameter(torch.empty(shape))
     init_conv_weight(weight, init)
     return weight
