@@ -16,7 +16,7 @@ from torch import fx, nn
 from ..ir import ModuleDecl, Op, Program
 from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update, linear
 
-FEATURES = "features"  # name of the pooled multi-scale feature vector in every Program
+FEATURES = "features"  # name of the pooled feature vector (multi-scale, or the last block's) in every Program
 
 
 def instantiate(decl: ModuleDecl) -> nn.Module | nn.Parameter:
@@ -47,7 +47,8 @@ def build_root(program: Program) -> nn.Module:
 class CliqueNetGraphModule(fx.GraphModule):
     """A GraphModule with the model helpers users expect (timm style).
 
-    ``forward_features`` returns the pooled multi-scale features (B, num_features);
+    ``forward_features`` returns the pooled features (B, num_features): multi-scale, or the
+    last block's with head kind ``last``;
     ``forward_head`` applies the classifier to them.
     """
 

@@ -703,7 +703,7 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
     num_classes = program.values[program.output].shape[0]
 
     header = [
-        f"{spec.name}: a clique network (CliqueNet, Yang et al., CVPR 2018) in plain PyTorch.",
+        *_network_kind(spec),
         "",
         f"{GENERATED_MARKER} {version}; do not edit: change the spec and build again.",
         *doc_paragraph(f"Spec: {origin.path}", ""),
@@ -754,6 +754,17 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
         "pooled": f"pooled {'multi-scale' if spec.head.kind == 'multiscale' else 'last-block'} features",
     }
     return _environment().get_template("model.py.jinja2").render(**context)
+
+
+def _network_kind(spec: Spec) -> list[str]:
+    """The header's first lines: what the network is.  A DenseNet is clique blocks run for
+    Stage I only, read by a head on the last block."""
+    if spec.head.kind == "last" and all(block.stages == 1 for block in spec.resolved_blocks()):
+        return [
+            f"{spec.name}: a DenseNet (Huang et al., CVPR 2017) in plain PyTorch.",
+            "Its dense blocks are clique blocks (CliqueNet, Yang et al., CVPR 2018) run for Stage I only.",
+        ]
+    return [f"{spec.name}: a clique network (CliqueNet, Yang et al., CVPR 2018) in plain PyTorch."]
 
 
 def _strip_blank(lines: list[str]) -> list[str]:
