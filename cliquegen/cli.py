@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -14,9 +15,10 @@ from rich.table import Table
 
 from . import __version__
 from ._args import count, integer, real
+from ._io import Interrupted, signals_raise
 from ._limits import check_limits, lifted
-from .errors import CliqueGenError, SpecError
-from .loader import load_spec
+from .errors import CliqueGenError, SpecError, os_error_message, printable
+from .loader import load_spec, spec_files
 from .lower import compile_spec
 from .recipes import RECIPES
 from .registry import family, resolve_spec, shipped_specs
@@ -28,7 +30,9 @@ from .summary import Summary, summarize
 EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
 # Tables keep their full width when printed to a file or a pipe (rich assumes 80 columns there).
-_stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+_stdout = Console(
+    highlight=False, soft_wrap=True, width=None if sys.stdout is not None and sys.stdout.isatty() else 160
+)
 
 
 def _millions(n: int) -> str:
@@ -60,14 +64,14 @@ def _checked_spec(name_or_path: str) -> Spec:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     diagnostics = []
-    for path in args.specs:
+    for path in spec_files(args.specs):
         try:
-            spec = load_spec(Path(path))
+            spec = load_spec(Path(path), path=path)
             check_limits(spec, path=path)
         except SpecError as error:
             diagnostics += error.diagnostics
         else:
-            _stdout.print(f"{path}: ok ({spec.name})")
+            _stdout.print(f"{printable(path)}: ok ({spec.name})", markup=False)
     if diagnostics:
         raise SpecError(diagnostics)
     return EXIT_OK
@@ -324,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("specs", nargs="+", metavar="SPEC")
     sub.add_argument("-o", "--output", default="generated", metavar="DIR", help="folder (default: generated)")
     sub = add("validate", cmd_validate, "check specs; errors as PATH:LINE:COL: error: MESSAGE")
-    sub.add_argument("specs", nargs="+", metavar="SPEC")
+    sub.add_argument("specs", nargs="+", metavar="SPEC", help="a spec file, or a folder: every spec under it")
     sub = add("summary", cmd_summary, "parameters, MACs and FLOPs, per block")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
@@ -478,17 +482,39 @@ def _analysis(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with standard output closed (`cliquegen list >&-`)
+        return _fail("cliquegen: error: standard output is closed; nothing was done", EXIT_USAGE)
     try:
-        with lifted(getattr(args, "force", False)):
-            return args.handler(args)
+        with signals_raise(), lifted(getattr(args, "force", False)):
+            status = args.handler(args)
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+            return status
+    except SpecError as error:  # every line located: PATH:LINE:COL: error: ...
+        return _fail(str(error), EXIT_USAGE)
     except CliqueGenError as error:
-        print(str(error), file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # e.g. `cliquegen list | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return _fail(f"cliquegen: error: {error}", EXIT_USAGE)
+    except (Interrupted, KeyboardInterrupt) as stop:
+        signal_name, status = (
+            (stop.name, stop.exit_status) if isinstance(stop, Interrupted) else ("SIGINT", 130)
+        )
+        return _fail(f"cliquegen: stopped by {signal_name}; no output was left half-written", status)
+    except OSError as error:
+        return _fail(f"cliquegen: error: {os_error_message(error)}", EXIT_USAGE)
+    except MemoryError:
+        return _fail("cliquegen: error: out of memory; try a smaller batch or spec", EXIT_USAGE)
+
+
+def _fail(message: str, status: int) -> int:
+    """Print ``message`` (control characters escaped) on standard error; return ``status``."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):  # the same broken stdout: send what is left nowhere
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        print(printable(message, keep_newlines=True), file=sys.stderr, flush=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -15,12 +17,12 @@ class Diagnostic:
     message: str
 
     def __str__(self) -> str:
-        where = self.path
+        where = printable(self.path)
         if self.line is not None:
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        return f"{where}: error: {self.message}"
+        return f"{where}: error: {printable(self.message)}"
 
 
 class CliqueGenError(Exception):
@@ -59,3 +61,33 @@ def import_extra(module: str, extra: str, purpose: str):
 
 class WeightsError(CliqueGenError):
     """A weights file or state_dict that cannot be read or does not fit the spec."""
+
+
+def printable(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``), so user
+    text (keys, values, file names) cannot drive the terminal an error is printed on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or (keep_newlines and c == "\n") else repr(c)[1:-1] for c in text)
+
+
+def code_points(text: str) -> str:
+    """A note naming the non-ASCII characters of ``text``, so two names that look the same are
+    told apart: ``layеrs`` -> `` (е is U+0435 CYRILLIC SMALL LETTER IE)``; "" for ASCII text."""
+    odd = list(dict.fromkeys(c for c in text if not c.isascii()))
+    if not odd:
+        return ""
+    names = [f"{printable(c)} is U+{ord(c):04X} {unicodedata.name(c, 'without a name')}" for c in odd[:3]]
+    more = f"; and {len(odd) - 3} more" if len(odd) > 3 else ""
+    return f" ({'; '.join(names)}{more})"
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for an operating-system error: what failed, on which file, why."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno == errno.EPIPE:
+        return "standard output was closed before everything was written (broken pipe)"
+    files = [f for f in (error.filename, error.filename2) if f is not None]
+    if files:
+        return f"{' -> '.join(printable(str(f)) for f in files)}: {reason}"
+    return f"cannot write the output: {reason}"

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import Diagnostic, SpecError
+from .errors import Diagnostic, SpecError, code_points, printable
 from .spec import NAME_PATTERN, Loc, Spec, SpecSemanticError
 
 MAX_BYTES = 1 << 20  # a spec is a page of text; refuse anything near /dev/zero
@@ -83,6 +83,24 @@ def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spe
     except SpecSemanticError as error:
         diagnostics = [_explain_problem(loc, message, tree) for loc, message in error.problems]
     raise SpecError(_sorted_unique(diagnostics))
+
+
+def spec_files(paths: list[str]) -> list[str]:
+    """``paths`` with every folder replaced by the spec files under it (``*.yaml``, ``*.yml``,
+    any case; symlinked folders not followed), sorted, as paths under the folder as given."""
+    files = []
+    for given in paths:
+        if not os.path.isdir(given):
+            files.append(given)
+            continue
+        found = []
+        for folder, subfolders, names in os.walk(given):
+            subfolders.sort()
+            found += [os.path.join(folder, name) for name in names if _names_a_file(name)]
+        if not found:
+            raise SpecError([Diagnostic(given, None, None, "no spec (*.yaml, *.yml) in this folder")])
+        files += sorted(found)
+    return files
 
 
 def _names_a_file(text: str) -> bool:
@@ -372,21 +390,13 @@ class _Tree:
         return self._at((key or node).start_mark, message)
 
     def _at(self, mark: yaml.Mark, message: str) -> Diagnostic:
-        return Diagnostic(self.name, mark.line + 1, mark.column + 1, _printable(message))
+        return Diagnostic(self.name, mark.line + 1, mark.column + 1, printable(message))
 
     def _nowhere(self, message: str) -> Diagnostic:
-        return Diagnostic(self.name, None, None, _printable(message))
+        return Diagnostic(self.name, None, None, printable(message))
 
     def _problem(self, mark: yaml.Mark, message: str) -> None:
         self.problems.append(self._at(mark, message))
-
-
-def _printable(message: str) -> str:
-    """``message`` with control and format characters escaped (``\\x1b``, ``\\u202e``): keys
-    and tags are quoted as written, and a spec must not drive the terminal it is checked in."""
-    if message.isprintable():
-        return message
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
 _YAML11_BOOLS = {"yes": "true", "on": "true", "no": "false", "off": "false"}
@@ -615,12 +625,13 @@ def _unknown_key_message(loc: Loc) -> str:
     key, model = str(loc[-1]), _model_at(loc[:-1])
     fields = list(model.model_fields) if model else []
     homes = _homes(model, key) if model else []
+    shown = f"`{key}`{code_points(key)}"
     if homes:
-        return f"unknown key `{key}` here; it belongs under " + " or ".join(f"`{h}`" for h in homes)
+        return f"unknown key {shown} here; it belongs under " + " or ".join(f"`{h}`" for h in homes)
     close = _close_fields(loc)
     if close:
-        return f"unknown key `{key}`; did you mean `{close[0]}`?"
-    return f"unknown key `{key}`; the keys here are " + ", ".join(f"`{f}`" for f in fields)
+        return f"unknown key {shown}; did you mean `{close[0]}`?"
+    return f"unknown key {shown}; the keys here are " + ", ".join(f"`{f}`" for f in fields)
 
 
 def _close_fields(loc: Loc) -> list[str]:
@@ -702,7 +713,7 @@ def _describe(value: Any, node: yaml.Node | None = None) -> str:
     if value is None:
         return "nothing (the value is empty)" if getattr(node, "value", None) == "" else "null"
     if isinstance(value, str):
-        return f"the string {_quote(value)}"
+        return f"the string {_quote(value)}{code_points(value[:40])}"
     if isinstance(value, (int, float)):
         return f"{value!r}"
     if isinstance(value, list):

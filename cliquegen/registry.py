@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from .errors import Diagnostic, SpecError, UsageError
+from .errors import Diagnostic, SpecError, UsageError, code_points
 from .spec import Spec, SpecSemanticError
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -61,7 +61,9 @@ def resolve_spec(name_or_path: str | os.PathLike | Spec) -> Spec:
         return load_spec(Path(text))
     close = difflib.get_close_matches(text, list(shipped), n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UsageError(f"Unknown model {text!r}.{hint} `cliquegen list` shows the shipped ones.")
+    raise UsageError(
+        f"Unknown model {text!r}{code_points(text)}.{hint} `cliquegen list` shows the shipped ones."
+    )
 
 
 def apply_overrides(spec: Spec, **overrides: Any) -> Spec:

@@ -855,12 +855,14 @@ def build_files(
 ) -> list[tuple[Path, Compiled]]:
     """Write ``out_dir/<module>.py`` for every spec file; return the paths and compiled specs.
 
-    Every spec is loaded and generated before anything is written, so one bad spec writes
-    nothing.  Each file is written atomically inside ``out_dir``, and a file there that
-    cliquegen did not generate is never replaced, unless ``force``.
+    All or nothing: every spec is loaded and generated before anything is written, and the
+    files are written together (:func:`~cliquegen._io.atomic_write_all`), so one bad spec or
+    one target that cannot be written leaves ``out_dir`` as it was (a folder this call made
+    is removed again).  A file there that cliquegen did not generate is never replaced,
+    unless ``force``.
     """
     from .. import __version__
-    from .._io import atomic_write
+    from .._io import atomic_write_all, made_folder
     from ..errors import SpecError, UsageError
 
     out = Path(out_dir)
@@ -883,10 +885,7 @@ def build_files(
     if diagnostics:
         raise SpecError(diagnostics)
 
-    out.mkdir(parents=True, exist_ok=True)
-    folder = out.resolve()
-    written = []
-    for file_name, (text, compiled) in jobs.items():
-        atomic_write(folder / file_name, text, root=folder, force=force, generated_marker=GENERATED_MARKER)
-        written.append((out / file_name, compiled))
-    return written
+    with made_folder(out) as folder:
+        files = [(folder / file_name, text) for file_name, (text, _) in jobs.items()]
+        atomic_write_all(files, root=folder, force=force, generated_marker=GENERATED_MARKER)
+    return [(out / file_name, compiled) for file_name, (_, compiled) in jobs.items()]
