@@ -211,7 +211,8 @@ def test_export_with_weights_of_another_spec_exits_2_with_the_summary(tmp_path: 
     err = capsys.readouterr().err
     assert code == 2
     assert err.splitlines()[0] == (
-        f"{weights}: the weights do not fit spec 'tiny': it holds the weights of spec 'tiny-wide'; "
+        f"cliquegen: error: {weights}: the weights do not fit spec 'tiny': "
+        "it holds the weights of spec 'tiny-wide'; "
         "build the model from that spec"
     )
     assert "Traceback" not in err and not out.exists()
@@ -274,7 +275,7 @@ def test_the_size_limit_bounds_what_a_file_unpacks_to(tmp_path: Path, monkeypatc
     code = main(["import-weights", str(bomb), "--spec", "cliquenet-s0", "-o", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and not out.exists()
-    assert err.startswith(f"{bomb}: it unpacks to 4,000,")
+    assert err.startswith(f"cliquegen: error: {bomb}: it unpacks to 4,000,")
     assert err.endswith("bytes, over the 1,000,000-byte limit for weight files\n")
 
 
