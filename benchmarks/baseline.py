@@ -1,6 +1,6 @@
 """The clique network as the authors wrote it, built from any Spec, to time against.
 
-Their PyTorch ImageNet code (PAPER.md, "The authors' PyTorch ImageNet checkpoint layout")
+Their PyTorch ImageNet code (docs/paper.md, "The authors' PyTorch ImageNet code")
 keeps every W_ij as an ``nn.Conv2d`` in a ``conv_param`` ModuleList of ``(n+1)**2``
 entries, one BatchNorm per layer and stage in ``forward_bn`` / ``loop_bn`` (``_b`` for the
 bottleneck), and, on every forward, concatenates both the inputs and the weights of each

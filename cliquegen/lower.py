@@ -1,7 +1,7 @@
 """Lowering: the one place where CliqueNet semantics live.
 
 ``build_update_graph`` turns the resolved blocks into the UpdateGraph: one node per tensor,
-one edge per term of the stage equations (PAPER.md):
+one edge per term of the stage equations (docs/paper.md):
 
     Stage I:   X_j(1) = g(W0j*X0 + sum_{i before j} Wij*Xi(1))
     Stage k>1: X_j(k) = g(sum_{i before j} Wij*Xi(k) + sum_{m after j} Wmj*Xm(k-1))

@@ -1,6 +1,6 @@
 """The authors' PyTorch ImageNet checkpoints <-> cliquegen state_dicts.
 
-The authors' ImageNet code (PAPER.md, "The authors' PyTorch ImageNet checkpoint layout")
+The authors' ImageNet code (docs/paper.md, "The authors' PyTorch ImageNet code")
 names its modules ``fir_trans``, ``list_block.b.conv_param.{i*(n+1)+j}``, ``loop_bn`` ...;
 cliquegen names the same tensors ``stem.conv``, ``block{b+1}.w{i}_{j}``, ``bn{j}_s2`` ...
 :func:`official_mapping` pairs the two names of every tensor, with the shape cliquegen
@@ -12,8 +12,9 @@ Two tolerated differences, both documented in ``docs/weights.md``:
 
 - ``num_batches_tracked`` buffers are mapped when present and filled with 0 when absent
   (checkpoints saved before PyTorch 0.4.1 have none; eval-mode BatchNorm does not read them);
-- ``list_block.b.conv_param.0`` (i = 0, j = 0: X0 into X0, which no equation uses) is
-  accepted and ignored; every other unused ``conv_param`` entry is an error.
+- ``list_block.b.conv_param.0`` (i = 0, j = 0: X0 into X0, which no equation uses; their
+  published code never saves it) is accepted and ignored; every other unused ``conv_param``
+  entry is an error.
 
 :func:`load_weights_file` and :func:`save_weights_file` are the only ways the CLI touches
 weight files: loading never unpickles anything but tensors and plain containers
@@ -279,7 +280,6 @@ def official_checkpoint(state_dict: Mapping[str, Any], spec: Spec, *, epoch: int
     }
     return {
         "epoch": epoch,
-        "arch": spec.module_name,
         "state_dict": {DATA_PARALLEL_PREFIX + key: value for key, value in theirs.items()},
         "best_prec1": 0.0,
         "optimizer": {"state": {}, "param_groups": [sgd_group]},

@@ -1,6 +1,6 @@
-"""The authors' PyTorch ImageNet CliqueNet, rewritten from PAPER.md for the weights tests.
+"""The authors' PyTorch ImageNet CliqueNet, rewritten from their code (docs/paper.md) for the weights tests.
 
-Module names, parameter shapes and the forward pass follow the layout PAPER.md describes
+Module names, parameter shapes and the forward pass follow the layout docs/paper.md describes
 ("The authors' PyTorch ImageNet checkpoint layout"): ``fir_trans``/``fir_bn``/``fir_pool``,
 ``list_block`` (``conv_param`` with ``(n+1)**2`` entries, ``None`` where no W_ij exists),
 ``list_trans``, ``list_compress``, ``list_gb`` and ``fc``.  It imports nothing from
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: (filters per layer, layers) of the four blocks and the attention flag (PAPER.md, ImageNet).
+#: (filters per layer, layers) of the four blocks and the attention flag (docs/paper.md, ImageNet).
 ARCHITECTURES = {
     "cliquenet-s0": ([36, 64, 100, 80], [5, 6, 6, 6], False),
     "cliquenet-s1": ([36, 80, 120, 100], [5, 6, 6, 6], False),

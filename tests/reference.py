@@ -1,4 +1,4 @@
-"""An independent, plainly written eager CliqueNet, straight from the equations of PAPER.md.
+"""An independent, plainly written eager CliqueNet, straight from the equations of docs/paper.md.
 
 It shares nothing with the compiler but the parameter names (the state_dict contract), so
 the compiled models can be checked against it.  ``weight(name, stage)`` lets a test hand

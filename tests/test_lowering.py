@@ -14,7 +14,7 @@ from cliquegen.spec import Spec
 
 
 def expected_terms(order: tuple[int, ...], j: int, stage: int) -> set[tuple[tuple[int, int], int]]:
-    """Terms of the equation of X_j at `stage` as {((i, j), stage of X_i)}, from PAPER.md."""
+    """Terms of the equation of X_j at `stage` as {((i, j), stage of X_i)}, from docs/paper.md."""
     before = order[: order.index(j)]
     after = order[order.index(j) + 1 :]
     if stage == 1:

@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cliquegen import build_fx, compile_spec, create_model, list_models, load_spec, summarize
 from cliquegen.registry import shipped_specs
 
-# name: (params in millions, GFLOPs) as printed in PAPER.md; None where the paper gives none
+# name: (params in millions, GFLOPs) as printed in the paper (docs/paper.md); None where the paper gives none
 PAPER = {
     "cliquenet-k36-t12": (0.94, 0.91),
     "cliquenet-k64-t15": (4.49, 4.21),
