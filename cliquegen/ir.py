@@ -29,6 +29,7 @@ MODULE_KINDS = {
     "batch_norm": "nn.BatchNorm2d(num_features)",
     "linear": "nn.Linear(in_features, out_features, bias=True)",
     "dropout": "nn.Dropout(p)",
+    "identity": "nn.Identity() (the classifier of a model with num_classes 0)",
 }
 
 #: Kinds of ops; the attributes each one reads are listed after the colon.
@@ -104,7 +105,10 @@ class Program:
     ops: list[Op]
     output: str
     features: str  # pooled multi-scale feature vector, input of the classifier
-    classifier: str  # module path of the final linear layer
+    classifier: str  # module path of the final linear layer (an identity with no classes)
+    #: One value per block: the map it hands on (to its transition; the last block, to the head),
+    #: what ``forward_intermediates`` returns.
+    block_outputs: tuple[str, ...] = ()
 
     @cached_property
     def values(self) -> dict[str, Op]:
@@ -113,6 +117,19 @@ class Program:
 
     def parts(self) -> list[str]:
         return list(dict.fromkeys(op.part for op in self.ops if op.part))
+
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's description of the block outputs: channels, reduction of the input's side,
+        and the module (``block1`` ...) that holds the block."""
+        _, height, _ = next(op.shape for op in self.ops if op.kind == "input")
+        return [
+            {
+                "num_chs": self.values[name].shape[0],
+                "reduction": height // self.values[name].shape[1],
+                "module": f"block{index + 1}",
+            }
+            for index, name in enumerate(self.block_outputs)
+        ]
 
     def groups(self) -> list[Group]:
         """The ops in runs of one method each: the stem; each block with the transition and
@@ -182,7 +199,7 @@ class Program:
                     raise AssertionError(f"op {op.name!r} uses undeclared module {path!r}")
                 used_modules.add(path)
             defined.add(op.name)
-        for name in (self.output, self.features):
+        for name in (self.output, self.features, *self.block_outputs):
             if name not in defined:
                 raise AssertionError(f"{name!r} is never defined")
         unused = set(self.modules) - used_modules

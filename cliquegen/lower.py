@@ -203,6 +203,7 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
 
     blocks = graph.graph["blocks"]
     pooled: list[str] = []
+    block_outputs: list[str] = []  # the map each block hands on: to its transition, or to the head
     for b, info in enumerate(blocks):
         block: BlockConfig = info["config"]
         tag = b + 1
@@ -218,6 +219,7 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
         if b + 1 < len(blocks):
             p.part = f"transition{tag}"
             h = p.cat(f"b{tag}_transit", names)
+            block_outputs.append(h)
             channels = compressed(p.shapes[h][0], spec.transition.compression)
             h = p.bn_relu(f"t{tag}", f"transition{tag}.bn", h)
             h = p.dropout(
@@ -232,6 +234,8 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
             continue  # the head reads only the last block
         p.part = "head"
         h = p.cat(f"b{tag}_feature", [graph.nodes[n]["name"] for n in info["feature"]])
+        if b + 1 == len(blocks):
+            block_outputs.append(h)
         if spec.head.kind == "last":  # BN, ReLU, global average pool over the last block's feature
             h = p.bn_relu("h", "head.bn", h)
             pooled.append(p.op("features", "global_pool", (h,), shape=p.shapes[h][:1]))
@@ -246,9 +250,20 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
 
     features = p.cat("features", pooled)
     p.part = "classifier"
-    logits = p.linear("logits", "classifier", features, spec.num_classes)
+    if spec.num_classes:
+        logits = p.linear("logits", "classifier", features, spec.num_classes)
+    else:  # no classifier: the model returns the pooled features
+        logits = p.call("logits", p.module("classifier", "identity"), features)
     modules = {path: _with_norm_and_init(decl, spec) for path, decl in p.modules.items()}
-    return Program(spec.name, modules, p.ops, output=logits, features=features, classifier="classifier")
+    return Program(
+        spec.name,
+        modules,
+        p.ops,
+        output=logits,
+        features=features,
+        classifier="classifier",
+        block_outputs=tuple(block_outputs),
+    )
 
 
 #: Smallest side of the first block's maps from which the model runs in channels-last memory.

@@ -209,7 +209,9 @@ class Spec(_Model):
     name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)]
     description: Annotated[str, StringConstraints(max_length=10_000)] = ""
     input: InputSpec = InputSpec()
-    num_classes: Annotated[int, Field(ge=1, le=1_000_000)]
+    num_classes: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        description="classes of the classifier; 0: no classifier, the model returns the pooled features"
+    )
     stem: StemSpec = StemSpec()
     defaults: Defaults = Defaults()
     blocks: list[BlockSpec] = Field(min_length=1, max_length=64)

@@ -24,7 +24,7 @@ def parameter_count(decl: ModuleDecl) -> int:
         return 2 * a["num_features"]
     if decl.kind == "linear":
         return (a["in_features"] + 1) * a["out_features"]
-    if decl.kind == "dropout":
+    if decl.kind in ("dropout", "identity"):
         return 0
     raise ValueError(f"unknown module kind {decl.kind!r}")
 

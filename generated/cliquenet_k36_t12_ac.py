@@ -185,19 +185,33 @@ class CliquenetK36T12Ac(nn.Module):
         # Classifier
         self.classifier = linear(392, 10, init="glorot-uniform")
 
+        # For timm: the maps forward_intermediates returns, and the switches of set_grad_checkpointing
+        # and prune_intermediate_layers
+        self.feature_info = [
+            {"num_chs": 144, "reduction": 1, "module": "block1"},
+            {"num_chs": 144, "reduction": 2, "module": "block2"},
+            {"num_chs": 288, "reduction": 4, "module": "block3"},
+        ]
+        self.memory_efficient = False
+        self.pruned = False
+
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """Stem: x (B, 3, 32, 32) -> b1_x0 (B, 64, 32, 32)."""
         x = x.contiguous(memory_format=torch.channels_last)  # same values
         b1_x0 = self.stem.conv(x)  # (B, 64, 32, 32)
         return b1_x0
 
-    def forward_block1(self, b1_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_block1(
+        self, b1_x0: torch.Tensor, maps: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Block 1: 4 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2; then transition 1 and head.
 
         b1_x0 (B, 64, 32, 32) -> b2_x0 (B, 144, 16, 16), h1_pooled (B, 104).
         """
         block = self.block1
-        update = partial(clique_update, padding=1, dropout=block.dropout)
+        update = partial(
+            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
+        )
         # X1(1) = g(W01*X0)
         b1_x1_s1 = update([b1_x0], [block.w0_1], block.bn1_s1)
         # X2(1) = g(W02*X0 + W12*X1(1))
@@ -221,6 +235,8 @@ class CliquenetK36T12Ac(nn.Module):
 
         # Transition 1
         b1_transit = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2], 1)  # (B, 144, 32, 32)
+        if maps is not None:  # the map block 1 hands on
+            maps.append(b1_transit)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 144, 32, 32)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 144, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 144, 32, 32)
@@ -244,13 +260,17 @@ class CliquenetK36T12Ac(nn.Module):
         h1_pooled = h1_relu.mean((2, 3))  # (B, 104)
         return b2_x0, h1_pooled
 
-    def forward_block2(self, b2_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_block2(
+        self, b2_x0: torch.Tensor, maps: list[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Block 2: 4 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2; then transition 2 and head.
 
         b2_x0 (B, 144, 16, 16) -> b3_x0 (B, 144, 8, 8), h2_pooled (B, 144).
         """
         block = self.block2
-        update = partial(clique_update, padding=1, dropout=block.dropout)
+        update = partial(
+            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
+        )
         # X1(1) = g(W01*X0)
         b2_x1_s1 = update([b2_x0], [block.w0_1], block.bn1_s1)
         # X2(1) = g(W02*X0 + W12*X1(1))
@@ -274,6 +294,8 @@ class CliquenetK36T12Ac(nn.Module):
 
         # Transition 2
         b2_transit = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2], 1)  # (B, 144, 16, 16)
+        if maps is not None:  # the map block 2 hands on
+            maps.append(b2_transit)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 144, 16, 16)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 144, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 144, 16, 16)
@@ -297,13 +319,15 @@ class CliquenetK36T12Ac(nn.Module):
         h2_pooled = h2_relu.mean((2, 3))  # (B, 144)
         return b3_x0, h2_pooled
 
-    def forward_block3(self, b3_x0: torch.Tensor) -> torch.Tensor:
+    def forward_block3(self, b3_x0: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Block 3: 4 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2; then head.
 
         b3_x0 (B, 144, 8, 8) -> h3_pooled (B, 144).
         """
         block = self.block3
-        update = partial(clique_update, padding=1, dropout=block.dropout)
+        update = partial(
+            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
+        )
         # X1(1) = g(W01*X0)
         b3_x1_s1 = update([b3_x0], [block.w0_1], block.bn1_s1)
         # X2(1) = g(W02*X0 + W12*X1(1))
@@ -327,6 +351,8 @@ class CliquenetK36T12Ac(nn.Module):
 
         # Head
         b3_feature = torch.cat([b3_x0, b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2], 1)  # (B, 288, 8, 8)
+        if maps is not None:  # the map block 3 hands on
+            maps.append(b3_feature)
         h3_compress_bn = self.head.compress3.bn(b3_feature)  # (B, 288, 8, 8)
         h3_compress_relu = F.relu(h3_compress_bn, inplace=True)  # (B, 288, 8, 8)
         h3_compress_conv = self.head.compress3.conv(h3_compress_relu)  # (B, 144, 8, 8)
@@ -356,15 +382,97 @@ class CliquenetK36T12Ac(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output map (B, C, H, W) of each block ``indices`` selects (timm's meaning: None every
+        block, n the last n, a list those), with the pooled features unless ``intermediates_only``;
+        then no block after the last selected one runs.  A block's map is what it hands on: to its
+        transition, or the last block's to the head.  ``norm`` and ``stop_early`` are accepted for
+        timm's signature: no norm layer follows the blocks, and the features need every block."""
+        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
+        if self.pruned and not intermediates_only:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: use intermediates_only")
+        maps: list[torch.Tensor] = []
+        b1_x0 = self.forward_stem(x)  # (B, 64, 32, 32)
+        b2_x0, h1_pooled = self.forward_block1(b1_x0, maps)  # (B, 144, 16, 16), (B, 104)
+        if intermediates_only and len(maps) > last:
+            return [maps[index] for index in take]
+        b3_x0, h2_pooled = self.forward_block2(b2_x0, maps)  # (B, 144, 8, 8), (B, 144)
+        if intermediates_only and len(maps) > last:
+            return [maps[index] for index in take]
+        h3_pooled = self.forward_block3(b3_x0, maps)  # (B, 144)
+        if intermediates_only and len(maps) > last:
+            return [maps[index] for index in take]
+        features = torch.cat([h1_pooled, h2_pooled, h3_pooled], 1)  # (B, 392)
+        intermediates = [maps[index] for index in take]
+        return intermediates if intermediates_only else (features, intermediates)
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Remove the modules that forward_intermediates does not use for the selected blocks' maps
+        (later blocks; the classifier unless ``prune_head`` is false and every block stays).  The
+        model then serves ``forward_intermediates(..., intermediates_only=True)`` only, as timm's
+        ``features_only`` wrapper calls it.  Returns the block indices taken."""
+        take, last = take_blocks(len(self.feature_info), indices)
+        if last + 1 == len(self.feature_info) and not prune_head:
+            return take
+        unused_after_block = [
+            ("block2", "transition2", "block3", "classifier"),
+            ("block3", "classifier"),
+            ("classifier",),
+        ]
+        for name in unused_after_block[last]:
+            delattr(self, name)
+        self.feature_info = self.feature_info[: last + 1]
+        self.pruned = True
+        return take
+
     @property
     def num_features(self) -> int:
         """Width of the pooled multi-scale features that the classifier reads."""
-        return self.classifier.in_features
+        return 392
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a fresh one (zero bias) for ``num_classes`` classes."""
-        old = self.classifier
-        self.classifier = linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
+
+    @property
+    def in_chans(self) -> int:
+        return INPUT_SHAPE[0]
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier by a fresh one (zero bias) for ``num_classes`` classes; with 0,
+        by none: ``forward`` then returns the pooled features.  The pooling is always the average."""
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool={global_pool!r}: the head pools by averaging ('avg') only")
+        if num_classes == 0:
+            self.classifier = nn.Identity()
+        else:
+            weight = next(self.parameters())
+            self.classifier = linear(392, num_classes).to(weight.device, weight.dtype)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with its
+        transition; the head and the classifier come last."""
+        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
+        self.memory_efficient = enable
 
 
 Model = CliquenetK36T12Ac
@@ -517,6 +625,31 @@ def checkpointed_update(
         return update_steps(list(inputs), weight, bn, padding, dropout, bottleneck, recompute=len(calls) > 1)
 
     return checkpoint(run, weight, *inputs, use_reentrant=False)
+
+
+# The blocks forward_intermediates returns, selected as timm selects them
+def take_blocks(
+    num_blocks: int, indices: int | list[int] | tuple[int, ...] | None = None, output_fmt: str = "NCHW"
+) -> tuple[list[int], int]:
+    """The blocks ``forward_intermediates`` returns, as timm selects them: ``None`` every block,
+    ``n`` the last n, a list those blocks (0-based, negative from the end); and the largest."""
+    if output_fmt != "NCHW":
+        raise ValueError(f"output_fmt {output_fmt!r}: the block maps are (B, C, H, W), output_fmt 'NCHW'")
+    if indices is None:
+        indices = num_blocks
+    if isinstance(indices, int):
+        if not 0 < indices <= num_blocks:
+            raise ValueError(f"indices={indices}: the last n blocks need 1 <= n <= {num_blocks}")
+        take = list(range(num_blocks - indices, num_blocks))
+    else:
+        take = []
+        for index in indices:
+            if not -num_blocks <= index < num_blocks:
+                raise ValueError(f"block index {index} is out of range: the model has {num_blocks} blocks")
+            take.append(index % num_blocks)
+        if not take:
+            raise ValueError("indices is empty: name at least one block")
+    return take, max(take)
 
 
 # Inference fast path of bn_relu (the same values, no separate concatenation)

@@ -1388,6 +1388,17 @@ class Densenet161(nn.Module):
         # Classifier
         self.classifier = linear(2208, 1000)
 
+        # For timm: the maps forward_intermediates returns, and the switches of set_grad_checkpointing
+        # and prune_intermediate_layers
+        self.feature_info = [
+            {"num_chs": 384, "reduction": 4, "module": "block1"},
+            {"num_chs": 768, "reduction": 8, "module": "block2"},
+            {"num_chs": 2112, "reduction": 16, "module": "block3"},
+            {"num_chs": 2208, "reduction": 32, "module": "block4"},
+        ]
+        self.memory_efficient = False
+        self.pruned = False
+
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """Stem: x (B, 3, 224, 224) -> b1_x0 (B, 96, 56, 56)."""
         x = x.contiguous(memory_format=torch.channels_last)  # same values
@@ -1397,14 +1408,14 @@ class Densenet161(nn.Module):
         b1_x0 = F.max_pool2d(stem_relu, 3, 2, 1)  # (B, 96, 56, 56)
         return b1_x0
 
-    def forward_block1(self, b1_x0: torch.Tensor) -> torch.Tensor:
+    def forward_block1(self, b1_x0: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Block 1: 6 layers of k=48, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer; then transition
         1.
 
         b1_x0 (B, 96, 56, 56) -> b2_x0 (B, 192, 28, 28).
         """
         block = self.block1
-        update = partial(clique_update, padding=0)
+        update = partial(clique_update, padding=0, memory_efficient=self.memory_efficient)
         # X1(1) = g(W01*X0)
         b1_x1_s1 = update(
             [b1_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
@@ -1447,20 +1458,22 @@ class Densenet161(nn.Module):
 
         # Transition 1
         b1_transit = torch.cat([b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1], 1)
+        if maps is not None:  # the map block 1 hands on
+            maps.append(b1_transit)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 384, 56, 56)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 384, 56, 56)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 192, 56, 56)
         b2_x0 = F.avg_pool2d(t1_conv, 2)  # (B, 192, 28, 28)
         return b2_x0
 
-    def forward_block2(self, b2_x0: torch.Tensor) -> torch.Tensor:
+    def forward_block2(self, b2_x0: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Block 2: 12 layers of k=48, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer; then transition
         2.
 
         b2_x0 (B, 192, 28, 28) -> b3_x0 (B, 384, 14, 14).
         """
         block = self.block2
-        update = partial(clique_update, padding=0)
+        update = partial(clique_update, padding=0, memory_efficient=self.memory_efficient)
         # X1(1) = g(W01*X0)
         b2_x1_s1 = update(
             [b2_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
@@ -1638,20 +1651,22 @@ class Densenet161(nn.Module):
             ],
             1,
         )
+        if maps is not None:  # the map block 2 hands on
+            maps.append(b2_transit)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 768, 28, 28)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 768, 28, 28)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 384, 28, 28)
         b3_x0 = F.avg_pool2d(t2_conv, 2)  # (B, 384, 14, 14)
         return b3_x0
 
-    def forward_block3(self, b3_x0: torch.Tensor) -> torch.Tensor:
+    def forward_block3(self, b3_x0: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Block 3: 36 layers of k=48, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer; then transition
         3.
 
         b3_x0 (B, 384, 14, 14) -> b4_x0 (B, 1056, 7, 7).
         """
         block = self.block3
-        update = partial(clique_update, padding=0)
+        update = partial(clique_update, padding=0, memory_efficient=self.memory_efficient)
         # X1(1) = g(W01*X0)
         b3_x1_s1 = update(
             [b3_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
@@ -3329,19 +3344,21 @@ class Densenet161(nn.Module):
             ],
             1,
         )
+        if maps is not None:  # the map block 3 hands on
+            maps.append(b3_transit)
         t3_bn = self.transition3.bn(b3_transit)  # (B, 2112, 14, 14)
         t3_relu = F.relu(t3_bn, inplace=True)  # (B, 2112, 14, 14)
         t3_conv = self.transition3.conv(t3_relu)  # (B, 1056, 14, 14)
         b4_x0 = F.avg_pool2d(t3_conv, 2)  # (B, 1056, 7, 7)
         return b4_x0
 
-    def forward_block4(self, b4_x0: torch.Tensor) -> torch.Tensor:
+    def forward_block4(self, b4_x0: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Block 4: 24 layers of k=48, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer; then head.
 
         b4_x0 (B, 1056, 7, 7) -> features (B, 2208).
         """
         block = self.block4
-        update = partial(clique_update, padding=0)
+        update = partial(clique_update, padding=0, memory_efficient=self.memory_efficient)
         # X1(1) = g(W01*X0)
         b4_x1_s1 = update(
             [b4_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
@@ -4113,6 +4130,8 @@ class Densenet161(nn.Module):
             ],
             1,
         )
+        if maps is not None:  # the map block 4 hands on
+            maps.append(b4_feature)
         h_bn = self.head.bn(b4_feature)  # (B, 2208, 7, 7)
         h_relu = F.relu(h_bn, inplace=True)  # (B, 2208, 7, 7)
         features = h_relu.mean((2, 3))  # (B, 2208)
@@ -4138,15 +4157,100 @@ class Densenet161(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output map (B, C, H, W) of each block ``indices`` selects (timm's meaning: None every
+        block, n the last n, a list those), with the pooled features unless ``intermediates_only``;
+        then no block after the last selected one runs.  A block's map is what it hands on: to its
+        transition, or the last block's to the head.  ``norm`` and ``stop_early`` are accepted for
+        timm's signature: no norm layer follows the blocks, and the features need every block."""
+        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
+        if self.pruned and not intermediates_only:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: use intermediates_only")
+        maps: list[torch.Tensor] = []
+        b1_x0 = self.forward_stem(x)  # (B, 96, 56, 56)
+        b2_x0 = self.forward_block1(b1_x0, maps)  # (B, 192, 28, 28)
+        if intermediates_only and len(maps) > last:
+            return [maps[index] for index in take]
+        b3_x0 = self.forward_block2(b2_x0, maps)  # (B, 384, 14, 14)
+        if intermediates_only and len(maps) > last:
+            return [maps[index] for index in take]
+        b4_x0 = self.forward_block3(b3_x0, maps)  # (B, 1056, 7, 7)
+        if intermediates_only and len(maps) > last:
+            return [maps[index] for index in take]
+        features = self.forward_block4(b4_x0, maps)  # (B, 2208)
+        if intermediates_only and len(maps) > last:
+            return [maps[index] for index in take]
+        intermediates = [maps[index] for index in take]
+        return intermediates if intermediates_only else (features, intermediates)
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Remove the modules that forward_intermediates does not use for the selected blocks' maps
+        (later blocks; the classifier unless ``prune_head`` is false and every block stays).  The
+        model then serves ``forward_intermediates(..., intermediates_only=True)`` only, as timm's
+        ``features_only`` wrapper calls it.  Returns the block indices taken."""
+        take, last = take_blocks(len(self.feature_info), indices)
+        if last + 1 == len(self.feature_info) and not prune_head:
+            return take
+        unused_after_block = [
+            ("block2", "transition2", "block3", "transition3", "block4", "head", "classifier"),
+            ("block3", "transition3", "block4", "head", "classifier"),
+            ("block4", "head", "classifier"),
+            ("classifier",),
+        ]
+        for name in unused_after_block[last]:
+            delattr(self, name)
+        self.feature_info = self.feature_info[: last + 1]
+        self.pruned = True
+        return take
+
     @property
     def num_features(self) -> int:
         """Width of the pooled last-block features that the classifier reads."""
-        return self.classifier.in_features
+        return 2208
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier by a fresh one (zero bias) for ``num_classes`` classes."""
-        old = self.classifier
-        self.classifier = linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
+
+    @property
+    def in_chans(self) -> int:
+        return INPUT_SHAPE[0]
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier by a fresh one (zero bias) for ``num_classes`` classes; with 0,
+        by none: ``forward`` then returns the pooled features.  The pooling is always the average."""
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool={global_pool!r}: the head pools by averaging ('avg') only")
+        if num_classes == 0:
+            self.classifier = nn.Identity()
+        else:
+            weight = next(self.parameters())
+            self.classifier = linear(2208, num_classes).to(weight.device, weight.dtype)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with its
+        transition; the head and the classifier come last."""
+        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
+        self.memory_efficient = enable
 
 
 Model = Densenet161
@@ -4299,6 +4403,31 @@ def checkpointed_update(
         return update_steps(list(inputs), weight, bn, padding, dropout, bottleneck, recompute=len(calls) > 1)
 
     return checkpoint(run, weight, *inputs, use_reentrant=False)
+
+
+# The blocks forward_intermediates returns, selected as timm selects them
+def take_blocks(
+    num_blocks: int, indices: int | list[int] | tuple[int, ...] | None = None, output_fmt: str = "NCHW"
+) -> tuple[list[int], int]:
+    """The blocks ``forward_intermediates`` returns, as timm selects them: ``None`` every block,
+    ``n`` the last n, a list those blocks (0-based, negative from the end); and the largest."""
+    if output_fmt != "NCHW":
+        raise ValueError(f"output_fmt {output_fmt!r}: the block maps are (B, C, H, W), output_fmt 'NCHW'")
+    if indices is None:
+        indices = num_blocks
+    if isinstance(indices, int):
+        if not 0 < indices <= num_blocks:
+            raise ValueError(f"indices={indices}: the last n blocks need 1 <= n <= {num_blocks}")
+        take = list(range(num_blocks - indices, num_blocks))
+    else:
+        take = []
+        for index in indices:
+            if not -num_blocks <= index < num_blocks:
+                raise ValueError(f"block index {index} is out of range: the model has {num_blocks} blocks")
+            take.append(index % num_blocks)
+        if not take:
+            raise ValueError("indices is empty: name at least one block")
+    return take, max(take)
 
 
 # Inference fast path of bn_relu (the same values, no separate concatenation)

@@ -61,7 +61,7 @@ def test_create_model_errors_say_the_fix() -> None:
     with pytest.raises(UsageError, match="unknown emitter"):
         create_model("cliquenet-k36-t12", emit="onnx")
     with pytest.raises(SpecError, match="num_classes"):
-        create_model("cliquenet-k36-t12", num_classes=0)
+        create_model("cliquenet-k36-t12", num_classes=-1)
 
 
 def test_model_helpers_and_deepcopy() -> None:
@@ -101,10 +101,12 @@ def test_nested_overrides_merge_section_by_section() -> None:
     merged = cliquegen.registry.apply_overrides(s3, defaults={"dropout": 0.1})
     for before, after in zip(s3.resolved_blocks(), merged.resolved_blocks(), strict=True):
         assert after.dropout == 0.1
-        assert (after.bottleneck, after.kernel, after.stages) == (before.bottleneck, before.kernel, before.stages)
+        kept = ("bottleneck", "kernel", "stages")
+        assert [getattr(after, key) for key in kept] == [getattr(before, key) for key in kept]
     params = [cliquegen.summarize(cliquegen.compile_spec(spec)).params for spec in (s3, merged)]
     assert params[0] == params[1]  # the bottleneck stays
-    deeper = cliquegen.registry.apply_overrides(s3, defaults={"schedule": {"stages": 3}, "feature": ["x0", 3]})
+    deeper = {"schedule": {"stages": 3}, "feature": ["x0", 3]}
+    deeper = cliquegen.registry.apply_overrides(s3, defaults=deeper)
     assert deeper.defaults.bottleneck and deeper.resolved_blocks()[0].stages == 3
     blocks = cliquegen.registry.apply_overrides(s3, blocks=[{"layers": 2, "channels": 8}])
     assert [(b.layers, b.channels) for b in blocks.blocks] == [(2, 8)]  # a list is replaced whole
@@ -122,3 +124,32 @@ def test_override_errors_are_located_and_say_the_fix() -> None:
         create_model("cliquenet-s3", defaults={"dropout": 1.5})
     with pytest.raises(UsageError, match="override num_clases: unknown key; did you mean `num_classes`"):
         create_model("cliquenet-s3", num_clases=3)
+
+
+@pytest.mark.parametrize("emit", ["fx", "source"])
+def test_no_classes_means_no_classifier_and_pooled_features(emit: str) -> None:
+    torch.manual_seed(0)
+    headless = create_model(load_spec(TINY), emit=emit, num_classes=0).eval()
+    assert isinstance(headless.classifier, torch.nn.Identity)
+    assert not any(name.startswith("classifier") for name in headless.state_dict())
+    x = torch.randn(2, 2, 8, 8)
+    assert headless(x).shape == (2, headless.num_features)
+    torch.testing.assert_close(headless(x), headless.forward_features(x))
+    torch.manual_seed(0)
+    model = create_model(load_spec(TINY), emit=emit).eval()
+    torch.testing.assert_close(model.forward_features(x), headless(x))  # same weights, same seed
+    model.reset_classifier(0)
+    torch.testing.assert_close(model(x), headless(x))
+    model.reset_classifier(4)
+    assert model(x).shape == (2, 4)
+
+
+def test_torch_flop_counter_agrees_with_the_summary() -> None:
+    """The README points to torch.utils.flop_counter: it sees the functional update convolutions."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = cliquegen.registry.resolve_spec("cliquenet-digits")
+    model = create_model(spec).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, 1, 8, 8))
+    assert counter.get_total_flops() == cliquegen.summarize(cliquegen.compile_spec(spec)).flops

@@ -58,7 +58,7 @@ def test_every_expected_file_has_its_spec():
 
 
 def test_diagnostics_are_sorted_and_unique():
-    text = "name: Tiny\nnum_classes: 0\nblocks:\n  - {layers: 0, channels: 0}\n  - {layers: 0, channels: 0}\n"
+    text = "name: Tiny\nnum_classes: -1\nblocks:\n" + "  - {layers: 0, channels: 0}\n" * 2
     diagnostics = _error(text).diagnostics
     positions = [(d.line, d.column) for d in diagnostics]
     assert positions == sorted(positions) == [(1, 7), (2, 14), (4, 14), (4, 27), (5, 14), (5, 27)]

@@ -100,8 +100,8 @@ def test_the_spec_option_reaches_both_emitters() -> None:
     assert "checkpointed_update" in create_model(spec).code
     from cliquegen import generate_source
 
-    assert "memory_efficient=True" in generate_source(spec)
-    assert "memory_efficient=True" not in generate_source(BOTTLENECK)
+    assert "self.memory_efficient = True" in generate_source(spec)  # what each update reads
+    assert "self.memory_efficient = False" in generate_source(BOTTLENECK)
 
 
 def test_bench_command_reports_the_figures(capsys) -> None:

@@ -125,7 +125,12 @@ def test_each_block_runs_in_a_method_that_returns_only_what_later_code_reads() -
         ("classifier", ("features",), ("logits",)),
     ]
     text = (GENERATED / "cliquenet_k36_t12.py").read_text()
-    assert "    def forward_block1(self, b1_x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:" in text
+    signature = [  # maps: forward_intermediates'
+        "    def forward_block1(",
+        "        self, b1_x0: torch.Tensor, maps: list[torch.Tensor] | None = None",
+        "    ) -> tuple[torch.Tensor, torch.Tensor]:",
+    ]
+    assert "\n".join(signature) in text
     assert "        b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 144, 16, 16), (B, 208)" in text
 
 

@@ -74,6 +74,7 @@ CONSTRUCTORS = {
     "batch_norm": nn.BatchNorm2d,
     "linear": linear,
     "dropout": nn.Dropout,
+    "identity": nn.Identity,
 }
 
 
@@ -212,3 +213,27 @@ def clique_update(
     weight = weights[0] if len(weights) == 1 else torch.cat(weights, 1)
     steps = checkpointed_update if memory_efficient else update_steps
     return steps(inputs, weight, bn, padding, dropout, bottleneck)
+
+
+def take_blocks(
+    num_blocks: int, indices: int | list[int] | tuple[int, ...] | None = None, output_fmt: str = "NCHW"
+) -> tuple[list[int], int]:
+    """The blocks ``forward_intermediates`` returns, as timm selects them: ``None`` every block,
+    ``n`` the last n, a list those blocks (0-based, negative from the end); and the largest."""
+    if output_fmt != "NCHW":
+        raise ValueError(f"output_fmt {output_fmt!r}: the block maps are (B, C, H, W), output_fmt 'NCHW'")
+    if indices is None:
+        indices = num_blocks
+    if isinstance(indices, int):
+        if not 0 < indices <= num_blocks:
+            raise ValueError(f"indices={indices}: the last n blocks need 1 <= n <= {num_blocks}")
+        take = list(range(num_blocks - indices, num_blocks))
+    else:
+        take = []
+        for index in indices:
+            if not -num_blocks <= index < num_blocks:
+                raise ValueError(f"block index {index} is out of range: the model has {num_blocks} blocks")
+            take.append(index % num_blocks)
+        if not take:
+            raise ValueError("indices is empty: name at least one block")
+    return take, max(take)

@@ -6,7 +6,10 @@ Building the graph ourselves (rather than tracing) keeps the Program's names, so
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,7 +17,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..ir import ModuleDecl, Op, Program
-from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update, linear
+from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update, linear, take_blocks
 
 FEATURES = "features"  # name of the pooled feature vector (multi-scale, or the last block's) in every Program
 
@@ -45,38 +48,154 @@ def build_root(program: Program) -> nn.Module:
 
 
 class CliqueNetGraphModule(fx.GraphModule):
-    """A GraphModule with the model helpers users expect (timm style).
+    """A GraphModule with the model helpers users expect, and the methods timm calls.
 
     ``forward_features`` returns the pooled features (B, num_features): multi-scale, or the
-    last block's with head kind ``last``;
-    ``forward_head`` applies the classifier to them.
+    last block's with head kind ``last``; ``forward_head`` applies the classifier to them.
+    ``forward_intermediates``, ``feature_info`` and ``prune_intermediate_layers`` give each
+    block's output map (timm's ``features_only``); ``set_grad_checkpointing`` switches
+    ``memory_efficient``.
     """
+
+    program: Program  # what the graph was built from (set by emit_fx)
+    feature_info: list[dict[str, Any]]  # per block: num_chs, reduction, module
+    pruned: bool  # whether prune_intermediate_layers removed modules (forward no longer runs)
 
     def recompile(self) -> Any:
         result = super().recompile()
-        features_graph = fx.Graph()
-        values: dict[fx.Node, fx.Node] = {}
-        features_graph.graph_copy(self.graph, values)
-        (node,) = [values[n] for n in self.graph.nodes if n.name == FEATURES]
-        features_graph.output(node)
-        for unused in [n for n in reversed(features_graph.nodes) if n.op != "output" and not n.users]:
-            features_graph.erase_node(unused)  # the classifier
-        code = features_graph.python_code(root_module="self")
-        namespace = dict(code.globals)
-        exec(compile(code.src, "<cliquegen forward_features>", "exec"), namespace)  # noqa: S102 (our own FX code)
-        type(self).forward_features = namespace["forward"]
+        if any(node.name == FEATURES for node in self.graph.nodes):  # not in a pruned graph
+            type(self).forward_features = _compile_outputs(self.graph, [FEATURES], "forward_features")
+        self.__dict__.pop("_intermediate_runs", None)  # compiled from the previous graph
         return result
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CliqueNetGraphModule:
+        twin = super().__deepcopy__(memo)  # keeps modules, graph and meta, not other attributes
+        for key, value in self.__dict__.items():
+            if key not in twin.__dict__:
+                twin.__dict__[key] = copy.deepcopy(value, memo)
+        return twin
 
     @property
     def num_features(self) -> int:
-        return self.classifier.in_features
+        return self.program.values[self.program.features].shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
+
+    @property
+    def in_chans(self) -> int:
+        return next(op.shape[0] for op in self.program.ops if op.kind == "input")
+
+    @property
+    def memory_efficient(self) -> bool:
+        """Whether the updates recompute their steps in the backward pass (set_grad_checkpointing)."""
+        return any(op.attrs.get("memory_efficient") for op in self.program.ops if op.kind == "update")
 
     def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return features if pre_logits else self.classifier(features)
 
-    def reset_classifier(self, num_classes: int) -> None:
-        old = self.classifier
-        self.classifier = linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype)
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh classifier (zero bias) for ``num_classes`` classes; with 0 none, so that
+        ``forward`` returns the pooled features.  The pooling is always the average."""
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool={global_pool!r}: the head pools by averaging ('avg') only")
+        if num_classes == 0:
+            self.classifier = nn.Identity()
+        else:
+            weight = next(self.parameters())
+            self.classifier = linear(self.num_features, num_classes).to(weight.device, weight.dtype)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with
+        its transition; the head and the classifier come last."""
+        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
+        ops = [
+            dataclasses.replace(op, attrs={**op.attrs, "memory_efficient": enable})
+            if op.kind == "update"
+            else op
+            for op in self.program.ops
+        ]
+        self.program = dataclasses.replace(self.program, ops=ops)
+        self.graph = build_graph(self.program)  # recompiles; the parameters stay as they are
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output map (B, C, H, W) of each block ``indices`` selects (timm's meaning: None
+        every block, n the last n, a list those), with the pooled features unless
+        ``intermediates_only``; then no block after the last selected one runs.  ``norm`` and
+        ``stop_early`` are accepted for timm's signature: no norm layer follows the blocks,
+        and the features need every block."""
+        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
+        if not intermediates_only and self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: use intermediates_only")
+        names = list(self.program.block_outputs)
+        names = names[: last + 1] if intermediates_only else [*names, FEATURES]
+        runs = self.__dict__.setdefault("_intermediate_runs", {})
+        if len(names) not in runs:
+            runs[len(names)] = _compile_outputs(self.graph, names, "forward_intermediates")
+        values = runs[len(names)](self, x)
+        maps = [values[index] for index in take]
+        return maps if intermediates_only else (values[-1], maps)
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Remove the modules that the selected blocks' output maps do not need (later blocks,
+        the head; the classifier unless ``prune_head`` is false and every block stays).  The
+        model then serves ``forward_intermediates(..., intermediates_only=True)`` only, as
+        timm's ``features_only`` wrapper calls it (``forward`` returns the maps of every block
+        kept).  Returns the block indices taken."""
+        take, last = take_blocks(len(self.feature_info), indices)
+        if last + 1 == len(self.feature_info) and not prune_head:
+            return take
+        graph = _subgraph(self.graph, list(self.program.block_outputs[: last + 1]))
+        used = {node.target.split(".")[0] for node in graph.nodes if node.op in ("get_attr", "call_module")}
+        for name in [name for name in self._modules if name not in used]:
+            delattr(self, name)
+        self.graph = graph  # forward now returns the maps; copies and pickles need no removed module
+        self.feature_info = self.feature_info[: last + 1]
+        self.pruned = True
+        return take
+
+
+def _subgraph(graph: fx.Graph, names: list[str]) -> fx.Graph:
+    """A copy of ``graph`` returning the named nodes as a tuple (``features`` alone: that node),
+    without the nodes they do not need."""
+    sub = fx.Graph()
+    values: dict[fx.Node, fx.Node] = {}
+    sub.graph_copy(graph, values)
+    by_name = {node.name: values[node] for node in graph.nodes if node.name in names}
+    outputs = [by_name[name] for name in names]
+    sub.output(outputs[0] if names == [FEATURES] else tuple(outputs))
+    for node in reversed(list(sub.nodes)):  # users come before the nodes they read
+        if node.op not in ("output", "placeholder") and not node.users:
+            sub.erase_node(node)
+    return sub
+
+
+def _compile_outputs(graph: fx.Graph, names: list[str], title: str) -> Callable[..., Any]:
+    """A function ``(module, x)`` computing the named nodes of ``graph`` (our own FX code)."""
+    code = _subgraph(graph, names).python_code(root_module="self")
+    namespace = dict(code.globals)
+    exec(compile(code.src, f"<cliquegen {title}>", "exec"), namespace)  # noqa: S102 (our own FX code)
+    return namespace["forward"]
 
 
 class _GraphWriter:
@@ -188,4 +307,8 @@ def build_graph(program: Program) -> fx.Graph:
 
 def emit_fx(program: Program, class_name: str = "CliqueNet") -> CliqueNetGraphModule:
     """A GraphModule computing the Program, with freshly initialised parameters."""
-    return CliqueNetGraphModule(build_root(program), build_graph(program), class_name=class_name)
+    module = CliqueNetGraphModule(build_root(program), build_graph(program), class_name=class_name)
+    module.program = program
+    module.feature_info = program.feature_info()
+    module.pruned = False
+    return module

@@ -76,6 +76,7 @@ RUNTIME_SECTIONS = {
         _runtime.bn_relu,
         _runtime.checkpointed_update,
     ),
+    "The blocks forward_intermediates returns, selected as timm selects them": (_runtime.take_blocks,),
     "Inference fast path of bn_relu (the same values, no separate concatenation)": (
         _runtime.can_fold,
         _runtime.folded_bn_relu,
@@ -283,7 +284,20 @@ class SourceWriter:
 
     #: Names the generated module binds itself; no Program value may take one.
     RESERVED = frozenset(
-        {"self", "block", "update", "partial", "torch", "F", "nn", "checkpoint", "pre_logits", "Model"}
+        {
+            "self",
+            "block",
+            "update",
+            "partial",
+            "torch",
+            "F",
+            "nn",
+            "checkpoint",
+            "pre_logits",
+            "Model",
+            "maps",
+        }
+        | {"indices", "norm", "stop_early", "output_fmt", "intermediates_only", "take", "last", "index"}
         | {function.__name__ for function in RUNTIME_FUNCTIONS}
     )
 
@@ -297,6 +311,7 @@ class SourceWriter:
         self.values = self.program.values
         self.alias: str | None = None  # module path prefix bound to the local `block`
         self.bound: dict[str, str] = {}  # clique_update options bound in the local `update`
+        self.maps: set[str] = set()  # block outputs that the method being written appends to `maps`
 
     # declarations
 
@@ -429,6 +444,12 @@ class SourceWriter:
                 lines += self.part_header(op.part, ops, title=first_title or part is not None)
                 part = op.part
             lines += self.emit(op)
+            if op.name in self.maps:
+                block = self.program.block_outputs.index(op.name) + 1
+                lines += [
+                    f"if maps is not None:  # the map block {block} hands on",
+                    f"    maps.append({op.name})",
+                ]
         self.alias, self.bound = None, {}
         return lines
 
@@ -449,8 +470,10 @@ class SourceWriter:
                 key: value for key, value in options[0].items() if all(o.get(key) == value for o in options)
             }
             if shared:
-                keywords = ", ".join(f"{key}={value}" for key, value in shared.items())
-                lines.append(f"update = partial(clique_update, {keywords})")
+                keywords = tuple(f"{key}={value}" for key, value in shared.items())
+                lines += format_call(
+                    0, Seq("update = partial(", ("clique_update", *keywords), ")"), BODY_WIDTH
+                )
                 self.bound = shared
         return lines
 
@@ -479,15 +502,27 @@ class SourceWriter:
     def shapes(self, names: list[str] | tuple[str, ...]) -> str:
         return ", ".join(f"(B, {', '.join(map(str, self.values[name].shape))})" for name in names)
 
+    def group_maps(self, group: Group) -> list[str]:
+        """The block outputs a group's method appends to ``maps`` (for forward_intermediates):
+        those its ops define, its own block's."""
+        defined = {op.name for op in group.ops}
+        names = [name for name in self.program.block_outputs if name in defined]
+        for index, name in enumerate(self.program.block_outputs):
+            if (name in defined) != (group.name == f"block{index + 1}"):
+                raise AssertionError(f"block {index + 1}'s output {name} is not defined in its method")
+        return names
+
     def method(self, group: Group) -> list[str]:
-        """A method that runs one group: its docstring, its statements, what later code reads."""
+        """A method that runs one group: its docstring, its statements, what later code reads;
+        a block's method also appends the map the block hands on to ``maps`` when given one."""
         parameters = self.signature(group)
         returns = "torch.Tensor"
         if len(group.outputs) > 1:
             returns = f"tuple[{', '.join([returns] * len(group.outputs))}]"
+        maps = ["maps: list[torch.Tensor] | None = None"] if self.group_maps(group) else []
         head = Seq(
             f"def {self.method_name(group)}(",
-            ("self", *(f"{ident(name)}: torch.Tensor" for name in parameters)),
+            ("self", *(f"{ident(name)}: torch.Tensor" for name in parameters), *maps),
             f") -> {returns}:",
         )
         titles = [self.part_title(part) for part in group.parts()]
@@ -508,15 +543,19 @@ class SourceWriter:
             lines.append(f'{INDENT}"""{docstring(doc[0])}')
             lines += [INDENT + docstring(line) if line else "" for line in doc[1:]]
             lines.append(f'{INDENT}"""')
+        self.maps = set(self.group_maps(group))
         body = _strip_blank(self.body(list(group.ops), first_title=False))
+        self.maps = set()
         lines += [INDENT + line if line else "" for line in body]
         lines.append(f"{INDENT}return {', '.join(ident(name) for name in group.outputs)}")
         return lines
 
-    def call(self, group: Group) -> list[str]:
-        """``forward_features``' statement that runs a group's method."""
+    def call(self, group: Group, maps: bool = False) -> list[str]:
+        """``forward_features``' statement that runs a group's method (``maps``: and collects the
+        block's output map, in ``forward_intermediates``)."""
         targets = ", ".join(ident(name) for name in group.outputs)
         arguments = tuple(ident(name) for name in self.signature(group))
+        arguments += ("maps",) if maps and self.group_maps(group) else ()
         lines = format_call(
             0, Seq(f"{targets} = self.{self.method_name(group)}(", arguments, ")"), BODY_WIDTH
         )
@@ -524,6 +563,44 @@ class SourceWriter:
         if len(lines) == 1 and len(lines[0] + comment) <= BODY_WIDTH:
             lines[0] += comment
         return lines
+
+    def intermediates_lines(self, groups: list[Group]) -> list[str]:
+        """``forward_intermediates``' body after the selection: the calls of ``forward_features``
+        collecting each block's map, returning after the last block asked for when only the
+        maps are wanted."""
+        lines: list[str] = []
+        for group in groups:
+            if group.name == "features":  # the join of the blocks' features
+                lines += self.body(list(group.ops), first_title=False)
+                continue
+            lines += self.call(group, maps=True)
+            if self.group_maps(group):
+                lines += [
+                    "if intermediates_only and len(maps) > last:",
+                    f"{INDENT}return [maps[index] for index in take]",
+                ]
+        return lines
+
+    def feature_info_lines(self) -> list[str]:
+        """``self.feature_info = [...]``: timm's description of the maps (one per block)."""
+        entries = [
+            "{" + ", ".join(f"{pyrepr(key)}: {pyrepr(value)}" for key, value in info.items()) + "},"
+            for info in self.program.feature_info()
+        ]
+        return ["self.feature_info = [", *(INDENT + entry for entry in entries), "]"]
+
+    def unused_after_blocks(self, groups: list[Group]) -> list[tuple[str, ...]]:
+        """For each block, the top-level modules that ``forward_intermediates`` does not use when
+        it stops after that block (what ``prune_intermediate_layers`` removes)."""
+        tops = list(dict.fromkeys(path.split(".")[0] for path in self.program.modules))
+        used: set[str] = set()
+        unused = []
+        for group in groups:
+            for op in group.ops:
+                used |= {path.split(".")[0] for path in self.program.module_inputs(op)}
+            if self.group_maps(group):
+                unused.append(tuple(top for top in tops if top not in used))
+        return unused
 
     def emit(self, op: Op) -> list[str]:
         method = getattr(self, f"op_{op.kind}", None)
@@ -574,8 +651,7 @@ class SourceWriter:
         options = {"padding": pyrepr(a["padding"])}
         if a["dropout"]:
             options["dropout"] = self.ref(a["dropout"])
-        if a.get("memory_efficient"):
-            options["memory_efficient"] = "True"
+        options["memory_efficient"] = "self.memory_efficient"  # set_grad_checkpointing switches it
         return options
 
     def op_update(self, op: Op, x: list[str]) -> Seq:
@@ -700,7 +776,7 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
     summary = summarize(compiled)
     input_shape = program.values[next(op.name for op in program.ops if op.kind == "input")].shape
     num_features = program.values[program.features].shape[0]
-    num_classes = program.values[program.output].shape[0]
+    num_classes = spec.num_classes
 
     header = [
         *_network_kind(spec),
@@ -746,6 +822,18 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
         "features": program.features,
         "methods": [writer.method(group) for group in groups if group.name != "features"],
         "features_lines": features_lines,
+        "intermediates_lines": writer.intermediates_lines(groups),
+        "feature_info_lines": writer.feature_info_lines(),
+        "unused_lines": [
+            line
+            for names in writer.unused_after_blocks(groups)
+            for line in (
+                [f"({pyrepr(names[0])},),"]
+                if len(names) == 1
+                else format_call(0, Seq("(", tuple(map(pyrepr, names)), "),"), BODY_WIDTH - len(INDENT))
+            )
+        ],
+        "memory_efficient": spec.memory_efficient,
         "head_lines": _strip_blank(writer.body(writer.head_ops())),
         "output": program.output,
         "classifier": writer.ref(program.classifier),
