@@ -18,8 +18,12 @@ $(VENV)/.installed: pyproject.toml
 
 dev: $(VENV)/.installed-dev
 
+# timm comes without its dependency torchvision, whose wheel cannot be imported beside the CPU
+# torch here (it links CUDA libraries); the tests put a stand-in for it where it cannot be imported.
+# The rest of the `timm` extra (huggingface-hub; PyYAML and safetensors are ours too) is installed.
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev,train,export,plot,tensorboard]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,export,plot,tensorboard]' 'huggingface-hub>=0.25'
+	$(BIN)/python -m pip install --quiet --no-deps 'timm>=1.0.31,<2'
 	touch $@
 
 # Debian's graphviz provides `dot` for SVG/PNG output; installed when missing and we are root.
