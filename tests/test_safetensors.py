@@ -103,7 +103,7 @@ def test_a_pickle_named_safetensors_is_not_run(tmp_path: Path, capsys) -> None:
     argv = ["export", str(spec), "--weights", str(payload), "--format", "safetensors", "-o", str(output)]
     assert cli.main(argv) == 2
     error = capsys.readouterr().err
-    assert error.startswith(f"{payload}: ") and "Traceback" not in error
+    assert error.startswith(f"cliquegen: error: {payload}: ") and "Traceback" not in error
     assert not marker.exists() and not output.exists()
 
 
