@@ -237,6 +237,36 @@ def report(
         )
     lines += [
         "",
+        "## torch.compile (inductor), CPU",
+        "",
+        "`cliquegen bench SPEC --compile [--cache-dir DIR]` times the compiled model beside the eager one "
+        "(first calls, which compile, and interleaved steady-state medians) and counts hits of inductor's "
+        "FX graph cache and AOTAutograd's cache, which are on and kept on disk (`--cache-dir`, else "
+        "`TORCHINDUCTOR_CACHE_DIR` or torch's folder under the temporary folder), so a second process "
+        "can load the compiled code instead of generating and building it again (the cache hits say "
+        "whether it did; the warm-cache time was not measured here). `make bench` does not compile: on "
+        "2 cores one inductor compile of cliquenet-k36-t12 takes minutes.",
+        "",
+        "Measured once by hand (cliquenet-k36-t12, batch 8, 2 threads, a cold cache, the 2 cores "
+        "shared with other jobs at a load average of 8-10, so absolute times are several times "
+        "those of an idle machine and only the side-by-side ratios mean something): first train "
+        "step 847 s and first inference 414 s (3 FX graphs compiled); then compiled / eager, "
+        "interleaved medians of 6: train step 0.77x, inference 0.90x. The baseline was not compiled "
+        "in that run, and S3 was not compiled at all (twice the updates, on 224x224 images). "
+        "Whether inductor's fusion of the concatenations, BatchNorm and ReLU closes the "
+        "eager gap to the targets needs a run on an idle machine: `cliquegen bench cliquenet-s3 "
+        "--compile --no-rss`.",
+        "",
+        "## GPU",
+        "",
+        "`python -m benchmarks.gpu -o gpu.md` (one run, under 8 minutes on a current GPU; compiled "
+        "runs stop at `--budget`, 420 s) times cliquenet-s3 (batch 128) and cliquenet-k36-t12 "
+        "(batch 256) against the baseline: images/s of a train step (cross-entropy, backward, SGD) "
+        "and of an inference, float32 and bf16 autocast, channels-last, eager and compiled, and the "
+        "peak CUDA memory of a train step, default and `memory_efficient`. No GPU run has been made "
+        "yet, so there is no GPU table; `python -m benchmarks.gpu --dry-run` checks every path of "
+        "the script on CPU with tiny batches (it measures nothing).",
+        "",
         "## Compile time",
         "",
         f"cliquenet-s3: `load_spec` + `build_fx` {s3['build_fx'] * 1e3:.0f} ms, "

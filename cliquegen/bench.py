@@ -155,6 +155,90 @@ def machine() -> dict[str, object]:
 
 
 @dataclass
+class CompiledBench:
+    """``cliquegen bench --compile``'s figures: ``torch.compile`` (inductor) beside eager.
+
+    ``compile_*``: seconds of the first call, which compiles (a train step and an inference
+    are two graphs); ``train``/``inference``: steady-state medians of the compiled model,
+    taken in turns with the eager model's; ``cache``: hits and misses of inductor's FX graph
+    cache and AOTAutograd's cache in this process (hits: a process compiled these graphs
+    before, so only tracing is paid again); ``cache_dir``: where those caches are kept.
+    """
+
+    compile_train: float
+    compile_inference: float
+    train: float
+    inference: float
+    eager_train: float
+    eager_inference: float
+    cache: dict[str, int]
+    cache_dir: str
+
+
+def compile_counters() -> dict[str, int]:
+    """Cache hits and misses of inductor's FX graph cache and AOTAutograd's cache so far."""
+    from torch._dynamo.utils import counters
+
+    return {
+        "fx_graph_hit": counters["inductor"]["fxgraph_cache_hit"],
+        "fx_graph_miss": counters["inductor"]["fxgraph_cache_miss"],
+        "autograd_hit": counters["aot_autograd"]["autograd_cache_hit"],
+        "autograd_miss": counters["aot_autograd"]["autograd_cache_miss"],
+    }
+
+
+def use_compile_cache(cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """Turn on inductor's on-disk caches (FX graph and AOTAutograd, on by default in this
+    torch) and keep them in ``cache_dir`` (default: torch's, ``TORCHINDUCTOR_CACHE_DIR`` or a
+    folder under the system's temporary folder); return the folder used."""
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import cache_dir as inductor_cache_dir
+
+    if cache_dir is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(os.fspath(cache_dir))
+    inductor_config.fx_graph_cache = True
+    functorch_config.enable_autograd_cache = True
+    return inductor_cache_dir()
+
+
+def bench_compiled(
+    model: nn.Module, x: torch.Tensor, repeats: int, cache_dir: str | None = None, backend: str = "inductor"
+) -> CompiledBench:
+    """Compile ``model`` (inductor unless ``backend`` says otherwise), time its first calls,
+    then its steady state beside the eager model (interleaved medians)."""
+    used = use_compile_cache(cache_dir)
+    before = compile_counters()
+    compiled = torch.compile(model, backend=backend)
+    runs = {"train": train_step(compiled, x), "inference": inference(compiled, x)}
+    first = {}
+    for name, run in runs.items():
+        start = time.perf_counter()
+        run()
+        first[name] = time.perf_counter() - start
+    after = compile_counters()
+    times = median_times(
+        {
+            "eager_train": train_step(model, x),
+            "train": runs["train"],
+            "eager_inference": inference(model, x),
+            "inference": runs["inference"],
+        },
+        repeats=repeats,
+    )
+    return CompiledBench(
+        compile_train=first["train"],
+        compile_inference=first["inference"],
+        train=times["train"],
+        inference=times["inference"],
+        eager_train=times["eager_train"],
+        eager_inference=times["eager_inference"],
+        cache={key: after[key] - before[key] for key in after},
+        cache_dir=used,
+    )
+
+
+@dataclass
 class SpecBench:
     """``cliquegen bench SPEC``'s figures (seconds, bytes)."""
 
@@ -170,6 +254,7 @@ class SpecBench:
     saved_bytes_memory_efficient: int
     peak_rss_growth: int | None
     peak_rss_growth_memory_efficient: int | None
+    compiled: CompiledBench | None = None
 
     def lines(self) -> list[str]:
         mib = 2**20
@@ -177,7 +262,7 @@ class SpecBench:
         def rss(value: int | None) -> str:
             return "not measured" if value is None else f"{value / mib:.1f} MiB"
 
-        return [
+        lines = [
             f"{self.name}: batch {self.batch}, {self.threads} thread(s), torch {torch.__version__}",
             f"  build_fx            {self.build_fx * 1e3:9.1f} ms (load_spec + build_fx)",
             f"  generate_source     {self.generate_source * 1e3:9.1f} ms",
@@ -190,12 +275,34 @@ class SpecBench:
             f"  peak RSS growth of a step {rss(self.peak_rss_growth)}; memory_efficient "
             f"{rss(self.peak_rss_growth_memory_efficient)}",
         ]
+        c = self.compiled
+        if c is not None:
+            cache = c.cache
+            lines += [
+                f"  torch.compile (inductor), first calls: train step {c.compile_train:.1f} s, inference "
+                f"{c.compile_inference:.1f} s",
+                f"    caches: FX graph {cache['fx_graph_hit']} hit(s), {cache['fx_graph_miss']} miss(es); "
+                f"AOTAutograd {cache['autograd_hit']} hit(s), {cache['autograd_miss']} miss(es)",
+                f"    in {c.cache_dir}",
+                f"  train step, compiled {c.train * 1e3:9.1f} ms ({c.train / c.eager_train:.2f}x eager "
+                f"{c.eager_train * 1e3:.1f} ms)",
+                f"  inference, compiled  {c.inference * 1e3:9.1f} ms "
+                f"({c.inference / c.eager_inference:.2f}x eager {c.eager_inference * 1e3:.1f} ms)",
+            ]
+        return lines
 
 
 def bench_spec(
-    spec_ref: str, batch: int = 4, repeats: int = 5, emit: str = "fx", rss: bool = True
+    spec_ref: str,
+    batch: int = 4,
+    repeats: int = 5,
+    emit: str = "fx",
+    rss: bool = True,
+    compile: bool = False,
+    cache_dir: str | None = None,
 ) -> SpecBench:
-    """Time and measure the generated model of a spec (a path or a shipped name)."""
+    """Time and measure the generated model of a spec (a path or a shipped name); with
+    ``compile``, its ``torch.compile`` twin too (:func:`bench_compiled`)."""
     from . import build_fx, create_model, generate_source, load_spec
     from .registry import apply_overrides, resolve_spec
 
@@ -234,4 +341,5 @@ def bench_spec(
         peak_rss_growth_memory_efficient=peak_rss_growth(spec_ref, batch, True, threads, emit)
         if rss
         else None,
+        compiled=bench_compiled(model, x, repeats, cache_dir) if compile else None,
     )

@@ -293,7 +293,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _checked_spec(args.spec)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = bench_spec(args.spec, args.batch, args.repeats, args.emit, rss=not args.no_rss)
+    result = bench_spec(
+        args.spec,
+        args.batch,
+        args.repeats,
+        args.emit,
+        rss=not args.no_rss,
+        compile=args.compile,
+        cache_dir=args.cache_dir,
+    )
     if args.json:
         print(json.dumps(dataclasses.asdict(result), indent=2))
     else:
@@ -407,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--threads", type=count(at_most=4096), help="torch threads (default: torch's)")
     sub.add_argument("--emit", choices=["fx", "source"], default="fx")
     sub.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
+    sub.add_argument(
+        "--compile", action="store_true", help="also time torch.compile (inductor): first calls, medians"
+    )
+    sub.add_argument("--cache-dir", metavar="DIR", help="inductor's compile caches (default: torch's)")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = add("import-weights", cmd_import_weights, "convert the authors' or torchvision's weights")
     sub.add_argument("--format", choices=["official-pytorch", "torchvision"], default="official-pytorch")

@@ -115,3 +115,18 @@ def test_bench_command_reports_the_figures(capsys) -> None:
     assert figures["name"] == "cliquenet-digits" and figures["batch"] == 2
     assert 0 < figures["saved_bytes_memory_efficient"] < figures["saved_bytes"]
     assert figures["train"] > 0 and figures["inference"] > 0 and figures["peak_rss_growth"] is None
+
+
+def test_bench_compiled_reports_first_calls_and_medians_beside_eager(tmp_path, monkeypatch) -> None:
+    """The --compile figures, with dynamo's eager backend (no code generation, so no cache use)."""
+    from cliquegen.bench import bench_compiled
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # restored afterwards; bench_compiled sets it
+
+    torch.manual_seed(0)
+    model = create_model(CHANNELS_LAST)
+    figures = bench_compiled(model, torch.randn(2, 3, 32, 32), repeats=1, cache_dir=tmp_path, backend="eager")
+    assert figures.compile_train > 0 and figures.compile_inference > 0
+    assert min(figures.train, figures.inference, figures.eager_train, figures.eager_inference) > 0
+    assert figures.cache_dir == str(tmp_path)
+    assert set(figures.cache) == {"fx_graph_hit", "fx_graph_miss", "autograd_hit", "autograd_miss"}
