@@ -123,3 +123,24 @@ def make_scheduler(
         optimizer, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup
     )
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, main], milestones=[warmup])
+
+
+def make_optimization(
+    settings: dict, parameters
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The optimizer and its per-epoch scheduler from a run's resolved settings."""
+    optimizer = make_optimizer(
+        settings["optimizer"],
+        parameters,
+        lr=settings["lr"],
+        momentum=settings["momentum"],
+        weight_decay=settings["weight_decay"],
+    )
+    scheduler = make_scheduler(
+        optimizer,
+        settings["schedule"],
+        epochs=settings["epochs"],
+        warmup=settings["warmup"],
+        milestones=settings["milestones"],
+    )
+    return optimizer, scheduler

@@ -43,7 +43,7 @@ from ._io import _confined, atomic_output, atomic_write, torch_save_atomic
 from .checkpoint import ModelInfo, load_weights_into, model_info, spec_record
 from .data import AUGMENTATIONS, fetch_data, load_data
 from .errors import UsageError, import_extra
-from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe, make_optimizer, make_scheduler
+from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe, make_optimization
 from .recipes import milestones as milestones  # re-exported: the paper's CIFAR milestones
 from .registry import apply_overrides, create_model, resolve_spec
 from .weights import load_weights_file
@@ -496,20 +496,7 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
     model = create_model(spec).to(ctx.device)
     if config.finetune and not config.resume:
         _load_finetune(model, config, spec, console, ctx.main)
-    optimizer = make_optimizer(
-        settings["optimizer"],
-        model.parameters(),
-        lr=settings["lr"],
-        momentum=settings["momentum"],
-        weight_decay=settings["weight_decay"],
-    )
-    scheduler = make_scheduler(
-        optimizer,
-        settings["schedule"],
-        epochs=settings["epochs"],
-        warmup=settings["warmup"],
-        milestones=settings["milestones"],
-    )
+    optimizer, scheduler = make_optimization(settings, model.parameters())
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=settings["label_smoothing"])
     history: list[dict[str, Any]] = []

@@ -15,7 +15,7 @@ import torch
 from cliquegen import cli, create_model, load_spec
 from cliquegen.data import load_data
 from cliquegen.errors import UsageError
-from cliquegen.recipes import make_optimizer, make_scheduler
+from cliquegen.recipes import make_optimization
 from cliquegen.train import TrainConfig, resolve_settings, run, state_dict_hash, train
 
 pytest.importorskip("sklearn", reason="needs the train extra: pip install 'cliquegen[train]'")
@@ -247,20 +247,7 @@ def test_paper_cifar_recipe_is_the_authors(tiny: Path, tmp_path: Path) -> None:
 
 def lrs(settings: dict, epochs: int) -> list[float]:
     model = torch.nn.Linear(2, 2)
-    optimizer = make_optimizer(
-        settings["optimizer"],
-        model.parameters(),
-        lr=settings["lr"],
-        momentum=settings["momentum"],
-        weight_decay=settings["weight_decay"],
-    )
-    scheduler = make_scheduler(
-        optimizer,
-        settings["schedule"],
-        epochs=settings["epochs"],
-        warmup=settings["warmup"],
-        milestones=settings["milestones"],
-    )
+    optimizer, scheduler = make_optimization(settings, model.parameters())
     seen = []
     for _ in range(epochs):
         seen.append(optimizer.param_groups[0]["lr"])
