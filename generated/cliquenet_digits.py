@@ -230,8 +230,6 @@ class CliquenetDigits(nn.Module):
         if intermediates_only and len(maps) > last:
             return [maps[index] for index in take]
         h2_pooled = self.forward_block2(b2_x0, maps)  # (B, 144)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
         features = torch.cat([h1_pooled, h2_pooled], 1)  # (B, 248)
         intermediates = [maps[index] for index in take]
         return intermediates if intermediates_only else (features, intermediates)

@@ -525,8 +525,6 @@ class CliquenetK80T15Ac(nn.Module):
         if intermediates_only and len(maps) > last:
             return [maps[index] for index in take]
         h3_pooled = self.forward_block3(b3_x0, maps)  # (B, 400)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled], 1)  # (B, 1032)
         intermediates = [maps[index] for index in take]
         return intermediates if intermediates_only else (features, intermediates)

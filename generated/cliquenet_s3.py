@@ -910,8 +910,6 @@ class CliquenetS3(nn.Module):
         if intermediates_only and len(maps) > last:
             return [maps[index] for index in take]
         h4_pooled = self.forward_block4(b4_x0, maps)  # (B, 960)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled, h4_pooled], 1)  # (B, 2192)
         intermediates = [maps[index] for index in take]
         return intermediates if intermediates_only else (features, intermediates)

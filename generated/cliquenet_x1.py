@@ -383,8 +383,6 @@ class CliquenetX1(nn.Module):
         if intermediates_only and len(maps) > last:
             return [maps[index] for index in take]
         h3_pooled = self.forward_block3(b3_x0, maps)  # (B, 640)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled], 1)  # (B, 1664)
         intermediates = [maps[index] for index in take]
         return intermediates if intermediates_only else (features, intermediates)

@@ -6772,8 +6772,6 @@ class Densenet201(nn.Module):
         if intermediates_only and len(maps) > last:
             return [maps[index] for index in take]
         features = self.forward_block4(b4_x0, maps)  # (B, 1920)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
         intermediates = [maps[index] for index in take]
         return intermediates if intermediates_only else (features, intermediates)
 

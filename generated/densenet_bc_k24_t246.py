@@ -9591,8 +9591,6 @@ class DensenetBcK24T246(nn.Module):
         if intermediates_only and len(maps) > last:
             return [maps[index] for index in take]
         features = self.forward_block3(b3_x0, maps)  # (B, 1734)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
         intermediates = [maps[index] for index in take]
         return intermediates if intermediates_only else (features, intermediates)
 

@@ -5773,8 +5773,6 @@ class DensenetK24T96(nn.Module):
         if intermediates_only and len(maps) > last:
             return [maps[index] for index in take]
         features = self.forward_block3(b3_x0, maps)  # (B, 2320)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
         intermediates = [maps[index] for index in take]
         return intermediates if intermediates_only else (features, intermediates)
 

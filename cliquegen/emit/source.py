@@ -569,12 +569,13 @@ class SourceWriter:
         collecting each block's map, returning after the last block asked for when only the
         maps are wanted."""
         lines: list[str] = []
-        for group in groups:
+        last_map = max((g for g, group in enumerate(groups) if self.group_maps(group)), default=-1)
+        for g, group in enumerate(groups):
             if group.name == "features":  # the join of the blocks' features
                 lines += self.body(list(group.ops), first_title=False)
                 continue
             lines += self.call(group, maps=True)
-            if self.group_maps(group):
+            if self.group_maps(group) and g < last_map:  # after the last map the end returns them
                 lines += [
                     "if intermediates_only and len(maps) > last:",
                     f"{INDENT}return [maps[index] for index in take]",
