@@ -233,6 +233,9 @@ def official_state_dict(state: dict[str, torch.Tensor], spec: Spec) -> dict[str,
 def baseline_model(spec: Spec, state: dict[str, torch.Tensor] | None = None) -> OfficialStyleCliqueNet:
     """The authors'-style model of ``spec``, loaded strictly from a cliquegen ``state_dict``."""
     model = OfficialStyleCliqueNet(spec)
+    for module in model.modules():  # the spec's BatchNorm settings (the authors' TF code: eps 1e-3)
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps, module.momentum = spec.norm.eps, spec.norm.momentum
     if state is not None:
         model.load_state_dict(official_state_dict(state, spec), strict=True)
     return model
