@@ -494,19 +494,20 @@ def update_steps(
     dropout: nn.Module | None = None,
     bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
     recompute: bool = False,
+    last_dropout: bool = True,
 ) -> torch.Tensor:
     """The steps of one update: BN -> ReLU -> conv over cat(inputs) with the concatenated
     shared weight, [dropout], and with a bottleneck: BN -> ReLU -> the layer's own conv
-    [-> dropout]."""
+    [-> dropout].  ``last_dropout=False`` stops after the last convolution."""
     h = bn_relu_conv(inputs, weight, bn, padding, recompute)
-    if dropout is not None:
-        h = dropout(h)
     if bottleneck is not None:
+        if dropout is not None:
+            h = dropout(h)
         bottleneck_bn, bottleneck_conv = bottleneck
         padding = bottleneck_conv.padding[0]
         h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
-        if dropout is not None:
-            h = dropout(h)
+    if dropout is not None and last_dropout:
+        h = dropout(h)
     return h
 
 
@@ -550,18 +551,37 @@ def checkpointed_update(
 ) -> torch.Tensor:
     """``update_steps`` that, in training with inputs that need gradients, keeps none of its
     intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward
-    (with the same dropout masks: checkpoint restores the random state).  Under torch.compile
-    the steps run as they are: BatchNorm's statistics are a side effect its checkpoint cannot
-    take, and its partitioner chooses what to recompute itself."""
+    (with the same dropout masks: checkpoint restores the random state).  The recomputation
+    stops where the last convolution's input is rebuilt, so that convolution never runs twice:
+    the dropout after it runs outside the checkpoint and keeps its mask in one byte per element
+    (``byte_mask_dropout``).  Under torch.compile the steps run as they are: BatchNorm's
+    statistics are a side effect its checkpoint cannot take, and its partitioner chooses what
+    to recompute itself."""
     if torch.compiler.is_compiling() or not (bn.training and any(x.requires_grad for x in inputs)):
         return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
     calls = []
 
     def run(weight: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         calls.append(len(calls))
-        return update_steps(list(inputs), weight, bn, padding, dropout, bottleneck, recompute=len(calls) > 1)
+        steps = (list(inputs), weight, bn, padding, dropout, bottleneck, len(calls) > 1)
+        return update_steps(*steps, last_dropout=False)
 
-    return checkpoint(run, weight, *inputs, use_reentrant=False)
+    h = checkpoint(run, weight, *inputs, use_reentrant=False)
+    return h if dropout is None else byte_mask_dropout(h, dropout)
+
+
+def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
+    """``dropout(h)`` whose backward keeps a bool mask instead of a float32 one.  On CPU
+    nn.Dropout draws noise = bernoulli(1 - p) / (1 - p) into a tensor like ``h`` and keeps it
+    for backward; this draws the same noise and keeps only where it is 0, so the random stream,
+    the values and the gradients are those of nn.Dropout.  Elsewhere nn.Dropout itself, whose
+    fused kernel keeps a bool mask already."""
+    p = dropout.p
+    if not (dropout.training and h.device.type == "cpu" and 0 < p < 1):
+        return dropout(h)
+    noise = torch.empty_like(h).bernoulli_(1 - p).div_(1 - p)  # 0 or 1 / (1 - p)
+    scale = torch.ones((), dtype=h.dtype).div_(1 - p)
+    return h.mul(scale).masked_fill_(noise == 0, 0)
 
 
 # The blocks forward_intermediates returns, selected as timm selects them

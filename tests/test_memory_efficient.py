@@ -10,6 +10,7 @@ from test_lowering import randomize_batchnorm
 
 from cliquegen import create_model
 from cliquegen.bench import saved_bytes
+from cliquegen.emit._runtime import byte_mask_dropout
 from cliquegen.registry import apply_overrides
 from cliquegen.spec import Spec
 
@@ -92,6 +93,27 @@ def test_intermediates_are_not_kept_for_backward(emit: str) -> None:
     assert saved_bytes(lean, x) < 0.5 * saved_bytes(default, x)
     with torch.no_grad():  # nothing to recompute without gradients
         lean.train()(x)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_byte_mask_dropout_is_nn_dropout_keeping_a_bool_mask(memory_format: torch.memory_format) -> None:
+    x = torch.randn(2, 6, 5, 5).contiguous(memory_format=memory_format).requires_grad_()
+    dropout = torch.nn.Dropout(0.3).train()
+    runs = []
+    for step in (dropout, lambda h: byte_mask_dropout(h, dropout)):
+        torch.manual_seed(7)
+        saved: list[torch.Tensor] = []
+        keep = saved.append
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, keep=keep: keep(t) or t, lambda t: t):
+            out = step(x)
+        (grad,) = torch.autograd.grad(out, x, torch.linspace(-1, 1, out.numel()).view_as(out))
+        after = torch.rand(4)  # the random stream goes on from the same place
+        runs.append((out, grad, after, [t.dtype for t in saved if t.numel() > 1]))
+    (out, grad, after, kept), (lean_out, lean_grad, lean_after, lean_kept) = runs
+    assert torch.equal(lean_out, out) and torch.equal(lean_grad, grad) and torch.equal(lean_after, after)
+    assert lean_out.stride() == out.stride()
+    assert (kept, lean_kept) == ([torch.float32], [torch.bool])
+    assert 0 < (out == 0).sum() < out.numel()
 
 
 def test_the_spec_option_reaches_both_emitters() -> None:

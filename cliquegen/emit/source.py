@@ -75,6 +75,7 @@ RUNTIME_SECTIONS = {
         _runtime.bn_relu_conv,
         _runtime.bn_relu,
         _runtime.checkpointed_update,
+        _runtime.byte_mask_dropout,
     ),
     "The blocks forward_intermediates returns, selected as timm selects them": (_runtime.take_blocks,),
     "Inference fast path of bn_relu (the same values, no separate concatenation)": (
