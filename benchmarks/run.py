@@ -31,6 +31,16 @@ from .baseline import baseline_model
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = [("specs/imagenet/cliquenet-s3.yaml", 4), ("specs/cifar10/cliquenet-k36-t12.yaml", 64)]
 MIB = 2**20
+#: What the benchmarks that do not run in ``make bench`` last wrote; the report copies them.
+COMPILED = ROOT / "benchmarks" / "results" / "compiled.md"
+GPU = ROOT / "benchmarks" / "results" / "gpu.md"
+
+
+def section(path: Path, missing: str) -> list[str]:
+    """The lines of a result file, or ``missing`` where there is none."""
+    if not path.exists():
+        return [missing, ""]
+    return [*path.read_text().rstrip("\n").splitlines(), ""]
 
 
 def compare(path: str, batch: int, repeats: int) -> dict:
@@ -66,27 +76,43 @@ def compare(path: str, batch: int, repeats: int) -> dict:
     }
 
 
-def profile_shares(path: str, batch: int) -> dict[str, list[tuple[str, float]]]:
-    """Share of self CPU time of the top aten ops in a train step and an inference of the
-    generated model (torch.profiler, 2 steps after 2 warm-up steps)."""
+#: What each aten op of a step does, for the time breakdown (anything else is "other").
+CATEGORIES = {
+    "convolution": ("mkldnn_convolution", "convolution_backward", "thnn_conv2d", "_slow_conv2d_backward"),
+    "BatchNorm": ("native_batch_norm", "native_batch_norm_backward", "_native_batch_norm_legit", "addcmul"),
+    "ReLU": ("relu", "relu_", "clamp_min", "clamp_min_", "threshold_backward"),
+    "concatenation": ("cat",),
+    "gradient sums": ("add", "add_"),
+    "copies": ("copy_",),
+}
+
+
+def time_by_category(path: str, batch: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Seconds per call of each op category (aten self CPU time, torch.profiler, 2 calls after 2
+    warm-up calls) in a train step and an inference, generated and baseline."""
     from torch.profiler import profile
 
     spec = cliquegen.load_spec(ROOT / path)
     torch.manual_seed(0)
     model = cliquegen.create_model(spec)
+    models = {"generated": model, "baseline": baseline_model(spec, model.state_dict())}
     x = torch.randn(batch, spec.input.channels, spec.input.height, spec.input.width)
-    shares = {}
-    for label, run in (("train step", train_step(model, x)), ("inference", inference(model, x))):
-        for _ in range(2):
-            run()
-        with profile() as prof:
+    kind = {op: category for category, ops in CATEGORIES.items() for op in ops}
+    breakdown: dict[str, dict[str, dict[str, float]]] = {}
+    for step, make in (("train step", train_step), ("inference", inference)):
+        for name, net in models.items():
+            run = make(net, x)
             for _ in range(2):
                 run()
-        events = [e for e in prof.key_averages() if e.key.startswith("aten::")]
-        total = sum(e.self_cpu_time_total for e in events)
-        top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:6]
-        shares[label] = [(e.key, e.self_cpu_time_total / total) for e in top]
-    return shares
+            with profile() as prof:
+                for _ in range(2):
+                    run()
+            seconds = dict.fromkeys([*CATEGORIES, "other"], 0.0)
+            for event in prof.key_averages():
+                if event.key.startswith("aten::"):
+                    seconds[kind.get(event.key[6:], "other")] += event.self_cpu_time_total / 2e6
+            breakdown.setdefault(step, {})[name] = seconds
+    return breakdown
 
 
 def synthetic(layers: int, stages: int) -> str:
@@ -128,7 +154,7 @@ def s3_build(repeats: int) -> dict[str, float]:
 
 
 def report(
-    results: list[dict], scaling: list[dict], s3: dict[str, float], shares: dict, seconds: float
+    results: list[dict], scaling: list[dict], s3: dict[str, float], breakdown: dict, seconds: float
 ) -> str:
     info = machine()
     lines = [
@@ -163,8 +189,8 @@ def report(
     s3r = results[0]
     train_ratio = s3r["train"]["generated"] / s3r["train"]["baseline"]
     infer_ratio = s3r["inference"]["generated"] / s3r["inference"]["baseline"]
-    lean_memory = s3r["rss"][1] / s3r["rss"][0]
-    lean_time = s3r["train"]["lean"] / s3r["train"]["generated"]
+    lean_memory = max(r["rss"][1] / r["rss"][0] for r in results)
+    lean_time = max(r["train"]["lean"] / r["train"]["generated"] for r in results)
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -174,41 +200,54 @@ def report(
         "Targets (cliquenet-s3, batch 4): train step <= 0.75x the baseline: "
         f"{train_ratio:.2f}x, {verdict(train_ratio <= 0.75)}; inference <= 0.65x: {infer_ratio:.2f}x, "
         f"{verdict(infer_ratio <= 0.65)}; `build_fx` < 300 ms: {s3['build_fx'] * 1e3:.0f} ms, "
-        f"{verdict(s3['build_fx'] < 0.3)}; memory_efficient <= 0.6x the activation memory at "
-        f"<= 1.3x the time: {lean_memory:.2f}x at {lean_time:.2f}x, "
+        f"{verdict(s3['build_fx'] < 0.3)}; memory_efficient, on both models: <= 0.6x the activation "
+        f"memory at <= 1.3x the time: at most {lean_memory:.2f}x at {lean_time:.2f}x, "
         f"{verdict(lean_memory <= 0.6 and lean_time <= 1.3)}.",
         "",
-        "What the speed-up is: channels-last memory from the first op (oneDNN's 1x1 and 3x3 "
-        "convolutions run about 1.5-2x faster on it than on NCHW at these sizes; measured "
-        "alone at S3's block-1 sizes), ReLU in place after BatchNorm, and in inference "
-        "(eval, autograd off) an update's BatchNorm applied as its running statistics' "
-        "per-channel x * scale + shift, writing each input straight into its channels of one "
-        "new tensor, so the concatenation is no separate pass (exact; S3 batch 4 inference "
-        "0.88-0.98x of the same model with cat -> BN -> ReLU, 7 interleaved A/B runs, median "
-        "about 0.94x; the bottleneck's single-input BatchNorm gains nothing from it and is "
-        "left as it is). What limits it: "
-        "the convolutions. They are "
-        "the same convolutions the baseline runs (same weights, same FLOPs: 8.1 GFLOPs per "
-        "S3 image), and in channels-last they already run near this CPU's peak, so they "
-        "set a floor of about 0.5-0.6x of the baseline's time; the rest (BatchNorm, the "
-        "concatenations, ReLU) is memory traffic the update structure needs: every update "
-        "normalises the concatenation of its inputs with its own BatchNorm, so neither the "
-        "concatenation nor the BatchNorm can be shared between updates, and BatchNorm comes "
-        "before the ReLU and the convolution, so it cannot be folded into a convolution's "
-        "weights (in inference the concatenation pass is gone, but each update still reads "
-        "all of its inputs once to normalise them). Not tried: a preallocated Stage I buffer "
-        "(a channel slice of a channels-last "
-        "buffer is not contiguous, so BatchNorm and the convolution would copy it again), "
-        "caching the concatenated weights in eval mode (their concatenations are part of "
-        "the `cat` share below, next to the activations' much larger ones), pooling before "
-        "the transitions' 1x1 convolutions (exact only without dropout and on even sizes; "
-        "about 13% of S3's MACs are in those convolutions).",
+        "What the speed-up is: channels-last memory from the first op (how much oneDNN's "
+        "convolutions gain from it depends on the CPU: from about nothing to 1.5-2x), ReLU in "
+        "place after BatchNorm, and in inference (eval, autograd off) an update's BatchNorm "
+        "applied as its running statistics' per-channel x * scale + shift, writing each input "
+        "straight into its channels of one new tensor, so the concatenation is no separate pass "
+        "(exact). What limits it: the convolutions, the same ones the baseline runs (same "
+        "weights, same FLOPs). The table below splits both models' time by what the ops do "
+        "(aten self CPU time per call, torch.profiler; the sums come close to the medians "
+        "above). The floor is what the generated model would take if everything but its "
+        "convolutions took no time; the rest (BatchNorm, ReLU, the concatenations, the sums of "
+        "gradients of a value read by several updates) is memory traffic the update structure "
+        "needs: every update normalises the concatenation of its inputs with its own BatchNorm, "
+        "so neither can be shared between updates, and BatchNorm comes before the ReLU and the "
+        "convolution, so it cannot be folded into a convolution's weights.",
         "",
-        "Where the generated cliquenet-s3's time goes (share of aten self CPU time):",
+        f"cliquenet-s3, batch {MODELS[0][1]}, ms per call:",
+        "",
+        "| op | train step: generated | baseline | inference: generated | baseline |",
+        "|---|---|---|---|---|",
+    ]
+    train_parts, infer_parts = breakdown["train step"], breakdown["inference"]
+    for category in train_parts["generated"]:
+        cells = [parts[name][category] * 1e3 for parts in (train_parts, infer_parts) for name in parts]
+        lines.append(f"| {category} | " + " | ".join(f"{ms:.0f}" for ms in cells) + " |")
+    lines.append(
+        "| all | "
+        + " | ".join(
+            f"{sum(parts[name].values()) * 1e3:.0f}" for parts in breakdown.values() for name in parts
+        )
+        + " |"
+    )
+    train_floor = train_parts["generated"]["convolution"] / s3r["train"]["baseline"]
+    infer_floor = infer_parts["generated"]["convolution"] / s3r["inference"]["baseline"]
+    lines += [
+        "",
+        f"Floor (the generated model's convolutions alone / the baseline's median): train step "
+        f"{train_floor:.2f}x, inference {infer_floor:.2f}x. Not tried: a preallocated Stage I buffer "
+        "(a channel slice of a channels-last buffer is not contiguous, so BatchNorm and the "
+        "convolution would copy it again), and pooling before the transitions' 1x1 convolutions "
+        "(exact only without transition dropout, and with attention only on even sizes; it would "
+        "run fewer FLOPs than the network the paper counts, so the FLOPs `cliquegen summary` "
+        "reports would no longer be the ones the model runs).",
         "",
     ]
-    for label, top in shares.items():
-        lines.append(f"- {label}: " + ", ".join(f"{name[6:]} {share:.0%}" for name, share in top))
     lines += [
         "",
         "## Activation memory of a training step: default vs `memory_efficient`",
@@ -239,34 +278,28 @@ def report(
         "",
         "## torch.compile (inductor), CPU",
         "",
-        "`cliquegen bench SPEC --compile [--cache-dir DIR]` times the compiled model beside the eager one "
-        "(first calls, which compile, and interleaved steady-state medians) and counts hits of inductor's "
-        "FX graph cache and AOTAutograd's cache, which are on and kept on disk (`--cache-dir`, else "
-        "`TORCHINDUCTOR_CACHE_DIR` or torch's folder under the temporary folder), so a second process "
-        "can load the compiled code instead of generating and building it again (the cache hits say "
-        "whether it did; the warm-cache time was not measured here). `make bench` does not compile: on "
-        "2 cores one inductor compile of cliquenet-k36-t12 takes minutes.",
+        "`cliquegen bench SPEC --compile [--cache-dir DIR]` times any spec's compiled model beside "
+        "its eager one (first calls, which compile, and interleaved steady-state medians) and counts "
+        "hits of inductor's FX graph cache and AOTAutograd's cache, which are on and kept on disk "
+        "(`--cache-dir`, else `TORCHINDUCTOR_CACHE_DIR` or torch's folder under the temporary "
+        "folder), so a second process loads the compiled code instead of building it again; "
+        "`cliquegen train --compile` trains the compiled model. `make bench` does not compile (on "
+        "2 cores one inductor compile of these models takes minutes); "
+        "`python -m benchmarks.compiled` compiles both models and the baseline in one run and "
+        f"writes {COMPILED.relative_to(ROOT)}, copied here:",
         "",
-        "Measured once by hand (cliquenet-k36-t12, batch 8, 2 threads, a cold cache, the 2 cores "
-        "shared with other jobs at a load average of 8-10, so absolute times are several times "
-        "those of an idle machine and only the side-by-side ratios mean something): first train "
-        "step 847 s and first inference 414 s (3 FX graphs compiled); then compiled / eager, "
-        "interleaved medians of 6: train step 0.77x, inference 0.90x. The baseline was not compiled "
-        "in that run, and S3 was not compiled at all (twice the updates, on 224x224 images). "
-        "Whether inductor's fusion of the concatenations, BatchNorm and ReLU closes the "
-        "eager gap to the targets needs a run on an idle machine: `cliquegen bench cliquenet-s3 "
-        "--compile --no-rss`.",
-        "",
+        *section(COMPILED, "Not measured yet."),
         "## GPU",
         "",
-        "`python -m benchmarks.gpu -o gpu.md` (one run, under 8 minutes on a current GPU; compiled "
-        "runs stop at `--budget`, 420 s) times cliquenet-s3 (batch 128) and cliquenet-k36-t12 "
-        "(batch 256) against the baseline: images/s of a train step (cross-entropy, backward, SGD) "
-        "and of an inference, float32 and bf16 autocast, channels-last, eager and compiled, and the "
-        "peak CUDA memory of a train step, default and `memory_efficient`. No GPU run has been made "
-        "yet, so there is no GPU table; `python -m benchmarks.gpu --dry-run` checks every path of "
-        "the script on CPU with tiny batches (it measures nothing).",
+        "`python -m benchmarks.gpu -o benchmarks/results/gpu.md` (one run, under 8 minutes on a "
+        "current GPU; compiled runs stop at `--budget`, 420 s) times cliquenet-s3 (batch 128) and "
+        "cliquenet-k36-t12 (batch 256) against the baseline: images/s of a train step "
+        "(cross-entropy, backward, SGD) and of an inference, float32 and bf16 autocast, "
+        "channels-last, eager and compiled, and the peak CUDA memory of a train step, default and "
+        "`memory_efficient`; `python -m benchmarks.gpu --dry-run` checks every path of the script "
+        "on CPU with tiny batches (it measures nothing). Its last result, copied here:",
         "",
+        *section(GPU, "Not measured yet: no GPU machine has run it."),
         "## Compile time",
         "",
         f"cliquenet-s3: `load_spec` + `build_fx` {s3['build_fx'] * 1e3:.0f} ms, "
@@ -305,8 +338,8 @@ def main() -> None:
     results = [compare(path, batch, args.repeats) for path, batch in MODELS]
     scaling = compile_times(args.repeats)
     s3 = s3_build(args.repeats)
-    shares = profile_shares(*MODELS[0])
-    text = report(results, scaling, s3, shares, time.perf_counter() - start)
+    breakdown = time_by_category(*MODELS[0])
+    text = report(results, scaling, s3, breakdown, time.perf_counter() - start)
     Path(args.output).write_text(text)
     print(text)
 
