@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -596,7 +597,9 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
         )
         with progress:
             task = progress.add_task("train", total=len(loader), loss=float("nan"))
+            step_seconds = []
             for images, labels in loader:
+                step_start = time.perf_counter()
                 images = images.to(ctx.device, non_blocking=True)
                 labels = labels.to(ctx.device, non_blocking=True)
                 with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=config.amp is not None):
@@ -610,7 +613,14 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
                 totals += torch.stack(
                     [loss.detach().double() * len(labels), correct, totals.new_tensor(len(labels))]
                 )
-                progress.update(task, advance=1, loss=float(totals[0] / totals[2]))
+                progress.update(task, advance=1, loss=float(totals[0] / totals[2]))  # waits for the step
+                step_seconds.append(time.perf_counter() - step_start)
+        if config.compile and epoch == start and ctx.main:
+            others = f", then {statistics.median(step_seconds[1:]) * 1e3:.0f} ms a step (median)"
+            console.print(
+                f"torch.compile: the first step took {step_seconds[0]:.1f} s (it compiles)"
+                + (others if len(step_seconds) > 1 else "")
+            )
         scheduler.step()
         if ctx.distributed:
             dist.all_reduce(totals)

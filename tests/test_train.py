@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,24 @@ def test_checkpoints_load_with_weights_only(tiny: Path, tmp_path: Path) -> None:
 def test_lr_drops_at_half_and_three_quarters(tiny: Path, tmp_path: Path) -> None:
     metrics = train(config(tiny, tmp_path, epochs=4, subset=32))
     assert [h["lr"] for h in metrics["history"]] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+
+
+def test_compile_reports_its_first_step_and_the_steady_state(tiny: Path, tmp_path: Path, capsys, monkeypatch):
+    compiled = []
+    compile_inductor = torch.compile
+
+    def compile_eager(model, **options):  # inductor's C++ build would take minutes on 2 cores
+        compiled.append(model)
+        return compile_inductor(model, backend="eager", **options)
+
+    monkeypatch.setattr(torch, "compile", compile_eager)
+    train(config(tiny, tmp_path, epochs=2, subset=128, compile=True))
+    printed = capsys.readouterr()
+    assert len(compiled) == 1
+    found = re.findall(
+        r"torch\.compile: the first step took \d+\.\d s \(it compiles\), then \d+ ms a step", printed.out
+    )
+    assert len(found) == 1  # the first epoch only
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
