@@ -246,7 +246,6 @@ def report(
         "(exact only without transition dropout, and with attention only on even sizes; it would "
         "run fewer FLOPs than the network the paper counts, so the FLOPs `cliquegen summary` "
         "reports would no longer be the ones the model runs).",
-        "",
     ]
     lines += [
         "",
