@@ -46,8 +46,9 @@ run: install graphviz
 	$(BIN)/cliquegen render $(K36) --view block -o build/render/cliquenet-k36-t12-block.$(RENDER_FORMAT)
 	$(BIN)/cliquegen render $(K36) --view schedule -o build/render/cliquenet-k36-t12-schedule.$(RENDER_FORMAT)
 
+# One pytest worker per core (each runs torch on one thread; tests/conftest.py).
 test: dev graphviz
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: dev
 	$(BIN)/ruff check cliquegen tests
