@@ -235,12 +235,20 @@ def report(
         )
         + " |"
     )
-    train_floor = train_parts["generated"]["convolution"] / s3r["train"]["baseline"]
-    infer_floor = infer_parts["generated"]["convolution"] / s3r["inference"]["baseline"]
+
+    def floor(parts: dict[str, dict[str, float]], step: str, categories: tuple[str, ...]) -> float:
+        return sum(parts["generated"][c] for c in categories) / s3r[step]["baseline"]
+
+    conv, norm = ("convolution",), ("convolution", "BatchNorm", "ReLU")
     lines += [
         "",
-        f"Floor (the generated model's convolutions alone / the baseline's median): train step "
-        f"{train_floor:.2f}x, inference {infer_floor:.2f}x. Not tried: a preallocated Stage I buffer "
+        "Floors, the generated model's own time of some ops / the baseline's median: its "
+        f"convolutions alone, train step {floor(train_parts, 'train', conv):.2f}x, inference "
+        f"{floor(infer_parts, 'inference', conv):.2f}x; its convolutions, BatchNorm and ReLU, which "
+        f"every update runs on its own inputs, train step {floor(train_parts, 'train', norm):.2f}x, "
+        f"inference {floor(infer_parts, 'inference', norm):.2f}x. Where the second floor is above a "
+        "target, these eager kernels cannot meet it: only fusing BatchNorm and ReLU into fewer "
+        "passes could, which is what torch.compile does (below). Not tried: a preallocated Stage I buffer "
         "(a channel slice of a channels-last buffer is not contiguous, so BatchNorm and the "
         "convolution would copy it again), and pooling before the transitions' 1x1 convolutions "
         "(exact only without transition dropout, and with attention only on even sizes; it would "
