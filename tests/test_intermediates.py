@@ -205,6 +205,19 @@ def test_a_deep_copy_keeps_the_timm_attributes() -> None:
             assert torch.equal(a, b)
 
 
+def test_outputs_compile_when_first_asked_for_and_again_after_a_change() -> None:
+    model, x = build("fx").eval(), images()
+    assert model.output_runs == {}  # building the model compiles only forward
+    with torch.no_grad():
+        features = model.forward_features(x)
+        torch.testing.assert_close(model.forward_head(features), model(x), rtol=0, atol=0)
+        assert list(model.output_runs) == [("features",)]
+        model.prune_intermediate_layers([0])  # a new graph: what was compiled from the old one goes
+        assert model.output_runs == {}
+        with pytest.raises(RuntimeError, match="pruned"):
+            model.forward_features(x)
+
+
 DENSE = load_spec(
     """
 name: tiny-dense

@@ -63,10 +63,22 @@ class CliqueNetGraphModule(fx.GraphModule):
 
     def recompile(self) -> Any:
         result = super().recompile()
-        if any(node.name == FEATURES for node in self.graph.nodes):  # not in a pruned graph
-            type(self).forward_features = _compile_outputs(self.graph, [FEATURES], "forward_features")
-        self.__dict__.pop("_intermediate_runs", None)  # compiled from the previous graph
+        # Functions of this graph's other outputs, compiled when first called.  Each instance
+        # has its own class (torch.fx's), so this cache is the instance's, and it is not pickled.
+        type(self).output_runs = {}
         return result
+
+    def run_outputs(self, names: list[str], title: str) -> Callable[..., Any]:
+        """A function ``(module, x)`` returning the named values of the graph (compiled once)."""
+        key = tuple(names)
+        if key not in self.output_runs:
+            self.output_runs[key] = _compile_outputs(self.graph, names, title)
+        return self.output_runs[key]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
+        return self.run_outputs([FEATURES], "forward_features")(self, x)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CliqueNetGraphModule:
         twin = super().__deepcopy__(memo)  # keeps modules, graph and meta, not other attributes
@@ -144,10 +156,7 @@ class CliqueNetGraphModule(fx.GraphModule):
             raise RuntimeError("the model was pruned by prune_intermediate_layers: use intermediates_only")
         names = list(self.program.block_outputs)
         names = names[: last + 1] if intermediates_only else [*names, FEATURES]
-        runs = self.__dict__.setdefault("_intermediate_runs", {})
-        if len(names) not in runs:
-            runs[len(names)] = _compile_outputs(self.graph, names, "forward_intermediates")
-        values = runs[len(names)](self, x)
+        values = self.run_outputs(names, "forward_intermediates")(self, x)
         maps = [values[index] for index in take]
         return maps if intermediates_only else (values[-1], maps)
 
