@@ -190,6 +190,8 @@ class CliquenetDigits(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, 8, 8) images -> (B, 248) pooled multi-scale features."""
+        if self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
         b1_x0 = self.forward_stem(x)  # (B, 32, 8, 8)
         b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 72, 4, 4), (B, 104)
         h2_pooled = self.forward_block2(b2_x0)  # (B, 144)

@@ -369,6 +369,8 @@ class CliquenetK36T12Untied(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) images -> (B, 784) pooled multi-scale features."""
+        if self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
         b1_x0 = self.forward_stem(x)  # (B, 64, 32, 32)
         b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 144, 16, 16), (B, 208)
         b3_x0, h2_pooled = self.forward_block2(b2_x0)  # (B, 144, 8, 8), (B, 288)

@@ -802,6 +802,8 @@ class CliquenetS2(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 224, 224) images -> (B, 1872) pooled multi-scale features."""
+        if self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
         b1_x0 = self.forward_stem(x)  # (B, 64, 56, 56)
         b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 180, 28, 28), (B, 122)
         b3_x0, h2_pooled = self.forward_block2(b2_x0)  # (B, 400, 14, 14), (B, 290)

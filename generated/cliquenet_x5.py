@@ -444,6 +444,8 @@ class CliquenetX5(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) images -> (B, 1664) pooled multi-scale features."""
+        if self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
         b1_x0 = self.forward_stem(x)  # (B, 64, 32, 32)
         b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 320, 16, 16), (B, 384)
         b3_x0, h2_pooled = self.forward_block2(b2_x0)  # (B, 320, 8, 8), (B, 640)

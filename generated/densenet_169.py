@@ -4475,6 +4475,8 @@ class Densenet169(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 224, 224) images -> (B, 1664) pooled last-block features."""
+        if self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
         b1_x0 = self.forward_stem(x)  # (B, 64, 56, 56)
         b2_x0 = self.forward_block1(b1_x0)  # (B, 128, 28, 28)
         b3_x0 = self.forward_block2(b2_x0)  # (B, 256, 14, 14)

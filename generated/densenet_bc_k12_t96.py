@@ -1730,6 +1730,8 @@ class DensenetBcK12T96(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) images -> (B, 342) pooled last-block features."""
+        if self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
         b1_x0 = self.forward_stem(x)  # (B, 24, 32, 32)
         b2_x0 = self.forward_block1(b1_x0)  # (B, 108, 16, 16)
         b3_x0 = self.forward_block2(b2_x0)  # (B, 150, 8, 8)

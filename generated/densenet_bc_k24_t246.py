@@ -9548,6 +9548,8 @@ class DensenetBcK24T246(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 32, 32) images -> (B, 1734) pooled last-block features."""
+        if self.pruned:
+            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
         b1_x0 = self.forward_stem(x)  # (B, 48, 32, 32)
         b2_x0 = self.forward_block1(b1_x0)  # (B, 516, 16, 16)
         b3_x0 = self.forward_block2(b2_x0)  # (B, 750, 8, 8)

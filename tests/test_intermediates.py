@@ -136,6 +136,8 @@ def test_pruning_removes_what_the_maps_do_not_need(emit: str) -> None:
             torch.testing.assert_close(got, want, rtol=0, atol=0)
         with pytest.raises(RuntimeError, match="pruned"):
             model.forward_intermediates(x)
+        with pytest.raises(RuntimeError, match="pruned"):
+            model.forward_features(x)
         with pytest.raises(ValueError, match="out of range"):
             model.forward_intermediates(x, indices=[2], intermediates_only=True)
     whole = build(emit)
