@@ -26,7 +26,16 @@ from pathlib import Path
 import torch
 
 import cliquegen
-from cliquegen.bench import compile_counters, inference, machine, median_times, train_step, use_compile_cache
+from cliquegen.bench import (
+    compile_counters,
+    first_calls,
+    inference,
+    machine,
+    median_times,
+    self_seconds,
+    train_step,
+    use_compile_cache,
+)
 
 from .baseline import baseline_model
 
@@ -36,16 +45,6 @@ MODELS = {
     "cliquenet-k36-t12": ("specs/cifar10/cliquenet-k36-t12.yaml", 64),
 }
 RESULT = ROOT / "benchmarks" / "results" / "compiled.md"
-
-
-def first_calls(runs: dict[str, object]) -> dict[str, float]:
-    """Seconds of each run's first call, in order: for a compiled model, its compile."""
-    seconds = {}
-    for name, run in runs.items():
-        start = time.perf_counter()
-        run()
-        seconds[name] = time.perf_counter() - start
-    return seconds
 
 
 def build(name: str, batch: int) -> tuple[torch.nn.Module, torch.nn.Module, torch.Tensor]:
@@ -70,24 +69,16 @@ def warm_compile(name: str, batch: int, cache_dir: str, backend: str) -> dict:
 
 
 def profile_shares(run, top: int = 6) -> list[tuple[str, float]]:
-    """Share of self CPU time of the top ops of ``run`` (2 calls after one warm-up).  Inductor's
-    own kernels are not recorded one by one: what a compiled graph spends outside aten ops is
-    its fused kernels (and its Python wrapper), counted as ``inductor's fused kernels``."""
-    from torch.profiler import profile
-
-    run()
-    with profile() as prof:
-        for _ in range(2):
-            run()
+    """Share of self CPU time of the top ops of ``run``.  Inductor's own kernels are not
+    recorded one by one: what a compiled graph spends outside aten ops is its fused kernels
+    (and its Python wrapper), counted as ``inductor's fused kernels``."""
     seconds: dict[str, float] = {}
-    for event in prof.key_averages():
-        if event.key.startswith("aten::"):
-            key = event.key
-        elif event.key.startswith("## Call CompiledFxGraph"):
+    for key, value in self_seconds(run, warmup=1).items():
+        if key.startswith("## Call CompiledFxGraph"):
             key = "inductor's fused kernels"
-        else:
+        elif not key.startswith("aten::"):
             continue
-        seconds[key] = seconds.get(key, 0.0) + event.self_cpu_time_total
+        seconds[key] = seconds.get(key, 0.0) + value
     total = sum(seconds.values())
     return sorted(((key, value / total) for key, value in seconds.items()), key=lambda item: -item[1])[:top]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cliquegen
+from cliquegen.bench import first_calls, median_times
 from cliquegen.registry import apply_overrides
 
 from .baseline import baseline_model
@@ -77,24 +77,9 @@ class Runner:
 
         return run
 
-    def first_call(self, run: Callable[[], None]) -> float:
-        start = time.perf_counter()
-        run()
-        return time.perf_counter() - start
-
     def medians(self, runs: dict[str, Callable[[], None]]) -> dict[str, float]:
-        """Median seconds of each run, in turns that start one place further along each time."""
-        for _ in range(self.warmup):
-            for run in runs.values():
-                run()
-        names = list(runs)
-        times: dict[str, list[float]] = {name: [] for name in names}
-        for turn in range(self.repeats):
-            for name in names[turn % len(names) :] + names[: turn % len(names)]:
-                start = time.perf_counter()
-                runs[name]()
-                times[name].append(time.perf_counter() - start)
-        return {name: statistics.median(values) for name, values in times.items()}
+        """Interleaved medians; every run waits for its device work before it returns."""
+        return median_times(runs, repeats=self.repeats, warmup=self.warmup)
 
     def peak_step_memory(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int | None:
         """Bytes a float32 train step allocates at its peak above what is allocated before it
@@ -156,16 +141,15 @@ def bench_model(
                 if time.perf_counter() > deadline:
                     rows.append({"precision": label, "kind": kind, "mode": "compiled", "skipped": True})
                     continue
-                runs, compile_seconds = {}, {}
+                runs = {}
                 for name, model in (("generated", generated), ("baseline", baseline)):
                     compiled = torch.compile(model, backend=compile_backend)
-                    run = (
+                    runs[name] = (
                         runner.train_step(compiled, x, y, dtype)
                         if kind == "train"
                         else runner.inference(compiled, x, dtype)
                     )
-                    compile_seconds[name] = runner.first_call(run)
-                    runs[name] = run
+                compile_seconds = first_calls(runs)
                 timed = runner.medians(runs)
                 rows.append(
                     {

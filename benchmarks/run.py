@@ -22,6 +22,7 @@ from cliquegen.bench import (
     median_times,
     peak_rss_growth,
     saved_bytes,
+    self_seconds,
     train_step,
 )
 from cliquegen.registry import apply_overrides
@@ -90,8 +91,6 @@ CATEGORIES = {
 def time_by_category(path: str, batch: int) -> dict[str, dict[str, dict[str, float]]]:
     """Seconds per call of each op category (aten self CPU time, torch.profiler, 2 calls after 2
     warm-up calls) in a train step and an inference, generated and baseline."""
-    from torch.profiler import profile
-
     spec = cliquegen.load_spec(ROOT / path)
     torch.manual_seed(0)
     model = cliquegen.create_model(spec)
@@ -101,16 +100,10 @@ def time_by_category(path: str, batch: int) -> dict[str, dict[str, dict[str, flo
     breakdown: dict[str, dict[str, dict[str, float]]] = {}
     for step, make in (("train step", train_step), ("inference", inference)):
         for name, net in models.items():
-            run = make(net, x)
-            for _ in range(2):
-                run()
-            with profile() as prof:
-                for _ in range(2):
-                    run()
             seconds = dict.fromkeys([*CATEGORIES, "other"], 0.0)
-            for event in prof.key_averages():
-                if event.key.startswith("aten::"):
-                    seconds[kind.get(event.key[6:], "other")] += event.self_cpu_time_total / 2e6
+            for key, value in self_seconds(make(net, x)).items():
+                if key.startswith("aten::"):
+                    seconds[kind.get(key[6:], "other")] += value
             breakdown.setdefault(step, {})[name] = seconds
     return breakdown
 

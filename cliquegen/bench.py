@@ -51,6 +51,29 @@ def median_times(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def first_calls(runs: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Seconds of each callable's first call, in order (for a compiled model: its compile)."""
+    seconds = {}
+    for name, run in runs.items():
+        start = time.perf_counter()
+        run()
+        seconds[name] = time.perf_counter() - start
+    return seconds
+
+
+def self_seconds(run: Callable[[], object], calls: int = 2, warmup: int = 2) -> dict[str, float]:
+    """Self CPU seconds per call of every op ``run`` records in torch.profiler (aten ops,
+    compiled graphs' wrappers, ...), over ``calls`` calls after ``warmup``."""
+    from torch.profiler import profile
+
+    for _ in range(warmup):
+        run()
+    with profile() as prof:
+        for _ in range(calls):
+            run()
+    return {event.key: event.self_cpu_time_total / 1e6 / calls for event in prof.key_averages()}
+
+
 def train_step(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     """Forward + backward of a summed output in training mode (no optimizer)."""
 
@@ -211,11 +234,7 @@ def bench_compiled(
     before = compile_counters()
     compiled = torch.compile(model, backend=backend)
     runs = {"train": train_step(compiled, x), "inference": inference(compiled, x)}
-    first = {}
-    for name, run in runs.items():
-        start = time.perf_counter()
-        run()
-        first[name] = time.perf_counter() - start
+    first = first_calls(runs)
     after = compile_counters()
     times = median_times(
         {

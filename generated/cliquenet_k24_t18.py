@@ -789,9 +789,9 @@ def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
     p = dropout.p
     if not (dropout.training and h.device.type == "cpu" and 0 < p < 1):
         return dropout(h)
-    noise = torch.empty_like(h).bernoulli_(1 - p).div_(1 - p)  # 0 or 1 / (1 - p)
-    scale = torch.ones((), dtype=h.dtype).div_(1 - p)
-    return h.mul(scale).masked_fill_(noise == 0, 0)
+    dropped = torch.empty_like(h).bernoulli_(1 - p) == 0  # nn.Dropout's draw, before its / (1 - p)
+    scale = torch.ones((), dtype=h.dtype).div_(1 - p)  # the value its kept noise has
+    return h.mul(scale).masked_fill_(dropped, 0)
 
 
 # The blocks forward_intermediates returns, selected as timm selects them
