@@ -36,9 +36,9 @@ from torch import fx
 
 from .checkpoint import ModelInfo
 from .errors import UsageError
-from .figures import roman
 from .ir import node_label
 from .lower import Compiled, compile_spec
+from .naming import roman
 from .spec import Spec
 
 # --- weight strengths ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._io import atomic_write
 from .errors import UsageError, import_extra
+from .naming import roman
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -69,16 +70,6 @@ def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
             figure.set_layout_engine("none")
         figure.savefig(buffer, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
     return atomic_write(path, buffer.getvalue())
-
-
-def roman(stage: int) -> str:
-    """Stage names as the paper writes them: I, II, III, ..."""
-    numerals = ((10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"))
-    text = ""
-    for value, numeral in numerals:
-        while stage >= value:
-            text, stage = text + numeral, stage - value
-    return text
 
 
 def _millions(n: float) -> str:

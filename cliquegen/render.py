@@ -39,6 +39,7 @@ import networkx as nx
 from .errors import UsageError
 from .ir import NodeId, Op, Program, equation, weight_label
 from .lower import Compiled, compile_spec
+from .naming import roman
 from .registry import resolve_spec
 from .spec import BlockConfig, Spec
 
@@ -79,16 +80,6 @@ _FONT = "Helvetica"
 def colour(layer: int) -> str:
     """The colour of layer ``layer`` and of every weight W_ij leaving it."""
     return X0_COLOUR if layer == 0 else PALETTE[(layer - 1) % len(PALETTE)]
-
-
-def roman(n: int) -> str:
-    """Stage numbers as the paper writes them: 1 -> I, 2 -> II, 4 -> IV."""
-    digits = ((10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"))
-    out = ""
-    for value, letters in ((50, "L"), (40, "XL"), *digits):
-        count, n = divmod(n, value)
-        out += letters * count
-    return out
 
 
 def _html(*lines: str) -> str:

@@ -51,7 +51,7 @@ from ..ir import (
     weight_label,
 )
 from ..lower import Compiled, compile_spec
-from ..naming import class_name
+from ..naming import class_name, roman
 from ..spec import BlockConfig, Spec
 from ..summary import summarize
 from . import _runtime
@@ -726,15 +726,6 @@ def layers_text(layers: list[int] | tuple[int, ...]) -> str:
 def describe_refs(block: BlockConfig, refs: tuple[str | int, ...]) -> str:
     """``X0 + stage I``: a feature or transit as the docstring states it."""
     return " + ".join("X0" if ref == "x0" else stage_values(block, ref) for ref in refs)
-
-
-def roman(stage: int) -> str:
-    """Stage numbers as the paper writes them (I, II, ...), plain digits past X."""
-    return (
-        ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X"][stage - 1]
-        if stage <= 10
-        else str(stage)
-    )
 
 
 # --- the module ------------------------------------------------------------------------------
