@@ -92,8 +92,11 @@ def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
             {
                 "config": block,
                 "input_channels": c0,
-                "feature": _tensors(block.feature, x0, after_stage),
-                # the last block transits nothing
+                # what leaves the block: a head reads only the last block's feature unless the
+                # head is multi-scale, and the last block transits nothing
+                "feature": _tensors(block.feature, x0, after_stage)
+                if spec.head.kind == "multiscale" or b + 1 == len(blocks)
+                else [],
                 "transit": _tensors(block.transit, x0, after_stage) if b + 1 < len(blocks) else [],
             }
         )

@@ -353,9 +353,8 @@ def _outputs(compiled: Compiled, b: int) -> list[tuple[str, list[NodeId], str]]:
     ``b`` is the last block."""
     info = compiled.graph.graph["blocks"][b]
     config: BlockConfig = info["config"]
-    last = b + 1 == len(compiled.graph.graph["blocks"])
     outputs = []
-    if compiled.spec.head.kind == "multiscale" or last:
+    if info["feature"]:
         outputs.append(("feature", info["feature"], f"to head {b + 1}: {_refs(config.feature)}"))
     if info["transit"]:
         outputs.append(("transit", info["transit"], f"to transition {b + 1}: {_refs(config.transit)}"))
