@@ -169,7 +169,7 @@ def sweep(config: SweepConfig, console: Console | None = None) -> list[SpecResul
     console = console or Console(highlight=False)
     require_matplotlib("the sweep's results figure")
     specs = check(config)
-    ctx = _setup()  # one process group for every run of the job
+    ctx = _setup(config.train.get("device", "auto"))  # one process group for every run, on their device
     try:
         results = _sweep(config, specs, ctx, console)
         if ctx.distributed:  # rank 0 is still writing the results

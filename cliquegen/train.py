@@ -616,11 +616,9 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
                 progress.update(task, advance=1, loss=float(totals[0] / totals[2]))  # waits for the step
                 step_seconds.append(time.perf_counter() - step_start)
         if config.compile and epoch == start and ctx.main:
-            others = f", then {statistics.median(step_seconds[1:]) * 1e3:.0f} ms a step (median)"
-            console.print(
-                f"torch.compile: the first step took {step_seconds[0]:.1f} s (it compiles)"
-                + (others if len(step_seconds) > 1 else "")
-            )
+            after = step_seconds[1:]
+            others = f", then {statistics.median(after) * 1e3:.0f} ms a step (median)" if after else ""
+            console.print(f"torch.compile: the first step took {step_seconds[0]:.1f} s (it compiles){others}")
         scheduler.step()
         if ctx.distributed:
             dist.all_reduce(totals)

@@ -126,6 +126,9 @@ def test_compile_reports_its_first_step_and_the_steady_state(tiny: Path, tmp_pat
         r"torch\.compile: the first step took \d+\.\d s \(it compiles\), then \d+ ms a step", printed.out
     )
     assert len(found) == 1  # the first epoch only
+    train(config(tiny, tmp_path / "one-step", epochs=1, subset=48, batch_size=64, compile=True))
+    assert "torch.compile: the first step took" in (one_step := capsys.readouterr().out)
+    assert "a step (median)" not in one_step  # an epoch of one step has no steady state
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
