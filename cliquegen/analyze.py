@@ -334,14 +334,13 @@ def read_input_image(
 
 def read_sample(sample: str, spec: Spec, info: ModelInfo | None = None) -> Input:
     """``DATA:INDEX``: test image INDEX of a data set (``digits:5``, ``folder:/data/x:12``),
-    normalised as the checkpoint's run normalised it (else as ``cliquegen train`` would)."""
-    from .data import Normalization, load_data
+    prepared as the checkpoint's run prepared its test images (``evaluate.load_test_view``)."""
+    from .evaluate import load_test_view
 
     data_name, sep, index_text = sample.rpartition(":")
     if not sep or not data_name or not index_text.isdigit():
         raise UsageError(f"--sample {sample!r}: expected DATA:INDEX, e.g. digits:5")
-    recorded = info is not None and info.mean is not None
-    data = load_data(data_name, spec, normalization=Normalization(info.mean, info.std) if recorded else None)
+    data = load_test_view(data_name, spec, info)
     index = int(index_text)
     if index >= len(data.test):
         raise UsageError(f"--sample {sample!r}: the {data.name} test set has images 0..{len(data.test) - 1}")

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from .checkpoint import ModelInfo, load_weights_into, read_info
-from .data import Normalization, load_data, read_image
+from .data import ImageData, Normalization, load_data, read_image
 from .errors import UsageError
 from .registry import apply_overrides, create_model, resolve_spec
 from .spec import Spec
@@ -50,6 +50,14 @@ def _device(device: str) -> torch.device:
     return torch.device("cuda" if _use_cuda(device) else "cpu")
 
 
+def load_test_view(data: str, spec: Spec, info: ModelInfo | None) -> ImageData:
+    """``data`` with its test images prepared as the checkpoint's run prepared them: its
+    normalisation and, for image folders, its centre crop (else as ``cliquegen train`` would)."""
+    norm = Normalization(info.mean, info.std) if info is not None and info.mean is not None else None
+    augment = "standard" if info is not None and info.eval_transform == "centre-crop" else "none"
+    return load_data(data, spec, augment=augment, normalization=norm)
+
+
 def evaluate(
     spec: str | os.PathLike | Spec,
     weights: str | os.PathLike,
@@ -63,9 +71,7 @@ def evaluate(
     """Loss, top-1 and top-5 accuracy of the trained model on the test split of ``data``."""
     trained = load_trained(spec, weights)
     info = trained.info
-    norm = Normalization(info.mean, info.std) if info is not None and info.mean is not None else None
-    augment = "standard" if info is not None and info.eval_transform == "centre-crop" else "none"
-    dataset = load_data(data, trained.spec, augment=augment, normalization=norm)
+    dataset = load_test_view(data, trained.spec, info)
     if info is not None and info.classes is not None and info.classes != dataset.classes:
         raise UsageError(
             f"{weights} was trained on the classes {_names(info.classes)}, but {dataset.name} has "
@@ -82,7 +88,9 @@ def evaluate(
         "loss": scores["loss"],
         "top1": scores["top1"],
         "top5": scores["top5"],
-        "normalization": "from the checkpoint" if norm is not None else "from the data set",
+        "normalization": "from the checkpoint"
+        if info is not None and info.mean is not None
+        else "from the data set",
     }
 
 
