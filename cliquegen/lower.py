@@ -233,8 +233,8 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
             c, hh, ww = p.shapes[h]
             p.op(value_name(b + 1, 0, 0), "avg_pool", (h,), shape=(c, hh // 2, ww // 2), kernel_size=2)
 
-        if spec.head.kind == "last" and b + 1 < len(blocks):
-            continue  # the head reads only the last block
+        if not info["feature"]:
+            continue  # no head reads this block (head kind `last` reads only the last one)
         p.part = "head"
         h = p.cat(f"b{tag}_feature", [graph.nodes[n]["name"] for n in info["feature"]])
         if b + 1 == len(blocks):
