@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cliquegen.spec import BlockConfig, Spec
+from cliquegen.spec.model import BlockConfig, Spec
 
 
 class Attention(nn.Module):

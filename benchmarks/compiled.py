@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 import cliquegen
-from cliquegen.bench import (
+from cliquegen.analysis.bench import (
     compile_counters,
     first_calls,
     inference,

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import cliquegen
-from cliquegen.bench import first_calls, median_times
-from cliquegen.registry import apply_overrides
+from cliquegen.analysis.bench import first_calls, median_times
+from cliquegen.spec.shipped import apply_overrides
 
 from .baseline import baseline_model
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 import cliquegen
-from cliquegen.bench import (
+from cliquegen.analysis.bench import (
     fit_exponent,
     inference,
     machine,
@@ -25,7 +25,7 @@ from cliquegen.bench import (
     self_seconds,
     train_step,
 )
-from cliquegen.registry import apply_overrides
+from cliquegen.spec.shipped import apply_overrides
 
 from .baseline import baseline_model
 

@@ -11,27 +11,32 @@ With timm installed, every shipped spec is also a timm model (``timm.create_mode
 and ``cliquegen.register_timm_model(path)`` makes a spec of your own one.
 """
 
-from ._builder import build_fx
-from ._timm import register_timm_model, register_when_timm_loads
+from ._version import __version__
+from .checkpoint.info import ModelInfo
+from .checkpoint.load import load_trained, load_weights
+from .compiler.lower import Compiled, compile_spec
+from .compiler.summary import Summary, summarize
+from .draw.render import render
 from .emit.source import build_source_model, generate_source
-from .errors import CliqueGenError, Diagnostic, SpecError, UsageError
-from .loader import load_spec
-from .lower import Compiled, compile_spec
-from .registry import create_model, list_models
-from .render import render
-from .spec import Spec
-from .summary import Summary, summarize
-
-__version__ = "0.1.0"
+from .errors import CliqueGenError, Diagnostic, SpecError, UsageError, WeightsError
+from .interop.timm import register_timm_model, register_when_timm_loads
+from .models import build_fx, create_model
+from .spec.loader import load_spec
+from .spec.model import Spec
+from .spec.shipped import apply_overrides, list_models, resolve_spec
 
 __all__ = [
     "CliqueGenError",
     "Compiled",
     "Diagnostic",
+    "ModelInfo",
     "Spec",
     "SpecError",
     "Summary",
     "UsageError",
+    "WeightsError",
+    "__version__",
+    "apply_overrides",
     "build_fx",
     "build_source_model",
     "compile_spec",
@@ -39,8 +44,11 @@ __all__ = [
     "generate_source",
     "list_models",
     "load_spec",
+    "load_trained",
+    "load_weights",
     "register_timm_model",
     "render",
+    "resolve_spec",
     "summarize",
 ]
 

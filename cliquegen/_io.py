@@ -29,6 +29,10 @@ from typing import Any
 
 from .errors import UsageError
 
+#: Data and weight files larger than this are refused before reading (the authors' S3
+#: checkpoint, optimizer state included, is about 120 MB).
+MAX_FILE_BYTES = 2 * 1024**3
+
 MARKER_BYTES = 4096  # the marker must appear this early: in the header, not anywhere
 
 
@@ -50,7 +54,7 @@ def atomic_write(
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     with atomic_output(path, root=root, force=force, generated_marker=generated_marker) as tmp:
         tmp.write_bytes(payload)
-    return _confined(Path(path), root)
+    return confined(Path(path), root)
 
 
 def torch_save_atomic(
@@ -61,7 +65,7 @@ def torch_save_atomic(
 
     with atomic_output(path, root=root) as tmp:
         torch.save(obj, tmp)
-    return _confined(Path(path), root)
+    return confined(Path(path), root)
 
 
 @contextlib.contextmanager
@@ -167,7 +171,7 @@ def _checked_target(
     generated_marker: str | None,
 ) -> Path:
     """The resolved target of a write, after every check that can refuse it."""
-    target = _confined(Path(path), root)
+    target = confined(Path(path), root)
     parent = target.parent
     if not parent.is_dir():
         above = next((p for p in (parent, *parent.parents) if p.exists()), None)
@@ -276,7 +280,7 @@ def signals_raise() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _confined(target: Path, root: str | os.PathLike[str] | None) -> Path:
+def confined(target: Path, root: str | os.PathLike[str] | None) -> Path:
     """``target`` with symlinks and ``..`` resolved; refused when it leaves ``root``."""
     try:
         resolved = target.resolve()

@@ -91,3 +91,8 @@ def os_error_message(error: OSError) -> str:
     if files:
         return f"{' -> '.join(printable(str(f)) for f in files)}: {reason}"
     return f"cannot write the output: {reason}"
+
+
+def dims(shape) -> str:
+    """A shape as messages and drawings write it: ``3x32x32``."""
+    return "x".join(str(int(n)) for n in shape)

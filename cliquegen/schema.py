@@ -1,16 +1,12 @@
-"""JSON Schema of the spec format, in draft-07 form for editors' YAML language servers."""
+"""Deprecated: this module moved to cliquegen.spec.schema; its names still work here for one release, with a
+DeprecationWarning."""
 
-from __future__ import annotations
+from ._deprecated import forward
 
-from typing import Any
-
-from .spec import Spec
-
-DRAFT_07 = "http://json-schema.org/draft-07/schema#"
-
-
-def spec_schema() -> dict[str, Any]:
-    schema = Spec.model_json_schema(ref_template="#/definitions/{model}")
-    definitions = schema.pop("$defs", {})
-    # draft-07 has no $defs; pydantic's other output (anyOf, const, enum) is draft-07 compatible
-    return {"$schema": DRAFT_07, **schema, "definitions": definitions}
+__getattr__ = forward(
+    "cliquegen.schema",
+    {
+        "DRAFT_07": "cliquegen.spec.schema",
+        "spec_schema": "cliquegen.spec.schema",
+    },
+)

@@ -1,81 +1,14 @@
-"""Parameter and FLOP counts, computed from the Program without building the model.
+"""Deprecated: this module moved to cliquegen.compiler.summary; its names still work here for one release,
+with a DeprecationWarning."""
 
-FLOPs follow the paper and ``torch.utils.flop_counter``: 2 x the multiply-accumulates of
-conv and linear layers for one image at the spec's input size; BN, ReLU, pooling and
-concatenation count 0.
-"""
+from ._deprecated import forward
 
-from __future__ import annotations
-
-import math
-from dataclasses import asdict, dataclass
-
-from .ir import ModuleDecl, Program
-from .lower import Compiled
-
-
-def parameter_count(decl: ModuleDecl) -> int:
-    a = decl.args
-    if decl.kind == "weight":
-        return math.prod(a["shape"])
-    if decl.kind == "conv2d":
-        return a["in_channels"] * a["out_channels"] * a["kernel_size"] ** 2
-    if decl.kind == "batch_norm":
-        return 2 * a["num_features"]
-    if decl.kind == "linear":
-        return (a["in_features"] + 1) * a["out_features"]
-    if decl.kind in ("dropout", "identity"):
-        return 0
-    raise ValueError(f"unknown module kind {decl.kind!r}")
-
-
-def _part_of(path: str) -> str:
-    return path.split(".")[0]  # stem, block1, transition1, head, classifier
-
-
-@dataclass(frozen=True)
-class PartSummary:
-    part: str
-    params: int
-    macs: int
-    output: tuple[int, ...]  # shape of the part's last value, one image
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-
-@dataclass(frozen=True)
-class Summary:
-    name: str
-    params: int
-    macs: int
-    parts: list[PartSummary]
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "params": self.params,
-            "macs": self.macs,
-            "flops": self.flops,
-            "parts": [{**asdict(p), "flops": p.flops, "output": list(p.output)} for p in self.parts],
-        }
-
-
-def summarize(compiled: Compiled) -> Summary:
-    program: Program = compiled.program
-    params: dict[str, int] = {}
-    for path, decl in program.modules.items():
-        part = _part_of(path)
-        params[part] = params.get(part, 0) + parameter_count(decl)
-    parts = []
-    order = program.parts()
-    order.sort(key=lambda part: {"head": 1, "classifier": 2}.get(part, 0))  # stable: blocks stay in order
-    for part in order:
-        ops = [op for op in program.ops if op.part == part]
-        parts.append(PartSummary(part, params.get(part, 0), sum(op.macs for op in ops), ops[-1].shape))
-    return Summary(program.name, sum(params.values()), sum(op.macs for op in program.ops), parts)
+__getattr__ = forward(
+    "cliquegen.summary",
+    {
+        "PartSummary": "cliquegen.compiler.summary",
+        "Summary": "cliquegen.compiler.summary",
+        "parameter_count": "cliquegen.compiler.summary",
+        "summarize": "cliquegen.compiler.summary",
+    },
+)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from cliquegen.spec import BlockConfig, Spec
+from cliquegen.spec.model import BlockConfig, Spec
 
 WeightFn = Callable[[str, int], torch.Tensor]
 

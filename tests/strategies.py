@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from cliquegen.spec import Spec
+from cliquegen.spec.model import Spec
 
 
 @st.composite

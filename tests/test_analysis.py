@@ -15,16 +15,11 @@ import torch
 from reference import reference_forward
 
 from cliquegen import cli, compile_spec, create_model, load_spec
-from cliquegen.analyze import (
-    Input,
-    central_share,
-    feature_maps,
-    gini,
-    intermediate_values,
-    read_sample,
-    weight_matrices,
-)
-from cliquegen.figures import draw_feature_maps, draw_weight_matrices, save_figure
+from cliquegen.analysis.analyze import feature_maps, read_sample, weight_matrices
+from cliquegen.analysis.features import Input, central_share, intermediate_values
+from cliquegen.analysis.figures import draw_feature_maps, draw_weight_matrices
+from cliquegen.analysis.weights import gini
+from cliquegen.draw.figure import save_figure
 
 pytest.importorskip("matplotlib", reason="needs the plot extra: pip install 'cliquegen[plot]'")
 

@@ -97,8 +97,8 @@ def test_same_seed_same_weights() -> None:
 
 
 def test_nested_overrides_merge_section_by_section() -> None:
-    s3 = cliquegen.registry.resolve_spec("cliquenet-s3")
-    merged = cliquegen.registry.apply_overrides(s3, defaults={"dropout": 0.1})
+    s3 = cliquegen.resolve_spec("cliquenet-s3")
+    merged = cliquegen.apply_overrides(s3, defaults={"dropout": 0.1})
     for before, after in zip(s3.resolved_blocks(), merged.resolved_blocks(), strict=True):
         assert after.dropout == 0.1
         kept = ("bottleneck", "kernel", "stages")
@@ -106,11 +106,11 @@ def test_nested_overrides_merge_section_by_section() -> None:
     params = [cliquegen.summarize(cliquegen.compile_spec(spec)).params for spec in (s3, merged)]
     assert params[0] == params[1]  # the bottleneck stays
     deeper = {"schedule": {"stages": 3}, "feature": ["x0", 3]}
-    deeper = cliquegen.registry.apply_overrides(s3, defaults=deeper)
+    deeper = cliquegen.apply_overrides(s3, defaults=deeper)
     assert deeper.defaults.bottleneck and deeper.resolved_blocks()[0].stages == 3
-    blocks = cliquegen.registry.apply_overrides(s3, blocks=[{"layers": 2, "channels": 8}])
+    blocks = cliquegen.apply_overrides(s3, blocks=[{"layers": 2, "channels": 8}])
     assert [(b.layers, b.channels) for b in blocks.blocks] == [(2, 8)]  # a list is replaced whole
-    same = cliquegen.registry.apply_overrides(s3, defaults={"dropout": None}, num_classes=None)
+    same = cliquegen.apply_overrides(s3, defaults={"dropout": None}, num_classes=None)
     assert same == s3
 
 
@@ -148,7 +148,7 @@ def test_torch_flop_counter_agrees_with_the_summary() -> None:
     """The README points to torch.utils.flop_counter: it sees the functional update convolutions."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    spec = cliquegen.registry.resolve_spec("cliquenet-digits")
+    spec = cliquegen.resolve_spec("cliquenet-digits")
     model = create_model(spec).eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.randn(1, 1, 8, 8))

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from cliquegen._args import count, integer, real
-from cliquegen.cli import main
+from cliquegen.cli.args import count, integer, real
+from cliquegen.cli.main import main
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import torch
 
 from benchmarks.baseline import baseline_model
 from cliquegen import create_model
-from cliquegen.spec import Spec
+from cliquegen.spec.model import Spec
 
 CIFAR = {
     "name": "baseline-cifar",

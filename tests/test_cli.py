@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cliquegen.cli import main
-from cliquegen.schema import spec_schema
+from cliquegen.cli.main import main
+from cliquegen.spec.schema import spec_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 K36 = "specs/cifar10/cliquenet-k36-t12.yaml"

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cliquegen import create_model
-from cliquegen.registry import apply_overrides
-from cliquegen.spec import Spec
+from cliquegen.spec.model import Spec
+from cliquegen.spec.shipped import apply_overrides
 
 TINY = Spec.model_validate(
     {

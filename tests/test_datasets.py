@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from cliquegen import cli, load_spec
-from cliquegen.data import load_data, padded_random_crop
+from cliquegen.data.base import padded_random_crop
+from cliquegen.data.sets import load_data
 from cliquegen.errors import UsageError
 
 pytest.importorskip("scipy.io")
@@ -232,8 +233,8 @@ def test_download_checks_the_md5_and_unpacks_all_or_nothing(tmp_path: Path, monk
     import hashlib
     import tarfile
 
-    from cliquegen import _datasets
-    from cliquegen.data import fetch_data
+    from cliquegen.data import archives as _datasets
+    from cliquegen.data.sets import fetch_data
 
     source = make_cifar10(tmp_path / "source")
     archive = tmp_path / "cifar-10-python.tar.gz"
@@ -258,8 +259,8 @@ def test_download_checks_the_md5_and_unpacks_all_or_nothing(tmp_path: Path, monk
 def test_exported_program_and_onnxruntime_see_the_metadata(tmp_path: Path) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    from cliquegen.export import export_model, read_metadata
-    from cliquegen.train import TrainConfig, run
+    from cliquegen.interop.export import export_model, read_metadata
+    from cliquegen.train.loop import TrainConfig, run
 
     root = make_cifar10(tmp_path / "c10")
     spec = spec_file(tmp_path)

@@ -9,7 +9,7 @@ from test_memory_efficient import BOTTLENECK, CHANNELS_LAST
 
 from cliquegen import create_model
 from cliquegen.emit._runtime import bn_relu
-from cliquegen.spec import Spec
+from cliquegen.spec.model import Spec
 
 
 def aten_ops(run) -> set[str]:

@@ -28,15 +28,15 @@ from hypothesis import strategies as st
 from strategies import specs
 
 import cliquegen
-from cliquegen import _limits
 from cliquegen._io import atomic_write, torch_save_atomic
-from cliquegen._limits import check_limits, estimate, lifted
-from cliquegen.cli import main
+from cliquegen.cli.main import main
+from cliquegen.compiler.lower import compile_spec
+from cliquegen.compiler.summary import summarize
 from cliquegen.errors import ResourceError, SpecError, UsageError
-from cliquegen.loader import MAX_BYTES, load_spec
-from cliquegen.lower import compile_spec
-from cliquegen.registry import shipped_specs
-from cliquegen.summary import summarize
+from cliquegen.spec import limits as _limits
+from cliquegen.spec.limits import check_limits, estimate, lifted
+from cliquegen.spec.loader import MAX_BYTES, load_spec
+from cliquegen.spec.shipped import shipped_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = sorted((ROOT / "tests" / "data" / "malformed").glob("*.yaml"))
@@ -58,7 +58,7 @@ def never_lowered(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object) -> None:
         raise AssertionError("the spec was lowered")
 
-    monkeypatch.setattr("cliquegen.lower.build_update_graph", refuse)
+    monkeypatch.setattr("cliquegen.compiler.lower.build_update_graph", refuse)
 
 
 # --- the malformed corpus through the CLI ------------------------------------------------------

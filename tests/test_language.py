@@ -9,10 +9,10 @@ import torch
 from reference import reference_forward
 
 from cliquegen import build_fx, compile_spec, load_spec, summarize
-from cliquegen._limits import estimate
 from cliquegen.emit.source import build_source_model
-from cliquegen.registry import shipped_specs
-from cliquegen.spec import Spec
+from cliquegen.spec.limits import estimate
+from cliquegen.spec.model import Spec
+from cliquegen.spec.shipped import shipped_specs
 
 # torchvision's parameter counts of its DenseNets
 TORCHVISION_DENSENET = {

@@ -10,10 +10,12 @@ import pytest
 import torch
 
 import cliquegen
-from cliquegen import weights
-from cliquegen.cli import main
+from cliquegen.checkpoint import files
+from cliquegen.checkpoint.files import load_weights_file
+from cliquegen.checkpoint.load import load_weights
+from cliquegen.cli.main import main
 from cliquegen.errors import WeightsError
-from cliquegen.weights import load_weights
+from cliquegen.interop.official import from_official, to_official
 
 SPECS = Path(__file__).resolve().parent.parent / "specs" / "imagenet"
 TINY = "name: tiny\nnum_classes: 10\nblocks:\n  - {layers: 3, channels: 8}\n"
@@ -234,7 +236,7 @@ def test_import_refuses_integer_bool_and_complex_weights(s0_official, dtype):
     bad = dict(state, **{"fc.weight": state["fc.weight"].to(dtype)})
     kind = {torch.int32: "integer", torch.bool: "bool", torch.complex64: "complex"}[dtype]
     with pytest.raises(WeightsError) as caught:
-        weights.from_official(bad, spec)
+        from_official(bad, spec)
     assert f"fc.weight (for classifier.weight) holds {kind} values ({dtype}), expected floating-point" in str(
         caught.value
     )
@@ -243,18 +245,18 @@ def test_import_refuses_integer_bool_and_complex_weights(s0_official, dtype):
 def test_import_accepts_integer_num_batches_tracked_only(s0_official):
     spec, state = s0_official
     assert state["fir_bn.num_batches_tracked"].dtype == torch.int64
-    weights.from_official(state, spec)
+    from_official(state, spec)
     bad = dict(state, **{"fir_bn.num_batches_tracked": torch.tensor(3.0)})
     with pytest.raises(WeightsError, match=r"fir_bn\.num_batches_tracked .* holds floating-point values"):
-        weights.from_official(bad, spec)
+        from_official(bad, spec)
 
 
 def test_export_weights_refuses_integer_weights(s0_official):
     spec, state = s0_official
-    ours = weights.from_official(state, spec)
+    ours = from_official(state, spec)
     ours["classifier.bias"] = ours["classifier.bias"].long()
     with pytest.raises(WeightsError, match=r"classifier\.bias \(for fc\.bias\) holds integer values"):
-        weights.to_official(ours, spec)
+        to_official(ours, spec)
 
 
 def _deflated(source: Path, target: Path) -> None:
@@ -270,7 +272,7 @@ def test_the_size_limit_bounds_what_a_file_unpacks_to(tmp_path: Path, monkeypatc
     _deflated(plain, bomb)
     assert bomb.stat().st_size < 50_000  # torch.load would unpack it to 4 MB
     assert torch.load(bomb, weights_only=True)["w"].numel() == 1_000_000  # the attack works on torch.load
-    monkeypatch.setattr(weights, "MAX_FILE_BYTES", 1_000_000)
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 1_000_000)
     out = tmp_path / "out.pt"
     code = main(["import-weights", str(bomb), "--spec", "cliquenet-s0", "-o", str(out)])
     err = capsys.readouterr().err
@@ -283,7 +285,7 @@ def test_a_file_within_the_limit_unpacked_is_read(tmp_path: Path):
     plain, packed = tmp_path / "plain.pt", tmp_path / "packed.pt"
     torch.save({"w": torch.zeros(1000)}, plain)
     _deflated(plain, packed)
-    assert torch.equal(weights.load_weights_file(packed, max_bytes=1_000_000)["w"], torch.zeros(1000))
+    assert torch.equal(load_weights_file(packed, max_bytes=1_000_000)["w"], torch.zeros(1000))
 
 
 def test_a_legacy_file_claiming_a_huge_storage_is_refused_cleanly(tmp_path: Path):
@@ -295,4 +297,4 @@ def test_a_legacy_file_claiming_a_huge_storage_is_refused_cleanly(tmp_path: Path
     assert data[size_at : size_at + 2] == b"K\x0a"  # BININT1 10: the storage's element count
     legacy.write_bytes(data[:size_at] + b"J" + struct.pack("<i", 500_000_000) + data[size_at + 2 :])
     with pytest.raises(WeightsError, match="cannot read it as a PyTorch weights file"):
-        weights.load_weights_file(legacy)
+        load_weights_file(legacy)

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cliquegen.errors import Diagnostic, SpecError
-from cliquegen.loader import MAX_BYTES, load_spec
-from cliquegen.spec import Spec
+from cliquegen.spec.loader import MAX_BYTES, load_spec
+from cliquegen.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 MALFORMED = ROOT / "tests" / "data" / "malformed"

@@ -10,7 +10,7 @@ from reference import reference_forward
 from strategies import specs
 
 from cliquegen import build_fx, compile_spec
-from cliquegen.spec import Spec
+from cliquegen.spec.model import Spec
 
 
 def expected_terms(order: tuple[int, ...], j: int, stage: int) -> set[tuple[tuple[int, int], int]]:

@@ -9,10 +9,10 @@ from strategies import specs
 from test_lowering import randomize_batchnorm
 
 from cliquegen import create_model
-from cliquegen.bench import saved_bytes
+from cliquegen.analysis.bench import saved_bytes
 from cliquegen.emit._runtime import byte_mask_dropout
-from cliquegen.registry import apply_overrides
-from cliquegen.spec import Spec
+from cliquegen.spec.model import Spec
+from cliquegen.spec.shipped import apply_overrides
 
 BOTTLENECK = Spec.model_validate(
     {
@@ -130,7 +130,7 @@ def test_bench_command_reports_the_figures(capsys) -> None:
     """A smoke run of `cliquegen bench` (nothing is timed against a bound)."""
     import json
 
-    from cliquegen.cli import main
+    from cliquegen.cli.main import main
 
     assert main(["bench", "cliquenet-digits", "--batch", "2", "--repeats", "1", "--no-rss", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)
@@ -141,7 +141,7 @@ def test_bench_command_reports_the_figures(capsys) -> None:
 
 def test_bench_compiled_reports_first_calls_and_medians_beside_eager(tmp_path, monkeypatch) -> None:
     """The --compile figures, with dynamo's eager backend (no code generation, so no cache use)."""
-    from cliquegen.bench import bench_compiled
+    from cliquegen.analysis.bench import bench_compiled
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "")  # restored afterwards; bench_compiled sets it
 

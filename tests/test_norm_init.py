@@ -11,7 +11,7 @@ from torch import nn
 
 from cliquegen import compile_spec, create_model, load_spec
 from cliquegen.emit.source import generate_source
-from cliquegen.registry import shipped_specs
+from cliquegen.spec.shipped import shipped_specs
 
 #: The std a normal cut at two std keeps: sqrt(1 - 4 phi(2) / (2 Phi(2) - 1)).
 TRUNCATED_STD = math.sqrt(1 - 4 * math.exp(-2) / math.sqrt(2 * math.pi) / math.erf(2 / math.sqrt(2)))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cliquegen import _io
-from cliquegen.cli import main
+from cliquegen.cli.main import main
 from cliquegen.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent

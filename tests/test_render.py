@@ -19,10 +19,10 @@ from strategies import specs
 
 import cliquegen
 from cliquegen import UsageError, compile_spec
-from cliquegen.cli import main
-from cliquegen.ir import weight_label
-from cliquegen.render import EDGE_LIMIT, LABEL_LIMIT, MISSING_DOT, draw, render, roman, weight_text
-from cliquegen.spec import Spec
+from cliquegen.cli.main import main
+from cliquegen.compiler.ir import weight_label
+from cliquegen.draw.render import EDGE_LIMIT, LABEL_LIMIT, MISSING_DOT, draw, render, roman, weight_text
+from cliquegen.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

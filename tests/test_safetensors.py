@@ -11,10 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from cliquegen import cli, create_model, load_spec, weights
-from cliquegen.checkpoint import model_info
+from cliquegen import cli, create_model, load_spec
+from cliquegen.checkpoint import files
+from cliquegen.checkpoint.files import (
+    info_metadata,
+    load_weights_file,
+    read_safetensors_file,
+    save_safetensors_file,
+    save_weights_file,
+)
+from cliquegen.checkpoint.info import model_info
 from cliquegen.errors import WeightsError
-from cliquegen.registry import resolve_spec
+from cliquegen.spec.shipped import resolve_spec
 
 TINY = """\
 name: tiny-safe
@@ -40,8 +48,8 @@ class _RunsCode:
 def test_round_trip_keeps_tensors_and_metadata(tmp_path: Path) -> None:
     state = {"w": torch.randn(3, 4), "count": torch.tensor(7), "half": torch.ones(2, dtype=torch.float16)}
     path = tmp_path / "w.safetensors"
-    weights.save_safetensors_file(state, path, metadata={"note": "text", "sizes": [1, 2]})
-    tensors, read = weights.read_safetensors_file(path)
+    save_safetensors_file(state, path, metadata={"note": "text", "sizes": [1, 2]})
+    tensors, read = read_safetensors_file(path)
     assert tensors.keys() == state.keys()
     assert all(
         torch.equal(tensors[key], state[key]) and tensors[key].dtype == state[key].dtype for key in state
@@ -49,7 +57,7 @@ def test_round_trip_keeps_tensors_and_metadata(tmp_path: Path) -> None:
     assert read == {"format": "pt", "note": "text", "sizes": "[1, 2]"}
     renamed = tmp_path / "w.pt"  # read by its bytes, not its name
     renamed.write_bytes(path.read_bytes())
-    assert torch.equal(weights.load_weights_file(renamed)["w"], state["w"])  # no cliquegen metadata: tensors
+    assert torch.equal(load_weights_file(renamed)["w"], state["w"])  # no cliquegen metadata: tensors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt", "w.safetensors"]
 
 
@@ -58,13 +66,13 @@ def test_a_checkpoint_info_travels_in_the_metadata(tmp_path: Path) -> None:
     info = model_info("cliquenet-digits", spec, classes=list("0123456789"), mean=[0.25], std=[0.5],
                       data="digits", overrides={"num_classes": 10})  # fmt: skip
     path = tmp_path / "w.safetensors"
-    weights.save_weights_file({"w": torch.ones(1)}, path, metadata=weights.info_metadata(info))
-    _, metadata = weights.read_safetensors_file(path)
+    save_weights_file({"w": torch.ones(1)}, path, metadata=info_metadata(info))
+    _, metadata = read_safetensors_file(path)
     assert metadata["spec"] == info.spec_text
     assert metadata["spec_sha256"] == hashlib.sha256(info.spec_text.encode()).hexdigest()
     assert json.loads(metadata["classes"]) == list("0123456789")
     assert (json.loads(metadata["mean"]), json.loads(metadata["std"])) == ([0.25], [0.5])
-    checkpoint = weights.load_weights_file(path)
+    checkpoint = load_weights_file(path)
     assert torch.equal(checkpoint["model"]["w"], torch.ones(1))
     assert checkpoint["info"] == info.to_dict()
 
@@ -73,24 +81,24 @@ def test_only_tensors_are_written_and_a_failed_write_leaves_the_old_file(tmp_pat
     path = tmp_path / "w.safetensors"
     path.write_bytes(b"previous")
     with pytest.raises(WeightsError, match="'epoch' is a int"):
-        weights.save_weights_file({"epoch": 3, "w": torch.ones(1)}, path)
+        save_weights_file({"epoch": 3, "w": torch.ones(1)}, path)
     shared = torch.ones(4)
     with pytest.raises(WeightsError, match="cannot write it as safetensors"):
-        weights.save_weights_file({"a": shared, "b": shared[:2]}, path)
+        save_weights_file({"a": shared, "b": shared[:2]}, path)
     assert path.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
 
 
 def test_damaged_and_oversized_files_are_refused(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "w.safetensors"
-    weights.save_safetensors_file({"w": torch.randn(64)}, path)
+    save_safetensors_file({"w": torch.randn(64)}, path)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(WeightsError, match="truncated or corrupt"):
-        weights.load_weights_file(truncated)
-    monkeypatch.setattr(weights, "MAX_FILE_BYTES", 64)
+        load_weights_file(truncated)
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 64)
     with pytest.raises(WeightsError, match="over the 64-byte limit"):
-        weights.read_safetensors_file(path)
+        read_safetensors_file(path)
 
 
 def test_a_pickle_named_safetensors_is_not_run(tmp_path: Path, capsys) -> None:
@@ -123,7 +131,7 @@ def test_export_writes_the_weights_with_what_the_checkpoint_recorded(tmp_path: P
         argv = ["export", str(spec), "--weights", str(source), "--format", "safetensors", "-o", str(target)]
         assert cli.main(argv) == 0
     for path in (first, second):  # the second carries over the first one's metadata
-        tensors, metadata = weights.read_safetensors_file(path)
+        tensors, metadata = read_safetensors_file(path)
         assert metadata["spec"] == TINY
         assert metadata["spec_sha256"] == hashlib.sha256(spec.read_bytes()).hexdigest()
         assert json.loads(metadata["classes"]) == ["a", "b", "c"]
@@ -138,7 +146,7 @@ def test_export_writes_the_weights_with_what_the_checkpoint_recorded(tmp_path: P
 def test_export_without_weights_records_the_spec(tmp_path: Path) -> None:
     output = tmp_path / "digits.safetensors"
     assert cli.main(["export", "cliquenet-digits", "--format", "safetensors", "-o", str(output)]) == 0
-    _, metadata = weights.read_safetensors_file(output)
+    _, metadata = read_safetensors_file(output)
     assert "classes" not in metadata and "mean" not in metadata
     shipped = Path(__file__).resolve().parent.parent / "specs" / "digits" / "cliquenet-digits.yaml"
     assert metadata["spec"] == shipped.read_text()

@@ -7,7 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cliquegen import build_fx, compile_spec, create_model, list_models, load_spec, summarize
-from cliquegen.registry import shipped_specs
+from cliquegen.spec.shipped import shipped_specs
 
 # name: (params in millions, GFLOPs) as printed in the paper (docs/paper.md); None where the paper gives none
 PAPER = {

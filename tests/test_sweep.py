@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from cliquegen import cli, compile_spec, load_spec, summarize
-from cliquegen.figures import draw_curves, draw_results
-from cliquegen.sweep import SweepConfig, read_curves, run_folder, sweep
-from cliquegen.train import TrainConfig, train
+from cliquegen.train.figures import draw_curves, draw_results
+from cliquegen.train.loop import TrainConfig, train
+from cliquegen.train.sweep import SweepConfig, read_curves, run_folder, sweep
 
 pytest.importorskip("sklearn", reason="needs the train extra: pip install 'cliquegen[train]'")
 pytest.importorskip("matplotlib", reason="needs the plot extra: pip install 'cliquegen[plot]'")

@@ -18,8 +18,9 @@ import torch
 import torchvision_stand_in
 
 import cliquegen
-from cliquegen import UsageError, weights
-from cliquegen.registry import shipped_specs
+from cliquegen import UsageError
+from cliquegen.checkpoint.files import load_weights_file
+from cliquegen.spec.shipped import shipped_specs
 
 TESTS = Path(__file__).resolve().parent
 USER_SPEC = """\
@@ -140,7 +141,7 @@ def test_a_shipped_model_round_trips_through_a_hub_folder(timm, tmp_path: Path) 
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
-    tensors = weights.load_weights_file(tmp_path / "digits" / "model.safetensors")  # our reader, too
+    tensors = load_weights_file(tmp_path / "digits" / "model.safetensors")  # our reader, too
     fresh = cliquegen.create_model("cliquenet-digits", num_classes=6).eval()
     fresh.load_state_dict(tensors, strict=True)
     with torch.no_grad():

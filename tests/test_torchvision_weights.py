@@ -14,8 +14,10 @@ import torch
 from torchvision_densenet import DenseNet, legacy_names, randomize
 
 import cliquegen
-from cliquegen import cli, weights
+from cliquegen import cli
+from cliquegen.checkpoint.files import load_weights_file
 from cliquegen.errors import WeightsError
+from cliquegen.interop.torchvision import from_torchvision, torchvision_links
 
 TOLERANCE = 1e-5  # relative: max |ours - theirs| / max |theirs|
 
@@ -70,7 +72,7 @@ def test_torchvision_weights_give_torchvisions_logits_in_both_emitters(
     if names == "legacy":  # the old files have no num_batches_tracked
         norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in theirs.modules())
         assert f"set {norms} missing num_batches_tracked to 0" in printed
-    converted = weights.load_weights_file(out)
+    converted = load_weights_file(out)
     images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         expected = theirs(images)
@@ -87,11 +89,11 @@ def test_export_to_torchvision_round_trips_bit_for_bit(tiny: Path, capsys: pytes
     out = tiny / "torchvision.pth"
     argv = ["export-weights", "--to", "torchvision", str(tiny / "ours.pt"), "--spec", str(tiny / "tiny.yaml")]
     assert cli.main([*argv, "-o", str(out)]) == 0
-    exported = weights.load_weights_file(out)
+    exported = load_weights_file(out)
     theirs = DenseNet(4, (2, 3, 2), num_init_features=8, bn_size=4, num_classes=5)
     assert list(exported) == list(theirs.state_dict())  # every key, in torchvision's order
     theirs.load_state_dict(exported, strict=True)
-    back = weights.from_torchvision(exported, cliquegen.load_spec(str(tiny / "tiny.yaml")))
+    back = from_torchvision(exported, cliquegen.load_spec(str(tiny / "tiny.yaml")))
     assert back.keys() == ours.state_dict().keys()
     for key, value in ours.state_dict().items():
         assert torch.equal(back[key], value), key
@@ -100,7 +102,7 @@ def test_export_to_torchvision_round_trips_bit_for_bit(tiny: Path, capsys: pytes
 def test_a_conv1_weight_is_the_concatenation_of_the_layers_w_ij(tiny: Path) -> None:
     theirs = tiny_torchvision().state_dict()
     spec = cliquegen.load_spec(str(tiny / "tiny.yaml"))
-    ours = weights.from_torchvision(theirs, spec)
+    ours = from_torchvision(theirs, spec)
     conv1 = theirs["features.denseblock2.denselayer3.conv1.weight"]  # reads cat(X0, X1, X2)
     x0 = spec.block_input_channels()[1]
     assert x0 == (8 + 2 * 4) // 2
@@ -114,14 +116,14 @@ def test_densenet_121_has_torchvisions_every_tensor() -> None:
     theirs = DenseNet()  # torchvision's densenet121 configuration
     assert sum(p.numel() for p in theirs.parameters()) == 7_978_856
     spec = cliquegen.load_spec(_shipped("densenet-121"))
-    state = weights.from_torchvision(theirs.state_dict(), spec)
+    state = from_torchvision(theirs.state_dict(), spec)
     model = cliquegen.create_model("densenet-121")
     model.load_state_dict(state, strict=True)
     assert len(state) == len(model.state_dict())
 
 
 def _shipped(name: str) -> Path:
-    from cliquegen.registry import shipped_specs
+    from cliquegen.spec.shipped import shipped_specs
 
     return shipped_specs()[name]
 
@@ -131,15 +133,15 @@ def test_strict_about_every_difference(tiny: Path) -> None:
     state = tiny_torchvision().state_dict()
     extra = {**state, "features.denseblock1.denselayer3.norm1.weight": torch.ones(16)}
     with pytest.raises(WeightsError, match=r"unexpected features\.denseblock1\.denselayer3\.norm1\.weight"):
-        weights.from_torchvision(extra, spec)
+        from_torchvision(extra, spec)
     missing = {key: value for key, value in state.items() if key != "features.norm5.bias"}
     with pytest.raises(
         WeightsError, match=r"missing features\.norm5\.bias \(for head\.bn\.bias, shape \(18,\)\)"
     ):
-        weights.from_torchvision(missing, spec)
+        from_torchvision(missing, spec)
     wrong = {**state, "features.denseblock1.denselayer2.conv1.weight": torch.zeros(16, 13, 1, 1)}
     with pytest.raises(WeightsError, match=r"conv1\.weight \(for block1\.w0_2 \+ block1\.w1_2\) has shape"):
-        weights.from_torchvision(wrong, spec)
+        from_torchvision(wrong, spec)
     both = {
         **state,
         "features.denseblock1.denselayer1.norm.1.weight": state[
@@ -147,14 +149,14 @@ def test_strict_about_every_difference(tiny: Path) -> None:
         ],
     }
     with pytest.raises(WeightsError, match="both"):
-        weights.from_torchvision(both, spec)
+        from_torchvision(both, spec)
 
 
 def test_only_torchvision_shaped_densenets_convert() -> None:
     with pytest.raises(WeightsError) as error:
-        weights.from_torchvision({}, cliquegen.load_spec(str(_shipped("cliquenet-s0"))))
+        from_torchvision({}, cliquegen.load_spec(str(_shipped("cliquenet-s0"))))
     message = str(error.value)
     assert "cannot hold torchvision's DenseNet weights" in message
     assert "head.kind is 'multiscale'" in message and "block 1: stages is 2" in message
     with pytest.raises(WeightsError, match="bottleneck is false"):
-        weights.torchvision_links(cliquegen.load_spec(str(_shipped("densenet-k12-t36"))))
+        torchvision_links(cliquegen.load_spec(str(_shipped("densenet-k12-t36"))))

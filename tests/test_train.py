@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from cliquegen import cli, create_model, load_spec
-from cliquegen.data import load_data
+from cliquegen.data.sets import load_data
 from cliquegen.errors import UsageError
-from cliquegen.recipes import make_optimization
-from cliquegen.train import TrainConfig, resolve_settings, run, state_dict_hash, train
+from cliquegen.train.loop import TrainConfig, resolve_settings, run, state_dict_hash, train
+from cliquegen.train.recipes import make_optimization
 
 pytest.importorskip("sklearn", reason="needs the train extra: pip install 'cliquegen[train]'")
 

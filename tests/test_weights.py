@@ -19,9 +19,12 @@ from reference import reference_forward
 from torch import nn
 
 import cliquegen
-from cliquegen import cli, weights
-from cliquegen._builder import EMITTERS
+from cliquegen import cli
+from cliquegen.checkpoint import files
+from cliquegen.checkpoint.files import save_weights_file
 from cliquegen.errors import WeightsError
+from cliquegen.interop.official import convert_from_official, from_official, to_official
+from cliquegen.models import EMITTERS
 
 SPECS = Path(__file__).resolve().parent.parent / "specs" / "imagenet"
 TOLERANCE = 1e-4  # relative: max |ours - theirs| / max |theirs|
@@ -99,7 +102,7 @@ def test_imported_weights_give_the_authors_logits(official, tmp_path, capsys, na
 def test_the_independent_reference_agrees_with_the_authors_network(official):
     """tests/reference.py (written from the stage equations) computes their logits too."""
     theirs = official["cliquenet-s0"]
-    state = weights.from_official(theirs.checkpoint, theirs.spec)
+    state = from_official(theirs.checkpoint, theirs.spec)
     logits = reference_forward(theirs.spec, state, theirs.images)
     assert relative_difference(logits, theirs.logits) < TOLERANCE
 
@@ -108,7 +111,7 @@ def test_the_shipped_imagenet_specs_have_the_authors_shapes():
     """S1 and S2 too: every tensor of their network maps onto the spec, shape for shape."""
     for name in ("cliquenet-s1", "cliquenet-s2"):
         state = official_cliquenet(name).state_dict()
-        converted = weights.from_official(state, cliquegen.load_spec(spec_path(name)))
+        converted = from_official(state, cliquegen.load_spec(spec_path(name)))
         assert len(converted) == len(state)
 
 
@@ -148,12 +151,12 @@ def test_export_writes_the_checkpoint_their_script_resumes_from(official, tmp_pa
 
 def test_to_official_inverts_from_official(official):
     theirs = official["cliquenet-s0"]
-    ours = weights.from_official(theirs.checkpoint, theirs.spec)
-    back = weights.to_official(ours, theirs.spec)
+    ours = from_official(theirs.checkpoint, theirs.spec)
+    back = to_official(ours, theirs.spec)
     original = {key.removeprefix("module."): value for key, value in theirs.checkpoint["state_dict"].items()}
     assert back.keys() == original.keys()
     assert all(torch.equal(back[key], original[key]) for key in back)
-    again = weights.from_official(back, theirs.spec)
+    again = from_official(back, theirs.spec)
     assert all(torch.equal(again[key], ours[key]) for key in ours)
 
 
@@ -174,9 +177,9 @@ def s0_spec() -> cliquegen.Spec:
 
 def test_bare_and_prefixed_state_dicts_and_full_checkpoints_are_accepted(official, s0_state):
     checkpoint = official["cliquenet-s0"].checkpoint
-    expected = weights.from_official(s0_state, s0_spec())
+    expected = from_official(s0_state, s0_spec())
     for source in (checkpoint, checkpoint["state_dict"], {"state_dict": s0_state}):
-        converted = weights.from_official(source, s0_spec())
+        converted = from_official(source, s0_spec())
         assert converted.keys() == expected.keys()
         assert all(torch.equal(converted[key], expected[key]) for key in expected)
 
@@ -184,29 +187,29 @@ def test_bare_and_prefixed_state_dicts_and_full_checkpoints_are_accepted(officia
 def test_only_conv_param_0_is_ignored(s0_state):
     extra = dict(s0_state)
     extra["list_block.1.conv_param.0.weight"] = torch.zeros(64, 64, 1, 1)
-    conversion = weights.convert_from_official(extra, s0_spec())
+    conversion = convert_from_official(extra, s0_spec())
     assert conversion.ignored == ["list_block.1.conv_param.0.weight"]
 
     extra["list_block.0.conv_param.6.weight"] = torch.zeros(36, 36, 1, 1)  # i=1, j=0: no such W
     with pytest.raises(WeightsError, match=r"unexpected list_block\.0\.conv_param\.6\.weight"):
-        weights.from_official(extra, s0_spec())
+        from_official(extra, s0_spec())
 
 
 def test_missing_num_batches_tracked_are_filled_with_zero(s0_state):
     old = {key: value for key, value in s0_state.items() if not key.endswith("num_batches_tracked")}
-    conversion = weights.convert_from_official(old, s0_spec())
+    conversion = convert_from_official(old, s0_spec())
     assert len(conversion.filled) == len(s0_state) - len(old) > 0
     assert all(conversion.state_dict[key].item() == 0 for key in conversion.filled)
     cliquegen.create_model(s0_spec()).load_state_dict(conversion.state_dict, strict=True)
     # present ones are mapped, not reset
-    assert weights.from_official(s0_state, s0_spec())["stem.bn.num_batches_tracked"].item() > 0
+    assert from_official(s0_state, s0_spec())["stem.bn.num_batches_tracked"].item() > 0
 
 
 def test_a_missing_tensor_is_named(s0_state):
     state = dict(s0_state)
     del state["list_block.2.loop_bn.3.running_var"]
     with pytest.raises(WeightsError) as error:
-        weights.from_official(state, s0_spec())
+        from_official(state, s0_spec())
     assert "missing list_block.2.loop_bn.3.running_var (for block3.bn4_s2.running_var, shape (500,))" in str(
         error.value
     )
@@ -228,19 +231,19 @@ def test_s0_weights_do_not_fit_the_s3_spec(official, tmp_path, capsys):
 
 def test_values_that_are_not_tensors_and_clashing_prefixes_are_refused(s0_state):
     with pytest.raises(WeightsError, match=r"fc\.bias \(for classifier\.bias\) is a list, not a tensor"):
-        weights.from_official({**s0_state, "fc.bias": [0.0] * 1000}, s0_spec())
+        from_official({**s0_state, "fc.bias": [0.0] * 1000}, s0_spec())
     with pytest.raises(WeightsError, match="both with and without the `module.` prefix"):
-        weights.from_official({**s0_state, "module.fc.bias": s0_state["fc.bias"]}, s0_spec())
+        from_official({**s0_state, "module.fc.bias": s0_state["fc.bias"]}, s0_spec())
     with pytest.raises(WeightsError, match="state_dict is empty"):
-        weights.from_official({}, s0_spec())
+        from_official({}, s0_spec())
 
 
 def test_the_wrong_direction_is_explained(s0_state):
-    ours = weights.from_official(s0_state, s0_spec())
+    ours = from_official(s0_state, s0_spec())
     with pytest.raises(WeightsError, match="a cliquegen state_dict already: no `import-weights` is needed"):
-        weights.from_official(ours, s0_spec())
+        from_official(ours, s0_spec())
     with pytest.raises(WeightsError, match="checkpoint already: no `export-weights` is needed"):
-        weights.to_official(s0_state, s0_spec())
+        to_official(s0_state, s0_spec())
 
 
 def _with_defaults(**changes):
@@ -269,7 +272,7 @@ def test_specs_their_code_cannot_build_are_refused(s0_state, change, reason):
     change(data)
     spec = cliquegen.Spec.model_validate(data)
     with pytest.raises(WeightsError, match="cannot hold the authors' official-pytorch weights") as error:
-        weights.from_official(s0_state, spec)
+        from_official(s0_state, spec)
     assert reason in str(error.value)
 
 
@@ -360,7 +363,7 @@ def test_the_os_system_payload_is_not_run_by_a_subprocess_cli(tmp_path):
 
 
 def test_files_over_the_size_limit_are_refused_unread(official, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(weights, "MAX_FILE_BYTES", 1024)
+    monkeypatch.setattr(files, "MAX_FILE_BYTES", 1024)
     code, _, stderr = run_cli(
         capsys, "import-weights", str(official["cliquenet-s0"].path), "--spec", "cliquenet-s0",
         "-o", str(tmp_path / "out.pt"),
@@ -373,10 +376,10 @@ def test_writes_are_atomic(tmp_path):
     target = tmp_path / "weights.pt"
     target.write_bytes(b"previous")
     with pytest.raises(Exception):  # noqa: B017 (whatever torch.save raises for a lambda)
-        weights.save_weights_file({"bad": lambda: 0}, target)
+        save_weights_file({"bad": lambda: 0}, target)
     assert target.read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
 
-    weights.save_weights_file({"w": torch.ones(2)}, target)
+    save_weights_file({"w": torch.ones(2)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["w"], torch.ones(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]

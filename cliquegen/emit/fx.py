@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..ir import ModuleDecl, Op, Program
+from ..compiler.ir import ModuleDecl, Op, Program
 from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update, linear, take_blocks
 
 FEATURES = "features"  # name of the pooled feature vector (multi-scale, or the last block's) in every Program

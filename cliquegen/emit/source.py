@@ -40,7 +40,7 @@ from typing import Any
 import jinja2
 from torch import nn
 
-from ..ir import (
+from ..compiler.ir import (
     Group,
     ModuleDecl,
     Op,
@@ -50,16 +50,16 @@ from ..ir import (
     sanitize_identifier,
     weight_label,
 )
-from ..lower import Compiled, compile_spec
-from ..naming import class_name, roman
-from ..spec import BlockConfig, Spec
-from ..summary import summarize
+from ..compiler.lower import Compiled, compile_spec
+from ..compiler.naming import class_name, roman
+from ..compiler.summary import summarize
+from ..spec.model import BlockConfig, Spec
 from . import _runtime
 
 LINE_LENGTH = 110
 INDENT = "    "
 BODY_WIDTH = LINE_LENGTH - 2 * len(INDENT)  # statements sit in method bodies
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 #: What the generated module copies from _runtime, after the model class, under these headings.
 RUNTIME_SECTIONS = {
@@ -752,7 +752,7 @@ class SpecOrigin:
 
 def load_with_origin(source: str | os.PathLike[str], *, path: str | None = None) -> tuple[Spec, SpecOrigin]:
     """``load_spec`` that also says where the spec came from (for the generated header)."""
-    from ..loader import load_spec
+    from ..spec.loader import load_spec
 
     spec = load_spec(source, path=path)
     if isinstance(source, os.PathLike) or ("\n" not in source and source.lower().endswith((".yaml", ".yml"))):
@@ -908,7 +908,7 @@ def generate_source(spec: Spec | str | os.PathLike[str], *, path: str | None = N
     sha256; a Spec object does not remember its text, so there the sha256 is of its
     canonical JSON.
     """
-    from .. import __version__
+    from .._version import __version__
 
     if isinstance(spec, Spec):
         origin = SpecOrigin.of_spec(spec, "<string>" if path is None else path)
@@ -942,8 +942,8 @@ def build_files(
     is removed again).  A file there that cliquegen did not generate is never replaced,
     unless ``force``.
     """
-    from .. import __version__
     from .._io import atomic_write_all, made_folder
+    from .._version import __version__
     from ..errors import SpecError, UsageError
 
     out = Path(out_dir)

@@ -31,12 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._io import atomic_output
-from .data import Arrays
-from .errors import UsageError, import_extra
+from .._io import MAX_FILE_BYTES, atomic_output
+from ..errors import UsageError, import_extra
+from .base import Arrays
 
-#: Largest file the readers accept (the biggest, SVHN's extra_32x32.mat, is about 1.3 GB).
-MAX_FILE_BYTES = 2 * 1024**3
 CIFAR10_FOLDER, CIFAR100_FOLDER = "cifar-10-batches-py", "cifar-100-python"
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
 

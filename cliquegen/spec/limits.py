@@ -17,8 +17,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import Diagnostic, ResourceError
-from .spec import BlockConfig, Spec, compressed
+from ..errors import Diagnostic, ResourceError
+from .model import BlockConfig, Spec, compressed
 
 MAX_PARAMS = 2_000_000_000
 MAX_EDGES = 1_000_000

@@ -15,10 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
-from .errors import WeightsError
-from .spec import Spec
+from ..errors import WeightsError
+from ..spec.model import Spec
 
 
 @dataclass
@@ -66,7 +64,7 @@ class ModelInfo:
 
 def spec_source_text(spec_source: str | os.PathLike | Spec, spec: Spec) -> str:
     """The YAML text a spec came from (a shipped name, a path, or a Spec object's JSON)."""
-    from .registry import shipped_specs
+    from ..spec.shipped import shipped_specs
 
     if isinstance(spec_source, Spec):
         return spec.model_dump_json(indent=2, exclude_unset=True) + "\n"
@@ -96,21 +94,3 @@ def spec_record(info: ModelInfo) -> dict[str, str]:
     """The ``spec`` entry of a checkpoint: what :func:`cliquegen.weights.load_weights` names
     when the weights do not fit another spec."""
     return {"name": info.spec_name, "sha256": info.spec_sha256}
-
-
-def load_weights_into(
-    model: nn.Module,
-    checkpoint: dict[str, Any],
-    spec: Spec,
-    source: str | os.PathLike,
-    *,
-    spec_arg: str | None = None,
-) -> None:
-    """:func:`cliquegen.weights.load_weights` of an already-read checkpoint; its messages
-    name the file it came from."""
-    from .weights import load_weights
-
-    try:
-        load_weights(model, checkpoint, spec, spec_arg=spec_arg)
-    except WeightsError as error:
-        raise WeightsError(f"{source}: {error}") from None

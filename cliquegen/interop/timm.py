@@ -25,8 +25,8 @@ from typing import Any
 
 from torch import nn
 
-from .errors import CliqueGenError, UsageError
-from .spec import Spec
+from ..errors import CliqueGenError, UsageError
+from ..spec.model import Spec
 
 #: The timm name whose entry point builds the spec text it is given (``spec=...``).
 GENERIC = "cliquegen_spec"
@@ -80,8 +80,8 @@ def _create(name: str, text: str | None, pretrained: bool = False, **kwargs: Any
     (``defaults={"dropout": 0.1}``, ``memory_efficient=True``, ``emit="source"``) both apply."""
     from timm.models import build_model_with_cfg
 
-    from .loader import load_spec
-    from .registry import create_model
+    from ..models import create_model
+    from ..spec.loader import load_spec
 
     text = kwargs.pop("spec", None) or text  # a saved config's own spec text comes first
     if text is None:
@@ -127,7 +127,7 @@ def _register(name: str, text: str | None, cfg: dict[str, Any]) -> str:
 
 
 def _shipped_names() -> set[str]:
-    from .registry import shipped_specs
+    from ..spec.shipped import shipped_specs
 
     return {name.replace("-", "_") for name in shipped_specs()}
 
@@ -135,7 +135,7 @@ def _shipped_names() -> set[str]:
 def register_timm_model(spec_or_path: str | os.PathLike | Spec) -> str:
     """Register a spec (a Spec, a spec file, or a shipped name) as a timm model; return its
     timm name (``my-net`` -> ``my_net``) for ``timm.create_model``."""
-    from .registry import resolve_spec, shipped_specs
+    from ..spec.shipped import resolve_spec, shipped_specs
 
     _import_timm()
     spec = resolve_spec(spec_or_path)
@@ -161,8 +161,8 @@ def _import_timm() -> None:
 
 def register_shipped() -> list[str]:
     """Register every shipped spec and the generic entry point; return the timm names."""
-    from .loader import load_spec
-    from .registry import shipped_specs
+    from ..spec.loader import load_spec
+    from ..spec.shipped import shipped_specs
 
     _register(GENERIC, None, {"num_classes": 1000, "first_conv": "stem.conv", "classifier": "classifier",
                               "license": "mit", "paper_name": PAPER, "paper_ids": PAPER_ID})  # fmt: skip

@@ -18,16 +18,10 @@ values and load with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import json
 import math
-import os
 import random
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,241 +30,58 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torch import fx, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ._io import _confined, atomic_output, atomic_write, torch_save_atomic
-from .checkpoint import ModelInfo, load_weights_into, model_info, spec_record
-from .data import AUGMENTATIONS, fetch_data, load_data
-from .errors import UsageError, import_extra
+from ..checkpoint.info import ModelInfo, model_info, spec_record
+from ..checkpoint.load import load_weights_into
+from ..data.sets import AUGMENTATIONS, fetch_data, load_data
+from ..errors import UsageError
+from ..models import create_model
+from ..spec.shipped import apply_overrides, resolve_spec
+from .config import (
+    AMP_DTYPES,
+    BEST,
+    BEST_SAFETENSORS,
+    HISTORY_COLUMNS,
+    LAST,
+    RESUME_KEYS,
+    TrainConfig,
+    TrainResult,
+)
+from .distributed import (
+    Context,
+    average_buffers,
+    broadcast,
+    gather,
+    has_unused_parameters,
+    loader_seed,
+    rng_state,
+    set_rng_state,
+    setup,
+)
 from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe, make_optimization
-from .recipes import milestones as milestones  # re-exported: the paper's CIFAR milestones
-from .registry import apply_overrides, create_model, resolve_spec
-from .weights import load_weights_file
-
-LAST, BEST, METRICS, METRICS_CSV, CURVES = "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
-BEST_SAFETENSORS = "best.safetensors"
-TENSORBOARD = "tensorboard"
-#: Files of a run: a new run refuses a folder that holds any of them (unless forced).
-RUN_FILES = (LAST, BEST, BEST_SAFETENSORS, METRICS, METRICS_CSV, CURVES)
-#: Settings that must not change when a run is resumed.
-RESUME_KEYS = (
-    "spec", "data", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
-    "schedule", "milestones", "warmup", "label_smoothing", "augment", "seed", "subset", "amp",
-    "num_classes", "finetune",
-)  # fmt: skip
-#: Columns of metrics.csv, one row per epoch (also the keys of metrics.json's history).
-HISTORY_COLUMNS = (
-    "epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "test_top5", "seconds",
-)  # fmt: skip
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-DEVICES = ("auto", "cpu", "cuda")
-
-
-@dataclass
-class TrainConfig:
-    """One training run.  ``None`` means: the recipe's value."""
-
-    spec: str
-    data: str
-    out: str
-    epochs: int | None = None
-    recipe: str | None = None  # paper-cifar (default) or paper-imagenet
-    batch_size: int | None = None
-    lr: float | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    optimizer: str | None = None  # sgd, nesterov, adamw
-    schedule: str | None = None  # step, cosine
-    warmup: int = 0  # epochs of linear warmup
-    label_smoothing: float = 0.0
-    augment: str | None = None  # none, standard
-    seed: int = 0
-    workers: int = 0
-    resume: bool = False
-    force: bool = False  # replace an earlier run in ``out``
-    subset: int | None = None  # use only the first N training and N test images
-    stop_after: int | None = None  # end this run once this many epochs are done (resume later)
-    download: bool = False
-    finetune: str | None = None  # start from these weights (a new classifier if classes differ)
-    num_classes: int | None = None  # replace the spec's num_classes
-    amp: str | None = None  # bf16, fp16
-    device: str = "auto"  # auto, cpu, cuda
-    compile: bool = False
-    tensorboard: bool = False
-    safetensors: bool = False  # also write best.safetensors (the weights, with info as metadata)
-
-
-@dataclass
-class TrainResult:
-    """What a run produced: its folder, its metrics (those of metrics.json) and checkpoints."""
-
-    out: Path
-    metrics: dict[str, Any]
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def last(self) -> Path:
-        return self.out / LAST
-
-    @property
-    def best(self) -> Path:
-        return self.out / BEST
-
-    @property
-    def test_accuracy(self) -> float | None:
-        return self.metrics["test_accuracy"]
-
-    @property
-    def best_accuracy(self) -> float:
-        return self.metrics["best"]["test_accuracy"]
-
-
-@dataclass(frozen=True)
-class _Context:
-    """Where this process stands in the (possibly one-process) job."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-    owns_group: bool  # we initialised the process group, so we tear it down
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def _use_cuda(device: str) -> bool:
-    if device not in DEVICES:
-        raise UsageError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: torch sees no CUDA device here; use --device cpu")
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
-
-
-def _setup(device: str = "auto") -> _Context:
-    """Join the torchrun job described by the environment (WORLD_SIZE > 1), if any."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = _use_cuda(device)
-    if world_size <= 1:
-        return _Context(0, 1, torch.device("cuda" if cuda else "cpu"), owns_group=False)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    where = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(where)
-    owns = not dist.is_initialized()
-    if owns:
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return _Context(dist.get_rank(), dist.get_world_size(), where, owns_group=owns)
-
+from .recipes import milestones as milestones
+from .rundir import (
+    draw_run_curves,
+    load_checkpoint,
+    prepare_out,
+    run_metrics,
+    save_best_safetensors,
+    save_checkpoint,
+    state_dict_hash,
+    tensorboard_writer,
+    write_metrics,
+)
 
 # --- RNG states as tensors and plain values, so checkpoints load with weights_only=True --------
-
-
-def _rng_state(ctx: _Context) -> dict[str, Any]:
-    version, internal, gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": [version, list(internal), gauss],
-    }
-    if ctx.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(ctx.device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], ctx: _Context) -> None:
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if ctx.device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], ctx.device)
-
-
-def _loader_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
-    """The seed of one DataLoader's workers in one epoch: a function of the run's seed, the
-    epoch and the rank only, so a resumed run's workers draw what an unbroken run's drew."""
-    key = f"{seed}:{epoch}:{rank}:{stream}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
 
 
 # --- files --------------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: Path, checkpoint: dict[str, Any], root: Path | None = None) -> None:
-    torch_save_atomic(checkpoint, path, root=root)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """A checkpoint written by ``cliquegen train`` (or any plain state_dict), safely:
-    weights-only loading, with the size limit of weights files."""
-    return load_weights_file(path)
-
-
-def state_dict_hash(model: nn.Module) -> str:
-    """sha256 over the names and bytes of every tensor in the state_dict."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _metrics_csv(history: list[dict[str, Any]]) -> str:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return text.getvalue()
-
-
-def plot_curves(history: list[dict[str, Any]], path: Path, title: str, root: Path | None = None) -> None:
-    """Loss and accuracy per epoch (train and test) as a PNG."""
-    import_extra("matplotlib", "plot", "curves.png")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    epochs = [h["epoch"] for h in history]
-    figure, (loss_axes, accuracy_axes) = pyplot.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    loss_axes.plot(epochs, [h["train_loss"] for h in history], label="train")
-    loss_axes.plot(epochs, [h["test_loss"] for h in history], label="test")
-    loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    for key, label in (
-        ("train_accuracy", "train"),
-        ("test_accuracy", "test top-1"),
-        ("test_top5", "test top-5"),
-    ):
-        accuracy_axes.plot(epochs, [100 * h[key] for h in history], label=label)
-    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for axes in (loss_axes, accuracy_axes):
-        axes.grid(alpha=0.3)
-        axes.legend()
-    figure.suptitle(title)
-    with atomic_output(path, root=root) as tmp:
-        figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    pyplot.close(figure)
-
-
 # --- the loop -----------------------------------------------------------------------------------
-
-
-def _has_unused_parameters(model: nn.Module) -> bool:
-    """Whether some parameter takes no part in the forward pass (DDP must then look for it)."""
-    if not isinstance(model, fx.GraphModule):
-        return True
-    used: set[str] = set()
-    for node in model.graph.nodes:
-        if node.op == "get_attr":
-            used.add(node.target)
-        elif node.op == "call_module":
-            used.update(f"{node.target}.{n}" for n, _ in model.get_submodule(node.target).named_parameters())
-    return any(name not in used for name, _ in model.named_parameters())
 
 
 def evaluate_model(
@@ -315,35 +126,9 @@ def evaluate_model(
     return {"loss": float(sums[0]) / count, "top1": float(sums[1]) / count, "top5": float(sums[2]) / count}
 
 
-def _average_buffers(model: nn.Module, ctx: _Context) -> None:
-    """Average BatchNorm running statistics over the ranks, so every rank holds the same model."""
-    if not ctx.distributed:
-        return
-    for buffer in model.buffers():
-        if buffer.is_floating_point():
-            dist.all_reduce(buffer)
-            buffer /= ctx.world_size
-
-
-def _gather(value: Any, ctx: _Context) -> list[Any]:
-    if not ctx.distributed:
-        return [value]
-    values: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(values, value)
-    return values
-
-
-def _broadcast(value: Any, ctx: _Context) -> Any:
-    if not ctx.distributed:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def run(config: TrainConfig, console: Console | None = None) -> TrainResult:
     """Train ``config.spec`` on ``config.data``; rank 0 writes the run folder ``config.out``."""
-    ctx = _setup(config.device)
+    ctx = setup(config.device)
     try:
         result = _train(config, ctx, console or Console(highlight=False))
         if ctx.distributed:  # rank 0 is still writing files; tear the group down together
@@ -444,26 +229,7 @@ def _load_finetune(model: nn.Module, config: TrainConfig, spec, console: Console
     load_weights_into(model, wrapped, spec, config.finetune)
 
 
-def _prepare_out(out: Path, config: TrainConfig, ctx: _Context) -> None:
-    """A new run never replaces an earlier one unless forced (then its files go first)."""
-    if config.resume:
-        return
-    existing = [name for name in RUN_FILES if (out / name).exists() or (out / name).is_symlink()]
-    existing = _broadcast(existing if ctx.main else None, ctx)
-    if existing and not config.force:
-        raise UsageError(
-            f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
-            "--force to replace it, or choose another --out"
-        )
-    if ctx.main:
-        for name in existing:
-            try:
-                (out / name).unlink()
-            except OSError as error:
-                raise UsageError(f"--force: cannot remove {out / name}: {error.strerror or error}") from None
-
-
-def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
+def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
     base_spec = resolve_spec(config.spec)
     settings = resolve_settings(config, base_spec.name, ctx.world_size)
     spec = apply_overrides(base_spec, num_classes=config.num_classes)
@@ -505,7 +271,7 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
     start = 0
 
     if config.resume:
-        checkpoint = _broadcast(load_checkpoint(last) if ctx.main and last.exists() else None, ctx)
+        checkpoint = broadcast(load_checkpoint(last) if ctx.main and last.exists() else None, ctx)
         if checkpoint is None:
             raise UsageError(f"--resume: {last} does not exist; start without --resume")
         changed = [k for k in RESUME_KEYS if checkpoint["settings"].get(k) != settings[k]]
@@ -520,14 +286,14 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
         start, history, best = checkpoint["epoch"], checkpoint["history"], checkpoint["best"]
         rng = checkpoint["rng"]
         if len(rng) == ctx.world_size:
-            _set_rng_state(rng[ctx.rank], ctx)
+            set_rng_state(rng[ctx.rank], ctx)
         else:  # a different number of processes: continue, but not bit for bit
-            _set_rng_state(rng[0], ctx)
+            set_rng_state(rng[0], ctx)
             torch.manual_seed(config.seed + 7919 * (start + 1) + ctx.rank)
             if ctx.main:
                 console.print(f"note: resuming a {len(rng)}-process run on {ctx.world_size} processes")
     else:
-        _prepare_out(out, config, ctx)
+        prepare_out(out, config, ctx)
         if ctx.rank:  # different dropout masks on every rank
             torch.manual_seed(config.seed + ctx.rank)
             random.seed(config.seed + ctx.rank)
@@ -542,7 +308,7 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
         net = DistributedDataParallel(
             model,
             device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=_has_unused_parameters(model),
+            find_unused_parameters=has_unused_parameters(model),
         )
     if config.compile:
         net = torch.compile(net)
@@ -566,7 +332,7 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
         # a last batch of one image would make BatchNorm fail (one value per channel): drop it
         drop_last=sampler.num_samples % per_rank == 1,
     )
-    writer = _tensorboard(out, config, ctx, start)
+    writer = tensorboard_writer(out, config, ctx, start)
     end = settings["epochs"] if config.stop_after is None else min(settings["epochs"], config.stop_after)
     epochs = settings["epochs"]
     if ctx.main and start < end:
@@ -581,7 +347,7 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
     for epoch in range(start, end):
         tic = time.perf_counter()
         sampler.set_epoch(epoch)
-        generator.manual_seed(_loader_seed(config.seed, epoch, ctx.rank, 0))
+        generator.manual_seed(loader_seed(config.seed, epoch, ctx.rank, 0))
         lr = optimizer.param_groups[0]["lr"]
         net.train()
         totals = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, correct, images
@@ -622,7 +388,7 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
         scheduler.step()
         if ctx.distributed:
             dist.all_reduce(totals)
-        _average_buffers(model, ctx)
+        average_buffers(model, ctx)
         scores = evaluate_model(
             model, test_set, ctx.device, per_rank, config.workers,
             rank=ctx.rank, world_size=ctx.world_size, amp=config.amp,
@@ -641,7 +407,7 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
         improved = record["test_accuracy"] > best["test_accuracy"]
         if improved:
             best = {"epoch": epoch + 1, "test_accuracy": record["test_accuracy"]}
-        rng = _gather(_rng_state(ctx), ctx)
+        rng = gather(rng_state(ctx), ctx)
         if ctx.main:
             checkpoint = {
                 "epoch": epoch + 1,
@@ -664,8 +430,8 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
                 best_checkpoint |= {"info": info.to_dict(), "spec": spec_record(info)}
                 save_checkpoint(out / BEST, best_checkpoint, root=out)
                 if config.safetensors:
-                    _save_safetensors(out / BEST_SAFETENSORS, checkpoint["model"], info, out)
-            _write_metrics(out, _metrics(config, settings, data.name, ctx, history, best))
+                    save_best_safetensors(out / BEST_SAFETENSORS, checkpoint["model"], info, out)
+            write_metrics(out, run_metrics(config, settings, data.name, ctx, history, best))
             if writer is not None:
                 for key in HISTORY_COLUMNS[1:]:
                     writer.add_scalar(key, record[key], epoch + 1)
@@ -677,73 +443,22 @@ def _train(config: TrainConfig, ctx: _Context, console: Console) -> TrainResult:
                 f"{record['seconds']:.1f}s"
             )
 
-    hashes = _gather(state_dict_hash(model), ctx)
-    metrics = _metrics(config, settings, data.name, ctx, history, best)
+    hashes = gather(state_dict_hash(model), ctx)
+    metrics = run_metrics(config, settings, data.name, ctx, history, best)
     metrics["state_dict_sha256"] = hashes
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     if ctx.main:
         if writer is not None:
             writer.close()
-        _write_metrics(out, metrics)
+        write_metrics(out, metrics)
         if history:
-            _curves(history, out, f"{spec.name} on {data.name}", console)
+            draw_run_curves(history, out, f"{spec.name} on {data.name}", console)
             console.print(
                 f"test accuracy {100 * history[-1]['test_accuracy']:.2f}% after {history[-1]['epoch']} "
                 f"epochs (best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}); "
                 f"checkpoints and metrics in {out}"
             )
     return TrainResult(out, metrics, settings)
-
-
-def _save_safetensors(path: Path, state: dict[str, torch.Tensor], info: ModelInfo, out: Path) -> None:
-    from .weights import info_metadata, save_safetensors_file
-
-    save_safetensors_file(state, _confined(path, out), metadata=info_metadata(info))
-
-
-def _tensorboard(out: Path, config: TrainConfig, ctx: _Context, start: int):
-    """A SummaryWriter in OUT/tensorboard (rank 0, --tensorboard), confined to OUT."""
-    if not (config.tensorboard and ctx.main):
-        return None
-    module = import_extra("torch.utils.tensorboard", "tensorboard", "--tensorboard")
-    folder = out / TENSORBOARD
-    _confined(folder / "events", out)  # a link planted in OUT must not send the events elsewhere
-    # a resumed run first drops the events of epochs it is about to redo
-    return module.SummaryWriter(str(folder), purge_step=start + 1 if start else None)
-
-
-def _curves(history: list[dict[str, Any]], out: Path, title: str, console: Console) -> None:
-    try:
-        plot_curves(history, out / CURVES, title, root=out)
-    except UsageError as error:  # matplotlib missing: the run itself succeeded
-        console.print(f"note: no {CURVES}: {error}")
-
-
-def _write_metrics(out: Path, metrics: dict[str, Any]) -> None:
-    atomic_write(out / METRICS, json.dumps(metrics, indent=2) + "\n", root=out)
-    atomic_write(out / METRICS_CSV, _metrics_csv(metrics["history"]), root=out)
-
-
-def _metrics(
-    config: TrainConfig,
-    settings: dict[str, Any],
-    data_name: str,
-    ctx: _Context,
-    history: list[dict[str, Any]],
-    best: dict[str, Any],
-) -> dict[str, Any]:
-    options = {k: v for k, v in asdict(config).items() if k in ("workers", "device", "compile")}
-    return {
-        **settings,
-        **options,
-        "data": data_name,
-        "world_size": ctx.world_size,
-        "epochs_done": history[-1]["epoch"] if history else 0,
-        "history": history,
-        "test_accuracy": history[-1]["test_accuracy"] if history else None,
-        "test_top5": history[-1]["test_top5"] if history else None,
-        "best": best,
-    }
 
 
 __all__ = ["ModelInfo", "TrainConfig", "TrainResult", "evaluate_model", "run", "train"]

@@ -1,0 +1,1 @@
+"""Looks inside trained models (weight strengths, feature maps) and timing of generated models."""

@@ -1,0 +1,307 @@
+"""One function per ``cliquegen`` command: each resolves its spec once, makes one call into the
+package, and prints the result.  They return the exit status (0); errors propagate to
+:func:`cliquegen.cli.main.main`, which reports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..compiler.lower import compile_spec
+from ..compiler.summary import Summary, summarize
+from ..errors import SpecError, printable
+from ..spec.limits import check_limits
+from ..spec.loader import load_spec, spec_files
+from ..spec.model import Spec
+from ..spec.schema import spec_schema
+from ..spec.shipped import family, resolve_spec, shipped_specs
+
+EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
+
+# Tables keep their full width when printed to a file or a pipe (rich assumes 80 columns there).
+stdout = Console(
+    highlight=False, soft_wrap=True, width=None if sys.stdout is not None and sys.stdout.isatty() else 160
+)
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.3f}M"
+
+
+def _giga(n: int) -> str:
+    return f"{n / 1e9:.3f}G"
+
+
+def _summary_table(summary: Summary) -> Table:
+    table = Table(title=f"{summary.name}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
+    for column in ("part", "output", "params", "MACs", "FLOPs"):
+        table.add_column(column, justify="left" if column in ("part", "output") else "right")
+    for part in summary.parts:
+        shape = "x".join(map(str, part.output))
+        table.add_row(part.part, shape, f"{part.params:,}", f"{part.macs:,}", _giga(part.flops))
+    table.add_section()
+    table.add_row("total", "", f"{summary.params:,}", f"{summary.macs:,}", _giga(summary.flops))
+    return table
+
+
+def _checked_spec(name_or_path: str) -> Spec:
+    """resolve_spec, then the resource limits (lifted by --force), reported at the spec file."""
+    spec = resolve_spec(name_or_path)
+    check_limits(spec, path=name_or_path)
+    return spec
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    diagnostics = []
+    for path in spec_files(args.specs):
+        try:
+            spec = load_spec(Path(path), path=path)
+            check_limits(spec, path=path)
+        except SpecError as error:
+            diagnostics += error.diagnostics
+        else:
+            stdout.print(f"{printable(path)}: ok ({spec.name})", markup=False)
+    if diagnostics:
+        raise SpecError(diagnostics)
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    summary = summarize(compile_spec(_checked_spec(args.spec)))
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        stdout.print(_summary_table(summary))
+    return EXIT_OK
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it (shorter to read)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name, path in sorted(shipped_specs().items(), key=lambda item: (family(item[0]), item[0])):
+        summary = summarize(compile_spec(load_spec(path)))
+        rows.append(
+            {
+                "name": name,
+                "family": family(name),
+                "path": _shown(path),
+                "params": summary.params,
+                "flops": summary.flops,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    table = Table(title="shipped specs")
+    for column in ("family", "name", "params", "FLOPs", "path"):
+        table.add_column(column, justify="right" if column in ("params", "FLOPs") else "left")
+    for index, row in enumerate(rows):
+        first = index == 0 or rows[index - 1]["family"] != row["family"]
+        if first and index:
+            table.add_section()
+        shown = row["family"] if first else ""
+        table.add_row(shown, row["name"], _millions(row["params"]), _giga(row["flops"]), row["path"])
+    stdout.print(table)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(spec_schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ..emit.source import build_files
+
+    diagnostics = []  # every spec's problems, including its size, before anything is written
+    for path in args.specs:
+        try:
+            check_limits(load_spec(Path(path), path=path), path=path)
+        except SpecError as error:
+            diagnostics += error.diagnostics
+    if diagnostics:
+        raise SpecError(diagnostics)
+    for path, compiled in build_files(args.specs, args.output, force=args.force):
+        summary = summarize(compiled)
+        stdout.print(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
+    return EXIT_OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from .._io import atomic_write
+    from ..draw.render import output_format, render
+    from ..errors import UsageError
+
+    fmt = output_format(args.output, args.format)
+    if fmt not in ("dot", "svg") and args.output is None:
+        raise UsageError(f"{fmt.upper()} output is binary: give the file to write with -o FILE")
+    data = render(_checked_spec(args.spec), args.view, block=args.block, depth=args.depth, format=fmt)
+    if args.output is None:
+        sys.stdout.write(data)
+        return EXIT_OK
+    atomic_write(args.output, data)
+    stdout.print(f"wrote {args.output} ({args.view} view, {fmt})")
+    return EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..train.loop import TrainConfig, run
+
+    _checked_spec(args.spec)
+    options = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    run(TrainConfig(**options), console=stdout)
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..train.evaluate import evaluate
+
+    _checked_spec(args.spec)
+    result = evaluate(
+        args.spec, args.weights, args.data, batch_size=args.batch_size, workers=args.workers,
+        device=args.device, subset=args.subset,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        stdout.print(
+            f"{result['spec']} on {result['data']} ({result['images']:,} test images): "
+            f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  loss {result['loss']:.4f}"
+        )
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..train.evaluate import predict
+
+    _checked_spec(args.spec)
+    results = predict(args.spec, args.weights, args.images, top_k=args.top_k, device=args.device)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return EXIT_OK
+    for result in results:
+        ranked = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in result["top"])
+        stdout.print(f"{result['image']}: {ranked}", markup=False)
+    return EXIT_OK
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ..train.sweep import SweepConfig, sweep
+
+    for spec in args.specs:
+        _checked_spec(spec)
+    sweep(SweepConfig.from_args(vars(args)), console=stdout)
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ..train.sweep import plot_runs
+
+    stdout.print(f"wrote {plot_runs(args.runs, args.output)}")
+    return EXIT_OK
+
+
+def cmd_analyze_weights(args: argparse.Namespace) -> int:
+    from ..analysis.analyze import analyze_weights
+
+    _checked_spec(args.spec)
+    matrices, path = analyze_weights(args.spec, args.weights, args.block, args.output, args.json)
+    _report_analysis({"blocks": [m.to_json() for m in matrices]}, path, args.json)
+    return EXIT_OK
+
+
+def cmd_analyze_features(args: argparse.Namespace) -> int:
+    from ..analysis.analyze import analyze_features
+
+    _checked_spec(args.spec)
+    options = {k: getattr(args, k) for k in ("image", "sample", "block", "output", "json", "mean", "std")}
+    maps, path = analyze_features(args.spec, args.weights, **options)
+    _report_analysis(maps.to_json(), path, args.json)
+    return EXIT_OK
+
+
+def _report_analysis(numbers: dict, path: Path | None, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(numbers, indent=2))
+    if path is not None:  # to stderr when stdout carries JSON
+        print(f"wrote {path}", file=sys.stderr if as_json else sys.stdout)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..interop.export import NOTES, export_model
+
+    _checked_spec(args.spec)
+    path = export_model(args.spec, args.format, args.output, weights=args.weights)
+    stdout.print(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
+    if args.format in NOTES:
+        print(NOTES[args.format], file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_import_weights(args: argparse.Namespace) -> int:
+    from ..checkpoint.files import load_weights_file, save_weights_file
+    from ..interop.convert import check_loads
+    from ..interop.weights import IMPORTERS
+
+    spec = _checked_spec(args.spec)
+    conversion = IMPORTERS[args.format](load_weights_file(args.source), spec)
+    check_loads(conversion.state_dict, spec)
+    save_weights_file(conversion.state_dict, args.output)
+    notes = [f"ignored the unused {key}" for key in conversion.ignored]
+    if conversion.filled:
+        notes.append(f"set {len(conversion.filled)} missing num_batches_tracked to 0")
+    stdout.print(
+        f"wrote {args.output}: {len(conversion.state_dict)} tensors for {spec.name}"
+        + "".join(f"\n  {note}" for note in notes)
+    )
+    return EXIT_OK
+
+
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    from ..checkpoint.files import load_weights_file, save_weights_file
+    from ..interop.weights import EXPORTERS
+
+    spec = _checked_spec(args.spec)
+    checkpoint = EXPORTERS[args.to](load_weights_file(args.source), spec)
+    save_weights_file(checkpoint, args.output)
+    stdout.print(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from ..analysis.bench import bench_spec
+
+    _checked_spec(args.spec)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_spec(
+        args.spec,
+        args.batch,
+        args.repeats,
+        args.emit,
+        rss=not args.no_rss,
+        compile=args.compile,
+        cache_dir=args.cache_dir,
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result), indent=2))
+    else:
+        stdout.print("\n".join(result.lines()))
+    return EXIT_OK

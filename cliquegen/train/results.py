@@ -1,0 +1,161 @@
+"""What runs and sweeps leave behind, as records: a finished run (from its ``metrics.json``), a
+spec's result over its seeds, a run's curve, and the tables of ``results.{csv,md}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from .config import METRICS
+
+RESULTS = "results"  # results.json, .csv, .md, .png
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished training run, from its ``metrics.json``."""
+
+    seed: int
+    folder: str
+    final_error: float  # top-1 test error after the last epoch, percent
+    best_error: float  # lowest top-1 test error of any epoch, percent
+    best_epoch: int
+    train_seconds: float  # sum of the epochs' wall times (also over resumed parts)
+
+
+@dataclass(frozen=True)
+class SpecResult:
+    spec: str
+    params: int
+    flops: int
+    runs: list[Run]
+
+    @property
+    def seeds(self) -> list[int]:
+        return [run.seed for run in self.runs]
+
+    def mean_std(self, attribute: str) -> tuple[float, float | None]:
+        """Mean and sample standard deviation over the seeds (None for one seed)."""
+        values = [getattr(run, attribute) for run in self.runs]
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+    def to_json(self) -> dict[str, Any]:
+        final, final_std = self.mean_std("final_error")
+        best, best_std = self.mean_std("best_error")
+        return {
+            "spec": self.spec,
+            "params": self.params,
+            "flops": self.flops,
+            "seeds": self.seeds,
+            "final_error_mean": final,
+            "final_error_std": final_std,
+            "best_error_mean": best,
+            "best_error_std": best_std,
+            "train_seconds_mean": self.mean_std("train_seconds")[0],
+            "runs": [asdict(run) for run in self.runs],
+        }
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{path}: cannot read the run's metrics ({error})") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("history"), list):
+        raise UsageError(f"{path}: not the metrics.json of a cliquegen train run")
+    return metrics
+
+
+COLUMNS = (
+    "spec",
+    "params",
+    "flops",
+    "seeds",
+    "final_error_mean",
+    "final_error_std",
+    "best_error_mean",
+    "best_error_std",
+    "train_seconds_mean",
+)
+
+
+def seeds_text(seeds: list[int]) -> str:
+    return " ".join(map(str, seeds))
+
+
+def results_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "seeds": seeds_text(row["seeds"])})
+    return buffer.getvalue()
+
+
+def _pm(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def results_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    lines = [
+        f"# Sweep on {settings['data']}: {settings['epochs']} epochs, {settings['recipe']} recipe, "
+        f"batch {settings['batch_size']}, lr {settings['lr']}",
+        "",
+        "Top-1 test error in percent, mean ± sample standard deviation over the seeds.",
+        "",
+        "| spec | params | FLOPs | seeds | final error (%) | best error (%) | train time per run |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['spec']} | {row['params'] / 1e6:.3f}M | {row['flops'] / 1e6:.1f}M "
+            f"| {seeds_text(row['seeds'])} "
+            f"| {_pm(row['final_error_mean'], row['final_error_std'])} "
+            f"| {_pm(row['best_error_mean'], row['best_error_std'])} | {row['train_seconds_mean']:.1f}s |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One run's history: test error (percent) and training loss per epoch."""
+
+    label: str
+    epochs: list[int]
+    test_error: list[float]
+    train_loss: list[float]
+
+
+def read_curves(run_dirs: list[str]) -> list[Curve]:
+    """The history of each run folder (or its ``metrics.json``), labelled ``<spec> seed <S>``
+    (with the folder where two runs would share a label)."""
+    found = []
+    for text in run_dirs:
+        path = Path(text)
+        metrics_file = path / METRICS if path.is_dir() else path
+        if not metrics_file.is_file():
+            raise UsageError(f"{text}: no {METRICS} here; give folders that `cliquegen train --out` wrote")
+        metrics = read_metrics(metrics_file)
+        if not metrics["history"]:
+            raise UsageError(f"{metrics_file}: the run has no finished epoch yet")
+        found.append((text, metrics))
+    labels = [f"{m.get('spec')} seed {m.get('seed')}" for _, m in found]
+    curves = []
+    for (text, metrics), label in zip(found, labels, strict=True):
+        history = metrics["history"]
+        curves.append(
+            Curve(
+                label=label if labels.count(label) == 1 else f"{label} ({text})",
+                epochs=[record["epoch"] for record in history],
+                test_error=[100 * (1 - record["test_accuracy"]) for record in history],
+                train_loss=[record["train_loss"] for record in history],
+            )
+        )
+    return curves
