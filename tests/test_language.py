@@ -9,6 +9,7 @@ import torch
 from reference import reference_forward
 
 from cliquegen import build_fx, compile_spec, load_spec, summarize
+from cliquegen.compiler.ir import graph_blocks
 from cliquegen.emit.source import build_source_model
 from cliquegen.spec.limits import estimate
 from cliquegen.spec.model import Spec
@@ -82,7 +83,7 @@ def test_densenet_121_is_stage_one_cliques_with_torchvisions_shapes() -> None:
     for t, (c_in, c_out) in enumerate([(256, 128), (512, 256), (1024, 512)], start=1):
         conv = modules[f"transition{t}.conv"].args
         assert (conv["in_channels"], conv["out_channels"]) == (c_in, c_out)
-    assert [info["input_channels"] for info in compiled.graph.graph["blocks"]] == [64, 128, 256, 512]
+    assert [info.input_channels for info in graph_blocks(compiled.graph)] == [64, 128, 256, 512]
     # the head reads the last block only: one BN over its 512 + 16 * 32 = 1024 channels
     heads = sorted(path for path in modules if path.startswith("head."))
     assert heads == ["head.bn"]
@@ -162,7 +163,7 @@ def test_transition_compression_keeps_the_floor_of_the_written_ratio() -> None:
     )
     compiled = compile_spec(spec)
     assert compiled.program.modules["transition1.conv"].args["out_channels"] == 29
-    assert compiled.graph.graph["blocks"][1]["input_channels"] == 29
+    assert graph_blocks(compiled.graph)[1].input_channels == 29
     assert spec.block_input_channels() == [4, 29]
 
 

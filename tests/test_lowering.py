@@ -10,6 +10,7 @@ from reference import reference_forward
 from strategies import specs
 
 from cliquegen import build_fx, compile_spec
+from cliquegen.compiler.ir import graph_blocks
 from cliquegen.spec.model import Spec
 
 
@@ -71,7 +72,7 @@ def bn_params(model: torch.nn.Module, block: int) -> int:
 def test_parameter_counts_follow_the_closed_form(spec: Spec) -> None:
     model = build_fx(spec)
     graph = compile_spec(spec).graph
-    c0s = [info["input_channels"] for info in graph.graph["blocks"]]
+    c0s = [info.input_channels for info in graph_blocks(graph)]
     for b, (block, c0) in enumerate(zip(spec.resolved_blocks(), c0s, strict=True)):
         n, k, s = block.layers, block.channels, block.conv_kernel**2
         k_out = k * block.bottleneck_width if block.bottleneck else k  # what the W_ij produce

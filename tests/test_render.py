@@ -20,7 +20,7 @@ from strategies import specs
 import cliquegen
 from cliquegen import UsageError, compile_spec
 from cliquegen.cli.main import main
-from cliquegen.compiler.ir import weight_label
+from cliquegen.compiler.ir import graph_blocks, weight_label
 from cliquegen.draw.render import EDGE_LIMIT, LABEL_LIMIT, MISSING_DOT, draw, render, roman, weight_text
 from cliquegen.spec.model import Spec
 
@@ -121,9 +121,9 @@ def _outputs_of(spec: Spec, info: dict, b: int) -> dict[str, list[tuple[int, int
     block's feature, and the last block transits nothing."""
     outputs = {}
     if spec.head.kind == "multiscale" or b + 1 == len(spec.blocks):
-        outputs["feature"] = info["feature"]
-    if info["transit"]:
-        outputs["transit"] = info["transit"]
+        outputs["feature"] = info.feature
+    if info.transit:
+        outputs["transit"] = info.transit
     return outputs
 
 
@@ -138,7 +138,7 @@ def test_schedule_is_the_update_graph_of_the_block(spec: Spec, data: st.DataObje
     compiled = compile_spec(spec)
     graph = compiled.graph
     b = data.draw(st.integers(0, len(spec.blocks) - 1))
-    info = graph.graph["blocks"][b]
+    info = graph_blocks(graph)[b]
     drawing = draw(compiled, "schedule", block=b + 1)
     names = {graph.nodes[n]["name"]: n for n in graph.nodes if n[0] == b}
     expected_edges = {(graph.nodes[u]["name"], graph.nodes[v]["name"]) for u, v in _block_terms(graph, b)}
@@ -180,7 +180,7 @@ def test_schedule_is_the_update_graph_of_the_block(spec: Spec, data: st.DataObje
 def test_block_view_draws_every_used_weight_once(spec: Spec) -> None:
     compiled = compile_spec(spec)
     graph = compiled.graph
-    for b, info in enumerate(graph.graph["blocks"]):
+    for b, info in enumerate(graph_blocks(graph)):
         drawing = draw(compiled, "block", block=b + 1)
         used = {graph.edges[e]["weight"] for e in _block_terms(graph, b)}
         outputs = {f"b{b + 1}_{kind}": tensors for kind, tensors in _outputs_of(spec, info, b).items()}
@@ -191,9 +191,9 @@ def test_block_view_draws_every_used_weight_once(spec: Spec) -> None:
             assert sorted(u for u, v, _ in drawing.edges if v == output) == sorted(
                 f"b{b + 1}_x{layer}" for _, layer, _ in tensors
             )
-        assert len(drawing.nodes) == info["config"].layers + 1 + len(outputs)
+        assert len(drawing.nodes) == info.config.layers + 1 + len(outputs)
         labelled = [attrs for _, _, attrs in drawing.edges if labelled_edge(attrs)]
-        assert len(labelled) == (len(used) if info["config"].layers <= LABEL_LIMIT else 0)
+        assert len(labelled) == (len(used) if info.config.layers <= LABEL_LIMIT else 0)
 
 
 @given(specs(), st.integers(0, 1))
@@ -307,7 +307,7 @@ def test_large_blocks_are_matrices(spec: str) -> None:
     """Past EDGE_LIMIT layers the block and schedule views draw one cell per weight or term."""
     compiled = compile_spec(cliquegen.load_spec(DATA / spec))
     graph = compiled.graph
-    n = graph.graph["blocks"][0]["config"].layers
+    n = graph_blocks(graph)[0].config.layers
     assert n > EDGE_LIMIT
     cell = re.compile(r'<TD WIDTH="12" HEIGHT="12" FIXEDSIZE="TRUE" BGCOLOR="(#\w+)"')
     block = draw(compiled, "block")

@@ -14,7 +14,7 @@ import torch
 from torch import fx
 
 from ..checkpoint.info import ModelInfo
-from ..compiler.ir import node_label
+from ..compiler.ir import graph_blocks, node_label
 from ..compiler.lower import Compiled, compile_spec
 from ..compiler.naming import roman
 from ..errors import UsageError
@@ -124,7 +124,7 @@ def block_layers(compiled: Compiled, block: int) -> list[tuple[int, list[tuple[s
     graph = compiled.graph
     b = block - 1
     layers = []
-    for j in range(1, graph.graph["blocks"][b]["config"].layers + 1):
+    for j in range(1, graph_blocks(graph)[b].config.layers + 1):
         stages = sorted(s for (bb, jj, s) in graph.nodes if bb == b and jj == j)
         shown = sorted({stages[0], stages[-1]})
         layers.append((j, [(graph.nodes[(b, j, s)]["name"], s) for s in shown]))
@@ -136,7 +136,7 @@ def feature_maps(
 ) -> FeatureMaps:
     """Stage I and last-stage maps of every layer of ``block`` for one input image."""
     compiled = compile_spec(spec)
-    _check_block(block, len(compiled.graph.graph["blocks"]))
+    _check_block(block, len(graph_blocks(compiled.graph)))
     layers = block_layers(compiled, block)
     names = [name for _, shown_values in layers for name, _ in shown_values]
     logits, values = intermediate_values(model.eval(), shown.tensor.unsqueeze(0), names)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..compiler.ir import node_label
+from ..compiler.ir import graph_blocks, node_label
 from ..compiler.lower import Compiled
 from ..errors import UsageError
 
@@ -80,14 +80,14 @@ def weight_matrices(
     compiled: Compiled, state_dict: Mapping[str, torch.Tensor], block: int | None = None
 ) -> list[WeightMatrix]:
     """The mean |W_ij| matrices of every block (or of block ``block``, from 1)."""
-    blocks = compiled.graph.graph["blocks"]
+    blocks = graph_blocks(compiled.graph)
     _check_block(block, len(blocks))
     usage = weight_usage(compiled)
     matrices = []
     for b, info in enumerate(blocks):
         if block is not None and b + 1 != block:
             continue
-        n = info["config"].layers
+        n = info.config.layers
         pairs = usage.get(b, {})
         stages = sorted({stage for by_stage in pairs.values() for stage in by_stage})
         tied = all(len(set(by_stage.values())) == 1 for by_stage in pairs.values())

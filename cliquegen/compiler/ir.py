@@ -19,8 +19,28 @@ from typing import Any
 
 import networkx as nx
 
+from ..spec.model import BlockConfig
+
 #: Node of an UpdateGraph: (block, layer, stage); X0 of block b is (b, 0, 0).
 NodeId = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """What an UpdateGraph records of one block, beside its nodes and edges."""
+
+    config: BlockConfig
+    input_channels: int  # of X0
+    #: What the block's head reads, concatenated in this order; empty where no head reads it.
+    feature: tuple[NodeId, ...]
+    #: What its transition reads; empty for the last block, which transits nothing.
+    transit: tuple[NodeId, ...]
+
+
+def graph_blocks(graph: nx.DiGraph) -> tuple[BlockInfo, ...]:
+    """The blocks of an UpdateGraph, first to last."""
+    return graph.graph["blocks"]
+
 
 #: Kinds of declared modules and what each holds.
 MODULE_KINDS = {

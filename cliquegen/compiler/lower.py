@@ -23,7 +23,7 @@ import networkx as nx
 
 from ..spec.limits import check_limits
 from ..spec.model import BlockConfig, InitSpec, NormSpec, Spec, compressed
-from .ir import ModuleDecl, NodeId, Op, Program, equation
+from .ir import BlockInfo, ModuleDecl, NodeId, Op, Program, equation, graph_blocks
 
 
 @dataclass
@@ -56,7 +56,8 @@ def value_name(block: int, layer: int, stage: int) -> str:
 
 
 def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
-    graph = nx.DiGraph(name=spec.name, blocks=[])
+    graph = nx.DiGraph(name=spec.name)
+    infos: list[BlockInfo] = []
     for block, c0 in zip(blocks, block_input_channels(spec, blocks), strict=True):
         b = block.index
         x0: NodeId = (b, 0, 0)
@@ -88,24 +89,27 @@ def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
                 newest[j] = node
             after_stage[stage] = [newest[j] for j in sorted(newest)]
 
-        graph.graph["blocks"].append(
-            {
-                "config": block,
-                "input_channels": c0,
+        infos.append(
+            BlockInfo(
+                config=block,
+                input_channels=c0,
                 # what leaves the block: a head reads only the last block's feature unless the
                 # head is multi-scale, and the last block transits nothing
-                "feature": _tensors(block.feature, x0, after_stage)
+                feature=_tensors(block.feature, x0, after_stage)
                 if spec.head.kind == "multiscale" or b + 1 == len(blocks)
-                else [],
-                "transit": _tensors(block.transit, x0, after_stage) if b + 1 < len(blocks) else [],
-            }
+                else (),
+                transit=_tensors(block.transit, x0, after_stage) if b + 1 < len(blocks) else (),
+            )
         )
+    graph.graph["blocks"] = tuple(infos)
     return graph
 
 
-def _tensors(refs: tuple[str | int, ...], x0: NodeId, after_stage: dict[int, list[NodeId]]) -> list[NodeId]:
+def _tensors(
+    refs: tuple[str | int, ...], x0: NodeId, after_stage: dict[int, list[NodeId]]
+) -> tuple[NodeId, ...]:
     """The tensors a feature or transit names, concatenated in the order listed."""
-    return [node for ref in refs for node in ([x0] if ref == "x0" else after_stage[ref])]
+    return tuple(node for ref in refs for node in ([x0] if ref == "x0" else after_stage[ref]))
 
 
 class _ProgramBuilder:
@@ -204,11 +208,11 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
             padding=1,
         )
 
-    blocks = graph.graph["blocks"]
+    blocks = graph_blocks(graph)
     pooled: list[str] = []
     block_outputs: list[str] = []  # the map each block hands on: to its transition, or to the head
     for b, info in enumerate(blocks):
-        block: BlockConfig = info["config"]
+        block = info.config
         tag = b + 1
         p.part = f"block{tag}"
         drop = p.module(f"block{tag}.dropout", "dropout", p=block.dropout) if block.dropout > 0 else None
@@ -218,7 +222,7 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
         for node in updates:
             _schedule_update(p, graph, block, node, drop, spec.memory_efficient)
 
-        names = [graph.nodes[n]["name"] for n in info["transit"]]
+        names = [graph.nodes[n]["name"] for n in info.transit]
         if b + 1 < len(blocks):
             p.part = f"transition{tag}"
             h = p.cat(f"b{tag}_transit", names)
@@ -233,10 +237,10 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
             c, hh, ww = p.shapes[h]
             p.op(value_name(b + 1, 0, 0), "avg_pool", (h,), shape=(c, hh // 2, ww // 2), kernel_size=2)
 
-        if not info["feature"]:
+        if not info.feature:
             continue  # no head reads this block (head kind `last` reads only the last one)
         p.part = "head"
-        h = p.cat(f"b{tag}_feature", [graph.nodes[n]["name"] for n in info["feature"]])
+        h = p.cat(f"b{tag}_feature", [graph.nodes[n]["name"] for n in info.feature])
         if b + 1 == len(blocks):
             block_outputs.append(h)
         if spec.head.kind == "last":  # BN, ReLU, global average pool over the last block's feature

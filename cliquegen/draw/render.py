@@ -36,7 +36,7 @@ from pathlib import Path
 import graphviz
 import networkx as nx
 
-from ..compiler.ir import NodeId, Op, Program, equation, weight_label
+from ..compiler.ir import NodeId, Op, Program, equation, graph_blocks, weight_label
 from ..compiler.lower import Compiled, compile_spec
 from ..compiler.naming import roman
 from ..errors import UsageError, dims
@@ -263,7 +263,7 @@ def draw(
     if depth is not None and depth not in (0, 1):
         raise UsageError(f"depth must be 0 (blocks collapsed) or 1 (blocks expanded), got {depth}")
     compiled = spec if isinstance(spec, Compiled) else compile_spec(resolve_spec(spec))
-    blocks = compiled.graph.graph["blocks"]
+    blocks = graph_blocks(compiled.graph)
     if view == "network":
         return _network_view(compiled, expand=depth == 1)
     block = 1 if block is None else block
@@ -272,7 +272,7 @@ def draw(
             f"block {block} does not exist: {compiled.spec.name} has {len(blocks)} "
             f"block{'s' if len(blocks) != 1 else ''} (use a block number from 1 to {len(blocks)})"
         )
-    layers = blocks[block - 1]["config"].layers
+    layers = blocks[block - 1].config.layers
     if view == "block":
         return (
             _block_view(compiled, block - 1) if layers <= EDGE_LIMIT else _block_matrix(compiled, block - 1)
@@ -351,13 +351,13 @@ def _outputs(compiled: Compiled, b: int) -> list[tuple[str, list[NodeId], str]]:
     """(kind, tensors, where they go) of the values that leave block ``b``: the feature when
     a head reads it (head kind ``last`` reads only the last block's), the transit unless
     ``b`` is the last block."""
-    info = compiled.graph.graph["blocks"][b]
-    config: BlockConfig = info["config"]
+    info = graph_blocks(compiled.graph)[b]
+    config: BlockConfig = info.config
     outputs = []
-    if info["feature"]:
-        outputs.append(("feature", info["feature"], f"to head {b + 1}: {_refs(config.feature)}"))
-    if info["transit"]:
-        outputs.append(("transit", info["transit"], f"to transition {b + 1}: {_refs(config.transit)}"))
+    if info.feature:
+        outputs.append(("feature", info.feature, f"to head {b + 1}: {_refs(config.feature)}"))
+    if info.transit:
+        outputs.append(("transit", info.transit, f"to transition {b + 1}: {_refs(config.transit)}"))
     return outputs
 
 
@@ -405,7 +405,7 @@ def _output_edge(drawing: Drawing, src: str, dst: str, **attrs: str) -> None:
 
 def _block_view(compiled: Compiled, b: int) -> Drawing:
     graph = compiled.graph
-    config: BlockConfig = graph.graph["blocks"][b]["config"]
+    config: BlockConfig = graph_blocks(graph)[b].config
     n, labelled = config.layers, config.layers <= LABEL_LIMIT
     weights = sorted({graph.edges[e]["weight"] for e in _block_edges(graph, b)})
     bottleneck = _bottleneck(config)
@@ -502,7 +502,7 @@ def _add_updates(
     most ``wrap`` nodes (one row if None) under each other, X_j(k) below X_j(k-1).  Returns
     the drawn node of every tensor, and the last row."""
     graph = compiled.graph
-    config: BlockConfig = graph.graph["blocks"][b]["config"]
+    config: BlockConfig = graph_blocks(graph)[b].config
     tag = b + 1
     bottleneck = _bottleneck(config)
     drawn: dict[NodeId, str] = {}
@@ -583,7 +583,7 @@ def _add_updates(
 def _add_terms(drawing: Drawing, compiled: Compiled, b: int, labelled: bool) -> None:
     """One edge per UpdateGraph edge of block ``b``: solid from this stage, dashed from the previous."""
     graph = compiled.graph
-    config: BlockConfig = graph.graph["blocks"][b]["config"]
+    config: BlockConfig = graph_blocks(graph)[b].config
     before = {j: set(config.order[: config.order.index(j)]) for j in config.order}
     for u, v in _block_edges(graph, b):
         i, j = graph.edges[u, v]["weight"]
@@ -641,7 +641,7 @@ def _order_note(config: BlockConfig) -> str:
 
 
 def _schedule_view(compiled: Compiled, b: int) -> Drawing:
-    config: BlockConfig = compiled.graph.graph["blocks"][b]["config"]
+    config: BlockConfig = graph_blocks(compiled.graph)[b].config
     labelled = config.layers <= LABEL_LIMIT
     colours = "" if labelled else "; the colour of an edge is its layer i (hover for W_ij)"
     drawing = Drawing(
@@ -706,7 +706,7 @@ def _output_columns(compiled: Compiled, b: int) -> list[tuple[str, dict[int, int
 
 def _block_matrix(compiled: Compiled, b: int) -> Drawing:
     graph = compiled.graph
-    config: BlockConfig = graph.graph["blocks"][b]["config"]
+    config: BlockConfig = graph_blocks(graph)[b].config
     n = config.layers
     weights = {graph.edges[e]["weight"] for e in _block_edges(graph, b)}
     outputs = _output_columns(compiled, b)
@@ -739,7 +739,7 @@ def _block_matrix(compiled: Compiled, b: int) -> Drawing:
 
 def _schedule_matrix(compiled: Compiled, b: int) -> Drawing:
     graph = compiled.graph
-    config: BlockConfig = graph.graph["blocks"][b]["config"]
+    config: BlockConfig = graph_blocks(graph)[b].config
     n = config.layers
     outputs = _output_columns(compiled, b)
     bottleneck = _bottleneck(config)
@@ -849,7 +849,7 @@ def _stages(config: BlockConfig) -> str:
 
 def _network_view(compiled: Compiled, expand: bool) -> Drawing:
     graph, program = compiled.graph, compiled.program
-    blocks = graph.graph["blocks"]
+    blocks = graph_blocks(graph)
     values = program.values
     drawing = Drawing(
         f"{compiled.spec.name}-network",
@@ -897,7 +897,7 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
     drawing.edge("x", "stem")
     previous = "stem"
     for b, info in enumerate(blocks):
-        config: BlockConfig = info["config"]
+        config: BlockConfig = info.config
         tag = b + 1
         x0 = graph.nodes[(b, 0, 0)]
         size = dims(values[x0["name"]].shape[1:])
@@ -940,7 +940,7 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
                     "color": "#d55e00",
                     "penwidth": "2",
                 }
-            channels = sum(graph.nodes[n]["channels"] for n in info["transit"])
+            channels = sum(graph.nodes[n]["channels"] for n in info.transit)
             if expand:
                 link(outputs["transit"], f"transition{tag}", "", channels)
             else:
@@ -949,7 +949,7 @@ def _network_view(compiled: Compiled, expand: bool) -> Drawing:
         if f"head{tag}" not in groups:  # head kind `last`: only the last block has one
             continue
         box(f"head{tag}", f"head {tag}", groups[f"head{tag}"], fillcolor="#f3f8ee")
-        channels = sum(graph.nodes[n]["channels"] for n in info["feature"])
+        channels = sum(graph.nodes[n]["channels"] for n in info.feature)
         if expand:
             link(outputs["feature"], f"head{tag}", "", channels)
         else:  # the heads in a row under their blocks

@@ -45,6 +45,7 @@ from ..compiler.ir import (
     ModuleDecl,
     Op,
     Program,
+    graph_blocks,
     is_identifier,
     node_label,
     sanitize_identifier,
@@ -308,7 +309,7 @@ class SourceWriter:
         clashes = sorted(self.RESERVED & {op.name for op in self.program.ops})
         if clashes:
             raise AssertionError(f"Program values {clashes} clash with names of the generated module")
-        self.blocks: list[BlockConfig] = [info["config"] for info in compiled.graph.graph["blocks"]]
+        self.blocks: list[BlockConfig] = [info.config for info in graph_blocks(compiled.graph)]
         self.values = self.program.values
         self.alias: str | None = None  # module path prefix bound to the local `block`
         self.bound: dict[str, str] = {}  # clique_update options bound in the local `update`
@@ -857,7 +858,7 @@ def _strip_blank(lines: list[str]) -> list[str]:
 def architecture(compiled: Compiled, params: int, flops: int, num_features: int) -> list[str]:
     """Docstring lines stating the network: input, stem, blocks, transitions, head."""
     spec = compiled.spec
-    blocks: list[dict] = compiled.graph.graph["blocks"]
+    blocks: list[dict] = graph_blocks(compiled.graph)
     c, h, w = spec.input.channels, spec.input.height, spec.input.width
     lines = [
         f"Input (B, {c}, {h}, {w}), {spec.num_classes} classes; {params:,} parameters,"
@@ -868,7 +869,7 @@ def architecture(compiled: Compiled, params: int, flops: int, num_features: int)
     else:
         lines.append(f"Stem: 7x7/2 conv {c} -> {spec.stem.channels}, BN, ReLU, 3x3/2 max pool.")
     for b, info in enumerate(blocks):
-        block: BlockConfig = info["config"]
+        block: BlockConfig = info.config
         last = b + 1 == len(blocks)
         read = last or spec.head.kind == "multiscale"  # head kind `last` reads the last block only
         feature = describe_refs(block, block.feature)
@@ -879,7 +880,7 @@ def architecture(compiled: Compiled, params: int, flops: int, num_features: int)
             same = read and feature.endswith(transit) and transit.startswith("the newest")
             carried = ", also carried to the next block" if same else f", {transit} to the next block"
         shown = f"; feature {feature}" if read else ""
-        lines.append(f"{INDENT}X0 of {info['input_channels']} channels{shown}{carried}.")
+        lines.append(f"{INDENT}X0 of {info.input_channels} channels{shown}{carried}.")
     if len(blocks) > 1:
         ratio = spec.transition.compression
         kept = f" keeping floor({ratio} C) channels" if ratio != 1 else ""
