@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import WeightsError
@@ -62,25 +61,14 @@ class ModelInfo:
         }
 
 
-def spec_source_text(spec_source: str | os.PathLike | Spec, spec: Spec) -> str:
-    """The YAML text a spec came from (a shipped name, a path, or a Spec object's JSON)."""
-    from ..spec.shipped import shipped_specs
-
-    if isinstance(spec_source, Spec):
-        return spec.model_dump_json(indent=2, exclude_unset=True) + "\n"
-    text = os.fspath(spec_source)
-    path = shipped_specs().get(text, Path(text))
-    return path.read_text(encoding="utf-8")
-
-
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def model_info(spec_source: str | os.PathLike | Spec, spec: Spec, **fields: Any) -> ModelInfo:
-    text = spec_source_text(spec_source, spec)
+def model_info(spec: Spec, **fields: Any) -> ModelInfo:
+    """The metadata of a model of ``spec``: its text and sha256 as the loader read them."""
     size = [spec.input.channels, spec.input.height, spec.input.width]
-    return ModelInfo(spec.name, text, sha256_text(text), size, **fields)
+    return ModelInfo(spec.name, spec.provenance.text, spec.provenance.sha256, size, **fields)
 
 
 def read_info(checkpoint: dict[str, Any], source: str | os.PathLike) -> ModelInfo | None:

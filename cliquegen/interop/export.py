@@ -57,9 +57,9 @@ def _load(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None) -> 
         trained = load_trained(spec, weights)
         if trained.info is not None:
             return trained.model, trained.info
-        return trained.model, model_info(spec, trained.spec)
+        return trained.model, model_info(trained.spec)
     resolved = resolve_spec(spec)
-    return create_model(resolved).eval(), model_info(spec, resolved)
+    return create_model(resolved).eval(), model_info(resolved)
 
 
 def example_input(spec: Spec, batch: int = EXAMPLE_BATCH) -> torch.Tensor:

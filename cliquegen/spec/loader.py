@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import Diagnostic, SpecError, code_points, printable
-from .model import NAME_PATTERN, Loc, Spec, SpecSemanticError
+from .model import NAME_PATTERN, Loc, Provenance, Spec, SpecSemanticError
 
 MAX_BYTES = 1 << 20  # a spec is a page of text; refuse anything near /dev/zero
 MAX_DEPTH = 64  # a spec nests about 6 levels
@@ -68,16 +68,18 @@ def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spe
     if isinstance(source, os.PathLike) or (isinstance(source, str) and _names_a_file(source)):
         name = path if path is not None else os.fspath(source)
         text = _decode(_read_bytes(Path(source), name), name)
-        looks_like_path = False
+        looks_like_path = from_text = False
     elif isinstance(source, str):
         name, text = (path if path is not None else "<string>"), source
         looks_like_path = "\n" not in source.strip()
+        from_text = True
     else:
         raise TypeError(f"load_spec expects a path or YAML text, got {type(source).__name__}")
 
     tree = _Tree(name, text, looks_like_path)
     try:
-        return Spec.model_validate(tree.value)
+        spec = Spec.model_validate(tree.value)
+        return spec.with_provenance(Provenance.of_text(name, text, "text" if from_text else "file"))
     except ValidationError as error:
         diagnostics = _explain_validation_error(error, tree)
     except SpecSemanticError as error:

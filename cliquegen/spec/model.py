@@ -9,11 +9,20 @@ that holds the offending value.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    model_validator,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -203,6 +212,22 @@ class InitSpec(_Model):
     linear: LinearInit = "kaiming-uniform"
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a spec came from: the path as given (``<string>`` for text), the text itself, and
+    the sha256 of its bytes (of the file exactly as ``sha256sum`` reads it).  ``hashed`` says
+    what was hashed: ``file``, ``text``, or for a Spec built in Python its ``canonical JSON``."""
+
+    path: str
+    text: str
+    sha256: str
+    hashed: str = "file"
+
+    @classmethod
+    def of_text(cls, path: str, text: str, hashed: str = "file") -> Provenance:
+        return cls(path, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), hashed)
+
+
 class Spec(_Model):
     """A whole clique network."""
 
@@ -224,6 +249,31 @@ class Spec(_Model):
         description="training recomputes each update's concat -> BN -> ReLU -> conv in the backward "
         "pass instead of storing it: less activation memory, some more time",
     )
+
+    _provenance: Provenance | None = PrivateAttr(default=None)
+
+    @property
+    def provenance(self) -> Provenance:
+        """Where the spec came from, as the loader recorded it; a Spec made in Python (or by
+        overrides) has its canonical JSON as its text."""
+        if self._provenance is not None:
+            return self._provenance
+        text = self.model_dump_json(indent=2, exclude_unset=True) + "\n"
+        return Provenance.of_text("<string>", text, "canonical JSON")
+
+    def with_provenance(self, provenance: Provenance) -> Spec:
+        """This spec, recording where it came from (the loader's one place to say so)."""
+        spec = self.model_copy()
+        spec._provenance = provenance
+        return spec
+
+    def __eq__(self, other: object) -> bool:
+        """Specs are equal when they describe the same network, wherever they came from."""
+        if not isinstance(other, Spec):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = _Model.__hash__
 
     @property
     def module_name(self) -> str:

@@ -246,7 +246,6 @@ def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
     out = Path(config.out)
     last = out / LAST
     info = model_info(
-        config.spec,
         spec if config.num_classes is None else base_spec,
         classes=data.classes,
         mean=data.mean,
