@@ -223,7 +223,6 @@ def load_weights_into(
 ) -> None:
     """:func:`cliquegen.weights.load_weights` of an already-read checkpoint; its messages
     name the file it came from."""
-    from .load import load_weights
 
     try:
         load_weights(model, checkpoint, spec, spec_arg=spec_arg)

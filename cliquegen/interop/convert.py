@@ -15,6 +15,7 @@ from ..checkpoint.layouts import DATA_PARALLEL_PREFIX
 from ..checkpoint.load import dtype_kind, load_weights, shape_text
 from ..compiler.ir import ModuleDecl
 from ..errors import WeightsError
+from ..models import build_fx
 from ..spec.model import Spec
 
 #: Tensors of each kind of declared module, as suffixes of the module path
@@ -66,7 +67,6 @@ def declared_shapes(decl: ModuleDecl) -> list[tuple[int, ...]]:
 
 def check_loads(state_dict: Mapping[str, torch.Tensor], spec: Spec) -> None:
     """Raise WeightsError unless ``create_model(spec)`` loads the state_dict with strict=True."""
-    from ..models import build_fx
 
     load_weights(build_fx(spec), state_dict, spec)
 

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from .._io import atomic_output
+from ..checkpoint.files import info_metadata, save_safetensors_file
 from ..checkpoint.info import ModelInfo, model_info
+from ..checkpoint.load import load_trained
 from ..errors import UsageError, import_extra
 from ..models import create_model
 from ..spec.model import Spec
@@ -51,7 +53,6 @@ def load_model(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None
 def _load(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None) -> tuple[nn.Module, ModelInfo]:
     """The model in eval mode and the metadata to export with it: the checkpoint's, or (for
     a plain state_dict or no weights) the spec's name, text hash and input size."""
-    from ..train.evaluate import load_trained
 
     if weights is not None:
         trained = load_trained(spec, weights)
@@ -100,8 +101,6 @@ def export_model(
         import_extra("onnxscript", "export", "ONNX export")
     model, info = _load(spec, weights)
     if fmt == "safetensors":  # the metadata also carries the spec's text
-        from ..checkpoint.files import info_metadata, save_safetensors_file
-
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
         return save_safetensors_file(model.state_dict(), output, metadata=info_metadata(info))
