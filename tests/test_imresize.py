@@ -1,4 +1,4 @@
-"""cliquegen.imresize against MATLAB's bicubic imresize, worked out from its definition."""
+"""cliquegen.data.resize.imresize against MATLAB's bicubic imresize, worked out from its definition."""
 
 import math
 
@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cliquegen.data.resize import bicubic_degrade, imresize, modcrop
 from cliquegen.errors import UsageError
-from cliquegen.imresize import bicubic_degrade, imresize, modcrop
 
 
 def axis_matrix(in_length: int, scale: float, antialias: bool = True) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""cliquegen.sr_metrics: PSNR and SSIM as super-resolution papers compute them."""
+"""cliquegen.train.sr_metrics: PSNR and SSIM as super-resolution papers compute them."""
 
 import math
 import sys
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cliquegen.errors import UsageError
-from cliquegen.sr_metrics import SRMetrics, mean_metrics, psnr, sr_metrics, ssim, to_uint8, to_y
+from cliquegen.train.sr_metrics import SRMetrics, mean_metrics, psnr, sr_metrics, ssim, to_uint8, to_y
 
 
 def needs_skimage():

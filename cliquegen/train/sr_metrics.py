@@ -18,10 +18,10 @@ Published tables (SRCNN's evaluation protocol, kept by VDSR, EDSR, RCAN and late
 A set's score is the mean of its images' scores (:func:`mean_metrics`), not the PSNR of the mean
 squared error.
 
-With the bicubic baseline made by :mod:`cliquegen.imresize` on RGB (shrink the mod-cropped image,
-enlarge it back, round to 8 bits), these scores are within 0.01 dB and 0.0003 SSIM of the
-published bicubic rows of Set5 and Set14 at x2, x3 and x4; unrounded Y scores the same images up
-to 0.03 dB and 0.001 SSIM higher.
+With the bicubic baseline made by :func:`cliquegen.data.resize.imresize` on RGB (shrink the
+mod-cropped image, enlarge it back, round to 8 bits), these scores are within 0.01 dB and 0.0003
+SSIM of the published bicubic rows of Set5 and Set14 at x2, x3 and x4; unrounded Y scores the
+same images up to 0.03 dB and 0.001 SSIM higher.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import UsageError, import_extra
+from ..errors import UsageError, import_extra
 
 #: BT.601 luma from RGB in [0, 255]: offset and weights (the [0, 1] weights divided by 255).
 Y_OFFSET = 16.0

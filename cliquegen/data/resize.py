@@ -58,7 +58,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 #: Width of the cubic kernel's support, in input pixels, when it is not stretched.
 KERNEL_WIDTH = 4.0
