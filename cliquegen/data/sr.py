@@ -54,19 +54,24 @@ def _pil():
 
 
 def open_image(path: str | os.PathLike[str]):
-    """The image at ``path`` as a loaded PIL image turned upright (EXIF orientation applied),
-    in mode L, LA, RGB or RGBA: palette and 1-bit images are expanded, CMYK and YCbCr
-    converted.  16-bit and floating-point images are refused (8-bit pipelines only)."""
+    """The image at ``path``, loaded and made ready by :func:`upright_8bit`."""
     image_module = _pil()
-    ops = import_extra("PIL.ImageOps", "train", "reading images")
     try:
         with image_module.open(path) as opened:
-            image = ops.exif_transpose(opened)
-            image.load()
+            opened.load()
+            return upright_8bit(opened, path)
     except (OSError, SyntaxError, ValueError) as error:
         raise UsageError(f"{path}: cannot read the image ({error})") from None
     except image_module.DecompressionBombError as error:
         raise UsageError(f"{path}: refused: {error}") from None
+
+
+def upright_8bit(image, name: str | os.PathLike[str] = "image"):
+    """A PIL image turned upright (EXIF orientation applied) in mode L, LA, RGB or RGBA:
+    palette and 1-bit images are expanded, CMYK and YCbCr converted.  16-bit and
+    floating-point images are refused (8-bit pipelines only)."""
+    ops = import_extra("PIL.ImageOps", "train", "reading images")
+    image = ops.exif_transpose(image)
     mode = image.mode
     if mode in ("L", "LA", "RGB", "RGBA"):
         return image
@@ -78,7 +83,7 @@ def open_image(path: str | os.PathLike[str]):
     if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         return image.convert("RGB")
     raise UsageError(
-        f"{path}: a {mode} image ({'16-bit' if mode.startswith('I') else 'floating-point'} or "
+        f"{name}: a {mode} image ({'16-bit' if mode.startswith('I') else 'floating-point'} or "
         "unusual pixels); convert it to 8-bit RGB or grey first"
     )
 
