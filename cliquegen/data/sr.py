@@ -4,8 +4,8 @@ low-resolution (LR) input and the HR image it must give back.
 - The LR image is the HR one shrunk by the scale with MATLAB's antialiased bicubic
   (:func:`cliquegen.data.resize.bicubic_degrade`), the degradation the benchmarks use.  It is
   kept in floating point, neither clamped to [0, 1] nor rounded to 8 bits: that is how the
-  published bicubic rows were computed (rounding it to 8 bits lowers Set14's bicubic PSNR by
-  0.014 dB at x2 and x4).
+  published bicubic rows were computed (clamping and rounding it to 8 bits lowers Set14's
+  bicubic PSNR by 0.013-0.016 dB).
 - Training (:class:`SRPatches`): random HR patches of ``patch_size`` HR pixels (a multiple of the
   scale), each in one of the 8 orientations that flips and 90-degree rotations give, paired with
   its LR patch.  The LR patch is the matching crop of the whole image's LR image, computed from
