@@ -233,6 +233,11 @@ class SRPatches(Dataset):
         image = self._cache.get(number, lambda: read_pixels(self.files[number], self.channels))
         s, p = self.scale, self.patch_size // self.scale  # p: the patch side in LR pixels
         lr_height, lr_width = image.shape[1] // s, image.shape[2] // s
+        if min(lr_height, lr_width) < p:  # its header said otherwise
+            raise UsageError(
+                f"{self.files[number]}: the image is {image.shape[1]}x{image.shape[2]}, smaller than the "
+                f"{self.patch_size}x{self.patch_size} training patches"
+            )
         top, left = (int(torch.randint(0, n - p + 1, ())) for n in (lr_height, lr_width))
         lr, hr = degrade_crop(image, s, top, left, p)
         if self.augment:
