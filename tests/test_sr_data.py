@@ -182,11 +182,11 @@ def test_patch_size_must_fit_every_image_and_the_scale(tmp_path):
         UsageError, match=r"patch size \(10 HR pixels\) must be a multiple of the scale \(4\), e.g. 8"
     ):
         SRPatches(files, 4, 10)
-    with pytest.raises(UsageError, match="the patch size must be a positive integer"):
+    with pytest.raises(UsageError, match="the patch size must be an integer of at least 1, not 0"):
         SRPatches(files, 2, 0)
-    with pytest.raises(UsageError, match="scale must be a positive integer"):
+    with pytest.raises(UsageError, match="scale must be an integer of at least 1, not 1.5"):
         SRPatches(files, 1.5, 8)
-    with pytest.raises(UsageError, match="patches per image must be a positive integer"):
+    with pytest.raises(UsageError, match="patches per image must be an integer of at least 1, not 0"):
         SRPatches(files, 2, 8, patches_per_image=0)
 
 

@@ -147,9 +147,10 @@ def split_folder(root: Path) -> tuple[list[Path], list[Path]]:
     return train, test
 
 
-def _positive(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{what} must be a positive integer, not {value!r}")
+def whole_number(value, what: str, least: int = 1) -> int:
+    """``value`` when it is an integer of at least ``least``; else a usage error naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UsageError(f"{what} must be an integer of at least {least}, not {value!r}")
     return value
 
 
@@ -202,9 +203,9 @@ class SRPatches(Dataset):
         augment: bool = True,
         cache_bytes: int = CACHE_BYTES,
     ):
-        self.scale = _positive(scale, "the super-resolution scale")
-        _positive(patches_per_image, "patches per image")
-        if _positive(patch_size, "the patch size") % scale:
+        self.scale = whole_number(scale, "the super-resolution scale")
+        whole_number(patches_per_image, "patches per image")
+        if whole_number(patch_size, "the patch size") % scale:
             raise UsageError(
                 f"the patch size ({patch_size} HR pixels) must be a multiple of the scale ({scale}), "
                 f"e.g. {patch_size - patch_size % scale or scale}"
@@ -273,7 +274,7 @@ class SRImages(Dataset):
         channels: int | None = 3,
         dtype: torch.dtype = torch.float32,
     ):
-        self.scale = _positive(scale, "the super-resolution scale")
+        self.scale = whole_number(scale, "the super-resolution scale")
         self.files = list(files)
         self.channels = channels
         self.dtype = dtype

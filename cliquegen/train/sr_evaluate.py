@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..data.resize import bicubic_degrade, imresize
-from ..data.sr import SRImages, image_files, split_folder
+from ..data.sr import SRImages, image_files, split_folder, whole_number
 from ..errors import UsageError
 from .sr_metrics import SRMetrics, mean_metrics, sr_metrics, to_uint8
 
@@ -65,8 +65,7 @@ def score(sr: torch.Tensor, hr: torch.Tensor, scale: int, path: Path) -> SRMetri
 def evaluate_bicubic(data: str, scale: int) -> dict[str, Any]:
     """The bicubic baseline on the test images of ``data``: mean PSNR (Y), SSIM (Y) and PSNR
     (RGB), and each image's, as a JSON-ready dict."""
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 2:
-        raise UsageError(f"the super-resolution scale must be an integer of at least 2, not {scale!r}")
+    whole_number(scale, "the super-resolution scale", least=2)
     name, files = eval_images(data)
     images = SRImages(files, scale, channels=None, dtype=torch.float64)
     rows = []

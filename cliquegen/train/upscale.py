@@ -29,8 +29,9 @@ from torch import nn
 
 from .._io import atomic_output
 from ..data.resize import imresize
-from ..data.sr import open_image, upright_8bit
+from ..data.sr import open_image, upright_8bit, whole_number
 from ..errors import UsageError, import_extra
+from .sr_metrics import to_uint8
 
 #: Input pixels of context around each tile by default.
 OVERLAP = 32
@@ -52,12 +53,6 @@ class Bicubic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return imresize(x, float(self.scale))
-
-
-def _positive(value, what: str, least: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise UsageError(f"{what} must be an integer of at least {least}, not {value!r}")
-    return value
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -152,11 +147,11 @@ def _tiled(model, image, scale, tile, overlap, multiple, sink: Sink, on_tile) ->
         raise UsageError("upscale: expected a float (C, H, W) image tensor")
     if min(image.shape) == 0:
         raise UsageError(f"upscale: the image is empty ({'x'.join(map(str, image.shape))})")
-    _positive(scale, "the scale")
-    multiple = _positive(multiple, "the size multiple")
+    whole_number(scale, "the scale")
+    multiple = whole_number(multiple, "the size multiple")
     if tile is not None:
-        tile = _round_up(_positive(tile, "the tile size"), multiple)
-    overlap = _round_up(_positive(overlap, "the overlap", least=0), multiple)
+        tile = _round_up(whole_number(tile, "the tile size"), multiple)
+    overlap = _round_up(whole_number(overlap, "the overlap", least=0), multiple)
     height, width = image.shape[1:]
     pad_h, pad_w = _round_up(height, multiple) - height, _round_up(width, multiple) - width
     if pad_h or pad_w:
@@ -176,11 +171,6 @@ def _tiled(model, image, scale, tile, overlap, multiple, sink: Sink, on_tile) ->
         model.train(training)
 
 
-def quantize(pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels in [0, 1] as 8-bit levels: clamped, times 255, halves rounded up."""
-    return torch.floor(pixels.float().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8)
-
-
 def _into(out: np.ndarray, channels: slice) -> Sink:
     """A sink writing tiles as 8-bit levels into ``out[:, :, channels]`` (H, W, C uint8)."""
 
@@ -189,7 +179,7 @@ def _into(out: np.ndarray, channels: slice) -> Sink:
     def write(rows: slice, columns: slice, pixels: torch.Tensor) -> None:
         if pixels.shape[0] != want:
             raise UsageError(f"the model gives {pixels.shape[0]}-channel images, not {want}-channel ones")
-        out[rows, columns, channels] = quantize(pixels).permute(1, 2, 0).cpu().numpy()
+        out[rows, columns, channels] = to_uint8(pixels)
 
     return write
 
