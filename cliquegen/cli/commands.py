@@ -15,12 +15,13 @@ from rich.table import Table
 
 from ..compiler.lower import compile_spec
 from ..compiler.summary import Summary, summarize
-from ..errors import SpecError, printable
+from ..errors import SpecError, UsageError, printable
 from ..spec.limits import check_limits
 from ..spec.loader import load_spec, spec_files
 from ..spec.model import Spec
 from ..spec.schema import spec_schema
 from ..spec.shipped import family, resolve_spec, shipped_specs
+from ..train.sr_evaluate import evaluate_bicubic, format_scores
 
 EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
@@ -169,6 +170,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..train.evaluate import evaluate
 
+    if args.baseline is not None or args.scale is not None:
+        return _eval_baseline(args)
+    if args.spec is None or args.weights is None:
+        raise UsageError("eval needs SPEC and --weights, or --baseline bicubic --scale S")
     _checked_spec(args.spec)
     result = evaluate(
         args.spec, args.weights, args.data, batch_size=args.batch_size, workers=args.workers,
@@ -180,6 +185,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         stdout.print(
             f"{result['spec']} on {result['data']} ({result['images']:,} test images): "
             f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  loss {result['loss']:.4f}"
+        )
+    return EXIT_OK
+
+
+def _eval_baseline(args: argparse.Namespace) -> int:
+    """``eval --baseline bicubic --scale S --data folder:DIR``: super-resolution without a model."""
+    if args.baseline is None:
+        raise UsageError("--scale goes with --baseline bicubic (a model's scale comes from its spec)")
+    if args.spec is not None or args.weights is not None:
+        raise UsageError("--baseline evaluates bicubic alone: leave out SPEC and --weights")
+    if args.scale is None:
+        raise UsageError("--baseline bicubic needs --scale S, the upscaling factor")
+    result = evaluate_bicubic(args.data, args.scale)
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        stdout.print(
+            f"bicubic x{result['scale']} on {result['data']} ({result['images']} images): "
+            + format_scores(result),
+            markup=False,
         )
     return EXIT_OK
 
