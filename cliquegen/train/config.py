@@ -131,7 +131,7 @@ def identity_changes(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> 
             if isinstance(old, str)
             else "no record of which spec file it trained (an older cliquegen wrote it)"
         )
-    settings = [f"{key}={recorded.get(key)!r}" for key in changed if key != "spec_sha256"]
+    settings = [f"{key}={_short(recorded.get(key))}" for key in changed if key != "spec_sha256"]
     if settings:
         parts.append(", ".join(settings))
     return "; ".join(parts)
@@ -206,3 +206,8 @@ def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> No
     ):
         if value not in choices:
             raise UsageError(f"unknown --{name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:60]}..."
