@@ -545,3 +545,13 @@ def test_tensorboard_as_a_file(spec, tmp_path, capsys):
     (out / "tensorboard").write_text("x")
     code, _, err = run_cli(capsys, "train", spec, *OPTIONS, "--epochs", "1", "--out", out, "--tensorboard")
     assert code == 2 and "tensorboard is a file, not a folder" in one_line(err)
+
+
+def test_plot_labels_are_text_not_mathtext(interrupted, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    folder = copy_run(interrupted, tmp_path / "a$\\frac$")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "spec": "x$\\frac$"}))
+    other = copy_run(folder, tmp_path / "b")  # two runs with one label: the folders tell them apart
+    code, _, err = run_cli(capsys, "plot", folder, other, "-o", tmp_path / "curves.png")
+    assert code == 0 and "Traceback" not in err
