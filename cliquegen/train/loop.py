@@ -188,7 +188,7 @@ def _train(config: TrainConfig, ctx: Context, console: Console, held: contextlib
         held.callback(run.writer.close)
     epochs = run.settings["epochs"]
     end = epochs if config.stop_after is None else min(epochs, config.stop_after)
-    _announce(run, len(loader), end)
+    _announce(run, end)
     started = time.perf_counter()
     for epoch in range(run.start, end):
         tic = time.perf_counter()
@@ -341,7 +341,7 @@ def _wrap(run: _Run) -> nn.Module:
     return net
 
 
-def _announce(run: _Run, steps: int, end: int) -> None:
+def _announce(run: _Run, end: int) -> None:
     ctx, settings = run.ctx, run.settings
     if ctx.main and run.start < end:
         say(
