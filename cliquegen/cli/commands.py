@@ -26,9 +26,19 @@ from ..train.sr_evaluate import evaluate_bicubic, format_scores
 EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
 # Tables keep their full width when printed to a file or a pipe (rich assumes 80 columns there).
+# What is printed holds user text (paths, names): no rich markup or emoji codes are read in it.
 stdout = Console(
-    highlight=False, soft_wrap=True, width=None if sys.stdout is not None and sys.stdout.isatty() else 160
+    highlight=False,
+    markup=False,
+    emoji=False,
+    soft_wrap=True,
+    width=None if sys.stdout is not None and sys.stdout.isatty() else 160,
 )
+
+
+def _say(text: str) -> None:
+    """Print a line of user text (paths, names) as it is, control characters escaped."""
+    stdout.print(printable(text, keep_newlines=True))
 
 
 def _millions(n: int) -> str:
@@ -67,7 +77,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except SpecError as error:
             diagnostics += error.diagnostics
         else:
-            stdout.print(f"{printable(path)}: ok ({spec.name})", markup=False)
+            _say(f"{path}: ok ({spec.name})")
     if diagnostics:
         raise SpecError(diagnostics)
     return EXIT_OK
@@ -137,7 +147,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise SpecError(diagnostics)
     for path, compiled in build_files(args.specs, args.output, force=args.force):
         summary = summarize(compiled)
-        stdout.print(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
+        _say(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
     return EXIT_OK
 
 
@@ -154,7 +164,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         sys.stdout.write(data)
         return EXIT_OK
     atomic_write(args.output, data)
-    stdout.print(f"wrote {args.output} ({args.view} view, {fmt})")
+    _say(f"wrote {args.output} ({args.view} view, {fmt})")
     return EXIT_OK
 
 
@@ -182,7 +192,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        stdout.print(
+        _say(
             f"{result['spec']} on {result['data']} ({result['images']:,} test images): "
             f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  loss {result['loss']:.4f}"
         )
@@ -219,7 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_OK
     for result in results:
         ranked = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in result["top"])
-        stdout.print(f"{result['image']}: {ranked}", markup=False)
+        _say(f"{result['image']}: {ranked}")
     return EXIT_OK
 
 
@@ -235,7 +245,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from ..train.sweep import plot_runs
 
-    stdout.print(f"wrote {plot_runs(args.runs, args.output)}")
+    _say(f"wrote {plot_runs(args.runs, args.output)}")
     return EXIT_OK
 
 
@@ -262,7 +272,7 @@ def _report_analysis(numbers: dict, path: Path | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(numbers, indent=2))
     if path is not None:  # to stderr when stdout carries JSON
-        print(f"wrote {path}", file=sys.stderr if as_json else sys.stdout)
+        print(printable(f"wrote {path}"), file=sys.stderr if as_json else sys.stdout)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -270,7 +280,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     _checked_spec(args.spec)
     path = export_model(args.spec, args.format, args.output, weights=args.weights)
-    stdout.print(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
+    _say(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
     if args.format in NOTES:
         print(NOTES[args.format], file=sys.stderr)
     return EXIT_OK
@@ -288,7 +298,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
     notes = [f"ignored the unused {key}" for key in conversion.ignored]
     if conversion.filled:
         notes.append(f"set {len(conversion.filled)} missing num_batches_tracked to 0")
-    stdout.print(
+    _say(
         f"wrote {args.output}: {len(conversion.state_dict)} tensors for {spec.name}"
         + "".join(f"\n  {note}" for note in notes)
     )
@@ -302,7 +312,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     spec = _checked_spec(args.spec)
     checkpoint = EXPORTERS[args.to](load_weights_file(args.source), spec)
     save_weights_file(checkpoint, args.output)
-    stdout.print(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
+    _say(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
     return EXIT_OK
 
 

@@ -53,8 +53,11 @@ def new_figure(width: float, height: float) -> Figure:
         return Figure(figsize=(width, height), layout="constrained")
 
 
-def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
-    """Write ``figure`` atomically in the format its suffix names; return the path written."""
+def save_figure(
+    figure: Figure, path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+) -> Path:
+    """Write ``figure`` atomically in the format its suffix names; return the path written
+    (refused outside ``root`` when one is given, as :func:`~cliquegen._io.atomic_write`)."""
     import matplotlib
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
@@ -66,7 +69,7 @@ def save_figure(figure: Figure, path: str | os.PathLike[str]) -> Path:
             figure.draw_without_rendering()
             figure.set_layout_engine("none")
         figure.savefig(buffer, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
-    return atomic_write(path, buffer.getvalue())
+    return atomic_write(path, buffer.getvalue(), root=root)
 
 
 # --- weight strengths ---------------------------------------------------------------------------

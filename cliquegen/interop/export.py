@@ -9,6 +9,7 @@ graph.  The batch dimension stays dynamic in ONNX and torch.export programs.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -127,13 +128,17 @@ def export_model(
             program = torch.export.export(model, example, dynamic_shapes=_dynamic_batch())
             # inference IR: eval-mode dropout (an identity) disappears from the graph
             program = program.run_decompositions({})
-            torch.export.save(program, tmp, extra_files={METADATA_FILE: json.dumps(metadata)})
+            archive = io.BytesIO()  # in memory: torch's file writer crashes on a full disk
+            torch.export.save(program, archive, extra_files={METADATA_FILE: json.dumps(metadata)})
+            tmp.write_bytes(archive.getbuffer())
         else:  # torchscript: deprecated by torch, still loadable with torch.jit.load
             try:
                 scripted = torch.jit.script(model)
             except Exception:  # scripting rejects some graphs that tracing handles
                 scripted = torch.jit.trace(model, example)
-            scripted.save(str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
+            archive = io.BytesIO()
+            torch.jit.save(scripted, archive, _extra_files={METADATA_FILE: json.dumps(metadata)})
+            tmp.write_bytes(archive.getbuffer())
     return output
 
 
