@@ -22,7 +22,6 @@ import torch.distributed as dist
 from rich.console import Console
 
 from .._io import atomic_write, confined
-from ..checkpoint.info import model_info
 from ..compiler.lower import compile_spec
 from ..compiler.summary import summarize
 from ..draw.figure import figure_format, require_matplotlib, save_figure
@@ -92,7 +91,7 @@ def check(config: SweepConfig) -> list[tuple[str, Spec]]:
 def wanted_identity(config: TrainConfig, spec: Spec, world_size: int = 1) -> dict[str, Any]:
     """The identity (:func:`~cliquegen.train.config.run_identity`) of the run ``config``
     describes: what its folder must hold to be skipped as finished or resumed."""
-    sha = model_info(config.spec, spec).spec_sha256
+    sha = spec.provenance.sha256
     return run_identity(sha, resolve_settings(config, spec.name, world_size))
 
 
