@@ -21,7 +21,8 @@ from test_lowering import randomize_batchnorm
 import cliquegen
 from cliquegen import build_fx, compile_spec, generate_source, load_spec
 from cliquegen.cli.main import main
-from cliquegen.emit.source import LINE_LENGTH, build_source_model, exec_source
+from cliquegen.emit.pytext import LINE_LENGTH
+from cliquegen.emit.source import build_source_model, exec_source
 from cliquegen.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parent.parent

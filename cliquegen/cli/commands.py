@@ -124,7 +124,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ..emit.source import build_files
+    from ..emit.build import build_files
 
     diagnostics = []  # every spec's problems, including its size, before anything is written
     for path in args.specs:
