@@ -21,6 +21,7 @@ from test_lowering import randomize_batchnorm
 import cliquegen
 from cliquegen import build_fx, compile_spec, generate_source, load_spec
 from cliquegen.cli.main import main
+from cliquegen.compiler.naming import class_name
 from cliquegen.emit.pytext import LINE_LENGTH
 from cliquegen.emit.source import build_source_model, exec_source
 from cliquegen.spec.model import Spec
@@ -106,12 +107,67 @@ def test_random_spec_source_equals_fx(spec: Spec) -> None:
 
 def test_create_model_emits_source_with_the_model_helpers() -> None:
     model = cliquegen.create_model("cliquenet-k36-t12", emit="source", num_classes=7)
-    assert type(model).__name__ == "CliquenetK36T12"
+    assert type(model).__name__ == "CliqueNetK36T12"
     assert model.num_features == 784
     model.reset_classifier(3)
     assert model.classifier.out_features == 3 and not model.classifier.bias.any()
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cliquenet-k36-t12", "CliqueNetK36T12"),
+        ("densenet-121", "DenseNet121"),
+        ("densenet121", "DenseNet121"),
+        ("densenet-bc-k12-t96", "DenseNetBcK12T96"),
+        ("my-net2", "MyNet2"),
+        ("net--b", "NetB"),
+    ],
+)
+def test_class_names_are_camel_case_with_the_families_as_their_papers_write_them(
+    name: str, expected: str
+) -> None:
+    spec = Spec.model_validate({"name": name, "num_classes": 2, "blocks": [{"layers": 2, "channels": 2}]})
+    assert class_name(spec) == expected
+
+
+def test_the_class_docstring_says_what_the_network_is() -> None:
+    densenet = ast.parse((GENERATED / "densenet_121.py").read_text())
+    (model,) = (node for node in densenet.body if isinstance(node, ast.ClassDef))
+    assert model.name == "DenseNet121"
+    assert str(ast.get_docstring(model)).startswith("The DenseNet ``densenet-121``.")
+    clique = ast.parse((GENERATED / "cliquenet_k36_t12.py").read_text())
+    (model,) = (node for node in clique.body if isinstance(node, ast.ClassDef))
+    assert str(ast.get_docstring(model)).startswith("The CliqueNet ``cliquenet-k36-t12``.")
+
+
+def test_a_transition_drops_out_at_the_rate_of_the_block_before_it_as_the_fx_model_does() -> None:
+    spec = Spec.model_validate(
+        {
+            "name": "rates",
+            "input": {"channels": 3, "height": 8, "width": 8},
+            "num_classes": 2,
+            "stem": {"channels": 4},
+            "blocks": [
+                {"layers": 2, "channels": 3, "dropout": 0.0},
+                {"layers": 2, "channels": 3, "dropout": 0.5},
+                {"layers": 2, "channels": 3, "dropout": 0.1},
+            ],
+            "head": {"compression": True},
+        }
+    )
+    text = generate_source(spec)
+    assert "t1_drop" not in text  # block 1 has no dropout, so neither has transition 1
+    assert "t2_drop = self.block2.dropout(t2_conv)  # (B, 6, 4, 4), at block 2's rate" in text
+    head = "h3_compress_drop = self.block3.dropout(h3_compress_conv)  # (B, 6, 2, 2), at block 3's rate"
+    assert head in text
+    assert "dropout at the rate of the block before," in text
+    fx = build_fx(spec)
+    source = exec_source(text, "rates").Model()
+    source.load_state_dict(fx.state_dict())
+    assert_same_outputs(fx, source, torch.randn(4, 3, 8, 8), training=True)
 
 
 def test_each_block_runs_in_a_method_that_returns_only_what_later_code_reads() -> None:
@@ -238,22 +294,22 @@ def test_a_module_reads_like_the_equations() -> None:
         *("b1_x3_s2", "=", "update([b1_x1_s2,", "b1_x2_s2,", "b1_x4_s1],"),
         *("[block.w1_3,", "block.w2_3,", "block.w4_3],", "block.bn3_s2)"),
     ]
-    assert "Model = CliquenetK36T12" in lines
+    assert "Model = CliqueNetK36T12" in lines
 
 
 def test_a_module_reads_model_first_with_the_runtime_after_it() -> None:
     text = (GENERATED / "cliquenet_k36_t12.py").read_text()
     tree = ast.parse(text)
     top = [node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))]
-    assert top[0] == "CliquenetK36T12"  # the class before every runtime function
+    assert top[0] == "CliqueNetK36T12"  # the class before every runtime function
     assert top[1:3] == ["shared_weight", "conv2d"]
     assert top[-2:] == ["can_fold", "folded_bn_relu"]  # the inference fast path last
-    assert text.index("class CliquenetK36T12") < text.index("# --- Runtime") < text.index("def clique_update")
+    assert text.index("class CliqueNetK36T12") < text.index("# --- Runtime") < text.index("def clique_update")
     init = text[text.index("def __init__") : text.index("def forward_stem")]
     tf = 'init="truncated-normal-fan-in"'  # the spec states the authors' TF settings
     w12 = f"self.block1.w1_2 = shared_weight((36, 36, 3, 3), {tf})  # W12"
     w21 = f"self.block1.w2_1 = shared_weight((36, 36, 3, 3), {tf})  # W21"
-    bn_x1_s2 = "self.block1.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)"
+    bn_x1_s2 = "self.block1.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs"
     stage1, stage2 = init.index("# Stage I: X1(1) to X4(1)"), init.index("# Stage II: X1(2) to X4(2)")
     assert stage1 < init.index(w12) < stage2
     assert stage2 < init.index(w21)
@@ -327,7 +383,7 @@ def test_a_generated_module_runs_without_cliquegen(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "CliquenetK36T12 (2, 10)"
+    assert result.stdout.strip() == "CliqueNetK36T12 (2, 10)"
 
 
 HOSTILE = (

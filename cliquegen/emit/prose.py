@@ -54,10 +54,14 @@ def describe_refs(block: BlockConfig, refs: tuple[str | int, ...]) -> str:
     return " + ".join("X0" if ref == "x0" else stage_values(block, ref) for ref in refs)
 
 
+def is_densenet(spec: Spec) -> bool:
+    """A DenseNet is clique blocks run for Stage I only, read by a head on the last block."""
+    return spec.head.kind == "last" and all(block.stages == 1 for block in spec.resolved_blocks())
+
+
 def network_kind(spec: Spec) -> list[str]:
-    """The header's first lines: what the network is.  A DenseNet is clique blocks run for
-    Stage I only, read by a head on the last block."""
-    if spec.head.kind == "last" and all(block.stages == 1 for block in spec.resolved_blocks()):
+    """The header's first lines: what the network is."""
+    if is_densenet(spec):
         return [
             f"{spec.name}: a DenseNet (Huang et al., CVPR 2017) in plain PyTorch.",
             "Its dense blocks are clique blocks (CliqueNet, Yang et al., CVPR 2018) run for Stage I only.",
@@ -65,10 +69,15 @@ def network_kind(spec: Spec) -> list[str]:
     return [f"{spec.name}: a clique network (CliqueNet, Yang et al., CVPR 2018) in plain PyTorch."]
 
 
+def class_summary(spec: Spec) -> str:
+    """The first line of the model class's docstring: ``The DenseNet ``densenet-121``.``"""
+    return f"The {'DenseNet' if is_densenet(spec) else 'CliqueNet'} ``{spec.name}``."
+
+
 def architecture(compiled: Compiled, params: int, flops: int, num_features: int) -> list[str]:
     """Docstring lines stating the network: input, stem, blocks, transitions, head."""
     spec = compiled.spec
-    blocks: list[dict] = graph_blocks(compiled.graph)
+    blocks = graph_blocks(compiled.graph)
     c, h, w = spec.input.channels, spec.input.height, spec.input.width
     lines = [
         f"Input (B, {c}, {h}, {w}), {spec.num_classes} classes; {params:,} parameters,"
@@ -95,12 +104,16 @@ def architecture(compiled: Compiled, params: int, flops: int, num_features: int)
         ratio = spec.transition.compression
         kept = f" keeping floor({ratio} C) channels" if ratio != 1 else ""
         attention = " squeeze-and-excitation attention," if spec.transition.attention else ""
-        lines.append(f"Transitions: BN, ReLU, 1x1 conv{kept},{attention} 2x2 average pool.")
+        dropout = (
+            " dropout at the rate of the block before," if any(i.config.dropout for i in blocks[:-1]) else ""
+        )
+        lines.append(f"Transitions: BN, ReLU, 1x1 conv{kept},{dropout}{attention} 2x2 average pool.")
     if spec.head.kind == "last":
         lines.append("Head: the last block's feature, BN, ReLU, global average pool;")
         lines.append(f"{INDENT}({num_features} features) -> linear.")
     else:
-        compression = " compressed to half (BN, ReLU, 1x1 conv)," if spec.head.compression else ""
+        dropout = ", dropout at its block's rate" if any(info.config.dropout for info in blocks) else ""
+        compression = f" compressed to half (BN, ReLU, 1x1 conv{dropout})," if spec.head.compression else ""
         lines.append(f"Head: each block feature{compression} BN, ReLU, global average pool;")
         lines.append(f"{INDENT}concatenated ({num_features} features) -> linear.")
     wrapped = []

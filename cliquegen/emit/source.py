@@ -48,7 +48,7 @@ from ..compiler.summary import summarize
 from ..spec.loader import load_spec
 from ..spec.model import BlockConfig, Spec
 from . import _runtime
-from .prose import architecture, describe_block, network_kind
+from .prose import architecture, class_summary, describe_block, network_kind
 from .pytext import (
     BODY_WIDTH,
     INDENT,
@@ -191,14 +191,14 @@ class SourceWriter:
 
     def update_modules(self) -> dict[str, tuple[int, str]]:
         """Each module of a clique update (but the shared dropout): the stage that first uses
-        it and what it is (``W12``, ``BN of X2(1)``, ``bottleneck of X2``)."""
+        it and what it is (``W12``, ``BN of X2(1)'s inputs``, ``bottleneck of X2``)."""
         roles: dict[str, tuple[int, str]] = {}
         for op in self.program.ops:
             if op.kind != "update":
                 continue
             _, j, stage = op.attrs["node"]
             x = node_label(j, stage)
-            named = {op.attrs["bn"]: f"BN of {x}"}
+            named = {op.attrs["bn"]: f"BN of {x}'s inputs"}  # it normalises their concatenation
             named |= {
                 path: weight_label(self.layer(value), j)
                 for value, path in zip(op.inputs, op.attrs["weights"], strict=True)
@@ -454,10 +454,19 @@ class SourceWriter:
         if op.kind == "update":
             return wrap_comment(op.comment or op.name) + lines
         if op.shape:
-            comment = f"  # (B, {', '.join(map(str, op.shape))})"
+            comment = f"  # (B, {', '.join(map(str, op.shape))}){self.borrowed(op)}"
             if len(lines) == 1 and len(lines[0] + comment) <= BODY_WIDTH:
                 lines[0] += comment
         return lines
+
+    def borrowed(self, op: Op) -> str:
+        """``, at block 1's rate`` for a transition's or head's dropout: the module is its block's."""
+        if op.kind != "call" or self.program.modules[op.attrs["module"]].kind != "dropout":
+            return ""
+        owner = op.attrs["module"].split(".")[0]
+        if owner == op.part or not (owner.startswith("block") and owner[5:].isdigit()):
+            return ""
+        return f", at block {owner[5:]}'s rate"
 
     def assign(self, op: Op, expression: str) -> str:
         return f"{ident(op.name)} = {expression}"
@@ -575,7 +584,7 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
         "Needs only torch; ``Model()`` builds the network with fresh weights.",
         "The model class comes first; the runtime functions it calls follow it.",
     ]
-    doc = [f"The clique network ``{spec.name}``.", ""]
+    doc = [class_summary(spec), ""]
     if spec.description:
         doc += doc_paragraph(spec.description, INDENT) + [""]
     doc += architecture(compiled, summary.params, summary.flops, num_features)
