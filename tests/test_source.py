@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -22,8 +23,9 @@ import cliquegen
 from cliquegen import build_fx, compile_spec, generate_source, load_spec
 from cliquegen.cli.main import main
 from cliquegen.compiler.naming import class_name
+from cliquegen.emit import rolled
+from cliquegen.emit.build import build_source_model, exec_source
 from cliquegen.emit.pytext import LINE_LENGTH
-from cliquegen.emit.source import build_source_model, exec_source
 from cliquegen.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +107,128 @@ def test_random_spec_source_equals_fx(spec: Spec) -> None:
     assert source.num_features == fx.num_features == features.shape[1]
 
 
+@settings(max_examples=25)
+@given(specs())
+def test_random_spec_source_equals_fx_with_every_block_run_by_a_clique_block(spec: Spec) -> None:
+    with patch.object(rolled, "ROLL_FROM", 1):
+        text = generate_source(spec)
+    assert text.count(" = CliqueBlock(") == len(spec.blocks)
+    assert "update(" not in text.split("# --- Runtime")[0]  # no update written out
+    torch.manual_seed(0)
+    fx = build_fx(spec)
+    torch.manual_seed(0)
+    source = exec_source(text, spec.module_name).Model()
+    assert_same_model(fx, source)  # the same keys in the same order, the same initial weights
+    randomize_batchnorm(fx, torch.Generator().manual_seed(1))
+    source.load_state_dict(fx.state_dict())
+    x = torch.randn(2, spec.input.channels, spec.input.height, spec.input.width)
+    for training in (False, True):
+        assert_same_outputs(fx, source, x, training)
+
+
+ROLLED = {  # a block past ROLL_FROM with every option its CliqueBlock takes
+    "name": "rolled-net",
+    "input": {"channels": 3, "height": 8, "width": 8},
+    "num_classes": 3,
+    "stem": {"channels": 5},
+    "memory_efficient": True,
+    "norm": {"eps": 0.001, "momentum": 0.2},
+    "init": {"conv": "truncated-normal-fan-in"},
+    "blocks": [
+        {
+            "layers": 13,
+            "channels": 3,
+            "bottleneck": True,
+            "bottleneck_width": 2,
+            "share_weights": False,
+            "dropout": 0.2,
+            "schedule": {"stages": 3, "partial": 5, "order": [3, 1, 2, *range(4, 14)]},
+            "feature": ["x0", 3],
+            "transit": [1, 3],
+        },
+        {"layers": 2, "channels": 4, "dropout": 0.1},
+    ],
+    "head": {"compression": True},
+}
+
+
+def test_a_rolled_block_trains_as_the_fx_model_does() -> None:
+    """Checkpointed updates, dropout, a widened bottleneck, per-stage weights, a partial last
+    stage and an update order: the same losses, gradients and BatchNorm statistics."""
+    spec = Spec.model_validate(ROLLED)
+    text = generate_source(spec)
+    assert text.count(" = CliqueBlock(") == 1  # block 2 (2 layers) stays written out
+    assert not ruff_problems(text)
+    torch.manual_seed(0)
+    plain = build_fx(Spec.model_validate({**ROLLED, "memory_efficient": False}))
+    torch.manual_seed(0)
+    fx = build_fx(spec)  # its state_dict lists the modules as its checkpointed calls read them
+    torch.manual_seed(0)
+    source = exec_source(text, spec.module_name).Model()
+    assert_same_model(plain, source)
+    assert {"block1.w0_3_s1", "block1.bottleneck3_s2.weight"} <= set(source.state_dict())
+    x = torch.randn(4, 3, 8, 8)
+    for model in (fx, source):
+        model.train()
+        torch.manual_seed(3)  # the same dropout masks
+        model(x).square().sum().backward()
+    expected, got = fx.state_dict(), source.state_dict()
+    assert sorted(expected) == sorted(got)
+    for key in expected:  # the running statistics
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    parameters = dict(source.named_parameters())
+    for name, parameter in fx.named_parameters():
+        torch.testing.assert_close(parameters[name].grad, parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_clique_block_compiles_as_one_graph_and_exports() -> None:
+    spec = Spec.model_validate(
+        {
+            "name": "tiny-rolled",
+            "input": {"channels": 3, "height": 8, "width": 8},
+            "num_classes": 3,
+            "stem": {"channels": 4},
+            "memory_efficient": True,
+            "defaults": {"bottleneck": True, "dropout": 0.1},
+            "blocks": [{"layers": 3, "channels": 3}, {"layers": 2, "channels": 4}],
+        }
+    )
+    with patch.object(rolled, "ROLL_FROM", 1):
+        model = build_source_model(spec)
+    x = torch.randn(2, 3, 8, 8)
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        compiled(x).sum().backward()  # checkpointed updates, dropout
+        assert all(p.grad is not None for p in model.parameters())
+        model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+            exported = torch.export.export(model, (x,))
+            torch.testing.assert_close(exported.module()(x), model(x), rtol=1e-5, atol=1e-5)
+    finally:
+        torch._dynamo.reset()
+
+
+def test_a_large_block_is_a_schedule_table_that_shows_each_update() -> None:
+    text = (GENERATED / "densenet_121.py").read_text()
+    lines = text.splitlines()
+    assert len(lines) < 800
+    assert text.count("shared_weight((") == 21  # block 1 (6 layers) written out; the rest in CliqueBlocks
+    assert "        self.block3 = CliqueBlock(" in lines
+    row = "                (24, 1),  # X24(1) = g(W0,24*X0 + W1,24*X1(1) + ... + W23,24*X23(1))"
+    assert row in lines
+    assert "        after = self.block3(b3_x0, self.memory_efficient)" in lines
+    assert "        b3_transit = torch.cat([b3_x0, *after[1]], 1)  # (B, 1024, 14, 14)" in lines
+    stage_two = (GENERATED / "cliquenet_k12_t36.py").read_text().splitlines()
+    assert "                # Stage II" in stage_two
+    row = "                (3, 2),  # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1) + ... + W12,3*X12(1))"
+    assert row in stage_two
+    assert "        b1_feature = torch.cat([b1_x0, *after[2]], 1)  # (B, 208, 32, 32)" in stage_two
+    small = (GENERATED / "cliquenet_k36_t12.py").read_text()
+    assert "CliqueBlock" not in small  # blocks under ROLL_FROM layers are written out
+
+
 def test_create_model_emits_source_with_the_model_helpers() -> None:
     model = cliquegen.create_model("cliquenet-k36-t12", emit="source", num_classes=7)
     assert type(model).__name__ == "CliqueNetK36T12"
@@ -135,8 +259,8 @@ def test_class_names_are_camel_case_with_the_families_as_their_papers_write_them
 
 def test_the_class_docstring_says_what_the_network_is() -> None:
     densenet = ast.parse((GENERATED / "densenet_121.py").read_text())
-    (model,) = (node for node in densenet.body if isinstance(node, ast.ClassDef))
-    assert model.name == "DenseNet121"
+    model, block = (node for node in densenet.body if isinstance(node, ast.ClassDef))
+    assert (model.name, block.name) == ("DenseNet121", "CliqueBlock")
     assert str(ast.get_docstring(model)).startswith("The DenseNet ``densenet-121``.")
     clique = ast.parse((GENERATED / "cliquenet_k36_t12.py").read_text())
     (model,) = (node for node in clique.body if isinstance(node, ast.ClassDef))

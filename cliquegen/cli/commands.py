@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..compiler.lower import compile_spec
 from ..compiler.summary import Summary, summarize
+from ..emit.origin import load_with_origin
 from ..errors import SpecError, printable
 from ..spec.limits import check_limits
 from ..spec.loader import load_spec, spec_files
@@ -125,7 +126,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from ..emit.build import build_files
-    from ..emit.source import load_with_origin
 
     loaded, diagnostics = [], []  # every spec's problems, including its size, before anything is written
     for path in args.specs:

@@ -1,9 +1,14 @@
-"""The driver of ``cliquegen build``: generate the modules of several specs and write them together."""
+"""From specs to generated modules: their text (``generate_source``), a model built from it
+(``build_source_model``), and the files of ``cliquegen build`` written together (``build_files``)."""
 
 from __future__ import annotations
 
+import linecache
 import os
+import types
 from pathlib import Path
+
+from torch import nn
 
 from .._io import atomic_write_all, made_folder
 from .._version import __version__
@@ -11,15 +16,45 @@ from ..compiler.ir import sanitize_identifier
 from ..compiler.lower import Compiled, compile_spec
 from ..errors import UsageError
 from ..spec.model import Spec
+from .origin import SpecOrigin, load_with_origin
 from .pytext import ident
-from .source import GENERATED_MARKER, SpecOrigin, render_source
+from .source import GENERATED_MARKER, render_source
+
+
+def generate_source(spec: Spec | str | os.PathLike[str], *, path: str | None = None) -> str:
+    """The spec's model as standalone Python source (a module that imports only torch).
+
+    ``spec`` is a :class:`Spec`, or a spec file or YAML text as for ``load_spec``.  The
+    header names the file as given (``path`` overrides it; ``<string>`` for text) and its
+    sha256; a Spec object does not remember its text, so there the sha256 is of its
+    canonical JSON.
+    """
+    if isinstance(spec, Spec):
+        origin = SpecOrigin.of_spec(spec, "<string>" if path is None else path)
+    else:
+        spec, origin = load_with_origin(spec, path=path)
+    return render_source(compile_spec(spec), origin, __version__)
+
+
+def exec_source(text: str, module_name: str) -> types.ModuleType:
+    """Run generated text as a fresh module (not put in ``sys.modules``); tracebacks show it."""
+    filename = f"<cliquegen generated {module_name}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
+    module = types.ModuleType(module_name)
+    exec(compile(text, filename, "exec"), module.__dict__)  # noqa: S102 (text we generated)
+    return module
+
+
+def build_source_model(spec: Spec) -> nn.Module:
+    """A freshly initialised instance of the generated module's ``Model``."""
+    return exec_source(generate_source(spec), spec.module_name).Model()
 
 
 def build_files(
     specs: list[tuple[Spec, SpecOrigin]], out_dir: str | os.PathLike[str], *, force: bool = False
 ) -> list[tuple[Path, Compiled]]:
     """Write ``out_dir/<module>.py`` for every loaded spec (with where it came from, for the
-    header; :func:`~cliquegen.emit.source.load_with_origin`); return the paths and compiled specs.
+    header; :func:`~cliquegen.emit.origin.load_with_origin`); return the paths and compiled specs.
 
     All or nothing: every module is generated before anything is written, and the files are
     written together (:func:`~cliquegen._io.atomic_write_all`), so one target that cannot be

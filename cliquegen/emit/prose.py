@@ -7,7 +7,19 @@ from ..compiler.ir import graph_blocks
 from ..compiler.lower import Compiled
 from ..compiler.naming import roman
 from ..spec.model import BlockConfig, Spec
-from .pytext import INDENT, LINE_LENGTH, wrap_text
+from .origin import SpecOrigin
+from .pytext import INDENT, LINE_LENGTH, doc_paragraph, wrap_text
+
+
+def part_title(blocks: list[BlockConfig], part: str) -> str:
+    """``Stem``, ``Block 1: 4 layers of k=36, ...``, ``Transition 1``, ``Head``."""
+    if part == "stem":
+        return "Stem"
+    if part.startswith("block") and part[5:].isdigit():
+        return f"Block {part[5:]}: {describe_block(blocks[int(part[5:]) - 1])}"
+    if part.startswith("transition") and part[10:].isdigit():
+        return f"Transition {part[10:]}"
+    return part.capitalize()
 
 
 def describe_block(block: BlockConfig) -> str:
@@ -69,9 +81,27 @@ def network_kind(spec: Spec) -> list[str]:
     return [f"{spec.name}: a clique network (CliqueNet, Yang et al., CVPR 2018) in plain PyTorch."]
 
 
-def class_summary(spec: Spec) -> str:
-    """The first line of the model class's docstring: ``The DenseNet ``densenet-121``.``"""
-    return f"The {'DenseNet' if is_densenet(spec) else 'CliqueNet'} ``{spec.name}``."
+def module_header(spec: Spec, origin: SpecOrigin, generator: str) -> list[str]:
+    """The module docstring's lines: what the network is, where it came from, how to use it."""
+    return [
+        *network_kind(spec),
+        "",
+        f"{generator}; do not edit: change the spec and build again.",
+        *doc_paragraph(f"Spec: {origin.path}", ""),
+        f"sha256 of its {origin.hashed}: {origin.sha256}",
+        "Needs only torch; ``Model()`` builds the network with fresh weights.",
+        "The model class comes first; the runtime functions it calls follow it.",
+    ]
+
+
+def class_doc(compiled: Compiled, params: int, flops: int, num_features: int) -> list[str]:
+    """The model class's docstring lines: ``The DenseNet ``densenet-121``.``, the spec's
+    description, the architecture."""
+    spec = compiled.spec
+    doc = [f"The {'DenseNet' if is_densenet(spec) else 'CliqueNet'} ``{spec.name}``.", ""]
+    if spec.description:
+        doc += doc_paragraph(spec.description, INDENT) + [""]
+    return doc + architecture(compiled, params, flops, num_features)
 
 
 def architecture(compiled: Compiled, params: int, flops: int, num_features: int) -> list[str]:

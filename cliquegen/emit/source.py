@@ -7,11 +7,10 @@ modules in declaration order with those constructors, titled by block and stage,
 and BatchNorm named in a comment, so a torch seed gives the FX model's initial weights and
 the ``state_dict`` keys are the FX model's.  The forward pass is the Program's ops, one
 statement each, named as in the Program (``b1_x3_s2``), every update under its stage
-equation.  Each of the Program's groups (the stem; a block with its transition and head)
-is a method (``forward_block1``) that returns only the values later code reads, and
-``forward_features`` calls them in order: a block's tensors are freed when its method
-returns, not when the whole forward pass does.
-
+equation; a large block is one CliqueBlock run from a schedule table (:mod:`.rolled`).
+Each of the Program's groups (the stem; a block with its transition and head) is a method
+(``forward_block1``) that returns only the values later code reads, and ``forward_features``
+calls them in order: a block's tensors are freed when its method returns.
 :class:`SourceWriter` turns ops and module declarations into statements (one method per
 kind, an explicit error for an unknown one), laid out by :mod:`.pytext`;
 ``templates/model.py.jinja2`` lays them out in the module, with the prose of :mod:`.prose`.
@@ -20,19 +19,12 @@ kind, an explicit error for an unknown one), laid out by :mod:`.pytext`;
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
-import linecache
-import os
-import types
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from torch import nn
 
-from .._version import __version__
 from ..compiler.ir import (
     Group,
     ModuleDecl,
@@ -42,13 +34,13 @@ from ..compiler.ir import (
     node_label,
     weight_label,
 )
-from ..compiler.lower import Compiled, compile_spec
+from ..compiler.lower import Compiled
 from ..compiler.naming import class_name, roman
 from ..compiler.summary import summarize
-from ..spec.loader import load_spec
-from ..spec.model import BlockConfig, Spec
+from ..spec.model import BlockConfig
 from . import _runtime
-from .prose import architecture, class_summary, describe_block, network_kind
+from .origin import SpecOrigin
+from .prose import class_doc, module_header, part_title
 from .pytext import (
     BODY_WIDTH,
     INDENT,
@@ -63,6 +55,7 @@ from .pytext import (
     text_width,
     wrap_comment,
 )
+from .rolled import rolled_blocks
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -82,6 +75,7 @@ RUNTIME_SECTIONS = {
         _runtime.checkpointed_update,
         _runtime.byte_mask_dropout,
     ),
+    "The clique block that runs a large block from its schedule table": (_runtime.CliqueBlock,),
     "The blocks forward_intermediates returns, selected as timm selects them": (_runtime.take_blocks,),
     "Inference fast path of bn_relu (the same values, no separate concatenation)": (
         _runtime.can_fold,
@@ -89,6 +83,8 @@ RUNTIME_SECTIONS = {
     ),
 }
 RUNTIME_FUNCTIONS = tuple(function for functions in RUNTIME_SECTIONS.values() for function in functions)
+#: The section a module copies only when it has a block run from a schedule table.
+ROLLED_SECTION = "The clique block that runs a large block from its schedule table"
 
 
 #: Constructor arguments always written with their names (the spec's norm and init settings).
@@ -126,19 +122,8 @@ class SourceWriter:
 
     #: Names the generated module binds itself; no Program value may take one.
     RESERVED = frozenset(
-        {
-            "self",
-            "block",
-            "update",
-            "partial",
-            "torch",
-            "F",
-            "nn",
-            "checkpoint",
-            "pre_logits",
-            "Model",
-            "maps",
-        }
+        {"self", "block", "update", "partial", "torch", "F", "nn", "checkpoint", "pre_logits", "Model"}
+        | {"maps", "after"}  # the maps forward_intermediates collects; a CliqueBlock's values by stage
         | {"indices", "norm", "stop_early", "output_fmt", "intermediates_only", "take", "last", "index"}
         | {function.__name__ for function in RUNTIME_FUNCTIONS}
     )
@@ -154,6 +139,8 @@ class SourceWriter:
         self.alias: str | None = None  # module path prefix bound to the local `block`
         self.bound: dict[str, str] = {}  # clique_update options bound in the local `update`
         self.maps: set[str] = set()  # block outputs that the method being written appends to `maps`
+        self.rolled = rolled_blocks(compiled)  # blocks emitted as a CliqueBlock, by part
+        self.rolled_values = {name: block for block in self.rolled.values() for name in block.values}
 
     # declarations
 
@@ -169,10 +156,17 @@ class SourceWriter:
             *parents, _ = path.split(".")
             top = path.split(".")[0]
             if top != section:
+                if top in self.rolled and top in made:
+                    raise AssertionError(f"the modules of {top} are not declared together")
                 section, stage = top, None
                 if lines:
                     lines.append("")
-                lines += wrap_comment(self.part_title(top), separator=", ")
+                lines += wrap_comment(part_title(self.blocks, top), separator=", ")
+                if top in self.rolled:  # one statement makes all of them
+                    made.add(top)
+                    lines += self.rolled[top].constructor(self.program, self.ref(top))
+            if top in self.rolled:
+                continue
             for depth in range(1, len(parents) + 1):
                 container = ".".join(parents[:depth])
                 if container not in made:
@@ -285,6 +279,10 @@ class SourceWriter:
             if op.part != part:
                 lines += self.part_header(op.part, ops, title=first_title or part is not None)
                 part = op.part
+            rolled = self.rolled_values.get(op.name)
+            if rolled is not None:  # one call runs all the block's updates
+                lines += rolled.call(rolled.x0) if op is rolled.updates[0] else []
+                continue
             lines += self.emit(op)
             if op.name in self.maps:
                 block = self.program.block_outputs.index(op.name) + 1
@@ -298,10 +296,10 @@ class SourceWriter:
     def part_header(self, part: str, ops: list[Op], title: bool = True) -> list[str]:
         """The part's title; in a block, ``block`` and ``update`` (clique_update with the
         options all its updates share) bound for the statements below."""
-        lines = ["", *wrap_comment(self.part_title(part), separator=", ")] if part and title else []
+        lines = ["", *wrap_comment(part_title(self.blocks, part), separator=", ")] if part and title else []
         updates = [op for op in ops if op.part == part and op.kind == "update"]
         self.alias, self.bound = None, {}
-        if updates:
+        if updates and part not in self.rolled:
             prefixes = {path.rsplit(".", 1)[0] for op in updates for path in self.program.module_inputs(op)}
             if len(prefixes) == 1:
                 (prefix,) = prefixes
@@ -367,7 +365,7 @@ class SourceWriter:
             ("self", *(f"{ident(name)}: torch.Tensor" for name in parameters), *maps),
             f") -> {returns}:",
         )
-        titles = [self.part_title(part) for part in group.parts()]
+        titles = [part_title(self.blocks, part) for part in group.parts()]
         summary = titles[0]
         if titles[1:]:
             summary += "; then " + " and ".join(title[0].lower() + title[1:] for title in titles[1:])
@@ -449,6 +447,8 @@ class SourceWriter:
         method = getattr(self, f"op_{op.kind}", None)
         if method is None:
             raise ValueError(f"source emitter: unknown op kind {op.kind!r} ({op.name})")
+        if op.kind != "cat" and any(name in self.rolled_values for name in op.inputs):
+            raise AssertionError(f"{op.name} reads a value of a CliqueBlock other than by stage")
         statement = method(op, [ident(name) for name in op.inputs])
         lines = format_call(0, statement, BODY_WIDTH) if isinstance(statement, Seq) else [statement]
         if op.kind == "update":
@@ -481,6 +481,12 @@ class SourceWriter:
         return self.assign(op, f"torch.sigmoid({x[0]})")
 
     def op_cat(self, op: Op, x: list[str]) -> Seq:
+        rolled = {self.rolled_values[name] for name in op.inputs if name in self.rolled_values}
+        if rolled:  # values of a block run by CliqueBlock: by stage, from its `after` lists
+            (block,) = rolled
+            items = block.read(tuple(x))
+            tensors: Any = items[0][1:] if len(items) == 1 else Seq("[", tuple(items), "]")
+            return Seq(f"{ident(op.name)} = torch.cat(", (tensors, "1"), ")")
         return Seq(f"{ident(op.name)} = torch.cat(", (Seq("[", tuple(x), "]"), "1"), ")")
 
     def op_max_pool(self, op: Op, x: list[str]) -> str:
@@ -523,47 +529,8 @@ class SourceWriter:
 
     # prose
 
-    def part_title(self, part: str) -> str:
-        if part == "stem":
-            return "Stem"
-        if part.startswith("block") and part[5:].isdigit():
-            block = self.blocks[int(part[5:]) - 1]
-            return f"Block {part[5:]}: {describe_block(block)}"
-        if part.startswith("transition") and part[10:].isdigit():
-            return f"Transition {part[10:]}"
-        return part.capitalize()
-
 
 # --- the module ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpecOrigin:
-    """Where a spec came from, for the header: the path as given (or ``<string>``) and a
-    sha256 of its bytes (or, for a Spec object, of its canonical JSON)."""
-
-    path: str
-    sha256: str
-    hashed: str  # what the sha256 is of
-
-    @classmethod
-    def of_bytes(cls, path: str, data: bytes, hashed: str = "file") -> SpecOrigin:
-        return cls(path, hashlib.sha256(data).hexdigest(), hashed)
-
-    @classmethod
-    def of_spec(cls, spec: Spec, path: str = "<string>") -> SpecOrigin:
-        data = spec.model_dump_json().encode()
-        return cls(path, hashlib.sha256(data).hexdigest(), "canonical JSON")
-
-
-def load_with_origin(source: str | os.PathLike[str], *, path: str | None = None) -> tuple[Spec, SpecOrigin]:
-    """``load_spec`` that also says where the spec came from (for the generated header)."""
-    spec = load_spec(source, path=path)
-    if isinstance(source, os.PathLike) or ("\n" not in source and source.lower().endswith((".yaml", ".yml"))):
-        return spec, SpecOrigin.of_bytes(
-            os.fspath(source) if path is None else path, Path(source).read_bytes()
-        )
-    return spec, SpecOrigin.of_bytes("<string>" if path is None else path, source.encode(), "text")
 
 
 def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
@@ -575,19 +542,8 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
     num_features = program.values[program.features].shape[0]
     num_classes = spec.num_classes
 
-    header = [
-        *network_kind(spec),
-        "",
-        f"{GENERATED_MARKER} {version}; do not edit: change the spec and build again.",
-        *doc_paragraph(f"Spec: {origin.path}", ""),
-        f"sha256 of its {origin.hashed}: {origin.sha256}",
-        "Needs only torch; ``Model()`` builds the network with fresh weights.",
-        "The model class comes first; the runtime functions it calls follow it.",
-    ]
-    doc = [class_summary(spec), ""]
-    if spec.description:
-        doc += doc_paragraph(spec.description, INDENT) + [""]
-    doc += architecture(compiled, summary.params, summary.flops, num_features)
+    header = module_header(spec, origin, f"{GENERATED_MARKER} {version}")
+    doc = class_doc(compiled, summary.params, summary.flops, num_features)
 
     features = writer.features_ops()
     groups = writer.feature_groups()
@@ -610,6 +566,7 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
         "runtime": [
             (title, [inspect.getsource(function).rstrip("\n") for function in functions])
             for title, functions in RUNTIME_SECTIONS.items()
+            if title != ROLLED_SECTION or writer.rolled
         ],
         "class_name": class_name(spec),
         "doc": doc,
@@ -631,6 +588,7 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
             )
         ],
         "memory_efficient": spec.memory_efficient,
+        "uses_partial": any(op.kind == "update" and op.part not in writer.rolled for op in program.ops),
         "head_lines": strip_blank(writer.body(writer.head_ops())),
         "output": program.output,
         "classifier": writer.ref(program.classifier),
@@ -639,32 +597,3 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
         "pooled": f"pooled {'multi-scale' if spec.head.kind == 'multiscale' else 'last-block'} features",
     }
     return _environment().get_template("model.py.jinja2").render(**context)
-
-
-def generate_source(spec: Spec | str | os.PathLike[str], *, path: str | None = None) -> str:
-    """The spec's model as standalone Python source (a module that imports only torch).
-
-    ``spec`` is a :class:`Spec`, or a spec file or YAML text as for ``load_spec``.  The
-    header names the file as given (``path`` overrides it; ``<string>`` for text) and its
-    sha256; a Spec object does not remember its text, so there the sha256 is of its
-    canonical JSON.
-    """
-    if isinstance(spec, Spec):
-        origin = SpecOrigin.of_spec(spec, "<string>" if path is None else path)
-    else:
-        spec, origin = load_with_origin(spec, path=path)
-    return render_source(compile_spec(spec), origin, __version__)
-
-
-def exec_source(text: str, module_name: str) -> types.ModuleType:
-    """Run generated text as a fresh module (not put in ``sys.modules``); tracebacks show it."""
-    filename = f"<cliquegen generated {module_name}>"
-    linecache.cache[filename] = (len(text), None, text.splitlines(keepends=True), filename)
-    module = types.ModuleType(module_name)
-    exec(compile(text, filename, "exec"), module.__dict__)  # noqa: S102 (text we generated)
-    return module
-
-
-def build_source_model(spec: Spec) -> nn.Module:
-    """A freshly initialised instance of the generated module's ``Model``."""
-    return exec_source(generate_source(spec), spec.module_name).Model()
