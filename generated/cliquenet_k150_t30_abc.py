@@ -42,8 +42,7 @@ class CliqueNetK150T30Abc(nn.Module):
         X0 of 750 channels; feature X0 + stage II.
     Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before,
         squeeze-and-excitation attention, 2x2 average pool.
-    Head: each block feature compressed to half (BN, ReLU, 1x1 conv, dropout at its block's rate), BN, ReLU,
-        global average pool;
+    Head: each block feature compressed to half (BN, ReLU, 1x1 conv, dropout), BN, ReLU, global average pool;
         concatenated (1907 features) -> linear.
     """
 

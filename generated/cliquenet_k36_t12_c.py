@@ -37,8 +37,7 @@ class CliqueNetK36T12C(nn.Module):
     Block 3: 4 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2;
         X0 of 144 channels; feature X0 + stage II.
     Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before, 2x2 average pool.
-    Head: each block feature compressed to half (BN, ReLU, 1x1 conv, dropout at its block's rate), BN, ReLU,
-        global average pool;
+    Head: each block feature compressed to half (BN, ReLU, 1x1 conv, dropout), BN, ReLU, global average pool;
         concatenated (392 features) -> linear.
     """
 

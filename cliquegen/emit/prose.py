@@ -142,7 +142,7 @@ def architecture(compiled: Compiled, params: int, flops: int, num_features: int)
         lines.append("Head: the last block's feature, BN, ReLU, global average pool;")
         lines.append(f"{INDENT}({num_features} features) -> linear.")
     else:
-        dropout = ", dropout at its block's rate" if any(info.config.dropout for info in blocks) else ""
+        dropout = ", dropout" if any(info.config.dropout for info in blocks) else ""  # at its block's rate
         compression = f" compressed to half (BN, ReLU, 1x1 conv{dropout})," if spec.head.compression else ""
         lines.append(f"Head: each block feature{compression} BN, ReLU, global average pool;")
         lines.append(f"{INDENT}concatenated ({num_features} features) -> linear.")
