@@ -17,7 +17,7 @@ from .checkpoint.load import load_trained, load_weights
 from .compiler.lower import Compiled, compile_spec
 from .compiler.summary import Summary, summarize
 from .draw.render import render
-from .emit.source import build_source_model, generate_source
+from .emit.build import build_source_model, generate_source
 from .errors import CliqueGenError, Diagnostic, SpecError, UsageError, WeightsError
 from .interop.timm import register_timm_model, register_when_timm_loads
 from .models import build_fx, create_model

@@ -11,8 +11,8 @@ from torch import nn
 
 from .compiler.lower import compile_spec
 from .compiler.naming import class_name
+from .emit.build import build_source_model
 from .emit.fx import CliqueNetGraphModule, emit_fx
-from .emit.source import build_source_model
 from .errors import UsageError
 from .spec.model import Spec
 from .spec.shipped import apply_overrides, resolve_spec

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..emit.source import generate_source
+from ..emit.build import generate_source
 from ..models import build_fx, create_model
 from ..spec.loader import load_spec
 from ..spec.shipped import apply_overrides, resolve_spec

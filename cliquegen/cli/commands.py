@@ -135,17 +135,20 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ..emit.source import build_files
+    from ..emit.build import build_files
 
-    diagnostics = []  # every spec's problems, including its size, before anything is written
+    loaded, diagnostics = [], []  # every spec's problems, including its size, before anything is written
     for path in args.specs:
         try:
-            check_limits(load_spec(Path(path), path=path), path=path)
+            spec = load_spec(Path(path), path=path)
+            check_limits(spec, path=path)
         except SpecError as error:
             diagnostics += error.diagnostics
+            continue
+        loaded.append(spec)
     if diagnostics:
         raise SpecError(diagnostics)
-    for path, compiled in build_files(args.specs, args.output, force=args.force):
+    for path, compiled in build_files(loaded, args.output, force=args.force):
         summary = summarize(compiled)
         _say(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
     return EXIT_OK
