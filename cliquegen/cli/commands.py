@@ -194,7 +194,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_OK
     for result in results:
         ranked = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in result["top"])
-        stdout.print(f"{result['image']}: {ranked}", markup=False)
+        stdout.print(printable(f"{result['image']}: {ranked}"), markup=False)
     return EXIT_OK
 
 
