@@ -47,7 +47,8 @@ class ModelInfo:
         """The record a checkpoint carries, validated like a spec: every field typed and
         bounded; otherwise WeightsError naming the field (``info.mean[0]: ...``)."""
         if not isinstance(value, Mapping):
-            raise WeightsError(f"{source}: its 'info' entry is a {type(value).__name__}, not cliquegen's record")
+            kind = type(value).__name__
+            raise WeightsError(f"{source}: its 'info' entry is a {kind}, not cliquegen's record")
         try:
             record = _Record.model_validate(dict(value))
         except ValidationError as error:
@@ -117,8 +118,9 @@ def check_info_fits(info: ModelInfo, spec: Spec, source: str | os.PathLike) -> N
             f"{dims(want)}; use the spec it was trained with"
         )
     if info.classes is not None and len(info.classes) != spec.num_classes:
+        named = f"{len(info.classes)} class{'es' if len(info.classes) != 1 else ''}"
         raise WeightsError(
-            f"{theirs} names {len(info.classes)} class{'es' if len(info.classes) != 1 else ''}, but spec {spec.name!r} has "
+            f"{theirs} names {named}, but spec {spec.name!r} has "
             f"num_classes: {spec.num_classes}; use the spec it was trained with"
         )
     if info.mean is not None and len(info.mean) != spec.input.channels:
@@ -202,7 +204,8 @@ def _problems(error: ValidationError) -> str:
                 else "not a field of cliquegen's record"
             )
         got = item.get("input")
-        if item["type"] not in ("missing", "extra_forbidden") and isinstance(got, (int, float, str, type(None))):
+        plain = isinstance(got, (int, float, str, type(None)))
+        if plain and item["type"] not in ("missing", "extra_forbidden"):
             text = repr(got)
             message += f" (got {text[:60]}{'...' if len(text) > 60 else ''})"
         shown.append(f"info{where}: {message}" if where else message)

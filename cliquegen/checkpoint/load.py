@@ -258,14 +258,14 @@ def load_trained(spec: str | os.PathLike | Spec, weights: str | os.PathLike) -> 
             resolved = apply_overrides(resolved, **info.overrides)
         check_info_fits(info, resolved, weights)
         if info.overrides:
-            _check_room(checkpoint, resolved, info, weights)
+            _check_room(checkpoint, resolved, weights)
     model = create_model(resolved)
     named = os.fspath(spec) if isinstance(spec, str | os.PathLike) else None
     load_weights_into(model, checkpoint, resolved, weights, spec_arg=named)
     return TrainedModel(model.eval(), resolved, info)
 
 
-def _check_room(checkpoint: Mapping[str, Any], spec: Spec, info: ModelInfo, source: str | os.PathLike) -> None:
+def _check_room(checkpoint: Mapping[str, Any], spec: Spec, source: str | os.PathLike) -> None:
     """A model the record's override enlarges is built only when the file holds at least as
     many numbers as it has parameters (a few bytes of record cannot ask for a huge model)."""
     state = next(

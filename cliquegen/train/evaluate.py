@@ -23,7 +23,6 @@ from ..spec.model import Spec
 from .distributed import use_cuda
 from .loop import evaluate_model
 
-
 #: Images ``predict`` reads and runs at once.
 PREDICT_BATCH = 64
 
