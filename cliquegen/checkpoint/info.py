@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import WeightsError, dims, printable
+from ..spec.limits import MAX_CLASS_NAME
 from ..spec.loader import MAX_BYTES
 from ..spec.model import NAME_PATTERN, PositiveInt, Spec
 from ..spec.shipped import shipped_specs
@@ -138,8 +139,6 @@ def spec_record(info: ModelInfo) -> dict[str, str]:
 
 # --- validation of a record read from a file ---------------------------------------------------
 
-#: Longest class name a checkpoint may record (folder names are at most 255 bytes).
-MAX_CLASS_NAME = 255
 #: Bounds of a recorded normalisation, in units of pixels scaled to [0, 1].
 MAX_MEAN, MIN_STD, MAX_STD = 1e3, 1e-6, 1e3
 

@@ -31,6 +31,7 @@ import torch
 
 from .._io import MAX_FILE_BYTES, atomic_output
 from ..errors import UsageError, import_extra
+from ..spec.limits import MAX_CLASS_NAME
 from .base import Arrays
 from .matlab import check_mat_file
 from .safe_readers import read_cifar_batch
@@ -95,7 +96,11 @@ def _class_names(path: Path, key: str, count: int) -> list[str]:
     names = read_pickle(path).get(key)
     if not isinstance(names, list) or len(names) != count:
         raise UsageError(f"{path}: {key!r} must list the {count} class names")
-    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
+    decoded = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
+    for name in decoded:  # shown by predict and recorded in checkpoints
+        if not name.isprintable() or len(name) > MAX_CLASS_NAME:
+            raise UsageError(f"{path}: the class name {name[:40]!r} is not one line of printable text")
+    return decoded
 
 
 def _cifar_root(root: Path, folder: str, marker: str) -> Path:
