@@ -33,6 +33,12 @@ MAX_DEPTH = 64  # a spec nests about 6 levels
 MAX_VALUES = 100_000  # values after expanding aliases (stops "billion laughs")
 
 _T = "tag:yaml.org,2002:"
+#: What PyYAML's constructors of the plain scalar tags raise on a value they cannot read:
+#: ``!!int ''`` an IndexError, ``!!bool maybe`` a KeyError, ``!!timestamp x`` an AttributeError.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONSTRUCTOR_ERRORS = (
+    ValueError, OverflowError, IndexError, KeyError, AttributeError, TypeError, yaml.YAMLError,
+)  # fmt: skip
 _SCALAR_TAGS = {f"{_T}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 _SEQ_TAG, _MAP_TAG, _MERGE_TAG, _VALUE_TAG = f"{_T}seq", f"{_T}map", f"{_T}merge", f"{_T}value"
 _KINDS = {"int": "an integer", "float": "a number", "timestamp": "a date", "bool": "true or false"}
@@ -290,11 +296,13 @@ class _Tree:
             return _BAD
         try:
             value = self._loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError, yaml.YAMLError) as error:
+        except _CONSTRUCTOR_ERRORS as error:
             kind = node.tag[len(_T) :]
             message = f"cannot read {_quote(node.value)} as {_KINDS.get(kind, kind)}"
-            if kind == "timestamp":  # e.g. "month must be in 1..12"
+            if kind == "timestamp" and isinstance(error, ValueError):  # "month must be in 1..12"
                 message += f": {error}; quote it if it is text"
+            elif kind == "timestamp":  # no date at all
+                message += " (such as 2001-12-14); quote it if it is text"
             elif "digits" in str(error):  # Python's limit on int("...")
                 message += f": it has {len(node.value)} characters, far too many"
             self._problem(node.start_mark, message)
@@ -303,7 +311,23 @@ class _Tree:
         if surprise:
             self._problem(node.start_mark, surprise)
             return _BAD
+        if isinstance(value, str) and _SURROGATE.search(value):
+            return self._paired(node, value)
         return value
+
+    def _paired(self, node: yaml.ScalarNode, value: str) -> Any:
+        """Text whose escapes spell UTF-16 surrogates (JSON writes 😀 as ``"\\ud83d\\ude00"``),
+        each pair joined into its character; a surrogate without its pair is refused."""
+        try:
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError as error:
+            unit = int.from_bytes(error.object[error.start : error.start + 2], "little")
+            self._problem(
+                node.start_mark,
+                f"the escape \\u{unit:04x} is half of a UTF-16 surrogate pair without its other half; "
+                "write the character itself",
+            )
+            return _BAD
 
     def _pairs(self, node: yaml.MappingNode) -> list[tuple[str, yaml.Node, yaml.Node]]:
         """The (key, key node, value node) of a mapping, `<<` merges applied, duplicates refused."""
@@ -575,7 +599,10 @@ def _expectation(item: dict[str, Any]) -> str | None:
         return ctx["expected"]
     if kind == "string_pattern_mismatch":
         if ctx.get("pattern") == NAME_PATTERN:
-            return "lower-case letters, digits and '-', starting with a letter (e.g. `cliquenet-k36-t12`)"
+            return (
+                "lower-case letters, digits and '-', starting with a letter and not ending with '-' "
+                "(e.g. `cliquenet-k36-t12`)"
+            )
         return f"text matching the pattern {ctx.get('pattern')}"
     if kind == "string_too_long":
         return f"at most {ctx['max_length']} characters long"

@@ -17,7 +17,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 
 Loc = tuple[str | int, ...]
 
-NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+#: Lower-case words joined by ``-``, not ending in one: ``class-`` would build ``class_.py``,
+#: the module of the spec ``class`` (a Python keyword).
+NAME_PATTERN = r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
 PositiveInt = Annotated[int, Field(ge=1, le=100_000)]
 
 
@@ -397,16 +399,21 @@ def _compression_problems(spec: Spec, blocks: list[BlockConfig]) -> list[tuple[L
 
 
 def _size_problems(spec: Spec) -> list[tuple[Loc, str]]:
-    """Spatial size must survive the stem and every transition's 2x2 pooling."""
-    size = min(spec.input.height, spec.input.width)
-    size = size // 4 if spec.stem.kind == "imagenet" else size
-    needed = 2 ** (len(spec.blocks) - 1)
-    if size < needed:
+    """Spatial size must survive the stem and every transition's 2x2 pooling.  The ImageNet
+    stem (7x7/2 conv, 3x3/2 max pool, both padded) gives ceil(side / 4), at least 1; each
+    transition's pooling floor(side / 2), which must stay at least 1."""
+    height, width = spec.input.height, spec.input.width
+    stem = ""
+    if spec.stem.kind == "imagenet":
+        height, width = (height + 3) // 4, (width + 3) // 4
+        stem = f" ({height}x{width} after the ImageNet stem)"
+    transitions = len(spec.blocks) - 1
+    if min(height, width) < 2**transitions:
         return [
             (
                 ("input",),
-                f"input of {spec.input.height}x{spec.input.width} is too small for "
-                f"{len(spec.blocks)} blocks (each transition halves it)",
+                f"input of {spec.input.height}x{spec.input.width}{stem} is too small for "
+                f"{len(spec.blocks)} blocks: their {transitions} transitions each halve it",
             )
         ]
     return []
