@@ -17,7 +17,7 @@ from ..compiler.lower import compile_spec
 from ..compiler.summary import Summary, summarize
 from ..errors import SpecError, printable
 from ..spec.limits import check_limits
-from ..spec.loader import load_spec, spec_files
+from ..spec.loader import load_spec, load_spec_bytes, read_spec_source, spec_files
 from ..spec.model import Spec
 from ..spec.schema import spec_schema
 from ..spec.shipped import family, resolve_spec, shipped_specs
@@ -61,12 +61,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     diagnostics = []
     for path in spec_files(args.specs):
         try:
-            spec = load_spec(Path(path), path=path)
-            check_limits(spec, path=path)
+            name, data = read_spec_source(path)  # `-`: standard input
+            spec = load_spec_bytes(data, path=name)
+            check_limits(spec, path=name)
         except SpecError as error:
             diagnostics += error.diagnostics
         else:
-            stdout.print(f"{printable(path)}: ok ({spec.name})", markup=False)
+            stdout.print(f"{printable(name)}: ok ({spec.name})", markup=False)
     if diagnostics:
         raise SpecError(diagnostics)
     return EXIT_OK
@@ -126,15 +127,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from ..emit.source import build_files
 
-    diagnostics = []  # every spec's problems, including its size, before anything is written
-    for path in args.specs:
-        try:
-            check_limits(load_spec(Path(path), path=path), path=path)
-        except SpecError as error:
-            diagnostics += error.diagnostics
-    if diagnostics:
-        raise SpecError(diagnostics)
-    for path, compiled in build_files(args.specs, args.output, force=args.force):
+    # every spec's problems, its size included, are found before anything is written or
+    # compiled; each file is read once (a pipe, `-`, gives its text only once)
+    def limits(spec: Spec, path: str) -> None:
+        check_limits(spec, path=path)
+
+    for path, compiled in build_files(args.specs, args.output, force=args.force, check=limits):
         summary = summarize(compiled)
         stdout.print(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
     return EXIT_OK

@@ -33,6 +33,7 @@ import linecache
 import os
 import types
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -751,14 +752,15 @@ class SpecOrigin:
 
 
 def load_with_origin(source: str | os.PathLike[str], *, path: str | None = None) -> tuple[Spec, SpecOrigin]:
-    """``load_spec`` that also says where the spec came from (for the generated header)."""
-    from ..spec.loader import load_spec
+    """``load_spec`` that also says where the spec came from (for the generated header).  A
+    file is read once: the spec and the sha256 are of the same bytes, also from a pipe."""
+    from ..spec.loader import load_spec, load_spec_bytes, read_spec_source
 
-    spec = load_spec(source, path=path)
     if isinstance(source, os.PathLike) or ("\n" not in source and source.lower().endswith((".yaml", ".yml"))):
-        return spec, SpecOrigin.of_bytes(
-            os.fspath(source) if path is None else path, Path(source).read_bytes()
-        )
+        name, data = read_spec_source(source, path=path)
+        hashed = "input" if os.fspath(source) == "-" else "file"
+        return load_spec_bytes(data, path=name), SpecOrigin.of_bytes(name, data, hashed)
+    spec = load_spec(source, path=path)
     return spec, SpecOrigin.of_bytes("<string>" if path is None else path, source.encode(), "text")
 
 
@@ -932,7 +934,11 @@ def build_source_model(spec: Spec) -> nn.Module:
 
 
 def build_files(
-    sources: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *, force: bool = False
+    sources: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    check: Callable[[Spec, str], None] | None = None,
 ) -> list[tuple[Path, Compiled]]:
     """Write ``out_dir/<module>.py`` for every spec file; return the paths and compiled specs.
 
@@ -940,7 +946,8 @@ def build_files(
     files are written together (:func:`~cliquegen._io.atomic_write_all`), so one bad spec or
     one target that cannot be written leaves ``out_dir`` as it was (a folder this call made
     is removed again).  A file there that cliquegen did not generate is never replaced,
-    unless ``force``.
+    unless ``force``.  Each file is read once (``-`` is standard input); ``check(spec, path)``
+    runs on every spec before it is compiled (the CLI checks the resource limits there).
     """
     from .._io import atomic_write_all, made_folder
     from .._version import __version__
@@ -951,10 +958,14 @@ def build_files(
         raise UsageError(f"{out} is not a folder; -o names the folder the modules go to")
     diagnostics = []
     jobs: dict[str, tuple[str, Compiled]] = {}  # module file name -> (text, compiled)
+    if sum(os.fspath(source) == "-" for source in sources) > 1:
+        raise UsageError("- (standard input) can be read only once")
     for source in sources:
         given = os.fspath(source)
         try:
             spec, origin = load_with_origin(Path(given), path=given)
+            if check is not None:
+                check(spec, origin.path)
         except SpecError as error:
             diagnostics += error.diagnostics
             continue

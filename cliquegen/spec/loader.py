@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,21 @@ def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spe
     else:
         raise TypeError(f"load_spec expects a path or YAML text, got {type(source).__name__}")
 
-    tree = _Tree(name, text, looks_like_path)
+    return _validated(_Tree(name, text, looks_like_path))
+
+
+def load_spec_text(text: object, *, path: str = "<string>") -> Spec:
+    """Load and validate a spec from YAML text only: whatever the text looks like (a file name
+    ending in ``.yaml`` included), no file is read.  For spec text taken from other files,
+    such as a Hugging Face Hub ``config.json``.  Raises :class:`SpecError` for anything else,
+    also for a value that is not text."""
+    if not isinstance(text, str):
+        message = f"expected the spec's YAML text, got {_describe(text)}"
+        raise SpecError([Diagnostic(path, None, None, message)])
+    return _validated(_Tree(path, text, looks_like_path=False))
+
+
+def _validated(tree: _Tree) -> Spec:
     try:
         return Spec.model_validate(tree.value)
     except ValidationError as error:
@@ -116,10 +131,36 @@ def _names_a_file(text: str) -> bool:
 # --- bytes -> text ---------------------------------------------------------------------------
 
 
-def _read_bytes(file: Path, name: str) -> bytes:
+#: The spec argument that means standard input (``cat spec.yaml | cliquegen build -``).
+STDIN = "-"
+
+
+def read_spec_source(source: str | os.PathLike[str], *, path: str | None = None) -> tuple[str, bytes]:
+    """(the name messages use, the bytes) of a spec file, read once and bounded by
+    :data:`MAX_BYTES`; :data:`STDIN` is standard input, named ``<stdin>``.  Read once, so a
+    pipe (``/dev/stdin``) gives the same text to every check and to the header's sha256."""
+    if os.fspath(source) == STDIN:
+        name = "<stdin>" if path in (None, STDIN) else path
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise SpecError([Diagnostic(name, None, None, "cannot read the spec: standard input is closed")])
+        return name, _read_bytes(stream, name)
+    name = path if path is not None else os.fspath(source)
+    return name, _read_bytes(Path(source), name)
+
+
+def load_spec_bytes(data: bytes, *, path: str) -> Spec:
+    """Load and validate a spec from the bytes of a file (:func:`read_spec_source`)."""
+    return _validated(_Tree(path, _decode(data, path), looks_like_path=False))
+
+
+def _read_bytes(file: Path | typing.BinaryIO, name: str) -> bytes:
     try:
-        with file.open("rb") as stream:
-            data = stream.read(MAX_BYTES + 1)
+        if isinstance(file, Path):
+            with file.open("rb") as stream:
+                data = stream.read(MAX_BYTES + 1)
+        else:
+            data = file.read(MAX_BYTES + 1)
     except OSError as error:
         raise SpecError(
             [Diagnostic(name, None, None, f"cannot read the spec: {error.strerror or error}")]

@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    model_validator,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -226,6 +234,20 @@ class Spec(_Model):
         description="training recomputes each update's concat -> BN -> ReLU -> conv in the backward "
         "pass instead of storing it: less activation memory, some more time",
     )
+
+    #: Top-level fields that :func:`~cliquegen.spec.shipped.apply_overrides` replaced, with
+    #: the values the spec had, so that a message can name the override instead of the spec.
+    _overridden: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def overridden(self) -> dict[str, Any]:
+        """``{"num_classes": 10}`` when an override replaced the spec's ``num_classes: 10``."""
+        return dict(self._overridden)
+
+    def __eq__(self, other: object) -> bool:  # the same network, however it was arrived at
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # lists inside: not hashable, as before
 
     @property
     def module_name(self) -> str:
