@@ -108,8 +108,10 @@ def check_state_entries(obj: Mapping[str, Any], source: str | os.PathLike[str]) 
         if not isinstance(key, str):
             raise WeightsError(f"{source}: {where} has the key {key!r}; a state_dict has str names")
         if not isinstance(value, torch.Tensor):
+            kind = type(value).__name__
+            article = "an" if kind[:1] in "aeiou" else "a"
             raise WeightsError(
-                f"{source}: {where} holds a {type(value).__name__} under {key!r}; a state_dict holds tensors"
+                f"{source}: {where} holds {article} {kind} under {key!r}; a state_dict holds tensors"
             )
 
 

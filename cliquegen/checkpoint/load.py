@@ -10,6 +10,7 @@ checkpoint (or a plain state_dict) into it, with what the checkpoint recorded.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,18 +101,25 @@ def _recorded_spec(obj: Mapping[str, Any]) -> tuple[str, str | None] | None:
     ``info`` (``spec_name``, ``spec_sha256``), ``spec`` as a name or as ``{"name", "sha256"}``,
     or ``settings.spec`` (a name)."""
     info = obj.get("info")  # cliquegen.checkpoint.ModelInfo as a dict
-    if isinstance(info, Mapping) and isinstance(info.get("spec_name"), str):
-        sha = info.get("spec_sha256")
-        return info["spec_name"], sha if isinstance(sha, str) else None
+    if isinstance(info, Mapping) and _is_name(info.get("spec_name")):
+        return info["spec_name"], _sha(info.get("spec_sha256"))
     record = obj.get("spec")
     if record is None and isinstance(obj.get("settings"), Mapping):
         record = obj["settings"].get("spec")
-    if isinstance(record, str):
+    if _is_name(record):
         return record, None
-    if isinstance(record, Mapping) and isinstance(record.get("name"), str):
-        sha = record.get("sha256")
-        return record["name"], sha if isinstance(sha, str) else None
+    if isinstance(record, Mapping) and _is_name(record.get("name")):
+        return record["name"], _sha(record.get("sha256"))
     return None
+
+
+def _is_name(value: Any) -> bool:
+    """A spec name a message may quote (file text: bounded, not anything)."""
+    return isinstance(value, str) and 0 < len(value) <= 100
+
+
+def _sha(value: Any) -> str | None:
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) else None
 
 
 @dataclass

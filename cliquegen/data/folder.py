@@ -67,6 +67,10 @@ class ImageFolder(Dataset):
         return (self.read(index) - self.mean) / self.std, self.samples[index][1]
 
 
+#: The formats Pillow may decode, whatever a file is named: raster formats decoded in this
+#: process.  Others (EPS, which Pillow renders by running Ghostscript, and rarer formats)
+#: are refused as unidentified.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # JPEG includes MPO (camera JPEGs)
 #: Images of more pixels than this are refused before they are decoded (an 8192 x 8192 photo
 #: has 67 million; a decoded RGB image costs 3 bytes a pixel, and its conversion as much again).
 MAX_IMAGE_PIXELS = 1 << 26
@@ -123,10 +127,11 @@ def _worker_message(message: str, name: str) -> str:
 
 def _decoded(path: Path, mode: str, image_module):
     """The decoded image in ``mode``, or ImageError."""
+    image_module.init()  # registers every format's plugin (WEBP among them); once
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", image_module.DecompressionBombWarning)
-            with image_module.open(path) as opened:
+            with image_module.open(path, formats=IMAGE_FORMATS) as opened:
                 pixels = opened.size[0] * opened.size[1]
                 if pixels > MAX_IMAGE_PIXELS:
                     raise ImageError(
@@ -138,6 +143,9 @@ def _decoded(path: Path, mode: str, image_module):
                 return opened.convert(mode)
     except (image_module.DecompressionBombError, image_module.DecompressionBombWarning) as error:
         raise ImageError(f"{path}: refused: {error}") from None
+    except image_module.UnidentifiedImageError:
+        shown = ", ".join(IMAGE_FORMATS[:-1]) + f" or {IMAGE_FORMATS[-1]}"
+        raise ImageError(f"{path}: cannot read the image: it is not a {shown} file") from None
     except _DECODE_ERRORS as error:
         reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
         raise ImageError(f"{path}: cannot read the image ({reason})") from None
