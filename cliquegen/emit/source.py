@@ -54,6 +54,7 @@ from ..compiler.ir import (
 from ..compiler.lower import Compiled, compile_spec
 from ..compiler.naming import class_name, roman
 from ..compiler.summary import summarize
+from ..spec.loader import load_spec, load_spec_bytes, read_spec_source
 from ..spec.model import BlockConfig, Spec
 from . import _runtime
 
@@ -754,8 +755,6 @@ class SpecOrigin:
 def load_with_origin(source: str | os.PathLike[str], *, path: str | None = None) -> tuple[Spec, SpecOrigin]:
     """``load_spec`` that also says where the spec came from (for the generated header).  A
     file is read once: the spec and the sha256 are of the same bytes, also from a pipe."""
-    from ..spec.loader import load_spec, load_spec_bytes, read_spec_source
-
     if isinstance(source, os.PathLike) or ("\n" not in source and source.lower().endswith((".yaml", ".yml"))):
         name, data = read_spec_source(source, path=path)
         hashed = "input" if os.fspath(source) == "-" else "file"
