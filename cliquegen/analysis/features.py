@@ -209,7 +209,7 @@ def read_sample(sample: str, spec: Spec, info: ModelInfo | None = None) -> Input
     prepared as the checkpoint's run prepared its test images (``evaluate.load_test_view``)."""
 
     data_name, sep, index_text = sample.rpartition(":")
-    if not sep or not data_name or not index_text.isdigit():
+    if not sep or not data_name or not (index_text.isascii() and index_text.isdigit()):
         raise UsageError(f"--sample {sample!r}: expected DATA:INDEX, e.g. digits:5")
     data = load_test_view(data_name, spec, info)
     index = int(index_text)

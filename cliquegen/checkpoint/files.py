@@ -58,6 +58,7 @@ def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int | None = N
         ) from None
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{file}: holds a {type(obj).__name__}, not a checkpoint or state_dict")
+    check_state_entries(obj, file)
     return dict(obj)
 
 
@@ -80,6 +81,38 @@ def check_unpacked_size(file: Path, max_bytes: int) -> None:
         raise WeightsError(
             f"{file}: it unpacks to {unpacked:,} bytes, over the {max_bytes:,}-byte limit for weight files"
         )
+    size = file.stat().st_size
+    if unpacked > MAX_ZIP_RATIO * size + ZIP_SLACK:
+        raise WeightsError(
+            f"{file}: it unpacks to {unpacked:,} bytes, more than {MAX_ZIP_RATIO} times its own "
+            f"{size:,} (torch.save stores tensors uncompressed; a compression bomb?)"
+        )
+
+
+#: What a zip-format weights file may unpack to beyond its own size: torch.save stores its
+#: entries uncompressed, and float weights deflate by a few percent, not 16 times.
+MAX_ZIP_RATIO = 16
+ZIP_SLACK = 1 << 20
+
+
+def check_state_entries(obj: Mapping[str, Any], source: str | os.PathLike[str]) -> None:
+    """The state_dict part of a weights file (its ``model`` or ``state_dict`` mapping, else the
+    file's own mapping when it holds tensors) must map str names to tensors only."""
+    part, where = next(
+        ((obj[k], f"its {k!r} entry") for k in ("model", "state_dict") if isinstance(obj.get(k), Mapping)),
+        (obj, "it"),
+    )
+    if part is obj and not any(isinstance(value, torch.Tensor) for value in obj.values()):
+        return  # no state_dict in it at all: the caller says what it expected
+    for key, value in part.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{source}: {where} has the key {key!r}; a state_dict has str names")
+        if not isinstance(value, torch.Tensor):
+            kind = type(value).__name__
+            article = "an" if kind[:1] in "aeiou" else "a"
+            raise WeightsError(
+                f"{source}: {where} holds {article} {kind} under {key!r}; a state_dict holds tensors"
+            )
 
 
 def first_line(error: BaseException) -> str:
@@ -175,6 +208,8 @@ def info_from_metadata(metadata: Mapping[str, str], source: str | os.PathLike[st
                 fields[key] = json.loads(metadata[key])
             except ValueError:
                 raise WeightsError(f"{source}: its metadata {key!r} is not JSON") from None
+            except RecursionError:  # [[[[...]]]]: no field of the record nests
+                raise WeightsError(f"{source}: its metadata {key!r} is nested too deeply") from None
     for key in ("data", "eval_transform"):
         if key in metadata:
             fields[key] = metadata[key]

@@ -17,7 +17,7 @@ from ..compiler.lower import compile_spec
 from ..compiler.summary import Summary, summarize
 from ..errors import SpecError, UsageError, printable
 from ..spec.limits import check_limits
-from ..spec.loader import load_spec, spec_files
+from ..spec.loader import STDIN, load_spec, load_spec_bytes, read_spec_source, spec_files
 from ..spec.model import Spec
 from ..spec.schema import spec_schema
 from ..spec.shipped import family, resolve_spec, shipped_specs
@@ -72,12 +72,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     diagnostics = []
     for path in spec_files(args.specs):
         try:
-            spec = load_spec(Path(path), path=path)
-            check_limits(spec, path=path)
+            name, data = read_spec_source(path)  # `-`: standard input
+            spec = load_spec_bytes(data, path=name)
+            check_limits(spec, path=name)
         except SpecError as error:
             diagnostics += error.diagnostics
         else:
-            _say(f"{path}: ok ({spec.name})")
+            _say(f"{name}: ok ({spec.name})")
     if diagnostics:
         raise SpecError(diagnostics)
     return EXIT_OK
@@ -137,11 +138,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from ..emit.build import build_files
 
-    loaded, diagnostics = [], []  # every spec's problems, including its size, before anything is written
+    # every spec's problems, its size included, are found before anything is written; each
+    # file is read once (a pipe, `-`, gives its text only once)
+    if args.specs.count(STDIN) > 1:
+        raise UsageError("- (standard input) can be read only once")
+    loaded, diagnostics = [], []
     for path in args.specs:
         try:
-            spec = load_spec(Path(path), path=path)
-            check_limits(spec, path=path)
+            name, data = read_spec_source(path)
+            spec = load_spec_bytes(data, path=name, hashed="input" if path == STDIN else "file")
+            check_limits(spec, path=name)
         except SpecError as error:
             diagnostics += error.diagnostics
             continue

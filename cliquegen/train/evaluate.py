@@ -72,6 +72,10 @@ def evaluate_model(
     return {"loss": float(sums[0]) / count, "top1": float(sums[1]) / count, "top5": float(sums[2]) / count}
 
 
+#: Images ``predict`` reads and runs at once.
+PREDICT_BATCH = 64
+
+
 def _device(device: str) -> torch.device:
     return torch.device("cuda" if use_cuda(device) else "cpu")
 
@@ -151,26 +155,30 @@ def predict(
     mode = "L" if spec_.input.channels == 1 else "RGB"
     size = (spec_.input.height, spec_.input.width)
     transform = info.eval_transform if info is not None else "resize"
-    batch = torch.stack([read_image(Path(path), mode, size, transform) for path in images])
-    if info is not None and info.mean is not None:
-        mean = torch.tensor(info.mean).reshape(1, -1, 1, 1)
-        std = torch.tensor(info.std).reshape(1, -1, 1, 1)
-        batch = (batch - mean) / std
     classes = (
         info.classes if info is not None and info.classes else [str(k) for k in range(spec_.num_classes)]
     )
     where = _device(device)
-    with torch.no_grad():
-        probabilities = trained.model.to(where)(batch.to(where)).float().softmax(dim=1).cpu()
-    k = min(top_k, probabilities.shape[1])
-    values, indices = probabilities.topk(k, dim=1)
-    return [
-        {
-            "image": str(path),
-            "top": [
-                {"class": classes[int(i)], "index": int(i), "probability": float(p)}
-                for p, i in zip(values[row], indices[row], strict=True)
-            ],
-        }
-        for row, path in enumerate(images)
-    ]
+    model = trained.model.to(where)
+    results = []
+    for start in range(0, len(images), PREDICT_BATCH):  # memory bounded by the batch, not the list
+        paths = images[start : start + PREDICT_BATCH]
+        batch = torch.stack([read_image(Path(path), mode, size, transform) for path in paths])
+        if info is not None and info.mean is not None and info.std is not None:
+            mean = torch.tensor(info.mean).reshape(1, -1, 1, 1)
+            std = torch.tensor(info.std).reshape(1, -1, 1, 1)
+            batch = (batch - mean) / std
+        with torch.no_grad():
+            probabilities = model(batch.to(where)).float().softmax(dim=1).cpu()
+        values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+        results += [
+            {
+                "image": str(path),
+                "top": [
+                    {"class": classes[int(i)], "index": int(i), "probability": float(p)}
+                    for p, i in zip(values[row], indices[row], strict=True)
+                ],
+            }
+            for row, path in enumerate(paths)
+        ]
+    return results
