@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import Diagnostic, SpecError, UsageError, code_points
-from .loader import close_fields
+from .diagnose import close_fields
 from .model import Spec, SpecSemanticError
 
 _PACKAGE = Path(__file__).resolve().parent.parent
