@@ -69,7 +69,10 @@ def test_inherited_problem_is_reported_once_for_all_blocks():
     text = TINY + "  - {layers: 3, channels: 8}\ndefaults:\n  feature: [x0, 3]\n"
     (diagnostic,) = _error(text).diagnostics
     assert (diagnostic.line, diagnostic.column) == (7, 17)
-    assert diagnostic.message == "feature names stage 3, but only 2 stages are computed"
+    assert diagnostic.message == (
+        "feature names stage 3, but only 2 stages are computed; "
+        "write `feature: [x0, last]`, or `schedule: {stages: 3}`"
+    )
 
 
 # --- good specs ------------------------------------------------------------------------------

@@ -57,14 +57,14 @@ def _explain_validation_error(error: ValidationError, tree: _Tree) -> list[Diagn
             here = tree.locate(loc)
             by_node.setdefault(here, []).append((item, here != loc))
     for here in list(by_node):
-        # a union member that refused the value's type (`transit: [x0, two]` is no integer) is
-        # noise when another member accepted the type and found a problem inside it
+        # a union member that refused the value's type (`transit: [x0, two]` is no integer, nor
+        # `last`) is noise when another member accepted the type and found a problem inside it
         deeper = any(len(other) > len(here) and other[: len(here)] == here for other in by_node)
         if deeper:
             by_node[here] = [
                 (item, from_union)
                 for item, from_union in by_node[here]
-                if not (from_union and item["type"].endswith("_type"))
+                if not (from_union and (item["type"].endswith("_type") or item["type"] == "literal_error"))
             ]
     for here, items in by_node.items():
         if not items:
@@ -106,9 +106,10 @@ def _union_message(loc: Loc, items: list[dict[str, Any]], node: yaml.Node) -> st
         member = str(item["loc"][-1])
         if item["type"] in _BOUNDS and "int" in member:
             expected = f"an integer {'of ' if expected.startswith('at ') else ''}{expected}"
-        if expected not in options:
-            options.append(expected)
-    listed = " or ".join(options)
+        for option in expected.split(" or "):  # a literal's "'x0' or 'last'" lists two options
+            if option not in options:
+                options.append(option)
+    listed = " or ".join(options) if len(options) < 3 else ", ".join(options[:-1]) + " or " + options[-1]
     hint = next((h for h in (_hint(item, node) for item in items) if h), "")
     return f"{_label(loc)} must be {listed}, got {_describe(items[0]['input'], node)}{hint}"
 

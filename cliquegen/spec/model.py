@@ -28,10 +28,14 @@ def _not_a_bool(value: object) -> object:
 
 
 Kernel = Annotated[Literal[1, 3, 5, 7], BeforeValidator(_not_a_bool)]
-StageRef = Literal["x0"] | Annotated[int, Field(ge=1, le=64)]
+#: ``x0``, a stage (1, 2, ...) or ``last``: the block's last stage, whatever ``stages`` is.
+StageRef = Literal["x0", "last"] | Annotated[int, Field(ge=1, le=64)]
 StageIndex = Annotated[int, Field(ge=1, le=64)]
-#: ``transit: 2`` (a stage) or a list of them with X0: ``transit: [x0, 1]``.
-Transit = StageIndex | Annotated[list[StageRef], Field(min_length=1)]
+#: ``transit: 2`` (a stage), ``transit: last``, or a list of them with X0: ``transit: [x0, 1]``.
+Transit = StageIndex | Literal["last"] | Annotated[list[StageRef], Field(min_length=1)]
+#: Inputs larger than this (height or width) need a written ``stem.kind``: the built-in CIFAR stem
+#: keeps the full resolution, which is rarely what a large image wants.
+SMALL_INPUT = 64
 BottleneckWidth = Annotated[int, Field(ge=1, le=64)]
 
 
@@ -100,12 +104,15 @@ class Defaults(_Model):
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     schedule: ScheduleSpec = ScheduleSpec()
     feature: list[StageRef] = Field(
-        ["x0", 2], min_length=1, description="block feature: X0 and/or the newest values after a stage"
+        ["x0", "last"],
+        min_length=1,
+        description="block feature for the head: X0 and/or the newest values after a stage "
+        "(last: the block's last stage)",
     )
     transit: Transit = Field(
-        2,
-        description="what the next block receives: a stage, or a list of X0 and stages "
-        "(DenseNet: [x0, 1], the whole concatenation)",
+        "last",
+        description="what the next block receives: a stage (last: the block's last stage), or a list "
+        "of X0 and stages (DenseNet: [x0, 1], the whole concatenation)",
     )
 
 
@@ -249,6 +256,7 @@ class Spec(_Model):
         for block in blocks:
             problems += _block_problems(block, self, last=block.index == len(blocks) - 1)
         problems += _head_problems(self)
+        problems += _stem_problems(self)
         if not problems:  # channel counts need consistent blocks
             problems += _compression_problems(self, blocks)
         problems += _size_problems(self)
@@ -280,16 +288,23 @@ def _resolve(spec: Spec, b: int) -> BlockConfig:
             source[key] = ("blocks", b, "schedule", key) if block.schedule is not None else ("blocks", b)
     order = values.pop("order")
     transit = values.pop("transit")
+    stages = values["stages"]
     return BlockConfig(
         index=b,
         layers=block.layers,
         channels=block.channels,
         order=tuple(order) if order is not None else tuple(range(1, block.layers + 1)),
-        feature=tuple(values.pop("feature")),
-        transit=(transit,) if isinstance(transit, int) else tuple(transit),
+        feature=_stage_refs(values.pop("feature"), stages),
+        transit=_stage_refs(transit, stages),
         source=source,
         **values,
     )
+
+
+def _stage_refs(written: int | str | list[int | str], stages: int) -> tuple[str | int, ...]:
+    """A written feature or transit as X0 and stage numbers, ``last`` replaced by ``stages``."""
+    refs = written if isinstance(written, list) else [written]
+    return tuple(stages if ref == "last" else ref for ref in refs)
 
 
 def _stages_of(block: BlockConfig) -> str:
@@ -297,33 +312,73 @@ def _stages_of(block: BlockConfig) -> str:
     return f"{count} computed{{in_block}}"
 
 
+def _yaml(value: object) -> str:
+    """A value as a spec writes it: ``[x0, last]``, ``2``."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_yaml, value)) + "]"
+    return "true" if value is True else "false" if value is False else str(value)
+
+
 def _block_problems(block: BlockConfig, spec: Spec, last: bool) -> list[tuple[Loc, str]]:
+    """What contradicts itself in a block; each message ends with the line to write instead."""
     n, problems = block.layers, []
     at = f"block {block.index + 1} has {n} layer{'s' if n != 1 else ''}"
     head_reads_feature = last or spec.head.kind == "multiscale"
-    written_transit = spec.blocks[block.index].transit
-    transit_listed = isinstance(spec.defaults.transit if written_transit is None else written_transit, list)
+    own = spec.blocks[block.index]
+    written = {  # feature and transit as written (or inherited), `last` kept
+        key: getattr(spec.defaults, key) if getattr(own, key) is None else getattr(own, key)
+        for key in ("feature", "transit")
+    }
+    transit_listed = isinstance(written["transit"], list)
 
-    def problem(key: str, message: str, index: int | None = None) -> None:
+    def line(key: str, value: object, near: str) -> str:
+        """``key: value`` as written beside the problem with ``near``: a schedule key goes
+        inside a `schedule:` mapping unless one is there already."""
+        text = f"{key}: {_yaml(value)}"
+        if key in ("stages", "partial", "order"):
+            at, source = block.source[near], block.source[key]
+            scope = at[:1] if at[0] == "defaults" else at[:2]
+            if source[: len(scope) + 1] != (*scope, "schedule"):
+                text = f"schedule: {{{text}}}"
+        return f"`{text}`"
+
+    def problem(key: str, message: str, index: int | None = None, fix: str = "") -> None:
         loc = block.source[key]
         # a problem in `defaults` reads the same for every block it affects, so it is reported once
         message = message.format(in_block="" if loc[0] == "defaults" else f" in block {block.index + 1}")
         if loc == ("blocks", block.index):  # not written anywhere: the built-in default applies
-            value = getattr(block, key)
-            if key == "transit" and not transit_listed:
-                value = value[0]
-            shown = f"[{', '.join(map(str, value))}]" if isinstance(value, tuple) else value
-            message += f" (the built-in default `{key}: {shown}` applies)"
+            value = written[key] if key in written else getattr(block, key)
+            message += f" (the built-in default `{key}: {_yaml(value)}` applies)"
         elif index is not None:
             loc += (index,)
-        problems.append((loc, message))
+        problems.append((loc, message + (f"; {fix}" if fix else "")))
+
+    def with_last(key: str, too_high: object) -> object:
+        """The written feature or transit with the stages in ``too_high`` replaced by `last`."""
+        value = written[key]
+        if not isinstance(value, list):
+            return "last"
+        fixed = [("last" if ref in too_high else ref) for ref in value]
+        return list(dict.fromkeys(fixed))
 
     if block.stages >= 2 and n < 2:
-        problem("stages", f"stage II needs at least 2 layers, but {at}; use stages: 1")
+        problem(
+            "stages",
+            f"stage II needs at least 2 layers, but {at}",
+            fix=f"write {line('stages', 1, 'stages')}",
+        )
     if block.partial is not None and block.stages < 2:
-        problem("partial", "partial applies to Stage II and later; with stages: 1 every layer is needed")
+        problem(
+            "partial",
+            "partial applies to Stage II and later; with stages: 1 every layer is needed",
+            fix=f"remove `partial: {block.partial}`, or write {line('stages', 2, 'partial')}",
+        )
     elif block.partial is not None and block.partial > n:
-        problem("partial", f"partial: {block.partial} exceeds the layer count ({at})")
+        problem(
+            "partial",
+            f"partial: {block.partial} exceeds the layer count ({at})",
+            fix=f"write {line('partial', n, 'partial')} or less",
+        )
     if sorted(block.order) != list(range(1, n + 1)):
         problem("order", f"order must be a permutation of 1..{n} ({at}), got {list(block.order)}")
     if block.bottleneck_width != 1 and not block.bottleneck:
@@ -332,37 +387,51 @@ def _block_problems(block: BlockConfig, spec: Spec, last: bool) -> list[tuple[Lo
             f"bottleneck_width: {block.bottleneck_width} needs bottleneck: true{{in_block}} "
             "(without a bottleneck the W_ij produce the layer's channels)",
         )
-    if head_reads_feature:
-        for i, ref in enumerate(block.feature):
-            if ref != "x0" and ref > block.stages:
-                problem("feature", f"feature names stage {ref}, but {_stages_of(block)}", index=i)
-        if len(set(block.feature)) != len(block.feature):
-            problem("feature", "feature lists the same entry twice")
-    elif block.source["feature"] == ("blocks", block.index, "feature"):
+    for key in ("feature", "transit"):
+        refs = getattr(block, key)
+        if (key == "feature" and not head_reads_feature) or (key == "transit" and last):
+            continue  # the last block transits nothing
+        too_high = [ref for ref in refs if ref != "x0" and ref > block.stages]
+        for i, ref in enumerate(refs):
+            if ref in too_high:
+                index = i if key == "feature" or transit_listed else None
+                more = line("stages", max(too_high), key)
+                fix = f"write `{key}: {_yaml(with_last(key, too_high))}`, or {more}"
+                problem(key, f"{key} names stage {ref}, but {_stages_of(block)}", index=index, fix=fix)
+        if len(set(refs)) != len(refs):
+            kept = [written[key][i] for i in range(len(refs)) if refs[i] not in refs[:i]]
+            same = f" (`last` is stage {block.stages})" if "last" in written[key] else ""
+            problem(key, f"{key} lists the same entry twice{same}", fix=f"write `{key}: {_yaml(kept)}`")
+    if not head_reads_feature and block.source["feature"] == ("blocks", block.index, "feature"):
         problem(
             "feature",
             f"head kind `last` reads only the last block's feature; block {block.index + 1}'s is unused",
+            fix="remove it",
         )
-    if not last:  # the last block transits nothing
-        for i, ref in enumerate(block.transit):
-            if ref != "x0" and ref > block.stages:
-                index = i if transit_listed else None
-                problem("transit", f"transit names stage {ref}, but {_stages_of(block)}", index=index)
-        if len(set(block.transit)) != len(block.transit):
-            problem("transit", "transit lists the same entry twice")
     used = [ref for ref in block.feature if ref != "x0"] if head_reads_feature else []
     used += [] if last else [ref for ref in block.transit if ref != "x0"]
     if not problems and max(used, default=0) < block.stages:
-        users = "neither `feature` nor `transit`"
         if last:
-            users = "`feature`"
+            users, readers = "`feature` does not use it (the last block has no transition)", ["feature"]
         elif not head_reads_feature:
-            users = "`transit` (head kind `last` reads only the last block's feature)"
+            users = "`transit` does not use it (head kind `last` reads only the last block's feature)"
+            readers = ["transit"]
+        else:
+            users, readers = "neither `feature` nor `transit` uses it", ["transit", "feature"]
+        highest = max(used, default=0)
+        fixes = [line("stages", max(highest, 1), "stages")]
+        for key in readers:
+            value = written[key]
+            if isinstance(value, list):
+                stages = [ref for ref in getattr(block, key) if ref != "x0"]
+                fixed = with_last(key, [max(stages)]) if stages else [*value, "last"]
+            else:
+                fixed = "last"
+            fixes.append(f"`{key}: {_yaml(fixed)}`")
         problem(
             "stages",
-            f"stage {block.stages} of block {block.index + 1} is computed but {users} uses it"
-            f"{' (the last block has no transition)' if last else ''}; "
-            f"use stages: {max(used, default=1)} or refer to stage {block.stages}",
+            f"stage {block.stages} of block {block.index + 1} is computed but {users}",
+            fix="write " + ", or ".join(fixes),
         )
     return problems
 
@@ -377,6 +446,26 @@ def _head_problems(spec: Spec) -> list[tuple[Loc, str]]:
             )
         ]
     return []
+
+
+def _stem_problems(spec: Spec) -> list[tuple[Loc, str]]:
+    """A large input must say which stem it wants: the built-in one keeps the full resolution."""
+    height, width = spec.input.height, spec.input.width
+    stem_written = "stem" in spec.model_fields_set
+    if max(height, width) <= SMALL_INPUT or (stem_written and "kind" in spec.stem.model_fields_set):
+        return []
+    channels = spec.stem.channels
+    imagenet = f"{{kind: imagenet, channels: {channels}}}"
+    cifar = f"{{kind: cifar, channels: {channels}}}"
+    return [
+        (
+            ("stem",) if stem_written else ("input",),
+            f"a {height}x{width} input needs a stem kind: the built-in `cifar` stem (one 3x3 conv) "
+            f"keeps all {height}x{width} positions in the first block; write `stem: {imagenet}` "
+            f"(7x7/2 conv and 3x3/2 max pool: the first block sees {height // 4}x{width // 4}), "
+            f"or `stem: {cifar}` to keep the full size",
+        )
+    ]
 
 
 def _compression_problems(spec: Spec, blocks: list[BlockConfig]) -> list[tuple[Loc, str]]:
