@@ -14,6 +14,7 @@ from cliquegen.compiler.summary import summarize
 from cliquegen.errors import SpecError
 from cliquegen.models import build_fx
 from cliquegen.spec.loader import load_spec
+from cliquegen.spec.shipped import resolve_spec
 
 # What a newcomer writes first: three blocks of five layers, k=20, three stages, nothing else.
 THREE_STAGES = """\
@@ -71,6 +72,52 @@ def test_last_follows_each_block_own_stage_count() -> None:
         (3, ("x0", 3), ("x0", 3)),
         (2, (1, 2), (2,)),
     ]
+
+
+ABLATION = """\
+name: ablation
+num_classes: 10
+defaults:
+  feature: [x0, {feature}]
+  transit: {transit}
+blocks:
+  - {{layers: 5, channels: 36}}
+  - {{layers: 5, channels: 36}}
+  - {{layers: 5, channels: 36}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("feature", "transit", "stages", "shipped"),
+    [
+        (1, 1, [1, 1, 1], "cliquenet-i-i"),
+        (1, 2, [2, 2, 1], "cliquenet-i-ii"),  # the last block transits nothing: Stage II unused
+        (2, 2, [2, 2, 2], "cliquenet-ii-ii"),
+        (2, 1, [2, 2, 2], None),
+    ],
+)
+def test_unwritten_stages_follow_what_feature_and_transit_read(feature, transit, stages, shipped) -> None:
+    spec = load_spec(ABLATION.format(feature=feature, transit=transit))
+    assert [block.stages for block in spec.resolved_blocks()] == stages
+    if shipped:  # the paper's Tab. 1 cells, as the shipped ablation specs write them out
+
+        def blocks(spec):
+            return [
+                (b.layers, b.stages, b.feature, b.transit if b.index < 2 else ())
+                for b in spec.resolved_blocks()
+            ]
+
+        assert blocks(spec) == blocks(resolve_spec(shipped))
+
+
+def test_derived_stages_are_blamed_on_the_reference_that_asks_for_them() -> None:
+    text = "name: a\nnum_classes: 3\ndefaults:\n  transit: 2\nblocks:\n  - {layers: 1, channels: 4}\n"
+    text += "  - {layers: 3, channels: 4}\n"
+    (diagnostic,) = _error(text).diagnostics
+    assert (diagnostic.line, diagnostic.column) == (4, 12)
+    assert diagnostic.message == (
+        "stage II needs at least 2 layers, but block 1 has 1 layer; write `schedule: {stages: 1}`"
+    )
 
 
 def test_the_unused_stage_message_reads_right_and_gives_the_lines_to_write() -> None:

@@ -70,7 +70,9 @@ class ScheduleSpec(_Model):
     """How the layers of a block are updated."""
 
     stages: Annotated[int, Field(ge=1, le=64)] = Field(
-        2, description="1 = Stage I only; 2 = I + II; 3, 4 ... = more alternate stages"
+        2,
+        description="1 = Stage I only; 2 = I + II; 3, 4 ... = more alternate stages; not written: "
+        "the highest stage that feature and transit name by number, else 2",
     )
     partial: Annotated[int, Field(ge=0)] | None = Field(
         None, description="CliqueNet-X: only the first X updates of the last stage"
@@ -286,6 +288,9 @@ def _resolve(spec: Spec, b: int) -> BlockConfig:
             source[key] = ("defaults", "schedule", key)
         else:
             source[key] = ("blocks", b, "schedule", key) if block.schedule is not None else ("blocks", b)
+    if "stages" not in written_schedule and (block.schedule is None or block.schedule.stages is None):
+        # not written: as many stages as feature and transit read
+        _derive_stages(spec, b, values, source)
     order = values.pop("order")
     transit = values.pop("transit")
     stages = values["stages"]
@@ -299,6 +304,25 @@ def _resolve(spec: Spec, b: int) -> BlockConfig:
         source=source,
         **values,
     )
+
+
+def _derive_stages(spec: Spec, b: int, values: dict, source: dict[str, Loc]) -> None:
+    """An unwritten ``stages``: the highest stage that the block's feature (when the head reads
+    it) and transit (unless it is the last block) name by number; 2 when they name none.  The
+    stage count is then located at the reference that asks for it."""
+    last = b == len(spec.blocks) - 1
+    readers = ["transit"] if not last else []
+    if last or spec.head.kind == "multiscale":
+        readers.append("feature")
+    named = [
+        (ref, key)
+        for key in readers
+        for ref in (values[key] if isinstance(values[key], list) else [values[key]])
+        if isinstance(ref, int)
+    ]
+    if named:
+        values["stages"], key = max(named, key=lambda pair: pair[0])
+        source["stages"] = source[key]
 
 
 def _stage_refs(written: int | str | list[int | str], stages: int) -> tuple[str | int, ...]:
