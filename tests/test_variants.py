@@ -3,6 +3,7 @@ of a large input), `cliquegen new`, `--set` and `sweep --grid`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ from cliquegen.compiler.summary import summarize
 from cliquegen.errors import SpecError
 from cliquegen.models import build_fx
 from cliquegen.spec.loader import load_spec
-from cliquegen.spec.shipped import resolve_spec
+from cliquegen.spec.overrides import apply_assignments, parse_assignment, variant_name, variant_text
+from cliquegen.spec.shipped import apply_overrides, resolve_spec
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # What a newcomer writes first: three blocks of five layers, k=20, three stages, nothing else.
 THREE_STAGES = """\
@@ -181,3 +185,115 @@ def test_large_input_without_a_stem_kind_says_what_to_write() -> None:
 def test_small_inputs_keep_the_builtin_stem() -> None:
     text = "name: small\ninput: {height: 64, width: 64}\nnum_classes: 10\nblocks: [{layers: 3, channels: 8}]"
     assert load_spec(text).stem.kind == "cifar"
+
+
+# --- --set: a variant without a file ---------------------------------------------------------------
+
+
+def _variant(base: str, *sets: str):
+    return apply_assignments(resolve_spec(base), [parse_assignment(text) for text in sets])
+
+
+def test_set_merges_as_create_model_overrides_do() -> None:
+    sets = ["defaults.schedule.stages=1", "defaults.feature=[x0, last]", "defaults.transit=last"]
+    spec = _variant("cliquenet-k36-t12", *sets, "stem={channels: 32}")
+    assert spec.defaults.dropout == 0.2  # the mapping merged: its other keys stay
+    assert (spec.stem.kind, spec.stem.channels) == ("cifar", 32)
+    assert spec == apply_overrides(
+        resolve_spec("cliquenet-k36-t12"),
+        stem={"channels": 32},
+        defaults={"schedule": {"stages": 1}, "feature": ["x0", "last"], "transit": "last"},
+    )
+    assert [(b.stages, b.feature, b.transit) for b in spec.resolved_blocks()] == [(1, ("x0", 1), (1,))] * 3
+
+
+def test_set_addresses_blocks_from_one_and_all_of_them_with_a_star() -> None:
+    spec = _variant("cliquenet-k36-t12", "blocks.*.channels=64", "blocks.2.layers=6")
+    assert [(b.layers, b.channels) for b in spec.blocks] == [(4, 64), (6, 64), (4, 64)]
+    spec = _variant("cliquenet-k36-t12", "blocks.3={layers: 5}")  # a mapping merges into the block
+    assert (spec.blocks[2].layers, spec.blocks[2].channels) == (5, 36)
+
+
+def test_set_null_removes_the_key_so_the_default_applies() -> None:
+    # the Tab. 1 cell I+II from the II+II spec: unwritten stages follow feature and transit
+    spec = _variant("cliquenet-ii-ii", "defaults.schedule=null", "defaults.feature=[x0, 1]")
+    assert [b.stages for b in spec.resolved_blocks()] == [2, 2, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "defaults.dropot=0.1",
+            "--set defaults.dropot=0.1: error: unknown key `dropot`; did you mean `dropout`?",
+        ),
+        ("blocks.2.layers=0", "--set blocks.2.layers=0: error: `layers` must be at least 1, got 0"),
+        (
+            "blocks.4.layers=3",
+            "--set blocks.4.layers=3: error: `blocks` has 3 entries; `blocks.4.layers` names entry 4",
+        ),
+        ("blocks.0.layers=3", "--set blocks.0.layers=3: error: `blocks.0.layers`: list entries count from 1"),
+        ("defaults.dropout=yes", "--set defaults.dropout=yes: error: `yes` is read as true by YAML 1.1"),
+        ("name.x=1", "--set name.x=1: error: `name` is the string 'cliquenet-k36-t12', which has no `x`"),
+        ("dropout", "--set dropout: error: expected KEY=VALUE, e.g. `--set defaults.dropout=0.1`"),
+        (
+            "defaults.schedule.stages=3",
+            "--set defaults.schedule.stages=3: error: stage 3 of block 1 is computed but neither "
+            "`feature` nor `transit` uses it; write `stages: 2`, or `transit: last`, or ",
+        ),
+    ],
+)
+def test_set_mistakes_are_located_at_the_assignment(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        _variant("cliquenet-k36-t12", text)
+    assert str(caught.value).splitlines()[0].startswith(message)
+
+
+def test_a_problem_of_the_combination_names_every_assignment() -> None:
+    with pytest.raises(SpecError) as caught:
+        _variant("cliquenet-k36-t12", "head.kind=last", "defaults.transit=[x0, 1]")
+    assert str(caught.value).startswith("--set head.kind=last --set defaults.transit=[x0, 1]: error: stage 2")
+
+
+def test_variant_text_loads_back_to_the_variant() -> None:
+    assignments = [parse_assignment("blocks.*.channels=64"), parse_assignment("defaults.feature=[x0, last]")]
+    spec = apply_assignments(resolve_spec("cliquenet-k36-t12"), assignments)
+    text = variant_text(spec, "cliquenet-k36-t12", assignments)
+    assert text.startswith(
+        "# cliquenet-k36-t12 --set blocks.*.channels=64 --set defaults.feature=[x0, last]\n"
+    )
+    assert load_spec(text) == spec
+    assert variant_name(spec.name, assignments) == "cliquenet-k36-t12@channels=64,feature=[x0,last]"
+
+
+def test_cli_commands_take_set(tmp_path: Path, capsys) -> None:
+    assert main(["summary", "cliquenet-digits", "--set", "blocks.1.layers=2", "--json"]) == 0
+    varied = json.loads(capsys.readouterr().out)
+    assert varied["label"] == "cliquenet-digits@layers=2"
+    assert (
+        varied["params"] == summarize(compile_spec(_variant("cliquenet-digits", "blocks.1.layers=2"))).params
+    )
+    assert main(["summary", "cliquenet-digits", "--set", "defaults.dropot=0.1"]) == 2
+    assert "--set defaults.dropot=0.1: error: unknown key `dropot`" in capsys.readouterr().err
+    spec_file = str(ROOT / "specs/digits/cliquenet-digits.yaml")
+    assert main(["build", spec_file, "--set", "blocks.1.layers=2", "-o", str(tmp_path)]) == 0
+    module = (tmp_path / "cliquenet_digits.py").read_text()
+    assert f"Spec: {spec_file} --set blocks.1.layers=2\n" in module
+    assert main(["validate", spec_file, "--set", "blocks.1.layers=2"]) == 0
+    assert (
+        main(["render", "cliquenet-digits", "--set", "blocks.1.layers=2", "-o", str(tmp_path / "b.dot")]) == 0
+    )
+    assert "block 1, 2 layers" in (tmp_path / "b.dot").read_text()
+
+
+def test_summary_compare_and_what_a_block_hands_on(capsys) -> None:
+    assert main(["summary", "cliquenet-k36-t12", "--compare", "cliquenet-k36-t12-a", "--json"]) == 0
+    ours, theirs = json.loads(capsys.readouterr().out)
+    assert (ours["label"], theirs["label"]) == ("cliquenet-k36-t12", "cliquenet-k36-t12-a")
+    block1 = next(part for part in ours["parts"] if part["part"] == "block1")
+    assert (block1["output"], block1["head_reads"]) == ([144, 32, 32], [208, 32, 32])  # 4 x 36; 64 + 144
+    assert main(["summary", "cliquenet-k36-t12", "--compare", "cliquenet-k36-t12-a"]) == 0
+    table = capsys.readouterr().out
+    assert "cliquenet-k36-t12-a" in table and "transition1" in table
+    densenet = summarize(compile_spec(resolve_spec("densenet-121")))
+    assert [p.head_reads for p in densenet.parts if p.part.startswith("block")][:3] == [None] * 3

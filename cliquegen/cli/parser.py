@@ -37,6 +37,11 @@ from .commands import (
     cmd_validate,
 )
 
+_SET_HELP = (
+    "change the spec without a new file: a dotted KEY (blocks count from 1, blocks.* is every "
+    "block) and a YAML VALUE, e.g. defaults.schedule.stages=3 or 'defaults.feature=[x0, last]'; "
+    "null removes the key; repeatable"
+)
 _FORCE_HELP = (
     "build even a spec over the size limits (2e9 parameters, memory, 1e6 graph edges), "
     "and replace output files that cliquegen did not write"
@@ -53,11 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     def add(
         name: str, handler: Callable[[argparse.Namespace], int], help: str, force: bool = True
     ) -> argparse.ArgumentParser:
-        """A subcommand; every one that compiles a spec takes --force."""
+        """A subcommand; every one that compiles a spec takes --force and --set."""
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
         if force:
             sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
+            _set_option(sub)
         return sub
 
     sub = add("build", cmd_build, "write each spec's model as a standalone Python module")
@@ -67,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("specs", nargs="+", metavar="SPEC", help="a spec file, or a folder: every spec under it")
     sub = add("summary", cmd_summary, "parameters, MACs and FLOPs, per block")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
-    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_argument(
+        "--compare", nargs="+", default=[], metavar="SPEC", help="side by side with these specs (no --set)"
+    )
+    sub.add_argument("--json", action="store_true", help="print one JSON object (a list with --compare)")
     sub = add("list", cmd_list, "the shipped specs with their sizes", force=False)
     sub.add_argument("--json", action="store_true", help="print a JSON list")
     add("schema", cmd_schema, "print the JSON Schema of the spec format", force=False)
@@ -160,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _set_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE", help=_SET_HELP)
+
+
 def _training_options(sub: argparse.ArgumentParser) -> None:
     """The data and recipe options of ``train``, which ``sweep`` passes to every run."""
     sub.add_argument(
@@ -211,6 +224,7 @@ def _analysis(
     sub = kinds.add_parser(name, help=help, description=help)
     sub.set_defaults(handler=handler)
     sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    _set_option(sub)
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", required=True, metavar="W.pt", help="state_dict or checkpoint (best.pt)")
     sub.add_argument("-o", "--output", metavar="FIG", help="figure to write: .png, .svg or .pdf")

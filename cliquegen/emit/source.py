@@ -932,7 +932,11 @@ def build_source_model(spec: Spec) -> nn.Module:
 
 
 def build_files(
-    sources: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str], *, force: bool = False
+    sources: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    texts: dict[str, tuple[str, str]] | None = None,
 ) -> list[tuple[Path, Compiled]]:
     """Write ``out_dir/<module>.py`` for every spec file; return the paths and compiled specs.
 
@@ -940,7 +944,8 @@ def build_files(
     files are written together (:func:`~cliquegen._io.atomic_write_all`), so one bad spec or
     one target that cannot be written leaves ``out_dir`` as it was (a folder this call made
     is removed again).  A file there that cliquegen did not generate is never replaced,
-    unless ``force``.
+    unless ``force``.  ``texts`` maps a source to the name and YAML text to build instead of
+    its file (a ``--set`` variant); the header gives that name and the sha256 of that text.
     """
     from .._io import atomic_write_all, made_folder
     from .._version import __version__
@@ -954,7 +959,8 @@ def build_files(
     for source in sources:
         given = os.fspath(source)
         try:
-            spec, origin = load_with_origin(Path(given), path=given)
+            shown, text = (texts or {}).get(given, (given, None))
+            spec, origin = load_with_origin(Path(given) if text is None else text, path=shown)
         except SpecError as error:
             diagnostics += error.diagnostics
             continue

@@ -4,7 +4,8 @@
 blocks count from 1, as everywhere else, and ``blocks.*.channels`` sets every block), ``VALUE``
 is YAML (``3``, ``[x0, last]``, ``{kind: imagenet}``, ``null``).  Assignments merge as
 :func:`~cliquegen.spec.shipped.apply_overrides` merges ``create_model``'s overrides: a mapping
-changes only the keys it names, anything else (a list too) replaces the value.  The variant is
+changes only the keys it names, anything else (a list too) replaces the value, and ``null``
+removes the key, so that its default applies (``create_model`` ignores ``None``).  The variant is
 validated as a spec file is, and every problem is reported at the assignment that caused it::
 
     --set defaults.dropot=0.1: error: unknown key `dropot`; did you mean `dropout`?
@@ -12,6 +13,7 @@ validated as a spec file is, and every problem is reported at the assignment tha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +23,11 @@ from pydantic import ValidationError
 from ..errors import Diagnostic, SpecError, printable
 from .diagnose import _explain_validation_error
 from .model import Loc, Spec, SpecSemanticError
-from .shipped import _merged
+from .shipped import _merged, resolve_spec
 from .yaml_tree import _Tree
 
 _VALUE = "value"  # the key a value is read under: `--set k=V` is read as the YAML `value: V`
+_POSITION = re.compile(r",? (at )?line \d+(, column \d+)?")
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,10 @@ def parse_assignment(text: str) -> Assignment:
             path.append(part)
     try:
         tree = _Tree(f"--set {text}", f"{_VALUE}: {raw}", looks_like_path=False)
-    except SpecError as error:  # where in the synthetic `value: ...` line means nothing to the user
-        raise SpecError([Diagnostic(d.path, None, None, d.message) for d in error.diagnostics]) from None
+    except SpecError as error:  # positions in the `value: ...` line read here mean nothing to the user
+        raise SpecError(
+            [Diagnostic(d.path, None, None, _POSITION.sub("", d.message)) for d in error.diagnostics]
+        ) from None
     return Assignment(text, tuple(path), tree.value[_VALUE], tree)
 
 
@@ -96,13 +101,18 @@ def apply_assignments(spec: Spec, assignments: list[Assignment]) -> Spec:
     raise SpecError(list(dict.fromkeys(diagnostics)))
 
 
+def resolve_variant(name_or_path: str | Spec, sets: list[str]) -> Spec:
+    """A shipped name, spec path or Spec with the ``--set`` assignments ``sets`` applied."""
+    spec = resolve_spec(name_or_path)
+    return apply_assignments(spec, [parse_assignment(text) for text in sets]) if sets else spec
+
+
 def variant_text(spec: Spec, base: str, assignments: list[Assignment]) -> str:
     """The resolved spec as YAML that loads back to ``spec``, headed by where it came from."""
     sets = " ".join(f"--set {a.text}" for a in assignments)
     header = printable(f"# {base} {sets}".rstrip()).replace("\n", " ")
-    body = yaml.safe_dump(
-        spec.model_dump(mode="json", exclude_unset=True), sort_keys=False, allow_unicode=True, width=100
-    )
+    data = spec.model_dump(mode="json", exclude_unset=True)
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
     return f"{header}\n{body}"
 
 
@@ -144,7 +154,10 @@ def _assign(data: dict[str, Any], assignment: Assignment, created: list[Loc]) ->
             else:
                 old = container[key] if isinstance(container, list) else container.get(key)
                 value = assignment.value
-                container[key] = _merged(old, value) if isinstance(old, dict) else value
+                if value is None and isinstance(container, dict):  # null: not written, the default applies
+                    container.pop(key, None)
+                else:
+                    container[key] = _merged(old, value) if isinstance(old, dict) else value
                 written.append(here)
         return written
 
@@ -192,10 +205,40 @@ class _Places:
 
     def value_at(self, loc: Loc, message: str) -> Diagnostic:
         owner = self._owner.get(loc)
-        if owner is not None:
-            where = owner.where
-        else:
-            where = " ".join(dict.fromkeys(a.where for a in self._all))
-        return Diagnostic(where, None, None, printable(message))
+        every = " ".join(dict.fromkeys(a.where for a in self._all))
+        return Diagnostic(owner.where if owner else every, None, None, printable(message))
 
     key_at = value_at
+
+
+def value_text(value: Any) -> str:
+    """A value as short YAML flow text for names: ``3``, ``[x0,last]``, ``{kind:imagenet}``."""
+    if isinstance(value, list):
+        return "[" + ",".join(map(value_text, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}:{value_text(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "null" if value is None else str(value)
+
+
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """Each dotted key by its shortest ending that no other key of ``keys`` shares:
+    ``defaults.schedule.stages`` -> ``stages``, unless ``blocks.1.schedule.stages`` is there too."""
+    shown = {}
+    for key in keys:
+        parts = key.split(".")
+        for size in range(1, len(parts) + 1):
+            tail = ".".join(parts[-size:])
+            if all(other == key or not ("." + other).endswith("." + tail) for other in keys):
+                break
+        shown[key] = tail
+    return shown
+
+
+def variant_name(name: str, assignments: list[Assignment]) -> str:
+    """``cliquenet-k36-t12@stages=3,channels=64``: the spec's name and what the variant sets."""
+    if not assignments:
+        return name
+    keys = short_keys(list(dict.fromkeys(a.key for a in assignments)))
+    return name + "@" + ",".join(f"{keys[a.key]}={value_text(a.value)}" for a in assignments)
