@@ -17,6 +17,7 @@ from cliquegen.models import build_fx
 from cliquegen.spec.loader import load_spec
 from cliquegen.spec.overrides import apply_assignments, parse_assignment, variant_name, variant_text
 from cliquegen.spec.shipped import apply_overrides, resolve_spec
+from cliquegen.train.grid import expand, folder_name, parse_grid, split_values
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -297,3 +298,184 @@ def test_summary_compare_and_what_a_block_hands_on(capsys) -> None:
     assert "cliquenet-k36-t12-a" in table and "transition1" in table
     densenet = summarize(compile_spec(resolve_spec("densenet-121")))
     assert [p.head_reads for p in densenet.parts if p.part.startswith("block")][:3] == [None] * 3
+
+
+# --- sweep --grid ----------------------------------------------------------------------------------
+
+TINY = """\
+name: tiny
+input: {channels: 1, height: 8, width: 8}
+num_classes: 10
+stem: {kind: cifar, channels: 8}
+defaults: {dropout: 0.1}
+blocks:
+  - {layers: 2, channels: 6}
+  - {layers: 2, channels: 6}
+"""
+TRAIN = ["--data", "digits", "--epochs", "1", "--batch-size", "32", "--subset", "64"]
+
+
+def test_grid_values_split_at_commas_outside_brackets() -> None:
+    assert split_values("[x0,1],[x0, last], {a: 1, b: 2},'x,y'") == [
+        "[x0,1]",
+        "[x0, last]",
+        "{a: 1, b: 2}",
+        "'x,y'",
+    ]
+    key, assignments = parse_grid("defaults.feature=[x0,1],[x0,2]")
+    assert key == "defaults.feature" and [a.value for a in assignments] == [["x0", 1], ["x0", 2]]
+    for bad, message in (
+        ("defaults.dropout", "--grid defaults.dropout: error: expected KEY=V1,V2,..."),
+        ("defaults.dropout=0.1,,0.2", "--grid defaults.dropout=0.1,,0.2: error: an empty value"),
+        ("blocks.*.channels=8,8", "--grid blocks.*.channels=8,8: error: the value 8 is listed twice"),
+        ("defaults.dropot=0.1,0.2", "--grid defaults.dropot=0.1: error: unknown key `dropot`; did you mean"),
+    ):
+        with pytest.raises(SpecError) as caught:
+            expand(["cliquenet-digits"], [], [bad])
+        assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_grid_is_the_cross_product_with_readable_names() -> None:
+    variants = expand(
+        ["cliquenet-k36-t12"],
+        ["defaults.feature=null", "defaults.transit=null"],
+        [
+            "defaults.schedule.stages=2,3",
+            "blocks.*.channels=36,64",
+        ],
+    )
+    assert [v.name for v in variants] == [
+        "cliquenet-k36-t12@stages=2,channels=36",
+        "cliquenet-k36-t12@stages=2,channels=64",
+        "cliquenet-k36-t12@stages=3,channels=36",
+        "cliquenet-k36-t12@stages=3,channels=64",
+    ]
+    assert variants[3].varied == {"defaults.schedule.stages": 3, "blocks.*.channels": 64}
+    assert [(b.stages, b.channels, b.feature) for b in variants[3].spec.resolved_blocks()][0] == (
+        3,
+        64,
+        ("x0", 3),
+    )
+    assert load_spec(variants[3].text) == variants[3].spec
+    # the paper's tables, one grid each (docs/analysis.md)
+    tab1 = expand(
+        ["cliquenet-ii-ii"],
+        ["defaults.schedule=null"],
+        [
+            "defaults.feature=[x0,1],[x0,2]",
+            "defaults.transit=1,2",
+        ],
+    )
+    shipped = {
+        name: resolve_spec(name).resolved_blocks()
+        for name in ("cliquenet-i-i", "cliquenet-i-ii", "cliquenet-ii-ii")
+    }
+    cells = {
+        v.name: [
+            (b.stages, b.feature) + ((b.transit,) if b.index < 2 else ()) for b in v.spec.resolved_blocks()
+        ]
+        for v in tab1
+    }
+    for name, blocks in shipped.items():
+        assert [
+            (b.stages, b.feature) + ((b.transit,) if b.index < 2 else ()) for b in blocks
+        ] in cells.values(), name
+    tab2 = expand(["cliquenet-k64-t15"], [], ["defaults.schedule.partial=0,1,2,3,4,5"])
+    for variant in tab2:
+        x = variant.varied["defaults.schedule.partial"]
+        shipped = resolve_spec(f"cliquenet-x{x}")
+        assert summarize(compile_spec(variant.spec)).params == summarize(compile_spec(shipped)).params
+
+
+def test_folder_names_stay_one_safe_component() -> None:
+    assert folder_name("tiny@description=a/b c") == "tiny@description=a_b_c"
+    long = folder_name("tiny@" + "x" * 400)
+    assert len(long.encode()) <= 200 and long != folder_name("tiny@" + "x" * 399)
+
+
+def test_sweep_grid_end_to_end_on_digits(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("sklearn", reason="needs the train extra: pip install 'cliquegen[train]'")
+    pytest.importorskip("matplotlib", reason="needs the plot extra: pip install 'cliquegen[plot]'")
+    spec, out = tmp_path / "tiny.yaml", tmp_path / "sweep"
+    spec.write_text(TINY)
+    args = [
+        "sweep",
+        str(spec),
+        "--set",
+        "defaults.dropout=0",
+        "--grid",
+        "blocks.*.channels=4,6",
+        "--out",
+        str(out),
+    ]
+    assert main([*args, *TRAIN]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.count(": training (") == 2
+    document = json.loads((out / "results.json").read_text())
+    assert [row["spec"] for row in document["specs"]] == ["tiny@channels=4", "tiny@channels=6"]
+    assert [row["varied"] for row in document["specs"]] == [
+        {"blocks.*.channels": 4},
+        {"blocks.*.channels": 6},
+    ]
+    assert document["settings"]["grid"] == ["blocks.*.channels=4,6"]
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("spec,blocks.*.channels,params,")
+    assert "| spec | channels | params |" in (out / "results.md").read_text()
+    for row, channels in zip(document["specs"], (4, 6), strict=True):
+        folder = out / row["spec"] / "seed0"
+        text = (folder / "spec.yaml").read_text()
+        assert text.startswith(f"# {spec} --set defaults.dropout=0 --grid blocks.*.channels={channels}\n")
+        variant = load_spec(text)
+        assert [b.channels for b in variant.blocks] == [channels] * 2 and variant.defaults.dropout == 0
+        assert row["params"] == summarize(compile_spec(variant)).params
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["epochs_done"] == 1
+        # the run folder is self-contained: its spec file evaluates its checkpoint
+        assert (
+            main(
+                [
+                    "eval",
+                    str(folder / "spec.yaml"),
+                    "--weights",
+                    str(folder / "best.pt"),
+                    "--data",
+                    "digits",
+                    "--subset",
+                    "32",
+                ]
+            )
+            == 0
+        )
+    capsys.readouterr()
+    assert main([*args, *TRAIN]) == 0  # run again: every variant is finished
+    assert capsys.readouterr().out.count("finished, skipped") == 2
+
+
+def test_cli_set_trains_the_variant(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("sklearn", reason="needs the train extra: pip install 'cliquegen[train]'")
+    spec, out = tmp_path / "tiny.yaml", tmp_path / "run"
+    spec.write_text(TINY)
+    assert main(["train", str(spec), "--set", "blocks.2.layers=3", "--out", str(out), *TRAIN]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "eval",
+                str(spec),
+                "--set",
+                "blocks.2.layers=3",
+                "--weights",
+                str(out / "best.pt"),
+                "--data",
+                "digits",
+                "--subset",
+                "32",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["images"] == 32
+    assert (
+        main(["eval", str(spec), "--weights", str(out / "best.pt"), "--data", "digits", "--subset", "32"])
+        == 2
+    )
+    assert "the weights do not fit" in capsys.readouterr().err

@@ -110,11 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--top-k", type=count(at_most=1000), default=5, metavar="K")
     sub.add_argument("--device", choices=DEVICES, default="auto")
     sub.add_argument("--json", action="store_true", help="print a JSON list")
-    sub = add("sweep", cmd_sweep, "train specs x seeds with one recipe; results table and figure")
+    sub = add(
+        "sweep", cmd_sweep, "train specs (x --grid values) x seeds with one recipe; results table and figure"
+    )
     sub.add_argument("specs", nargs="+", metavar="SPEC", help="spec paths or shipped spec names")
     sub.add_argument("--out", required=True, metavar="DIR", help="OUT/<spec>/seed<S>/ and OUT/results.*")
     sub.add_argument(
         "--seeds", type=integer(at_least=0), nargs="+", default=[0], metavar="S", help="default: 0"
+    )
+    sub.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="train every combination of these values (the cross product of all --grid), each a "
+        "variant named SPEC@KEY=V,...; YAML values split at commas outside brackets; repeatable",
     )
     _training_options(sub)
     sub = add("plot", cmd_plot, "overlay the training curves of runs (their metrics.json)", force=False)

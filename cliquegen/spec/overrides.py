@@ -39,6 +39,7 @@ class Assignment:
     path: tuple[str | int, ...]
     value: Any
     tree: _Tree
+    flag: str = "--set"  # the option that gave it, for messages
 
     @property
     def key(self) -> str:
@@ -46,15 +47,15 @@ class Assignment:
 
     @property
     def where(self) -> str:
-        return f"--set {self.text}"
+        return f"{self.flag} {self.text}"
 
 
-def parse_assignment(text: str) -> Assignment:
+def parse_assignment(text: str, flag: str = "--set") -> Assignment:
     """``KEY=VALUE`` as an :class:`Assignment`; a SpecError names the assignment otherwise."""
     key, equals, raw = text.partition("=")
 
     def refuse(message: str) -> SpecError:
-        return SpecError([Diagnostic(f"--set {text}", None, None, printable(message))])
+        return SpecError([Diagnostic(f"{flag} {text}", None, None, printable(message))])
 
     if not equals:
         return _raise(refuse("expected KEY=VALUE, e.g. `--set defaults.dropout=0.1`"))
@@ -70,12 +71,12 @@ def parse_assignment(text: str) -> Assignment:
         else:
             path.append(part)
     try:
-        tree = _Tree(f"--set {text}", f"{_VALUE}: {raw}", looks_like_path=False)
+        tree = _Tree(f"{flag} {text}", f"{_VALUE}: {raw}", looks_like_path=False)
     except SpecError as error:  # positions in the `value: ...` line read here mean nothing to the user
         raise SpecError(
             [Diagnostic(d.path, None, None, _POSITION.sub("", d.message)) for d in error.diagnostics]
         ) from None
-    return Assignment(text, tuple(path), tree.value[_VALUE], tree)
+    return Assignment(text, tuple(path), tree.value[_VALUE], tree, flag)
 
 
 def _raise(error: SpecError) -> Any:
@@ -109,7 +110,7 @@ def resolve_variant(name_or_path: str | Spec, sets: list[str]) -> Spec:
 
 def variant_text(spec: Spec, base: str, assignments: list[Assignment]) -> str:
     """The resolved spec as YAML that loads back to ``spec``, headed by where it came from."""
-    sets = " ".join(f"--set {a.text}" for a in assignments)
+    sets = " ".join(a.where for a in assignments)
     header = printable(f"# {base} {sets}".rstrip()).replace("\n", " ")
     data = spec.model_dump(mode="json", exclude_unset=True)
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)

@@ -1,7 +1,9 @@
 """``cliquegen sweep``: train several specs over several seeds with one recipe, and compare them.
 
 Every run goes through :func:`cliquegen.train.train` (so under torchrun every run is DDP) into
-its own folder, ``OUT/<spec name>/seed<S>``.  The sweep is resumable: a run whose
+its own folder, ``OUT/<spec name>/seed<S>``.  With ``--set`` and ``--grid`` every spec becomes
+variants (:mod:`cliquegen.train.grid`), each in ``OUT/<variant name>/seed<S>``, trained from the
+resolved spec the folder holds (``spec.yaml``); the results gain a column per gridded key.  The sweep is resumable: a run whose
 ``metrics.json`` says it finished with the same settings is skipped, a run with a ``last.pt``
 is resumed exactly (``--resume``), any other is started.  Once every run is done, rank 0 writes
 ``OUT/results.json``, ``results.csv``, ``results.md`` and ``results.png``: per spec its
@@ -23,9 +25,8 @@ from .._io import atomic_write
 from ..compiler.lower import compile_spec
 from ..compiler.summary import summarize
 from ..errors import UsageError
-from ..spec.model import Spec
-from ..spec.shipped import resolve_spec
 from .config import LAST, METRICS
+from .grid import VARIANT_SPEC, Variant, expand
 from .loop import RESUME_KEYS, TrainConfig, resolve_settings
 from .results import (
     RESULTS,
@@ -48,13 +49,17 @@ class SweepConfig:
     out: str
     seeds: list[int] = field(default_factory=lambda: [0])
     train: dict[str, Any] = field(default_factory=dict)  # the other TrainConfig fields: data, epochs, ...
+    sets: list[str] = field(default_factory=list)  # --set KEY=VALUE, for every spec
+    grid: list[str] = field(default_factory=list)  # --grid KEY=V1,V2,...: the cross product (train/grid.py)
 
     @classmethod
     def from_args(cls, options: dict[str, Any]) -> SweepConfig:
-        """From the command line's options: ``specs``, ``out``, ``seeds`` and train's options."""
+        """From the command line's options: ``specs``, ``out``, ``seeds``, ``sets``, ``grid``
+        and train's options."""
         fields = set(TrainConfig.__dataclass_fields__) - set(PER_RUN)
         train = {key: value for key, value in options.items() if key in fields}
-        return cls(options["specs"], options["out"], list(options["seeds"]), train)
+        variation = {key: list(options.get(key) or []) for key in ("sets", "grid")}
+        return cls(options["specs"], options["out"], list(options["seeds"]), train, **variation)
 
     def train_config(self, spec: str, seed: int, out: Path, resume: bool) -> TrainConfig:
         return TrainConfig(spec=spec, out=str(out), seed=seed, resume=resume, **self.train)
@@ -64,20 +69,20 @@ def run_folder(out: str | Path, spec_name: str, seed: int) -> Path:
     return Path(out) / spec_name / f"seed{seed}"
 
 
-def check(config: SweepConfig) -> list[tuple[str, Spec]]:
-    """The specs, loaded, before anything is trained: bad settings fail at once."""
+def check(config: SweepConfig) -> list[Variant]:
+    """The specs and their variants, loaded, before anything is trained: bad settings fail at once."""
     if not config.seeds:
         raise UsageError("--seeds needs at least one seed")
     if len(set(config.seeds)) != len(config.seeds):
         raise UsageError(f"--seeds lists a seed twice: {config.seeds}")
-    specs = [(text, resolve_spec(text)) for text in config.specs]
-    names = [spec.name for _, spec in specs]
+    variants = expand(config.specs, config.sets, config.grid)
+    names = [variant.name for variant in variants]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise UsageError(
             f"two specs are named {', '.join(twice)}; each run folder is OUT/<spec name>/seed<S>"
         )
-    return specs
+    return variants
 
 
 def run_state(folder: Path, config: TrainConfig, spec_name: str, world_size: int = 1) -> str:
@@ -130,37 +135,52 @@ def sweep(config: SweepConfig, console: Console | None = None) -> list[SpecResul
             dist.destroy_process_group()
 
 
-def _sweep(
-    config: SweepConfig, specs: list[tuple[str, Spec]], ctx, console: Console
-) -> list[SpecResult] | None:
+def _sweep(config: SweepConfig, variants: list[Variant], ctx, console: Console) -> list[SpecResult] | None:
     from .loop import run
 
-    total, count = len(specs) * len(config.seeds), 0
-    for text, spec in specs:
+    total, count = len(variants) * len(config.seeds), 0
+    for variant in variants:
+        spec = variant.spec
         for seed in config.seeds:
             count += 1
-            folder = run_folder(config.out, spec.name, seed)
+            folder = run_folder(config.out, variant.name, seed)
+            text = variant.given if variant.text is None else str(folder / VARIANT_SPEC)
             fresh = config.train_config(text, seed, folder, resume=False)
-            state = _on_rank0(lambda: run_state(folder, fresh, spec.name, ctx.world_size), ctx)  # noqa: B023
+            state = _on_rank0(
+                lambda: run_state(_with_spec(folder, variant), fresh, spec.name, ctx.world_size),  # noqa: B023
+                ctx,
+            )
             if ctx.main:
-                console.print(f"[{count}/{total}] {spec.name} seed {seed}: {_STATES[state]} ({folder})")
+                console.print(f"[{count}/{total}] {variant.name} seed {seed}: {_STATES[state]} ({folder})")
             if state != "done":
                 run(config.train_config(text, seed, folder, resume=state == "resume"), console=console)
     if not ctx.main:
         return None
     results = []
-    for _, spec in specs:
-        summary = summarize(compile_spec(spec))
-        runs = [finished_run(run_folder(config.out, spec.name, seed), seed) for seed in config.seeds]
-        results.append(SpecResult(spec.name, summary.params, summary.flops, runs))
-    text, spec = specs[0]
+    for variant in variants:
+        summary = summarize(compile_spec(variant.spec))
+        runs = [finished_run(run_folder(config.out, variant.name, seed), seed) for seed in config.seeds]
+        results.append(SpecResult(variant.name, summary.params, summary.flops, runs, variant.varied))
+    first = variants[0]
     recipe = resolve_settings(
-        config.train_config(text, 0, Path(config.out), False), spec.name, ctx.world_size
+        config.train_config(first.given, 0, Path(config.out), False), first.spec.name, ctx.world_size
     )
     shared = {key: value for key, value in recipe.items() if key not in ("spec", "seed")}
+    shared |= {"sets": config.sets, "grid": config.grid} if config.sets or config.grid else {}
     for path in write_results(results, shared, config.seeds, Path(config.out)):
         console.print(f"wrote {path}")
     return results
+
+
+def _with_spec(folder: Path, variant: Variant) -> Path:
+    """``folder``, holding the variant's resolved spec (``spec.yaml``) when it has one."""
+    if variant.text is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot create {folder}: {error.strerror or error}") from None
+        atomic_write(folder / VARIANT_SPEC, variant.text, root=folder)
+    return folder
 
 
 _STATES = {"done": "finished, skipped", "resume": "resuming", "start": "training"}
