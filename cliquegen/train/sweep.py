@@ -3,12 +3,13 @@
 Every run goes through :func:`cliquegen.train.train` (so under torchrun every run is DDP) into
 its own folder, ``OUT/<spec name>/seed<S>``.  With ``--set`` and ``--grid`` every spec becomes
 variants (:mod:`cliquegen.train.grid`), each in ``OUT/<variant name>/seed<S>``, trained from the
-resolved spec the folder holds (``spec.yaml``); the results gain a column per gridded key.  The sweep is resumable: a run whose
-``metrics.json`` says it finished with the same settings is skipped, a run with a ``last.pt``
-is resumed exactly (``--resume``), any other is started.  Once every run is done, rank 0 writes
-``OUT/results.json``, ``results.csv``, ``results.md`` and ``results.png``: per spec its
-parameters and FLOPs, the seeds, the final and the best top-1 test error (mean and sample
-standard deviation over the seeds, in percent) and the mean training time of a run.
+resolved spec the folder holds (``spec.yaml``); the results gain a column per gridded key.
+The sweep is resumable: a run whose ``metrics.json`` says it finished with the same settings is
+skipped, a run with a ``last.pt`` is resumed exactly (``--resume``), any other is started.
+Once every run is done, rank 0 writes ``OUT/results.json``, ``results.csv``, ``results.md``
+and ``results.png``: per spec its parameters and FLOPs, the seeds, the final and the best
+top-1 test error (mean and sample standard deviation over the seeds, in percent) and the mean
+training time of a run.
 """
 
 from __future__ import annotations
