@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from pydantic import BaseModel
 
 from cliquegen.cli.main import main
 from cliquegen.compiler.lower import compile_spec
@@ -15,8 +17,10 @@ from cliquegen.compiler.summary import summarize
 from cliquegen.errors import SpecError
 from cliquegen.models import build_fx
 from cliquegen.spec.loader import load_spec
+from cliquegen.spec.model import Spec
 from cliquegen.spec.overrides import apply_assignments, parse_assignment, variant_name, variant_text
-from cliquegen.spec.shipped import apply_overrides, resolve_spec
+from cliquegen.spec.shipped import apply_overrides, resolve_spec, shipped_specs
+from cliquegen.spec.template import starting_spec
 from cliquegen.train.grid import expand, folder_name, parse_grid, split_values
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -479,3 +483,69 @@ def test_cli_set_trains_the_variant(tmp_path: Path, capsys) -> None:
         == 2
     )
     assert "the weights do not fit" in capsys.readouterr().err
+
+
+# --- cliquegen new ---------------------------------------------------------------------------------
+
+
+def _keys(model, prefix="") -> list[str]:
+    keys = []
+    for name, info in model.model_fields.items():
+        sub = (
+            info.annotation
+            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+            else None
+        )
+        keys += _keys(sub, f"{prefix}{name}.") if sub else [f"{prefix}{name}"]
+    return keys
+
+
+def test_new_writes_every_key_with_its_meaning_and_validates(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "my-net.yaml"
+    assert main(["new", "my-net", "-o", str(path)]) == 0
+    assert f"wrote {path}: my-net, 3 blocks" in capsys.readouterr().out
+    text = path.read_text()
+    spec = load_spec(path)
+    assert spec.name == "my-net" and spec.stem.kind == "cifar"
+    written = yaml.safe_load(text)
+    for key in _keys(Spec):
+        section, _, field = key.rpartition(".")
+        mapping = written[section.split(".")[0]] if section else written
+        for part in section.split(".")[1:]:
+            mapping = mapping[part]
+        assert field in mapping, key
+        line = next(line for line in text.splitlines() if line.lstrip().startswith(f"{field}:"))
+        assert " # " in line, line  # its meaning
+    assert written["defaults"]["feature"] == ["x0", "last"] and written["defaults"]["transit"] == "last"
+    # a spec that only changes `stages` just works
+    assert load_spec(text.replace("    stages: 2", "    stages: 3")).resolved_blocks()[0].feature == ("x0", 3)
+    assert main(["new", "my-net", "-o", str(path)]) == 2  # never replaces a file unasked
+    assert f"{path} exists" in capsys.readouterr().err
+    assert main(["new", "my-net", "-o", str(path), "--force", "--classes", "100"]) == 0
+    assert load_spec(path).num_classes == 100
+
+
+def test_new_for_a_large_input_chooses_the_stem_and_says_so(capsys) -> None:
+    assert main(["new", "big", "--input", "224x224x3", "--classes", "1000", "-o", "-"]) == 0
+    text = capsys.readouterr().out
+    spec = load_spec(text)
+    assert (spec.input.height, spec.input.width, spec.input.channels, spec.stem.kind) == (
+        224,
+        224,
+        3,
+        "imagenet",
+    )
+    assert "# Note: stem: imagenet, chosen for the 224x224 input" in text
+    for bad in ("3x32x32", "32x32x", "axb"):
+        assert main(["new", "big", "--input", bad, "-o", "-"]) == 2
+        assert "HEIGHTxWIDTHxCHANNELS" in capsys.readouterr().err
+    assert main(["new", "Big", "-o", "-"]) == 2
+    assert "must be lower-case letters" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(shipped_specs()))
+def test_new_like_a_shipped_spec_builds_the_same_network(name: str) -> None:
+    base = resolve_spec(name)
+    spec = load_spec(starting_spec("copy", like=base, like_label=name))
+    assert summarize(compile_spec(spec)).params == summarize(compile_spec(base)).params
+    assert compile_spec(spec).program.ops == compile_spec(base).program.ops

@@ -174,6 +174,37 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    from .._io import atomic_write
+    from ..errors import UsageError
+    from ..spec.template import parse_input, starting_spec
+
+    shape = parse_input(args.input) if args.input is not None else None
+    like = _checked_spec(args.like, args.sets) if args.like is not None else None
+    label = args.like if not args.sets else f"{args.like} " + " ".join(f"--set {t}" for t in args.sets)
+    text = starting_spec(args.name, like, label, input=shape, num_classes=args.classes)
+    if args.sets and like is None:  # no spec to vary yet: vary the built-in start
+        start = apply_assignments(load_spec(text), [parse_assignment(t) for t in args.sets])
+        label = " ".join(f"--set {t}" for t in args.sets)
+        text = starting_spec(args.name, start, f"the built-in start with {label}")
+    output = args.output if args.output is not None else f"{args.name}.yaml"
+    spec = load_spec(text, path=output)  # what we write validates, or this is our bug
+    summary = summarize(compile_spec(spec))
+    if output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    if os.path.lexists(output) and not args.force:
+        raise UsageError(f"{output} exists; choose another -o FILE, or pass --force to replace it")
+    atomic_write(output, text)
+    stdout.print(
+        f"wrote {printable(output)}: {spec.name}, {len(spec.blocks)} block{'s' * (len(spec.blocks) > 1)}, "
+        f"{_millions(summary.params)} "
+        f"params, {_giga(summary.flops)} FLOPs; edit it, then `cliquegen validate {printable(output)}`",
+        markup=False,
+    )
+    return EXIT_OK
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from ..emit.source import build_files
 

@@ -27,6 +27,7 @@ from .commands import (
     cmd_export_weights,
     cmd_import_weights,
     cmd_list,
+    cmd_new,
     cmd_plot,
     cmd_predict,
     cmd_render,
@@ -80,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("list", cmd_list, "the shipped specs with their sizes", force=False)
     sub.add_argument("--json", action="store_true", help="print a JSON list")
     add("schema", cmd_schema, "print the JSON Schema of the spec format", force=False)
+    sub = add("new", cmd_new, "write a commented starting spec: every key, its value and meaning", False)
+    sub.add_argument("name", metavar="NAME", help="the spec's name: lower-case letters, digits and '-'")
+    sub.add_argument(
+        "--like", metavar="SPEC", help="start from this spec's values (default: the built-in ones)"
+    )
+    sub.add_argument("--input", metavar="HxWxC", help="input size, e.g. 32x32x3 (default) or 224x224x3")
+    sub.add_argument("--classes", type=count(at_least=0, at_most=1_000_000), metavar="N", help="default 10")
+    sub.add_argument("-o", "--output", metavar="FILE", help="default: NAME.yaml; - for standard output")
+    sub.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    _set_option(sub)
     sub = add("render", cmd_render, "draw a block, its stage schedule or the network with graphviz")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--view", choices=VIEWS, default="block")

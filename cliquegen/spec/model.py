@@ -54,16 +54,19 @@ class _Model(BaseModel):
 class InputSpec(_Model):
     """Image size the network is built for (FLOPs are counted at this size)."""
 
-    channels: PositiveInt = 3
-    height: PositiveInt = 32
-    width: PositiveInt = 32
+    channels: PositiveInt = Field(3, description="image channels: 3 for RGB, 1 for grey")
+    height: PositiveInt = Field(32, description="image height in pixels")
+    width: PositiveInt = Field(32, description="image width in pixels")
 
 
 class StemSpec(_Model):
     """``cifar``: one 3x3 conv to ``channels``; ``imagenet``: 7x7/2 conv, BN, ReLU, 3x3/2 max pool."""
 
-    kind: Literal["cifar", "imagenet"] = "cifar"
-    channels: PositiveInt = 64
+    kind: Literal["cifar", "imagenet"] = Field(
+        "cifar",
+        description="cifar: one 3x3 conv; imagenet: 7x7/2 conv, 3x3/2 max pool (1/4 size)",
+    )
+    channels: PositiveInt = Field(64, description="channels of the stem's output, X0 of the first block")
 
 
 class ScheduleSpec(_Model):
@@ -71,8 +74,8 @@ class ScheduleSpec(_Model):
 
     stages: Annotated[int, Field(ge=1, le=64)] = Field(
         2,
-        description="1 = Stage I only; 2 = I + II; 3, 4 ... = more alternate stages; not written: "
-        "the highest stage that feature and transit name by number, else 2",
+        description="1 = Stage I only; 2 = I + II; 3 ... more; unwritten: the highest stage that "
+        "feature and transit name by number, else 2",
     )
     partial: Annotated[int, Field(ge=0)] | None = Field(
         None, description="CliqueNet-X: only the first X updates of the last stage"
@@ -94,35 +97,37 @@ class Defaults(_Model):
     """Options inherited by every block unless the block sets them."""
 
     kernel: Kernel = Field(3, description="kernel of the W_ij (1 when bottleneck)")
-    bottleneck: bool = False
+    bottleneck: bool = Field(
+        False, description="true: 1x1 W_ij, then the layer's own 3x3 conv to its channels"
+    )
     bottleneck_width: BottleneckWidth = Field(
-        1, description="with bottleneck: the 1x1 W_ij produce width * channels (DenseNet: 4); default 1"
+        1, description="with bottleneck: the 1x1 W_ij produce width * channels (DenseNet: 4)"
     )
     share_weights: bool = Field(
         True,
-        description="true: every stage uses the same W_ij (and bottleneck conv); "
-        "false: each stage has its own (names end in the stage: w1_2_s2)",
+        description="true: all stages share each W_ij (and bottleneck conv); false: one per stage (w1_2_s2)",
     )
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    schedule: ScheduleSpec = ScheduleSpec()
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="dropout after each update's conv (the authors' CIFAR nets: 0.2)"
+    )
+    schedule: ScheduleSpec = Field(ScheduleSpec(), description="how the layers of a block are updated")
     feature: list[StageRef] = Field(
         ["x0", "last"],
         min_length=1,
-        description="block feature for the head: X0 and/or the newest values after a stage "
-        "(last: the block's last stage)",
+        description="what the head reads of a block: x0 and stages (last: the block's last stage)",
     )
     transit: Transit = Field(
         "last",
-        description="what the next block receives: a stage (last: the block's last stage), or a list "
-        "of X0 and stages (DenseNet: [x0, 1], the whole concatenation)",
+        description="what the next block gets: a stage (last: the last one) or a list of x0 and stages "
+        "(DenseNet: [x0, 1])",
     )
 
 
 class BlockSpec(_Model):
     """One clique block: ``layers`` layers of ``channels`` filters each."""
 
-    layers: PositiveInt
-    channels: PositiveInt
+    layers: PositiveInt = Field(description="layers in the block")
+    channels: PositiveInt = Field(description="channels of each layer (the paper's k)")
     kernel: Kernel | None = None
     bottleneck: bool | None = None
     bottleneck_width: BottleneckWidth | None = None
@@ -136,9 +141,11 @@ class BlockSpec(_Model):
 class TransitionSpec(_Model):
     """BN -> ReLU -> 1x1 conv (C -> floor(compression * C)) -> [squeeze-and-excitation] -> 2x2 avg pool."""
 
-    attention: bool = False
+    attention: bool = Field(
+        False, description="squeeze-and-excitation on the transition's output (CliqueNet-A)"
+    )
     compression: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
-        1.0, description="the 1x1 conv keeps floor(compression * C) of the C channels (DenseNet-BC: 0.5)"
+        1.0, description="the 1x1 conv keeps floor(compression * C) channels (DenseNet-BC: 0.5)"
     )
 
 
@@ -146,7 +153,9 @@ class HeadSpec(_Model):
     """``multiscale``: every block feature is [compressed,] BN-ReLU-pooled, then concatenated;
     ``last``: BN, ReLU, global average pool over the last block's feature only (DenseNet)."""
 
-    kind: Literal["multiscale", "last"] = "multiscale"
+    kind: Literal["multiscale", "last"] = Field(
+        "multiscale", description="multiscale: every block's feature; last: the last block's only (DenseNet)"
+    )
     compression: bool = Field(False, description="multiscale: halve each block feature by a 1x1 conv first")
 
 
@@ -193,8 +202,10 @@ class NormSpec(_Model):
     """Every BatchNorm's epsilon and momentum, in PyTorch's meaning: momentum is the weight of
     each batch in the running statistics (TensorFlow's moving-average decay d is 1 - d)."""
 
-    eps: Annotated[float, Field(gt=0, le=1)] = 1e-5
-    momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
+    eps: Annotated[float, Field(gt=0, le=1)] = Field(1e-5, description="added to the variance")
+    momentum: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.1, description="weight of each batch in the running statistics (TensorFlow: 1 - decay)"
+    )
 
 
 #: Conv weight (W_ij, stem, bottleneck, transition) initialisations.  ``kaiming-normal-fan-out``:
@@ -208,30 +219,40 @@ LinearInit = Literal["kaiming-uniform", "glorot-uniform"]
 class InitSpec(_Model):
     """How weights start; biases start at zero either way."""
 
-    conv: ConvInit = "kaiming-normal-fan-out"
-    linear: LinearInit = "kaiming-uniform"
+    conv: ConvInit = Field(
+        "kaiming-normal-fan-out",
+        description="convs: kaiming-normal-fan-out (PyTorch) or truncated-normal-fan-in (TF)",
+    )
+    linear: LinearInit = Field(
+        "kaiming-uniform", description="linears: kaiming-uniform (PyTorch) or glorot-uniform (TF)"
+    )
 
 
 class Spec(_Model):
     """A whole clique network."""
 
-    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)]
-    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
-    input: InputSpec = InputSpec()
-    num_classes: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
-        description="classes of the classifier; 0: no classifier, the model returns the pooled features"
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)] = Field(
+        description="lower-case letters, digits and '-'; the module is named with _ for -"
     )
-    stem: StemSpec = StemSpec()
-    defaults: Defaults = Defaults()
-    blocks: list[BlockSpec] = Field(min_length=1, max_length=64)
-    transition: TransitionSpec = TransitionSpec()
-    head: HeadSpec = HeadSpec()
-    norm: NormSpec = NormSpec()
-    init: InitSpec = InitSpec()
+    description: Annotated[str, StringConstraints(max_length=10_000)] = Field("", description="free text")
+    input: InputSpec = Field(InputSpec(), description="the image size the network is built for")
+    num_classes: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        description="classes of the classifier; 0: none, the model returns the pooled features"
+    )
+    stem: StemSpec = Field(StemSpec(), description="what turns the image into the first block's X0")
+    defaults: Defaults = Field(Defaults(), description="options of every block that does not set its own")
+    blocks: list[BlockSpec] = Field(
+        min_length=1, max_length=64, description="one entry per block; each may set any key of defaults"
+    )
+    transition: TransitionSpec = Field(
+        TransitionSpec(), description="between blocks: BN, ReLU, 1x1 conv, [attention], 2x2 average pool"
+    )
+    head: HeadSpec = Field(HeadSpec(), description="what pools the block features for the classifier")
+    norm: NormSpec = Field(NormSpec(), description="every BatchNorm's epsilon and momentum")
+    init: InitSpec = Field(InitSpec(), description="how weights start (biases start at zero)")
     memory_efficient: bool = Field(
         False,
-        description="training recomputes each update's concat -> BN -> ReLU -> conv in the backward "
-        "pass instead of storing it: less activation memory, some more time",
+        description="training recomputes each update in the backward pass: less memory, more time",
     )
 
     @property
