@@ -3,12 +3,18 @@ run, the progress bar and messages, a reader that closes the pipe early."""
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
 from strategies import specs
 from torch import fx, nn
 
+from cliquegen.checkpoint.files import save_safetensors_file, save_weights_file
+from cliquegen.cli.main import main
 from cliquegen.models import build_fx, create_model
 from cliquegen.spec.shipped import resolve_spec
 from cliquegen.train.distributed import has_unused_parameters
@@ -46,3 +52,26 @@ def test_a_parameter_the_graph_never_reads_is_found() -> None:
     assert has_unused_parameters(model)
     assert has_unused_parameters(nn.Linear(2, 2))  # not an FX graph: DDP must search
     assert isinstance(model, fx.GraphModule)
+
+
+# --- every file we write has the same mode -----------------------------------------------------------
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_safetensors_files_get_the_mode_of_every_other_file(tmp_path: Path, umask_022) -> None:
+    pytest.importorskip("safetensors")
+    state = create_model("cliquenet-digits").state_dict()
+    save_weights_file(state, tmp_path / "w.pt")
+    save_safetensors_file(state, tmp_path / "w.safetensors")
+    assert (
+        main(["export", "cliquenet-digits", "--format", "safetensors", "-o", str(tmp_path / "e.safetensors")])
+        == 0
+    )
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
+    assert modes == {"w.pt": 0o644, "w.safetensors": 0o644, "e.safetensors": 0o644}
