@@ -6,6 +6,7 @@ package, and prints the result.  They return the exit status (0); errors propaga
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -27,8 +28,17 @@ from ..spec.shipped import family, resolve_spec, shipped_specs
 
 EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
+
+class _Stdout(Console):
+    """rich's console, which leaves a reader that closed the pipe to :func:`cli.main.main` (a
+    quiet end) instead of exiting with status 1 itself."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 # Tables keep their full width when printed to a file or a pipe (rich assumes 80 columns there).
-stdout = Console(
+stdout = _Stdout(
     highlight=False, soft_wrap=True, width=None if sys.stdout is not None and sys.stdout.isatty() else 160
 )
 
