@@ -50,21 +50,21 @@ class CliquenetDigits(nn.Module):
         self.block1.dropout = nn.Dropout(0.1)
         # Stage I: X1(1) to X3(1)
         self.block1.w0_1 = shared_weight((24, 32, 3, 3))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(32)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(32)  # BN of X1(1)'s inputs
         self.block1.w0_2 = shared_weight((24, 32, 3, 3))  # W02
         self.block1.w1_2 = shared_weight((24, 24, 3, 3))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(56)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(56)  # BN of X2(1)'s inputs
         self.block1.w0_3 = shared_weight((24, 32, 3, 3))  # W03
         self.block1.w1_3 = shared_weight((24, 24, 3, 3))  # W13
         self.block1.w2_3 = shared_weight((24, 24, 3, 3))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(80)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(80)  # BN of X3(1)'s inputs
         # Stage II: X1(2) to X3(2), with the W_ij earlier stages did not use
         self.block1.w2_1 = shared_weight((24, 24, 3, 3))  # W21
         self.block1.w3_1 = shared_weight((24, 24, 3, 3))  # W31
-        self.block1.bn1_s2 = nn.BatchNorm2d(48)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(48)  # BN of X1(2)'s inputs
         self.block1.w3_2 = shared_weight((24, 24, 3, 3))  # W32
-        self.block1.bn2_s2 = nn.BatchNorm2d(48)  # BN of X2(2)
-        self.block1.bn3_s2 = nn.BatchNorm2d(48)  # BN of X3(2)
+        self.block1.bn2_s2 = nn.BatchNorm2d(48)  # BN of X2(2)'s inputs
+        self.block1.bn3_s2 = nn.BatchNorm2d(48)  # BN of X3(2)'s inputs
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -80,21 +80,21 @@ class CliquenetDigits(nn.Module):
         self.block2.dropout = nn.Dropout(0.1)
         # Stage I: X1(1) to X3(1)
         self.block2.w0_1 = shared_weight((24, 72, 3, 3))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(72)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(72)  # BN of X1(1)'s inputs
         self.block2.w0_2 = shared_weight((24, 72, 3, 3))  # W02
         self.block2.w1_2 = shared_weight((24, 24, 3, 3))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(96)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(96)  # BN of X2(1)'s inputs
         self.block2.w0_3 = shared_weight((24, 72, 3, 3))  # W03
         self.block2.w1_3 = shared_weight((24, 24, 3, 3))  # W13
         self.block2.w2_3 = shared_weight((24, 24, 3, 3))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(120)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(120)  # BN of X3(1)'s inputs
         # Stage II: X1(2) to X3(2), with the W_ij earlier stages did not use
         self.block2.w2_1 = shared_weight((24, 24, 3, 3))  # W21
         self.block2.w3_1 = shared_weight((24, 24, 3, 3))  # W31
-        self.block2.bn1_s2 = nn.BatchNorm2d(48)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(48)  # BN of X1(2)'s inputs
         self.block2.w3_2 = shared_weight((24, 24, 3, 3))  # W32
-        self.block2.bn2_s2 = nn.BatchNorm2d(48)  # BN of X2(2)
-        self.block2.bn3_s2 = nn.BatchNorm2d(48)  # BN of X3(2)
+        self.block2.bn2_s2 = nn.BatchNorm2d(48)  # BN of X2(2)'s inputs
+        self.block2.bn3_s2 = nn.BatchNorm2d(48)  # BN of X3(2)'s inputs
 
         # Head
         self.head.bn2 = nn.BatchNorm2d(144)

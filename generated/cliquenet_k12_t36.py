@@ -52,32 +52,32 @@ class CliquenetK12T36(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X12(1)
         self.block1.w0_1 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block1.w0_2 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block1.w1_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(76, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(76, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block1.w0_3 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block1.w1_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block1.w2_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(88, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(88, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block1.w0_4 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block1.w1_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block1.w2_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block1.w3_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(100, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(100, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block1.w0_5 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block1.w1_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block1.w2_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block1.w3_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block1.w4_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(112, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(112, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block1.w0_6 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W06
         self.block1.w1_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W16
         self.block1.w2_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W26
         self.block1.w3_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W36
         self.block1.w4_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W46
         self.block1.w5_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(124, eps=0.001, momentum=0.001)  # BN of X6(1)
+        self.block1.bn6_s1 = nn.BatchNorm2d(124, eps=0.001, momentum=0.001)  # BN of X6(1)'s inputs
         self.block1.w0_7 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W07
         self.block1.w1_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W17
         self.block1.w2_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W27
@@ -85,7 +85,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w4_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W47
         self.block1.w5_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W57
         self.block1.w6_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W67
-        self.block1.bn7_s1 = nn.BatchNorm2d(136, eps=0.001, momentum=0.001)  # BN of X7(1)
+        self.block1.bn7_s1 = nn.BatchNorm2d(136, eps=0.001, momentum=0.001)  # BN of X7(1)'s inputs
         self.block1.w0_8 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W08
         self.block1.w1_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W18
         self.block1.w2_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W28
@@ -94,7 +94,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w5_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W58
         self.block1.w6_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W68
         self.block1.w7_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W78
-        self.block1.bn8_s1 = nn.BatchNorm2d(148, eps=0.001, momentum=0.001)  # BN of X8(1)
+        self.block1.bn8_s1 = nn.BatchNorm2d(148, eps=0.001, momentum=0.001)  # BN of X8(1)'s inputs
         self.block1.w0_9 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W09
         self.block1.w1_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W19
         self.block1.w2_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W29
@@ -104,7 +104,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w6_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W69
         self.block1.w7_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W79
         self.block1.w8_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W89
-        self.block1.bn9_s1 = nn.BatchNorm2d(160, eps=0.001, momentum=0.001)  # BN of X9(1)
+        self.block1.bn9_s1 = nn.BatchNorm2d(160, eps=0.001, momentum=0.001)  # BN of X9(1)'s inputs
         self.block1.w0_10 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W0,10
         self.block1.w1_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,10
         self.block1.w2_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,10
@@ -115,7 +115,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w7_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,10
         self.block1.w8_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,10
         self.block1.w9_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,10
-        self.block1.bn10_s1 = nn.BatchNorm2d(172, eps=0.001, momentum=0.001)  # BN of X10(1)
+        self.block1.bn10_s1 = nn.BatchNorm2d(172, eps=0.001, momentum=0.001)  # BN of X10(1)'s inputs
         self.block1.w0_11 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W0,11
         self.block1.w1_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,11
         self.block1.w2_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,11
@@ -127,7 +127,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w8_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,11
         self.block1.w9_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,11
         self.block1.w10_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,11
-        self.block1.bn11_s1 = nn.BatchNorm2d(184, eps=0.001, momentum=0.001)  # BN of X11(1)
+        self.block1.bn11_s1 = nn.BatchNorm2d(184, eps=0.001, momentum=0.001)  # BN of X11(1)'s inputs
         self.block1.w0_12 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W0,12
         self.block1.w1_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,12
         self.block1.w2_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,12
@@ -140,7 +140,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w9_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,12
         self.block1.w10_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,12
         self.block1.w11_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,12
-        self.block1.bn12_s1 = nn.BatchNorm2d(196, eps=0.001, momentum=0.001)  # BN of X12(1)
+        self.block1.bn12_s1 = nn.BatchNorm2d(196, eps=0.001, momentum=0.001)  # BN of X12(1)'s inputs
         # Stage II: X1(2) to X12(2), with the W_ij earlier stages did not use
         self.block1.w2_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block1.w3_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W31
@@ -153,7 +153,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w10_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,1
         self.block1.w11_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,1
         self.block1.w12_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,1
-        self.block1.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block1.w3_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block1.w4_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W42
         self.block1.w5_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W52
@@ -164,7 +164,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w10_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,2
         self.block1.w11_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,2
         self.block1.w12_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,2
-        self.block1.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block1.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block1.w4_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W43
         self.block1.w5_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W53
         self.block1.w6_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W63
@@ -174,7 +174,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w10_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,3
         self.block1.w11_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,3
         self.block1.w12_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,3
-        self.block1.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block1.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block1.w5_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W54
         self.block1.w6_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W64
         self.block1.w7_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W74
@@ -183,7 +183,7 @@ class CliquenetK12T36(nn.Module):
         self.block1.w10_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,4
         self.block1.w11_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,4
         self.block1.w12_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,4
-        self.block1.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block1.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block1.w6_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W65
         self.block1.w7_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W75
         self.block1.w8_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W85
@@ -191,35 +191,35 @@ class CliquenetK12T36(nn.Module):
         self.block1.w10_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,5
         self.block1.w11_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,5
         self.block1.w12_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,5
-        self.block1.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block1.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block1.w7_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W76
         self.block1.w8_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W86
         self.block1.w9_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W96
         self.block1.w10_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,6
         self.block1.w11_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,6
         self.block1.w12_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,6
-        self.block1.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)
+        self.block1.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)'s inputs
         self.block1.w8_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W87
         self.block1.w9_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W97
         self.block1.w10_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,7
         self.block1.w11_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,7
         self.block1.w12_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,7
-        self.block1.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)
+        self.block1.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)'s inputs
         self.block1.w9_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W98
         self.block1.w10_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,8
         self.block1.w11_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,8
         self.block1.w12_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,8
-        self.block1.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)
+        self.block1.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)'s inputs
         self.block1.w10_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,9
         self.block1.w11_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,9
         self.block1.w12_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,9
-        self.block1.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)
+        self.block1.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)'s inputs
         self.block1.w11_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,10
         self.block1.w12_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,10
-        self.block1.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)
+        self.block1.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)'s inputs
         self.block1.w12_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,11
-        self.block1.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)
-        self.block1.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)
+        self.block1.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)'s inputs
+        self.block1.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)'s inputs
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -237,32 +237,32 @@ class CliquenetK12T36(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X12(1)
         self.block2.w0_1 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block2.w0_2 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block2.w1_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(156, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(156, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block2.w0_3 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block2.w1_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block2.w2_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block2.w0_4 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block2.w1_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block2.w2_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block2.w3_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block2.w0_5 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block2.w1_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block2.w2_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block2.w3_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block2.w4_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block2.w0_6 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W06
         self.block2.w1_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W16
         self.block2.w2_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W26
         self.block2.w3_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W36
         self.block2.w4_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W46
         self.block2.w5_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(204, eps=0.001, momentum=0.001)  # BN of X6(1)
+        self.block2.bn6_s1 = nn.BatchNorm2d(204, eps=0.001, momentum=0.001)  # BN of X6(1)'s inputs
         self.block2.w0_7 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W07
         self.block2.w1_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W17
         self.block2.w2_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W27
@@ -270,7 +270,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w4_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W47
         self.block2.w5_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W57
         self.block2.w6_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X7(1)
+        self.block2.bn7_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X7(1)'s inputs
         self.block2.w0_8 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W08
         self.block2.w1_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W18
         self.block2.w2_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W28
@@ -279,7 +279,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w5_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W58
         self.block2.w6_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W68
         self.block2.w7_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(228, eps=0.001, momentum=0.001)  # BN of X8(1)
+        self.block2.bn8_s1 = nn.BatchNorm2d(228, eps=0.001, momentum=0.001)  # BN of X8(1)'s inputs
         self.block2.w0_9 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W09
         self.block2.w1_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W19
         self.block2.w2_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W29
@@ -289,7 +289,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w6_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W69
         self.block2.w7_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W79
         self.block2.w8_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X9(1)
+        self.block2.bn9_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X9(1)'s inputs
         self.block2.w0_10 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,10
         self.block2.w1_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,10
         self.block2.w2_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,10
@@ -300,7 +300,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w7_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,10
         self.block2.w8_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,10
         self.block2.w9_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X10(1)
+        self.block2.bn10_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X10(1)'s inputs
         self.block2.w0_11 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,11
         self.block2.w1_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,11
         self.block2.w2_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,11
@@ -312,7 +312,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w8_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,11
         self.block2.w9_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,11
         self.block2.w10_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X11(1)
+        self.block2.bn11_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X11(1)'s inputs
         self.block2.w0_12 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,12
         self.block2.w1_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,12
         self.block2.w2_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,12
@@ -325,7 +325,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w9_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,12
         self.block2.w10_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,12
         self.block2.w11_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(276, eps=0.001, momentum=0.001)  # BN of X12(1)
+        self.block2.bn12_s1 = nn.BatchNorm2d(276, eps=0.001, momentum=0.001)  # BN of X12(1)'s inputs
         # Stage II: X1(2) to X12(2), with the W_ij earlier stages did not use
         self.block2.w2_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block2.w3_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W31
@@ -338,7 +338,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w10_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,1
         self.block2.w11_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,1
         self.block2.w12_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,1
-        self.block2.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block2.w3_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block2.w4_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W42
         self.block2.w5_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W52
@@ -349,7 +349,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w10_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,2
         self.block2.w11_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,2
         self.block2.w12_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,2
-        self.block2.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block2.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block2.w4_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W43
         self.block2.w5_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W53
         self.block2.w6_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W63
@@ -359,7 +359,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w10_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,3
         self.block2.w11_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,3
         self.block2.w12_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,3
-        self.block2.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block2.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block2.w5_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W54
         self.block2.w6_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W64
         self.block2.w7_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W74
@@ -368,7 +368,7 @@ class CliquenetK12T36(nn.Module):
         self.block2.w10_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,4
         self.block2.w11_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,4
         self.block2.w12_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,4
-        self.block2.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block2.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block2.w6_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W65
         self.block2.w7_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W75
         self.block2.w8_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W85
@@ -376,35 +376,35 @@ class CliquenetK12T36(nn.Module):
         self.block2.w10_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,5
         self.block2.w11_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,5
         self.block2.w12_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,5
-        self.block2.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block2.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block2.w7_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W76
         self.block2.w8_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W86
         self.block2.w9_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W96
         self.block2.w10_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,6
         self.block2.w11_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,6
         self.block2.w12_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,6
-        self.block2.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)
+        self.block2.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)'s inputs
         self.block2.w8_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W87
         self.block2.w9_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W97
         self.block2.w10_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,7
         self.block2.w11_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,7
         self.block2.w12_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,7
-        self.block2.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)
+        self.block2.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)'s inputs
         self.block2.w9_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W98
         self.block2.w10_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,8
         self.block2.w11_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,8
         self.block2.w12_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,8
-        self.block2.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)
+        self.block2.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)'s inputs
         self.block2.w10_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,9
         self.block2.w11_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,9
         self.block2.w12_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,9
-        self.block2.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)
+        self.block2.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)'s inputs
         self.block2.w11_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,10
         self.block2.w12_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,10
-        self.block2.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)
+        self.block2.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)'s inputs
         self.block2.w12_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,11
-        self.block2.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)
-        self.block2.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)
+        self.block2.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)'s inputs
+        self.block2.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)'s inputs
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -421,32 +421,32 @@ class CliquenetK12T36(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X12(1)
         self.block3.w0_1 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block3.w0_2 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block3.w1_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(156, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(156, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block3.w0_3 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block3.w1_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block3.w2_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block3.w0_4 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block3.w1_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block3.w2_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block3.w3_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block3.w0_5 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block3.w1_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block3.w2_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block3.w3_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block3.w4_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block3.w0_6 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W06
         self.block3.w1_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W16
         self.block3.w2_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W26
         self.block3.w3_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W36
         self.block3.w4_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W46
         self.block3.w5_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(204, eps=0.001, momentum=0.001)  # BN of X6(1)
+        self.block3.bn6_s1 = nn.BatchNorm2d(204, eps=0.001, momentum=0.001)  # BN of X6(1)'s inputs
         self.block3.w0_7 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W07
         self.block3.w1_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W17
         self.block3.w2_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W27
@@ -454,7 +454,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w4_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W47
         self.block3.w5_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W57
         self.block3.w6_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X7(1)
+        self.block3.bn7_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X7(1)'s inputs
         self.block3.w0_8 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W08
         self.block3.w1_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W18
         self.block3.w2_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W28
@@ -463,7 +463,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w5_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W58
         self.block3.w6_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W68
         self.block3.w7_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(228, eps=0.001, momentum=0.001)  # BN of X8(1)
+        self.block3.bn8_s1 = nn.BatchNorm2d(228, eps=0.001, momentum=0.001)  # BN of X8(1)'s inputs
         self.block3.w0_9 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W09
         self.block3.w1_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W19
         self.block3.w2_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W29
@@ -473,7 +473,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w6_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W69
         self.block3.w7_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W79
         self.block3.w8_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X9(1)
+        self.block3.bn9_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X9(1)'s inputs
         self.block3.w0_10 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,10
         self.block3.w1_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,10
         self.block3.w2_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,10
@@ -484,7 +484,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w7_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,10
         self.block3.w8_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,10
         self.block3.w9_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X10(1)
+        self.block3.bn10_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X10(1)'s inputs
         self.block3.w0_11 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,11
         self.block3.w1_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,11
         self.block3.w2_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,11
@@ -496,7 +496,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w8_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,11
         self.block3.w9_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,11
         self.block3.w10_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X11(1)
+        self.block3.bn11_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X11(1)'s inputs
         self.block3.w0_12 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,12
         self.block3.w1_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,12
         self.block3.w2_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,12
@@ -509,7 +509,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w9_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,12
         self.block3.w10_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,12
         self.block3.w11_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(276, eps=0.001, momentum=0.001)  # BN of X12(1)
+        self.block3.bn12_s1 = nn.BatchNorm2d(276, eps=0.001, momentum=0.001)  # BN of X12(1)'s inputs
         # Stage II: X1(2) to X12(2), with the W_ij earlier stages did not use
         self.block3.w2_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block3.w3_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W31
@@ -522,7 +522,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w10_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,1
         self.block3.w11_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,1
         self.block3.w12_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,1
-        self.block3.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block3.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block3.w3_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block3.w4_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W42
         self.block3.w5_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W52
@@ -533,7 +533,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w10_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,2
         self.block3.w11_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,2
         self.block3.w12_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,2
-        self.block3.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block3.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block3.w4_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W43
         self.block3.w5_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W53
         self.block3.w6_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W63
@@ -543,7 +543,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w10_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,3
         self.block3.w11_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,3
         self.block3.w12_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,3
-        self.block3.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block3.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block3.w5_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W54
         self.block3.w6_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W64
         self.block3.w7_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W74
@@ -552,7 +552,7 @@ class CliquenetK12T36(nn.Module):
         self.block3.w10_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,4
         self.block3.w11_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,4
         self.block3.w12_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,4
-        self.block3.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block3.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block3.w6_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W65
         self.block3.w7_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W75
         self.block3.w8_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W85
@@ -560,35 +560,35 @@ class CliquenetK12T36(nn.Module):
         self.block3.w10_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,5
         self.block3.w11_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,5
         self.block3.w12_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,5
-        self.block3.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block3.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block3.w7_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W76
         self.block3.w8_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W86
         self.block3.w9_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W96
         self.block3.w10_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,6
         self.block3.w11_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,6
         self.block3.w12_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,6
-        self.block3.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)
+        self.block3.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)'s inputs
         self.block3.w8_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W87
         self.block3.w9_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W97
         self.block3.w10_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,7
         self.block3.w11_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,7
         self.block3.w12_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,7
-        self.block3.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)
+        self.block3.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)'s inputs
         self.block3.w9_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W98
         self.block3.w10_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,8
         self.block3.w11_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,8
         self.block3.w12_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,8
-        self.block3.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)
+        self.block3.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)'s inputs
         self.block3.w10_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,9
         self.block3.w11_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,9
         self.block3.w12_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,9
-        self.block3.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)
+        self.block3.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)'s inputs
         self.block3.w11_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,10
         self.block3.w12_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,10
-        self.block3.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)
+        self.block3.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)'s inputs
         self.block3.w12_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,11
-        self.block3.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)
-        self.block3.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)
+        self.block3.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)'s inputs
+        self.block3.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)'s inputs
 
         # Head
         self.head.bn3 = nn.BatchNorm2d(288, eps=0.001, momentum=0.001)

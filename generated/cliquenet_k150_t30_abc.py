@@ -56,14 +56,14 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block1.w0_1 = shared_weight((150, 64, 1, 1), init="truncated-normal-fan-in")  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck1 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
         )
         self.block1.w0_2 = shared_weight((150, 64, 1, 1), init="truncated-normal-fan-in")  # W02
         self.block1.w1_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(214, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(214, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck2 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -71,7 +71,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.w0_3 = shared_weight((150, 64, 1, 1), init="truncated-normal-fan-in")  # W03
         self.block1.w1_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W13
         self.block1.w2_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(364, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(364, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck3 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -80,7 +80,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.w1_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W14
         self.block1.w2_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W24
         self.block1.w3_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(514, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(514, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck4 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -90,7 +90,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.w2_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W25
         self.block1.w3_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W35
         self.block1.w4_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(664, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(664, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck5 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -100,21 +100,21 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.w3_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W31
         self.block1.w4_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W41
         self.block1.w5_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W51
-        self.block1.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block1.bottleneck_bn1_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.w3_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W32
         self.block1.w4_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W42
         self.block1.w5_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W52
-        self.block1.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block1.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block1.bottleneck_bn2_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.w4_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W43
         self.block1.w5_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W53
-        self.block1.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block1.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block1.bottleneck_bn3_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.w5_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W54
-        self.block1.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block1.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block1.bottleneck_bn4_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
-        self.block1.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block1.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block1.bottleneck_bn5_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
 
         # Transition 1
@@ -141,14 +141,14 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block2.w0_1 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(750, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(750, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck1 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
         )
         self.block2.w0_2 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W02
         self.block2.w1_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(900, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(900, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck2 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -156,7 +156,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.w0_3 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W03
         self.block2.w1_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W13
         self.block2.w2_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(1050, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(1050, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck3 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -165,7 +165,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.w1_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W14
         self.block2.w2_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W24
         self.block2.w3_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(1200, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(1200, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck4 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -175,7 +175,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.w2_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W25
         self.block2.w3_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W35
         self.block2.w4_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(1350, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(1350, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck5 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -185,21 +185,21 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.w3_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W31
         self.block2.w4_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W41
         self.block2.w5_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W51
-        self.block2.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block2.bottleneck_bn1_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.w3_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W32
         self.block2.w4_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W42
         self.block2.w5_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W52
-        self.block2.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block2.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block2.bottleneck_bn2_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.w4_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W43
         self.block2.w5_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W53
-        self.block2.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block2.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block2.bottleneck_bn3_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.w5_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W54
-        self.block2.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block2.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block2.bottleneck_bn4_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
-        self.block2.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block2.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block2.bottleneck_bn5_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
 
         # Transition 2
@@ -225,14 +225,14 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block3.w0_1 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(750, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(750, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck1 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
         )
         self.block3.w0_2 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W02
         self.block3.w1_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(900, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(900, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck2 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -240,7 +240,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.w0_3 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W03
         self.block3.w1_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W13
         self.block3.w2_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(1050, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(1050, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck3 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -249,7 +249,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.w1_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W14
         self.block3.w2_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W24
         self.block3.w3_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(1200, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(1200, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck4 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -259,7 +259,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.w2_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W25
         self.block3.w3_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W35
         self.block3.w4_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(1350, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(1350, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck5 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -269,21 +269,21 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.w3_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W31
         self.block3.w4_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W41
         self.block3.w5_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W51
-        self.block3.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block3.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block3.bottleneck_bn1_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.w3_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W32
         self.block3.w4_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W42
         self.block3.w5_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W52
-        self.block3.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block3.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block3.bottleneck_bn2_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.w4_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W43
         self.block3.w5_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W53
-        self.block3.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block3.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block3.bottleneck_bn3_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.w5_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W54
-        self.block3.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block3.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block3.bottleneck_bn4_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
-        self.block3.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block3.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block3.bottleneck_bn5_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
 
         # Head

@@ -55,25 +55,25 @@ class Densenet169(nn.Module):
         self.block1 = nn.Module()
         # Stage I: X1(1) to X6(1)
         self.block1.w0_1 = shared_weight((128, 64, 1, 1))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64)  # BN of X1(1)'s inputs
         self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X1(1)
         self.block1.bottleneck1 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block1.w0_2 = shared_weight((128, 64, 1, 1))  # W02
         self.block1.w1_2 = shared_weight((128, 32, 1, 1))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(96)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(96)  # BN of X2(1)'s inputs
         self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X2(1)
         self.block1.bottleneck2 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block1.w0_3 = shared_weight((128, 64, 1, 1))  # W03
         self.block1.w1_3 = shared_weight((128, 32, 1, 1))  # W13
         self.block1.w2_3 = shared_weight((128, 32, 1, 1))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(128)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(128)  # BN of X3(1)'s inputs
         self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X3(1)
         self.block1.bottleneck3 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block1.w0_4 = shared_weight((128, 64, 1, 1))  # W04
         self.block1.w1_4 = shared_weight((128, 32, 1, 1))  # W14
         self.block1.w2_4 = shared_weight((128, 32, 1, 1))  # W24
         self.block1.w3_4 = shared_weight((128, 32, 1, 1))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(160)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(160)  # BN of X4(1)'s inputs
         self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X4(1)
         self.block1.bottleneck4 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block1.w0_5 = shared_weight((128, 64, 1, 1))  # W05
@@ -81,7 +81,7 @@ class Densenet169(nn.Module):
         self.block1.w2_5 = shared_weight((128, 32, 1, 1))  # W25
         self.block1.w3_5 = shared_weight((128, 32, 1, 1))  # W35
         self.block1.w4_5 = shared_weight((128, 32, 1, 1))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(192)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(192)  # BN of X5(1)'s inputs
         self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X5(1)
         self.block1.bottleneck5 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block1.w0_6 = shared_weight((128, 64, 1, 1))  # W06
@@ -90,7 +90,7 @@ class Densenet169(nn.Module):
         self.block1.w3_6 = shared_weight((128, 32, 1, 1))  # W36
         self.block1.w4_6 = shared_weight((128, 32, 1, 1))  # W46
         self.block1.w5_6 = shared_weight((128, 32, 1, 1))  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(224)  # BN of X6(1)
+        self.block1.bn6_s1 = nn.BatchNorm2d(224)  # BN of X6(1)'s inputs
         self.block1.bottleneck_bn6_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X6(1)
         self.block1.bottleneck6 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
 
@@ -103,25 +103,25 @@ class Densenet169(nn.Module):
         self.block2 = nn.Module()
         # Stage I: X1(1) to X12(1)
         self.block2.w0_1 = shared_weight((128, 128, 1, 1))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(128)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(128)  # BN of X1(1)'s inputs
         self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X1(1)
         self.block2.bottleneck1 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block2.w0_2 = shared_weight((128, 128, 1, 1))  # W02
         self.block2.w1_2 = shared_weight((128, 32, 1, 1))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(160)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(160)  # BN of X2(1)'s inputs
         self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X2(1)
         self.block2.bottleneck2 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block2.w0_3 = shared_weight((128, 128, 1, 1))  # W03
         self.block2.w1_3 = shared_weight((128, 32, 1, 1))  # W13
         self.block2.w2_3 = shared_weight((128, 32, 1, 1))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(192)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(192)  # BN of X3(1)'s inputs
         self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X3(1)
         self.block2.bottleneck3 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block2.w0_4 = shared_weight((128, 128, 1, 1))  # W04
         self.block2.w1_4 = shared_weight((128, 32, 1, 1))  # W14
         self.block2.w2_4 = shared_weight((128, 32, 1, 1))  # W24
         self.block2.w3_4 = shared_weight((128, 32, 1, 1))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(224)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(224)  # BN of X4(1)'s inputs
         self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X4(1)
         self.block2.bottleneck4 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block2.w0_5 = shared_weight((128, 128, 1, 1))  # W05
@@ -129,7 +129,7 @@ class Densenet169(nn.Module):
         self.block2.w2_5 = shared_weight((128, 32, 1, 1))  # W25
         self.block2.w3_5 = shared_weight((128, 32, 1, 1))  # W35
         self.block2.w4_5 = shared_weight((128, 32, 1, 1))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(256)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(256)  # BN of X5(1)'s inputs
         self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X5(1)
         self.block2.bottleneck5 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block2.w0_6 = shared_weight((128, 128, 1, 1))  # W06
@@ -138,7 +138,7 @@ class Densenet169(nn.Module):
         self.block2.w3_6 = shared_weight((128, 32, 1, 1))  # W36
         self.block2.w4_6 = shared_weight((128, 32, 1, 1))  # W46
         self.block2.w5_6 = shared_weight((128, 32, 1, 1))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(288)  # BN of X6(1)
+        self.block2.bn6_s1 = nn.BatchNorm2d(288)  # BN of X6(1)'s inputs
         self.block2.bottleneck_bn6_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X6(1)
         self.block2.bottleneck6 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block2.w0_7 = shared_weight((128, 128, 1, 1))  # W07
@@ -148,7 +148,7 @@ class Densenet169(nn.Module):
         self.block2.w4_7 = shared_weight((128, 32, 1, 1))  # W47
         self.block2.w5_7 = shared_weight((128, 32, 1, 1))  # W57
         self.block2.w6_7 = shared_weight((128, 32, 1, 1))  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(320)  # BN of X7(1)
+        self.block2.bn7_s1 = nn.BatchNorm2d(320)  # BN of X7(1)'s inputs
         self.block2.bottleneck_bn7_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X7(1)
         self.block2.bottleneck7 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block2.w0_8 = shared_weight((128, 128, 1, 1))  # W08
@@ -159,7 +159,7 @@ class Densenet169(nn.Module):
         self.block2.w5_8 = shared_weight((128, 32, 1, 1))  # W58
         self.block2.w6_8 = shared_weight((128, 32, 1, 1))  # W68
         self.block2.w7_8 = shared_weight((128, 32, 1, 1))  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(352)  # BN of X8(1)
+        self.block2.bn8_s1 = nn.BatchNorm2d(352)  # BN of X8(1)'s inputs
         self.block2.bottleneck_bn8_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X8(1)
         self.block2.bottleneck8 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block2.w0_9 = shared_weight((128, 128, 1, 1))  # W09
@@ -171,7 +171,7 @@ class Densenet169(nn.Module):
         self.block2.w6_9 = shared_weight((128, 32, 1, 1))  # W69
         self.block2.w7_9 = shared_weight((128, 32, 1, 1))  # W79
         self.block2.w8_9 = shared_weight((128, 32, 1, 1))  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(384)  # BN of X9(1)
+        self.block2.bn9_s1 = nn.BatchNorm2d(384)  # BN of X9(1)'s inputs
         self.block2.bottleneck_bn9_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X9(1)
         self.block2.bottleneck9 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block2.w0_10 = shared_weight((128, 128, 1, 1))  # W0,10
@@ -184,7 +184,7 @@ class Densenet169(nn.Module):
         self.block2.w7_10 = shared_weight((128, 32, 1, 1))  # W7,10
         self.block2.w8_10 = shared_weight((128, 32, 1, 1))  # W8,10
         self.block2.w9_10 = shared_weight((128, 32, 1, 1))  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(416)  # BN of X10(1)
+        self.block2.bn10_s1 = nn.BatchNorm2d(416)  # BN of X10(1)'s inputs
         self.block2.bottleneck_bn10_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X10(1)
         self.block2.bottleneck10 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block2.w0_11 = shared_weight((128, 128, 1, 1))  # W0,11
@@ -198,7 +198,7 @@ class Densenet169(nn.Module):
         self.block2.w8_11 = shared_weight((128, 32, 1, 1))  # W8,11
         self.block2.w9_11 = shared_weight((128, 32, 1, 1))  # W9,11
         self.block2.w10_11 = shared_weight((128, 32, 1, 1))  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(448)  # BN of X11(1)
+        self.block2.bn11_s1 = nn.BatchNorm2d(448)  # BN of X11(1)'s inputs
         self.block2.bottleneck_bn11_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X11(1)
         self.block2.bottleneck11 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block2.w0_12 = shared_weight((128, 128, 1, 1))  # W0,12
@@ -213,7 +213,7 @@ class Densenet169(nn.Module):
         self.block2.w9_12 = shared_weight((128, 32, 1, 1))  # W9,12
         self.block2.w10_12 = shared_weight((128, 32, 1, 1))  # W10,12
         self.block2.w11_12 = shared_weight((128, 32, 1, 1))  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(480)  # BN of X12(1)
+        self.block2.bn12_s1 = nn.BatchNorm2d(480)  # BN of X12(1)'s inputs
         self.block2.bottleneck_bn12_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X12(1)
         self.block2.bottleneck12 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
 
@@ -226,25 +226,25 @@ class Densenet169(nn.Module):
         self.block3 = nn.Module()
         # Stage I: X1(1) to X32(1)
         self.block3.w0_1 = shared_weight((128, 256, 1, 1))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(256)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(256)  # BN of X1(1)'s inputs
         self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X1(1)
         self.block3.bottleneck1 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block3.w0_2 = shared_weight((128, 256, 1, 1))  # W02
         self.block3.w1_2 = shared_weight((128, 32, 1, 1))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(288)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(288)  # BN of X2(1)'s inputs
         self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X2(1)
         self.block3.bottleneck2 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block3.w0_3 = shared_weight((128, 256, 1, 1))  # W03
         self.block3.w1_3 = shared_weight((128, 32, 1, 1))  # W13
         self.block3.w2_3 = shared_weight((128, 32, 1, 1))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(320)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(320)  # BN of X3(1)'s inputs
         self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X3(1)
         self.block3.bottleneck3 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block3.w0_4 = shared_weight((128, 256, 1, 1))  # W04
         self.block3.w1_4 = shared_weight((128, 32, 1, 1))  # W14
         self.block3.w2_4 = shared_weight((128, 32, 1, 1))  # W24
         self.block3.w3_4 = shared_weight((128, 32, 1, 1))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(352)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(352)  # BN of X4(1)'s inputs
         self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X4(1)
         self.block3.bottleneck4 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block3.w0_5 = shared_weight((128, 256, 1, 1))  # W05
@@ -252,7 +252,7 @@ class Densenet169(nn.Module):
         self.block3.w2_5 = shared_weight((128, 32, 1, 1))  # W25
         self.block3.w3_5 = shared_weight((128, 32, 1, 1))  # W35
         self.block3.w4_5 = shared_weight((128, 32, 1, 1))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(384)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(384)  # BN of X5(1)'s inputs
         self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X5(1)
         self.block3.bottleneck5 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block3.w0_6 = shared_weight((128, 256, 1, 1))  # W06
@@ -261,7 +261,7 @@ class Densenet169(nn.Module):
         self.block3.w3_6 = shared_weight((128, 32, 1, 1))  # W36
         self.block3.w4_6 = shared_weight((128, 32, 1, 1))  # W46
         self.block3.w5_6 = shared_weight((128, 32, 1, 1))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(416)  # BN of X6(1)
+        self.block3.bn6_s1 = nn.BatchNorm2d(416)  # BN of X6(1)'s inputs
         self.block3.bottleneck_bn6_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X6(1)
         self.block3.bottleneck6 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block3.w0_7 = shared_weight((128, 256, 1, 1))  # W07
@@ -271,7 +271,7 @@ class Densenet169(nn.Module):
         self.block3.w4_7 = shared_weight((128, 32, 1, 1))  # W47
         self.block3.w5_7 = shared_weight((128, 32, 1, 1))  # W57
         self.block3.w6_7 = shared_weight((128, 32, 1, 1))  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(448)  # BN of X7(1)
+        self.block3.bn7_s1 = nn.BatchNorm2d(448)  # BN of X7(1)'s inputs
         self.block3.bottleneck_bn7_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X7(1)
         self.block3.bottleneck7 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block3.w0_8 = shared_weight((128, 256, 1, 1))  # W08
@@ -282,7 +282,7 @@ class Densenet169(nn.Module):
         self.block3.w5_8 = shared_weight((128, 32, 1, 1))  # W58
         self.block3.w6_8 = shared_weight((128, 32, 1, 1))  # W68
         self.block3.w7_8 = shared_weight((128, 32, 1, 1))  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(480)  # BN of X8(1)
+        self.block3.bn8_s1 = nn.BatchNorm2d(480)  # BN of X8(1)'s inputs
         self.block3.bottleneck_bn8_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X8(1)
         self.block3.bottleneck8 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block3.w0_9 = shared_weight((128, 256, 1, 1))  # W09
@@ -294,7 +294,7 @@ class Densenet169(nn.Module):
         self.block3.w6_9 = shared_weight((128, 32, 1, 1))  # W69
         self.block3.w7_9 = shared_weight((128, 32, 1, 1))  # W79
         self.block3.w8_9 = shared_weight((128, 32, 1, 1))  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(512)  # BN of X9(1)
+        self.block3.bn9_s1 = nn.BatchNorm2d(512)  # BN of X9(1)'s inputs
         self.block3.bottleneck_bn9_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X9(1)
         self.block3.bottleneck9 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block3.w0_10 = shared_weight((128, 256, 1, 1))  # W0,10
@@ -307,7 +307,7 @@ class Densenet169(nn.Module):
         self.block3.w7_10 = shared_weight((128, 32, 1, 1))  # W7,10
         self.block3.w8_10 = shared_weight((128, 32, 1, 1))  # W8,10
         self.block3.w9_10 = shared_weight((128, 32, 1, 1))  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(544)  # BN of X10(1)
+        self.block3.bn10_s1 = nn.BatchNorm2d(544)  # BN of X10(1)'s inputs
         self.block3.bottleneck_bn10_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X10(1)
         self.block3.bottleneck10 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block3.w0_11 = shared_weight((128, 256, 1, 1))  # W0,11
@@ -321,7 +321,7 @@ class Densenet169(nn.Module):
         self.block3.w8_11 = shared_weight((128, 32, 1, 1))  # W8,11
         self.block3.w9_11 = shared_weight((128, 32, 1, 1))  # W9,11
         self.block3.w10_11 = shared_weight((128, 32, 1, 1))  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(576)  # BN of X11(1)
+        self.block3.bn11_s1 = nn.BatchNorm2d(576)  # BN of X11(1)'s inputs
         self.block3.bottleneck_bn11_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X11(1)
         self.block3.bottleneck11 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block3.w0_12 = shared_weight((128, 256, 1, 1))  # W0,12
@@ -336,7 +336,7 @@ class Densenet169(nn.Module):
         self.block3.w9_12 = shared_weight((128, 32, 1, 1))  # W9,12
         self.block3.w10_12 = shared_weight((128, 32, 1, 1))  # W10,12
         self.block3.w11_12 = shared_weight((128, 32, 1, 1))  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(608)  # BN of X12(1)
+        self.block3.bn12_s1 = nn.BatchNorm2d(608)  # BN of X12(1)'s inputs
         self.block3.bottleneck_bn12_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X12(1)
         self.block3.bottleneck12 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
         self.block3.w0_13 = shared_weight((128, 256, 1, 1))  # W0,13
@@ -352,7 +352,7 @@ class Densenet169(nn.Module):
         self.block3.w10_13 = shared_weight((128, 32, 1, 1))  # W10,13
         self.block3.w11_13 = shared_weight((128, 32, 1, 1))  # W11,13
         self.block3.w12_13 = shared_weight((128, 32, 1, 1))  # W12,13
-        self.block3.bn13_s1 = nn.BatchNorm2d(640)  # BN of X13(1)
+        self.block3.bn13_s1 = nn.BatchNorm2d(640)  # BN of X13(1)'s inputs
         self.block3.bottleneck_bn13_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X13(1)
         self.block3.bottleneck13 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
         self.block3.w0_14 = shared_weight((128, 256, 1, 1))  # W0,14
@@ -369,7 +369,7 @@ class Densenet169(nn.Module):
         self.block3.w11_14 = shared_weight((128, 32, 1, 1))  # W11,14
         self.block3.w12_14 = shared_weight((128, 32, 1, 1))  # W12,14
         self.block3.w13_14 = shared_weight((128, 32, 1, 1))  # W13,14
-        self.block3.bn14_s1 = nn.BatchNorm2d(672)  # BN of X14(1)
+        self.block3.bn14_s1 = nn.BatchNorm2d(672)  # BN of X14(1)'s inputs
         self.block3.bottleneck_bn14_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X14(1)
         self.block3.bottleneck14 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
         self.block3.w0_15 = shared_weight((128, 256, 1, 1))  # W0,15
@@ -387,7 +387,7 @@ class Densenet169(nn.Module):
         self.block3.w12_15 = shared_weight((128, 32, 1, 1))  # W12,15
         self.block3.w13_15 = shared_weight((128, 32, 1, 1))  # W13,15
         self.block3.w14_15 = shared_weight((128, 32, 1, 1))  # W14,15
-        self.block3.bn15_s1 = nn.BatchNorm2d(704)  # BN of X15(1)
+        self.block3.bn15_s1 = nn.BatchNorm2d(704)  # BN of X15(1)'s inputs
         self.block3.bottleneck_bn15_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X15(1)
         self.block3.bottleneck15 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
         self.block3.w0_16 = shared_weight((128, 256, 1, 1))  # W0,16
@@ -406,7 +406,7 @@ class Densenet169(nn.Module):
         self.block3.w13_16 = shared_weight((128, 32, 1, 1))  # W13,16
         self.block3.w14_16 = shared_weight((128, 32, 1, 1))  # W14,16
         self.block3.w15_16 = shared_weight((128, 32, 1, 1))  # W15,16
-        self.block3.bn16_s1 = nn.BatchNorm2d(736)  # BN of X16(1)
+        self.block3.bn16_s1 = nn.BatchNorm2d(736)  # BN of X16(1)'s inputs
         self.block3.bottleneck_bn16_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X16(1)
         self.block3.bottleneck16 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
         self.block3.w0_17 = shared_weight((128, 256, 1, 1))  # W0,17
@@ -426,7 +426,7 @@ class Densenet169(nn.Module):
         self.block3.w14_17 = shared_weight((128, 32, 1, 1))  # W14,17
         self.block3.w15_17 = shared_weight((128, 32, 1, 1))  # W15,17
         self.block3.w16_17 = shared_weight((128, 32, 1, 1))  # W16,17
-        self.block3.bn17_s1 = nn.BatchNorm2d(768)  # BN of X17(1)
+        self.block3.bn17_s1 = nn.BatchNorm2d(768)  # BN of X17(1)'s inputs
         self.block3.bottleneck_bn17_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X17(1)
         self.block3.bottleneck17 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X17
         self.block3.w0_18 = shared_weight((128, 256, 1, 1))  # W0,18
@@ -447,7 +447,7 @@ class Densenet169(nn.Module):
         self.block3.w15_18 = shared_weight((128, 32, 1, 1))  # W15,18
         self.block3.w16_18 = shared_weight((128, 32, 1, 1))  # W16,18
         self.block3.w17_18 = shared_weight((128, 32, 1, 1))  # W17,18
-        self.block3.bn18_s1 = nn.BatchNorm2d(800)  # BN of X18(1)
+        self.block3.bn18_s1 = nn.BatchNorm2d(800)  # BN of X18(1)'s inputs
         self.block3.bottleneck_bn18_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X18(1)
         self.block3.bottleneck18 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X18
         self.block3.w0_19 = shared_weight((128, 256, 1, 1))  # W0,19
@@ -469,7 +469,7 @@ class Densenet169(nn.Module):
         self.block3.w16_19 = shared_weight((128, 32, 1, 1))  # W16,19
         self.block3.w17_19 = shared_weight((128, 32, 1, 1))  # W17,19
         self.block3.w18_19 = shared_weight((128, 32, 1, 1))  # W18,19
-        self.block3.bn19_s1 = nn.BatchNorm2d(832)  # BN of X19(1)
+        self.block3.bn19_s1 = nn.BatchNorm2d(832)  # BN of X19(1)'s inputs
         self.block3.bottleneck_bn19_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X19(1)
         self.block3.bottleneck19 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X19
         self.block3.w0_20 = shared_weight((128, 256, 1, 1))  # W0,20
@@ -492,7 +492,7 @@ class Densenet169(nn.Module):
         self.block3.w17_20 = shared_weight((128, 32, 1, 1))  # W17,20
         self.block3.w18_20 = shared_weight((128, 32, 1, 1))  # W18,20
         self.block3.w19_20 = shared_weight((128, 32, 1, 1))  # W19,20
-        self.block3.bn20_s1 = nn.BatchNorm2d(864)  # BN of X20(1)
+        self.block3.bn20_s1 = nn.BatchNorm2d(864)  # BN of X20(1)'s inputs
         self.block3.bottleneck_bn20_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X20(1)
         self.block3.bottleneck20 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X20
         self.block3.w0_21 = shared_weight((128, 256, 1, 1))  # W0,21
@@ -516,7 +516,7 @@ class Densenet169(nn.Module):
         self.block3.w18_21 = shared_weight((128, 32, 1, 1))  # W18,21
         self.block3.w19_21 = shared_weight((128, 32, 1, 1))  # W19,21
         self.block3.w20_21 = shared_weight((128, 32, 1, 1))  # W20,21
-        self.block3.bn21_s1 = nn.BatchNorm2d(896)  # BN of X21(1)
+        self.block3.bn21_s1 = nn.BatchNorm2d(896)  # BN of X21(1)'s inputs
         self.block3.bottleneck_bn21_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X21(1)
         self.block3.bottleneck21 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X21
         self.block3.w0_22 = shared_weight((128, 256, 1, 1))  # W0,22
@@ -541,7 +541,7 @@ class Densenet169(nn.Module):
         self.block3.w19_22 = shared_weight((128, 32, 1, 1))  # W19,22
         self.block3.w20_22 = shared_weight((128, 32, 1, 1))  # W20,22
         self.block3.w21_22 = shared_weight((128, 32, 1, 1))  # W21,22
-        self.block3.bn22_s1 = nn.BatchNorm2d(928)  # BN of X22(1)
+        self.block3.bn22_s1 = nn.BatchNorm2d(928)  # BN of X22(1)'s inputs
         self.block3.bottleneck_bn22_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X22(1)
         self.block3.bottleneck22 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X22
         self.block3.w0_23 = shared_weight((128, 256, 1, 1))  # W0,23
@@ -567,7 +567,7 @@ class Densenet169(nn.Module):
         self.block3.w20_23 = shared_weight((128, 32, 1, 1))  # W20,23
         self.block3.w21_23 = shared_weight((128, 32, 1, 1))  # W21,23
         self.block3.w22_23 = shared_weight((128, 32, 1, 1))  # W22,23
-        self.block3.bn23_s1 = nn.BatchNorm2d(960)  # BN of X23(1)
+        self.block3.bn23_s1 = nn.BatchNorm2d(960)  # BN of X23(1)'s inputs
         self.block3.bottleneck_bn23_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X23(1)
         self.block3.bottleneck23 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X23
         self.block3.w0_24 = shared_weight((128, 256, 1, 1))  # W0,24
@@ -594,7 +594,7 @@ class Densenet169(nn.Module):
         self.block3.w21_24 = shared_weight((128, 32, 1, 1))  # W21,24
         self.block3.w22_24 = shared_weight((128, 32, 1, 1))  # W22,24
         self.block3.w23_24 = shared_weight((128, 32, 1, 1))  # W23,24
-        self.block3.bn24_s1 = nn.BatchNorm2d(992)  # BN of X24(1)
+        self.block3.bn24_s1 = nn.BatchNorm2d(992)  # BN of X24(1)'s inputs
         self.block3.bottleneck_bn24_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X24(1)
         self.block3.bottleneck24 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X24
         self.block3.w0_25 = shared_weight((128, 256, 1, 1))  # W0,25
@@ -622,7 +622,7 @@ class Densenet169(nn.Module):
         self.block3.w22_25 = shared_weight((128, 32, 1, 1))  # W22,25
         self.block3.w23_25 = shared_weight((128, 32, 1, 1))  # W23,25
         self.block3.w24_25 = shared_weight((128, 32, 1, 1))  # W24,25
-        self.block3.bn25_s1 = nn.BatchNorm2d(1024)  # BN of X25(1)
+        self.block3.bn25_s1 = nn.BatchNorm2d(1024)  # BN of X25(1)'s inputs
         self.block3.bottleneck_bn25_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X25(1)
         self.block3.bottleneck25 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X25
         self.block3.w0_26 = shared_weight((128, 256, 1, 1))  # W0,26
@@ -651,7 +651,7 @@ class Densenet169(nn.Module):
         self.block3.w23_26 = shared_weight((128, 32, 1, 1))  # W23,26
         self.block3.w24_26 = shared_weight((128, 32, 1, 1))  # W24,26
         self.block3.w25_26 = shared_weight((128, 32, 1, 1))  # W25,26
-        self.block3.bn26_s1 = nn.BatchNorm2d(1056)  # BN of X26(1)
+        self.block3.bn26_s1 = nn.BatchNorm2d(1056)  # BN of X26(1)'s inputs
         self.block3.bottleneck_bn26_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X26(1)
         self.block3.bottleneck26 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X26
         self.block3.w0_27 = shared_weight((128, 256, 1, 1))  # W0,27
@@ -681,7 +681,7 @@ class Densenet169(nn.Module):
         self.block3.w24_27 = shared_weight((128, 32, 1, 1))  # W24,27
         self.block3.w25_27 = shared_weight((128, 32, 1, 1))  # W25,27
         self.block3.w26_27 = shared_weight((128, 32, 1, 1))  # W26,27
-        self.block3.bn27_s1 = nn.BatchNorm2d(1088)  # BN of X27(1)
+        self.block3.bn27_s1 = nn.BatchNorm2d(1088)  # BN of X27(1)'s inputs
         self.block3.bottleneck_bn27_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X27(1)
         self.block3.bottleneck27 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X27
         self.block3.w0_28 = shared_weight((128, 256, 1, 1))  # W0,28
@@ -712,7 +712,7 @@ class Densenet169(nn.Module):
         self.block3.w25_28 = shared_weight((128, 32, 1, 1))  # W25,28
         self.block3.w26_28 = shared_weight((128, 32, 1, 1))  # W26,28
         self.block3.w27_28 = shared_weight((128, 32, 1, 1))  # W27,28
-        self.block3.bn28_s1 = nn.BatchNorm2d(1120)  # BN of X28(1)
+        self.block3.bn28_s1 = nn.BatchNorm2d(1120)  # BN of X28(1)'s inputs
         self.block3.bottleneck_bn28_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X28(1)
         self.block3.bottleneck28 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X28
         self.block3.w0_29 = shared_weight((128, 256, 1, 1))  # W0,29
@@ -744,7 +744,7 @@ class Densenet169(nn.Module):
         self.block3.w26_29 = shared_weight((128, 32, 1, 1))  # W26,29
         self.block3.w27_29 = shared_weight((128, 32, 1, 1))  # W27,29
         self.block3.w28_29 = shared_weight((128, 32, 1, 1))  # W28,29
-        self.block3.bn29_s1 = nn.BatchNorm2d(1152)  # BN of X29(1)
+        self.block3.bn29_s1 = nn.BatchNorm2d(1152)  # BN of X29(1)'s inputs
         self.block3.bottleneck_bn29_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X29(1)
         self.block3.bottleneck29 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X29
         self.block3.w0_30 = shared_weight((128, 256, 1, 1))  # W0,30
@@ -777,7 +777,7 @@ class Densenet169(nn.Module):
         self.block3.w27_30 = shared_weight((128, 32, 1, 1))  # W27,30
         self.block3.w28_30 = shared_weight((128, 32, 1, 1))  # W28,30
         self.block3.w29_30 = shared_weight((128, 32, 1, 1))  # W29,30
-        self.block3.bn30_s1 = nn.BatchNorm2d(1184)  # BN of X30(1)
+        self.block3.bn30_s1 = nn.BatchNorm2d(1184)  # BN of X30(1)'s inputs
         self.block3.bottleneck_bn30_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X30(1)
         self.block3.bottleneck30 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X30
         self.block3.w0_31 = shared_weight((128, 256, 1, 1))  # W0,31
@@ -811,7 +811,7 @@ class Densenet169(nn.Module):
         self.block3.w28_31 = shared_weight((128, 32, 1, 1))  # W28,31
         self.block3.w29_31 = shared_weight((128, 32, 1, 1))  # W29,31
         self.block3.w30_31 = shared_weight((128, 32, 1, 1))  # W30,31
-        self.block3.bn31_s1 = nn.BatchNorm2d(1216)  # BN of X31(1)
+        self.block3.bn31_s1 = nn.BatchNorm2d(1216)  # BN of X31(1)'s inputs
         self.block3.bottleneck_bn31_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X31(1)
         self.block3.bottleneck31 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X31
         self.block3.w0_32 = shared_weight((128, 256, 1, 1))  # W0,32
@@ -846,7 +846,7 @@ class Densenet169(nn.Module):
         self.block3.w29_32 = shared_weight((128, 32, 1, 1))  # W29,32
         self.block3.w30_32 = shared_weight((128, 32, 1, 1))  # W30,32
         self.block3.w31_32 = shared_weight((128, 32, 1, 1))  # W31,32
-        self.block3.bn32_s1 = nn.BatchNorm2d(1248)  # BN of X32(1)
+        self.block3.bn32_s1 = nn.BatchNorm2d(1248)  # BN of X32(1)'s inputs
         self.block3.bottleneck_bn32_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X32(1)
         self.block3.bottleneck32 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X32
 
@@ -859,25 +859,25 @@ class Densenet169(nn.Module):
         self.block4 = nn.Module()
         # Stage I: X1(1) to X32(1)
         self.block4.w0_1 = shared_weight((128, 640, 1, 1))  # W01
-        self.block4.bn1_s1 = nn.BatchNorm2d(640)  # BN of X1(1)
+        self.block4.bn1_s1 = nn.BatchNorm2d(640)  # BN of X1(1)'s inputs
         self.block4.bottleneck_bn1_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X1(1)
         self.block4.bottleneck1 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block4.w0_2 = shared_weight((128, 640, 1, 1))  # W02
         self.block4.w1_2 = shared_weight((128, 32, 1, 1))  # W12
-        self.block4.bn2_s1 = nn.BatchNorm2d(672)  # BN of X2(1)
+        self.block4.bn2_s1 = nn.BatchNorm2d(672)  # BN of X2(1)'s inputs
         self.block4.bottleneck_bn2_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X2(1)
         self.block4.bottleneck2 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block4.w0_3 = shared_weight((128, 640, 1, 1))  # W03
         self.block4.w1_3 = shared_weight((128, 32, 1, 1))  # W13
         self.block4.w2_3 = shared_weight((128, 32, 1, 1))  # W23
-        self.block4.bn3_s1 = nn.BatchNorm2d(704)  # BN of X3(1)
+        self.block4.bn3_s1 = nn.BatchNorm2d(704)  # BN of X3(1)'s inputs
         self.block4.bottleneck_bn3_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X3(1)
         self.block4.bottleneck3 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block4.w0_4 = shared_weight((128, 640, 1, 1))  # W04
         self.block4.w1_4 = shared_weight((128, 32, 1, 1))  # W14
         self.block4.w2_4 = shared_weight((128, 32, 1, 1))  # W24
         self.block4.w3_4 = shared_weight((128, 32, 1, 1))  # W34
-        self.block4.bn4_s1 = nn.BatchNorm2d(736)  # BN of X4(1)
+        self.block4.bn4_s1 = nn.BatchNorm2d(736)  # BN of X4(1)'s inputs
         self.block4.bottleneck_bn4_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X4(1)
         self.block4.bottleneck4 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block4.w0_5 = shared_weight((128, 640, 1, 1))  # W05
@@ -885,7 +885,7 @@ class Densenet169(nn.Module):
         self.block4.w2_5 = shared_weight((128, 32, 1, 1))  # W25
         self.block4.w3_5 = shared_weight((128, 32, 1, 1))  # W35
         self.block4.w4_5 = shared_weight((128, 32, 1, 1))  # W45
-        self.block4.bn5_s1 = nn.BatchNorm2d(768)  # BN of X5(1)
+        self.block4.bn5_s1 = nn.BatchNorm2d(768)  # BN of X5(1)'s inputs
         self.block4.bottleneck_bn5_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X5(1)
         self.block4.bottleneck5 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block4.w0_6 = shared_weight((128, 640, 1, 1))  # W06
@@ -894,7 +894,7 @@ class Densenet169(nn.Module):
         self.block4.w3_6 = shared_weight((128, 32, 1, 1))  # W36
         self.block4.w4_6 = shared_weight((128, 32, 1, 1))  # W46
         self.block4.w5_6 = shared_weight((128, 32, 1, 1))  # W56
-        self.block4.bn6_s1 = nn.BatchNorm2d(800)  # BN of X6(1)
+        self.block4.bn6_s1 = nn.BatchNorm2d(800)  # BN of X6(1)'s inputs
         self.block4.bottleneck_bn6_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X6(1)
         self.block4.bottleneck6 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block4.w0_7 = shared_weight((128, 640, 1, 1))  # W07
@@ -904,7 +904,7 @@ class Densenet169(nn.Module):
         self.block4.w4_7 = shared_weight((128, 32, 1, 1))  # W47
         self.block4.w5_7 = shared_weight((128, 32, 1, 1))  # W57
         self.block4.w6_7 = shared_weight((128, 32, 1, 1))  # W67
-        self.block4.bn7_s1 = nn.BatchNorm2d(832)  # BN of X7(1)
+        self.block4.bn7_s1 = nn.BatchNorm2d(832)  # BN of X7(1)'s inputs
         self.block4.bottleneck_bn7_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X7(1)
         self.block4.bottleneck7 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block4.w0_8 = shared_weight((128, 640, 1, 1))  # W08
@@ -915,7 +915,7 @@ class Densenet169(nn.Module):
         self.block4.w5_8 = shared_weight((128, 32, 1, 1))  # W58
         self.block4.w6_8 = shared_weight((128, 32, 1, 1))  # W68
         self.block4.w7_8 = shared_weight((128, 32, 1, 1))  # W78
-        self.block4.bn8_s1 = nn.BatchNorm2d(864)  # BN of X8(1)
+        self.block4.bn8_s1 = nn.BatchNorm2d(864)  # BN of X8(1)'s inputs
         self.block4.bottleneck_bn8_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X8(1)
         self.block4.bottleneck8 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block4.w0_9 = shared_weight((128, 640, 1, 1))  # W09
@@ -927,7 +927,7 @@ class Densenet169(nn.Module):
         self.block4.w6_9 = shared_weight((128, 32, 1, 1))  # W69
         self.block4.w7_9 = shared_weight((128, 32, 1, 1))  # W79
         self.block4.w8_9 = shared_weight((128, 32, 1, 1))  # W89
-        self.block4.bn9_s1 = nn.BatchNorm2d(896)  # BN of X9(1)
+        self.block4.bn9_s1 = nn.BatchNorm2d(896)  # BN of X9(1)'s inputs
         self.block4.bottleneck_bn9_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X9(1)
         self.block4.bottleneck9 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block4.w0_10 = shared_weight((128, 640, 1, 1))  # W0,10
@@ -940,7 +940,7 @@ class Densenet169(nn.Module):
         self.block4.w7_10 = shared_weight((128, 32, 1, 1))  # W7,10
         self.block4.w8_10 = shared_weight((128, 32, 1, 1))  # W8,10
         self.block4.w9_10 = shared_weight((128, 32, 1, 1))  # W9,10
-        self.block4.bn10_s1 = nn.BatchNorm2d(928)  # BN of X10(1)
+        self.block4.bn10_s1 = nn.BatchNorm2d(928)  # BN of X10(1)'s inputs
         self.block4.bottleneck_bn10_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X10(1)
         self.block4.bottleneck10 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block4.w0_11 = shared_weight((128, 640, 1, 1))  # W0,11
@@ -954,7 +954,7 @@ class Densenet169(nn.Module):
         self.block4.w8_11 = shared_weight((128, 32, 1, 1))  # W8,11
         self.block4.w9_11 = shared_weight((128, 32, 1, 1))  # W9,11
         self.block4.w10_11 = shared_weight((128, 32, 1, 1))  # W10,11
-        self.block4.bn11_s1 = nn.BatchNorm2d(960)  # BN of X11(1)
+        self.block4.bn11_s1 = nn.BatchNorm2d(960)  # BN of X11(1)'s inputs
         self.block4.bottleneck_bn11_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X11(1)
         self.block4.bottleneck11 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block4.w0_12 = shared_weight((128, 640, 1, 1))  # W0,12
@@ -969,7 +969,7 @@ class Densenet169(nn.Module):
         self.block4.w9_12 = shared_weight((128, 32, 1, 1))  # W9,12
         self.block4.w10_12 = shared_weight((128, 32, 1, 1))  # W10,12
         self.block4.w11_12 = shared_weight((128, 32, 1, 1))  # W11,12
-        self.block4.bn12_s1 = nn.BatchNorm2d(992)  # BN of X12(1)
+        self.block4.bn12_s1 = nn.BatchNorm2d(992)  # BN of X12(1)'s inputs
         self.block4.bottleneck_bn12_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X12(1)
         self.block4.bottleneck12 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
         self.block4.w0_13 = shared_weight((128, 640, 1, 1))  # W0,13
@@ -985,7 +985,7 @@ class Densenet169(nn.Module):
         self.block4.w10_13 = shared_weight((128, 32, 1, 1))  # W10,13
         self.block4.w11_13 = shared_weight((128, 32, 1, 1))  # W11,13
         self.block4.w12_13 = shared_weight((128, 32, 1, 1))  # W12,13
-        self.block4.bn13_s1 = nn.BatchNorm2d(1024)  # BN of X13(1)
+        self.block4.bn13_s1 = nn.BatchNorm2d(1024)  # BN of X13(1)'s inputs
         self.block4.bottleneck_bn13_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X13(1)
         self.block4.bottleneck13 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
         self.block4.w0_14 = shared_weight((128, 640, 1, 1))  # W0,14
@@ -1002,7 +1002,7 @@ class Densenet169(nn.Module):
         self.block4.w11_14 = shared_weight((128, 32, 1, 1))  # W11,14
         self.block4.w12_14 = shared_weight((128, 32, 1, 1))  # W12,14
         self.block4.w13_14 = shared_weight((128, 32, 1, 1))  # W13,14
-        self.block4.bn14_s1 = nn.BatchNorm2d(1056)  # BN of X14(1)
+        self.block4.bn14_s1 = nn.BatchNorm2d(1056)  # BN of X14(1)'s inputs
         self.block4.bottleneck_bn14_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X14(1)
         self.block4.bottleneck14 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
         self.block4.w0_15 = shared_weight((128, 640, 1, 1))  # W0,15
@@ -1020,7 +1020,7 @@ class Densenet169(nn.Module):
         self.block4.w12_15 = shared_weight((128, 32, 1, 1))  # W12,15
         self.block4.w13_15 = shared_weight((128, 32, 1, 1))  # W13,15
         self.block4.w14_15 = shared_weight((128, 32, 1, 1))  # W14,15
-        self.block4.bn15_s1 = nn.BatchNorm2d(1088)  # BN of X15(1)
+        self.block4.bn15_s1 = nn.BatchNorm2d(1088)  # BN of X15(1)'s inputs
         self.block4.bottleneck_bn15_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X15(1)
         self.block4.bottleneck15 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
         self.block4.w0_16 = shared_weight((128, 640, 1, 1))  # W0,16
@@ -1039,7 +1039,7 @@ class Densenet169(nn.Module):
         self.block4.w13_16 = shared_weight((128, 32, 1, 1))  # W13,16
         self.block4.w14_16 = shared_weight((128, 32, 1, 1))  # W14,16
         self.block4.w15_16 = shared_weight((128, 32, 1, 1))  # W15,16
-        self.block4.bn16_s1 = nn.BatchNorm2d(1120)  # BN of X16(1)
+        self.block4.bn16_s1 = nn.BatchNorm2d(1120)  # BN of X16(1)'s inputs
         self.block4.bottleneck_bn16_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X16(1)
         self.block4.bottleneck16 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
         self.block4.w0_17 = shared_weight((128, 640, 1, 1))  # W0,17
@@ -1059,7 +1059,7 @@ class Densenet169(nn.Module):
         self.block4.w14_17 = shared_weight((128, 32, 1, 1))  # W14,17
         self.block4.w15_17 = shared_weight((128, 32, 1, 1))  # W15,17
         self.block4.w16_17 = shared_weight((128, 32, 1, 1))  # W16,17
-        self.block4.bn17_s1 = nn.BatchNorm2d(1152)  # BN of X17(1)
+        self.block4.bn17_s1 = nn.BatchNorm2d(1152)  # BN of X17(1)'s inputs
         self.block4.bottleneck_bn17_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X17(1)
         self.block4.bottleneck17 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X17
         self.block4.w0_18 = shared_weight((128, 640, 1, 1))  # W0,18
@@ -1080,7 +1080,7 @@ class Densenet169(nn.Module):
         self.block4.w15_18 = shared_weight((128, 32, 1, 1))  # W15,18
         self.block4.w16_18 = shared_weight((128, 32, 1, 1))  # W16,18
         self.block4.w17_18 = shared_weight((128, 32, 1, 1))  # W17,18
-        self.block4.bn18_s1 = nn.BatchNorm2d(1184)  # BN of X18(1)
+        self.block4.bn18_s1 = nn.BatchNorm2d(1184)  # BN of X18(1)'s inputs
         self.block4.bottleneck_bn18_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X18(1)
         self.block4.bottleneck18 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X18
         self.block4.w0_19 = shared_weight((128, 640, 1, 1))  # W0,19
@@ -1102,7 +1102,7 @@ class Densenet169(nn.Module):
         self.block4.w16_19 = shared_weight((128, 32, 1, 1))  # W16,19
         self.block4.w17_19 = shared_weight((128, 32, 1, 1))  # W17,19
         self.block4.w18_19 = shared_weight((128, 32, 1, 1))  # W18,19
-        self.block4.bn19_s1 = nn.BatchNorm2d(1216)  # BN of X19(1)
+        self.block4.bn19_s1 = nn.BatchNorm2d(1216)  # BN of X19(1)'s inputs
         self.block4.bottleneck_bn19_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X19(1)
         self.block4.bottleneck19 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X19
         self.block4.w0_20 = shared_weight((128, 640, 1, 1))  # W0,20
@@ -1125,7 +1125,7 @@ class Densenet169(nn.Module):
         self.block4.w17_20 = shared_weight((128, 32, 1, 1))  # W17,20
         self.block4.w18_20 = shared_weight((128, 32, 1, 1))  # W18,20
         self.block4.w19_20 = shared_weight((128, 32, 1, 1))  # W19,20
-        self.block4.bn20_s1 = nn.BatchNorm2d(1248)  # BN of X20(1)
+        self.block4.bn20_s1 = nn.BatchNorm2d(1248)  # BN of X20(1)'s inputs
         self.block4.bottleneck_bn20_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X20(1)
         self.block4.bottleneck20 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X20
         self.block4.w0_21 = shared_weight((128, 640, 1, 1))  # W0,21
@@ -1149,7 +1149,7 @@ class Densenet169(nn.Module):
         self.block4.w18_21 = shared_weight((128, 32, 1, 1))  # W18,21
         self.block4.w19_21 = shared_weight((128, 32, 1, 1))  # W19,21
         self.block4.w20_21 = shared_weight((128, 32, 1, 1))  # W20,21
-        self.block4.bn21_s1 = nn.BatchNorm2d(1280)  # BN of X21(1)
+        self.block4.bn21_s1 = nn.BatchNorm2d(1280)  # BN of X21(1)'s inputs
         self.block4.bottleneck_bn21_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X21(1)
         self.block4.bottleneck21 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X21
         self.block4.w0_22 = shared_weight((128, 640, 1, 1))  # W0,22
@@ -1174,7 +1174,7 @@ class Densenet169(nn.Module):
         self.block4.w19_22 = shared_weight((128, 32, 1, 1))  # W19,22
         self.block4.w20_22 = shared_weight((128, 32, 1, 1))  # W20,22
         self.block4.w21_22 = shared_weight((128, 32, 1, 1))  # W21,22
-        self.block4.bn22_s1 = nn.BatchNorm2d(1312)  # BN of X22(1)
+        self.block4.bn22_s1 = nn.BatchNorm2d(1312)  # BN of X22(1)'s inputs
         self.block4.bottleneck_bn22_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X22(1)
         self.block4.bottleneck22 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X22
         self.block4.w0_23 = shared_weight((128, 640, 1, 1))  # W0,23
@@ -1200,7 +1200,7 @@ class Densenet169(nn.Module):
         self.block4.w20_23 = shared_weight((128, 32, 1, 1))  # W20,23
         self.block4.w21_23 = shared_weight((128, 32, 1, 1))  # W21,23
         self.block4.w22_23 = shared_weight((128, 32, 1, 1))  # W22,23
-        self.block4.bn23_s1 = nn.BatchNorm2d(1344)  # BN of X23(1)
+        self.block4.bn23_s1 = nn.BatchNorm2d(1344)  # BN of X23(1)'s inputs
         self.block4.bottleneck_bn23_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X23(1)
         self.block4.bottleneck23 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X23
         self.block4.w0_24 = shared_weight((128, 640, 1, 1))  # W0,24
@@ -1227,7 +1227,7 @@ class Densenet169(nn.Module):
         self.block4.w21_24 = shared_weight((128, 32, 1, 1))  # W21,24
         self.block4.w22_24 = shared_weight((128, 32, 1, 1))  # W22,24
         self.block4.w23_24 = shared_weight((128, 32, 1, 1))  # W23,24
-        self.block4.bn24_s1 = nn.BatchNorm2d(1376)  # BN of X24(1)
+        self.block4.bn24_s1 = nn.BatchNorm2d(1376)  # BN of X24(1)'s inputs
         self.block4.bottleneck_bn24_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X24(1)
         self.block4.bottleneck24 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X24
         self.block4.w0_25 = shared_weight((128, 640, 1, 1))  # W0,25
@@ -1255,7 +1255,7 @@ class Densenet169(nn.Module):
         self.block4.w22_25 = shared_weight((128, 32, 1, 1))  # W22,25
         self.block4.w23_25 = shared_weight((128, 32, 1, 1))  # W23,25
         self.block4.w24_25 = shared_weight((128, 32, 1, 1))  # W24,25
-        self.block4.bn25_s1 = nn.BatchNorm2d(1408)  # BN of X25(1)
+        self.block4.bn25_s1 = nn.BatchNorm2d(1408)  # BN of X25(1)'s inputs
         self.block4.bottleneck_bn25_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X25(1)
         self.block4.bottleneck25 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X25
         self.block4.w0_26 = shared_weight((128, 640, 1, 1))  # W0,26
@@ -1284,7 +1284,7 @@ class Densenet169(nn.Module):
         self.block4.w23_26 = shared_weight((128, 32, 1, 1))  # W23,26
         self.block4.w24_26 = shared_weight((128, 32, 1, 1))  # W24,26
         self.block4.w25_26 = shared_weight((128, 32, 1, 1))  # W25,26
-        self.block4.bn26_s1 = nn.BatchNorm2d(1440)  # BN of X26(1)
+        self.block4.bn26_s1 = nn.BatchNorm2d(1440)  # BN of X26(1)'s inputs
         self.block4.bottleneck_bn26_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X26(1)
         self.block4.bottleneck26 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X26
         self.block4.w0_27 = shared_weight((128, 640, 1, 1))  # W0,27
@@ -1314,7 +1314,7 @@ class Densenet169(nn.Module):
         self.block4.w24_27 = shared_weight((128, 32, 1, 1))  # W24,27
         self.block4.w25_27 = shared_weight((128, 32, 1, 1))  # W25,27
         self.block4.w26_27 = shared_weight((128, 32, 1, 1))  # W26,27
-        self.block4.bn27_s1 = nn.BatchNorm2d(1472)  # BN of X27(1)
+        self.block4.bn27_s1 = nn.BatchNorm2d(1472)  # BN of X27(1)'s inputs
         self.block4.bottleneck_bn27_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X27(1)
         self.block4.bottleneck27 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X27
         self.block4.w0_28 = shared_weight((128, 640, 1, 1))  # W0,28
@@ -1345,7 +1345,7 @@ class Densenet169(nn.Module):
         self.block4.w25_28 = shared_weight((128, 32, 1, 1))  # W25,28
         self.block4.w26_28 = shared_weight((128, 32, 1, 1))  # W26,28
         self.block4.w27_28 = shared_weight((128, 32, 1, 1))  # W27,28
-        self.block4.bn28_s1 = nn.BatchNorm2d(1504)  # BN of X28(1)
+        self.block4.bn28_s1 = nn.BatchNorm2d(1504)  # BN of X28(1)'s inputs
         self.block4.bottleneck_bn28_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X28(1)
         self.block4.bottleneck28 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X28
         self.block4.w0_29 = shared_weight((128, 640, 1, 1))  # W0,29
@@ -1377,7 +1377,7 @@ class Densenet169(nn.Module):
         self.block4.w26_29 = shared_weight((128, 32, 1, 1))  # W26,29
         self.block4.w27_29 = shared_weight((128, 32, 1, 1))  # W27,29
         self.block4.w28_29 = shared_weight((128, 32, 1, 1))  # W28,29
-        self.block4.bn29_s1 = nn.BatchNorm2d(1536)  # BN of X29(1)
+        self.block4.bn29_s1 = nn.BatchNorm2d(1536)  # BN of X29(1)'s inputs
         self.block4.bottleneck_bn29_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X29(1)
         self.block4.bottleneck29 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X29
         self.block4.w0_30 = shared_weight((128, 640, 1, 1))  # W0,30
@@ -1410,7 +1410,7 @@ class Densenet169(nn.Module):
         self.block4.w27_30 = shared_weight((128, 32, 1, 1))  # W27,30
         self.block4.w28_30 = shared_weight((128, 32, 1, 1))  # W28,30
         self.block4.w29_30 = shared_weight((128, 32, 1, 1))  # W29,30
-        self.block4.bn30_s1 = nn.BatchNorm2d(1568)  # BN of X30(1)
+        self.block4.bn30_s1 = nn.BatchNorm2d(1568)  # BN of X30(1)'s inputs
         self.block4.bottleneck_bn30_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X30(1)
         self.block4.bottleneck30 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X30
         self.block4.w0_31 = shared_weight((128, 640, 1, 1))  # W0,31
@@ -1444,7 +1444,7 @@ class Densenet169(nn.Module):
         self.block4.w28_31 = shared_weight((128, 32, 1, 1))  # W28,31
         self.block4.w29_31 = shared_weight((128, 32, 1, 1))  # W29,31
         self.block4.w30_31 = shared_weight((128, 32, 1, 1))  # W30,31
-        self.block4.bn31_s1 = nn.BatchNorm2d(1600)  # BN of X31(1)
+        self.block4.bn31_s1 = nn.BatchNorm2d(1600)  # BN of X31(1)'s inputs
         self.block4.bottleneck_bn31_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X31(1)
         self.block4.bottleneck31 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X31
         self.block4.w0_32 = shared_weight((128, 640, 1, 1))  # W0,32
@@ -1479,7 +1479,7 @@ class Densenet169(nn.Module):
         self.block4.w29_32 = shared_weight((128, 32, 1, 1))  # W29,32
         self.block4.w30_32 = shared_weight((128, 32, 1, 1))  # W30,32
         self.block4.w31_32 = shared_weight((128, 32, 1, 1))  # W31,32
-        self.block4.bn32_s1 = nn.BatchNorm2d(1632)  # BN of X32(1)
+        self.block4.bn32_s1 = nn.BatchNorm2d(1632)  # BN of X32(1)'s inputs
         self.block4.bottleneck_bn32_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X32(1)
         self.block4.bottleneck32 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X32
 

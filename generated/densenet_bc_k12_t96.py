@@ -55,25 +55,25 @@ class DensenetBcK12T96(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X16(1)
         self.block1.w0_1 = shared_weight((48, 24, 1, 1))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(24)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(24)  # BN of X1(1)'s inputs
         self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X1(1)
         self.block1.bottleneck1 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block1.w0_2 = shared_weight((48, 24, 1, 1))  # W02
         self.block1.w1_2 = shared_weight((48, 12, 1, 1))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(36)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(36)  # BN of X2(1)'s inputs
         self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X2(1)
         self.block1.bottleneck2 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block1.w0_3 = shared_weight((48, 24, 1, 1))  # W03
         self.block1.w1_3 = shared_weight((48, 12, 1, 1))  # W13
         self.block1.w2_3 = shared_weight((48, 12, 1, 1))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(48)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(48)  # BN of X3(1)'s inputs
         self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X3(1)
         self.block1.bottleneck3 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block1.w0_4 = shared_weight((48, 24, 1, 1))  # W04
         self.block1.w1_4 = shared_weight((48, 12, 1, 1))  # W14
         self.block1.w2_4 = shared_weight((48, 12, 1, 1))  # W24
         self.block1.w3_4 = shared_weight((48, 12, 1, 1))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(60)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(60)  # BN of X4(1)'s inputs
         self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X4(1)
         self.block1.bottleneck4 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block1.w0_5 = shared_weight((48, 24, 1, 1))  # W05
@@ -81,7 +81,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w2_5 = shared_weight((48, 12, 1, 1))  # W25
         self.block1.w3_5 = shared_weight((48, 12, 1, 1))  # W35
         self.block1.w4_5 = shared_weight((48, 12, 1, 1))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(72)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(72)  # BN of X5(1)'s inputs
         self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X5(1)
         self.block1.bottleneck5 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block1.w0_6 = shared_weight((48, 24, 1, 1))  # W06
@@ -90,7 +90,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w3_6 = shared_weight((48, 12, 1, 1))  # W36
         self.block1.w4_6 = shared_weight((48, 12, 1, 1))  # W46
         self.block1.w5_6 = shared_weight((48, 12, 1, 1))  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(84)  # BN of X6(1)
+        self.block1.bn6_s1 = nn.BatchNorm2d(84)  # BN of X6(1)'s inputs
         self.block1.bottleneck_bn6_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X6(1)
         self.block1.bottleneck6 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block1.w0_7 = shared_weight((48, 24, 1, 1))  # W07
@@ -100,7 +100,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w4_7 = shared_weight((48, 12, 1, 1))  # W47
         self.block1.w5_7 = shared_weight((48, 12, 1, 1))  # W57
         self.block1.w6_7 = shared_weight((48, 12, 1, 1))  # W67
-        self.block1.bn7_s1 = nn.BatchNorm2d(96)  # BN of X7(1)
+        self.block1.bn7_s1 = nn.BatchNorm2d(96)  # BN of X7(1)'s inputs
         self.block1.bottleneck_bn7_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X7(1)
         self.block1.bottleneck7 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block1.w0_8 = shared_weight((48, 24, 1, 1))  # W08
@@ -111,7 +111,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w5_8 = shared_weight((48, 12, 1, 1))  # W58
         self.block1.w6_8 = shared_weight((48, 12, 1, 1))  # W68
         self.block1.w7_8 = shared_weight((48, 12, 1, 1))  # W78
-        self.block1.bn8_s1 = nn.BatchNorm2d(108)  # BN of X8(1)
+        self.block1.bn8_s1 = nn.BatchNorm2d(108)  # BN of X8(1)'s inputs
         self.block1.bottleneck_bn8_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X8(1)
         self.block1.bottleneck8 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block1.w0_9 = shared_weight((48, 24, 1, 1))  # W09
@@ -123,7 +123,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w6_9 = shared_weight((48, 12, 1, 1))  # W69
         self.block1.w7_9 = shared_weight((48, 12, 1, 1))  # W79
         self.block1.w8_9 = shared_weight((48, 12, 1, 1))  # W89
-        self.block1.bn9_s1 = nn.BatchNorm2d(120)  # BN of X9(1)
+        self.block1.bn9_s1 = nn.BatchNorm2d(120)  # BN of X9(1)'s inputs
         self.block1.bottleneck_bn9_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X9(1)
         self.block1.bottleneck9 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block1.w0_10 = shared_weight((48, 24, 1, 1))  # W0,10
@@ -136,7 +136,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w7_10 = shared_weight((48, 12, 1, 1))  # W7,10
         self.block1.w8_10 = shared_weight((48, 12, 1, 1))  # W8,10
         self.block1.w9_10 = shared_weight((48, 12, 1, 1))  # W9,10
-        self.block1.bn10_s1 = nn.BatchNorm2d(132)  # BN of X10(1)
+        self.block1.bn10_s1 = nn.BatchNorm2d(132)  # BN of X10(1)'s inputs
         self.block1.bottleneck_bn10_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X10(1)
         self.block1.bottleneck10 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block1.w0_11 = shared_weight((48, 24, 1, 1))  # W0,11
@@ -150,7 +150,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w8_11 = shared_weight((48, 12, 1, 1))  # W8,11
         self.block1.w9_11 = shared_weight((48, 12, 1, 1))  # W9,11
         self.block1.w10_11 = shared_weight((48, 12, 1, 1))  # W10,11
-        self.block1.bn11_s1 = nn.BatchNorm2d(144)  # BN of X11(1)
+        self.block1.bn11_s1 = nn.BatchNorm2d(144)  # BN of X11(1)'s inputs
         self.block1.bottleneck_bn11_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X11(1)
         self.block1.bottleneck11 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block1.w0_12 = shared_weight((48, 24, 1, 1))  # W0,12
@@ -165,7 +165,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w9_12 = shared_weight((48, 12, 1, 1))  # W9,12
         self.block1.w10_12 = shared_weight((48, 12, 1, 1))  # W10,12
         self.block1.w11_12 = shared_weight((48, 12, 1, 1))  # W11,12
-        self.block1.bn12_s1 = nn.BatchNorm2d(156)  # BN of X12(1)
+        self.block1.bn12_s1 = nn.BatchNorm2d(156)  # BN of X12(1)'s inputs
         self.block1.bottleneck_bn12_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X12(1)
         self.block1.bottleneck12 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
         self.block1.w0_13 = shared_weight((48, 24, 1, 1))  # W0,13
@@ -181,7 +181,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w10_13 = shared_weight((48, 12, 1, 1))  # W10,13
         self.block1.w11_13 = shared_weight((48, 12, 1, 1))  # W11,13
         self.block1.w12_13 = shared_weight((48, 12, 1, 1))  # W12,13
-        self.block1.bn13_s1 = nn.BatchNorm2d(168)  # BN of X13(1)
+        self.block1.bn13_s1 = nn.BatchNorm2d(168)  # BN of X13(1)'s inputs
         self.block1.bottleneck_bn13_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X13(1)
         self.block1.bottleneck13 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
         self.block1.w0_14 = shared_weight((48, 24, 1, 1))  # W0,14
@@ -198,7 +198,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w11_14 = shared_weight((48, 12, 1, 1))  # W11,14
         self.block1.w12_14 = shared_weight((48, 12, 1, 1))  # W12,14
         self.block1.w13_14 = shared_weight((48, 12, 1, 1))  # W13,14
-        self.block1.bn14_s1 = nn.BatchNorm2d(180)  # BN of X14(1)
+        self.block1.bn14_s1 = nn.BatchNorm2d(180)  # BN of X14(1)'s inputs
         self.block1.bottleneck_bn14_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X14(1)
         self.block1.bottleneck14 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
         self.block1.w0_15 = shared_weight((48, 24, 1, 1))  # W0,15
@@ -216,7 +216,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w12_15 = shared_weight((48, 12, 1, 1))  # W12,15
         self.block1.w13_15 = shared_weight((48, 12, 1, 1))  # W13,15
         self.block1.w14_15 = shared_weight((48, 12, 1, 1))  # W14,15
-        self.block1.bn15_s1 = nn.BatchNorm2d(192)  # BN of X15(1)
+        self.block1.bn15_s1 = nn.BatchNorm2d(192)  # BN of X15(1)'s inputs
         self.block1.bottleneck_bn15_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X15(1)
         self.block1.bottleneck15 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
         self.block1.w0_16 = shared_weight((48, 24, 1, 1))  # W0,16
@@ -235,7 +235,7 @@ class DensenetBcK12T96(nn.Module):
         self.block1.w13_16 = shared_weight((48, 12, 1, 1))  # W13,16
         self.block1.w14_16 = shared_weight((48, 12, 1, 1))  # W14,16
         self.block1.w15_16 = shared_weight((48, 12, 1, 1))  # W15,16
-        self.block1.bn16_s1 = nn.BatchNorm2d(204)  # BN of X16(1)
+        self.block1.bn16_s1 = nn.BatchNorm2d(204)  # BN of X16(1)'s inputs
         self.block1.bottleneck_bn16_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X16(1)
         self.block1.bottleneck16 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
 
@@ -249,25 +249,25 @@ class DensenetBcK12T96(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X16(1)
         self.block2.w0_1 = shared_weight((48, 108, 1, 1))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(108)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(108)  # BN of X1(1)'s inputs
         self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X1(1)
         self.block2.bottleneck1 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block2.w0_2 = shared_weight((48, 108, 1, 1))  # W02
         self.block2.w1_2 = shared_weight((48, 12, 1, 1))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(120)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(120)  # BN of X2(1)'s inputs
         self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X2(1)
         self.block2.bottleneck2 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block2.w0_3 = shared_weight((48, 108, 1, 1))  # W03
         self.block2.w1_3 = shared_weight((48, 12, 1, 1))  # W13
         self.block2.w2_3 = shared_weight((48, 12, 1, 1))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(132)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(132)  # BN of X3(1)'s inputs
         self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X3(1)
         self.block2.bottleneck3 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block2.w0_4 = shared_weight((48, 108, 1, 1))  # W04
         self.block2.w1_4 = shared_weight((48, 12, 1, 1))  # W14
         self.block2.w2_4 = shared_weight((48, 12, 1, 1))  # W24
         self.block2.w3_4 = shared_weight((48, 12, 1, 1))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(144)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(144)  # BN of X4(1)'s inputs
         self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X4(1)
         self.block2.bottleneck4 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block2.w0_5 = shared_weight((48, 108, 1, 1))  # W05
@@ -275,7 +275,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w2_5 = shared_weight((48, 12, 1, 1))  # W25
         self.block2.w3_5 = shared_weight((48, 12, 1, 1))  # W35
         self.block2.w4_5 = shared_weight((48, 12, 1, 1))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(156)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(156)  # BN of X5(1)'s inputs
         self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X5(1)
         self.block2.bottleneck5 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block2.w0_6 = shared_weight((48, 108, 1, 1))  # W06
@@ -284,7 +284,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w3_6 = shared_weight((48, 12, 1, 1))  # W36
         self.block2.w4_6 = shared_weight((48, 12, 1, 1))  # W46
         self.block2.w5_6 = shared_weight((48, 12, 1, 1))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(168)  # BN of X6(1)
+        self.block2.bn6_s1 = nn.BatchNorm2d(168)  # BN of X6(1)'s inputs
         self.block2.bottleneck_bn6_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X6(1)
         self.block2.bottleneck6 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block2.w0_7 = shared_weight((48, 108, 1, 1))  # W07
@@ -294,7 +294,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w4_7 = shared_weight((48, 12, 1, 1))  # W47
         self.block2.w5_7 = shared_weight((48, 12, 1, 1))  # W57
         self.block2.w6_7 = shared_weight((48, 12, 1, 1))  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(180)  # BN of X7(1)
+        self.block2.bn7_s1 = nn.BatchNorm2d(180)  # BN of X7(1)'s inputs
         self.block2.bottleneck_bn7_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X7(1)
         self.block2.bottleneck7 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block2.w0_8 = shared_weight((48, 108, 1, 1))  # W08
@@ -305,7 +305,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w5_8 = shared_weight((48, 12, 1, 1))  # W58
         self.block2.w6_8 = shared_weight((48, 12, 1, 1))  # W68
         self.block2.w7_8 = shared_weight((48, 12, 1, 1))  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(192)  # BN of X8(1)
+        self.block2.bn8_s1 = nn.BatchNorm2d(192)  # BN of X8(1)'s inputs
         self.block2.bottleneck_bn8_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X8(1)
         self.block2.bottleneck8 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block2.w0_9 = shared_weight((48, 108, 1, 1))  # W09
@@ -317,7 +317,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w6_9 = shared_weight((48, 12, 1, 1))  # W69
         self.block2.w7_9 = shared_weight((48, 12, 1, 1))  # W79
         self.block2.w8_9 = shared_weight((48, 12, 1, 1))  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(204)  # BN of X9(1)
+        self.block2.bn9_s1 = nn.BatchNorm2d(204)  # BN of X9(1)'s inputs
         self.block2.bottleneck_bn9_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X9(1)
         self.block2.bottleneck9 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block2.w0_10 = shared_weight((48, 108, 1, 1))  # W0,10
@@ -330,7 +330,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w7_10 = shared_weight((48, 12, 1, 1))  # W7,10
         self.block2.w8_10 = shared_weight((48, 12, 1, 1))  # W8,10
         self.block2.w9_10 = shared_weight((48, 12, 1, 1))  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(216)  # BN of X10(1)
+        self.block2.bn10_s1 = nn.BatchNorm2d(216)  # BN of X10(1)'s inputs
         self.block2.bottleneck_bn10_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X10(1)
         self.block2.bottleneck10 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block2.w0_11 = shared_weight((48, 108, 1, 1))  # W0,11
@@ -344,7 +344,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w8_11 = shared_weight((48, 12, 1, 1))  # W8,11
         self.block2.w9_11 = shared_weight((48, 12, 1, 1))  # W9,11
         self.block2.w10_11 = shared_weight((48, 12, 1, 1))  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(228)  # BN of X11(1)
+        self.block2.bn11_s1 = nn.BatchNorm2d(228)  # BN of X11(1)'s inputs
         self.block2.bottleneck_bn11_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X11(1)
         self.block2.bottleneck11 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block2.w0_12 = shared_weight((48, 108, 1, 1))  # W0,12
@@ -359,7 +359,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w9_12 = shared_weight((48, 12, 1, 1))  # W9,12
         self.block2.w10_12 = shared_weight((48, 12, 1, 1))  # W10,12
         self.block2.w11_12 = shared_weight((48, 12, 1, 1))  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(240)  # BN of X12(1)
+        self.block2.bn12_s1 = nn.BatchNorm2d(240)  # BN of X12(1)'s inputs
         self.block2.bottleneck_bn12_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X12(1)
         self.block2.bottleneck12 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
         self.block2.w0_13 = shared_weight((48, 108, 1, 1))  # W0,13
@@ -375,7 +375,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w10_13 = shared_weight((48, 12, 1, 1))  # W10,13
         self.block2.w11_13 = shared_weight((48, 12, 1, 1))  # W11,13
         self.block2.w12_13 = shared_weight((48, 12, 1, 1))  # W12,13
-        self.block2.bn13_s1 = nn.BatchNorm2d(252)  # BN of X13(1)
+        self.block2.bn13_s1 = nn.BatchNorm2d(252)  # BN of X13(1)'s inputs
         self.block2.bottleneck_bn13_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X13(1)
         self.block2.bottleneck13 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
         self.block2.w0_14 = shared_weight((48, 108, 1, 1))  # W0,14
@@ -392,7 +392,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w11_14 = shared_weight((48, 12, 1, 1))  # W11,14
         self.block2.w12_14 = shared_weight((48, 12, 1, 1))  # W12,14
         self.block2.w13_14 = shared_weight((48, 12, 1, 1))  # W13,14
-        self.block2.bn14_s1 = nn.BatchNorm2d(264)  # BN of X14(1)
+        self.block2.bn14_s1 = nn.BatchNorm2d(264)  # BN of X14(1)'s inputs
         self.block2.bottleneck_bn14_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X14(1)
         self.block2.bottleneck14 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
         self.block2.w0_15 = shared_weight((48, 108, 1, 1))  # W0,15
@@ -410,7 +410,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w12_15 = shared_weight((48, 12, 1, 1))  # W12,15
         self.block2.w13_15 = shared_weight((48, 12, 1, 1))  # W13,15
         self.block2.w14_15 = shared_weight((48, 12, 1, 1))  # W14,15
-        self.block2.bn15_s1 = nn.BatchNorm2d(276)  # BN of X15(1)
+        self.block2.bn15_s1 = nn.BatchNorm2d(276)  # BN of X15(1)'s inputs
         self.block2.bottleneck_bn15_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X15(1)
         self.block2.bottleneck15 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
         self.block2.w0_16 = shared_weight((48, 108, 1, 1))  # W0,16
@@ -429,7 +429,7 @@ class DensenetBcK12T96(nn.Module):
         self.block2.w13_16 = shared_weight((48, 12, 1, 1))  # W13,16
         self.block2.w14_16 = shared_weight((48, 12, 1, 1))  # W14,16
         self.block2.w15_16 = shared_weight((48, 12, 1, 1))  # W15,16
-        self.block2.bn16_s1 = nn.BatchNorm2d(288)  # BN of X16(1)
+        self.block2.bn16_s1 = nn.BatchNorm2d(288)  # BN of X16(1)'s inputs
         self.block2.bottleneck_bn16_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X16(1)
         self.block2.bottleneck16 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
 
@@ -443,25 +443,25 @@ class DensenetBcK12T96(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X16(1)
         self.block3.w0_1 = shared_weight((48, 150, 1, 1))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(150)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(150)  # BN of X1(1)'s inputs
         self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X1(1)
         self.block3.bottleneck1 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block3.w0_2 = shared_weight((48, 150, 1, 1))  # W02
         self.block3.w1_2 = shared_weight((48, 12, 1, 1))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(162)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(162)  # BN of X2(1)'s inputs
         self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X2(1)
         self.block3.bottleneck2 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block3.w0_3 = shared_weight((48, 150, 1, 1))  # W03
         self.block3.w1_3 = shared_weight((48, 12, 1, 1))  # W13
         self.block3.w2_3 = shared_weight((48, 12, 1, 1))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(174)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(174)  # BN of X3(1)'s inputs
         self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X3(1)
         self.block3.bottleneck3 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block3.w0_4 = shared_weight((48, 150, 1, 1))  # W04
         self.block3.w1_4 = shared_weight((48, 12, 1, 1))  # W14
         self.block3.w2_4 = shared_weight((48, 12, 1, 1))  # W24
         self.block3.w3_4 = shared_weight((48, 12, 1, 1))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(186)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(186)  # BN of X4(1)'s inputs
         self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X4(1)
         self.block3.bottleneck4 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block3.w0_5 = shared_weight((48, 150, 1, 1))  # W05
@@ -469,7 +469,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w2_5 = shared_weight((48, 12, 1, 1))  # W25
         self.block3.w3_5 = shared_weight((48, 12, 1, 1))  # W35
         self.block3.w4_5 = shared_weight((48, 12, 1, 1))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(198)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(198)  # BN of X5(1)'s inputs
         self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X5(1)
         self.block3.bottleneck5 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block3.w0_6 = shared_weight((48, 150, 1, 1))  # W06
@@ -478,7 +478,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w3_6 = shared_weight((48, 12, 1, 1))  # W36
         self.block3.w4_6 = shared_weight((48, 12, 1, 1))  # W46
         self.block3.w5_6 = shared_weight((48, 12, 1, 1))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(210)  # BN of X6(1)
+        self.block3.bn6_s1 = nn.BatchNorm2d(210)  # BN of X6(1)'s inputs
         self.block3.bottleneck_bn6_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X6(1)
         self.block3.bottleneck6 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block3.w0_7 = shared_weight((48, 150, 1, 1))  # W07
@@ -488,7 +488,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w4_7 = shared_weight((48, 12, 1, 1))  # W47
         self.block3.w5_7 = shared_weight((48, 12, 1, 1))  # W57
         self.block3.w6_7 = shared_weight((48, 12, 1, 1))  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(222)  # BN of X7(1)
+        self.block3.bn7_s1 = nn.BatchNorm2d(222)  # BN of X7(1)'s inputs
         self.block3.bottleneck_bn7_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X7(1)
         self.block3.bottleneck7 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block3.w0_8 = shared_weight((48, 150, 1, 1))  # W08
@@ -499,7 +499,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w5_8 = shared_weight((48, 12, 1, 1))  # W58
         self.block3.w6_8 = shared_weight((48, 12, 1, 1))  # W68
         self.block3.w7_8 = shared_weight((48, 12, 1, 1))  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(234)  # BN of X8(1)
+        self.block3.bn8_s1 = nn.BatchNorm2d(234)  # BN of X8(1)'s inputs
         self.block3.bottleneck_bn8_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X8(1)
         self.block3.bottleneck8 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block3.w0_9 = shared_weight((48, 150, 1, 1))  # W09
@@ -511,7 +511,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w6_9 = shared_weight((48, 12, 1, 1))  # W69
         self.block3.w7_9 = shared_weight((48, 12, 1, 1))  # W79
         self.block3.w8_9 = shared_weight((48, 12, 1, 1))  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(246)  # BN of X9(1)
+        self.block3.bn9_s1 = nn.BatchNorm2d(246)  # BN of X9(1)'s inputs
         self.block3.bottleneck_bn9_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X9(1)
         self.block3.bottleneck9 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block3.w0_10 = shared_weight((48, 150, 1, 1))  # W0,10
@@ -524,7 +524,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w7_10 = shared_weight((48, 12, 1, 1))  # W7,10
         self.block3.w8_10 = shared_weight((48, 12, 1, 1))  # W8,10
         self.block3.w9_10 = shared_weight((48, 12, 1, 1))  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(258)  # BN of X10(1)
+        self.block3.bn10_s1 = nn.BatchNorm2d(258)  # BN of X10(1)'s inputs
         self.block3.bottleneck_bn10_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X10(1)
         self.block3.bottleneck10 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block3.w0_11 = shared_weight((48, 150, 1, 1))  # W0,11
@@ -538,7 +538,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w8_11 = shared_weight((48, 12, 1, 1))  # W8,11
         self.block3.w9_11 = shared_weight((48, 12, 1, 1))  # W9,11
         self.block3.w10_11 = shared_weight((48, 12, 1, 1))  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(270)  # BN of X11(1)
+        self.block3.bn11_s1 = nn.BatchNorm2d(270)  # BN of X11(1)'s inputs
         self.block3.bottleneck_bn11_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X11(1)
         self.block3.bottleneck11 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block3.w0_12 = shared_weight((48, 150, 1, 1))  # W0,12
@@ -553,7 +553,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w9_12 = shared_weight((48, 12, 1, 1))  # W9,12
         self.block3.w10_12 = shared_weight((48, 12, 1, 1))  # W10,12
         self.block3.w11_12 = shared_weight((48, 12, 1, 1))  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(282)  # BN of X12(1)
+        self.block3.bn12_s1 = nn.BatchNorm2d(282)  # BN of X12(1)'s inputs
         self.block3.bottleneck_bn12_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X12(1)
         self.block3.bottleneck12 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
         self.block3.w0_13 = shared_weight((48, 150, 1, 1))  # W0,13
@@ -569,7 +569,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w10_13 = shared_weight((48, 12, 1, 1))  # W10,13
         self.block3.w11_13 = shared_weight((48, 12, 1, 1))  # W11,13
         self.block3.w12_13 = shared_weight((48, 12, 1, 1))  # W12,13
-        self.block3.bn13_s1 = nn.BatchNorm2d(294)  # BN of X13(1)
+        self.block3.bn13_s1 = nn.BatchNorm2d(294)  # BN of X13(1)'s inputs
         self.block3.bottleneck_bn13_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X13(1)
         self.block3.bottleneck13 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
         self.block3.w0_14 = shared_weight((48, 150, 1, 1))  # W0,14
@@ -586,7 +586,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w11_14 = shared_weight((48, 12, 1, 1))  # W11,14
         self.block3.w12_14 = shared_weight((48, 12, 1, 1))  # W12,14
         self.block3.w13_14 = shared_weight((48, 12, 1, 1))  # W13,14
-        self.block3.bn14_s1 = nn.BatchNorm2d(306)  # BN of X14(1)
+        self.block3.bn14_s1 = nn.BatchNorm2d(306)  # BN of X14(1)'s inputs
         self.block3.bottleneck_bn14_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X14(1)
         self.block3.bottleneck14 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
         self.block3.w0_15 = shared_weight((48, 150, 1, 1))  # W0,15
@@ -604,7 +604,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w12_15 = shared_weight((48, 12, 1, 1))  # W12,15
         self.block3.w13_15 = shared_weight((48, 12, 1, 1))  # W13,15
         self.block3.w14_15 = shared_weight((48, 12, 1, 1))  # W14,15
-        self.block3.bn15_s1 = nn.BatchNorm2d(318)  # BN of X15(1)
+        self.block3.bn15_s1 = nn.BatchNorm2d(318)  # BN of X15(1)'s inputs
         self.block3.bottleneck_bn15_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X15(1)
         self.block3.bottleneck15 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
         self.block3.w0_16 = shared_weight((48, 150, 1, 1))  # W0,16
@@ -623,7 +623,7 @@ class DensenetBcK12T96(nn.Module):
         self.block3.w13_16 = shared_weight((48, 12, 1, 1))  # W13,16
         self.block3.w14_16 = shared_weight((48, 12, 1, 1))  # W14,16
         self.block3.w15_16 = shared_weight((48, 12, 1, 1))  # W15,16
-        self.block3.bn16_s1 = nn.BatchNorm2d(330)  # BN of X16(1)
+        self.block3.bn16_s1 = nn.BatchNorm2d(330)  # BN of X16(1)'s inputs
         self.block3.bottleneck_bn16_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X16(1)
         self.block3.bottleneck16 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
 

@@ -55,25 +55,25 @@ class DensenetBcK24T246(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X41(1)
         self.block1.w0_1 = shared_weight((96, 48, 1, 1))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(48)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(48)  # BN of X1(1)'s inputs
         self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X1(1)
         self.block1.bottleneck1 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block1.w0_2 = shared_weight((96, 48, 1, 1))  # W02
         self.block1.w1_2 = shared_weight((96, 24, 1, 1))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(72)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(72)  # BN of X2(1)'s inputs
         self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X2(1)
         self.block1.bottleneck2 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block1.w0_3 = shared_weight((96, 48, 1, 1))  # W03
         self.block1.w1_3 = shared_weight((96, 24, 1, 1))  # W13
         self.block1.w2_3 = shared_weight((96, 24, 1, 1))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(96)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(96)  # BN of X3(1)'s inputs
         self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X3(1)
         self.block1.bottleneck3 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block1.w0_4 = shared_weight((96, 48, 1, 1))  # W04
         self.block1.w1_4 = shared_weight((96, 24, 1, 1))  # W14
         self.block1.w2_4 = shared_weight((96, 24, 1, 1))  # W24
         self.block1.w3_4 = shared_weight((96, 24, 1, 1))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(120)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(120)  # BN of X4(1)'s inputs
         self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X4(1)
         self.block1.bottleneck4 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block1.w0_5 = shared_weight((96, 48, 1, 1))  # W05
@@ -81,7 +81,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w2_5 = shared_weight((96, 24, 1, 1))  # W25
         self.block1.w3_5 = shared_weight((96, 24, 1, 1))  # W35
         self.block1.w4_5 = shared_weight((96, 24, 1, 1))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(144)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(144)  # BN of X5(1)'s inputs
         self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X5(1)
         self.block1.bottleneck5 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block1.w0_6 = shared_weight((96, 48, 1, 1))  # W06
@@ -90,7 +90,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w3_6 = shared_weight((96, 24, 1, 1))  # W36
         self.block1.w4_6 = shared_weight((96, 24, 1, 1))  # W46
         self.block1.w5_6 = shared_weight((96, 24, 1, 1))  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(168)  # BN of X6(1)
+        self.block1.bn6_s1 = nn.BatchNorm2d(168)  # BN of X6(1)'s inputs
         self.block1.bottleneck_bn6_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X6(1)
         self.block1.bottleneck6 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block1.w0_7 = shared_weight((96, 48, 1, 1))  # W07
@@ -100,7 +100,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w4_7 = shared_weight((96, 24, 1, 1))  # W47
         self.block1.w5_7 = shared_weight((96, 24, 1, 1))  # W57
         self.block1.w6_7 = shared_weight((96, 24, 1, 1))  # W67
-        self.block1.bn7_s1 = nn.BatchNorm2d(192)  # BN of X7(1)
+        self.block1.bn7_s1 = nn.BatchNorm2d(192)  # BN of X7(1)'s inputs
         self.block1.bottleneck_bn7_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X7(1)
         self.block1.bottleneck7 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block1.w0_8 = shared_weight((96, 48, 1, 1))  # W08
@@ -111,7 +111,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w5_8 = shared_weight((96, 24, 1, 1))  # W58
         self.block1.w6_8 = shared_weight((96, 24, 1, 1))  # W68
         self.block1.w7_8 = shared_weight((96, 24, 1, 1))  # W78
-        self.block1.bn8_s1 = nn.BatchNorm2d(216)  # BN of X8(1)
+        self.block1.bn8_s1 = nn.BatchNorm2d(216)  # BN of X8(1)'s inputs
         self.block1.bottleneck_bn8_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X8(1)
         self.block1.bottleneck8 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block1.w0_9 = shared_weight((96, 48, 1, 1))  # W09
@@ -123,7 +123,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w6_9 = shared_weight((96, 24, 1, 1))  # W69
         self.block1.w7_9 = shared_weight((96, 24, 1, 1))  # W79
         self.block1.w8_9 = shared_weight((96, 24, 1, 1))  # W89
-        self.block1.bn9_s1 = nn.BatchNorm2d(240)  # BN of X9(1)
+        self.block1.bn9_s1 = nn.BatchNorm2d(240)  # BN of X9(1)'s inputs
         self.block1.bottleneck_bn9_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X9(1)
         self.block1.bottleneck9 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block1.w0_10 = shared_weight((96, 48, 1, 1))  # W0,10
@@ -136,7 +136,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w7_10 = shared_weight((96, 24, 1, 1))  # W7,10
         self.block1.w8_10 = shared_weight((96, 24, 1, 1))  # W8,10
         self.block1.w9_10 = shared_weight((96, 24, 1, 1))  # W9,10
-        self.block1.bn10_s1 = nn.BatchNorm2d(264)  # BN of X10(1)
+        self.block1.bn10_s1 = nn.BatchNorm2d(264)  # BN of X10(1)'s inputs
         self.block1.bottleneck_bn10_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X10(1)
         self.block1.bottleneck10 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block1.w0_11 = shared_weight((96, 48, 1, 1))  # W0,11
@@ -150,7 +150,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w8_11 = shared_weight((96, 24, 1, 1))  # W8,11
         self.block1.w9_11 = shared_weight((96, 24, 1, 1))  # W9,11
         self.block1.w10_11 = shared_weight((96, 24, 1, 1))  # W10,11
-        self.block1.bn11_s1 = nn.BatchNorm2d(288)  # BN of X11(1)
+        self.block1.bn11_s1 = nn.BatchNorm2d(288)  # BN of X11(1)'s inputs
         self.block1.bottleneck_bn11_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X11(1)
         self.block1.bottleneck11 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block1.w0_12 = shared_weight((96, 48, 1, 1))  # W0,12
@@ -165,7 +165,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w9_12 = shared_weight((96, 24, 1, 1))  # W9,12
         self.block1.w10_12 = shared_weight((96, 24, 1, 1))  # W10,12
         self.block1.w11_12 = shared_weight((96, 24, 1, 1))  # W11,12
-        self.block1.bn12_s1 = nn.BatchNorm2d(312)  # BN of X12(1)
+        self.block1.bn12_s1 = nn.BatchNorm2d(312)  # BN of X12(1)'s inputs
         self.block1.bottleneck_bn12_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X12(1)
         self.block1.bottleneck12 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
         self.block1.w0_13 = shared_weight((96, 48, 1, 1))  # W0,13
@@ -181,7 +181,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w10_13 = shared_weight((96, 24, 1, 1))  # W10,13
         self.block1.w11_13 = shared_weight((96, 24, 1, 1))  # W11,13
         self.block1.w12_13 = shared_weight((96, 24, 1, 1))  # W12,13
-        self.block1.bn13_s1 = nn.BatchNorm2d(336)  # BN of X13(1)
+        self.block1.bn13_s1 = nn.BatchNorm2d(336)  # BN of X13(1)'s inputs
         self.block1.bottleneck_bn13_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X13(1)
         self.block1.bottleneck13 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
         self.block1.w0_14 = shared_weight((96, 48, 1, 1))  # W0,14
@@ -198,7 +198,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w11_14 = shared_weight((96, 24, 1, 1))  # W11,14
         self.block1.w12_14 = shared_weight((96, 24, 1, 1))  # W12,14
         self.block1.w13_14 = shared_weight((96, 24, 1, 1))  # W13,14
-        self.block1.bn14_s1 = nn.BatchNorm2d(360)  # BN of X14(1)
+        self.block1.bn14_s1 = nn.BatchNorm2d(360)  # BN of X14(1)'s inputs
         self.block1.bottleneck_bn14_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X14(1)
         self.block1.bottleneck14 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
         self.block1.w0_15 = shared_weight((96, 48, 1, 1))  # W0,15
@@ -216,7 +216,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w12_15 = shared_weight((96, 24, 1, 1))  # W12,15
         self.block1.w13_15 = shared_weight((96, 24, 1, 1))  # W13,15
         self.block1.w14_15 = shared_weight((96, 24, 1, 1))  # W14,15
-        self.block1.bn15_s1 = nn.BatchNorm2d(384)  # BN of X15(1)
+        self.block1.bn15_s1 = nn.BatchNorm2d(384)  # BN of X15(1)'s inputs
         self.block1.bottleneck_bn15_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X15(1)
         self.block1.bottleneck15 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
         self.block1.w0_16 = shared_weight((96, 48, 1, 1))  # W0,16
@@ -235,7 +235,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w13_16 = shared_weight((96, 24, 1, 1))  # W13,16
         self.block1.w14_16 = shared_weight((96, 24, 1, 1))  # W14,16
         self.block1.w15_16 = shared_weight((96, 24, 1, 1))  # W15,16
-        self.block1.bn16_s1 = nn.BatchNorm2d(408)  # BN of X16(1)
+        self.block1.bn16_s1 = nn.BatchNorm2d(408)  # BN of X16(1)'s inputs
         self.block1.bottleneck_bn16_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X16(1)
         self.block1.bottleneck16 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
         self.block1.w0_17 = shared_weight((96, 48, 1, 1))  # W0,17
@@ -255,7 +255,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w14_17 = shared_weight((96, 24, 1, 1))  # W14,17
         self.block1.w15_17 = shared_weight((96, 24, 1, 1))  # W15,17
         self.block1.w16_17 = shared_weight((96, 24, 1, 1))  # W16,17
-        self.block1.bn17_s1 = nn.BatchNorm2d(432)  # BN of X17(1)
+        self.block1.bn17_s1 = nn.BatchNorm2d(432)  # BN of X17(1)'s inputs
         self.block1.bottleneck_bn17_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X17(1)
         self.block1.bottleneck17 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X17
         self.block1.w0_18 = shared_weight((96, 48, 1, 1))  # W0,18
@@ -276,7 +276,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w15_18 = shared_weight((96, 24, 1, 1))  # W15,18
         self.block1.w16_18 = shared_weight((96, 24, 1, 1))  # W16,18
         self.block1.w17_18 = shared_weight((96, 24, 1, 1))  # W17,18
-        self.block1.bn18_s1 = nn.BatchNorm2d(456)  # BN of X18(1)
+        self.block1.bn18_s1 = nn.BatchNorm2d(456)  # BN of X18(1)'s inputs
         self.block1.bottleneck_bn18_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X18(1)
         self.block1.bottleneck18 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X18
         self.block1.w0_19 = shared_weight((96, 48, 1, 1))  # W0,19
@@ -298,7 +298,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w16_19 = shared_weight((96, 24, 1, 1))  # W16,19
         self.block1.w17_19 = shared_weight((96, 24, 1, 1))  # W17,19
         self.block1.w18_19 = shared_weight((96, 24, 1, 1))  # W18,19
-        self.block1.bn19_s1 = nn.BatchNorm2d(480)  # BN of X19(1)
+        self.block1.bn19_s1 = nn.BatchNorm2d(480)  # BN of X19(1)'s inputs
         self.block1.bottleneck_bn19_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X19(1)
         self.block1.bottleneck19 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X19
         self.block1.w0_20 = shared_weight((96, 48, 1, 1))  # W0,20
@@ -321,7 +321,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w17_20 = shared_weight((96, 24, 1, 1))  # W17,20
         self.block1.w18_20 = shared_weight((96, 24, 1, 1))  # W18,20
         self.block1.w19_20 = shared_weight((96, 24, 1, 1))  # W19,20
-        self.block1.bn20_s1 = nn.BatchNorm2d(504)  # BN of X20(1)
+        self.block1.bn20_s1 = nn.BatchNorm2d(504)  # BN of X20(1)'s inputs
         self.block1.bottleneck_bn20_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X20(1)
         self.block1.bottleneck20 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X20
         self.block1.w0_21 = shared_weight((96, 48, 1, 1))  # W0,21
@@ -345,7 +345,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w18_21 = shared_weight((96, 24, 1, 1))  # W18,21
         self.block1.w19_21 = shared_weight((96, 24, 1, 1))  # W19,21
         self.block1.w20_21 = shared_weight((96, 24, 1, 1))  # W20,21
-        self.block1.bn21_s1 = nn.BatchNorm2d(528)  # BN of X21(1)
+        self.block1.bn21_s1 = nn.BatchNorm2d(528)  # BN of X21(1)'s inputs
         self.block1.bottleneck_bn21_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X21(1)
         self.block1.bottleneck21 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X21
         self.block1.w0_22 = shared_weight((96, 48, 1, 1))  # W0,22
@@ -370,7 +370,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w19_22 = shared_weight((96, 24, 1, 1))  # W19,22
         self.block1.w20_22 = shared_weight((96, 24, 1, 1))  # W20,22
         self.block1.w21_22 = shared_weight((96, 24, 1, 1))  # W21,22
-        self.block1.bn22_s1 = nn.BatchNorm2d(552)  # BN of X22(1)
+        self.block1.bn22_s1 = nn.BatchNorm2d(552)  # BN of X22(1)'s inputs
         self.block1.bottleneck_bn22_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X22(1)
         self.block1.bottleneck22 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X22
         self.block1.w0_23 = shared_weight((96, 48, 1, 1))  # W0,23
@@ -396,7 +396,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w20_23 = shared_weight((96, 24, 1, 1))  # W20,23
         self.block1.w21_23 = shared_weight((96, 24, 1, 1))  # W21,23
         self.block1.w22_23 = shared_weight((96, 24, 1, 1))  # W22,23
-        self.block1.bn23_s1 = nn.BatchNorm2d(576)  # BN of X23(1)
+        self.block1.bn23_s1 = nn.BatchNorm2d(576)  # BN of X23(1)'s inputs
         self.block1.bottleneck_bn23_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X23(1)
         self.block1.bottleneck23 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X23
         self.block1.w0_24 = shared_weight((96, 48, 1, 1))  # W0,24
@@ -423,7 +423,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w21_24 = shared_weight((96, 24, 1, 1))  # W21,24
         self.block1.w22_24 = shared_weight((96, 24, 1, 1))  # W22,24
         self.block1.w23_24 = shared_weight((96, 24, 1, 1))  # W23,24
-        self.block1.bn24_s1 = nn.BatchNorm2d(600)  # BN of X24(1)
+        self.block1.bn24_s1 = nn.BatchNorm2d(600)  # BN of X24(1)'s inputs
         self.block1.bottleneck_bn24_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X24(1)
         self.block1.bottleneck24 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X24
         self.block1.w0_25 = shared_weight((96, 48, 1, 1))  # W0,25
@@ -451,7 +451,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w22_25 = shared_weight((96, 24, 1, 1))  # W22,25
         self.block1.w23_25 = shared_weight((96, 24, 1, 1))  # W23,25
         self.block1.w24_25 = shared_weight((96, 24, 1, 1))  # W24,25
-        self.block1.bn25_s1 = nn.BatchNorm2d(624)  # BN of X25(1)
+        self.block1.bn25_s1 = nn.BatchNorm2d(624)  # BN of X25(1)'s inputs
         self.block1.bottleneck_bn25_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X25(1)
         self.block1.bottleneck25 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X25
         self.block1.w0_26 = shared_weight((96, 48, 1, 1))  # W0,26
@@ -480,7 +480,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w23_26 = shared_weight((96, 24, 1, 1))  # W23,26
         self.block1.w24_26 = shared_weight((96, 24, 1, 1))  # W24,26
         self.block1.w25_26 = shared_weight((96, 24, 1, 1))  # W25,26
-        self.block1.bn26_s1 = nn.BatchNorm2d(648)  # BN of X26(1)
+        self.block1.bn26_s1 = nn.BatchNorm2d(648)  # BN of X26(1)'s inputs
         self.block1.bottleneck_bn26_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X26(1)
         self.block1.bottleneck26 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X26
         self.block1.w0_27 = shared_weight((96, 48, 1, 1))  # W0,27
@@ -510,7 +510,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w24_27 = shared_weight((96, 24, 1, 1))  # W24,27
         self.block1.w25_27 = shared_weight((96, 24, 1, 1))  # W25,27
         self.block1.w26_27 = shared_weight((96, 24, 1, 1))  # W26,27
-        self.block1.bn27_s1 = nn.BatchNorm2d(672)  # BN of X27(1)
+        self.block1.bn27_s1 = nn.BatchNorm2d(672)  # BN of X27(1)'s inputs
         self.block1.bottleneck_bn27_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X27(1)
         self.block1.bottleneck27 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X27
         self.block1.w0_28 = shared_weight((96, 48, 1, 1))  # W0,28
@@ -541,7 +541,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w25_28 = shared_weight((96, 24, 1, 1))  # W25,28
         self.block1.w26_28 = shared_weight((96, 24, 1, 1))  # W26,28
         self.block1.w27_28 = shared_weight((96, 24, 1, 1))  # W27,28
-        self.block1.bn28_s1 = nn.BatchNorm2d(696)  # BN of X28(1)
+        self.block1.bn28_s1 = nn.BatchNorm2d(696)  # BN of X28(1)'s inputs
         self.block1.bottleneck_bn28_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X28(1)
         self.block1.bottleneck28 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X28
         self.block1.w0_29 = shared_weight((96, 48, 1, 1))  # W0,29
@@ -573,7 +573,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w26_29 = shared_weight((96, 24, 1, 1))  # W26,29
         self.block1.w27_29 = shared_weight((96, 24, 1, 1))  # W27,29
         self.block1.w28_29 = shared_weight((96, 24, 1, 1))  # W28,29
-        self.block1.bn29_s1 = nn.BatchNorm2d(720)  # BN of X29(1)
+        self.block1.bn29_s1 = nn.BatchNorm2d(720)  # BN of X29(1)'s inputs
         self.block1.bottleneck_bn29_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X29(1)
         self.block1.bottleneck29 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X29
         self.block1.w0_30 = shared_weight((96, 48, 1, 1))  # W0,30
@@ -606,7 +606,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w27_30 = shared_weight((96, 24, 1, 1))  # W27,30
         self.block1.w28_30 = shared_weight((96, 24, 1, 1))  # W28,30
         self.block1.w29_30 = shared_weight((96, 24, 1, 1))  # W29,30
-        self.block1.bn30_s1 = nn.BatchNorm2d(744)  # BN of X30(1)
+        self.block1.bn30_s1 = nn.BatchNorm2d(744)  # BN of X30(1)'s inputs
         self.block1.bottleneck_bn30_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X30(1)
         self.block1.bottleneck30 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X30
         self.block1.w0_31 = shared_weight((96, 48, 1, 1))  # W0,31
@@ -640,7 +640,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w28_31 = shared_weight((96, 24, 1, 1))  # W28,31
         self.block1.w29_31 = shared_weight((96, 24, 1, 1))  # W29,31
         self.block1.w30_31 = shared_weight((96, 24, 1, 1))  # W30,31
-        self.block1.bn31_s1 = nn.BatchNorm2d(768)  # BN of X31(1)
+        self.block1.bn31_s1 = nn.BatchNorm2d(768)  # BN of X31(1)'s inputs
         self.block1.bottleneck_bn31_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X31(1)
         self.block1.bottleneck31 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X31
         self.block1.w0_32 = shared_weight((96, 48, 1, 1))  # W0,32
@@ -675,7 +675,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w29_32 = shared_weight((96, 24, 1, 1))  # W29,32
         self.block1.w30_32 = shared_weight((96, 24, 1, 1))  # W30,32
         self.block1.w31_32 = shared_weight((96, 24, 1, 1))  # W31,32
-        self.block1.bn32_s1 = nn.BatchNorm2d(792)  # BN of X32(1)
+        self.block1.bn32_s1 = nn.BatchNorm2d(792)  # BN of X32(1)'s inputs
         self.block1.bottleneck_bn32_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X32(1)
         self.block1.bottleneck32 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X32
         self.block1.w0_33 = shared_weight((96, 48, 1, 1))  # W0,33
@@ -711,7 +711,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w30_33 = shared_weight((96, 24, 1, 1))  # W30,33
         self.block1.w31_33 = shared_weight((96, 24, 1, 1))  # W31,33
         self.block1.w32_33 = shared_weight((96, 24, 1, 1))  # W32,33
-        self.block1.bn33_s1 = nn.BatchNorm2d(816)  # BN of X33(1)
+        self.block1.bn33_s1 = nn.BatchNorm2d(816)  # BN of X33(1)'s inputs
         self.block1.bottleneck_bn33_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X33(1)
         self.block1.bottleneck33 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X33
         self.block1.w0_34 = shared_weight((96, 48, 1, 1))  # W0,34
@@ -748,7 +748,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w31_34 = shared_weight((96, 24, 1, 1))  # W31,34
         self.block1.w32_34 = shared_weight((96, 24, 1, 1))  # W32,34
         self.block1.w33_34 = shared_weight((96, 24, 1, 1))  # W33,34
-        self.block1.bn34_s1 = nn.BatchNorm2d(840)  # BN of X34(1)
+        self.block1.bn34_s1 = nn.BatchNorm2d(840)  # BN of X34(1)'s inputs
         self.block1.bottleneck_bn34_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X34(1)
         self.block1.bottleneck34 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X34
         self.block1.w0_35 = shared_weight((96, 48, 1, 1))  # W0,35
@@ -786,7 +786,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w32_35 = shared_weight((96, 24, 1, 1))  # W32,35
         self.block1.w33_35 = shared_weight((96, 24, 1, 1))  # W33,35
         self.block1.w34_35 = shared_weight((96, 24, 1, 1))  # W34,35
-        self.block1.bn35_s1 = nn.BatchNorm2d(864)  # BN of X35(1)
+        self.block1.bn35_s1 = nn.BatchNorm2d(864)  # BN of X35(1)'s inputs
         self.block1.bottleneck_bn35_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X35(1)
         self.block1.bottleneck35 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X35
         self.block1.w0_36 = shared_weight((96, 48, 1, 1))  # W0,36
@@ -825,7 +825,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w33_36 = shared_weight((96, 24, 1, 1))  # W33,36
         self.block1.w34_36 = shared_weight((96, 24, 1, 1))  # W34,36
         self.block1.w35_36 = shared_weight((96, 24, 1, 1))  # W35,36
-        self.block1.bn36_s1 = nn.BatchNorm2d(888)  # BN of X36(1)
+        self.block1.bn36_s1 = nn.BatchNorm2d(888)  # BN of X36(1)'s inputs
         self.block1.bottleneck_bn36_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X36(1)
         self.block1.bottleneck36 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X36
         self.block1.w0_37 = shared_weight((96, 48, 1, 1))  # W0,37
@@ -865,7 +865,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w34_37 = shared_weight((96, 24, 1, 1))  # W34,37
         self.block1.w35_37 = shared_weight((96, 24, 1, 1))  # W35,37
         self.block1.w36_37 = shared_weight((96, 24, 1, 1))  # W36,37
-        self.block1.bn37_s1 = nn.BatchNorm2d(912)  # BN of X37(1)
+        self.block1.bn37_s1 = nn.BatchNorm2d(912)  # BN of X37(1)'s inputs
         self.block1.bottleneck_bn37_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X37(1)
         self.block1.bottleneck37 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X37
         self.block1.w0_38 = shared_weight((96, 48, 1, 1))  # W0,38
@@ -906,7 +906,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w35_38 = shared_weight((96, 24, 1, 1))  # W35,38
         self.block1.w36_38 = shared_weight((96, 24, 1, 1))  # W36,38
         self.block1.w37_38 = shared_weight((96, 24, 1, 1))  # W37,38
-        self.block1.bn38_s1 = nn.BatchNorm2d(936)  # BN of X38(1)
+        self.block1.bn38_s1 = nn.BatchNorm2d(936)  # BN of X38(1)'s inputs
         self.block1.bottleneck_bn38_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X38(1)
         self.block1.bottleneck38 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X38
         self.block1.w0_39 = shared_weight((96, 48, 1, 1))  # W0,39
@@ -948,7 +948,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w36_39 = shared_weight((96, 24, 1, 1))  # W36,39
         self.block1.w37_39 = shared_weight((96, 24, 1, 1))  # W37,39
         self.block1.w38_39 = shared_weight((96, 24, 1, 1))  # W38,39
-        self.block1.bn39_s1 = nn.BatchNorm2d(960)  # BN of X39(1)
+        self.block1.bn39_s1 = nn.BatchNorm2d(960)  # BN of X39(1)'s inputs
         self.block1.bottleneck_bn39_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X39(1)
         self.block1.bottleneck39 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X39
         self.block1.w0_40 = shared_weight((96, 48, 1, 1))  # W0,40
@@ -991,7 +991,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w37_40 = shared_weight((96, 24, 1, 1))  # W37,40
         self.block1.w38_40 = shared_weight((96, 24, 1, 1))  # W38,40
         self.block1.w39_40 = shared_weight((96, 24, 1, 1))  # W39,40
-        self.block1.bn40_s1 = nn.BatchNorm2d(984)  # BN of X40(1)
+        self.block1.bn40_s1 = nn.BatchNorm2d(984)  # BN of X40(1)'s inputs
         self.block1.bottleneck_bn40_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X40(1)
         self.block1.bottleneck40 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X40
         self.block1.w0_41 = shared_weight((96, 48, 1, 1))  # W0,41
@@ -1035,7 +1035,7 @@ class DensenetBcK24T246(nn.Module):
         self.block1.w38_41 = shared_weight((96, 24, 1, 1))  # W38,41
         self.block1.w39_41 = shared_weight((96, 24, 1, 1))  # W39,41
         self.block1.w40_41 = shared_weight((96, 24, 1, 1))  # W40,41
-        self.block1.bn41_s1 = nn.BatchNorm2d(1008)  # BN of X41(1)
+        self.block1.bn41_s1 = nn.BatchNorm2d(1008)  # BN of X41(1)'s inputs
         self.block1.bottleneck_bn41_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X41(1)
         self.block1.bottleneck41 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X41
 
@@ -1049,25 +1049,25 @@ class DensenetBcK24T246(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X41(1)
         self.block2.w0_1 = shared_weight((96, 516, 1, 1))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(516)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(516)  # BN of X1(1)'s inputs
         self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X1(1)
         self.block2.bottleneck1 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block2.w0_2 = shared_weight((96, 516, 1, 1))  # W02
         self.block2.w1_2 = shared_weight((96, 24, 1, 1))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(540)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(540)  # BN of X2(1)'s inputs
         self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X2(1)
         self.block2.bottleneck2 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block2.w0_3 = shared_weight((96, 516, 1, 1))  # W03
         self.block2.w1_3 = shared_weight((96, 24, 1, 1))  # W13
         self.block2.w2_3 = shared_weight((96, 24, 1, 1))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(564)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(564)  # BN of X3(1)'s inputs
         self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X3(1)
         self.block2.bottleneck3 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block2.w0_4 = shared_weight((96, 516, 1, 1))  # W04
         self.block2.w1_4 = shared_weight((96, 24, 1, 1))  # W14
         self.block2.w2_4 = shared_weight((96, 24, 1, 1))  # W24
         self.block2.w3_4 = shared_weight((96, 24, 1, 1))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(588)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(588)  # BN of X4(1)'s inputs
         self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X4(1)
         self.block2.bottleneck4 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block2.w0_5 = shared_weight((96, 516, 1, 1))  # W05
@@ -1075,7 +1075,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w2_5 = shared_weight((96, 24, 1, 1))  # W25
         self.block2.w3_5 = shared_weight((96, 24, 1, 1))  # W35
         self.block2.w4_5 = shared_weight((96, 24, 1, 1))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(612)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(612)  # BN of X5(1)'s inputs
         self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X5(1)
         self.block2.bottleneck5 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block2.w0_6 = shared_weight((96, 516, 1, 1))  # W06
@@ -1084,7 +1084,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w3_6 = shared_weight((96, 24, 1, 1))  # W36
         self.block2.w4_6 = shared_weight((96, 24, 1, 1))  # W46
         self.block2.w5_6 = shared_weight((96, 24, 1, 1))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(636)  # BN of X6(1)
+        self.block2.bn6_s1 = nn.BatchNorm2d(636)  # BN of X6(1)'s inputs
         self.block2.bottleneck_bn6_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X6(1)
         self.block2.bottleneck6 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block2.w0_7 = shared_weight((96, 516, 1, 1))  # W07
@@ -1094,7 +1094,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w4_7 = shared_weight((96, 24, 1, 1))  # W47
         self.block2.w5_7 = shared_weight((96, 24, 1, 1))  # W57
         self.block2.w6_7 = shared_weight((96, 24, 1, 1))  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(660)  # BN of X7(1)
+        self.block2.bn7_s1 = nn.BatchNorm2d(660)  # BN of X7(1)'s inputs
         self.block2.bottleneck_bn7_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X7(1)
         self.block2.bottleneck7 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block2.w0_8 = shared_weight((96, 516, 1, 1))  # W08
@@ -1105,7 +1105,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w5_8 = shared_weight((96, 24, 1, 1))  # W58
         self.block2.w6_8 = shared_weight((96, 24, 1, 1))  # W68
         self.block2.w7_8 = shared_weight((96, 24, 1, 1))  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(684)  # BN of X8(1)
+        self.block2.bn8_s1 = nn.BatchNorm2d(684)  # BN of X8(1)'s inputs
         self.block2.bottleneck_bn8_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X8(1)
         self.block2.bottleneck8 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block2.w0_9 = shared_weight((96, 516, 1, 1))  # W09
@@ -1117,7 +1117,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w6_9 = shared_weight((96, 24, 1, 1))  # W69
         self.block2.w7_9 = shared_weight((96, 24, 1, 1))  # W79
         self.block2.w8_9 = shared_weight((96, 24, 1, 1))  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(708)  # BN of X9(1)
+        self.block2.bn9_s1 = nn.BatchNorm2d(708)  # BN of X9(1)'s inputs
         self.block2.bottleneck_bn9_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X9(1)
         self.block2.bottleneck9 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block2.w0_10 = shared_weight((96, 516, 1, 1))  # W0,10
@@ -1130,7 +1130,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w7_10 = shared_weight((96, 24, 1, 1))  # W7,10
         self.block2.w8_10 = shared_weight((96, 24, 1, 1))  # W8,10
         self.block2.w9_10 = shared_weight((96, 24, 1, 1))  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(732)  # BN of X10(1)
+        self.block2.bn10_s1 = nn.BatchNorm2d(732)  # BN of X10(1)'s inputs
         self.block2.bottleneck_bn10_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X10(1)
         self.block2.bottleneck10 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block2.w0_11 = shared_weight((96, 516, 1, 1))  # W0,11
@@ -1144,7 +1144,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w8_11 = shared_weight((96, 24, 1, 1))  # W8,11
         self.block2.w9_11 = shared_weight((96, 24, 1, 1))  # W9,11
         self.block2.w10_11 = shared_weight((96, 24, 1, 1))  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(756)  # BN of X11(1)
+        self.block2.bn11_s1 = nn.BatchNorm2d(756)  # BN of X11(1)'s inputs
         self.block2.bottleneck_bn11_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X11(1)
         self.block2.bottleneck11 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block2.w0_12 = shared_weight((96, 516, 1, 1))  # W0,12
@@ -1159,7 +1159,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w9_12 = shared_weight((96, 24, 1, 1))  # W9,12
         self.block2.w10_12 = shared_weight((96, 24, 1, 1))  # W10,12
         self.block2.w11_12 = shared_weight((96, 24, 1, 1))  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(780)  # BN of X12(1)
+        self.block2.bn12_s1 = nn.BatchNorm2d(780)  # BN of X12(1)'s inputs
         self.block2.bottleneck_bn12_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X12(1)
         self.block2.bottleneck12 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
         self.block2.w0_13 = shared_weight((96, 516, 1, 1))  # W0,13
@@ -1175,7 +1175,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w10_13 = shared_weight((96, 24, 1, 1))  # W10,13
         self.block2.w11_13 = shared_weight((96, 24, 1, 1))  # W11,13
         self.block2.w12_13 = shared_weight((96, 24, 1, 1))  # W12,13
-        self.block2.bn13_s1 = nn.BatchNorm2d(804)  # BN of X13(1)
+        self.block2.bn13_s1 = nn.BatchNorm2d(804)  # BN of X13(1)'s inputs
         self.block2.bottleneck_bn13_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X13(1)
         self.block2.bottleneck13 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
         self.block2.w0_14 = shared_weight((96, 516, 1, 1))  # W0,14
@@ -1192,7 +1192,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w11_14 = shared_weight((96, 24, 1, 1))  # W11,14
         self.block2.w12_14 = shared_weight((96, 24, 1, 1))  # W12,14
         self.block2.w13_14 = shared_weight((96, 24, 1, 1))  # W13,14
-        self.block2.bn14_s1 = nn.BatchNorm2d(828)  # BN of X14(1)
+        self.block2.bn14_s1 = nn.BatchNorm2d(828)  # BN of X14(1)'s inputs
         self.block2.bottleneck_bn14_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X14(1)
         self.block2.bottleneck14 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
         self.block2.w0_15 = shared_weight((96, 516, 1, 1))  # W0,15
@@ -1210,7 +1210,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w12_15 = shared_weight((96, 24, 1, 1))  # W12,15
         self.block2.w13_15 = shared_weight((96, 24, 1, 1))  # W13,15
         self.block2.w14_15 = shared_weight((96, 24, 1, 1))  # W14,15
-        self.block2.bn15_s1 = nn.BatchNorm2d(852)  # BN of X15(1)
+        self.block2.bn15_s1 = nn.BatchNorm2d(852)  # BN of X15(1)'s inputs
         self.block2.bottleneck_bn15_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X15(1)
         self.block2.bottleneck15 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
         self.block2.w0_16 = shared_weight((96, 516, 1, 1))  # W0,16
@@ -1229,7 +1229,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w13_16 = shared_weight((96, 24, 1, 1))  # W13,16
         self.block2.w14_16 = shared_weight((96, 24, 1, 1))  # W14,16
         self.block2.w15_16 = shared_weight((96, 24, 1, 1))  # W15,16
-        self.block2.bn16_s1 = nn.BatchNorm2d(876)  # BN of X16(1)
+        self.block2.bn16_s1 = nn.BatchNorm2d(876)  # BN of X16(1)'s inputs
         self.block2.bottleneck_bn16_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X16(1)
         self.block2.bottleneck16 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
         self.block2.w0_17 = shared_weight((96, 516, 1, 1))  # W0,17
@@ -1249,7 +1249,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w14_17 = shared_weight((96, 24, 1, 1))  # W14,17
         self.block2.w15_17 = shared_weight((96, 24, 1, 1))  # W15,17
         self.block2.w16_17 = shared_weight((96, 24, 1, 1))  # W16,17
-        self.block2.bn17_s1 = nn.BatchNorm2d(900)  # BN of X17(1)
+        self.block2.bn17_s1 = nn.BatchNorm2d(900)  # BN of X17(1)'s inputs
         self.block2.bottleneck_bn17_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X17(1)
         self.block2.bottleneck17 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X17
         self.block2.w0_18 = shared_weight((96, 516, 1, 1))  # W0,18
@@ -1270,7 +1270,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w15_18 = shared_weight((96, 24, 1, 1))  # W15,18
         self.block2.w16_18 = shared_weight((96, 24, 1, 1))  # W16,18
         self.block2.w17_18 = shared_weight((96, 24, 1, 1))  # W17,18
-        self.block2.bn18_s1 = nn.BatchNorm2d(924)  # BN of X18(1)
+        self.block2.bn18_s1 = nn.BatchNorm2d(924)  # BN of X18(1)'s inputs
         self.block2.bottleneck_bn18_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X18(1)
         self.block2.bottleneck18 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X18
         self.block2.w0_19 = shared_weight((96, 516, 1, 1))  # W0,19
@@ -1292,7 +1292,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w16_19 = shared_weight((96, 24, 1, 1))  # W16,19
         self.block2.w17_19 = shared_weight((96, 24, 1, 1))  # W17,19
         self.block2.w18_19 = shared_weight((96, 24, 1, 1))  # W18,19
-        self.block2.bn19_s1 = nn.BatchNorm2d(948)  # BN of X19(1)
+        self.block2.bn19_s1 = nn.BatchNorm2d(948)  # BN of X19(1)'s inputs
         self.block2.bottleneck_bn19_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X19(1)
         self.block2.bottleneck19 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X19
         self.block2.w0_20 = shared_weight((96, 516, 1, 1))  # W0,20
@@ -1315,7 +1315,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w17_20 = shared_weight((96, 24, 1, 1))  # W17,20
         self.block2.w18_20 = shared_weight((96, 24, 1, 1))  # W18,20
         self.block2.w19_20 = shared_weight((96, 24, 1, 1))  # W19,20
-        self.block2.bn20_s1 = nn.BatchNorm2d(972)  # BN of X20(1)
+        self.block2.bn20_s1 = nn.BatchNorm2d(972)  # BN of X20(1)'s inputs
         self.block2.bottleneck_bn20_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X20(1)
         self.block2.bottleneck20 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X20
         self.block2.w0_21 = shared_weight((96, 516, 1, 1))  # W0,21
@@ -1339,7 +1339,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w18_21 = shared_weight((96, 24, 1, 1))  # W18,21
         self.block2.w19_21 = shared_weight((96, 24, 1, 1))  # W19,21
         self.block2.w20_21 = shared_weight((96, 24, 1, 1))  # W20,21
-        self.block2.bn21_s1 = nn.BatchNorm2d(996)  # BN of X21(1)
+        self.block2.bn21_s1 = nn.BatchNorm2d(996)  # BN of X21(1)'s inputs
         self.block2.bottleneck_bn21_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X21(1)
         self.block2.bottleneck21 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X21
         self.block2.w0_22 = shared_weight((96, 516, 1, 1))  # W0,22
@@ -1364,7 +1364,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w19_22 = shared_weight((96, 24, 1, 1))  # W19,22
         self.block2.w20_22 = shared_weight((96, 24, 1, 1))  # W20,22
         self.block2.w21_22 = shared_weight((96, 24, 1, 1))  # W21,22
-        self.block2.bn22_s1 = nn.BatchNorm2d(1020)  # BN of X22(1)
+        self.block2.bn22_s1 = nn.BatchNorm2d(1020)  # BN of X22(1)'s inputs
         self.block2.bottleneck_bn22_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X22(1)
         self.block2.bottleneck22 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X22
         self.block2.w0_23 = shared_weight((96, 516, 1, 1))  # W0,23
@@ -1390,7 +1390,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w20_23 = shared_weight((96, 24, 1, 1))  # W20,23
         self.block2.w21_23 = shared_weight((96, 24, 1, 1))  # W21,23
         self.block2.w22_23 = shared_weight((96, 24, 1, 1))  # W22,23
-        self.block2.bn23_s1 = nn.BatchNorm2d(1044)  # BN of X23(1)
+        self.block2.bn23_s1 = nn.BatchNorm2d(1044)  # BN of X23(1)'s inputs
         self.block2.bottleneck_bn23_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X23(1)
         self.block2.bottleneck23 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X23
         self.block2.w0_24 = shared_weight((96, 516, 1, 1))  # W0,24
@@ -1417,7 +1417,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w21_24 = shared_weight((96, 24, 1, 1))  # W21,24
         self.block2.w22_24 = shared_weight((96, 24, 1, 1))  # W22,24
         self.block2.w23_24 = shared_weight((96, 24, 1, 1))  # W23,24
-        self.block2.bn24_s1 = nn.BatchNorm2d(1068)  # BN of X24(1)
+        self.block2.bn24_s1 = nn.BatchNorm2d(1068)  # BN of X24(1)'s inputs
         self.block2.bottleneck_bn24_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X24(1)
         self.block2.bottleneck24 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X24
         self.block2.w0_25 = shared_weight((96, 516, 1, 1))  # W0,25
@@ -1445,7 +1445,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w22_25 = shared_weight((96, 24, 1, 1))  # W22,25
         self.block2.w23_25 = shared_weight((96, 24, 1, 1))  # W23,25
         self.block2.w24_25 = shared_weight((96, 24, 1, 1))  # W24,25
-        self.block2.bn25_s1 = nn.BatchNorm2d(1092)  # BN of X25(1)
+        self.block2.bn25_s1 = nn.BatchNorm2d(1092)  # BN of X25(1)'s inputs
         self.block2.bottleneck_bn25_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X25(1)
         self.block2.bottleneck25 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X25
         self.block2.w0_26 = shared_weight((96, 516, 1, 1))  # W0,26
@@ -1474,7 +1474,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w23_26 = shared_weight((96, 24, 1, 1))  # W23,26
         self.block2.w24_26 = shared_weight((96, 24, 1, 1))  # W24,26
         self.block2.w25_26 = shared_weight((96, 24, 1, 1))  # W25,26
-        self.block2.bn26_s1 = nn.BatchNorm2d(1116)  # BN of X26(1)
+        self.block2.bn26_s1 = nn.BatchNorm2d(1116)  # BN of X26(1)'s inputs
         self.block2.bottleneck_bn26_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X26(1)
         self.block2.bottleneck26 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X26
         self.block2.w0_27 = shared_weight((96, 516, 1, 1))  # W0,27
@@ -1504,7 +1504,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w24_27 = shared_weight((96, 24, 1, 1))  # W24,27
         self.block2.w25_27 = shared_weight((96, 24, 1, 1))  # W25,27
         self.block2.w26_27 = shared_weight((96, 24, 1, 1))  # W26,27
-        self.block2.bn27_s1 = nn.BatchNorm2d(1140)  # BN of X27(1)
+        self.block2.bn27_s1 = nn.BatchNorm2d(1140)  # BN of X27(1)'s inputs
         self.block2.bottleneck_bn27_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X27(1)
         self.block2.bottleneck27 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X27
         self.block2.w0_28 = shared_weight((96, 516, 1, 1))  # W0,28
@@ -1535,7 +1535,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w25_28 = shared_weight((96, 24, 1, 1))  # W25,28
         self.block2.w26_28 = shared_weight((96, 24, 1, 1))  # W26,28
         self.block2.w27_28 = shared_weight((96, 24, 1, 1))  # W27,28
-        self.block2.bn28_s1 = nn.BatchNorm2d(1164)  # BN of X28(1)
+        self.block2.bn28_s1 = nn.BatchNorm2d(1164)  # BN of X28(1)'s inputs
         self.block2.bottleneck_bn28_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X28(1)
         self.block2.bottleneck28 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X28
         self.block2.w0_29 = shared_weight((96, 516, 1, 1))  # W0,29
@@ -1567,7 +1567,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w26_29 = shared_weight((96, 24, 1, 1))  # W26,29
         self.block2.w27_29 = shared_weight((96, 24, 1, 1))  # W27,29
         self.block2.w28_29 = shared_weight((96, 24, 1, 1))  # W28,29
-        self.block2.bn29_s1 = nn.BatchNorm2d(1188)  # BN of X29(1)
+        self.block2.bn29_s1 = nn.BatchNorm2d(1188)  # BN of X29(1)'s inputs
         self.block2.bottleneck_bn29_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X29(1)
         self.block2.bottleneck29 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X29
         self.block2.w0_30 = shared_weight((96, 516, 1, 1))  # W0,30
@@ -1600,7 +1600,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w27_30 = shared_weight((96, 24, 1, 1))  # W27,30
         self.block2.w28_30 = shared_weight((96, 24, 1, 1))  # W28,30
         self.block2.w29_30 = shared_weight((96, 24, 1, 1))  # W29,30
-        self.block2.bn30_s1 = nn.BatchNorm2d(1212)  # BN of X30(1)
+        self.block2.bn30_s1 = nn.BatchNorm2d(1212)  # BN of X30(1)'s inputs
         self.block2.bottleneck_bn30_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X30(1)
         self.block2.bottleneck30 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X30
         self.block2.w0_31 = shared_weight((96, 516, 1, 1))  # W0,31
@@ -1634,7 +1634,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w28_31 = shared_weight((96, 24, 1, 1))  # W28,31
         self.block2.w29_31 = shared_weight((96, 24, 1, 1))  # W29,31
         self.block2.w30_31 = shared_weight((96, 24, 1, 1))  # W30,31
-        self.block2.bn31_s1 = nn.BatchNorm2d(1236)  # BN of X31(1)
+        self.block2.bn31_s1 = nn.BatchNorm2d(1236)  # BN of X31(1)'s inputs
         self.block2.bottleneck_bn31_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X31(1)
         self.block2.bottleneck31 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X31
         self.block2.w0_32 = shared_weight((96, 516, 1, 1))  # W0,32
@@ -1669,7 +1669,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w29_32 = shared_weight((96, 24, 1, 1))  # W29,32
         self.block2.w30_32 = shared_weight((96, 24, 1, 1))  # W30,32
         self.block2.w31_32 = shared_weight((96, 24, 1, 1))  # W31,32
-        self.block2.bn32_s1 = nn.BatchNorm2d(1260)  # BN of X32(1)
+        self.block2.bn32_s1 = nn.BatchNorm2d(1260)  # BN of X32(1)'s inputs
         self.block2.bottleneck_bn32_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X32(1)
         self.block2.bottleneck32 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X32
         self.block2.w0_33 = shared_weight((96, 516, 1, 1))  # W0,33
@@ -1705,7 +1705,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w30_33 = shared_weight((96, 24, 1, 1))  # W30,33
         self.block2.w31_33 = shared_weight((96, 24, 1, 1))  # W31,33
         self.block2.w32_33 = shared_weight((96, 24, 1, 1))  # W32,33
-        self.block2.bn33_s1 = nn.BatchNorm2d(1284)  # BN of X33(1)
+        self.block2.bn33_s1 = nn.BatchNorm2d(1284)  # BN of X33(1)'s inputs
         self.block2.bottleneck_bn33_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X33(1)
         self.block2.bottleneck33 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X33
         self.block2.w0_34 = shared_weight((96, 516, 1, 1))  # W0,34
@@ -1742,7 +1742,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w31_34 = shared_weight((96, 24, 1, 1))  # W31,34
         self.block2.w32_34 = shared_weight((96, 24, 1, 1))  # W32,34
         self.block2.w33_34 = shared_weight((96, 24, 1, 1))  # W33,34
-        self.block2.bn34_s1 = nn.BatchNorm2d(1308)  # BN of X34(1)
+        self.block2.bn34_s1 = nn.BatchNorm2d(1308)  # BN of X34(1)'s inputs
         self.block2.bottleneck_bn34_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X34(1)
         self.block2.bottleneck34 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X34
         self.block2.w0_35 = shared_weight((96, 516, 1, 1))  # W0,35
@@ -1780,7 +1780,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w32_35 = shared_weight((96, 24, 1, 1))  # W32,35
         self.block2.w33_35 = shared_weight((96, 24, 1, 1))  # W33,35
         self.block2.w34_35 = shared_weight((96, 24, 1, 1))  # W34,35
-        self.block2.bn35_s1 = nn.BatchNorm2d(1332)  # BN of X35(1)
+        self.block2.bn35_s1 = nn.BatchNorm2d(1332)  # BN of X35(1)'s inputs
         self.block2.bottleneck_bn35_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X35(1)
         self.block2.bottleneck35 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X35
         self.block2.w0_36 = shared_weight((96, 516, 1, 1))  # W0,36
@@ -1819,7 +1819,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w33_36 = shared_weight((96, 24, 1, 1))  # W33,36
         self.block2.w34_36 = shared_weight((96, 24, 1, 1))  # W34,36
         self.block2.w35_36 = shared_weight((96, 24, 1, 1))  # W35,36
-        self.block2.bn36_s1 = nn.BatchNorm2d(1356)  # BN of X36(1)
+        self.block2.bn36_s1 = nn.BatchNorm2d(1356)  # BN of X36(1)'s inputs
         self.block2.bottleneck_bn36_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X36(1)
         self.block2.bottleneck36 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X36
         self.block2.w0_37 = shared_weight((96, 516, 1, 1))  # W0,37
@@ -1859,7 +1859,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w34_37 = shared_weight((96, 24, 1, 1))  # W34,37
         self.block2.w35_37 = shared_weight((96, 24, 1, 1))  # W35,37
         self.block2.w36_37 = shared_weight((96, 24, 1, 1))  # W36,37
-        self.block2.bn37_s1 = nn.BatchNorm2d(1380)  # BN of X37(1)
+        self.block2.bn37_s1 = nn.BatchNorm2d(1380)  # BN of X37(1)'s inputs
         self.block2.bottleneck_bn37_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X37(1)
         self.block2.bottleneck37 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X37
         self.block2.w0_38 = shared_weight((96, 516, 1, 1))  # W0,38
@@ -1900,7 +1900,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w35_38 = shared_weight((96, 24, 1, 1))  # W35,38
         self.block2.w36_38 = shared_weight((96, 24, 1, 1))  # W36,38
         self.block2.w37_38 = shared_weight((96, 24, 1, 1))  # W37,38
-        self.block2.bn38_s1 = nn.BatchNorm2d(1404)  # BN of X38(1)
+        self.block2.bn38_s1 = nn.BatchNorm2d(1404)  # BN of X38(1)'s inputs
         self.block2.bottleneck_bn38_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X38(1)
         self.block2.bottleneck38 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X38
         self.block2.w0_39 = shared_weight((96, 516, 1, 1))  # W0,39
@@ -1942,7 +1942,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w36_39 = shared_weight((96, 24, 1, 1))  # W36,39
         self.block2.w37_39 = shared_weight((96, 24, 1, 1))  # W37,39
         self.block2.w38_39 = shared_weight((96, 24, 1, 1))  # W38,39
-        self.block2.bn39_s1 = nn.BatchNorm2d(1428)  # BN of X39(1)
+        self.block2.bn39_s1 = nn.BatchNorm2d(1428)  # BN of X39(1)'s inputs
         self.block2.bottleneck_bn39_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X39(1)
         self.block2.bottleneck39 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X39
         self.block2.w0_40 = shared_weight((96, 516, 1, 1))  # W0,40
@@ -1985,7 +1985,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w37_40 = shared_weight((96, 24, 1, 1))  # W37,40
         self.block2.w38_40 = shared_weight((96, 24, 1, 1))  # W38,40
         self.block2.w39_40 = shared_weight((96, 24, 1, 1))  # W39,40
-        self.block2.bn40_s1 = nn.BatchNorm2d(1452)  # BN of X40(1)
+        self.block2.bn40_s1 = nn.BatchNorm2d(1452)  # BN of X40(1)'s inputs
         self.block2.bottleneck_bn40_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X40(1)
         self.block2.bottleneck40 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X40
         self.block2.w0_41 = shared_weight((96, 516, 1, 1))  # W0,41
@@ -2029,7 +2029,7 @@ class DensenetBcK24T246(nn.Module):
         self.block2.w38_41 = shared_weight((96, 24, 1, 1))  # W38,41
         self.block2.w39_41 = shared_weight((96, 24, 1, 1))  # W39,41
         self.block2.w40_41 = shared_weight((96, 24, 1, 1))  # W40,41
-        self.block2.bn41_s1 = nn.BatchNorm2d(1476)  # BN of X41(1)
+        self.block2.bn41_s1 = nn.BatchNorm2d(1476)  # BN of X41(1)'s inputs
         self.block2.bottleneck_bn41_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X41(1)
         self.block2.bottleneck41 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X41
 
@@ -2043,25 +2043,25 @@ class DensenetBcK24T246(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X41(1)
         self.block3.w0_1 = shared_weight((96, 750, 1, 1))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(750)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(750)  # BN of X1(1)'s inputs
         self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X1(1)
         self.block3.bottleneck1 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block3.w0_2 = shared_weight((96, 750, 1, 1))  # W02
         self.block3.w1_2 = shared_weight((96, 24, 1, 1))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(774)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(774)  # BN of X2(1)'s inputs
         self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X2(1)
         self.block3.bottleneck2 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block3.w0_3 = shared_weight((96, 750, 1, 1))  # W03
         self.block3.w1_3 = shared_weight((96, 24, 1, 1))  # W13
         self.block3.w2_3 = shared_weight((96, 24, 1, 1))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(798)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(798)  # BN of X3(1)'s inputs
         self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X3(1)
         self.block3.bottleneck3 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block3.w0_4 = shared_weight((96, 750, 1, 1))  # W04
         self.block3.w1_4 = shared_weight((96, 24, 1, 1))  # W14
         self.block3.w2_4 = shared_weight((96, 24, 1, 1))  # W24
         self.block3.w3_4 = shared_weight((96, 24, 1, 1))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(822)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(822)  # BN of X4(1)'s inputs
         self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X4(1)
         self.block3.bottleneck4 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block3.w0_5 = shared_weight((96, 750, 1, 1))  # W05
@@ -2069,7 +2069,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w2_5 = shared_weight((96, 24, 1, 1))  # W25
         self.block3.w3_5 = shared_weight((96, 24, 1, 1))  # W35
         self.block3.w4_5 = shared_weight((96, 24, 1, 1))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(846)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(846)  # BN of X5(1)'s inputs
         self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X5(1)
         self.block3.bottleneck5 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block3.w0_6 = shared_weight((96, 750, 1, 1))  # W06
@@ -2078,7 +2078,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w3_6 = shared_weight((96, 24, 1, 1))  # W36
         self.block3.w4_6 = shared_weight((96, 24, 1, 1))  # W46
         self.block3.w5_6 = shared_weight((96, 24, 1, 1))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(870)  # BN of X6(1)
+        self.block3.bn6_s1 = nn.BatchNorm2d(870)  # BN of X6(1)'s inputs
         self.block3.bottleneck_bn6_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X6(1)
         self.block3.bottleneck6 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         self.block3.w0_7 = shared_weight((96, 750, 1, 1))  # W07
@@ -2088,7 +2088,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w4_7 = shared_weight((96, 24, 1, 1))  # W47
         self.block3.w5_7 = shared_weight((96, 24, 1, 1))  # W57
         self.block3.w6_7 = shared_weight((96, 24, 1, 1))  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(894)  # BN of X7(1)
+        self.block3.bn7_s1 = nn.BatchNorm2d(894)  # BN of X7(1)'s inputs
         self.block3.bottleneck_bn7_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X7(1)
         self.block3.bottleneck7 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
         self.block3.w0_8 = shared_weight((96, 750, 1, 1))  # W08
@@ -2099,7 +2099,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w5_8 = shared_weight((96, 24, 1, 1))  # W58
         self.block3.w6_8 = shared_weight((96, 24, 1, 1))  # W68
         self.block3.w7_8 = shared_weight((96, 24, 1, 1))  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(918)  # BN of X8(1)
+        self.block3.bn8_s1 = nn.BatchNorm2d(918)  # BN of X8(1)'s inputs
         self.block3.bottleneck_bn8_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X8(1)
         self.block3.bottleneck8 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
         self.block3.w0_9 = shared_weight((96, 750, 1, 1))  # W09
@@ -2111,7 +2111,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w6_9 = shared_weight((96, 24, 1, 1))  # W69
         self.block3.w7_9 = shared_weight((96, 24, 1, 1))  # W79
         self.block3.w8_9 = shared_weight((96, 24, 1, 1))  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(942)  # BN of X9(1)
+        self.block3.bn9_s1 = nn.BatchNorm2d(942)  # BN of X9(1)'s inputs
         self.block3.bottleneck_bn9_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X9(1)
         self.block3.bottleneck9 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
         self.block3.w0_10 = shared_weight((96, 750, 1, 1))  # W0,10
@@ -2124,7 +2124,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w7_10 = shared_weight((96, 24, 1, 1))  # W7,10
         self.block3.w8_10 = shared_weight((96, 24, 1, 1))  # W8,10
         self.block3.w9_10 = shared_weight((96, 24, 1, 1))  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(966)  # BN of X10(1)
+        self.block3.bn10_s1 = nn.BatchNorm2d(966)  # BN of X10(1)'s inputs
         self.block3.bottleneck_bn10_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X10(1)
         self.block3.bottleneck10 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
         self.block3.w0_11 = shared_weight((96, 750, 1, 1))  # W0,11
@@ -2138,7 +2138,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w8_11 = shared_weight((96, 24, 1, 1))  # W8,11
         self.block3.w9_11 = shared_weight((96, 24, 1, 1))  # W9,11
         self.block3.w10_11 = shared_weight((96, 24, 1, 1))  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(990)  # BN of X11(1)
+        self.block3.bn11_s1 = nn.BatchNorm2d(990)  # BN of X11(1)'s inputs
         self.block3.bottleneck_bn11_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X11(1)
         self.block3.bottleneck11 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
         self.block3.w0_12 = shared_weight((96, 750, 1, 1))  # W0,12
@@ -2153,7 +2153,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w9_12 = shared_weight((96, 24, 1, 1))  # W9,12
         self.block3.w10_12 = shared_weight((96, 24, 1, 1))  # W10,12
         self.block3.w11_12 = shared_weight((96, 24, 1, 1))  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(1014)  # BN of X12(1)
+        self.block3.bn12_s1 = nn.BatchNorm2d(1014)  # BN of X12(1)'s inputs
         self.block3.bottleneck_bn12_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X12(1)
         self.block3.bottleneck12 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
         self.block3.w0_13 = shared_weight((96, 750, 1, 1))  # W0,13
@@ -2169,7 +2169,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w10_13 = shared_weight((96, 24, 1, 1))  # W10,13
         self.block3.w11_13 = shared_weight((96, 24, 1, 1))  # W11,13
         self.block3.w12_13 = shared_weight((96, 24, 1, 1))  # W12,13
-        self.block3.bn13_s1 = nn.BatchNorm2d(1038)  # BN of X13(1)
+        self.block3.bn13_s1 = nn.BatchNorm2d(1038)  # BN of X13(1)'s inputs
         self.block3.bottleneck_bn13_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X13(1)
         self.block3.bottleneck13 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
         self.block3.w0_14 = shared_weight((96, 750, 1, 1))  # W0,14
@@ -2186,7 +2186,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w11_14 = shared_weight((96, 24, 1, 1))  # W11,14
         self.block3.w12_14 = shared_weight((96, 24, 1, 1))  # W12,14
         self.block3.w13_14 = shared_weight((96, 24, 1, 1))  # W13,14
-        self.block3.bn14_s1 = nn.BatchNorm2d(1062)  # BN of X14(1)
+        self.block3.bn14_s1 = nn.BatchNorm2d(1062)  # BN of X14(1)'s inputs
         self.block3.bottleneck_bn14_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X14(1)
         self.block3.bottleneck14 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
         self.block3.w0_15 = shared_weight((96, 750, 1, 1))  # W0,15
@@ -2204,7 +2204,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w12_15 = shared_weight((96, 24, 1, 1))  # W12,15
         self.block3.w13_15 = shared_weight((96, 24, 1, 1))  # W13,15
         self.block3.w14_15 = shared_weight((96, 24, 1, 1))  # W14,15
-        self.block3.bn15_s1 = nn.BatchNorm2d(1086)  # BN of X15(1)
+        self.block3.bn15_s1 = nn.BatchNorm2d(1086)  # BN of X15(1)'s inputs
         self.block3.bottleneck_bn15_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X15(1)
         self.block3.bottleneck15 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
         self.block3.w0_16 = shared_weight((96, 750, 1, 1))  # W0,16
@@ -2223,7 +2223,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w13_16 = shared_weight((96, 24, 1, 1))  # W13,16
         self.block3.w14_16 = shared_weight((96, 24, 1, 1))  # W14,16
         self.block3.w15_16 = shared_weight((96, 24, 1, 1))  # W15,16
-        self.block3.bn16_s1 = nn.BatchNorm2d(1110)  # BN of X16(1)
+        self.block3.bn16_s1 = nn.BatchNorm2d(1110)  # BN of X16(1)'s inputs
         self.block3.bottleneck_bn16_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X16(1)
         self.block3.bottleneck16 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
         self.block3.w0_17 = shared_weight((96, 750, 1, 1))  # W0,17
@@ -2243,7 +2243,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w14_17 = shared_weight((96, 24, 1, 1))  # W14,17
         self.block3.w15_17 = shared_weight((96, 24, 1, 1))  # W15,17
         self.block3.w16_17 = shared_weight((96, 24, 1, 1))  # W16,17
-        self.block3.bn17_s1 = nn.BatchNorm2d(1134)  # BN of X17(1)
+        self.block3.bn17_s1 = nn.BatchNorm2d(1134)  # BN of X17(1)'s inputs
         self.block3.bottleneck_bn17_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X17(1)
         self.block3.bottleneck17 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X17
         self.block3.w0_18 = shared_weight((96, 750, 1, 1))  # W0,18
@@ -2264,7 +2264,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w15_18 = shared_weight((96, 24, 1, 1))  # W15,18
         self.block3.w16_18 = shared_weight((96, 24, 1, 1))  # W16,18
         self.block3.w17_18 = shared_weight((96, 24, 1, 1))  # W17,18
-        self.block3.bn18_s1 = nn.BatchNorm2d(1158)  # BN of X18(1)
+        self.block3.bn18_s1 = nn.BatchNorm2d(1158)  # BN of X18(1)'s inputs
         self.block3.bottleneck_bn18_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X18(1)
         self.block3.bottleneck18 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X18
         self.block3.w0_19 = shared_weight((96, 750, 1, 1))  # W0,19
@@ -2286,7 +2286,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w16_19 = shared_weight((96, 24, 1, 1))  # W16,19
         self.block3.w17_19 = shared_weight((96, 24, 1, 1))  # W17,19
         self.block3.w18_19 = shared_weight((96, 24, 1, 1))  # W18,19
-        self.block3.bn19_s1 = nn.BatchNorm2d(1182)  # BN of X19(1)
+        self.block3.bn19_s1 = nn.BatchNorm2d(1182)  # BN of X19(1)'s inputs
         self.block3.bottleneck_bn19_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X19(1)
         self.block3.bottleneck19 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X19
         self.block3.w0_20 = shared_weight((96, 750, 1, 1))  # W0,20
@@ -2309,7 +2309,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w17_20 = shared_weight((96, 24, 1, 1))  # W17,20
         self.block3.w18_20 = shared_weight((96, 24, 1, 1))  # W18,20
         self.block3.w19_20 = shared_weight((96, 24, 1, 1))  # W19,20
-        self.block3.bn20_s1 = nn.BatchNorm2d(1206)  # BN of X20(1)
+        self.block3.bn20_s1 = nn.BatchNorm2d(1206)  # BN of X20(1)'s inputs
         self.block3.bottleneck_bn20_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X20(1)
         self.block3.bottleneck20 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X20
         self.block3.w0_21 = shared_weight((96, 750, 1, 1))  # W0,21
@@ -2333,7 +2333,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w18_21 = shared_weight((96, 24, 1, 1))  # W18,21
         self.block3.w19_21 = shared_weight((96, 24, 1, 1))  # W19,21
         self.block3.w20_21 = shared_weight((96, 24, 1, 1))  # W20,21
-        self.block3.bn21_s1 = nn.BatchNorm2d(1230)  # BN of X21(1)
+        self.block3.bn21_s1 = nn.BatchNorm2d(1230)  # BN of X21(1)'s inputs
         self.block3.bottleneck_bn21_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X21(1)
         self.block3.bottleneck21 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X21
         self.block3.w0_22 = shared_weight((96, 750, 1, 1))  # W0,22
@@ -2358,7 +2358,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w19_22 = shared_weight((96, 24, 1, 1))  # W19,22
         self.block3.w20_22 = shared_weight((96, 24, 1, 1))  # W20,22
         self.block3.w21_22 = shared_weight((96, 24, 1, 1))  # W21,22
-        self.block3.bn22_s1 = nn.BatchNorm2d(1254)  # BN of X22(1)
+        self.block3.bn22_s1 = nn.BatchNorm2d(1254)  # BN of X22(1)'s inputs
         self.block3.bottleneck_bn22_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X22(1)
         self.block3.bottleneck22 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X22
         self.block3.w0_23 = shared_weight((96, 750, 1, 1))  # W0,23
@@ -2384,7 +2384,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w20_23 = shared_weight((96, 24, 1, 1))  # W20,23
         self.block3.w21_23 = shared_weight((96, 24, 1, 1))  # W21,23
         self.block3.w22_23 = shared_weight((96, 24, 1, 1))  # W22,23
-        self.block3.bn23_s1 = nn.BatchNorm2d(1278)  # BN of X23(1)
+        self.block3.bn23_s1 = nn.BatchNorm2d(1278)  # BN of X23(1)'s inputs
         self.block3.bottleneck_bn23_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X23(1)
         self.block3.bottleneck23 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X23
         self.block3.w0_24 = shared_weight((96, 750, 1, 1))  # W0,24
@@ -2411,7 +2411,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w21_24 = shared_weight((96, 24, 1, 1))  # W21,24
         self.block3.w22_24 = shared_weight((96, 24, 1, 1))  # W22,24
         self.block3.w23_24 = shared_weight((96, 24, 1, 1))  # W23,24
-        self.block3.bn24_s1 = nn.BatchNorm2d(1302)  # BN of X24(1)
+        self.block3.bn24_s1 = nn.BatchNorm2d(1302)  # BN of X24(1)'s inputs
         self.block3.bottleneck_bn24_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X24(1)
         self.block3.bottleneck24 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X24
         self.block3.w0_25 = shared_weight((96, 750, 1, 1))  # W0,25
@@ -2439,7 +2439,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w22_25 = shared_weight((96, 24, 1, 1))  # W22,25
         self.block3.w23_25 = shared_weight((96, 24, 1, 1))  # W23,25
         self.block3.w24_25 = shared_weight((96, 24, 1, 1))  # W24,25
-        self.block3.bn25_s1 = nn.BatchNorm2d(1326)  # BN of X25(1)
+        self.block3.bn25_s1 = nn.BatchNorm2d(1326)  # BN of X25(1)'s inputs
         self.block3.bottleneck_bn25_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X25(1)
         self.block3.bottleneck25 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X25
         self.block3.w0_26 = shared_weight((96, 750, 1, 1))  # W0,26
@@ -2468,7 +2468,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w23_26 = shared_weight((96, 24, 1, 1))  # W23,26
         self.block3.w24_26 = shared_weight((96, 24, 1, 1))  # W24,26
         self.block3.w25_26 = shared_weight((96, 24, 1, 1))  # W25,26
-        self.block3.bn26_s1 = nn.BatchNorm2d(1350)  # BN of X26(1)
+        self.block3.bn26_s1 = nn.BatchNorm2d(1350)  # BN of X26(1)'s inputs
         self.block3.bottleneck_bn26_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X26(1)
         self.block3.bottleneck26 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X26
         self.block3.w0_27 = shared_weight((96, 750, 1, 1))  # W0,27
@@ -2498,7 +2498,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w24_27 = shared_weight((96, 24, 1, 1))  # W24,27
         self.block3.w25_27 = shared_weight((96, 24, 1, 1))  # W25,27
         self.block3.w26_27 = shared_weight((96, 24, 1, 1))  # W26,27
-        self.block3.bn27_s1 = nn.BatchNorm2d(1374)  # BN of X27(1)
+        self.block3.bn27_s1 = nn.BatchNorm2d(1374)  # BN of X27(1)'s inputs
         self.block3.bottleneck_bn27_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X27(1)
         self.block3.bottleneck27 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X27
         self.block3.w0_28 = shared_weight((96, 750, 1, 1))  # W0,28
@@ -2529,7 +2529,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w25_28 = shared_weight((96, 24, 1, 1))  # W25,28
         self.block3.w26_28 = shared_weight((96, 24, 1, 1))  # W26,28
         self.block3.w27_28 = shared_weight((96, 24, 1, 1))  # W27,28
-        self.block3.bn28_s1 = nn.BatchNorm2d(1398)  # BN of X28(1)
+        self.block3.bn28_s1 = nn.BatchNorm2d(1398)  # BN of X28(1)'s inputs
         self.block3.bottleneck_bn28_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X28(1)
         self.block3.bottleneck28 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X28
         self.block3.w0_29 = shared_weight((96, 750, 1, 1))  # W0,29
@@ -2561,7 +2561,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w26_29 = shared_weight((96, 24, 1, 1))  # W26,29
         self.block3.w27_29 = shared_weight((96, 24, 1, 1))  # W27,29
         self.block3.w28_29 = shared_weight((96, 24, 1, 1))  # W28,29
-        self.block3.bn29_s1 = nn.BatchNorm2d(1422)  # BN of X29(1)
+        self.block3.bn29_s1 = nn.BatchNorm2d(1422)  # BN of X29(1)'s inputs
         self.block3.bottleneck_bn29_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X29(1)
         self.block3.bottleneck29 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X29
         self.block3.w0_30 = shared_weight((96, 750, 1, 1))  # W0,30
@@ -2594,7 +2594,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w27_30 = shared_weight((96, 24, 1, 1))  # W27,30
         self.block3.w28_30 = shared_weight((96, 24, 1, 1))  # W28,30
         self.block3.w29_30 = shared_weight((96, 24, 1, 1))  # W29,30
-        self.block3.bn30_s1 = nn.BatchNorm2d(1446)  # BN of X30(1)
+        self.block3.bn30_s1 = nn.BatchNorm2d(1446)  # BN of X30(1)'s inputs
         self.block3.bottleneck_bn30_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X30(1)
         self.block3.bottleneck30 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X30
         self.block3.w0_31 = shared_weight((96, 750, 1, 1))  # W0,31
@@ -2628,7 +2628,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w28_31 = shared_weight((96, 24, 1, 1))  # W28,31
         self.block3.w29_31 = shared_weight((96, 24, 1, 1))  # W29,31
         self.block3.w30_31 = shared_weight((96, 24, 1, 1))  # W30,31
-        self.block3.bn31_s1 = nn.BatchNorm2d(1470)  # BN of X31(1)
+        self.block3.bn31_s1 = nn.BatchNorm2d(1470)  # BN of X31(1)'s inputs
         self.block3.bottleneck_bn31_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X31(1)
         self.block3.bottleneck31 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X31
         self.block3.w0_32 = shared_weight((96, 750, 1, 1))  # W0,32
@@ -2663,7 +2663,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w29_32 = shared_weight((96, 24, 1, 1))  # W29,32
         self.block3.w30_32 = shared_weight((96, 24, 1, 1))  # W30,32
         self.block3.w31_32 = shared_weight((96, 24, 1, 1))  # W31,32
-        self.block3.bn32_s1 = nn.BatchNorm2d(1494)  # BN of X32(1)
+        self.block3.bn32_s1 = nn.BatchNorm2d(1494)  # BN of X32(1)'s inputs
         self.block3.bottleneck_bn32_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X32(1)
         self.block3.bottleneck32 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X32
         self.block3.w0_33 = shared_weight((96, 750, 1, 1))  # W0,33
@@ -2699,7 +2699,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w30_33 = shared_weight((96, 24, 1, 1))  # W30,33
         self.block3.w31_33 = shared_weight((96, 24, 1, 1))  # W31,33
         self.block3.w32_33 = shared_weight((96, 24, 1, 1))  # W32,33
-        self.block3.bn33_s1 = nn.BatchNorm2d(1518)  # BN of X33(1)
+        self.block3.bn33_s1 = nn.BatchNorm2d(1518)  # BN of X33(1)'s inputs
         self.block3.bottleneck_bn33_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X33(1)
         self.block3.bottleneck33 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X33
         self.block3.w0_34 = shared_weight((96, 750, 1, 1))  # W0,34
@@ -2736,7 +2736,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w31_34 = shared_weight((96, 24, 1, 1))  # W31,34
         self.block3.w32_34 = shared_weight((96, 24, 1, 1))  # W32,34
         self.block3.w33_34 = shared_weight((96, 24, 1, 1))  # W33,34
-        self.block3.bn34_s1 = nn.BatchNorm2d(1542)  # BN of X34(1)
+        self.block3.bn34_s1 = nn.BatchNorm2d(1542)  # BN of X34(1)'s inputs
         self.block3.bottleneck_bn34_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X34(1)
         self.block3.bottleneck34 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X34
         self.block3.w0_35 = shared_weight((96, 750, 1, 1))  # W0,35
@@ -2774,7 +2774,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w32_35 = shared_weight((96, 24, 1, 1))  # W32,35
         self.block3.w33_35 = shared_weight((96, 24, 1, 1))  # W33,35
         self.block3.w34_35 = shared_weight((96, 24, 1, 1))  # W34,35
-        self.block3.bn35_s1 = nn.BatchNorm2d(1566)  # BN of X35(1)
+        self.block3.bn35_s1 = nn.BatchNorm2d(1566)  # BN of X35(1)'s inputs
         self.block3.bottleneck_bn35_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X35(1)
         self.block3.bottleneck35 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X35
         self.block3.w0_36 = shared_weight((96, 750, 1, 1))  # W0,36
@@ -2813,7 +2813,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w33_36 = shared_weight((96, 24, 1, 1))  # W33,36
         self.block3.w34_36 = shared_weight((96, 24, 1, 1))  # W34,36
         self.block3.w35_36 = shared_weight((96, 24, 1, 1))  # W35,36
-        self.block3.bn36_s1 = nn.BatchNorm2d(1590)  # BN of X36(1)
+        self.block3.bn36_s1 = nn.BatchNorm2d(1590)  # BN of X36(1)'s inputs
         self.block3.bottleneck_bn36_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X36(1)
         self.block3.bottleneck36 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X36
         self.block3.w0_37 = shared_weight((96, 750, 1, 1))  # W0,37
@@ -2853,7 +2853,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w34_37 = shared_weight((96, 24, 1, 1))  # W34,37
         self.block3.w35_37 = shared_weight((96, 24, 1, 1))  # W35,37
         self.block3.w36_37 = shared_weight((96, 24, 1, 1))  # W36,37
-        self.block3.bn37_s1 = nn.BatchNorm2d(1614)  # BN of X37(1)
+        self.block3.bn37_s1 = nn.BatchNorm2d(1614)  # BN of X37(1)'s inputs
         self.block3.bottleneck_bn37_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X37(1)
         self.block3.bottleneck37 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X37
         self.block3.w0_38 = shared_weight((96, 750, 1, 1))  # W0,38
@@ -2894,7 +2894,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w35_38 = shared_weight((96, 24, 1, 1))  # W35,38
         self.block3.w36_38 = shared_weight((96, 24, 1, 1))  # W36,38
         self.block3.w37_38 = shared_weight((96, 24, 1, 1))  # W37,38
-        self.block3.bn38_s1 = nn.BatchNorm2d(1638)  # BN of X38(1)
+        self.block3.bn38_s1 = nn.BatchNorm2d(1638)  # BN of X38(1)'s inputs
         self.block3.bottleneck_bn38_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X38(1)
         self.block3.bottleneck38 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X38
         self.block3.w0_39 = shared_weight((96, 750, 1, 1))  # W0,39
@@ -2936,7 +2936,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w36_39 = shared_weight((96, 24, 1, 1))  # W36,39
         self.block3.w37_39 = shared_weight((96, 24, 1, 1))  # W37,39
         self.block3.w38_39 = shared_weight((96, 24, 1, 1))  # W38,39
-        self.block3.bn39_s1 = nn.BatchNorm2d(1662)  # BN of X39(1)
+        self.block3.bn39_s1 = nn.BatchNorm2d(1662)  # BN of X39(1)'s inputs
         self.block3.bottleneck_bn39_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X39(1)
         self.block3.bottleneck39 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X39
         self.block3.w0_40 = shared_weight((96, 750, 1, 1))  # W0,40
@@ -2979,7 +2979,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w37_40 = shared_weight((96, 24, 1, 1))  # W37,40
         self.block3.w38_40 = shared_weight((96, 24, 1, 1))  # W38,40
         self.block3.w39_40 = shared_weight((96, 24, 1, 1))  # W39,40
-        self.block3.bn40_s1 = nn.BatchNorm2d(1686)  # BN of X40(1)
+        self.block3.bn40_s1 = nn.BatchNorm2d(1686)  # BN of X40(1)'s inputs
         self.block3.bottleneck_bn40_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X40(1)
         self.block3.bottleneck40 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X40
         self.block3.w0_41 = shared_weight((96, 750, 1, 1))  # W0,41
@@ -3023,7 +3023,7 @@ class DensenetBcK24T246(nn.Module):
         self.block3.w38_41 = shared_weight((96, 24, 1, 1))  # W38,41
         self.block3.w39_41 = shared_weight((96, 24, 1, 1))  # W39,41
         self.block3.w40_41 = shared_weight((96, 24, 1, 1))  # W40,41
-        self.block3.bn41_s1 = nn.BatchNorm2d(1710)  # BN of X41(1)
+        self.block3.bn41_s1 = nn.BatchNorm2d(1710)  # BN of X41(1)'s inputs
         self.block3.bottleneck_bn41_s1 = nn.BatchNorm2d(96)  # bottleneck BN of X41(1)
         self.block3.bottleneck41 = conv2d(96, 24, kernel_size=3, stride=1, padding=1)  # bottleneck of X41
 

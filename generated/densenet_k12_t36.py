@@ -53,32 +53,32 @@ class DensenetK12T36(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X12(1)
         self.block1.w0_1 = shared_weight((12, 16, 3, 3))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(16)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(16)  # BN of X1(1)'s inputs
         self.block1.w0_2 = shared_weight((12, 16, 3, 3))  # W02
         self.block1.w1_2 = shared_weight((12, 12, 3, 3))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(28)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(28)  # BN of X2(1)'s inputs
         self.block1.w0_3 = shared_weight((12, 16, 3, 3))  # W03
         self.block1.w1_3 = shared_weight((12, 12, 3, 3))  # W13
         self.block1.w2_3 = shared_weight((12, 12, 3, 3))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(40)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(40)  # BN of X3(1)'s inputs
         self.block1.w0_4 = shared_weight((12, 16, 3, 3))  # W04
         self.block1.w1_4 = shared_weight((12, 12, 3, 3))  # W14
         self.block1.w2_4 = shared_weight((12, 12, 3, 3))  # W24
         self.block1.w3_4 = shared_weight((12, 12, 3, 3))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(52)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(52)  # BN of X4(1)'s inputs
         self.block1.w0_5 = shared_weight((12, 16, 3, 3))  # W05
         self.block1.w1_5 = shared_weight((12, 12, 3, 3))  # W15
         self.block1.w2_5 = shared_weight((12, 12, 3, 3))  # W25
         self.block1.w3_5 = shared_weight((12, 12, 3, 3))  # W35
         self.block1.w4_5 = shared_weight((12, 12, 3, 3))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(64)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(64)  # BN of X5(1)'s inputs
         self.block1.w0_6 = shared_weight((12, 16, 3, 3))  # W06
         self.block1.w1_6 = shared_weight((12, 12, 3, 3))  # W16
         self.block1.w2_6 = shared_weight((12, 12, 3, 3))  # W26
         self.block1.w3_6 = shared_weight((12, 12, 3, 3))  # W36
         self.block1.w4_6 = shared_weight((12, 12, 3, 3))  # W46
         self.block1.w5_6 = shared_weight((12, 12, 3, 3))  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(76)  # BN of X6(1)
+        self.block1.bn6_s1 = nn.BatchNorm2d(76)  # BN of X6(1)'s inputs
         self.block1.w0_7 = shared_weight((12, 16, 3, 3))  # W07
         self.block1.w1_7 = shared_weight((12, 12, 3, 3))  # W17
         self.block1.w2_7 = shared_weight((12, 12, 3, 3))  # W27
@@ -86,7 +86,7 @@ class DensenetK12T36(nn.Module):
         self.block1.w4_7 = shared_weight((12, 12, 3, 3))  # W47
         self.block1.w5_7 = shared_weight((12, 12, 3, 3))  # W57
         self.block1.w6_7 = shared_weight((12, 12, 3, 3))  # W67
-        self.block1.bn7_s1 = nn.BatchNorm2d(88)  # BN of X7(1)
+        self.block1.bn7_s1 = nn.BatchNorm2d(88)  # BN of X7(1)'s inputs
         self.block1.w0_8 = shared_weight((12, 16, 3, 3))  # W08
         self.block1.w1_8 = shared_weight((12, 12, 3, 3))  # W18
         self.block1.w2_8 = shared_weight((12, 12, 3, 3))  # W28
@@ -95,7 +95,7 @@ class DensenetK12T36(nn.Module):
         self.block1.w5_8 = shared_weight((12, 12, 3, 3))  # W58
         self.block1.w6_8 = shared_weight((12, 12, 3, 3))  # W68
         self.block1.w7_8 = shared_weight((12, 12, 3, 3))  # W78
-        self.block1.bn8_s1 = nn.BatchNorm2d(100)  # BN of X8(1)
+        self.block1.bn8_s1 = nn.BatchNorm2d(100)  # BN of X8(1)'s inputs
         self.block1.w0_9 = shared_weight((12, 16, 3, 3))  # W09
         self.block1.w1_9 = shared_weight((12, 12, 3, 3))  # W19
         self.block1.w2_9 = shared_weight((12, 12, 3, 3))  # W29
@@ -105,7 +105,7 @@ class DensenetK12T36(nn.Module):
         self.block1.w6_9 = shared_weight((12, 12, 3, 3))  # W69
         self.block1.w7_9 = shared_weight((12, 12, 3, 3))  # W79
         self.block1.w8_9 = shared_weight((12, 12, 3, 3))  # W89
-        self.block1.bn9_s1 = nn.BatchNorm2d(112)  # BN of X9(1)
+        self.block1.bn9_s1 = nn.BatchNorm2d(112)  # BN of X9(1)'s inputs
         self.block1.w0_10 = shared_weight((12, 16, 3, 3))  # W0,10
         self.block1.w1_10 = shared_weight((12, 12, 3, 3))  # W1,10
         self.block1.w2_10 = shared_weight((12, 12, 3, 3))  # W2,10
@@ -116,7 +116,7 @@ class DensenetK12T36(nn.Module):
         self.block1.w7_10 = shared_weight((12, 12, 3, 3))  # W7,10
         self.block1.w8_10 = shared_weight((12, 12, 3, 3))  # W8,10
         self.block1.w9_10 = shared_weight((12, 12, 3, 3))  # W9,10
-        self.block1.bn10_s1 = nn.BatchNorm2d(124)  # BN of X10(1)
+        self.block1.bn10_s1 = nn.BatchNorm2d(124)  # BN of X10(1)'s inputs
         self.block1.w0_11 = shared_weight((12, 16, 3, 3))  # W0,11
         self.block1.w1_11 = shared_weight((12, 12, 3, 3))  # W1,11
         self.block1.w2_11 = shared_weight((12, 12, 3, 3))  # W2,11
@@ -128,7 +128,7 @@ class DensenetK12T36(nn.Module):
         self.block1.w8_11 = shared_weight((12, 12, 3, 3))  # W8,11
         self.block1.w9_11 = shared_weight((12, 12, 3, 3))  # W9,11
         self.block1.w10_11 = shared_weight((12, 12, 3, 3))  # W10,11
-        self.block1.bn11_s1 = nn.BatchNorm2d(136)  # BN of X11(1)
+        self.block1.bn11_s1 = nn.BatchNorm2d(136)  # BN of X11(1)'s inputs
         self.block1.w0_12 = shared_weight((12, 16, 3, 3))  # W0,12
         self.block1.w1_12 = shared_weight((12, 12, 3, 3))  # W1,12
         self.block1.w2_12 = shared_weight((12, 12, 3, 3))  # W2,12
@@ -141,7 +141,7 @@ class DensenetK12T36(nn.Module):
         self.block1.w9_12 = shared_weight((12, 12, 3, 3))  # W9,12
         self.block1.w10_12 = shared_weight((12, 12, 3, 3))  # W10,12
         self.block1.w11_12 = shared_weight((12, 12, 3, 3))  # W11,12
-        self.block1.bn12_s1 = nn.BatchNorm2d(148)  # BN of X12(1)
+        self.block1.bn12_s1 = nn.BatchNorm2d(148)  # BN of X12(1)'s inputs
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -153,32 +153,32 @@ class DensenetK12T36(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X12(1)
         self.block2.w0_1 = shared_weight((12, 160, 3, 3))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(160)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(160)  # BN of X1(1)'s inputs
         self.block2.w0_2 = shared_weight((12, 160, 3, 3))  # W02
         self.block2.w1_2 = shared_weight((12, 12, 3, 3))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(172)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(172)  # BN of X2(1)'s inputs
         self.block2.w0_3 = shared_weight((12, 160, 3, 3))  # W03
         self.block2.w1_3 = shared_weight((12, 12, 3, 3))  # W13
         self.block2.w2_3 = shared_weight((12, 12, 3, 3))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(184)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(184)  # BN of X3(1)'s inputs
         self.block2.w0_4 = shared_weight((12, 160, 3, 3))  # W04
         self.block2.w1_4 = shared_weight((12, 12, 3, 3))  # W14
         self.block2.w2_4 = shared_weight((12, 12, 3, 3))  # W24
         self.block2.w3_4 = shared_weight((12, 12, 3, 3))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(196)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(196)  # BN of X4(1)'s inputs
         self.block2.w0_5 = shared_weight((12, 160, 3, 3))  # W05
         self.block2.w1_5 = shared_weight((12, 12, 3, 3))  # W15
         self.block2.w2_5 = shared_weight((12, 12, 3, 3))  # W25
         self.block2.w3_5 = shared_weight((12, 12, 3, 3))  # W35
         self.block2.w4_5 = shared_weight((12, 12, 3, 3))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(208)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(208)  # BN of X5(1)'s inputs
         self.block2.w0_6 = shared_weight((12, 160, 3, 3))  # W06
         self.block2.w1_6 = shared_weight((12, 12, 3, 3))  # W16
         self.block2.w2_6 = shared_weight((12, 12, 3, 3))  # W26
         self.block2.w3_6 = shared_weight((12, 12, 3, 3))  # W36
         self.block2.w4_6 = shared_weight((12, 12, 3, 3))  # W46
         self.block2.w5_6 = shared_weight((12, 12, 3, 3))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(220)  # BN of X6(1)
+        self.block2.bn6_s1 = nn.BatchNorm2d(220)  # BN of X6(1)'s inputs
         self.block2.w0_7 = shared_weight((12, 160, 3, 3))  # W07
         self.block2.w1_7 = shared_weight((12, 12, 3, 3))  # W17
         self.block2.w2_7 = shared_weight((12, 12, 3, 3))  # W27
@@ -186,7 +186,7 @@ class DensenetK12T36(nn.Module):
         self.block2.w4_7 = shared_weight((12, 12, 3, 3))  # W47
         self.block2.w5_7 = shared_weight((12, 12, 3, 3))  # W57
         self.block2.w6_7 = shared_weight((12, 12, 3, 3))  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(232)  # BN of X7(1)
+        self.block2.bn7_s1 = nn.BatchNorm2d(232)  # BN of X7(1)'s inputs
         self.block2.w0_8 = shared_weight((12, 160, 3, 3))  # W08
         self.block2.w1_8 = shared_weight((12, 12, 3, 3))  # W18
         self.block2.w2_8 = shared_weight((12, 12, 3, 3))  # W28
@@ -195,7 +195,7 @@ class DensenetK12T36(nn.Module):
         self.block2.w5_8 = shared_weight((12, 12, 3, 3))  # W58
         self.block2.w6_8 = shared_weight((12, 12, 3, 3))  # W68
         self.block2.w7_8 = shared_weight((12, 12, 3, 3))  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(244)  # BN of X8(1)
+        self.block2.bn8_s1 = nn.BatchNorm2d(244)  # BN of X8(1)'s inputs
         self.block2.w0_9 = shared_weight((12, 160, 3, 3))  # W09
         self.block2.w1_9 = shared_weight((12, 12, 3, 3))  # W19
         self.block2.w2_9 = shared_weight((12, 12, 3, 3))  # W29
@@ -205,7 +205,7 @@ class DensenetK12T36(nn.Module):
         self.block2.w6_9 = shared_weight((12, 12, 3, 3))  # W69
         self.block2.w7_9 = shared_weight((12, 12, 3, 3))  # W79
         self.block2.w8_9 = shared_weight((12, 12, 3, 3))  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(256)  # BN of X9(1)
+        self.block2.bn9_s1 = nn.BatchNorm2d(256)  # BN of X9(1)'s inputs
         self.block2.w0_10 = shared_weight((12, 160, 3, 3))  # W0,10
         self.block2.w1_10 = shared_weight((12, 12, 3, 3))  # W1,10
         self.block2.w2_10 = shared_weight((12, 12, 3, 3))  # W2,10
@@ -216,7 +216,7 @@ class DensenetK12T36(nn.Module):
         self.block2.w7_10 = shared_weight((12, 12, 3, 3))  # W7,10
         self.block2.w8_10 = shared_weight((12, 12, 3, 3))  # W8,10
         self.block2.w9_10 = shared_weight((12, 12, 3, 3))  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(268)  # BN of X10(1)
+        self.block2.bn10_s1 = nn.BatchNorm2d(268)  # BN of X10(1)'s inputs
         self.block2.w0_11 = shared_weight((12, 160, 3, 3))  # W0,11
         self.block2.w1_11 = shared_weight((12, 12, 3, 3))  # W1,11
         self.block2.w2_11 = shared_weight((12, 12, 3, 3))  # W2,11
@@ -228,7 +228,7 @@ class DensenetK12T36(nn.Module):
         self.block2.w8_11 = shared_weight((12, 12, 3, 3))  # W8,11
         self.block2.w9_11 = shared_weight((12, 12, 3, 3))  # W9,11
         self.block2.w10_11 = shared_weight((12, 12, 3, 3))  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(280)  # BN of X11(1)
+        self.block2.bn11_s1 = nn.BatchNorm2d(280)  # BN of X11(1)'s inputs
         self.block2.w0_12 = shared_weight((12, 160, 3, 3))  # W0,12
         self.block2.w1_12 = shared_weight((12, 12, 3, 3))  # W1,12
         self.block2.w2_12 = shared_weight((12, 12, 3, 3))  # W2,12
@@ -241,7 +241,7 @@ class DensenetK12T36(nn.Module):
         self.block2.w9_12 = shared_weight((12, 12, 3, 3))  # W9,12
         self.block2.w10_12 = shared_weight((12, 12, 3, 3))  # W10,12
         self.block2.w11_12 = shared_weight((12, 12, 3, 3))  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(292)  # BN of X12(1)
+        self.block2.bn12_s1 = nn.BatchNorm2d(292)  # BN of X12(1)'s inputs
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -253,32 +253,32 @@ class DensenetK12T36(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X12(1)
         self.block3.w0_1 = shared_weight((12, 304, 3, 3))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(304)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(304)  # BN of X1(1)'s inputs
         self.block3.w0_2 = shared_weight((12, 304, 3, 3))  # W02
         self.block3.w1_2 = shared_weight((12, 12, 3, 3))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(316)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(316)  # BN of X2(1)'s inputs
         self.block3.w0_3 = shared_weight((12, 304, 3, 3))  # W03
         self.block3.w1_3 = shared_weight((12, 12, 3, 3))  # W13
         self.block3.w2_3 = shared_weight((12, 12, 3, 3))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(328)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(328)  # BN of X3(1)'s inputs
         self.block3.w0_4 = shared_weight((12, 304, 3, 3))  # W04
         self.block3.w1_4 = shared_weight((12, 12, 3, 3))  # W14
         self.block3.w2_4 = shared_weight((12, 12, 3, 3))  # W24
         self.block3.w3_4 = shared_weight((12, 12, 3, 3))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(340)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(340)  # BN of X4(1)'s inputs
         self.block3.w0_5 = shared_weight((12, 304, 3, 3))  # W05
         self.block3.w1_5 = shared_weight((12, 12, 3, 3))  # W15
         self.block3.w2_5 = shared_weight((12, 12, 3, 3))  # W25
         self.block3.w3_5 = shared_weight((12, 12, 3, 3))  # W35
         self.block3.w4_5 = shared_weight((12, 12, 3, 3))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(352)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(352)  # BN of X5(1)'s inputs
         self.block3.w0_6 = shared_weight((12, 304, 3, 3))  # W06
         self.block3.w1_6 = shared_weight((12, 12, 3, 3))  # W16
         self.block3.w2_6 = shared_weight((12, 12, 3, 3))  # W26
         self.block3.w3_6 = shared_weight((12, 12, 3, 3))  # W36
         self.block3.w4_6 = shared_weight((12, 12, 3, 3))  # W46
         self.block3.w5_6 = shared_weight((12, 12, 3, 3))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(364)  # BN of X6(1)
+        self.block3.bn6_s1 = nn.BatchNorm2d(364)  # BN of X6(1)'s inputs
         self.block3.w0_7 = shared_weight((12, 304, 3, 3))  # W07
         self.block3.w1_7 = shared_weight((12, 12, 3, 3))  # W17
         self.block3.w2_7 = shared_weight((12, 12, 3, 3))  # W27
@@ -286,7 +286,7 @@ class DensenetK12T36(nn.Module):
         self.block3.w4_7 = shared_weight((12, 12, 3, 3))  # W47
         self.block3.w5_7 = shared_weight((12, 12, 3, 3))  # W57
         self.block3.w6_7 = shared_weight((12, 12, 3, 3))  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(376)  # BN of X7(1)
+        self.block3.bn7_s1 = nn.BatchNorm2d(376)  # BN of X7(1)'s inputs
         self.block3.w0_8 = shared_weight((12, 304, 3, 3))  # W08
         self.block3.w1_8 = shared_weight((12, 12, 3, 3))  # W18
         self.block3.w2_8 = shared_weight((12, 12, 3, 3))  # W28
@@ -295,7 +295,7 @@ class DensenetK12T36(nn.Module):
         self.block3.w5_8 = shared_weight((12, 12, 3, 3))  # W58
         self.block3.w6_8 = shared_weight((12, 12, 3, 3))  # W68
         self.block3.w7_8 = shared_weight((12, 12, 3, 3))  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(388)  # BN of X8(1)
+        self.block3.bn8_s1 = nn.BatchNorm2d(388)  # BN of X8(1)'s inputs
         self.block3.w0_9 = shared_weight((12, 304, 3, 3))  # W09
         self.block3.w1_9 = shared_weight((12, 12, 3, 3))  # W19
         self.block3.w2_9 = shared_weight((12, 12, 3, 3))  # W29
@@ -305,7 +305,7 @@ class DensenetK12T36(nn.Module):
         self.block3.w6_9 = shared_weight((12, 12, 3, 3))  # W69
         self.block3.w7_9 = shared_weight((12, 12, 3, 3))  # W79
         self.block3.w8_9 = shared_weight((12, 12, 3, 3))  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(400)  # BN of X9(1)
+        self.block3.bn9_s1 = nn.BatchNorm2d(400)  # BN of X9(1)'s inputs
         self.block3.w0_10 = shared_weight((12, 304, 3, 3))  # W0,10
         self.block3.w1_10 = shared_weight((12, 12, 3, 3))  # W1,10
         self.block3.w2_10 = shared_weight((12, 12, 3, 3))  # W2,10
@@ -316,7 +316,7 @@ class DensenetK12T36(nn.Module):
         self.block3.w7_10 = shared_weight((12, 12, 3, 3))  # W7,10
         self.block3.w8_10 = shared_weight((12, 12, 3, 3))  # W8,10
         self.block3.w9_10 = shared_weight((12, 12, 3, 3))  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(412)  # BN of X10(1)
+        self.block3.bn10_s1 = nn.BatchNorm2d(412)  # BN of X10(1)'s inputs
         self.block3.w0_11 = shared_weight((12, 304, 3, 3))  # W0,11
         self.block3.w1_11 = shared_weight((12, 12, 3, 3))  # W1,11
         self.block3.w2_11 = shared_weight((12, 12, 3, 3))  # W2,11
@@ -328,7 +328,7 @@ class DensenetK12T36(nn.Module):
         self.block3.w8_11 = shared_weight((12, 12, 3, 3))  # W8,11
         self.block3.w9_11 = shared_weight((12, 12, 3, 3))  # W9,11
         self.block3.w10_11 = shared_weight((12, 12, 3, 3))  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(424)  # BN of X11(1)
+        self.block3.bn11_s1 = nn.BatchNorm2d(424)  # BN of X11(1)'s inputs
         self.block3.w0_12 = shared_weight((12, 304, 3, 3))  # W0,12
         self.block3.w1_12 = shared_weight((12, 12, 3, 3))  # W1,12
         self.block3.w2_12 = shared_weight((12, 12, 3, 3))  # W2,12
@@ -341,7 +341,7 @@ class DensenetK12T36(nn.Module):
         self.block3.w9_12 = shared_weight((12, 12, 3, 3))  # W9,12
         self.block3.w10_12 = shared_weight((12, 12, 3, 3))  # W10,12
         self.block3.w11_12 = shared_weight((12, 12, 3, 3))  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(436)  # BN of X12(1)
+        self.block3.bn12_s1 = nn.BatchNorm2d(436)  # BN of X12(1)'s inputs
 
         # Head
         self.head = nn.Module()

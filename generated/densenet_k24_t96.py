@@ -53,32 +53,32 @@ class DensenetK24T96(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X32(1)
         self.block1.w0_1 = shared_weight((24, 16, 3, 3))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(16)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(16)  # BN of X1(1)'s inputs
         self.block1.w0_2 = shared_weight((24, 16, 3, 3))  # W02
         self.block1.w1_2 = shared_weight((24, 24, 3, 3))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(40)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(40)  # BN of X2(1)'s inputs
         self.block1.w0_3 = shared_weight((24, 16, 3, 3))  # W03
         self.block1.w1_3 = shared_weight((24, 24, 3, 3))  # W13
         self.block1.w2_3 = shared_weight((24, 24, 3, 3))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(64)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(64)  # BN of X3(1)'s inputs
         self.block1.w0_4 = shared_weight((24, 16, 3, 3))  # W04
         self.block1.w1_4 = shared_weight((24, 24, 3, 3))  # W14
         self.block1.w2_4 = shared_weight((24, 24, 3, 3))  # W24
         self.block1.w3_4 = shared_weight((24, 24, 3, 3))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(88)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(88)  # BN of X4(1)'s inputs
         self.block1.w0_5 = shared_weight((24, 16, 3, 3))  # W05
         self.block1.w1_5 = shared_weight((24, 24, 3, 3))  # W15
         self.block1.w2_5 = shared_weight((24, 24, 3, 3))  # W25
         self.block1.w3_5 = shared_weight((24, 24, 3, 3))  # W35
         self.block1.w4_5 = shared_weight((24, 24, 3, 3))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(112)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(112)  # BN of X5(1)'s inputs
         self.block1.w0_6 = shared_weight((24, 16, 3, 3))  # W06
         self.block1.w1_6 = shared_weight((24, 24, 3, 3))  # W16
         self.block1.w2_6 = shared_weight((24, 24, 3, 3))  # W26
         self.block1.w3_6 = shared_weight((24, 24, 3, 3))  # W36
         self.block1.w4_6 = shared_weight((24, 24, 3, 3))  # W46
         self.block1.w5_6 = shared_weight((24, 24, 3, 3))  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(136)  # BN of X6(1)
+        self.block1.bn6_s1 = nn.BatchNorm2d(136)  # BN of X6(1)'s inputs
         self.block1.w0_7 = shared_weight((24, 16, 3, 3))  # W07
         self.block1.w1_7 = shared_weight((24, 24, 3, 3))  # W17
         self.block1.w2_7 = shared_weight((24, 24, 3, 3))  # W27
@@ -86,7 +86,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w4_7 = shared_weight((24, 24, 3, 3))  # W47
         self.block1.w5_7 = shared_weight((24, 24, 3, 3))  # W57
         self.block1.w6_7 = shared_weight((24, 24, 3, 3))  # W67
-        self.block1.bn7_s1 = nn.BatchNorm2d(160)  # BN of X7(1)
+        self.block1.bn7_s1 = nn.BatchNorm2d(160)  # BN of X7(1)'s inputs
         self.block1.w0_8 = shared_weight((24, 16, 3, 3))  # W08
         self.block1.w1_8 = shared_weight((24, 24, 3, 3))  # W18
         self.block1.w2_8 = shared_weight((24, 24, 3, 3))  # W28
@@ -95,7 +95,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w5_8 = shared_weight((24, 24, 3, 3))  # W58
         self.block1.w6_8 = shared_weight((24, 24, 3, 3))  # W68
         self.block1.w7_8 = shared_weight((24, 24, 3, 3))  # W78
-        self.block1.bn8_s1 = nn.BatchNorm2d(184)  # BN of X8(1)
+        self.block1.bn8_s1 = nn.BatchNorm2d(184)  # BN of X8(1)'s inputs
         self.block1.w0_9 = shared_weight((24, 16, 3, 3))  # W09
         self.block1.w1_9 = shared_weight((24, 24, 3, 3))  # W19
         self.block1.w2_9 = shared_weight((24, 24, 3, 3))  # W29
@@ -105,7 +105,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w6_9 = shared_weight((24, 24, 3, 3))  # W69
         self.block1.w7_9 = shared_weight((24, 24, 3, 3))  # W79
         self.block1.w8_9 = shared_weight((24, 24, 3, 3))  # W89
-        self.block1.bn9_s1 = nn.BatchNorm2d(208)  # BN of X9(1)
+        self.block1.bn9_s1 = nn.BatchNorm2d(208)  # BN of X9(1)'s inputs
         self.block1.w0_10 = shared_weight((24, 16, 3, 3))  # W0,10
         self.block1.w1_10 = shared_weight((24, 24, 3, 3))  # W1,10
         self.block1.w2_10 = shared_weight((24, 24, 3, 3))  # W2,10
@@ -116,7 +116,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w7_10 = shared_weight((24, 24, 3, 3))  # W7,10
         self.block1.w8_10 = shared_weight((24, 24, 3, 3))  # W8,10
         self.block1.w9_10 = shared_weight((24, 24, 3, 3))  # W9,10
-        self.block1.bn10_s1 = nn.BatchNorm2d(232)  # BN of X10(1)
+        self.block1.bn10_s1 = nn.BatchNorm2d(232)  # BN of X10(1)'s inputs
         self.block1.w0_11 = shared_weight((24, 16, 3, 3))  # W0,11
         self.block1.w1_11 = shared_weight((24, 24, 3, 3))  # W1,11
         self.block1.w2_11 = shared_weight((24, 24, 3, 3))  # W2,11
@@ -128,7 +128,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w8_11 = shared_weight((24, 24, 3, 3))  # W8,11
         self.block1.w9_11 = shared_weight((24, 24, 3, 3))  # W9,11
         self.block1.w10_11 = shared_weight((24, 24, 3, 3))  # W10,11
-        self.block1.bn11_s1 = nn.BatchNorm2d(256)  # BN of X11(1)
+        self.block1.bn11_s1 = nn.BatchNorm2d(256)  # BN of X11(1)'s inputs
         self.block1.w0_12 = shared_weight((24, 16, 3, 3))  # W0,12
         self.block1.w1_12 = shared_weight((24, 24, 3, 3))  # W1,12
         self.block1.w2_12 = shared_weight((24, 24, 3, 3))  # W2,12
@@ -141,7 +141,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w9_12 = shared_weight((24, 24, 3, 3))  # W9,12
         self.block1.w10_12 = shared_weight((24, 24, 3, 3))  # W10,12
         self.block1.w11_12 = shared_weight((24, 24, 3, 3))  # W11,12
-        self.block1.bn12_s1 = nn.BatchNorm2d(280)  # BN of X12(1)
+        self.block1.bn12_s1 = nn.BatchNorm2d(280)  # BN of X12(1)'s inputs
         self.block1.w0_13 = shared_weight((24, 16, 3, 3))  # W0,13
         self.block1.w1_13 = shared_weight((24, 24, 3, 3))  # W1,13
         self.block1.w2_13 = shared_weight((24, 24, 3, 3))  # W2,13
@@ -155,7 +155,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w10_13 = shared_weight((24, 24, 3, 3))  # W10,13
         self.block1.w11_13 = shared_weight((24, 24, 3, 3))  # W11,13
         self.block1.w12_13 = shared_weight((24, 24, 3, 3))  # W12,13
-        self.block1.bn13_s1 = nn.BatchNorm2d(304)  # BN of X13(1)
+        self.block1.bn13_s1 = nn.BatchNorm2d(304)  # BN of X13(1)'s inputs
         self.block1.w0_14 = shared_weight((24, 16, 3, 3))  # W0,14
         self.block1.w1_14 = shared_weight((24, 24, 3, 3))  # W1,14
         self.block1.w2_14 = shared_weight((24, 24, 3, 3))  # W2,14
@@ -170,7 +170,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w11_14 = shared_weight((24, 24, 3, 3))  # W11,14
         self.block1.w12_14 = shared_weight((24, 24, 3, 3))  # W12,14
         self.block1.w13_14 = shared_weight((24, 24, 3, 3))  # W13,14
-        self.block1.bn14_s1 = nn.BatchNorm2d(328)  # BN of X14(1)
+        self.block1.bn14_s1 = nn.BatchNorm2d(328)  # BN of X14(1)'s inputs
         self.block1.w0_15 = shared_weight((24, 16, 3, 3))  # W0,15
         self.block1.w1_15 = shared_weight((24, 24, 3, 3))  # W1,15
         self.block1.w2_15 = shared_weight((24, 24, 3, 3))  # W2,15
@@ -186,7 +186,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w12_15 = shared_weight((24, 24, 3, 3))  # W12,15
         self.block1.w13_15 = shared_weight((24, 24, 3, 3))  # W13,15
         self.block1.w14_15 = shared_weight((24, 24, 3, 3))  # W14,15
-        self.block1.bn15_s1 = nn.BatchNorm2d(352)  # BN of X15(1)
+        self.block1.bn15_s1 = nn.BatchNorm2d(352)  # BN of X15(1)'s inputs
         self.block1.w0_16 = shared_weight((24, 16, 3, 3))  # W0,16
         self.block1.w1_16 = shared_weight((24, 24, 3, 3))  # W1,16
         self.block1.w2_16 = shared_weight((24, 24, 3, 3))  # W2,16
@@ -203,7 +203,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w13_16 = shared_weight((24, 24, 3, 3))  # W13,16
         self.block1.w14_16 = shared_weight((24, 24, 3, 3))  # W14,16
         self.block1.w15_16 = shared_weight((24, 24, 3, 3))  # W15,16
-        self.block1.bn16_s1 = nn.BatchNorm2d(376)  # BN of X16(1)
+        self.block1.bn16_s1 = nn.BatchNorm2d(376)  # BN of X16(1)'s inputs
         self.block1.w0_17 = shared_weight((24, 16, 3, 3))  # W0,17
         self.block1.w1_17 = shared_weight((24, 24, 3, 3))  # W1,17
         self.block1.w2_17 = shared_weight((24, 24, 3, 3))  # W2,17
@@ -221,7 +221,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w14_17 = shared_weight((24, 24, 3, 3))  # W14,17
         self.block1.w15_17 = shared_weight((24, 24, 3, 3))  # W15,17
         self.block1.w16_17 = shared_weight((24, 24, 3, 3))  # W16,17
-        self.block1.bn17_s1 = nn.BatchNorm2d(400)  # BN of X17(1)
+        self.block1.bn17_s1 = nn.BatchNorm2d(400)  # BN of X17(1)'s inputs
         self.block1.w0_18 = shared_weight((24, 16, 3, 3))  # W0,18
         self.block1.w1_18 = shared_weight((24, 24, 3, 3))  # W1,18
         self.block1.w2_18 = shared_weight((24, 24, 3, 3))  # W2,18
@@ -240,7 +240,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w15_18 = shared_weight((24, 24, 3, 3))  # W15,18
         self.block1.w16_18 = shared_weight((24, 24, 3, 3))  # W16,18
         self.block1.w17_18 = shared_weight((24, 24, 3, 3))  # W17,18
-        self.block1.bn18_s1 = nn.BatchNorm2d(424)  # BN of X18(1)
+        self.block1.bn18_s1 = nn.BatchNorm2d(424)  # BN of X18(1)'s inputs
         self.block1.w0_19 = shared_weight((24, 16, 3, 3))  # W0,19
         self.block1.w1_19 = shared_weight((24, 24, 3, 3))  # W1,19
         self.block1.w2_19 = shared_weight((24, 24, 3, 3))  # W2,19
@@ -260,7 +260,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w16_19 = shared_weight((24, 24, 3, 3))  # W16,19
         self.block1.w17_19 = shared_weight((24, 24, 3, 3))  # W17,19
         self.block1.w18_19 = shared_weight((24, 24, 3, 3))  # W18,19
-        self.block1.bn19_s1 = nn.BatchNorm2d(448)  # BN of X19(1)
+        self.block1.bn19_s1 = nn.BatchNorm2d(448)  # BN of X19(1)'s inputs
         self.block1.w0_20 = shared_weight((24, 16, 3, 3))  # W0,20
         self.block1.w1_20 = shared_weight((24, 24, 3, 3))  # W1,20
         self.block1.w2_20 = shared_weight((24, 24, 3, 3))  # W2,20
@@ -281,7 +281,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w17_20 = shared_weight((24, 24, 3, 3))  # W17,20
         self.block1.w18_20 = shared_weight((24, 24, 3, 3))  # W18,20
         self.block1.w19_20 = shared_weight((24, 24, 3, 3))  # W19,20
-        self.block1.bn20_s1 = nn.BatchNorm2d(472)  # BN of X20(1)
+        self.block1.bn20_s1 = nn.BatchNorm2d(472)  # BN of X20(1)'s inputs
         self.block1.w0_21 = shared_weight((24, 16, 3, 3))  # W0,21
         self.block1.w1_21 = shared_weight((24, 24, 3, 3))  # W1,21
         self.block1.w2_21 = shared_weight((24, 24, 3, 3))  # W2,21
@@ -303,7 +303,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w18_21 = shared_weight((24, 24, 3, 3))  # W18,21
         self.block1.w19_21 = shared_weight((24, 24, 3, 3))  # W19,21
         self.block1.w20_21 = shared_weight((24, 24, 3, 3))  # W20,21
-        self.block1.bn21_s1 = nn.BatchNorm2d(496)  # BN of X21(1)
+        self.block1.bn21_s1 = nn.BatchNorm2d(496)  # BN of X21(1)'s inputs
         self.block1.w0_22 = shared_weight((24, 16, 3, 3))  # W0,22
         self.block1.w1_22 = shared_weight((24, 24, 3, 3))  # W1,22
         self.block1.w2_22 = shared_weight((24, 24, 3, 3))  # W2,22
@@ -326,7 +326,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w19_22 = shared_weight((24, 24, 3, 3))  # W19,22
         self.block1.w20_22 = shared_weight((24, 24, 3, 3))  # W20,22
         self.block1.w21_22 = shared_weight((24, 24, 3, 3))  # W21,22
-        self.block1.bn22_s1 = nn.BatchNorm2d(520)  # BN of X22(1)
+        self.block1.bn22_s1 = nn.BatchNorm2d(520)  # BN of X22(1)'s inputs
         self.block1.w0_23 = shared_weight((24, 16, 3, 3))  # W0,23
         self.block1.w1_23 = shared_weight((24, 24, 3, 3))  # W1,23
         self.block1.w2_23 = shared_weight((24, 24, 3, 3))  # W2,23
@@ -350,7 +350,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w20_23 = shared_weight((24, 24, 3, 3))  # W20,23
         self.block1.w21_23 = shared_weight((24, 24, 3, 3))  # W21,23
         self.block1.w22_23 = shared_weight((24, 24, 3, 3))  # W22,23
-        self.block1.bn23_s1 = nn.BatchNorm2d(544)  # BN of X23(1)
+        self.block1.bn23_s1 = nn.BatchNorm2d(544)  # BN of X23(1)'s inputs
         self.block1.w0_24 = shared_weight((24, 16, 3, 3))  # W0,24
         self.block1.w1_24 = shared_weight((24, 24, 3, 3))  # W1,24
         self.block1.w2_24 = shared_weight((24, 24, 3, 3))  # W2,24
@@ -375,7 +375,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w21_24 = shared_weight((24, 24, 3, 3))  # W21,24
         self.block1.w22_24 = shared_weight((24, 24, 3, 3))  # W22,24
         self.block1.w23_24 = shared_weight((24, 24, 3, 3))  # W23,24
-        self.block1.bn24_s1 = nn.BatchNorm2d(568)  # BN of X24(1)
+        self.block1.bn24_s1 = nn.BatchNorm2d(568)  # BN of X24(1)'s inputs
         self.block1.w0_25 = shared_weight((24, 16, 3, 3))  # W0,25
         self.block1.w1_25 = shared_weight((24, 24, 3, 3))  # W1,25
         self.block1.w2_25 = shared_weight((24, 24, 3, 3))  # W2,25
@@ -401,7 +401,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w22_25 = shared_weight((24, 24, 3, 3))  # W22,25
         self.block1.w23_25 = shared_weight((24, 24, 3, 3))  # W23,25
         self.block1.w24_25 = shared_weight((24, 24, 3, 3))  # W24,25
-        self.block1.bn25_s1 = nn.BatchNorm2d(592)  # BN of X25(1)
+        self.block1.bn25_s1 = nn.BatchNorm2d(592)  # BN of X25(1)'s inputs
         self.block1.w0_26 = shared_weight((24, 16, 3, 3))  # W0,26
         self.block1.w1_26 = shared_weight((24, 24, 3, 3))  # W1,26
         self.block1.w2_26 = shared_weight((24, 24, 3, 3))  # W2,26
@@ -428,7 +428,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w23_26 = shared_weight((24, 24, 3, 3))  # W23,26
         self.block1.w24_26 = shared_weight((24, 24, 3, 3))  # W24,26
         self.block1.w25_26 = shared_weight((24, 24, 3, 3))  # W25,26
-        self.block1.bn26_s1 = nn.BatchNorm2d(616)  # BN of X26(1)
+        self.block1.bn26_s1 = nn.BatchNorm2d(616)  # BN of X26(1)'s inputs
         self.block1.w0_27 = shared_weight((24, 16, 3, 3))  # W0,27
         self.block1.w1_27 = shared_weight((24, 24, 3, 3))  # W1,27
         self.block1.w2_27 = shared_weight((24, 24, 3, 3))  # W2,27
@@ -456,7 +456,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w24_27 = shared_weight((24, 24, 3, 3))  # W24,27
         self.block1.w25_27 = shared_weight((24, 24, 3, 3))  # W25,27
         self.block1.w26_27 = shared_weight((24, 24, 3, 3))  # W26,27
-        self.block1.bn27_s1 = nn.BatchNorm2d(640)  # BN of X27(1)
+        self.block1.bn27_s1 = nn.BatchNorm2d(640)  # BN of X27(1)'s inputs
         self.block1.w0_28 = shared_weight((24, 16, 3, 3))  # W0,28
         self.block1.w1_28 = shared_weight((24, 24, 3, 3))  # W1,28
         self.block1.w2_28 = shared_weight((24, 24, 3, 3))  # W2,28
@@ -485,7 +485,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w25_28 = shared_weight((24, 24, 3, 3))  # W25,28
         self.block1.w26_28 = shared_weight((24, 24, 3, 3))  # W26,28
         self.block1.w27_28 = shared_weight((24, 24, 3, 3))  # W27,28
-        self.block1.bn28_s1 = nn.BatchNorm2d(664)  # BN of X28(1)
+        self.block1.bn28_s1 = nn.BatchNorm2d(664)  # BN of X28(1)'s inputs
         self.block1.w0_29 = shared_weight((24, 16, 3, 3))  # W0,29
         self.block1.w1_29 = shared_weight((24, 24, 3, 3))  # W1,29
         self.block1.w2_29 = shared_weight((24, 24, 3, 3))  # W2,29
@@ -515,7 +515,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w26_29 = shared_weight((24, 24, 3, 3))  # W26,29
         self.block1.w27_29 = shared_weight((24, 24, 3, 3))  # W27,29
         self.block1.w28_29 = shared_weight((24, 24, 3, 3))  # W28,29
-        self.block1.bn29_s1 = nn.BatchNorm2d(688)  # BN of X29(1)
+        self.block1.bn29_s1 = nn.BatchNorm2d(688)  # BN of X29(1)'s inputs
         self.block1.w0_30 = shared_weight((24, 16, 3, 3))  # W0,30
         self.block1.w1_30 = shared_weight((24, 24, 3, 3))  # W1,30
         self.block1.w2_30 = shared_weight((24, 24, 3, 3))  # W2,30
@@ -546,7 +546,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w27_30 = shared_weight((24, 24, 3, 3))  # W27,30
         self.block1.w28_30 = shared_weight((24, 24, 3, 3))  # W28,30
         self.block1.w29_30 = shared_weight((24, 24, 3, 3))  # W29,30
-        self.block1.bn30_s1 = nn.BatchNorm2d(712)  # BN of X30(1)
+        self.block1.bn30_s1 = nn.BatchNorm2d(712)  # BN of X30(1)'s inputs
         self.block1.w0_31 = shared_weight((24, 16, 3, 3))  # W0,31
         self.block1.w1_31 = shared_weight((24, 24, 3, 3))  # W1,31
         self.block1.w2_31 = shared_weight((24, 24, 3, 3))  # W2,31
@@ -578,7 +578,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w28_31 = shared_weight((24, 24, 3, 3))  # W28,31
         self.block1.w29_31 = shared_weight((24, 24, 3, 3))  # W29,31
         self.block1.w30_31 = shared_weight((24, 24, 3, 3))  # W30,31
-        self.block1.bn31_s1 = nn.BatchNorm2d(736)  # BN of X31(1)
+        self.block1.bn31_s1 = nn.BatchNorm2d(736)  # BN of X31(1)'s inputs
         self.block1.w0_32 = shared_weight((24, 16, 3, 3))  # W0,32
         self.block1.w1_32 = shared_weight((24, 24, 3, 3))  # W1,32
         self.block1.w2_32 = shared_weight((24, 24, 3, 3))  # W2,32
@@ -611,7 +611,7 @@ class DensenetK24T96(nn.Module):
         self.block1.w29_32 = shared_weight((24, 24, 3, 3))  # W29,32
         self.block1.w30_32 = shared_weight((24, 24, 3, 3))  # W30,32
         self.block1.w31_32 = shared_weight((24, 24, 3, 3))  # W31,32
-        self.block1.bn32_s1 = nn.BatchNorm2d(760)  # BN of X32(1)
+        self.block1.bn32_s1 = nn.BatchNorm2d(760)  # BN of X32(1)'s inputs
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -623,32 +623,32 @@ class DensenetK24T96(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X32(1)
         self.block2.w0_1 = shared_weight((24, 784, 3, 3))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(784)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(784)  # BN of X1(1)'s inputs
         self.block2.w0_2 = shared_weight((24, 784, 3, 3))  # W02
         self.block2.w1_2 = shared_weight((24, 24, 3, 3))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(808)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(808)  # BN of X2(1)'s inputs
         self.block2.w0_3 = shared_weight((24, 784, 3, 3))  # W03
         self.block2.w1_3 = shared_weight((24, 24, 3, 3))  # W13
         self.block2.w2_3 = shared_weight((24, 24, 3, 3))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(832)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(832)  # BN of X3(1)'s inputs
         self.block2.w0_4 = shared_weight((24, 784, 3, 3))  # W04
         self.block2.w1_4 = shared_weight((24, 24, 3, 3))  # W14
         self.block2.w2_4 = shared_weight((24, 24, 3, 3))  # W24
         self.block2.w3_4 = shared_weight((24, 24, 3, 3))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(856)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(856)  # BN of X4(1)'s inputs
         self.block2.w0_5 = shared_weight((24, 784, 3, 3))  # W05
         self.block2.w1_5 = shared_weight((24, 24, 3, 3))  # W15
         self.block2.w2_5 = shared_weight((24, 24, 3, 3))  # W25
         self.block2.w3_5 = shared_weight((24, 24, 3, 3))  # W35
         self.block2.w4_5 = shared_weight((24, 24, 3, 3))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(880)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(880)  # BN of X5(1)'s inputs
         self.block2.w0_6 = shared_weight((24, 784, 3, 3))  # W06
         self.block2.w1_6 = shared_weight((24, 24, 3, 3))  # W16
         self.block2.w2_6 = shared_weight((24, 24, 3, 3))  # W26
         self.block2.w3_6 = shared_weight((24, 24, 3, 3))  # W36
         self.block2.w4_6 = shared_weight((24, 24, 3, 3))  # W46
         self.block2.w5_6 = shared_weight((24, 24, 3, 3))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(904)  # BN of X6(1)
+        self.block2.bn6_s1 = nn.BatchNorm2d(904)  # BN of X6(1)'s inputs
         self.block2.w0_7 = shared_weight((24, 784, 3, 3))  # W07
         self.block2.w1_7 = shared_weight((24, 24, 3, 3))  # W17
         self.block2.w2_7 = shared_weight((24, 24, 3, 3))  # W27
@@ -656,7 +656,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w4_7 = shared_weight((24, 24, 3, 3))  # W47
         self.block2.w5_7 = shared_weight((24, 24, 3, 3))  # W57
         self.block2.w6_7 = shared_weight((24, 24, 3, 3))  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(928)  # BN of X7(1)
+        self.block2.bn7_s1 = nn.BatchNorm2d(928)  # BN of X7(1)'s inputs
         self.block2.w0_8 = shared_weight((24, 784, 3, 3))  # W08
         self.block2.w1_8 = shared_weight((24, 24, 3, 3))  # W18
         self.block2.w2_8 = shared_weight((24, 24, 3, 3))  # W28
@@ -665,7 +665,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w5_8 = shared_weight((24, 24, 3, 3))  # W58
         self.block2.w6_8 = shared_weight((24, 24, 3, 3))  # W68
         self.block2.w7_8 = shared_weight((24, 24, 3, 3))  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(952)  # BN of X8(1)
+        self.block2.bn8_s1 = nn.BatchNorm2d(952)  # BN of X8(1)'s inputs
         self.block2.w0_9 = shared_weight((24, 784, 3, 3))  # W09
         self.block2.w1_9 = shared_weight((24, 24, 3, 3))  # W19
         self.block2.w2_9 = shared_weight((24, 24, 3, 3))  # W29
@@ -675,7 +675,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w6_9 = shared_weight((24, 24, 3, 3))  # W69
         self.block2.w7_9 = shared_weight((24, 24, 3, 3))  # W79
         self.block2.w8_9 = shared_weight((24, 24, 3, 3))  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(976)  # BN of X9(1)
+        self.block2.bn9_s1 = nn.BatchNorm2d(976)  # BN of X9(1)'s inputs
         self.block2.w0_10 = shared_weight((24, 784, 3, 3))  # W0,10
         self.block2.w1_10 = shared_weight((24, 24, 3, 3))  # W1,10
         self.block2.w2_10 = shared_weight((24, 24, 3, 3))  # W2,10
@@ -686,7 +686,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w7_10 = shared_weight((24, 24, 3, 3))  # W7,10
         self.block2.w8_10 = shared_weight((24, 24, 3, 3))  # W8,10
         self.block2.w9_10 = shared_weight((24, 24, 3, 3))  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(1000)  # BN of X10(1)
+        self.block2.bn10_s1 = nn.BatchNorm2d(1000)  # BN of X10(1)'s inputs
         self.block2.w0_11 = shared_weight((24, 784, 3, 3))  # W0,11
         self.block2.w1_11 = shared_weight((24, 24, 3, 3))  # W1,11
         self.block2.w2_11 = shared_weight((24, 24, 3, 3))  # W2,11
@@ -698,7 +698,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w8_11 = shared_weight((24, 24, 3, 3))  # W8,11
         self.block2.w9_11 = shared_weight((24, 24, 3, 3))  # W9,11
         self.block2.w10_11 = shared_weight((24, 24, 3, 3))  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(1024)  # BN of X11(1)
+        self.block2.bn11_s1 = nn.BatchNorm2d(1024)  # BN of X11(1)'s inputs
         self.block2.w0_12 = shared_weight((24, 784, 3, 3))  # W0,12
         self.block2.w1_12 = shared_weight((24, 24, 3, 3))  # W1,12
         self.block2.w2_12 = shared_weight((24, 24, 3, 3))  # W2,12
@@ -711,7 +711,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w9_12 = shared_weight((24, 24, 3, 3))  # W9,12
         self.block2.w10_12 = shared_weight((24, 24, 3, 3))  # W10,12
         self.block2.w11_12 = shared_weight((24, 24, 3, 3))  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(1048)  # BN of X12(1)
+        self.block2.bn12_s1 = nn.BatchNorm2d(1048)  # BN of X12(1)'s inputs
         self.block2.w0_13 = shared_weight((24, 784, 3, 3))  # W0,13
         self.block2.w1_13 = shared_weight((24, 24, 3, 3))  # W1,13
         self.block2.w2_13 = shared_weight((24, 24, 3, 3))  # W2,13
@@ -725,7 +725,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w10_13 = shared_weight((24, 24, 3, 3))  # W10,13
         self.block2.w11_13 = shared_weight((24, 24, 3, 3))  # W11,13
         self.block2.w12_13 = shared_weight((24, 24, 3, 3))  # W12,13
-        self.block2.bn13_s1 = nn.BatchNorm2d(1072)  # BN of X13(1)
+        self.block2.bn13_s1 = nn.BatchNorm2d(1072)  # BN of X13(1)'s inputs
         self.block2.w0_14 = shared_weight((24, 784, 3, 3))  # W0,14
         self.block2.w1_14 = shared_weight((24, 24, 3, 3))  # W1,14
         self.block2.w2_14 = shared_weight((24, 24, 3, 3))  # W2,14
@@ -740,7 +740,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w11_14 = shared_weight((24, 24, 3, 3))  # W11,14
         self.block2.w12_14 = shared_weight((24, 24, 3, 3))  # W12,14
         self.block2.w13_14 = shared_weight((24, 24, 3, 3))  # W13,14
-        self.block2.bn14_s1 = nn.BatchNorm2d(1096)  # BN of X14(1)
+        self.block2.bn14_s1 = nn.BatchNorm2d(1096)  # BN of X14(1)'s inputs
         self.block2.w0_15 = shared_weight((24, 784, 3, 3))  # W0,15
         self.block2.w1_15 = shared_weight((24, 24, 3, 3))  # W1,15
         self.block2.w2_15 = shared_weight((24, 24, 3, 3))  # W2,15
@@ -756,7 +756,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w12_15 = shared_weight((24, 24, 3, 3))  # W12,15
         self.block2.w13_15 = shared_weight((24, 24, 3, 3))  # W13,15
         self.block2.w14_15 = shared_weight((24, 24, 3, 3))  # W14,15
-        self.block2.bn15_s1 = nn.BatchNorm2d(1120)  # BN of X15(1)
+        self.block2.bn15_s1 = nn.BatchNorm2d(1120)  # BN of X15(1)'s inputs
         self.block2.w0_16 = shared_weight((24, 784, 3, 3))  # W0,16
         self.block2.w1_16 = shared_weight((24, 24, 3, 3))  # W1,16
         self.block2.w2_16 = shared_weight((24, 24, 3, 3))  # W2,16
@@ -773,7 +773,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w13_16 = shared_weight((24, 24, 3, 3))  # W13,16
         self.block2.w14_16 = shared_weight((24, 24, 3, 3))  # W14,16
         self.block2.w15_16 = shared_weight((24, 24, 3, 3))  # W15,16
-        self.block2.bn16_s1 = nn.BatchNorm2d(1144)  # BN of X16(1)
+        self.block2.bn16_s1 = nn.BatchNorm2d(1144)  # BN of X16(1)'s inputs
         self.block2.w0_17 = shared_weight((24, 784, 3, 3))  # W0,17
         self.block2.w1_17 = shared_weight((24, 24, 3, 3))  # W1,17
         self.block2.w2_17 = shared_weight((24, 24, 3, 3))  # W2,17
@@ -791,7 +791,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w14_17 = shared_weight((24, 24, 3, 3))  # W14,17
         self.block2.w15_17 = shared_weight((24, 24, 3, 3))  # W15,17
         self.block2.w16_17 = shared_weight((24, 24, 3, 3))  # W16,17
-        self.block2.bn17_s1 = nn.BatchNorm2d(1168)  # BN of X17(1)
+        self.block2.bn17_s1 = nn.BatchNorm2d(1168)  # BN of X17(1)'s inputs
         self.block2.w0_18 = shared_weight((24, 784, 3, 3))  # W0,18
         self.block2.w1_18 = shared_weight((24, 24, 3, 3))  # W1,18
         self.block2.w2_18 = shared_weight((24, 24, 3, 3))  # W2,18
@@ -810,7 +810,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w15_18 = shared_weight((24, 24, 3, 3))  # W15,18
         self.block2.w16_18 = shared_weight((24, 24, 3, 3))  # W16,18
         self.block2.w17_18 = shared_weight((24, 24, 3, 3))  # W17,18
-        self.block2.bn18_s1 = nn.BatchNorm2d(1192)  # BN of X18(1)
+        self.block2.bn18_s1 = nn.BatchNorm2d(1192)  # BN of X18(1)'s inputs
         self.block2.w0_19 = shared_weight((24, 784, 3, 3))  # W0,19
         self.block2.w1_19 = shared_weight((24, 24, 3, 3))  # W1,19
         self.block2.w2_19 = shared_weight((24, 24, 3, 3))  # W2,19
@@ -830,7 +830,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w16_19 = shared_weight((24, 24, 3, 3))  # W16,19
         self.block2.w17_19 = shared_weight((24, 24, 3, 3))  # W17,19
         self.block2.w18_19 = shared_weight((24, 24, 3, 3))  # W18,19
-        self.block2.bn19_s1 = nn.BatchNorm2d(1216)  # BN of X19(1)
+        self.block2.bn19_s1 = nn.BatchNorm2d(1216)  # BN of X19(1)'s inputs
         self.block2.w0_20 = shared_weight((24, 784, 3, 3))  # W0,20
         self.block2.w1_20 = shared_weight((24, 24, 3, 3))  # W1,20
         self.block2.w2_20 = shared_weight((24, 24, 3, 3))  # W2,20
@@ -851,7 +851,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w17_20 = shared_weight((24, 24, 3, 3))  # W17,20
         self.block2.w18_20 = shared_weight((24, 24, 3, 3))  # W18,20
         self.block2.w19_20 = shared_weight((24, 24, 3, 3))  # W19,20
-        self.block2.bn20_s1 = nn.BatchNorm2d(1240)  # BN of X20(1)
+        self.block2.bn20_s1 = nn.BatchNorm2d(1240)  # BN of X20(1)'s inputs
         self.block2.w0_21 = shared_weight((24, 784, 3, 3))  # W0,21
         self.block2.w1_21 = shared_weight((24, 24, 3, 3))  # W1,21
         self.block2.w2_21 = shared_weight((24, 24, 3, 3))  # W2,21
@@ -873,7 +873,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w18_21 = shared_weight((24, 24, 3, 3))  # W18,21
         self.block2.w19_21 = shared_weight((24, 24, 3, 3))  # W19,21
         self.block2.w20_21 = shared_weight((24, 24, 3, 3))  # W20,21
-        self.block2.bn21_s1 = nn.BatchNorm2d(1264)  # BN of X21(1)
+        self.block2.bn21_s1 = nn.BatchNorm2d(1264)  # BN of X21(1)'s inputs
         self.block2.w0_22 = shared_weight((24, 784, 3, 3))  # W0,22
         self.block2.w1_22 = shared_weight((24, 24, 3, 3))  # W1,22
         self.block2.w2_22 = shared_weight((24, 24, 3, 3))  # W2,22
@@ -896,7 +896,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w19_22 = shared_weight((24, 24, 3, 3))  # W19,22
         self.block2.w20_22 = shared_weight((24, 24, 3, 3))  # W20,22
         self.block2.w21_22 = shared_weight((24, 24, 3, 3))  # W21,22
-        self.block2.bn22_s1 = nn.BatchNorm2d(1288)  # BN of X22(1)
+        self.block2.bn22_s1 = nn.BatchNorm2d(1288)  # BN of X22(1)'s inputs
         self.block2.w0_23 = shared_weight((24, 784, 3, 3))  # W0,23
         self.block2.w1_23 = shared_weight((24, 24, 3, 3))  # W1,23
         self.block2.w2_23 = shared_weight((24, 24, 3, 3))  # W2,23
@@ -920,7 +920,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w20_23 = shared_weight((24, 24, 3, 3))  # W20,23
         self.block2.w21_23 = shared_weight((24, 24, 3, 3))  # W21,23
         self.block2.w22_23 = shared_weight((24, 24, 3, 3))  # W22,23
-        self.block2.bn23_s1 = nn.BatchNorm2d(1312)  # BN of X23(1)
+        self.block2.bn23_s1 = nn.BatchNorm2d(1312)  # BN of X23(1)'s inputs
         self.block2.w0_24 = shared_weight((24, 784, 3, 3))  # W0,24
         self.block2.w1_24 = shared_weight((24, 24, 3, 3))  # W1,24
         self.block2.w2_24 = shared_weight((24, 24, 3, 3))  # W2,24
@@ -945,7 +945,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w21_24 = shared_weight((24, 24, 3, 3))  # W21,24
         self.block2.w22_24 = shared_weight((24, 24, 3, 3))  # W22,24
         self.block2.w23_24 = shared_weight((24, 24, 3, 3))  # W23,24
-        self.block2.bn24_s1 = nn.BatchNorm2d(1336)  # BN of X24(1)
+        self.block2.bn24_s1 = nn.BatchNorm2d(1336)  # BN of X24(1)'s inputs
         self.block2.w0_25 = shared_weight((24, 784, 3, 3))  # W0,25
         self.block2.w1_25 = shared_weight((24, 24, 3, 3))  # W1,25
         self.block2.w2_25 = shared_weight((24, 24, 3, 3))  # W2,25
@@ -971,7 +971,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w22_25 = shared_weight((24, 24, 3, 3))  # W22,25
         self.block2.w23_25 = shared_weight((24, 24, 3, 3))  # W23,25
         self.block2.w24_25 = shared_weight((24, 24, 3, 3))  # W24,25
-        self.block2.bn25_s1 = nn.BatchNorm2d(1360)  # BN of X25(1)
+        self.block2.bn25_s1 = nn.BatchNorm2d(1360)  # BN of X25(1)'s inputs
         self.block2.w0_26 = shared_weight((24, 784, 3, 3))  # W0,26
         self.block2.w1_26 = shared_weight((24, 24, 3, 3))  # W1,26
         self.block2.w2_26 = shared_weight((24, 24, 3, 3))  # W2,26
@@ -998,7 +998,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w23_26 = shared_weight((24, 24, 3, 3))  # W23,26
         self.block2.w24_26 = shared_weight((24, 24, 3, 3))  # W24,26
         self.block2.w25_26 = shared_weight((24, 24, 3, 3))  # W25,26
-        self.block2.bn26_s1 = nn.BatchNorm2d(1384)  # BN of X26(1)
+        self.block2.bn26_s1 = nn.BatchNorm2d(1384)  # BN of X26(1)'s inputs
         self.block2.w0_27 = shared_weight((24, 784, 3, 3))  # W0,27
         self.block2.w1_27 = shared_weight((24, 24, 3, 3))  # W1,27
         self.block2.w2_27 = shared_weight((24, 24, 3, 3))  # W2,27
@@ -1026,7 +1026,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w24_27 = shared_weight((24, 24, 3, 3))  # W24,27
         self.block2.w25_27 = shared_weight((24, 24, 3, 3))  # W25,27
         self.block2.w26_27 = shared_weight((24, 24, 3, 3))  # W26,27
-        self.block2.bn27_s1 = nn.BatchNorm2d(1408)  # BN of X27(1)
+        self.block2.bn27_s1 = nn.BatchNorm2d(1408)  # BN of X27(1)'s inputs
         self.block2.w0_28 = shared_weight((24, 784, 3, 3))  # W0,28
         self.block2.w1_28 = shared_weight((24, 24, 3, 3))  # W1,28
         self.block2.w2_28 = shared_weight((24, 24, 3, 3))  # W2,28
@@ -1055,7 +1055,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w25_28 = shared_weight((24, 24, 3, 3))  # W25,28
         self.block2.w26_28 = shared_weight((24, 24, 3, 3))  # W26,28
         self.block2.w27_28 = shared_weight((24, 24, 3, 3))  # W27,28
-        self.block2.bn28_s1 = nn.BatchNorm2d(1432)  # BN of X28(1)
+        self.block2.bn28_s1 = nn.BatchNorm2d(1432)  # BN of X28(1)'s inputs
         self.block2.w0_29 = shared_weight((24, 784, 3, 3))  # W0,29
         self.block2.w1_29 = shared_weight((24, 24, 3, 3))  # W1,29
         self.block2.w2_29 = shared_weight((24, 24, 3, 3))  # W2,29
@@ -1085,7 +1085,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w26_29 = shared_weight((24, 24, 3, 3))  # W26,29
         self.block2.w27_29 = shared_weight((24, 24, 3, 3))  # W27,29
         self.block2.w28_29 = shared_weight((24, 24, 3, 3))  # W28,29
-        self.block2.bn29_s1 = nn.BatchNorm2d(1456)  # BN of X29(1)
+        self.block2.bn29_s1 = nn.BatchNorm2d(1456)  # BN of X29(1)'s inputs
         self.block2.w0_30 = shared_weight((24, 784, 3, 3))  # W0,30
         self.block2.w1_30 = shared_weight((24, 24, 3, 3))  # W1,30
         self.block2.w2_30 = shared_weight((24, 24, 3, 3))  # W2,30
@@ -1116,7 +1116,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w27_30 = shared_weight((24, 24, 3, 3))  # W27,30
         self.block2.w28_30 = shared_weight((24, 24, 3, 3))  # W28,30
         self.block2.w29_30 = shared_weight((24, 24, 3, 3))  # W29,30
-        self.block2.bn30_s1 = nn.BatchNorm2d(1480)  # BN of X30(1)
+        self.block2.bn30_s1 = nn.BatchNorm2d(1480)  # BN of X30(1)'s inputs
         self.block2.w0_31 = shared_weight((24, 784, 3, 3))  # W0,31
         self.block2.w1_31 = shared_weight((24, 24, 3, 3))  # W1,31
         self.block2.w2_31 = shared_weight((24, 24, 3, 3))  # W2,31
@@ -1148,7 +1148,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w28_31 = shared_weight((24, 24, 3, 3))  # W28,31
         self.block2.w29_31 = shared_weight((24, 24, 3, 3))  # W29,31
         self.block2.w30_31 = shared_weight((24, 24, 3, 3))  # W30,31
-        self.block2.bn31_s1 = nn.BatchNorm2d(1504)  # BN of X31(1)
+        self.block2.bn31_s1 = nn.BatchNorm2d(1504)  # BN of X31(1)'s inputs
         self.block2.w0_32 = shared_weight((24, 784, 3, 3))  # W0,32
         self.block2.w1_32 = shared_weight((24, 24, 3, 3))  # W1,32
         self.block2.w2_32 = shared_weight((24, 24, 3, 3))  # W2,32
@@ -1181,7 +1181,7 @@ class DensenetK24T96(nn.Module):
         self.block2.w29_32 = shared_weight((24, 24, 3, 3))  # W29,32
         self.block2.w30_32 = shared_weight((24, 24, 3, 3))  # W30,32
         self.block2.w31_32 = shared_weight((24, 24, 3, 3))  # W31,32
-        self.block2.bn32_s1 = nn.BatchNorm2d(1528)  # BN of X32(1)
+        self.block2.bn32_s1 = nn.BatchNorm2d(1528)  # BN of X32(1)'s inputs
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -1193,32 +1193,32 @@ class DensenetK24T96(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X32(1)
         self.block3.w0_1 = shared_weight((24, 1552, 3, 3))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(1552)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(1552)  # BN of X1(1)'s inputs
         self.block3.w0_2 = shared_weight((24, 1552, 3, 3))  # W02
         self.block3.w1_2 = shared_weight((24, 24, 3, 3))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(1576)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(1576)  # BN of X2(1)'s inputs
         self.block3.w0_3 = shared_weight((24, 1552, 3, 3))  # W03
         self.block3.w1_3 = shared_weight((24, 24, 3, 3))  # W13
         self.block3.w2_3 = shared_weight((24, 24, 3, 3))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(1600)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(1600)  # BN of X3(1)'s inputs
         self.block3.w0_4 = shared_weight((24, 1552, 3, 3))  # W04
         self.block3.w1_4 = shared_weight((24, 24, 3, 3))  # W14
         self.block3.w2_4 = shared_weight((24, 24, 3, 3))  # W24
         self.block3.w3_4 = shared_weight((24, 24, 3, 3))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(1624)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(1624)  # BN of X4(1)'s inputs
         self.block3.w0_5 = shared_weight((24, 1552, 3, 3))  # W05
         self.block3.w1_5 = shared_weight((24, 24, 3, 3))  # W15
         self.block3.w2_5 = shared_weight((24, 24, 3, 3))  # W25
         self.block3.w3_5 = shared_weight((24, 24, 3, 3))  # W35
         self.block3.w4_5 = shared_weight((24, 24, 3, 3))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(1648)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(1648)  # BN of X5(1)'s inputs
         self.block3.w0_6 = shared_weight((24, 1552, 3, 3))  # W06
         self.block3.w1_6 = shared_weight((24, 24, 3, 3))  # W16
         self.block3.w2_6 = shared_weight((24, 24, 3, 3))  # W26
         self.block3.w3_6 = shared_weight((24, 24, 3, 3))  # W36
         self.block3.w4_6 = shared_weight((24, 24, 3, 3))  # W46
         self.block3.w5_6 = shared_weight((24, 24, 3, 3))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(1672)  # BN of X6(1)
+        self.block3.bn6_s1 = nn.BatchNorm2d(1672)  # BN of X6(1)'s inputs
         self.block3.w0_7 = shared_weight((24, 1552, 3, 3))  # W07
         self.block3.w1_7 = shared_weight((24, 24, 3, 3))  # W17
         self.block3.w2_7 = shared_weight((24, 24, 3, 3))  # W27
@@ -1226,7 +1226,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w4_7 = shared_weight((24, 24, 3, 3))  # W47
         self.block3.w5_7 = shared_weight((24, 24, 3, 3))  # W57
         self.block3.w6_7 = shared_weight((24, 24, 3, 3))  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(1696)  # BN of X7(1)
+        self.block3.bn7_s1 = nn.BatchNorm2d(1696)  # BN of X7(1)'s inputs
         self.block3.w0_8 = shared_weight((24, 1552, 3, 3))  # W08
         self.block3.w1_8 = shared_weight((24, 24, 3, 3))  # W18
         self.block3.w2_8 = shared_weight((24, 24, 3, 3))  # W28
@@ -1235,7 +1235,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w5_8 = shared_weight((24, 24, 3, 3))  # W58
         self.block3.w6_8 = shared_weight((24, 24, 3, 3))  # W68
         self.block3.w7_8 = shared_weight((24, 24, 3, 3))  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(1720)  # BN of X8(1)
+        self.block3.bn8_s1 = nn.BatchNorm2d(1720)  # BN of X8(1)'s inputs
         self.block3.w0_9 = shared_weight((24, 1552, 3, 3))  # W09
         self.block3.w1_9 = shared_weight((24, 24, 3, 3))  # W19
         self.block3.w2_9 = shared_weight((24, 24, 3, 3))  # W29
@@ -1245,7 +1245,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w6_9 = shared_weight((24, 24, 3, 3))  # W69
         self.block3.w7_9 = shared_weight((24, 24, 3, 3))  # W79
         self.block3.w8_9 = shared_weight((24, 24, 3, 3))  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(1744)  # BN of X9(1)
+        self.block3.bn9_s1 = nn.BatchNorm2d(1744)  # BN of X9(1)'s inputs
         self.block3.w0_10 = shared_weight((24, 1552, 3, 3))  # W0,10
         self.block3.w1_10 = shared_weight((24, 24, 3, 3))  # W1,10
         self.block3.w2_10 = shared_weight((24, 24, 3, 3))  # W2,10
@@ -1256,7 +1256,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w7_10 = shared_weight((24, 24, 3, 3))  # W7,10
         self.block3.w8_10 = shared_weight((24, 24, 3, 3))  # W8,10
         self.block3.w9_10 = shared_weight((24, 24, 3, 3))  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(1768)  # BN of X10(1)
+        self.block3.bn10_s1 = nn.BatchNorm2d(1768)  # BN of X10(1)'s inputs
         self.block3.w0_11 = shared_weight((24, 1552, 3, 3))  # W0,11
         self.block3.w1_11 = shared_weight((24, 24, 3, 3))  # W1,11
         self.block3.w2_11 = shared_weight((24, 24, 3, 3))  # W2,11
@@ -1268,7 +1268,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w8_11 = shared_weight((24, 24, 3, 3))  # W8,11
         self.block3.w9_11 = shared_weight((24, 24, 3, 3))  # W9,11
         self.block3.w10_11 = shared_weight((24, 24, 3, 3))  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(1792)  # BN of X11(1)
+        self.block3.bn11_s1 = nn.BatchNorm2d(1792)  # BN of X11(1)'s inputs
         self.block3.w0_12 = shared_weight((24, 1552, 3, 3))  # W0,12
         self.block3.w1_12 = shared_weight((24, 24, 3, 3))  # W1,12
         self.block3.w2_12 = shared_weight((24, 24, 3, 3))  # W2,12
@@ -1281,7 +1281,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w9_12 = shared_weight((24, 24, 3, 3))  # W9,12
         self.block3.w10_12 = shared_weight((24, 24, 3, 3))  # W10,12
         self.block3.w11_12 = shared_weight((24, 24, 3, 3))  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(1816)  # BN of X12(1)
+        self.block3.bn12_s1 = nn.BatchNorm2d(1816)  # BN of X12(1)'s inputs
         self.block3.w0_13 = shared_weight((24, 1552, 3, 3))  # W0,13
         self.block3.w1_13 = shared_weight((24, 24, 3, 3))  # W1,13
         self.block3.w2_13 = shared_weight((24, 24, 3, 3))  # W2,13
@@ -1295,7 +1295,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w10_13 = shared_weight((24, 24, 3, 3))  # W10,13
         self.block3.w11_13 = shared_weight((24, 24, 3, 3))  # W11,13
         self.block3.w12_13 = shared_weight((24, 24, 3, 3))  # W12,13
-        self.block3.bn13_s1 = nn.BatchNorm2d(1840)  # BN of X13(1)
+        self.block3.bn13_s1 = nn.BatchNorm2d(1840)  # BN of X13(1)'s inputs
         self.block3.w0_14 = shared_weight((24, 1552, 3, 3))  # W0,14
         self.block3.w1_14 = shared_weight((24, 24, 3, 3))  # W1,14
         self.block3.w2_14 = shared_weight((24, 24, 3, 3))  # W2,14
@@ -1310,7 +1310,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w11_14 = shared_weight((24, 24, 3, 3))  # W11,14
         self.block3.w12_14 = shared_weight((24, 24, 3, 3))  # W12,14
         self.block3.w13_14 = shared_weight((24, 24, 3, 3))  # W13,14
-        self.block3.bn14_s1 = nn.BatchNorm2d(1864)  # BN of X14(1)
+        self.block3.bn14_s1 = nn.BatchNorm2d(1864)  # BN of X14(1)'s inputs
         self.block3.w0_15 = shared_weight((24, 1552, 3, 3))  # W0,15
         self.block3.w1_15 = shared_weight((24, 24, 3, 3))  # W1,15
         self.block3.w2_15 = shared_weight((24, 24, 3, 3))  # W2,15
@@ -1326,7 +1326,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w12_15 = shared_weight((24, 24, 3, 3))  # W12,15
         self.block3.w13_15 = shared_weight((24, 24, 3, 3))  # W13,15
         self.block3.w14_15 = shared_weight((24, 24, 3, 3))  # W14,15
-        self.block3.bn15_s1 = nn.BatchNorm2d(1888)  # BN of X15(1)
+        self.block3.bn15_s1 = nn.BatchNorm2d(1888)  # BN of X15(1)'s inputs
         self.block3.w0_16 = shared_weight((24, 1552, 3, 3))  # W0,16
         self.block3.w1_16 = shared_weight((24, 24, 3, 3))  # W1,16
         self.block3.w2_16 = shared_weight((24, 24, 3, 3))  # W2,16
@@ -1343,7 +1343,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w13_16 = shared_weight((24, 24, 3, 3))  # W13,16
         self.block3.w14_16 = shared_weight((24, 24, 3, 3))  # W14,16
         self.block3.w15_16 = shared_weight((24, 24, 3, 3))  # W15,16
-        self.block3.bn16_s1 = nn.BatchNorm2d(1912)  # BN of X16(1)
+        self.block3.bn16_s1 = nn.BatchNorm2d(1912)  # BN of X16(1)'s inputs
         self.block3.w0_17 = shared_weight((24, 1552, 3, 3))  # W0,17
         self.block3.w1_17 = shared_weight((24, 24, 3, 3))  # W1,17
         self.block3.w2_17 = shared_weight((24, 24, 3, 3))  # W2,17
@@ -1361,7 +1361,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w14_17 = shared_weight((24, 24, 3, 3))  # W14,17
         self.block3.w15_17 = shared_weight((24, 24, 3, 3))  # W15,17
         self.block3.w16_17 = shared_weight((24, 24, 3, 3))  # W16,17
-        self.block3.bn17_s1 = nn.BatchNorm2d(1936)  # BN of X17(1)
+        self.block3.bn17_s1 = nn.BatchNorm2d(1936)  # BN of X17(1)'s inputs
         self.block3.w0_18 = shared_weight((24, 1552, 3, 3))  # W0,18
         self.block3.w1_18 = shared_weight((24, 24, 3, 3))  # W1,18
         self.block3.w2_18 = shared_weight((24, 24, 3, 3))  # W2,18
@@ -1380,7 +1380,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w15_18 = shared_weight((24, 24, 3, 3))  # W15,18
         self.block3.w16_18 = shared_weight((24, 24, 3, 3))  # W16,18
         self.block3.w17_18 = shared_weight((24, 24, 3, 3))  # W17,18
-        self.block3.bn18_s1 = nn.BatchNorm2d(1960)  # BN of X18(1)
+        self.block3.bn18_s1 = nn.BatchNorm2d(1960)  # BN of X18(1)'s inputs
         self.block3.w0_19 = shared_weight((24, 1552, 3, 3))  # W0,19
         self.block3.w1_19 = shared_weight((24, 24, 3, 3))  # W1,19
         self.block3.w2_19 = shared_weight((24, 24, 3, 3))  # W2,19
@@ -1400,7 +1400,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w16_19 = shared_weight((24, 24, 3, 3))  # W16,19
         self.block3.w17_19 = shared_weight((24, 24, 3, 3))  # W17,19
         self.block3.w18_19 = shared_weight((24, 24, 3, 3))  # W18,19
-        self.block3.bn19_s1 = nn.BatchNorm2d(1984)  # BN of X19(1)
+        self.block3.bn19_s1 = nn.BatchNorm2d(1984)  # BN of X19(1)'s inputs
         self.block3.w0_20 = shared_weight((24, 1552, 3, 3))  # W0,20
         self.block3.w1_20 = shared_weight((24, 24, 3, 3))  # W1,20
         self.block3.w2_20 = shared_weight((24, 24, 3, 3))  # W2,20
@@ -1421,7 +1421,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w17_20 = shared_weight((24, 24, 3, 3))  # W17,20
         self.block3.w18_20 = shared_weight((24, 24, 3, 3))  # W18,20
         self.block3.w19_20 = shared_weight((24, 24, 3, 3))  # W19,20
-        self.block3.bn20_s1 = nn.BatchNorm2d(2008)  # BN of X20(1)
+        self.block3.bn20_s1 = nn.BatchNorm2d(2008)  # BN of X20(1)'s inputs
         self.block3.w0_21 = shared_weight((24, 1552, 3, 3))  # W0,21
         self.block3.w1_21 = shared_weight((24, 24, 3, 3))  # W1,21
         self.block3.w2_21 = shared_weight((24, 24, 3, 3))  # W2,21
@@ -1443,7 +1443,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w18_21 = shared_weight((24, 24, 3, 3))  # W18,21
         self.block3.w19_21 = shared_weight((24, 24, 3, 3))  # W19,21
         self.block3.w20_21 = shared_weight((24, 24, 3, 3))  # W20,21
-        self.block3.bn21_s1 = nn.BatchNorm2d(2032)  # BN of X21(1)
+        self.block3.bn21_s1 = nn.BatchNorm2d(2032)  # BN of X21(1)'s inputs
         self.block3.w0_22 = shared_weight((24, 1552, 3, 3))  # W0,22
         self.block3.w1_22 = shared_weight((24, 24, 3, 3))  # W1,22
         self.block3.w2_22 = shared_weight((24, 24, 3, 3))  # W2,22
@@ -1466,7 +1466,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w19_22 = shared_weight((24, 24, 3, 3))  # W19,22
         self.block3.w20_22 = shared_weight((24, 24, 3, 3))  # W20,22
         self.block3.w21_22 = shared_weight((24, 24, 3, 3))  # W21,22
-        self.block3.bn22_s1 = nn.BatchNorm2d(2056)  # BN of X22(1)
+        self.block3.bn22_s1 = nn.BatchNorm2d(2056)  # BN of X22(1)'s inputs
         self.block3.w0_23 = shared_weight((24, 1552, 3, 3))  # W0,23
         self.block3.w1_23 = shared_weight((24, 24, 3, 3))  # W1,23
         self.block3.w2_23 = shared_weight((24, 24, 3, 3))  # W2,23
@@ -1490,7 +1490,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w20_23 = shared_weight((24, 24, 3, 3))  # W20,23
         self.block3.w21_23 = shared_weight((24, 24, 3, 3))  # W21,23
         self.block3.w22_23 = shared_weight((24, 24, 3, 3))  # W22,23
-        self.block3.bn23_s1 = nn.BatchNorm2d(2080)  # BN of X23(1)
+        self.block3.bn23_s1 = nn.BatchNorm2d(2080)  # BN of X23(1)'s inputs
         self.block3.w0_24 = shared_weight((24, 1552, 3, 3))  # W0,24
         self.block3.w1_24 = shared_weight((24, 24, 3, 3))  # W1,24
         self.block3.w2_24 = shared_weight((24, 24, 3, 3))  # W2,24
@@ -1515,7 +1515,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w21_24 = shared_weight((24, 24, 3, 3))  # W21,24
         self.block3.w22_24 = shared_weight((24, 24, 3, 3))  # W22,24
         self.block3.w23_24 = shared_weight((24, 24, 3, 3))  # W23,24
-        self.block3.bn24_s1 = nn.BatchNorm2d(2104)  # BN of X24(1)
+        self.block3.bn24_s1 = nn.BatchNorm2d(2104)  # BN of X24(1)'s inputs
         self.block3.w0_25 = shared_weight((24, 1552, 3, 3))  # W0,25
         self.block3.w1_25 = shared_weight((24, 24, 3, 3))  # W1,25
         self.block3.w2_25 = shared_weight((24, 24, 3, 3))  # W2,25
@@ -1541,7 +1541,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w22_25 = shared_weight((24, 24, 3, 3))  # W22,25
         self.block3.w23_25 = shared_weight((24, 24, 3, 3))  # W23,25
         self.block3.w24_25 = shared_weight((24, 24, 3, 3))  # W24,25
-        self.block3.bn25_s1 = nn.BatchNorm2d(2128)  # BN of X25(1)
+        self.block3.bn25_s1 = nn.BatchNorm2d(2128)  # BN of X25(1)'s inputs
         self.block3.w0_26 = shared_weight((24, 1552, 3, 3))  # W0,26
         self.block3.w1_26 = shared_weight((24, 24, 3, 3))  # W1,26
         self.block3.w2_26 = shared_weight((24, 24, 3, 3))  # W2,26
@@ -1568,7 +1568,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w23_26 = shared_weight((24, 24, 3, 3))  # W23,26
         self.block3.w24_26 = shared_weight((24, 24, 3, 3))  # W24,26
         self.block3.w25_26 = shared_weight((24, 24, 3, 3))  # W25,26
-        self.block3.bn26_s1 = nn.BatchNorm2d(2152)  # BN of X26(1)
+        self.block3.bn26_s1 = nn.BatchNorm2d(2152)  # BN of X26(1)'s inputs
         self.block3.w0_27 = shared_weight((24, 1552, 3, 3))  # W0,27
         self.block3.w1_27 = shared_weight((24, 24, 3, 3))  # W1,27
         self.block3.w2_27 = shared_weight((24, 24, 3, 3))  # W2,27
@@ -1596,7 +1596,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w24_27 = shared_weight((24, 24, 3, 3))  # W24,27
         self.block3.w25_27 = shared_weight((24, 24, 3, 3))  # W25,27
         self.block3.w26_27 = shared_weight((24, 24, 3, 3))  # W26,27
-        self.block3.bn27_s1 = nn.BatchNorm2d(2176)  # BN of X27(1)
+        self.block3.bn27_s1 = nn.BatchNorm2d(2176)  # BN of X27(1)'s inputs
         self.block3.w0_28 = shared_weight((24, 1552, 3, 3))  # W0,28
         self.block3.w1_28 = shared_weight((24, 24, 3, 3))  # W1,28
         self.block3.w2_28 = shared_weight((24, 24, 3, 3))  # W2,28
@@ -1625,7 +1625,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w25_28 = shared_weight((24, 24, 3, 3))  # W25,28
         self.block3.w26_28 = shared_weight((24, 24, 3, 3))  # W26,28
         self.block3.w27_28 = shared_weight((24, 24, 3, 3))  # W27,28
-        self.block3.bn28_s1 = nn.BatchNorm2d(2200)  # BN of X28(1)
+        self.block3.bn28_s1 = nn.BatchNorm2d(2200)  # BN of X28(1)'s inputs
         self.block3.w0_29 = shared_weight((24, 1552, 3, 3))  # W0,29
         self.block3.w1_29 = shared_weight((24, 24, 3, 3))  # W1,29
         self.block3.w2_29 = shared_weight((24, 24, 3, 3))  # W2,29
@@ -1655,7 +1655,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w26_29 = shared_weight((24, 24, 3, 3))  # W26,29
         self.block3.w27_29 = shared_weight((24, 24, 3, 3))  # W27,29
         self.block3.w28_29 = shared_weight((24, 24, 3, 3))  # W28,29
-        self.block3.bn29_s1 = nn.BatchNorm2d(2224)  # BN of X29(1)
+        self.block3.bn29_s1 = nn.BatchNorm2d(2224)  # BN of X29(1)'s inputs
         self.block3.w0_30 = shared_weight((24, 1552, 3, 3))  # W0,30
         self.block3.w1_30 = shared_weight((24, 24, 3, 3))  # W1,30
         self.block3.w2_30 = shared_weight((24, 24, 3, 3))  # W2,30
@@ -1686,7 +1686,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w27_30 = shared_weight((24, 24, 3, 3))  # W27,30
         self.block3.w28_30 = shared_weight((24, 24, 3, 3))  # W28,30
         self.block3.w29_30 = shared_weight((24, 24, 3, 3))  # W29,30
-        self.block3.bn30_s1 = nn.BatchNorm2d(2248)  # BN of X30(1)
+        self.block3.bn30_s1 = nn.BatchNorm2d(2248)  # BN of X30(1)'s inputs
         self.block3.w0_31 = shared_weight((24, 1552, 3, 3))  # W0,31
         self.block3.w1_31 = shared_weight((24, 24, 3, 3))  # W1,31
         self.block3.w2_31 = shared_weight((24, 24, 3, 3))  # W2,31
@@ -1718,7 +1718,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w28_31 = shared_weight((24, 24, 3, 3))  # W28,31
         self.block3.w29_31 = shared_weight((24, 24, 3, 3))  # W29,31
         self.block3.w30_31 = shared_weight((24, 24, 3, 3))  # W30,31
-        self.block3.bn31_s1 = nn.BatchNorm2d(2272)  # BN of X31(1)
+        self.block3.bn31_s1 = nn.BatchNorm2d(2272)  # BN of X31(1)'s inputs
         self.block3.w0_32 = shared_weight((24, 1552, 3, 3))  # W0,32
         self.block3.w1_32 = shared_weight((24, 24, 3, 3))  # W1,32
         self.block3.w2_32 = shared_weight((24, 24, 3, 3))  # W2,32
@@ -1751,7 +1751,7 @@ class DensenetK24T96(nn.Module):
         self.block3.w29_32 = shared_weight((24, 24, 3, 3))  # W29,32
         self.block3.w30_32 = shared_weight((24, 24, 3, 3))  # W30,32
         self.block3.w31_32 = shared_weight((24, 24, 3, 3))  # W31,32
-        self.block3.bn32_s1 = nn.BatchNorm2d(2296)  # BN of X32(1)
+        self.block3.bn32_s1 = nn.BatchNorm2d(2296)  # BN of X32(1)'s inputs
 
         # Head
         self.head = nn.Module()

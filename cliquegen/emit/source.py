@@ -357,7 +357,7 @@ class SourceWriter:
                 continue
             _, j, stage = op.attrs["node"]
             x = node_label(j, stage)
-            named = {op.attrs["bn"]: f"BN of {x}"}
+            named = {op.attrs["bn"]: f"BN of {x}'s inputs"}
             named |= {
                 path: weight_label(self.layer(value), j)
                 for value, path in zip(op.inputs, op.attrs["weights"], strict=True)
