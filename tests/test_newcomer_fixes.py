@@ -3,6 +3,7 @@ run, the progress bar and messages, a reader that closes the pipe early."""
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from hypothesis import given, settings
+from rich.console import Console
 from strategies import specs
 from torch import fx, nn
 
@@ -18,6 +20,7 @@ from cliquegen.cli.main import main
 from cliquegen.models import build_fx, create_model
 from cliquegen.spec.shipped import resolve_spec
 from cliquegen.train.distributed import has_unused_parameters
+from cliquegen.train.loop import TrainConfig, run
 
 
 def _unused_by_backward(model: nn.Module, spec) -> set[str]:
@@ -75,3 +78,42 @@ def test_safetensors_files_get_the_mode_of_every_other_file(tmp_path: Path, umas
     )
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
     assert modes == {"w.pt": 0o644, "w.safetensors": 0o644, "e.safetensors": 0o644}
+
+
+# --- a finished run, the progress bar, the last line -------------------------------------------------
+
+TINY = """\
+name: tiny
+input: {channels: 1, height: 8, width: 8}
+num_classes: 10
+stem: {kind: cifar, channels: 8}
+blocks:
+  - {layers: 2, channels: 4}
+"""
+
+
+def test_a_finished_run_says_how_to_train_on(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("sklearn", reason="needs the train extra: pip install 'cliquegen[train]'")
+    spec, out = tmp_path / "tiny.yaml", tmp_path / "run"
+    spec.write_text(TINY)
+    shown = io.StringIO()
+    console = Console(file=shown, force_terminal=True, width=150, highlight=False)
+    options = {"data": "digits", "batch_size": 32, "subset": 64, "epochs": 1}
+    run(TrainConfig(spec=str(spec), out=str(out), **options), console=console)
+    printed = shown.getvalue()
+    assert "loss -" in printed and "loss nan" not in printed  # no step yet: no mean loss
+    assert "after 1 epoch (best" in printed
+    train = ["train", str(spec), "--data", "digits", "--batch-size", "32", "--subset", "64"]
+    assert main([*train, "--epochs", "2", "--resume", "--out", str(out)]) == 2
+    message = capsys.readouterr().err
+    assert f"--resume: {out} finished its 1 epoch" in message
+    assert f"cliquegen train SPEC --finetune {out / 'last.pt'} --epochs N --lr 0.1 --out NEW_DIR" in message
+    assert main([*train, "--epochs", "1", "--lr", "0.05", "--resume", "--out", str(out)]) == 2
+    assert (
+        f"--resume: {out} holds a run with lr=0.1; resume with the same settings" in capsys.readouterr().err
+    )
+    # the advice works
+    assert (
+        main([*train, "--epochs", "1", "--finetune", str(out / "last.pt"), "--out", str(tmp_path / "more")])
+        == 0
+    )

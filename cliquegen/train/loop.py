@@ -64,6 +64,7 @@ from .distributed import (
 from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe, make_optimization
 from .recipes import milestones as milestones
 from .rundir import (
+    check_resumable,
     draw_run_curves,
     load_checkpoint,
     prepare_out,
@@ -232,6 +233,7 @@ def _load_finetune(model: nn.Module, config: TrainConfig, spec, console: Console
 def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
     base_spec = resolve_spec(config.spec)
     settings = resolve_settings(config, base_spec.name, ctx.world_size)
+    check_resumable(Path(config.out), config, settings, ctx)  # before the data: a refusal is quick
     spec = apply_overrides(base_spec, num_classes=config.num_classes)
     if config.download:  # rank 0 fetches, the others wait for it
         if ctx.main:
@@ -355,14 +357,14 @@ def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
             TextColumn(f"epoch {epoch + 1}/{epochs}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("loss {task.fields[loss]}"),
             TimeRemainingColumn(),
             console=console,
             transient=True,
             disable=not (ctx.main and console.is_terminal),
         )
         with progress:
-            task = progress.add_task("train", total=len(loader), loss=float("nan"))
+            task = progress.add_task("train", total=len(loader), loss="-")  # no step yet
             step_seconds = []
             for images, labels in loader:
                 step_start = time.perf_counter()
@@ -379,7 +381,8 @@ def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
                 totals += torch.stack(
                     [loss.detach().double() * len(labels), correct, totals.new_tensor(len(labels))]
                 )
-                progress.update(task, advance=1, loss=float(totals[0] / totals[2]))  # waits for the step
+                mean = float(totals[0] / totals[2])  # waits for the step
+                progress.update(task, advance=1, loss=f"{mean:.4f}")
                 step_seconds.append(time.perf_counter() - step_start)
         if config.compile and epoch == start and ctx.main:
             after = step_seconds[1:]
@@ -455,7 +458,8 @@ def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
             draw_run_curves(history, out, f"{spec.name} on {data.name}", console)
             console.print(
                 f"test accuracy {100 * history[-1]['test_accuracy']:.2f}% after {history[-1]['epoch']} "
-                f"epochs (best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}); "
+                f"epoch{'s' * (history[-1]['epoch'] != 1)} "
+                f"(best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}); "
                 f"checkpoints and metrics in {out}"
             )
     return TrainResult(out, metrics, settings)
