@@ -15,6 +15,7 @@ from rich.console import Console
 from strategies import specs
 from torch import fx, nn
 
+from cliquegen.analysis.bench import SpecBench, rss_growths
 from cliquegen.checkpoint.files import save_safetensors_file, save_weights_file
 from cliquegen.cli.main import main
 from cliquegen.models import build_fx, create_model
@@ -117,3 +118,25 @@ def test_a_finished_run_says_how_to_train_on(tmp_path: Path, capsys) -> None:
         main([*train, "--epochs", "1", "--finetune", str(out / "last.pt"), "--out", str(tmp_path / "more")])
         == 0
     )
+
+
+# --- bench on a tiny model ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak reset")
+def test_bench_memory_counts_a_step_without_the_process_one_time_costs() -> None:
+    first, step = rss_growths("cliquenet-digits", 2, memory_efficient=True, threads=1, samples=1)
+    # the first checkpoint imports torch._dynamo and more (tens of MiB); a later step needs far less
+    assert step is not None and first > 20 * 2**20 > 4 * step
+
+
+def test_bench_says_why_memory_efficient_looks_worse_on_a_tiny_model() -> None:
+    figures = SpecBench(
+        "tiny", 4, 1, 0.02, 0.02, 0.02, 0.01, 0.03, 2 << 20, 1 << 20,
+        peak_rss_growth=21 << 20, peak_rss_growth_memory_efficient=95 << 20,
+        step_rss_growth=3 << 19, step_rss_growth_memory_efficient=1 << 20,
+    )  # fmt: skip
+    text = "\n".join(figures.lines())
+    assert "peak RSS growth of a step 1.5 MiB; memory_efficient 1.0 MiB (a second step)" in text
+    assert "peak RSS growth, 1st step 21.0 MiB; memory_efficient 95.0 MiB" in text
+    assert "outweighs the activations it saves" in text
