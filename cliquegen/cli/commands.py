@@ -16,15 +16,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from .._io import atomic_write
 from ..compiler.lower import compile_spec
 from ..compiler.summary import Summary, summarize
-from ..errors import SpecError, dims, printable
+from ..errors import SpecError, UsageError, dims, printable
 from ..spec.limits import check_limits
 from ..spec.loader import load_spec, spec_files
 from ..spec.model import Spec
 from ..spec.overrides import apply_assignments, parse_assignment, variant_name, variant_text
 from ..spec.schema import spec_schema
 from ..spec.shipped import family, resolve_spec, shipped_specs
+from ..spec.template import parse_input, starting_spec
 
 EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
@@ -185,10 +187,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from .._io import atomic_write
-    from ..errors import UsageError
-    from ..spec.template import parse_input, starting_spec
-
     shape = parse_input(args.input) if args.input is not None else None
     like = _checked_spec(args.like, args.sets) if args.like is not None else None
     label = args.like if not args.sets else f"{args.like} " + " ".join(f"--set {t}" for t in args.sets)
