@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..spec.model import Spec
 from .recipes import milestones as milestones
 
 LAST, BEST, METRICS, METRICS_CSV, CURVES = "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
@@ -47,7 +48,7 @@ DEVICES = ("auto", "cpu", "cuda")
 class TrainConfig:
     """One training run.  ``None`` means: the recipe's value."""
 
-    spec: str
+    spec: str | Spec  # a shipped name or spec path, or a Spec (`train --set` passes its variant)
     data: str
     out: str
     epochs: int | None = None
