@@ -217,7 +217,9 @@ def _temporary(target: Path, path: str | os.PathLike[str]) -> Path:
 
 
 def _finish(tmp: Path) -> None:
-    """Flush a written temporary file to disk before it is renamed into place."""
+    """Flush a written temporary file to disk before it is renamed into place, with the usual
+    mode: a writer may have made the file anew (safetensors' ``save_file`` leaves it 0600)."""
+    os.chmod(tmp, 0o666 & ~_umask())
     with tmp.open("rb") as written:
         os.fsync(written.fileno())
 

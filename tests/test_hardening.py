@@ -223,7 +223,7 @@ HUGE = {
     ),
     "activation": (
         "name: vast\nnum_classes: 10\ninput: {channels: 100000, height: 100000, width: 100000}\n"
-        "stem: {channels: 1}\nblocks:\n  - {layers: 2, channels: 1}\n",
+        "stem: {kind: cifar, channels: 1}\nblocks:\n  - {layers: 2, channels: 1}\n",
         "spec needs ~3,725,290 GiB for a single activation of one image (this machine has {memory} "
         "of memory); pass --force to build it anyway",
     ),

@@ -66,10 +66,12 @@ def test_diagnostics_are_sorted_and_unique():
 
 
 def test_inherited_problem_is_reported_once_for_all_blocks():
-    text = TINY + "  - {layers: 3, channels: 8}\ndefaults:\n  feature: [x0, 3]\n"
+    text = TINY + "  - {layers: 3, channels: 8}\ndefaults:\n  schedule: {stages: 2}\n  feature: [x0, 3]\n"
     (diagnostic,) = _error(text).diagnostics
-    assert (diagnostic.line, diagnostic.column) == (7, 17)
-    assert diagnostic.message == "feature names stage 3, but only 2 stages are computed"
+    assert (diagnostic.line, diagnostic.column) == (8, 17)
+    assert diagnostic.message == (
+        "feature names stage 3, but only 2 stages are computed; write `feature: [x0, last]`, or `stages: 3`"
+    )
 
 
 # --- good specs ------------------------------------------------------------------------------

@@ -183,22 +183,21 @@ def test_signals_raise_restores_the_handlers():
 # --- operating-system errors: exit 2, one line ----------------------------------------------------
 
 
-def test_standard_output_closed_before_the_end_of_the_output():
-    """`cliquegen schema | head -c 1`: the reader has gone when the output is written."""
+@pytest.mark.parametrize("command", [["schema"], ["summary", "cliquenet-digits", "--json"], ["list"]])
+def test_standard_output_closed_before_the_end_of_the_output(command):
+    """`cliquegen schema | head -c 1`: the reader has gone when the output is written, which is
+    normal for `head`: the command ends quietly (print() and rich's tables alike)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     reader, writer = os.pipe()
     os.close(reader)  # no reader: every write to the pipe fails with EPIPE
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "cliquegen", "schema"], cwd=ROOT, env=env, stdout=writer,
+            [sys.executable, "-m", "cliquegen", *command], cwd=ROOT, env=env, stdout=writer,
             stderr=subprocess.PIPE, text=True, timeout=120,
         )  # fmt: skip
     finally:
         os.close(writer)
-    assert done.returncode == 2
-    assert _one_clear_line(done.stderr) == (
-        "cliquegen: error: standard output was closed before everything was written (broken pipe)"
-    )
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def test_standard_output_closed_from_the_start():

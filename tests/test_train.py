@@ -158,8 +158,8 @@ def test_refuses_to_overwrite_or_resume_nothing(tiny: Path, tmp_path: Path, caps
     assert run_cli(capsys, *args)[0] == 0
     code, err = run_cli(capsys, *args)
     assert code == 2 and "pass --resume" in err
-    code, err = run_cli(capsys, *args[:5], "2", *args[6:], "--resume")
-    assert code == 2 and "epochs=1" in err
+    code, err = run_cli(capsys, *args[:5], "2", *args[6:], "--resume")  # a finished run: how to train on
+    assert code == 2 and "finished its 1 epoch" in err and "--finetune" in err
 
 
 def test_unknown_data_set(tiny: Path, tmp_path: Path, capsys) -> None:

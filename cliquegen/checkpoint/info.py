@@ -19,8 +19,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from ..errors import WeightsError, dims, printable
 from ..spec.limits import MAX_CLASS_NAME
-from ..spec.loader import MAX_BYTES
 from ..spec.model import NAME_PATTERN, PositiveInt, Spec
+from ..spec.yaml_tree import MAX_BYTES
 
 
 @dataclass

@@ -6,28 +6,43 @@ package, and prints the result.  They return the exit status (0); errors propaga
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from .._io import atomic_write
 from ..compiler.lower import compile_spec
 from ..compiler.summary import Summary, summarize
-from ..errors import SpecError, UsageError, printable
+from ..errors import SpecError, UsageError, dims, printable
 from ..spec.limits import check_limits
 from ..spec.loader import STDIN, load_spec, load_spec_bytes, read_spec_source, spec_files
 from ..spec.model import Spec
+from ..spec.overrides import apply_assignments, parse_assignment, variant_name, variant_text
 from ..spec.schema import spec_schema
 from ..spec.shipped import family, resolve_spec, shipped_specs
+from ..spec.template import parse_input, starting_spec
 from ..train.sr_evaluate import evaluate_bicubic, format_scores
 
 EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
+
+class _Stdout(Console):
+    """rich's console, which leaves a reader that closed the pipe to :func:`cli.main.main` (a
+    quiet end) instead of exiting with status 1 itself."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 # Tables keep their full width when printed to a file or a pipe (rich assumes 80 columns there).
 # What is printed holds user text (paths, names): no rich markup or emoji codes are read in it.
-stdout = Console(
+stdout = _Stdout(
     highlight=False,
     markup=False,
     emoji=False,
@@ -49,31 +64,68 @@ def _giga(n: int) -> str:
     return f"{n / 1e9:.3f}G"
 
 
-def _summary_table(summary: Summary) -> Table:
-    table = Table(title=f"{summary.name}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
-    for column in ("part", "output", "params", "MACs", "FLOPs"):
-        table.add_column(column, justify="left" if column in ("part", "output") else "right")
+def _summary_table(summary: Summary, title: str) -> Table:
+    table = Table(
+        title=f"{title}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs",
+        caption="output: what a part hands on (a block: to its transition; the last block: to the head); "
+        "head reads: the block feature the head pools",
+    )
+    for column in ("part", "output", "head reads", "params", "MACs", "FLOPs"):
+        table.add_column(column, justify="left" if column in ("part", "output", "head reads") else "right")
     for part in summary.parts:
-        shape = "x".join(map(str, part.output))
-        table.add_row(part.part, shape, f"{part.params:,}", f"{part.macs:,}", _giga(part.flops))
+        reads = "" if part.head_reads is None else dims(part.head_reads)
+        numbers = (f"{part.params:,}", f"{part.macs:,}", _giga(part.flops))
+        table.add_row(part.part, dims(part.output), reads, *numbers)
     table.add_section()
-    table.add_row("total", "", f"{summary.params:,}", f"{summary.macs:,}", _giga(summary.flops))
+    table.add_row("total", "", "", f"{summary.params:,}", f"{summary.macs:,}", _giga(summary.flops))
     return table
 
 
-def _checked_spec(name_or_path: str) -> Spec:
-    """resolve_spec, then the resource limits (lifted by --force), reported at the spec file."""
+def _compare_table(summaries: list[tuple[str, Summary]]) -> Table:
+    """Parameters and FLOPs of each part, one column pair per spec."""
+    table = Table(title="parameters and FLOPs per part")
+    table.add_column("part")
+    for label, _ in summaries:
+        table.add_column(f"{label}\nparams", justify="right")
+        table.add_column("FLOPs", justify="right")
+    parts = list(dict.fromkeys(part.part for _, summary in summaries for part in summary.parts))
+    parts.sort(key=lambda part: {"head": 1, "classifier": 2}.get(part, 0))  # blocks and transitions first
+    for name in parts:
+        row = [name]
+        for _, summary in summaries:
+            part = next((p for p in summary.parts if p.part == name), None)
+            row += ["", ""] if part is None else [f"{part.params:,}", _giga(part.flops)]
+        table.add_row(*row)
+    table.add_section()
+    totals = [["total"]] + [[f"{summary.params:,}", _giga(summary.flops)] for _, summary in summaries]
+    table.add_row(*[cell for cells in totals for cell in cells])
+    return table
+
+
+def _checked_spec(name_or_path: str, sets: list[str] | None = None) -> Spec:
+    """resolve_spec with the ``--set`` assignments applied, then the resource limits (lifted by
+    --force), reported at the spec file."""
     spec = resolve_spec(name_or_path)
+    if sets:
+        spec = apply_assignments(spec, [parse_assignment(text) for text in sets])
     check_limits(spec, path=name_or_path)
     return spec
 
 
+def _spec_arg(args: argparse.Namespace, attribute: str = "spec") -> str | Spec:
+    """What a command hands the package: the spec as given, or (with --set) the checked variant."""
+    given = getattr(args, attribute)
+    spec = _checked_spec(given, args.sets)
+    return spec if args.sets else given
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     diagnostics = []
+    assignments = [parse_assignment(text) for text in args.sets]
     for path in spec_files(args.specs):
         try:
             name, data = read_spec_source(path)  # `-`: standard input
-            spec = load_spec_bytes(data, path=name)
+            spec = apply_assignments(load_spec_bytes(data, path=name), assignments)
             check_limits(spec, path=name)
         except SpecError as error:
             diagnostics += error.diagnostics
@@ -85,11 +137,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    summary = summarize(compile_spec(_checked_spec(args.spec)))
+    spec = _checked_spec(args.spec, args.sets)
+    label = variant_name(spec.name, [parse_assignment(text) for text in args.sets])
+    summaries = [(label, summarize(compile_spec(spec)))]
+    summaries += [(other, summarize(compile_spec(_checked_spec(other)))) for other in args.compare]
+    labels = [name for name, _ in summaries]
+    summaries = [  # two specs of the same name: tell them apart by what was given
+        (name if labels.count(name) == 1 else given, summary)
+        for (name, summary), given in zip(summaries, [args.spec, *args.compare], strict=True)
+    ]
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
+        documents = [{**summary.to_json(), "label": name} for name, summary in summaries]
+        print(json.dumps(documents if args.compare else documents[0], indent=2))
+    elif args.compare:
+        stdout.print(_compare_table(summaries))
     else:
-        stdout.print(_summary_table(summary))
+        stdout.print(_summary_table(*summaries[0][::-1]))
     return EXIT_OK
 
 
@@ -135,6 +198,33 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    shape = parse_input(args.input) if args.input is not None else None
+    like = _checked_spec(args.like, args.sets) if args.like is not None else None
+    label = args.like if not args.sets else f"{args.like} " + " ".join(f"--set {t}" for t in args.sets)
+    text = starting_spec(args.name, like, label, input=shape, num_classes=args.classes)
+    if args.sets and like is None:  # no spec to vary yet: vary the built-in start
+        start = apply_assignments(load_spec(text), [parse_assignment(t) for t in args.sets])
+        label = " ".join(f"--set {t}" for t in args.sets)
+        text = starting_spec(args.name, start, f"the built-in start with {label}")
+    output = args.output if args.output is not None else f"{args.name}.yaml"
+    spec = load_spec(text, path=output)  # what we write validates, or this is our bug
+    summary = summarize(compile_spec(spec))
+    if output == "-":
+        sys.stdout.write(text)
+        return EXIT_OK
+    if os.path.lexists(output) and not args.force:
+        raise UsageError(f"{output} exists; choose another -o FILE, or pass --force to replace it")
+    atomic_write(output, text)
+    stdout.print(
+        f"wrote {printable(output)}: {spec.name}, {len(spec.blocks)} block{'s' * (len(spec.blocks) > 1)}, "
+        f"{_millions(summary.params)} "
+        f"params, {_giga(summary.flops)} FLOPs; edit it, then `cliquegen validate {printable(output)}`",
+        markup=False,
+    )
+    return EXIT_OK
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from ..emit.build import build_files
 
@@ -142,11 +232,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     # file is read once (a pipe, `-`, gives its text only once)
     if args.specs.count(STDIN) > 1:
         raise UsageError("- (standard input) can be read only once")
+    assignments = [parse_assignment(text) for text in args.sets]
     loaded, diagnostics = [], []
     for path in args.specs:
         try:
             name, data = read_spec_source(path)
             spec = load_spec_bytes(data, path=name, hashed="input" if path == STDIN else "file")
+            spec = apply_assignments(spec, assignments)  # a variant names itself in the header
             check_limits(spec, path=name)
         except SpecError as error:
             diagnostics += error.diagnostics
@@ -168,7 +260,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     fmt = output_format(args.output, args.format)
     if fmt not in ("dot", "svg") and args.output is None:
         raise UsageError(f"{fmt.upper()} output is binary: give the file to write with -o FILE")
-    data = render(_checked_spec(args.spec), args.view, block=args.block, depth=args.depth, format=fmt)
+    spec = _checked_spec(args.spec, args.sets)
+    data = render(spec, args.view, block=args.block, depth=args.depth, format=fmt)
     if args.output is None:
         sys.stdout.write(data)
         return EXIT_OK
@@ -180,8 +273,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from ..train.loop import TrainConfig, run
 
-    _checked_spec(args.spec)
     options = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    options["spec"] = _spec_arg(args)
     run(TrainConfig(**options), console=stdout)
     return EXIT_OK
 
@@ -193,9 +286,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_baseline(args)
     if args.spec is None or args.weights is None:
         raise UsageError("eval needs SPEC and --weights, or --baseline bicubic --scale S")
-    _checked_spec(args.spec)
     result = evaluate(
-        args.spec, args.weights, args.data, batch_size=args.batch_size, workers=args.workers,
+        _spec_arg(args), args.weights, args.data, batch_size=args.batch_size, workers=args.workers,
         device=args.device, subset=args.subset,
     )  # fmt: skip
     if args.json:
@@ -231,8 +323,7 @@ def _eval_baseline(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..train.evaluate import predict
 
-    _checked_spec(args.spec)
-    results = predict(args.spec, args.weights, args.images, top_k=args.top_k, device=args.device)
+    results = predict(_spec_arg(args), args.weights, args.images, top_k=args.top_k, device=args.device)
     if args.json:
         print(json.dumps(results, indent=2))
         return EXIT_OK
@@ -245,9 +336,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from ..train.sweep import SweepConfig, sweep
 
-    for spec in args.specs:
-        _checked_spec(spec)
-    sweep(SweepConfig.from_args(vars(args)), console=stdout)
+    sweep(SweepConfig.from_args(vars(args)), console=stdout)  # checks every variant first
     return EXIT_OK
 
 
@@ -261,8 +350,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_analyze_weights(args: argparse.Namespace) -> int:
     from ..analysis.analyze import analyze_weights
 
-    _checked_spec(args.spec)
-    matrices, path = analyze_weights(args.spec, args.weights, args.block, args.output, args.json)
+    matrices, path = analyze_weights(_spec_arg(args), args.weights, args.block, args.output, args.json)
     _report_analysis({"blocks": [m.to_json() for m in matrices]}, path, args.json)
     return EXIT_OK
 
@@ -270,9 +358,8 @@ def cmd_analyze_weights(args: argparse.Namespace) -> int:
 def cmd_analyze_features(args: argparse.Namespace) -> int:
     from ..analysis.analyze import analyze_features
 
-    _checked_spec(args.spec)
     options = {k: getattr(args, k) for k in ("image", "sample", "block", "output", "json", "mean", "std")}
-    maps, path = analyze_features(args.spec, args.weights, **options)
+    maps, path = analyze_features(_spec_arg(args), args.weights, **options)
     _report_analysis(maps.to_json(), path, args.json)
     return EXIT_OK
 
@@ -287,8 +374,7 @@ def _report_analysis(numbers: dict, path: Path | None, as_json: bool) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from ..interop.export import NOTES, export_model
 
-    _checked_spec(args.spec)
-    path = export_model(args.spec, args.format, args.output, weights=args.weights)
+    path = export_model(_spec_arg(args), args.format, args.output, weights=args.weights)
     _say(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
     if args.format in NOTES:
         print(NOTES[args.format], file=sys.stderr)
@@ -300,7 +386,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
     from ..interop.convert import check_loads
     from ..interop.weights import IMPORTERS
 
-    spec = _checked_spec(args.spec)
+    spec = _checked_spec(args.spec, args.sets)
     conversion = IMPORTERS[args.format](load_weights_file(args.source), spec)
     check_loads(conversion.state_dict, spec)
     save_weights_file(conversion.state_dict, args.output)
@@ -318,7 +404,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     from ..checkpoint.files import load_weights_file, save_weights_file
     from ..interop.weights import EXPORTERS
 
-    spec = _checked_spec(args.spec)
+    spec = _checked_spec(args.spec, args.sets)
     checkpoint = EXPORTERS[args.to](load_weights_file(args.source), spec)
     save_weights_file(checkpoint, args.output)
     _say(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
@@ -332,18 +418,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from ..analysis.bench import bench_spec
 
-    _checked_spec(args.spec)
+    spec = _checked_spec(args.spec, args.sets)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = bench_spec(
-        args.spec,
-        args.batch,
-        args.repeats,
-        args.emit,
-        rss=not args.no_rss,
-        compile=args.compile,
-        cache_dir=args.cache_dir,
-    )
+    with tempfile.TemporaryDirectory(prefix="cliquegen-bench-") as folder:
+        given = args.spec
+        if args.sets:  # the peak-RSS subprocesses build the variant from a file
+            given = os.path.join(folder, f"{spec.name}.yaml")
+            Path(given).write_text(variant_text(spec, args.spec, [parse_assignment(t) for t in args.sets]))
+        result = bench_spec(
+            given,
+            args.batch,
+            args.repeats,
+            args.emit,
+            rss=not args.no_rss,
+            compile=args.compile,
+            cache_dir=args.cache_dir,
+        )
     if args.json:
         print(json.dumps(dataclasses.asdict(result), indent=2))
     else:

@@ -1,8 +1,11 @@
-"""The ``cliquegen`` command line.  Exit status: 0 ok, 2 bad input, 1 internal error."""
+"""The ``cliquegen`` command line.  Exit status: 0 ok, 2 bad input, 1 internal error.  A reader
+that closes standard output early (``cliquegen list --json | head``) ends the command quietly,
+with status 0, as it ends ``head``'s interest."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -10,7 +13,7 @@ from collections.abc import Sequence
 from .._io import Interrupted, signals_raise
 from ..errors import CliqueGenError, SpecError, os_error_message, printable
 from ..spec.limits import lifted
-from .commands import EXIT_USAGE
+from .commands import EXIT_OK, EXIT_USAGE
 from .parser import build_parser
 
 
@@ -34,9 +37,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return _fail(f"cliquegen: stopped by {signal_name}; no output was left half-written", status)
     except OSError as error:
+        if error.errno == errno.EPIPE:  # the reader stopped early (`| head`): nothing more to say
+            _drop_stdout()
+            return EXIT_OK
         return _fail(f"cliquegen: error: {os_error_message(error)}", EXIT_USAGE)
     except MemoryError:
         return _fail("cliquegen: error: out of memory; try a smaller batch or spec", EXIT_USAGE)
+
+
+def _drop_stdout() -> None:
+    """Send what is left for standard output nowhere, so the exit's own flush stays quiet."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _fail(message: str, status: int) -> int:

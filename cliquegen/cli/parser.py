@@ -28,6 +28,7 @@ from .commands import (
     cmd_export_weights,
     cmd_import_weights,
     cmd_list,
+    cmd_new,
     cmd_plot,
     cmd_predict,
     cmd_render,
@@ -38,6 +39,11 @@ from .commands import (
     cmd_validate,
 )
 
+_SET_HELP = (
+    "change the spec without a new file: a dotted KEY (blocks count from 1, blocks.* is every "
+    "block) and a YAML VALUE, e.g. defaults.schedule.stages=3 or 'defaults.feature=[x0, last]'; "
+    "null removes the key; repeatable"
+)
 _FORCE_HELP = (
     "build even a spec over the size limits (2e9 parameters, memory, 1e6 graph edges), "
     "and replace output files that cliquegen did not write"
@@ -54,11 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     def add(
         name: str, handler: Callable[[argparse.Namespace], int], help: str, force: bool = True
     ) -> argparse.ArgumentParser:
-        """A subcommand; every one that compiles a spec takes --force."""
+        """A subcommand; every one that compiles a spec takes --force and --set."""
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler)
         if force:
             sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
+            _set_option(sub)
         return sub
 
     sub = add("build", cmd_build, "write each spec's model as a standalone Python module")
@@ -68,10 +75,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("specs", nargs="+", metavar="SPEC", help="a spec file, or a folder: every spec under it")
     sub = add("summary", cmd_summary, "parameters, MACs and FLOPs, per block")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
-    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.add_argument(
+        "--compare", nargs="+", default=[], metavar="SPEC", help="side by side with these specs (no --set)"
+    )
+    sub.add_argument("--json", action="store_true", help="print one JSON object (a list with --compare)")
     sub = add("list", cmd_list, "the shipped specs with their sizes", force=False)
     sub.add_argument("--json", action="store_true", help="print a JSON list")
     add("schema", cmd_schema, "print the JSON Schema of the spec format", force=False)
+    sub = add("new", cmd_new, "write a commented starting spec: every key, its value and meaning", False)
+    sub.add_argument("name", metavar="NAME", help="the spec's name: lower-case letters, digits and '-'")
+    sub.add_argument(
+        "--like", metavar="SPEC", help="start from this spec's values (default: the built-in ones)"
+    )
+    sub.add_argument("--input", metavar="HxWxC", help="input size, e.g. 32x32x3 (default) or 224x224x3")
+    sub.add_argument("--classes", type=count(at_least=0, at_most=1_000_000), metavar="N", help="default 10")
+    sub.add_argument("-o", "--output", metavar="FILE", help="default: NAME.yaml; - for standard output")
+    sub.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    _set_option(sub)
     sub = add("render", cmd_render, "draw a block, its stage schedule or the network with graphviz")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--view", choices=VIEWS, default="block")
@@ -108,11 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--top-k", type=count(at_most=1000), default=5, metavar="K")
     sub.add_argument("--device", choices=DEVICES, default="auto")
     sub.add_argument("--json", action="store_true", help="print a JSON list")
-    sub = add("sweep", cmd_sweep, "train specs x seeds with one recipe; results table and figure")
+    sub = add(
+        "sweep", cmd_sweep, "train specs (x --grid values) x seeds with one recipe; results table and figure"
+    )
     sub.add_argument("specs", nargs="+", metavar="SPEC", help="spec paths or shipped spec names")
     sub.add_argument("--out", required=True, metavar="DIR", help="OUT/<spec>/seed<S>/ and OUT/results.*")
     sub.add_argument(
         "--seeds", type=integer(at_least=0), nargs="+", default=[0], metavar="S", help="default: 0"
+    )
+    sub.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="train every combination of these values (the cross product of all --grid), each a "
+        "variant named SPEC@KEY=V,...; YAML values split at commas outside brackets; repeatable",
     )
     _training_options(sub)
     sub = add("plot", cmd_plot, "overlay the training curves of runs (their metrics.json)", force=False)
@@ -167,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _set_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE", help=_SET_HELP)
+
+
 def _training_options(sub: argparse.ArgumentParser) -> None:
     """The data and recipe options of ``train``, which ``sweep`` passes to every run."""
     sub.add_argument(
@@ -218,6 +252,7 @@ def _analysis(
     sub = kinds.add_parser(name, help=help, description=help)
     sub.set_defaults(handler=handler)
     sub.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    _set_option(sub)
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", required=True, metavar="W.pt", help="state_dict or checkpoint (best.pt)")
     sub.add_argument("-o", "--output", metavar="FIG", help="figure to write: .png, .svg or .pdf")

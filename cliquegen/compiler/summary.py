@@ -38,7 +38,12 @@ class PartSummary:
     part: str
     params: int
     macs: int
-    output: tuple[int, ...]  # shape of the part's last value, one image
+    #: Shape of what the part hands on, one image: a block's transit (the last block's feature,
+    #: which goes to the head), any other part's last value.
+    output: tuple[int, ...]
+    #: A block's feature as the head reads it (the concatenation ``feature`` names); None where the
+    #: part is no block or the head reads no feature of it (head kind ``last``).
+    head_reads: tuple[int, ...] | None = None
 
     @property
     def flops(self) -> int:
@@ -62,7 +67,15 @@ class Summary:
             "params": self.params,
             "macs": self.macs,
             "flops": self.flops,
-            "parts": [{**asdict(p), "flops": p.flops, "output": list(p.output)} for p in self.parts],
+            "parts": [
+                {
+                    **asdict(p),
+                    "flops": p.flops,
+                    "output": list(p.output),
+                    "head_reads": None if p.head_reads is None else list(p.head_reads),
+                }
+                for p in self.parts
+            ],
         }
 
 
@@ -75,7 +88,15 @@ def summarize(compiled: Compiled) -> Summary:
     parts = []
     order = program.parts()
     order.sort(key=lambda part: {"head": 1, "classifier": 2}.get(part, 0))  # stable: blocks stay in order
+    hands_on = {f"block{b + 1}": program.values[name].shape for b, name in enumerate(program.block_outputs)}
+    head_reads = {}
+    for b, block in enumerate(compiled.graph.graph["blocks"]):
+        if block["feature"]:
+            channels = sum(compiled.graph.nodes[node]["channels"] for node in block["feature"])
+            head_reads[f"block{b + 1}"] = (channels, *hands_on[f"block{b + 1}"][1:])
     for part in order:
         ops = [op for op in program.ops if op.part == part]
-        parts.append(PartSummary(part, params.get(part, 0), sum(op.macs for op in ops), ops[-1].shape))
+        output = hands_on.get(part, ops[-1].shape)
+        macs = sum(op.macs for op in ops)
+        parts.append(PartSummary(part, params.get(part, 0), macs, output, head_reads.get(part)))
     return Summary(program.name, sum(params.values()), sum(op.macs for op in program.ops), parts)

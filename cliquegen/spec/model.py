@@ -39,10 +39,14 @@ def _not_a_bool(value: object) -> object:
 
 
 Kernel = Annotated[Literal[1, 3, 5, 7], BeforeValidator(_not_a_bool)]
-StageRef = Literal["x0"] | Annotated[int, Field(ge=1, le=64)]
+#: ``x0``, a stage (1, 2, ...) or ``last``: the block's last stage, whatever ``stages`` is.
+StageRef = Literal["x0", "last"] | Annotated[int, Field(ge=1, le=64)]
 StageIndex = Annotated[int, Field(ge=1, le=64)]
-#: ``transit: 2`` (a stage) or a list of them with X0: ``transit: [x0, 1]``.
-Transit = StageIndex | Annotated[list[StageRef], Field(min_length=1)]
+#: ``transit: 2`` (a stage), ``transit: last``, or a list of them with X0: ``transit: [x0, 1]``.
+Transit = StageIndex | Literal["last"] | Annotated[list[StageRef], Field(min_length=1)]
+#: Inputs larger than this (height or width) need a written ``stem.kind``: the built-in CIFAR stem
+#: keeps the full resolution, which is rarely what a large image wants.
+SMALL_INPUT = 64
 BottleneckWidth = Annotated[int, Field(ge=1, le=64)]
 
 
@@ -61,23 +65,28 @@ class _Model(BaseModel):
 class InputSpec(_Model):
     """Image size the network is built for (FLOPs are counted at this size)."""
 
-    channels: PositiveInt = 3
-    height: PositiveInt = 32
-    width: PositiveInt = 32
+    channels: PositiveInt = Field(3, description="image channels: 3 for RGB, 1 for grey")
+    height: PositiveInt = Field(32, description="image height in pixels")
+    width: PositiveInt = Field(32, description="image width in pixels")
 
 
 class StemSpec(_Model):
     """``cifar``: one 3x3 conv to ``channels``; ``imagenet``: 7x7/2 conv, BN, ReLU, 3x3/2 max pool."""
 
-    kind: Literal["cifar", "imagenet"] = "cifar"
-    channels: PositiveInt = 64
+    kind: Literal["cifar", "imagenet"] = Field(
+        "cifar",
+        description="cifar: one 3x3 conv; imagenet: 7x7/2 conv, 3x3/2 max pool (1/4 size)",
+    )
+    channels: PositiveInt = Field(64, description="channels of the stem's output, X0 of the first block")
 
 
 class ScheduleSpec(_Model):
     """How the layers of a block are updated."""
 
     stages: Annotated[int, Field(ge=1, le=64)] = Field(
-        2, description="1 = Stage I only; 2 = I + II; 3, 4 ... = more alternate stages"
+        2,
+        description="1 = Stage I only; 2 = I + II; 3 ... more; unwritten: the highest stage that "
+        "feature and transit name by number, else 2",
     )
     partial: Annotated[int, Field(ge=0)] | None = Field(
         None, description="CliqueNet-X: only the first X updates of the last stage"
@@ -99,32 +108,37 @@ class Defaults(_Model):
     """Options inherited by every block unless the block sets them."""
 
     kernel: Kernel = Field(3, description="kernel of the W_ij (1 when bottleneck)")
-    bottleneck: bool = False
+    bottleneck: bool = Field(
+        False, description="true: 1x1 W_ij, then the layer's own 3x3 conv to its channels"
+    )
     bottleneck_width: BottleneckWidth = Field(
-        1, description="with bottleneck: the 1x1 W_ij produce width * channels (DenseNet: 4); default 1"
+        1, description="with bottleneck: the 1x1 W_ij produce width * channels (DenseNet: 4)"
     )
     share_weights: bool = Field(
         True,
-        description="true: every stage uses the same W_ij (and bottleneck conv); "
-        "false: each stage has its own (names end in the stage: w1_2_s2)",
+        description="true: all stages share each W_ij (and bottleneck conv); false: one per stage (w1_2_s2)",
     )
-    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    schedule: ScheduleSpec = ScheduleSpec()
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        0.0, description="dropout after each update's conv (the authors' CIFAR nets: 0.2)"
+    )
+    schedule: ScheduleSpec = Field(ScheduleSpec(), description="how the layers of a block are updated")
     feature: list[StageRef] = Field(
-        ["x0", 2], min_length=1, description="block feature: X0 and/or the newest values after a stage"
+        ["x0", "last"],
+        min_length=1,
+        description="what the head reads of a block: x0 and stages (last: the block's last stage)",
     )
     transit: Transit = Field(
-        2,
-        description="what the next block receives: a stage, or a list of X0 and stages "
-        "(DenseNet: [x0, 1], the whole concatenation)",
+        "last",
+        description="what the next block gets: a stage (last: the last one) or a list of x0 and stages "
+        "(DenseNet: [x0, 1])",
     )
 
 
 class BlockSpec(_Model):
     """One clique block: ``layers`` layers of ``channels`` filters each."""
 
-    layers: PositiveInt
-    channels: PositiveInt
+    layers: PositiveInt = Field(description="layers in the block")
+    channels: PositiveInt = Field(description="channels of each layer (the paper's k)")
     kernel: Kernel | None = None
     bottleneck: bool | None = None
     bottleneck_width: BottleneckWidth | None = None
@@ -138,9 +152,11 @@ class BlockSpec(_Model):
 class TransitionSpec(_Model):
     """BN -> ReLU -> 1x1 conv (C -> floor(compression * C)) -> [squeeze-and-excitation] -> 2x2 avg pool."""
 
-    attention: bool = False
+    attention: bool = Field(
+        False, description="squeeze-and-excitation on the transition's output (CliqueNet-A)"
+    )
     compression: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
-        1.0, description="the 1x1 conv keeps floor(compression * C) of the C channels (DenseNet-BC: 0.5)"
+        1.0, description="the 1x1 conv keeps floor(compression * C) channels (DenseNet-BC: 0.5)"
     )
 
 
@@ -148,7 +164,9 @@ class HeadSpec(_Model):
     """``multiscale``: every block feature is [compressed,] BN-ReLU-pooled, then concatenated;
     ``last``: BN, ReLU, global average pool over the last block's feature only (DenseNet)."""
 
-    kind: Literal["multiscale", "last"] = "multiscale"
+    kind: Literal["multiscale", "last"] = Field(
+        "multiscale", description="multiscale: every block's feature; last: the last block's only (DenseNet)"
+    )
     compression: bool = Field(False, description="multiscale: halve each block feature by a 1x1 conv first")
 
 
@@ -195,8 +213,10 @@ class NormSpec(_Model):
     """Every BatchNorm's epsilon and momentum, in PyTorch's meaning: momentum is the weight of
     each batch in the running statistics (TensorFlow's moving-average decay d is 1 - d)."""
 
-    eps: Annotated[float, Field(gt=0, le=1)] = 1e-5
-    momentum: Annotated[float, Field(ge=0, le=1)] = 0.1
+    eps: Annotated[float, Field(gt=0, le=1)] = Field(1e-5, description="added to the variance")
+    momentum: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.1, description="weight of each batch in the running statistics (TensorFlow: 1 - decay)"
+    )
 
 
 #: Conv weight (W_ij, stem, bottleneck, transition) initialisations.  ``kaiming-normal-fan-out``:
@@ -210,8 +230,13 @@ LinearInit = Literal["kaiming-uniform", "glorot-uniform"]
 class InitSpec(_Model):
     """How weights start; biases start at zero either way."""
 
-    conv: ConvInit = "kaiming-normal-fan-out"
-    linear: LinearInit = "kaiming-uniform"
+    conv: ConvInit = Field(
+        "kaiming-normal-fan-out",
+        description="convs: kaiming-normal-fan-out (PyTorch) or truncated-normal-fan-in (TF)",
+    )
+    linear: LinearInit = Field(
+        "kaiming-uniform", description="linears: kaiming-uniform (PyTorch) or glorot-uniform (TF)"
+    )
 
 
 @dataclass(frozen=True)
@@ -233,23 +258,28 @@ class Provenance:
 class Spec(_Model):
     """A whole clique network."""
 
-    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)]
-    description: Annotated[str, StringConstraints(max_length=10_000)] = ""
-    input: InputSpec = InputSpec()
-    num_classes: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
-        description="classes of the classifier; 0: no classifier, the model returns the pooled features"
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)] = Field(
+        description="lower-case letters, digits and '-'; the module is named with _ for -"
     )
-    stem: StemSpec = StemSpec()
-    defaults: Defaults = Defaults()
-    blocks: list[BlockSpec] = Field(min_length=1, max_length=64)
-    transition: TransitionSpec = TransitionSpec()
-    head: HeadSpec = HeadSpec()
-    norm: NormSpec = NormSpec()
-    init: InitSpec = InitSpec()
+    description: Annotated[str, StringConstraints(max_length=10_000)] = Field("", description="free text")
+    input: InputSpec = Field(InputSpec(), description="the image size the network is built for")
+    num_classes: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        description="classes of the classifier; 0: none, the model returns the pooled features"
+    )
+    stem: StemSpec = Field(StemSpec(), description="what turns the image into the first block's X0")
+    defaults: Defaults = Field(Defaults(), description="options of every block that does not set its own")
+    blocks: list[BlockSpec] = Field(
+        min_length=1, max_length=64, description="one entry per block; each may set any key of defaults"
+    )
+    transition: TransitionSpec = Field(
+        TransitionSpec(), description="between blocks: BN, ReLU, 1x1 conv, [attention], 2x2 average pool"
+    )
+    head: HeadSpec = Field(HeadSpec(), description="what pools the block features for the classifier")
+    norm: NormSpec = Field(NormSpec(), description="every BatchNorm's epsilon and momentum")
+    init: InitSpec = Field(InitSpec(), description="how weights start (biases start at zero)")
     memory_efficient: bool = Field(
         False,
-        description="training recomputes each update's concat -> BN -> ReLU -> conv in the backward "
-        "pass instead of storing it: less activation memory, some more time",
+        description="training recomputes each update in the backward pass: less memory, more time",
     )
 
     #: Top-level fields that :func:`~cliquegen.spec.shipped.apply_overrides` replaced, with
@@ -311,6 +341,7 @@ class Spec(_Model):
         for block in blocks:
             problems += _block_problems(block, self, last=block.index == len(blocks) - 1)
         problems += _head_problems(self)
+        problems += _stem_problems(self)
         if not problems:  # channel counts need consistent blocks
             problems += _compression_problems(self, blocks)
         problems += _size_problems(self)
@@ -340,18 +371,47 @@ def _resolve(spec: Spec, b: int) -> BlockConfig:
             source[key] = ("defaults", "schedule", key)
         else:
             source[key] = ("blocks", b, "schedule", key) if block.schedule is not None else ("blocks", b)
+    if "stages" not in written_schedule and (block.schedule is None or block.schedule.stages is None):
+        # not written: as many stages as feature and transit read
+        _derive_stages(spec, b, values, source)
     order = values.pop("order")
     transit = values.pop("transit")
+    stages = values["stages"]
     return BlockConfig(
         index=b,
         layers=block.layers,
         channels=block.channels,
         order=tuple(order) if order is not None else tuple(range(1, block.layers + 1)),
-        feature=tuple(values.pop("feature")),
-        transit=(transit,) if isinstance(transit, int) else tuple(transit),
+        feature=_stage_refs(values.pop("feature"), stages),
+        transit=_stage_refs(transit, stages),
         source=source,
         **values,
     )
+
+
+def _derive_stages(spec: Spec, b: int, values: dict, source: dict[str, Loc]) -> None:
+    """An unwritten ``stages``: the highest stage that the block's feature (when the head reads
+    it) and transit (unless it is the last block) name by number; 2 when they name none.  The
+    stage count is then located at the reference that asks for it."""
+    last = b == len(spec.blocks) - 1
+    readers = ["transit"] if not last else []
+    if last or spec.head.kind == "multiscale":
+        readers.append("feature")
+    named = [
+        (ref, key)
+        for key in readers
+        for ref in (values[key] if isinstance(values[key], list) else [values[key]])
+        if isinstance(ref, int)
+    ]
+    if named:
+        values["stages"], key = max(named, key=lambda pair: pair[0])
+        source["stages"] = source[key]
+
+
+def _stage_refs(written: int | str | list[int | str], stages: int) -> tuple[str | int, ...]:
+    """A written feature or transit as X0 and stage numbers, ``last`` replaced by ``stages``."""
+    refs = written if isinstance(written, list) else [written]
+    return tuple(stages if ref == "last" else ref for ref in refs)
 
 
 def _stages_of(block: BlockConfig) -> str:
@@ -359,33 +419,73 @@ def _stages_of(block: BlockConfig) -> str:
     return f"{count} computed{{in_block}}"
 
 
+def _yaml(value: object) -> str:
+    """A value as a spec writes it: ``[x0, last]``, ``2``."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_yaml, value)) + "]"
+    return "true" if value is True else "false" if value is False else str(value)
+
+
 def _block_problems(block: BlockConfig, spec: Spec, last: bool) -> list[tuple[Loc, str]]:
+    """What contradicts itself in a block; each message ends with the line to write instead."""
     n, problems = block.layers, []
     at = f"block {block.index + 1} has {n} layer{'s' if n != 1 else ''}"
     head_reads_feature = last or spec.head.kind == "multiscale"
-    written_transit = spec.blocks[block.index].transit
-    transit_listed = isinstance(spec.defaults.transit if written_transit is None else written_transit, list)
+    own = spec.blocks[block.index]
+    written = {  # feature and transit as written (or inherited), `last` kept
+        key: getattr(spec.defaults, key) if getattr(own, key) is None else getattr(own, key)
+        for key in ("feature", "transit")
+    }
+    transit_listed = isinstance(written["transit"], list)
 
-    def problem(key: str, message: str, index: int | None = None) -> None:
+    def line(key: str, value: object, near: str) -> str:
+        """``key: value`` as written beside the problem with ``near``: a schedule key goes
+        inside a `schedule:` mapping unless one is there already."""
+        text = f"{key}: {_yaml(value)}"
+        if key in ("stages", "partial", "order"):
+            at, source = block.source[near], block.source[key]
+            scope = at[:1] if at[0] == "defaults" else at[:2]
+            if source[: len(scope) + 1] != (*scope, "schedule"):
+                text = f"schedule: {{{text}}}"
+        return f"`{text}`"
+
+    def problem(key: str, message: str, index: int | None = None, fix: str = "") -> None:
         loc = block.source[key]
         # a problem in `defaults` reads the same for every block it affects, so it is reported once
         message = message.format(in_block="" if loc[0] == "defaults" else f" in block {block.index + 1}")
         if loc == ("blocks", block.index):  # not written anywhere: the built-in default applies
-            value = getattr(block, key)
-            if key == "transit" and not transit_listed:
-                value = value[0]
-            shown = f"[{', '.join(map(str, value))}]" if isinstance(value, tuple) else value
-            message += f" (the built-in default `{key}: {shown}` applies)"
+            value = written[key] if key in written else getattr(block, key)
+            message += f" (the built-in default `{key}: {_yaml(value)}` applies)"
         elif index is not None:
             loc += (index,)
-        problems.append((loc, message))
+        problems.append((loc, message + (f"; {fix}" if fix else "")))
+
+    def with_last(key: str, too_high: object) -> object:
+        """The written feature or transit with the stages in ``too_high`` replaced by `last`."""
+        value = written[key]
+        if not isinstance(value, list):
+            return "last"
+        fixed = [("last" if ref in too_high else ref) for ref in value]
+        return list(dict.fromkeys(fixed))
 
     if block.stages >= 2 and n < 2:
-        problem("stages", f"stage II needs at least 2 layers, but {at}; use stages: 1")
+        problem(
+            "stages",
+            f"stage II needs at least 2 layers, but {at}",
+            fix=f"write {line('stages', 1, 'stages')}",
+        )
     if block.partial is not None and block.stages < 2:
-        problem("partial", "partial applies to Stage II and later; with stages: 1 every layer is needed")
+        problem(
+            "partial",
+            "partial applies to Stage II and later; with stages: 1 every layer is needed",
+            fix=f"remove `partial: {block.partial}`, or write {line('stages', 2, 'partial')}",
+        )
     elif block.partial is not None and block.partial > n:
-        problem("partial", f"partial: {block.partial} exceeds the layer count ({at})")
+        problem(
+            "partial",
+            f"partial: {block.partial} exceeds the layer count ({at})",
+            fix=f"write {line('partial', n, 'partial')} or less",
+        )
     if sorted(block.order) != list(range(1, n + 1)):
         problem("order", f"order must be a permutation of 1..{n} ({at}), got {list(block.order)}")
     if block.bottleneck_width != 1 and not block.bottleneck:
@@ -394,37 +494,51 @@ def _block_problems(block: BlockConfig, spec: Spec, last: bool) -> list[tuple[Lo
             f"bottleneck_width: {block.bottleneck_width} needs bottleneck: true{{in_block}} "
             "(without a bottleneck the W_ij produce the layer's channels)",
         )
-    if head_reads_feature:
-        for i, ref in enumerate(block.feature):
-            if ref != "x0" and ref > block.stages:
-                problem("feature", f"feature names stage {ref}, but {_stages_of(block)}", index=i)
-        if len(set(block.feature)) != len(block.feature):
-            problem("feature", "feature lists the same entry twice")
-    elif block.source["feature"] == ("blocks", block.index, "feature"):
+    for key in ("feature", "transit"):
+        refs = getattr(block, key)
+        if (key == "feature" and not head_reads_feature) or (key == "transit" and last):
+            continue  # the last block transits nothing
+        too_high = [ref for ref in refs if ref != "x0" and ref > block.stages]
+        for i, ref in enumerate(refs):
+            if ref in too_high:
+                index = i if key == "feature" or transit_listed else None
+                more = line("stages", max(too_high), key)
+                fix = f"write `{key}: {_yaml(with_last(key, too_high))}`, or {more}"
+                problem(key, f"{key} names stage {ref}, but {_stages_of(block)}", index=index, fix=fix)
+        if len(set(refs)) != len(refs):
+            kept = [written[key][i] for i in range(len(refs)) if refs[i] not in refs[:i]]
+            same = f" (`last` is stage {block.stages})" if "last" in written[key] else ""
+            problem(key, f"{key} lists the same entry twice{same}", fix=f"write `{key}: {_yaml(kept)}`")
+    if not head_reads_feature and block.source["feature"] == ("blocks", block.index, "feature"):
         problem(
             "feature",
             f"head kind `last` reads only the last block's feature; block {block.index + 1}'s is unused",
+            fix="remove it",
         )
-    if not last:  # the last block transits nothing
-        for i, ref in enumerate(block.transit):
-            if ref != "x0" and ref > block.stages:
-                index = i if transit_listed else None
-                problem("transit", f"transit names stage {ref}, but {_stages_of(block)}", index=index)
-        if len(set(block.transit)) != len(block.transit):
-            problem("transit", "transit lists the same entry twice")
     used = [ref for ref in block.feature if ref != "x0"] if head_reads_feature else []
     used += [] if last else [ref for ref in block.transit if ref != "x0"]
     if not problems and max(used, default=0) < block.stages:
-        users = "neither `feature` nor `transit`"
         if last:
-            users = "`feature`"
+            users, readers = "`feature` does not use it (the last block has no transition)", ["feature"]
         elif not head_reads_feature:
-            users = "`transit` (head kind `last` reads only the last block's feature)"
+            users = "`transit` does not use it (head kind `last` reads only the last block's feature)"
+            readers = ["transit"]
+        else:
+            users, readers = "neither `feature` nor `transit` uses it", ["transit", "feature"]
+        highest = max(used, default=0)
+        fixes = [line("stages", max(highest, 1), "stages")]
+        for key in readers:
+            value = written[key]
+            if isinstance(value, list):
+                stages = [ref for ref in getattr(block, key) if ref != "x0"]
+                fixed = with_last(key, [max(stages)]) if stages else [*value, "last"]
+            else:
+                fixed = "last"
+            fixes.append(f"`{key}: {_yaml(fixed)}`")
         problem(
             "stages",
-            f"stage {block.stages} of block {block.index + 1} is computed but {users} uses it"
-            f"{' (the last block has no transition)' if last else ''}; "
-            f"use stages: {max(used, default=1)} or refer to stage {block.stages}",
+            f"stage {block.stages} of block {block.index + 1} is computed but {users}",
+            fix="write " + ", or ".join(fixes),
         )
     return problems
 
@@ -439,6 +553,26 @@ def _head_problems(spec: Spec) -> list[tuple[Loc, str]]:
             )
         ]
     return []
+
+
+def _stem_problems(spec: Spec) -> list[tuple[Loc, str]]:
+    """A large input must say which stem it wants: the built-in one keeps the full resolution."""
+    height, width = spec.input.height, spec.input.width
+    stem_written = "stem" in spec.model_fields_set
+    if max(height, width) <= SMALL_INPUT or (stem_written and "kind" in spec.stem.model_fields_set):
+        return []
+    channels = spec.stem.channels
+    imagenet = f"{{kind: imagenet, channels: {channels}}}"
+    cifar = f"{{kind: cifar, channels: {channels}}}"
+    return [
+        (
+            ("stem",) if stem_written else ("input",),
+            f"a {height}x{width} input needs a stem kind: the built-in `cifar` stem (one 3x3 conv) "
+            f"keeps all {height}x{width} positions in the first block; write `stem: {imagenet}` "
+            f"(7x7/2 conv and 3x3/2 max pool: the first block sees {height // 4}x{width // 4}), "
+            f"or `stem: {cifar}` to keep the full size",
+        )
+    ]
 
 
 def _compression_problems(spec: Spec, blocks: list[BlockConfig]) -> list[tuple[Loc, str]]:

@@ -13,6 +13,7 @@ import torch
 
 from ..data.sets import AUGMENTATIONS
 from ..errors import UsageError
+from ..spec.model import Spec
 from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe
 from .recipes import milestones as milestones
 
@@ -53,7 +54,7 @@ DEVICES = ("auto", "cpu", "cuda")
 class TrainConfig:
     """One training run.  ``None`` means: the recipe's value."""
 
-    spec: str
+    spec: str | Spec  # a shipped name or spec path, or a Spec (`train --set` passes its variant)
     data: str
     out: str
     epochs: int | None = None

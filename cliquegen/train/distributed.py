@@ -89,16 +89,29 @@ def loader_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
 
 
 def has_unused_parameters(model: nn.Module) -> bool:
-    """Whether some parameter takes no part in the forward pass (DDP must then look for it)."""
+    """Whether some parameter takes no part in the forward pass (DDP must then look for it, an
+    extra walk over the autograd graph every step).  An FX graph names what it reads: a
+    ``get_attr`` fetches a parameter (``block1.w0_1``) or a whole module whose parameters it
+    passes on (``block1.bn1_s1``), a ``call_module`` runs a module.  Any other model: True."""
     if not isinstance(model, fx.GraphModule):
         return True
     used: set[str] = set()
     for node in model.graph.nodes:
-        if node.op == "get_attr":
-            used.add(node.target)
-        elif node.op == "call_module":
-            used.update(f"{node.target}.{n}" for n, _ in model.get_submodule(node.target).named_parameters())
+        if node.op in ("get_attr", "call_module"):
+            target = str(node.target)
+            owner = _submodule(model, target)
+            if owner is None:  # a parameter (or a buffer)
+                used.add(target)
+            else:  # every parameter of the module is read
+                used.update(f"{target}.{name}" for name, _ in owner.named_parameters())
     return any(name not in used for name, _ in model.named_parameters())
+
+
+def _submodule(model: nn.Module, target: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(target)
+    except AttributeError:  # not a module: a parameter or a buffer
+        return None
 
 
 def average_buffers(model: nn.Module, ctx: Context) -> None:

@@ -73,6 +73,7 @@ from .recipes import make_optimization
 from .recipes import milestones as milestones
 from .resume import check_like, check_optimizer, damaged, load_state, read_last, recorded_identity
 from .rundir import (
+    check_resumable,
     draw_run_curves,
     folder_lock,
     load_checkpoint,
@@ -207,6 +208,7 @@ def _set_up(config: TrainConfig, ctx: Context, console: Console) -> _Run:
     that can be refused before the run folder is touched."""
     base_spec = resolve_spec(config.spec)
     settings = resolve_settings(config, base_spec.name, ctx.world_size)
+    check_resumable(Path(config.out), config, settings, ctx)  # before the data: a refusal is quick
     spec = apply_overrides(base_spec, num_classes=config.num_classes)
     if config.download:  # rank 0 fetches, the others wait for it
         if ctx.main:
@@ -364,14 +366,14 @@ def _train_epoch(run: _Run, net: nn.Module, loader: DataLoader, epoch: int) -> t
         TextColumn(f"epoch {epoch + 1}/{run.settings['epochs']}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
+        TextColumn("loss {task.fields[loss]}"),
         TimeRemainingColumn(),
         console=run.console,
         transient=True,
         disable=not (ctx.main and run.console.is_terminal),
     )
     with progress:
-        task = progress.add_task("train", total=len(loader), loss=float("nan"))
+        task = progress.add_task("train", total=len(loader), loss="-")  # no step yet
         step_seconds = []
         for images, labels in loader:
             step_start = time.perf_counter()
@@ -388,7 +390,8 @@ def _train_epoch(run: _Run, net: nn.Module, loader: DataLoader, epoch: int) -> t
             totals += torch.stack(
                 [loss.detach().double() * len(labels), correct, totals.new_tensor(len(labels))]
             )
-            progress.update(task, advance=1, loss=float(totals[0] / totals[2]))  # waits for the step
+            mean = float(totals[0] / totals[2])  # waits for the step
+            progress.update(task, advance=1, loss=f"{mean:.4f}")
             step_seconds.append(time.perf_counter() - step_start)
     if config.compile and epoch == run.start and ctx.main:
         after = step_seconds[1:]
@@ -510,7 +513,8 @@ def _finish(run: _Run, started: float) -> TrainResult:
             say(
                 run.console,
                 f"test accuracy {100 * history[-1]['test_accuracy']:.2f}% after {history[-1]['epoch']} "
-                f"epochs (best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}); "
+                f"epoch{'s' * (history[-1]['epoch'] != 1)} "
+                f"(best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}); "
                 f"checkpoints and metrics in {run.out}",
             )
     return TrainResult(run.out, metrics, run.settings)

@@ -9,11 +9,12 @@ import io
 import json
 import math
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..spec.overrides import short_keys, value_text
 from .config import HISTORY_COLUMNS, METRICS
 
 RESULTS = "results"  # results.json, .csv, .md, .png
@@ -33,10 +34,13 @@ class Run:
 
 @dataclass(frozen=True)
 class SpecResult:
-    spec: str
+    spec: str  # the spec's name, or its variant's (cliquenet-k36-t12@stages=3)
     params: int
     flops: int
     runs: list[Run]
+    #: ``sweep --grid``: each gridded key as given (``defaults.schedule.stages``) and the value of
+    #: this variant; empty without a grid.
+    varied: dict[str, Any] = field(default_factory=dict)
 
     @property
     def seeds(self) -> list[int]:
@@ -60,6 +64,7 @@ class SpecResult:
             "best_error_mean": best,
             "best_error_std": best_std,
             "train_seconds_mean": self.mean_std("train_seconds")[0],
+            "varied": dict(self.varied),
             "runs": [asdict(run) for run in self.runs],
         }
 
@@ -153,12 +158,20 @@ def seeds_text(seeds: list[int]) -> str:
     return " ".join(map(str, seeds))
 
 
+def varied_keys(rows: list[dict[str, Any]]) -> list[str]:
+    """The gridded keys of a sweep's rows, in the order given: one results column each."""
+    return list(dict.fromkeys(key for row in rows for key in row.get("varied", {})))
+
+
 def results_csv(rows: list[dict[str, Any]]) -> str:
+    keys = varied_keys(rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COLUMNS, extrasaction="ignore", lineterminator="\n")
+    columns = [COLUMNS[0], *keys, *COLUMNS[1:]]
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "seeds": seeds_text(row["seeds"])})
+        varied = {key: value_text(row["varied"][key]) for key in keys if key in row.get("varied", {})}
+        writer.writerow({**row, **varied, "seeds": seeds_text(row["seeds"])})
     return buffer.getvalue()
 
 
@@ -167,18 +180,24 @@ def _pm(mean: float, std: float | None) -> str:
 
 
 def results_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    keys = varied_keys(rows)
+    shown = short_keys(keys)
     lines = [
         f"# Sweep on {settings['data']}: {settings['epochs']} epochs, {settings['recipe']} recipe, "
         f"batch {settings['batch_size']}, lr {settings['lr']}",
         "",
         "Top-1 test error in percent, mean ± sample standard deviation over the seeds.",
+        *(["", "Grid: " + ", ".join(f"`{key}`" for key in keys) + "."] if keys else []),
         "",
-        "| spec | params | FLOPs | seeds | final error (%) | best error (%) | train time per run |",
-        "|---|---:|---:|---|---:|---:|---:|",
+        "| spec | "
+        + "".join(f"{shown[key]} | " for key in keys)
+        + "params | FLOPs | seeds | final error (%) | best error (%) | train time per run |",
+        "|---|" + "---|" * len(keys) + "---:|---:|---|---:|---:|---:|",
     ]
     for row in rows:
+        cells = "".join(f"{value_text(row.get('varied', {}).get(key))} | " for key in keys)
         lines.append(
-            f"| {row['spec']} | {row['params'] / 1e6:.3f}M | {row['flops'] / 1e6:.1f}M "
+            f"| {row['spec']} | {cells}{row['params'] / 1e6:.3f}M | {row['flops'] / 1e6:.1f}M "
             f"| {seeds_text(row['seeds'])} "
             f"| {_pm(row['final_error_mean'], row['final_error_std'])} "
             f"| {_pm(row['best_error_mean'], row['best_error_std'])} | {row['train_seconds_mean']:.1f}s |"

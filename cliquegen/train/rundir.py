@@ -26,8 +26,18 @@ from ..checkpoint.files import info_metadata, save_safetensors_file
 from ..checkpoint.info import ModelInfo
 from ..checkpoint.load import load_weights_file
 from ..errors import UsageError, import_extra, printable
-from .config import CURVES, HISTORY_COLUMNS, METRICS, METRICS_CSV, RUN_FILES, TENSORBOARD, TrainConfig
-from .distributed import Context
+from .config import (
+    CURVES,
+    HISTORY_COLUMNS,
+    LAST,
+    METRICS,
+    METRICS_CSV,
+    RESUME_KEYS,
+    RUN_FILES,
+    TENSORBOARD,
+    TrainConfig,
+)
+from .distributed import Context, broadcast
 from .figures import plot_curves
 from .recipes import milestones as milestones
 
@@ -214,6 +224,38 @@ def prepare_out(out: Path, force: bool) -> None:
             path.unlink()
         except OSError as error:
             raise UsageError(f"--force: cannot remove {path}: {error.strerror or error}") from None
+
+
+def check_resumable(out: Path, config: TrainConfig, settings: dict[str, Any], ctx: Context) -> None:
+    """``--resume`` with other settings than the run's, refused before any data is loaded, from
+    its metrics.json.  A finished run asked for more epochs is told how to train on: its
+    learning-rate steps depend on the epochs, so it continues as a new run from its weights."""
+    if not config.resume:
+        return
+    metrics = None
+    if ctx.main and (out / METRICS).is_file():
+        try:
+            metrics = json.loads((out / METRICS).read_text())
+        except (OSError, ValueError):
+            metrics = None  # the checkpoint's own check decides
+    metrics = broadcast(metrics, ctx)
+    if not isinstance(metrics, dict):
+        return
+    changed = [key for key in RESUME_KEYS if key in metrics and metrics[key] != settings[key]]
+    if not changed:
+        return
+    was = ", ".join(f"{key}={metrics[key]!r}" for key in changed)
+    done = metrics.get("epochs_done")
+    if set(changed) <= {"epochs", "milestones"} and done == metrics.get("epochs"):
+        history = metrics.get("history") or [{}]
+        lr = history[-1].get("lr", settings["lr"])
+        raise UsageError(
+            f"--resume: {out} finished its {done} epoch{'s' * (done != 1)}, and a run keeps its "
+            f"schedule (its learning-rate steps follow --epochs). To train on, start a new run from "
+            f"its weights: cliquegen train SPEC --finetune {out / LAST} --epochs N --lr {lr:g} --out NEW_DIR "
+            f"(with the other options of this run)"
+        )
+    raise UsageError(f"--resume: {out} holds a run with {was}; resume with the same settings")
 
 
 def save_best_safetensors(path: Path, state: dict[str, torch.Tensor], info: ModelInfo, root: Path) -> None:

@@ -1,7 +1,10 @@
 """``cliquegen sweep``: train several specs over several seeds with one recipe, and compare them.
 
 Every run goes through :func:`cliquegen.train.train` (so under torchrun every run is DDP) into
-its own folder, ``OUT/<spec name>/seed<S>``.  The sweep is resumable: a run whose
+its own folder, ``OUT/<spec name>/seed<S>``.  With ``--set`` and ``--grid`` every spec becomes
+variants (:mod:`cliquegen.train.grid`), each in ``OUT/<variant name>/seed<S>``, trained from the
+resolved spec the folder holds (``spec.yaml``); the results gain a column per gridded key.
+The sweep is resumable: a run whose
 ``metrics.json`` says it finished is skipped, a run with a ``last.pt`` is resumed exactly, any
 other is started; a folder holding a run of another identity (another version of the spec
 file, other settings: :func:`wanted_identity`) is refused.  Once every run is done, rank 0 writes
@@ -27,10 +30,10 @@ from ..compiler.summary import summarize
 from ..draw.figure import figure_format, require_matplotlib, save_figure
 from ..errors import UsageError
 from ..spec.model import Spec
-from ..spec.shipped import resolve_spec
 from .config import LAST, METRICS, TrainConfig, identity_changes, resolve_settings, run_identity
 from .distributed import Context, on_rank0, setup
 from .figures import draw_curves, draw_results
+from .grid import VARIANT_SPEC, Variant, expand
 from .loop import run
 from .results import (
     RESULTS,
@@ -55,13 +58,17 @@ class SweepConfig:
     out: str
     seeds: list[int] = field(default_factory=lambda: [0])
     train: dict[str, Any] = field(default_factory=dict)  # the other TrainConfig fields: data, epochs, ...
+    sets: list[str] = field(default_factory=list)  # --set KEY=VALUE, for every spec
+    grid: list[str] = field(default_factory=list)  # --grid KEY=V1,V2,...: the cross product (train/grid.py)
 
     @classmethod
     def from_args(cls, options: dict[str, Any]) -> SweepConfig:
-        """From the command line's options: ``specs``, ``out``, ``seeds`` and train's options."""
+        """From the command line's options: ``specs``, ``out``, ``seeds``, ``sets``, ``grid``
+        and train's options."""
         fields = set(TrainConfig.__dataclass_fields__) - set(PER_RUN)
         train = {key: value for key, value in options.items() if key in fields}
-        return cls(options["specs"], options["out"], list(options["seeds"]), train)
+        variation = {key: list(options.get(key) or []) for key in ("sets", "grid")}
+        return cls(options["specs"], options["out"], list(options["seeds"]), train, **variation)
 
     def train_config(self, spec: str, seed: int, out: Path, resume: bool) -> TrainConfig:
         """One run's settings; its writes stay inside the sweep's folder."""
@@ -72,20 +79,20 @@ def run_folder(out: str | Path, spec_name: str, seed: int) -> Path:
     return Path(out) / spec_name / f"seed{seed}"
 
 
-def check(config: SweepConfig) -> list[tuple[str, Spec]]:
-    """The specs, loaded, before anything is trained: bad settings fail at once."""
+def check(config: SweepConfig) -> list[Variant]:
+    """The specs and their variants, loaded, before anything is trained: bad settings fail at once."""
     if not config.seeds:
         raise UsageError("--seeds needs at least one seed")
     if len(set(config.seeds)) != len(config.seeds):
         raise UsageError(f"--seeds lists a seed twice: {config.seeds}")
-    specs = [(text, resolve_spec(text)) for text in config.specs]
-    names = [spec.name for _, spec in specs]
+    variants = expand(config.specs, config.sets, config.grid)
+    names = [variant.name for variant in variants]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise UsageError(
             f"two specs are named {', '.join(twice)}; each run folder is OUT/<spec name>/seed<S>"
         )
-    return specs
+    return variants
 
 
 def wanted_identity(config: TrainConfig, spec: Spec, world_size: int = 1) -> dict[str, Any]:
@@ -153,11 +160,12 @@ def sweep(config: SweepConfig, console: Console | None = None) -> list[SpecResul
     sweep holds its folder's lock throughout; each run, its own folder's."""
     console = console or Console(highlight=False)
     require_matplotlib("the sweep's results figure")
-    specs = check(config)
+    variants = check(config)
     ctx = setup(config.train.get("device", "auto"))  # one process group for every run, on their device
     try:
-        for text, spec in specs:  # the recipe and the settings, checked before anything is written
-            resolve_settings(config.train_config(text, 0, Path(config.out), False), spec.name, ctx.world_size)
+        for variant in variants:  # the recipe and the settings, checked before anything is written
+            train = config.train_config(variant.given, 0, Path(config.out), False)
+            resolve_settings(train, variant.spec.name, ctx.world_size)
         root = Path(config.out)
         with contextlib.ExitStack() as held:
 
@@ -166,7 +174,7 @@ def sweep(config: SweepConfig, console: Console | None = None) -> list[SpecResul
                 held.enter_context(folder_lock(root, root))
 
             on_rank0(open_folder, ctx)
-            results = _sweep(config, specs, ctx, console)
+            results = _sweep(config, variants, ctx, console)
         if ctx.distributed:  # rank 0 is still writing the results
             dist.barrier()
         return results
@@ -176,37 +184,49 @@ def sweep(config: SweepConfig, console: Console | None = None) -> list[SpecResul
 
 
 def _sweep(
-    config: SweepConfig, specs: list[tuple[str, Spec]], ctx: Context, console: Console
+    config: SweepConfig, variants: list[Variant], ctx: Context, console: Console
 ) -> list[SpecResult] | None:
-    total, count = len(specs) * len(config.seeds), 0
-    for text, spec in specs:
+    total, count = len(variants) * len(config.seeds), 0
+    for variant in variants:
+        spec = variant.spec
         for seed in config.seeds:
             count += 1
-            folder = run_folder(config.out, spec.name, seed)
+            folder = run_folder(config.out, variant.name, seed)
+            text = variant.given if variant.text is None else str(folder / VARIANT_SPEC)
             fresh = config.train_config(text, seed, folder, resume=False)
             state = on_rank0(lambda: run_state(folder, fresh, spec, ctx.world_size), ctx)  # noqa: B023
             if ctx.main:
-                say(console, f"[{count}/{total}] {spec.name} seed {seed}: {_STATES[state]} ({folder})")
+                say(console, f"[{count}/{total}] {variant.name} seed {seed}: {_STATES[state]} ({folder})")
             if state != "done":
+                on_rank0(lambda: _save_variant(folder, variant, Path(config.out)), ctx)  # noqa: B023
                 run(config.train_config(text, seed, folder, resume=state == "resume"), console=console)
     if not ctx.main:
         return None
     results = []
-    for _, spec in specs:
-        summary = summarize(compile_spec(spec))
-        runs = [finished_run(run_folder(config.out, spec.name, seed), seed) for seed in config.seeds]
-        results.append(SpecResult(spec.name, summary.params, summary.flops, runs))
-    text, spec = specs[0]
+    for variant in variants:
+        summary = summarize(compile_spec(variant.spec))
+        runs = [finished_run(run_folder(config.out, variant.name, seed), seed) for seed in config.seeds]
+        results.append(SpecResult(variant.name, summary.params, summary.flops, runs, variant.varied))
+    first = variants[0]
     recipe = resolve_settings(
-        config.train_config(text, 0, Path(config.out), False), spec.name, ctx.world_size
+        config.train_config(first.given, 0, Path(config.out), False), first.spec.name, ctx.world_size
     )
     shared = {key: value for key, value in recipe.items() if key not in ("spec", "seed")}
+    shared |= {"sets": config.sets, "grid": config.grid} if config.sets or config.grid else {}
     for path in write_results(results, shared, config.seeds, Path(config.out)):
         say(console, f"wrote {path}")
     return results
 
 
 _STATES = {"done": "finished, skipped", "resume": "resuming", "start": "training"}
+
+
+def _save_variant(folder: Path, variant: Variant, root: Path) -> None:
+    """The variant's resolved spec (``spec.yaml``) in its run folder, which the run trains from;
+    its sha256 is the one :func:`wanted_identity` expects (the text its Spec was made from)."""
+    if variant.text is not None:
+        make_folder(folder, root)
+        atomic_write(folder / VARIANT_SPEC, variant.text, root=root)
 
 
 # --- results files ------------------------------------------------------------------------------
