@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .ir import ModuleDecl, Program
+from .ir import ModuleDecl, Program, graph_blocks
 from .lower import Compiled
 
 
@@ -90,9 +90,9 @@ def summarize(compiled: Compiled) -> Summary:
     order.sort(key=lambda part: {"head": 1, "classifier": 2}.get(part, 0))  # stable: blocks stay in order
     hands_on = {f"block{b + 1}": program.values[name].shape for b, name in enumerate(program.block_outputs)}
     head_reads = {}
-    for b, block in enumerate(compiled.graph.graph["blocks"]):
-        if block["feature"]:
-            channels = sum(compiled.graph.nodes[node]["channels"] for node in block["feature"])
+    for b, block in enumerate(graph_blocks(compiled.graph)):
+        if block.feature:
+            channels = sum(compiled.graph.nodes[node]["channels"] for node in block.feature)
             head_reads[f"block{b + 1}"] = (channels, *hands_on[f"block{b + 1}"][1:])
     for part in order:
         ops = [op for op in program.ops if op.part == part]
