@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from ..errors import Diagnostic, SpecError, printable
 from .diagnose import explain_validation_error
 from .model import Loc, Provenance, Spec, SpecSemanticError
-from .shipped import merged, resolve_spec
+from .shipped import merge_mappings, resolve_spec
 from .yaml_tree import YamlTree
 
 _VALUE = "value"  # the key a value is read under: `--set k=V` is read as the YAML `value: V`
@@ -164,7 +164,7 @@ def _assign(data: dict[str, Any], assignment: Assignment, created: list[Loc]) ->
                 if value is None and isinstance(container, dict):  # null: not written, the default applies
                     container.pop(key, None)
                 else:
-                    container[key] = merged(old, value) if isinstance(old, dict) else value
+                    container[key] = merge_mappings(old, value) if isinstance(old, dict) else value
                 written.append(here)
         return written
 

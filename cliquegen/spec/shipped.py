@@ -87,7 +87,7 @@ def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
             data[section] = {**data.get(section, {}), field: value}
         elif key in Spec.model_fields:
             current = data.get(key)
-            data[key] = merged(current, value) if isinstance(current, dict) else value
+            data[key] = merge_mappings(current, value) if isinstance(current, dict) else value
         else:
             close = difflib.get_close_matches(key, list(Spec.model_fields) + list(_OVERRIDE_ALIASES), n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
@@ -148,13 +148,13 @@ def _without_none(value: Any) -> Any:
     return value
 
 
-def merged(base: dict[str, Any], update: Any) -> Any:
+def merge_mappings(base: dict[str, Any], update: Any) -> Any:
     """``update`` merged into ``base``: mappings key by key, at every depth; anything else replaces."""
     if not isinstance(update, dict):
         return update
     merged = dict(base)
     for key, value in update.items():
-        merged[key] = merged(merged[key], value) if isinstance(merged.get(key), dict) else value
+        merged[key] = merge_mappings(merged[key], value) if isinstance(merged.get(key), dict) else value
     return merged
 
 
