@@ -69,7 +69,7 @@ def checkpoint(spec_path: Path, **info_changes: object) -> dict:
     """What ``train`` saves for the tiny spec (fresh weights), its record changed as given."""
     spec = load_spec(spec_path)
     torch.manual_seed(0)
-    info = model_info(spec_path, spec, classes=CLASSES, mean=[0.5], std=[0.25], data="digits")
+    info = model_info(spec, classes=CLASSES, mean=[0.5], std=[0.25], data="digits")
     record = {**info.to_dict(), **info_changes}
     return {"model": create_model(spec).state_dict(), "info": record}
 
@@ -225,9 +225,7 @@ def test_an_override_cannot_make_the_model_bigger_than_the_file(
 def test_a_genuine_num_classes_override_still_loads(tiny: Path, tmp_path: Path) -> None:
     spec = load_spec(tiny)
     weights = tmp_path / "w.pt"
-    info = model_info(
-        tiny, spec, classes=["a", "b", "c"], mean=[0.5], std=[0.2], overrides={"num_classes": 3}
-    )
+    info = model_info(spec, classes=["a", "b", "c"], mean=[0.5], std=[0.2], overrides={"num_classes": 3})
     torch.save({"model": create_model(spec, num_classes=3).state_dict(), "info": info.to_dict()}, weights)
     trained = load_trained(tiny, weights)
     assert trained.spec.num_classes == 3 and trained.info.classes == ["a", "b", "c"]
@@ -253,7 +251,7 @@ def test_deeply_nested_safetensors_metadata_is_refused(tiny: Path, tmp_path: Pat
     from safetensors.torch import save_file
 
     spec = load_spec(tiny)
-    metadata = info_metadata(model_info(tiny, spec))
+    metadata = info_metadata(model_info(spec))
     metadata["classes"] = "[" * 100_000 + "]" * 100_000
     save_file(create_model(spec).state_dict(), tmp_path / "w.safetensors", metadata=metadata)
     with pytest.raises(WeightsError, match="its metadata 'classes' is nested too deeply"):
@@ -303,7 +301,7 @@ def test_misfit_messages_quote_only_a_short_recorded_name(tiny: Path) -> None:
 def test_spec_sha256_is_the_files_own_also_with_crlf(tmp_path: Path) -> None:
     path = tmp_path / "crlf.yaml"
     path.write_bytes(TINY.replace("\n", "\r\n").encode())
-    info = model_info(path, load_spec(path))
+    info = model_info(load_spec(path))
     assert info.spec_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert info.spec_sha256 == sha256_text(info.spec_text)
 
@@ -601,7 +599,7 @@ def test_export_weights_takes_a_training_checkpoint(tmp_path: Path, capsys) -> N
     spec.write_text(DENSENET)
     weights = tmp_path / "last.pt"
     model = create_model(load_spec(spec))
-    info = model_info(spec, load_spec(spec))
+    info = model_info(load_spec(spec))
     torch.save({"model": model.state_dict(), "info": info.to_dict(), "epoch": 1, "optimizer": {}}, weights)
     code, out, err = run(
         [
