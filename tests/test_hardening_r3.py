@@ -225,9 +225,7 @@ def test_an_override_cannot_make_the_model_bigger_than_the_file(
 def test_a_genuine_num_classes_override_still_loads(tiny: Path, tmp_path: Path) -> None:
     spec = load_spec(tiny)
     weights = tmp_path / "w.pt"
-    info = model_info(
-        spec, classes=["a", "b", "c"], mean=[0.5], std=[0.2], overrides={"num_classes": 3}
-    )
+    info = model_info(spec, classes=["a", "b", "c"], mean=[0.5], std=[0.2], overrides={"num_classes": 3})
     torch.save({"model": create_model(spec, num_classes=3).state_dict(), "info": info.to_dict()}, weights)
     trained = load_trained(tiny, weights)
     assert trained.spec.num_classes == 3 and trained.info.classes == ["a", "b", "c"]

@@ -362,7 +362,7 @@ def test_a_full_disk_during_train_is_one_line_and_leaves_no_file(spec, tmp_path,
     assert list(out.iterdir()) == []
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "exported-program"])
+@pytest.mark.parametrize("fmt", ["torchscript", "exported-program", "safetensors"])
 def test_a_full_disk_during_export_leaves_no_temporary_file(spec, tmp_path, capsys, full_disk, fmt):
     target = tmp_path / "out" / f"m.{fmt}"
     code, _, err = run_cli(capsys, "export", spec, "--format", fmt, "-o", target)

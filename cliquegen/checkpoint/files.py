@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .._io import MAX_FILE_BYTES, atomic_output, torch_save_atomic
+from .._io import MAX_FILE_BYTES, atomic_write, torch_save_atomic
 from ..errors import WeightsError
 from .info import ModelInfo
 
@@ -231,7 +231,7 @@ def save_safetensors_file(
     ``metadata`` values that are not strings are stored as JSON; ``format: pt`` is added, as
     the Hugging Face libraries expect.  Tensors are written contiguous, from the CPU.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     bad = [key for key, value in tensors.items() if not isinstance(value, torch.Tensor)]
     if bad:
@@ -241,12 +241,11 @@ def save_safetensors_file(
         )
     plain = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
     strings = {"format": "pt", **_metadata_strings(metadata or {})}
-    with atomic_output(path) as tmp:
-        try:
-            save_file(plain, tmp, metadata=strings)
-        except (ValueError, RuntimeError) as error:  # e.g. tensors that share memory
-            raise WeightsError(f"{path}: cannot write it as safetensors: {first_line(error)}") from None
-    return Path(path)
+    try:  # serialised in memory and written by our atomic writer: a full disk is one clean error
+        data = save(plain, metadata=strings)
+    except (ValueError, RuntimeError) as error:  # e.g. tensors that share memory
+        raise WeightsError(f"{path}: cannot write it as safetensors: {first_line(error)}") from None
+    return atomic_write(path, data)
 
 
 def read_safetensors_file(
