@@ -9,10 +9,10 @@ from typing import Any
 
 from torch import nn
 
+from . import emit
 from .compiler.lower import compile_spec
 from .compiler.naming import class_name
 from .emit.fx import CliqueNetGraphModule, emit_fx
-from .emit.source import build_source_model
 from .errors import UsageError
 from .spec.model import Spec
 from .spec.shipped import apply_overrides, resolve_spec
@@ -23,7 +23,13 @@ def build_fx(spec: Spec) -> CliqueNetGraphModule:
     return emit_fx(compile_spec(spec).program, class_name=class_name(spec))
 
 
-EMITTERS: dict[str, Callable[[Spec], nn.Module]] = {"fx": build_fx, "source": build_source_model}
+def build_source(spec: Spec) -> nn.Module:
+    """The spec's network from its generated Python source (the source emitter and jinja2
+    load on the first call)."""
+    return emit.build_source_model(spec)
+
+
+EMITTERS: dict[str, Callable[[Spec], nn.Module]] = {"fx": build_fx, "source": build_source}
 
 
 def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **overrides: Any) -> nn.Module:

@@ -22,7 +22,7 @@ from cliquegen import UsageError, compile_spec
 from cliquegen.cli.main import main
 from cliquegen.compiler.ir import graph_blocks, weight_label
 from cliquegen.compiler.naming import roman
-from cliquegen.draw.render import EDGE_LIMIT, LABEL_LIMIT, MISSING_DOT, draw, render, weight_text
+from cliquegen.draw.views import EDGE_LIMIT, LABEL_LIMIT, MISSING_DOT, draw, render, weight_text
 from cliquegen.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
