@@ -1,11 +1,13 @@
-"""The schedule view: one block unrolled, one row per stage, one node per tensor X_j(k) in
-execution order, one edge per term (a matrix of the terms above
+"""The schedule view: one block unrolled, one row per stage, one column per layer in execution
+order, one node per tensor X_j(k), one edge per term (a matrix of the terms above
 :data:`~cliquegen.draw.style.EDGE_LIMIT` layers).  The expanded network view draws its blocks
-with the same rows."""
+with the same stage clusters, placed by dot."""
 
 from __future__ import annotations
 
 import html
+import re
+from dataclasses import dataclass
 
 from ..compiler.ir import NodeId, equation, graph_blocks, weight_label
 from ..compiler.lower import Compiled
@@ -38,13 +40,32 @@ from .style import (
     weight_text,
 )
 
+#: The schedule view's grid, in inches: one column per layer in execution order (wider where
+#: the edges carry W_ij labels or the nodes name a bottleneck), one row per stage; the stage
+#: titles stand right of the rows.
+COLUMN = 1.5
+NARROW_COLUMN = 1.2
+BOTTLENECK_EXTRA = 0.3
+ROW = 1.7
+TITLE_OFFSET = 1.3
 
-def add_updates(
-    drawing: Drawing, compiled: Compiled, b: int, parent: str | None, wrap: int | None = None
-) -> tuple[dict[NodeId, str], list[str]]:
-    """X0, then one cluster per stage holding its updates in execution order, as rows of at
-    most ``wrap`` nodes (one row if None) under each other, X_j(k) below X_j(k-1).  Returns
-    the drawn node of every tensor, and the last row."""
+
+@dataclass(frozen=True)
+class StageRow:
+    """The drawn updates of one stage of a block, in execution order, in their cluster."""
+
+    stage: int
+    cluster: str
+    title: str
+    nodes: list[str]
+
+
+def add_update_nodes(
+    drawing: Drawing, compiled: Compiled, b: int, parent: str | None, *, small_circles: bool = False
+) -> tuple[dict[NodeId, str], list[StageRow]]:
+    """X0, then one cluster per stage holding its title and its updates in execution order
+    (``small_circles``: all of one small size).  Returns the drawn node of every tensor, and
+    the stages."""
     graph = compiled.graph
     config: BlockConfig = graph_blocks(graph)[b].config
     tag = b + 1
@@ -67,8 +88,7 @@ def add_updates(
             drawn[node] = data["name"]
         else:
             rows.setdefault(data["stage"], []).append(node)
-    above: list[str] = []  # the updates of the row drawn last
-    titles: list[str] = []
+    stages = []
     for stage, nodes in rows.items():
         note = f"first {len(nodes)} of {config.layers} updates" if len(nodes) < config.layers else ""
         cluster = drawing.cluster(
@@ -79,7 +99,6 @@ def add_updates(
             fillcolor="#f7f7f7" if stage % 2 else "#eef3f8",
             color="#bbbbbb",
         )
-        # the stage's title ends its first row (dot keeps a row's order best that way round)
         title = f"b{tag}_stage{stage}"
         drawing.node(
             title,
@@ -89,43 +108,57 @@ def add_updates(
             style="",
             fixedsize="false",
         )
-        width = wrap or len(nodes)
-        for start in range(0, len(nodes), width):
-            row = []
-            for node in nodes[start : start + width]:
-                data = graph.nodes[node]
-                label = [tensor_text(data["layer"], stage)] + ([bottleneck] if bottleneck else [])
-                drawing.node(
-                    data["name"],
-                    cluster,
-                    label=html_label(*label),
-                    shape="circle",
-                    style="filled",
-                    fillcolor="white",
-                    penwidth="2",
-                    **({"width": "0.6", "fixedsize": "true"} if wrap else {}),
-                    color=colour(data["layer"]),
-                    tooltip=equation(graph, node),
-                )
-                drawn[node] = data["name"]
-                row.append(data["name"])
+        for node in nodes:
+            data = graph.nodes[node]
+            label = [tensor_text(data["layer"], stage)] + ([bottleneck] if bottleneck else [])
+            drawing.node(
+                data["name"],
+                cluster,
+                label=html_label(*label),
+                shape="circle",
+                style="filled",
+                fillcolor="white",
+                penwidth="2",
+                **({"width": "0.6", "fixedsize": "true"} if small_circles else {}),
+                color=colour(data["layer"]),
+                tooltip=equation(graph, node),
+            )
+            drawn[node] = data["name"]
+        stages.append(StageRow(stage, cluster, title, [drawn[node] for node in nodes]))
+    return drawn, stages
+
+
+def add_updates(
+    drawing: Drawing, compiled: Compiled, b: int, parent: str | None, wrap: int
+) -> tuple[dict[NodeId, str], list[str]]:
+    """The updates of block ``b`` for dot (the expanded network view): each stage in rows of at
+    most ``wrap`` nodes under each other, X_j(k) below X_j(k-1), the stage's title ending its
+    first row, held so by invisible edges.  Returns the drawn node of every tensor, and the
+    last row."""
+    drawn, stages = add_update_nodes(drawing, compiled, b, parent, small_circles=True)
+    above: list[str] = []  # the updates of the row placed last
+    titles: list[str] = []
+    for stage in stages:
+        for start in range(0, len(stage.nodes), wrap):
+            row = stage.nodes[start : start + wrap]
             if not above:  # X0 over the middle of the first row
                 drawing.hide(drawn[(b, 0, 0)], row[len(row) // 2])
             for upper, lower in zip(above, row, strict=False):  # X_j(k) under X_j(k-1)
                 drawing.hide(upper, lower, weight="8")
-            shown = row + [title] if start == 0 else row
-            drawing.ranks.append((cluster, tuple(shown)))
+            shown = row + [stage.title] if start == 0 else row
+            drawing.ranks.append((stage.cluster, tuple(shown)))
             for left, right in zip(shown, shown[1:], strict=False):
                 drawing.hide(left, right)
             above = row
         if titles:
-            drawing.hide(titles[-1], title, weight="8")
-        titles.append(title)
+            drawing.hide(titles[-1], stage.title, weight="8")
+        titles.append(stage.title)
     return drawn, above
 
 
 def _add_terms(drawing: Drawing, compiled: Compiled, b: int, labelled: bool) -> None:
-    """One edge per UpdateGraph edge of block ``b``: solid from this stage, dashed from the previous."""
+    """One edge per UpdateGraph edge of block ``b``: solid from this stage, dashed from the
+    previous; the W_ij label is an external label, which graphviz keeps off the nodes."""
     graph = compiled.graph
     config: BlockConfig = graph_blocks(graph)[b].config
     before = {j: set(config.order[: config.order.index(j)]) for j in config.order}
@@ -141,10 +174,28 @@ def _add_terms(drawing: Drawing, compiled: Compiled, b: int, labelled: bool) -> 
             attrs["tooltip"] += f" of stage {v[2]}"
         if labelled:
             text = weight_text(i, j) + ("" if config.share_weights else f"({v[2]})".translate(SUP))
-            attrs |= {"label": html_label(text), "fontcolor": colour(i)}
+            attrs |= {"xlabel": html_label(text), "fontcolor": colour(i)}
         else:
             attrs["penwidth"] = "0.7"
         drawing.edge(graph.nodes[u]["name"], graph.nodes[v]["name"], **attrs)
+
+
+def add_output_nodes(
+    drawing: Drawing,
+    compiled: Compiled,
+    b: int,
+    parent: str | None,
+    drawn: dict[NodeId, str],
+    **edge_attrs: str,
+) -> dict[str, str]:
+    """The feature and transit nodes of block ``b``, each fed by the tensors it concatenates;
+    returns kind -> node."""
+    nodes = {}
+    for kind, tensors, where in block_outputs(compiled, b):
+        nodes[kind] = output_node(drawing, compiled, b, kind, tensors, where, parent)
+        for tensor in tensors:
+            output_edge(drawing, drawn[tensor], nodes[kind], **edge_attrs)
+    return nodes
 
 
 def add_outputs(
@@ -155,51 +206,58 @@ def add_outputs(
     drawn: dict[NodeId, str],
     last_row: list[str],
 ) -> dict[str, str]:
-    """The feature and transit nodes of block ``b`` side by side under the middle of its last
-    row, each fed by the tensors it concatenates; returns kind -> node."""
+    """The output nodes for dot: side by side under the middle of the last row."""
+    nodes = add_output_nodes(drawing, compiled, b, parent, drawn, constraint="false")
     middle = last_row[len(last_row) // 2] if last_row else drawn[(b, 0, 0)]
-    nodes = {}
-    for kind, tensors, where in block_outputs(compiled, b):
-        nodes[kind] = output_node(drawing, compiled, b, kind, tensors, where, parent)
-        drawing.hide(middle, nodes[kind])  # the edges below do not place it
-        for tensor in tensors:
-            output_edge(drawing, drawn[tensor], nodes[kind], constraint="false")
+    for node in nodes.values():
+        drawing.hide(middle, node)  # the edges into it do not place it
     drawing.ranks.append((parent, tuple(nodes.values())))
     return nodes
-
-
-def _schedule_attrs(label: str, labelled: bool) -> dict[str, str]:
-    return {
-        "label": label,
-        "labelloc": "t",
-        "rankdir": "TB",
-        "newrank": "true",
-        "nodesep": "0.5" if labelled else "0.3",  # room for the W_ij labels of flat edges
-        "ranksep": "0.7",
-        "fontname": FONT,
-    }
 
 
 def _order_note(config: BlockConfig) -> str:
     return "" if config.order == tuple(sorted(config.order)) else f", order {list(config.order)}"
 
 
+def _pin(drawing: Drawing, node: str, x: float, y: float) -> None:
+    drawing.nodes[node]["pos"] = f"{x:.3f},{y:.3f}!"
+
+
+def _label_width(label: str) -> float:
+    """About how wide an output node's label is drawn, in inches: its longest line, in 14 pt
+    Helvetica or (inside <FONT>) 9 pt."""
+    widest = 0.0
+    for line in label.strip("<>").split("<BR/>"):
+        size = 0.063 if line.startswith("<FONT") else 0.105
+        widest = max(widest, size * len(re.sub(r"<[^>]*>|&#\d+;", "", line)))
+    return widest + 0.3
+
+
 def schedule_view(compiled: Compiled, b: int) -> Drawing:
-    config: BlockConfig = graph_blocks(compiled.graph)[b].config
+    """Every update of block ``b`` at a fixed place: one column per layer in execution order
+    and one row per stage, so X_j(k) stands under X_j(k-1); X0 above, the values that leave
+    the block below.  neato keeps the places and routes the edges around the nodes."""
+    graph = compiled.graph
+    config: BlockConfig = graph_blocks(graph)[b].config
     labelled = config.layers <= LABEL_LIMIT
     colours = "" if labelled else "; the colour of an edge is its layer i (hover for W_ij)"
     drawing = Drawing(
         f"{compiled.spec.name}-block{b + 1}-schedule",
-        _schedule_attrs(
-            title_label(
+        {
+            "label": title_label(
                 compiled,
                 f"block {b + 1} unrolled{html.escape(_order_note(config))}",
                 f"solid: a value of this stage, dashed: of the previous stage{colours}",
                 *update_notes(config),
                 "grey edges: the values that leave the block",
             ),
-            labelled,
-        ),
+            "labelloc": "t",
+            "layout": "neato",
+            "splines": "true",
+            "forcelabels": "true",
+            "outputorder": "edgesfirst",
+            "fontname": FONT,
+        },
         node_attrs={
             "fontname": FONT,
             "shape": "circle",
@@ -209,9 +267,25 @@ def schedule_view(compiled: Compiled, b: int) -> Drawing:
         },
         edge_attrs={"fontname": FONT, "fontsize": "9", "arrowsize": "0.6"},
     )
-    drawn, last_row = add_updates(drawing, compiled, b, None)
+    drawn, stages = add_update_nodes(drawing, compiled, b, None)
+    step = (COLUMN if labelled else NARROW_COLUMN) + (BOTTLENECK_EXTRA if config.bottleneck else 0.0)
+    column = {layer: i * step for i, layer in enumerate(config.order)}
+    right = max(column.values())
+    middle = right / 2
+    for (_, layer, stage), node in drawn.items():
+        if layer == 0:
+            _pin(drawing, node, middle, ROW)
+        else:
+            _pin(drawing, node, column[layer], -(stage - 1) * ROW)
+    for stage in stages:
+        _pin(drawing, stage.title, right + TITLE_OFFSET, -(stage.stage - 1) * ROW)
     _add_terms(drawing, compiled, b, labelled)
-    add_outputs(drawing, compiled, b, None, drawn, last_row)
+    outputs = list(add_output_nodes(drawing, compiled, b, None, drawn).values())
+    widths = [_label_width(drawing.nodes[node]["label"]) for node in outputs]
+    x = middle - (sum(widths) + 0.6 * (len(widths) - 1)) / 2
+    for node, width in zip(outputs, widths, strict=True):
+        _pin(drawing, node, x + width / 2, -len(stages) * ROW)
+        x += width + 0.6
     return drawing
 
 
