@@ -31,6 +31,7 @@ from .results import (
     RESULTS,
     Run,
     SpecResult,
+    data_text,
     read_curves,
     read_metrics,
     results_csv,
@@ -209,7 +210,7 @@ def write_results(
         atomic_write(out / f"{RESULTS}.csv", results_csv(rows)),
         atomic_write(out / f"{RESULTS}.md", results_markdown(rows, settings)),
     ]
-    title = f"{settings['data']}, {settings['epochs']} epochs, seeds {seeds_text(seeds)}"
+    title = f"{data_text(settings)}, {settings['epochs']} epochs, seeds {seeds_text(seeds)}"
     paths.append(save_figure(draw_results(results, title), out / f"{RESULTS}.png"))
     return paths
 
