@@ -164,6 +164,7 @@ def test_subset_is_in_the_sweep_results(tmp_path: Path, monkeypatch: pytest.Monk
         return real(found, title)
 
     monkeypatch.setattr("cliquegen.train.figures.draw_results", drawn)
+    monkeypatch.setattr(sweep_module, "draw_results", drawn, raising=False)  # where sweep imports it
     paths = sweep_module.write_results(results(("a", [30.0])), settings, [0], tmp_path)
     assert titles == ["digits (--subset 64), 2 epochs, seeds 0"]
     assert (tmp_path / "results.png").read_bytes().startswith(PNG) and len(paths) == 4
