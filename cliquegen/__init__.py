@@ -28,7 +28,7 @@ from .spec.shipped import apply_overrides, list_models, resolve_spec
 
 if TYPE_CHECKING:
     from .draw.views import render
-    from .emit.source import build_source_model, generate_source
+    from .emit.build import build_source_model, generate_source
 
 # graphviz (drawings) and jinja2 (generated source) load when these are first used
 __getattr__, __dir__ = lazy(

@@ -23,4 +23,5 @@ def forward(old: str, homes: dict[str, str]) -> Callable[[str], Any]:
         )
         return getattr(importlib.import_module(home), name)
 
+    __getattr__.moved = dict(homes)  # what the old path still offers, and where it lives now
     return __getattr__

@@ -18,6 +18,7 @@ and the reason.  The writers refuse, with a UsageError:
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -38,7 +39,7 @@ MARKER_BYTES = 4096  # the marker must appear this early: in the header, not any
 
 def atomic_write(
     path: str | os.PathLike[str],
-    data: bytes | str,
+    data: bytes | bytearray | memoryview | str,
     *,
     root: str | os.PathLike[str] | None = None,
     force: bool = False,
@@ -51,7 +52,7 @@ def atomic_write(
     unless ``force``.  Without a marker an existing file is replaced (the caller names a
     file the user asked for, such as ``-o FILE``).
     """
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
     with atomic_output(path, root=root, force=force, generated_marker=generated_marker) as tmp:
         tmp.write_bytes(payload)
     return confined(Path(path), root)
@@ -60,12 +61,14 @@ def atomic_write(
 def torch_save_atomic(
     obj: Any, path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
 ) -> Path:
-    """``torch.save(obj)`` through :func:`atomic_output`'s temporary file and rename."""
+    """``torch.save(obj)``, written with :func:`atomic_write`.  The archive is built in memory
+    first: torch's own file writer turns a full disk into an exception it raises from a
+    destructor (a crash, not an error), while Python's write reports it as an OSError."""
     import torch
 
-    with atomic_output(path, root=root) as tmp:
-        torch.save(obj, tmp)
-    return confined(Path(path), root)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, buffer.getbuffer(), root=root)
 
 
 @contextlib.contextmanager

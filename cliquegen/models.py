@@ -15,11 +15,13 @@ from .compiler.naming import class_name
 from .emit.fx import CliqueNetGraphModule, emit_fx
 from .errors import UsageError
 from .spec.model import Spec
-from .spec.shipped import apply_overrides, resolve_spec
+from .spec.shipped import apply_overrides, resolve_spec, revalidated
 
 
 def build_fx(spec: Spec) -> CliqueNetGraphModule:
-    """The spec's network as a freshly initialised ``torch.fx.GraphModule``."""
+    """The spec's network as a freshly initialised ``torch.fx.GraphModule``; the spec is
+    validated again first (:func:`revalidated`), so a changed Spec gives a SpecError."""
+    spec = revalidated(spec)
     return emit_fx(compile_spec(spec).program, class_name=class_name(spec))
 
 
@@ -43,7 +45,7 @@ def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **ove
     storing its intermediates); ``num_classes=0`` gives a model without a classifier, whose
     ``forward`` returns the pooled features.
     """
-    spec = apply_overrides(resolve_spec(name_or_path), **overrides)
+    spec = revalidated(apply_overrides(resolve_spec(name_or_path), **overrides))
     if emit not in EMITTERS:
         raise UsageError(f"unknown emitter {emit!r}; choose one of {sorted(EMITTERS)}")
     return EMITTERS[emit](spec)

@@ -23,8 +23,8 @@ INPUT_SHAPE = (1, 8, 8)
 NUM_CLASSES = 10
 
 
-class CliquenetDigits(nn.Module):
-    """The clique network ``cliquenet-digits``.
+class CliqueNetDigits(nn.Module):
+    """The CliqueNet ``cliquenet-digits``.
 
     A small CliqueNet for scikit-learn's 8x8 digits (cliquegen train --data digits)
 
@@ -34,7 +34,7 @@ class CliquenetDigits(nn.Module):
         X0 of 32 channels; feature X0 + stage II, stage II to the next block.
     Block 2: 3 layers of k=24, 2 stages, 3x3 W_ij, dropout 0.1;
         X0 of 72 channels; feature X0 + stage II.
-    Transitions: BN, ReLU, 1x1 conv, 2x2 average pool.
+    Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before, 2x2 average pool.
     Head: each block feature BN, ReLU, global average pool;
         concatenated (248 features) -> linear.
     """
@@ -50,21 +50,21 @@ class CliquenetDigits(nn.Module):
         self.block1.dropout = nn.Dropout(0.1)
         # Stage I: X1(1) to X3(1)
         self.block1.w0_1 = shared_weight((24, 32, 3, 3))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(32)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(32)  # BN of X1(1)'s inputs
         self.block1.w0_2 = shared_weight((24, 32, 3, 3))  # W02
         self.block1.w1_2 = shared_weight((24, 24, 3, 3))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(56)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(56)  # BN of X2(1)'s inputs
         self.block1.w0_3 = shared_weight((24, 32, 3, 3))  # W03
         self.block1.w1_3 = shared_weight((24, 24, 3, 3))  # W13
         self.block1.w2_3 = shared_weight((24, 24, 3, 3))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(80)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(80)  # BN of X3(1)'s inputs
         # Stage II: X1(2) to X3(2), with the W_ij earlier stages did not use
         self.block1.w2_1 = shared_weight((24, 24, 3, 3))  # W21
         self.block1.w3_1 = shared_weight((24, 24, 3, 3))  # W31
-        self.block1.bn1_s2 = nn.BatchNorm2d(48)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(48)  # BN of X1(2)'s inputs
         self.block1.w3_2 = shared_weight((24, 24, 3, 3))  # W32
-        self.block1.bn2_s2 = nn.BatchNorm2d(48)  # BN of X2(2)
-        self.block1.bn3_s2 = nn.BatchNorm2d(48)  # BN of X3(2)
+        self.block1.bn2_s2 = nn.BatchNorm2d(48)  # BN of X2(2)'s inputs
+        self.block1.bn3_s2 = nn.BatchNorm2d(48)  # BN of X3(2)'s inputs
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -80,21 +80,21 @@ class CliquenetDigits(nn.Module):
         self.block2.dropout = nn.Dropout(0.1)
         # Stage I: X1(1) to X3(1)
         self.block2.w0_1 = shared_weight((24, 72, 3, 3))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(72)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(72)  # BN of X1(1)'s inputs
         self.block2.w0_2 = shared_weight((24, 72, 3, 3))  # W02
         self.block2.w1_2 = shared_weight((24, 24, 3, 3))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(96)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(96)  # BN of X2(1)'s inputs
         self.block2.w0_3 = shared_weight((24, 72, 3, 3))  # W03
         self.block2.w1_3 = shared_weight((24, 24, 3, 3))  # W13
         self.block2.w2_3 = shared_weight((24, 24, 3, 3))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(120)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(120)  # BN of X3(1)'s inputs
         # Stage II: X1(2) to X3(2), with the W_ij earlier stages did not use
         self.block2.w2_1 = shared_weight((24, 24, 3, 3))  # W21
         self.block2.w3_1 = shared_weight((24, 24, 3, 3))  # W31
-        self.block2.bn1_s2 = nn.BatchNorm2d(48)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(48)  # BN of X1(2)'s inputs
         self.block2.w3_2 = shared_weight((24, 24, 3, 3))  # W32
-        self.block2.bn2_s2 = nn.BatchNorm2d(48)  # BN of X2(2)
-        self.block2.bn3_s2 = nn.BatchNorm2d(48)  # BN of X3(2)
+        self.block2.bn2_s2 = nn.BatchNorm2d(48)  # BN of X2(2)'s inputs
+        self.block2.bn3_s2 = nn.BatchNorm2d(48)  # BN of X3(2)'s inputs
 
         # Head
         self.head.bn2 = nn.BatchNorm2d(144)
@@ -147,7 +147,7 @@ class CliquenetDigits(nn.Module):
         t1_bn = self.transition1.bn(b1_transit)  # (B, 72, 8, 8)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 72, 8, 8)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 72, 8, 8)
-        t1_drop = self.block1.dropout(t1_conv)  # (B, 72, 8, 8)
+        t1_drop = self.block1.dropout(t1_conv)  # (B, 72, 8, 8), at block 1's rate
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 72, 4, 4)
 
         # Head
@@ -296,7 +296,7 @@ class CliquenetDigits(nn.Module):
         self.memory_efficient = enable
 
 
-Model = CliquenetDigits
+Model = CliqueNetDigits
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------

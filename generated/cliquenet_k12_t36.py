@@ -7,8 +7,6 @@ Needs only torch; ``Model()`` builds the network with fresh weights.
 The model class comes first; the runtime functions it calls follow it.
 """
 
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,8 +21,8 @@ INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
 
-class CliquenetK12T36(nn.Module):
-    """The clique network ``cliquenet-k12-t36``.
+class CliqueNetK12T36(nn.Module):
+    """The CliqueNet ``cliquenet-k12-t36``.
 
     CliqueNet with DenseNet's k=12, T=36: 3 blocks of 12 layers
 
@@ -36,7 +34,7 @@ class CliquenetK12T36(nn.Module):
         X0 of 144 channels; feature X0 + stage II, stage II to the next block.
     Block 3: 12 layers of k=12, 2 stages, 3x3 W_ij, dropout 0.2;
         X0 of 144 channels; feature X0 + stage II.
-    Transitions: BN, ReLU, 1x1 conv, 2x2 average pool.
+    Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before, 2x2 average pool.
     Head: each block feature BN, ReLU, global average pool;
         concatenated (784 features) -> linear.
     """
@@ -48,178 +46,43 @@ class CliquenetK12T36(nn.Module):
         self.stem.conv = conv2d(3, 64, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in")
 
         # Block 1: 12 layers of k=12, 2 stages, 3x3 W_ij, dropout 0.2
-        self.block1 = nn.Module()
-        self.block1.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X12(1)
-        self.block1.w0_1 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)
-        self.block1.w0_2 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W02
-        self.block1.w1_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(76, eps=0.001, momentum=0.001)  # BN of X2(1)
-        self.block1.w0_3 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W03
-        self.block1.w1_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W13
-        self.block1.w2_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(88, eps=0.001, momentum=0.001)  # BN of X3(1)
-        self.block1.w0_4 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W04
-        self.block1.w1_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W14
-        self.block1.w2_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W24
-        self.block1.w3_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(100, eps=0.001, momentum=0.001)  # BN of X4(1)
-        self.block1.w0_5 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W05
-        self.block1.w1_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W15
-        self.block1.w2_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W25
-        self.block1.w3_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W35
-        self.block1.w4_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(112, eps=0.001, momentum=0.001)  # BN of X5(1)
-        self.block1.w0_6 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W06
-        self.block1.w1_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W16
-        self.block1.w2_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W26
-        self.block1.w3_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W36
-        self.block1.w4_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W46
-        self.block1.w5_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(124, eps=0.001, momentum=0.001)  # BN of X6(1)
-        self.block1.w0_7 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W07
-        self.block1.w1_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W17
-        self.block1.w2_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W27
-        self.block1.w3_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W37
-        self.block1.w4_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W47
-        self.block1.w5_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W57
-        self.block1.w6_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W67
-        self.block1.bn7_s1 = nn.BatchNorm2d(136, eps=0.001, momentum=0.001)  # BN of X7(1)
-        self.block1.w0_8 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W08
-        self.block1.w1_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W18
-        self.block1.w2_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W28
-        self.block1.w3_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W38
-        self.block1.w4_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W48
-        self.block1.w5_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W58
-        self.block1.w6_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W68
-        self.block1.w7_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W78
-        self.block1.bn8_s1 = nn.BatchNorm2d(148, eps=0.001, momentum=0.001)  # BN of X8(1)
-        self.block1.w0_9 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W09
-        self.block1.w1_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W19
-        self.block1.w2_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W29
-        self.block1.w3_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W39
-        self.block1.w4_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W49
-        self.block1.w5_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W59
-        self.block1.w6_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W69
-        self.block1.w7_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W79
-        self.block1.w8_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W89
-        self.block1.bn9_s1 = nn.BatchNorm2d(160, eps=0.001, momentum=0.001)  # BN of X9(1)
-        self.block1.w0_10 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W0,10
-        self.block1.w1_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,10
-        self.block1.w2_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,10
-        self.block1.w3_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,10
-        self.block1.w4_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,10
-        self.block1.w5_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,10
-        self.block1.w6_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,10
-        self.block1.w7_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,10
-        self.block1.w8_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,10
-        self.block1.w9_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,10
-        self.block1.bn10_s1 = nn.BatchNorm2d(172, eps=0.001, momentum=0.001)  # BN of X10(1)
-        self.block1.w0_11 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W0,11
-        self.block1.w1_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,11
-        self.block1.w2_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,11
-        self.block1.w3_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,11
-        self.block1.w4_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,11
-        self.block1.w5_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,11
-        self.block1.w6_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,11
-        self.block1.w7_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,11
-        self.block1.w8_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,11
-        self.block1.w9_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,11
-        self.block1.w10_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,11
-        self.block1.bn11_s1 = nn.BatchNorm2d(184, eps=0.001, momentum=0.001)  # BN of X11(1)
-        self.block1.w0_12 = shared_weight((12, 64, 3, 3), init="truncated-normal-fan-in")  # W0,12
-        self.block1.w1_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,12
-        self.block1.w2_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,12
-        self.block1.w3_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,12
-        self.block1.w4_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,12
-        self.block1.w5_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,12
-        self.block1.w6_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,12
-        self.block1.w7_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,12
-        self.block1.w8_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,12
-        self.block1.w9_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,12
-        self.block1.w10_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,12
-        self.block1.w11_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,12
-        self.block1.bn12_s1 = nn.BatchNorm2d(196, eps=0.001, momentum=0.001)  # BN of X12(1)
-        # Stage II: X1(2) to X12(2), with the W_ij earlier stages did not use
-        self.block1.w2_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W21
-        self.block1.w3_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W31
-        self.block1.w4_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W41
-        self.block1.w5_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W51
-        self.block1.w6_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W61
-        self.block1.w7_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W71
-        self.block1.w8_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W81
-        self.block1.w9_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W91
-        self.block1.w10_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,1
-        self.block1.w11_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,1
-        self.block1.w12_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,1
-        self.block1.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)
-        self.block1.w3_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W32
-        self.block1.w4_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W42
-        self.block1.w5_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W52
-        self.block1.w6_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W62
-        self.block1.w7_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W72
-        self.block1.w8_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W82
-        self.block1.w9_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W92
-        self.block1.w10_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,2
-        self.block1.w11_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,2
-        self.block1.w12_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,2
-        self.block1.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)
-        self.block1.w4_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W43
-        self.block1.w5_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W53
-        self.block1.w6_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W63
-        self.block1.w7_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W73
-        self.block1.w8_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W83
-        self.block1.w9_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W93
-        self.block1.w10_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,3
-        self.block1.w11_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,3
-        self.block1.w12_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,3
-        self.block1.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)
-        self.block1.w5_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W54
-        self.block1.w6_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W64
-        self.block1.w7_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W74
-        self.block1.w8_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W84
-        self.block1.w9_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W94
-        self.block1.w10_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,4
-        self.block1.w11_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,4
-        self.block1.w12_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,4
-        self.block1.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)
-        self.block1.w6_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W65
-        self.block1.w7_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W75
-        self.block1.w8_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W85
-        self.block1.w9_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W95
-        self.block1.w10_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,5
-        self.block1.w11_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,5
-        self.block1.w12_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,5
-        self.block1.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)
-        self.block1.w7_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W76
-        self.block1.w8_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W86
-        self.block1.w9_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W96
-        self.block1.w10_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,6
-        self.block1.w11_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,6
-        self.block1.w12_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,6
-        self.block1.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)
-        self.block1.w8_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W87
-        self.block1.w9_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W97
-        self.block1.w10_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,7
-        self.block1.w11_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,7
-        self.block1.w12_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,7
-        self.block1.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)
-        self.block1.w9_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W98
-        self.block1.w10_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,8
-        self.block1.w11_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,8
-        self.block1.w12_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,8
-        self.block1.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)
-        self.block1.w10_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,9
-        self.block1.w11_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,9
-        self.block1.w12_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,9
-        self.block1.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)
-        self.block1.w11_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,10
-        self.block1.w12_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,10
-        self.block1.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)
-        self.block1.w12_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,11
-        self.block1.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)
-        self.block1.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)
+        self.block1 = CliqueBlock(
+            in_channels=64,
+            channels=12,
+            kernel=3,
+            dropout=0.2,
+            init="truncated-normal-fan-in",
+            eps=0.001,
+            momentum=0.001,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                # Stage I
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+                # Stage II
+                (1, 2),  # X1(2) = g(W21*X2(1) + ... + W12,1*X12(1))
+                (2, 2),  # X2(2) = g(W12*X1(2) + W32*X3(1) + ... + W12,2*X12(1))
+                (3, 2),  # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1) + ... + W12,3*X12(1))
+                (4, 2),  # X4(2) = g(W14*X1(2) + ... + W34*X3(2) + W54*X5(1) + ... + W12,4*X12(1))
+                (5, 2),  # X5(2) = g(W15*X1(2) + ... + W45*X4(2) + W65*X6(1) + ... + W12,5*X12(1))
+                (6, 2),  # X6(2) = g(W16*X1(2) + ... + W56*X5(2) + W76*X7(1) + ... + W12,6*X12(1))
+                (7, 2),  # X7(2) = g(W17*X1(2) + ... + W67*X6(2) + W87*X8(1) + ... + W12,7*X12(1))
+                (8, 2),  # X8(2) = g(W18*X1(2) + ... + W78*X7(2) + W98*X9(1) + ... + W12,8*X12(1))
+                (9, 2),  # X9(2) = g(W19*X1(2) + ... + W89*X8(2) + W10,9*X10(1) + ... + W12,9*X12(1))
+                (10, 2),  # X10(2) = g(W1,10*X1(2) + ... + W9,10*X9(2) + W11,10*X11(1) + W12,10*X12(1))
+                (11, 2),  # X11(2) = g(W1,11*X1(2) + ... + W10,11*X10(2) + W12,11*X12(1))
+                (12, 2),  # X12(2) = g(W1,12*X1(2) + ... + W11,12*X11(2))
+            ],
+        )
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -233,178 +96,43 @@ class CliquenetK12T36(nn.Module):
         self.head.bn1 = nn.BatchNorm2d(208, eps=0.001, momentum=0.001)
 
         # Block 2: 12 layers of k=12, 2 stages, 3x3 W_ij, dropout 0.2
-        self.block2 = nn.Module()
-        self.block2.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X12(1)
-        self.block2.w0_1 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)
-        self.block2.w0_2 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W02
-        self.block2.w1_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(156, eps=0.001, momentum=0.001)  # BN of X2(1)
-        self.block2.w0_3 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W03
-        self.block2.w1_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W13
-        self.block2.w2_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X3(1)
-        self.block2.w0_4 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W04
-        self.block2.w1_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W14
-        self.block2.w2_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W24
-        self.block2.w3_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X4(1)
-        self.block2.w0_5 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W05
-        self.block2.w1_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W15
-        self.block2.w2_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W25
-        self.block2.w3_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W35
-        self.block2.w4_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X5(1)
-        self.block2.w0_6 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W06
-        self.block2.w1_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W16
-        self.block2.w2_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W26
-        self.block2.w3_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W36
-        self.block2.w4_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W46
-        self.block2.w5_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(204, eps=0.001, momentum=0.001)  # BN of X6(1)
-        self.block2.w0_7 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W07
-        self.block2.w1_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W17
-        self.block2.w2_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W27
-        self.block2.w3_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W37
-        self.block2.w4_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W47
-        self.block2.w5_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W57
-        self.block2.w6_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X7(1)
-        self.block2.w0_8 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W08
-        self.block2.w1_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W18
-        self.block2.w2_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W28
-        self.block2.w3_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W38
-        self.block2.w4_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W48
-        self.block2.w5_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W58
-        self.block2.w6_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W68
-        self.block2.w7_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(228, eps=0.001, momentum=0.001)  # BN of X8(1)
-        self.block2.w0_9 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W09
-        self.block2.w1_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W19
-        self.block2.w2_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W29
-        self.block2.w3_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W39
-        self.block2.w4_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W49
-        self.block2.w5_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W59
-        self.block2.w6_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W69
-        self.block2.w7_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W79
-        self.block2.w8_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X9(1)
-        self.block2.w0_10 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,10
-        self.block2.w1_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,10
-        self.block2.w2_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,10
-        self.block2.w3_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,10
-        self.block2.w4_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,10
-        self.block2.w5_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,10
-        self.block2.w6_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,10
-        self.block2.w7_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,10
-        self.block2.w8_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,10
-        self.block2.w9_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X10(1)
-        self.block2.w0_11 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,11
-        self.block2.w1_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,11
-        self.block2.w2_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,11
-        self.block2.w3_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,11
-        self.block2.w4_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,11
-        self.block2.w5_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,11
-        self.block2.w6_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,11
-        self.block2.w7_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,11
-        self.block2.w8_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,11
-        self.block2.w9_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,11
-        self.block2.w10_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X11(1)
-        self.block2.w0_12 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,12
-        self.block2.w1_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,12
-        self.block2.w2_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,12
-        self.block2.w3_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,12
-        self.block2.w4_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,12
-        self.block2.w5_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,12
-        self.block2.w6_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,12
-        self.block2.w7_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,12
-        self.block2.w8_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,12
-        self.block2.w9_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,12
-        self.block2.w10_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,12
-        self.block2.w11_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(276, eps=0.001, momentum=0.001)  # BN of X12(1)
-        # Stage II: X1(2) to X12(2), with the W_ij earlier stages did not use
-        self.block2.w2_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W21
-        self.block2.w3_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W31
-        self.block2.w4_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W41
-        self.block2.w5_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W51
-        self.block2.w6_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W61
-        self.block2.w7_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W71
-        self.block2.w8_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W81
-        self.block2.w9_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W91
-        self.block2.w10_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,1
-        self.block2.w11_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,1
-        self.block2.w12_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,1
-        self.block2.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)
-        self.block2.w3_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W32
-        self.block2.w4_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W42
-        self.block2.w5_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W52
-        self.block2.w6_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W62
-        self.block2.w7_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W72
-        self.block2.w8_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W82
-        self.block2.w9_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W92
-        self.block2.w10_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,2
-        self.block2.w11_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,2
-        self.block2.w12_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,2
-        self.block2.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)
-        self.block2.w4_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W43
-        self.block2.w5_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W53
-        self.block2.w6_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W63
-        self.block2.w7_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W73
-        self.block2.w8_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W83
-        self.block2.w9_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W93
-        self.block2.w10_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,3
-        self.block2.w11_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,3
-        self.block2.w12_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,3
-        self.block2.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)
-        self.block2.w5_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W54
-        self.block2.w6_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W64
-        self.block2.w7_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W74
-        self.block2.w8_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W84
-        self.block2.w9_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W94
-        self.block2.w10_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,4
-        self.block2.w11_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,4
-        self.block2.w12_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,4
-        self.block2.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)
-        self.block2.w6_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W65
-        self.block2.w7_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W75
-        self.block2.w8_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W85
-        self.block2.w9_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W95
-        self.block2.w10_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,5
-        self.block2.w11_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,5
-        self.block2.w12_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,5
-        self.block2.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)
-        self.block2.w7_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W76
-        self.block2.w8_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W86
-        self.block2.w9_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W96
-        self.block2.w10_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,6
-        self.block2.w11_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,6
-        self.block2.w12_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,6
-        self.block2.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)
-        self.block2.w8_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W87
-        self.block2.w9_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W97
-        self.block2.w10_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,7
-        self.block2.w11_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,7
-        self.block2.w12_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,7
-        self.block2.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)
-        self.block2.w9_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W98
-        self.block2.w10_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,8
-        self.block2.w11_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,8
-        self.block2.w12_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,8
-        self.block2.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)
-        self.block2.w10_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,9
-        self.block2.w11_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,9
-        self.block2.w12_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,9
-        self.block2.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)
-        self.block2.w11_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,10
-        self.block2.w12_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,10
-        self.block2.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)
-        self.block2.w12_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,11
-        self.block2.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)
-        self.block2.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)
+        self.block2 = CliqueBlock(
+            in_channels=144,
+            channels=12,
+            kernel=3,
+            dropout=0.2,
+            init="truncated-normal-fan-in",
+            eps=0.001,
+            momentum=0.001,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                # Stage I
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+                # Stage II
+                (1, 2),  # X1(2) = g(W21*X2(1) + ... + W12,1*X12(1))
+                (2, 2),  # X2(2) = g(W12*X1(2) + W32*X3(1) + ... + W12,2*X12(1))
+                (3, 2),  # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1) + ... + W12,3*X12(1))
+                (4, 2),  # X4(2) = g(W14*X1(2) + ... + W34*X3(2) + W54*X5(1) + ... + W12,4*X12(1))
+                (5, 2),  # X5(2) = g(W15*X1(2) + ... + W45*X4(2) + W65*X6(1) + ... + W12,5*X12(1))
+                (6, 2),  # X6(2) = g(W16*X1(2) + ... + W56*X5(2) + W76*X7(1) + ... + W12,6*X12(1))
+                (7, 2),  # X7(2) = g(W17*X1(2) + ... + W67*X6(2) + W87*X8(1) + ... + W12,7*X12(1))
+                (8, 2),  # X8(2) = g(W18*X1(2) + ... + W78*X7(2) + W98*X9(1) + ... + W12,8*X12(1))
+                (9, 2),  # X9(2) = g(W19*X1(2) + ... + W89*X8(2) + W10,9*X10(1) + ... + W12,9*X12(1))
+                (10, 2),  # X10(2) = g(W1,10*X1(2) + ... + W9,10*X9(2) + W11,10*X11(1) + W12,10*X12(1))
+                (11, 2),  # X11(2) = g(W1,11*X1(2) + ... + W10,11*X10(2) + W12,11*X12(1))
+                (12, 2),  # X12(2) = g(W1,12*X1(2) + ... + W11,12*X11(2))
+            ],
+        )
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -417,178 +145,43 @@ class CliquenetK12T36(nn.Module):
         self.head.bn2 = nn.BatchNorm2d(288, eps=0.001, momentum=0.001)
 
         # Block 3: 12 layers of k=12, 2 stages, 3x3 W_ij, dropout 0.2
-        self.block3 = nn.Module()
-        self.block3.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X12(1)
-        self.block3.w0_1 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)
-        self.block3.w0_2 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W02
-        self.block3.w1_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(156, eps=0.001, momentum=0.001)  # BN of X2(1)
-        self.block3.w0_3 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W03
-        self.block3.w1_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W13
-        self.block3.w2_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X3(1)
-        self.block3.w0_4 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W04
-        self.block3.w1_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W14
-        self.block3.w2_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W24
-        self.block3.w3_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X4(1)
-        self.block3.w0_5 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W05
-        self.block3.w1_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W15
-        self.block3.w2_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W25
-        self.block3.w3_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W35
-        self.block3.w4_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X5(1)
-        self.block3.w0_6 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W06
-        self.block3.w1_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W16
-        self.block3.w2_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W26
-        self.block3.w3_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W36
-        self.block3.w4_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W46
-        self.block3.w5_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(204, eps=0.001, momentum=0.001)  # BN of X6(1)
-        self.block3.w0_7 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W07
-        self.block3.w1_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W17
-        self.block3.w2_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W27
-        self.block3.w3_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W37
-        self.block3.w4_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W47
-        self.block3.w5_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W57
-        self.block3.w6_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X7(1)
-        self.block3.w0_8 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W08
-        self.block3.w1_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W18
-        self.block3.w2_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W28
-        self.block3.w3_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W38
-        self.block3.w4_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W48
-        self.block3.w5_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W58
-        self.block3.w6_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W68
-        self.block3.w7_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(228, eps=0.001, momentum=0.001)  # BN of X8(1)
-        self.block3.w0_9 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W09
-        self.block3.w1_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W19
-        self.block3.w2_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W29
-        self.block3.w3_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W39
-        self.block3.w4_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W49
-        self.block3.w5_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W59
-        self.block3.w6_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W69
-        self.block3.w7_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W79
-        self.block3.w8_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X9(1)
-        self.block3.w0_10 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,10
-        self.block3.w1_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,10
-        self.block3.w2_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,10
-        self.block3.w3_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,10
-        self.block3.w4_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,10
-        self.block3.w5_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,10
-        self.block3.w6_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,10
-        self.block3.w7_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,10
-        self.block3.w8_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,10
-        self.block3.w9_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X10(1)
-        self.block3.w0_11 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,11
-        self.block3.w1_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,11
-        self.block3.w2_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,11
-        self.block3.w3_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,11
-        self.block3.w4_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,11
-        self.block3.w5_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,11
-        self.block3.w6_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,11
-        self.block3.w7_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,11
-        self.block3.w8_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,11
-        self.block3.w9_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,11
-        self.block3.w10_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X11(1)
-        self.block3.w0_12 = shared_weight((12, 144, 3, 3), init="truncated-normal-fan-in")  # W0,12
-        self.block3.w1_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W1,12
-        self.block3.w2_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W2,12
-        self.block3.w3_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W3,12
-        self.block3.w4_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W4,12
-        self.block3.w5_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W5,12
-        self.block3.w6_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W6,12
-        self.block3.w7_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W7,12
-        self.block3.w8_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W8,12
-        self.block3.w9_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W9,12
-        self.block3.w10_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,12
-        self.block3.w11_12 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(276, eps=0.001, momentum=0.001)  # BN of X12(1)
-        # Stage II: X1(2) to X12(2), with the W_ij earlier stages did not use
-        self.block3.w2_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W21
-        self.block3.w3_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W31
-        self.block3.w4_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W41
-        self.block3.w5_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W51
-        self.block3.w6_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W61
-        self.block3.w7_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W71
-        self.block3.w8_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W81
-        self.block3.w9_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W91
-        self.block3.w10_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,1
-        self.block3.w11_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,1
-        self.block3.w12_1 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,1
-        self.block3.bn1_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X1(2)
-        self.block3.w3_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W32
-        self.block3.w4_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W42
-        self.block3.w5_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W52
-        self.block3.w6_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W62
-        self.block3.w7_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W72
-        self.block3.w8_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W82
-        self.block3.w9_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W92
-        self.block3.w10_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,2
-        self.block3.w11_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,2
-        self.block3.w12_2 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,2
-        self.block3.bn2_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X2(2)
-        self.block3.w4_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W43
-        self.block3.w5_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W53
-        self.block3.w6_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W63
-        self.block3.w7_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W73
-        self.block3.w8_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W83
-        self.block3.w9_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W93
-        self.block3.w10_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,3
-        self.block3.w11_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,3
-        self.block3.w12_3 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,3
-        self.block3.bn3_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X3(2)
-        self.block3.w5_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W54
-        self.block3.w6_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W64
-        self.block3.w7_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W74
-        self.block3.w8_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W84
-        self.block3.w9_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W94
-        self.block3.w10_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,4
-        self.block3.w11_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,4
-        self.block3.w12_4 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,4
-        self.block3.bn4_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X4(2)
-        self.block3.w6_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W65
-        self.block3.w7_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W75
-        self.block3.w8_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W85
-        self.block3.w9_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W95
-        self.block3.w10_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,5
-        self.block3.w11_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,5
-        self.block3.w12_5 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,5
-        self.block3.bn5_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X5(2)
-        self.block3.w7_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W76
-        self.block3.w8_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W86
-        self.block3.w9_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W96
-        self.block3.w10_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,6
-        self.block3.w11_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,6
-        self.block3.w12_6 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,6
-        self.block3.bn6_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X6(2)
-        self.block3.w8_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W87
-        self.block3.w9_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W97
-        self.block3.w10_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,7
-        self.block3.w11_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,7
-        self.block3.w12_7 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,7
-        self.block3.bn7_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X7(2)
-        self.block3.w9_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W98
-        self.block3.w10_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,8
-        self.block3.w11_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,8
-        self.block3.w12_8 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,8
-        self.block3.bn8_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X8(2)
-        self.block3.w10_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W10,9
-        self.block3.w11_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,9
-        self.block3.w12_9 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,9
-        self.block3.bn9_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X9(2)
-        self.block3.w11_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W11,10
-        self.block3.w12_10 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,10
-        self.block3.bn10_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X10(2)
-        self.block3.w12_11 = shared_weight((12, 12, 3, 3), init="truncated-normal-fan-in")  # W12,11
-        self.block3.bn11_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X11(2)
-        self.block3.bn12_s2 = nn.BatchNorm2d(132, eps=0.001, momentum=0.001)  # BN of X12(2)
+        self.block3 = CliqueBlock(
+            in_channels=144,
+            channels=12,
+            kernel=3,
+            dropout=0.2,
+            init="truncated-normal-fan-in",
+            eps=0.001,
+            momentum=0.001,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                # Stage I
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+                # Stage II
+                (1, 2),  # X1(2) = g(W21*X2(1) + ... + W12,1*X12(1))
+                (2, 2),  # X2(2) = g(W12*X1(2) + W32*X3(1) + ... + W12,2*X12(1))
+                (3, 2),  # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1) + ... + W12,3*X12(1))
+                (4, 2),  # X4(2) = g(W14*X1(2) + ... + W34*X3(2) + W54*X5(1) + ... + W12,4*X12(1))
+                (5, 2),  # X5(2) = g(W15*X1(2) + ... + W45*X4(2) + W65*X6(1) + ... + W12,5*X12(1))
+                (6, 2),  # X6(2) = g(W16*X1(2) + ... + W56*X5(2) + W76*X7(1) + ... + W12,6*X12(1))
+                (7, 2),  # X7(2) = g(W17*X1(2) + ... + W67*X6(2) + W87*X8(1) + ... + W12,7*X12(1))
+                (8, 2),  # X8(2) = g(W18*X1(2) + ... + W78*X7(2) + W98*X9(1) + ... + W12,8*X12(1))
+                (9, 2),  # X9(2) = g(W19*X1(2) + ... + W89*X8(2) + W10,9*X10(1) + ... + W12,9*X12(1))
+                (10, 2),  # X10(2) = g(W1,10*X1(2) + ... + W9,10*X9(2) + W11,10*X11(1) + W12,10*X12(1))
+                (11, 2),  # X11(2) = g(W1,11*X1(2) + ... + W10,11*X10(2) + W12,11*X12(1))
+                (12, 2),  # X12(2) = g(W1,12*X1(2) + ... + W11,12*X11(2))
+            ],
+        )
 
         # Head
         self.head.bn3 = nn.BatchNorm2d(288, eps=0.001, momentum=0.001)
@@ -619,564 +212,21 @@ class CliquenetK12T36(nn.Module):
 
         b1_x0 (B, 64, 32, 32) -> b2_x0 (B, 144, 16, 16), h1_pooled (B, 208).
         """
-        block = self.block1
-        update = partial(
-            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b1_x1_s1 = update([b1_x0], [block.w0_1], block.bn1_s1)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b1_x2_s1 = update([b1_x0, b1_x1_s1], [block.w0_2, block.w1_2], block.bn2_s1)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b1_x3_s1 = update([b1_x0, b1_x1_s1, b1_x2_s1], [block.w0_3, block.w1_3, block.w2_3], block.bn3_s1)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b1_x4_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b1_x5_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b1_x6_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b1_x7_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b1_x8_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b1_x9_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1, b1_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b1_x10_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1, b1_x8_s1, b1_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b1_x11_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b1_x12_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-        )
-        # X1(2) = g(W21*X2(1) + W31*X3(1) + W41*X4(1) + W51*X5(1) + W61*X6(1) + W71*X7(1) + W81*X8(1) +
-        #   W91*X9(1) + W10,1*X10(1) + W11,1*X11(1) + W12,1*X12(1))
-        b1_x1_s2 = update(
-            [
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w2_1,
-                block.w3_1,
-                block.w4_1,
-                block.w5_1,
-                block.w6_1,
-                block.w7_1,
-                block.w8_1,
-                block.w9_1,
-                block.w10_1,
-                block.w11_1,
-                block.w12_1,
-            ],
-            block.bn1_s2,
-        )
-        # X2(2) = g(W12*X1(2) + W32*X3(1) + W42*X4(1) + W52*X5(1) + W62*X6(1) + W72*X7(1) + W82*X8(1) +
-        #   W92*X9(1) + W10,2*X10(1) + W11,2*X11(1) + W12,2*X12(1))
-        b1_x2_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_2,
-                block.w3_2,
-                block.w4_2,
-                block.w5_2,
-                block.w6_2,
-                block.w7_2,
-                block.w8_2,
-                block.w9_2,
-                block.w10_2,
-                block.w11_2,
-                block.w12_2,
-            ],
-            block.bn2_s2,
-        )
-        # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1) + W53*X5(1) + W63*X6(1) + W73*X7(1) + W83*X8(1) +
-        #   W93*X9(1) + W10,3*X10(1) + W11,3*X11(1) + W12,3*X12(1))
-        b1_x3_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_3,
-                block.w2_3,
-                block.w4_3,
-                block.w5_3,
-                block.w6_3,
-                block.w7_3,
-                block.w8_3,
-                block.w9_3,
-                block.w10_3,
-                block.w11_3,
-                block.w12_3,
-            ],
-            block.bn3_s2,
-        )
-        # X4(2) = g(W14*X1(2) + W24*X2(2) + W34*X3(2) + W54*X5(1) + W64*X6(1) + W74*X7(1) + W84*X8(1) +
-        #   W94*X9(1) + W10,4*X10(1) + W11,4*X11(1) + W12,4*X12(1))
-        b1_x4_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_4,
-                block.w2_4,
-                block.w3_4,
-                block.w5_4,
-                block.w6_4,
-                block.w7_4,
-                block.w8_4,
-                block.w9_4,
-                block.w10_4,
-                block.w11_4,
-                block.w12_4,
-            ],
-            block.bn4_s2,
-        )
-        # X5(2) = g(W15*X1(2) + W25*X2(2) + W35*X3(2) + W45*X4(2) + W65*X6(1) + W75*X7(1) + W85*X8(1) +
-        #   W95*X9(1) + W10,5*X10(1) + W11,5*X11(1) + W12,5*X12(1))
-        b1_x5_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_5,
-                block.w2_5,
-                block.w3_5,
-                block.w4_5,
-                block.w6_5,
-                block.w7_5,
-                block.w8_5,
-                block.w9_5,
-                block.w10_5,
-                block.w11_5,
-                block.w12_5,
-            ],
-            block.bn5_s2,
-        )
-        # X6(2) = g(W16*X1(2) + W26*X2(2) + W36*X3(2) + W46*X4(2) + W56*X5(2) + W76*X7(1) + W86*X8(1) +
-        #   W96*X9(1) + W10,6*X10(1) + W11,6*X11(1) + W12,6*X12(1))
-        b1_x6_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_6,
-                block.w2_6,
-                block.w3_6,
-                block.w4_6,
-                block.w5_6,
-                block.w7_6,
-                block.w8_6,
-                block.w9_6,
-                block.w10_6,
-                block.w11_6,
-                block.w12_6,
-            ],
-            block.bn6_s2,
-        )
-        # X7(2) = g(W17*X1(2) + W27*X2(2) + W37*X3(2) + W47*X4(2) + W57*X5(2) + W67*X6(2) + W87*X8(1) +
-        #   W97*X9(1) + W10,7*X10(1) + W11,7*X11(1) + W12,7*X12(1))
-        b1_x7_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x6_s2,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_7,
-                block.w2_7,
-                block.w3_7,
-                block.w4_7,
-                block.w5_7,
-                block.w6_7,
-                block.w8_7,
-                block.w9_7,
-                block.w10_7,
-                block.w11_7,
-                block.w12_7,
-            ],
-            block.bn7_s2,
-        )
-        # X8(2) = g(W18*X1(2) + W28*X2(2) + W38*X3(2) + W48*X4(2) + W58*X5(2) + W68*X6(2) + W78*X7(2) +
-        #   W98*X9(1) + W10,8*X10(1) + W11,8*X11(1) + W12,8*X12(1))
-        b1_x8_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x6_s2,
-                b1_x7_s2,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_8,
-                block.w2_8,
-                block.w3_8,
-                block.w4_8,
-                block.w5_8,
-                block.w6_8,
-                block.w7_8,
-                block.w9_8,
-                block.w10_8,
-                block.w11_8,
-                block.w12_8,
-            ],
-            block.bn8_s2,
-        )
-        # X9(2) = g(W19*X1(2) + W29*X2(2) + W39*X3(2) + W49*X4(2) + W59*X5(2) + W69*X6(2) + W79*X7(2) +
-        #   W89*X8(2) + W10,9*X10(1) + W11,9*X11(1) + W12,9*X12(1))
-        b1_x9_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x6_s2,
-                b1_x7_s2,
-                b1_x8_s2,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-                block.w10_9,
-                block.w11_9,
-                block.w12_9,
-            ],
-            block.bn9_s2,
-        )
-        # X10(2) = g(W1,10*X1(2) + W2,10*X2(2) + W3,10*X3(2) + W4,10*X4(2) + W5,10*X5(2) + W6,10*X6(2) +
-        #   W7,10*X7(2) + W8,10*X8(2) + W9,10*X9(2) + W11,10*X11(1) + W12,10*X12(1))
-        b1_x10_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x6_s2,
-                b1_x7_s2,
-                b1_x8_s2,
-                b1_x9_s2,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-                block.w11_10,
-                block.w12_10,
-            ],
-            block.bn10_s2,
-        )
-        # X11(2) = g(W1,11*X1(2) + W2,11*X2(2) + W3,11*X3(2) + W4,11*X4(2) + W5,11*X5(2) + W6,11*X6(2) +
-        #   W7,11*X7(2) + W8,11*X8(2) + W9,11*X9(2) + W10,11*X10(2) + W12,11*X12(1))
-        b1_x11_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x6_s2,
-                b1_x7_s2,
-                b1_x8_s2,
-                b1_x9_s2,
-                b1_x10_s2,
-                b1_x12_s1,
-            ],
-            [
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-                block.w12_11,
-            ],
-            block.bn11_s2,
-        )
-        # X12(2) = g(W1,12*X1(2) + W2,12*X2(2) + W3,12*X3(2) + W4,12*X4(2) + W5,12*X5(2) + W6,12*X6(2) +
-        #   W7,12*X7(2) + W8,12*X8(2) + W9,12*X9(2) + W10,12*X10(2) + W11,12*X11(2))
-        b1_x12_s2 = update(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x6_s2,
-                b1_x7_s2,
-                b1_x8_s2,
-                b1_x9_s2,
-                b1_x10_s2,
-                b1_x11_s2,
-            ],
-            [
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s2,
-        )
+        # the 24 updates of __init__'s schedule; after[k]: X1 to X12 once stage k has run
+        after = self.block1(b1_x0, self.memory_efficient)
 
         # Transition 1
-        b1_transit = torch.cat(
-            [
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x6_s2,
-                b1_x7_s2,
-                b1_x8_s2,
-                b1_x9_s2,
-                b1_x10_s2,
-                b1_x11_s2,
-                b1_x12_s2,
-            ],
-            1,
-        )
+        b1_transit = torch.cat(after[2], 1)  # (B, 144, 32, 32)
         if maps is not None:  # the map block 1 hands on
             maps.append(b1_transit)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 144, 32, 32)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 144, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 144, 32, 32)
-        t1_drop = self.block1.dropout(t1_conv)  # (B, 144, 32, 32)
+        t1_drop = self.block1.dropout(t1_conv)  # (B, 144, 32, 32), at block 1's rate
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 144, 16, 16)
 
         # Head
-        b1_feature = torch.cat(
-            [
-                b1_x0,
-                b1_x1_s2,
-                b1_x2_s2,
-                b1_x3_s2,
-                b1_x4_s2,
-                b1_x5_s2,
-                b1_x6_s2,
-                b1_x7_s2,
-                b1_x8_s2,
-                b1_x9_s2,
-                b1_x10_s2,
-                b1_x11_s2,
-                b1_x12_s2,
-            ],
-            1,
-        )
+        b1_feature = torch.cat([b1_x0, *after[2]], 1)  # (B, 208, 32, 32)
         h1_bn = self.head.bn1(b1_feature)  # (B, 208, 32, 32)
         h1_relu = F.relu(h1_bn, inplace=True)  # (B, 208, 32, 32)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 208)
@@ -1189,564 +239,21 @@ class CliquenetK12T36(nn.Module):
 
         b2_x0 (B, 144, 16, 16) -> b3_x0 (B, 144, 8, 8), h2_pooled (B, 288).
         """
-        block = self.block2
-        update = partial(
-            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b2_x1_s1 = update([b2_x0], [block.w0_1], block.bn1_s1)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b2_x2_s1 = update([b2_x0, b2_x1_s1], [block.w0_2, block.w1_2], block.bn2_s1)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b2_x3_s1 = update([b2_x0, b2_x1_s1, b2_x2_s1], [block.w0_3, block.w1_3, block.w2_3], block.bn3_s1)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b2_x4_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b2_x5_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b2_x6_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b2_x7_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b2_x8_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b2_x9_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1, b2_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b2_x10_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1, b2_x8_s1, b2_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b2_x11_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b2_x12_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-        )
-        # X1(2) = g(W21*X2(1) + W31*X3(1) + W41*X4(1) + W51*X5(1) + W61*X6(1) + W71*X7(1) + W81*X8(1) +
-        #   W91*X9(1) + W10,1*X10(1) + W11,1*X11(1) + W12,1*X12(1))
-        b2_x1_s2 = update(
-            [
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w2_1,
-                block.w3_1,
-                block.w4_1,
-                block.w5_1,
-                block.w6_1,
-                block.w7_1,
-                block.w8_1,
-                block.w9_1,
-                block.w10_1,
-                block.w11_1,
-                block.w12_1,
-            ],
-            block.bn1_s2,
-        )
-        # X2(2) = g(W12*X1(2) + W32*X3(1) + W42*X4(1) + W52*X5(1) + W62*X6(1) + W72*X7(1) + W82*X8(1) +
-        #   W92*X9(1) + W10,2*X10(1) + W11,2*X11(1) + W12,2*X12(1))
-        b2_x2_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_2,
-                block.w3_2,
-                block.w4_2,
-                block.w5_2,
-                block.w6_2,
-                block.w7_2,
-                block.w8_2,
-                block.w9_2,
-                block.w10_2,
-                block.w11_2,
-                block.w12_2,
-            ],
-            block.bn2_s2,
-        )
-        # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1) + W53*X5(1) + W63*X6(1) + W73*X7(1) + W83*X8(1) +
-        #   W93*X9(1) + W10,3*X10(1) + W11,3*X11(1) + W12,3*X12(1))
-        b2_x3_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_3,
-                block.w2_3,
-                block.w4_3,
-                block.w5_3,
-                block.w6_3,
-                block.w7_3,
-                block.w8_3,
-                block.w9_3,
-                block.w10_3,
-                block.w11_3,
-                block.w12_3,
-            ],
-            block.bn3_s2,
-        )
-        # X4(2) = g(W14*X1(2) + W24*X2(2) + W34*X3(2) + W54*X5(1) + W64*X6(1) + W74*X7(1) + W84*X8(1) +
-        #   W94*X9(1) + W10,4*X10(1) + W11,4*X11(1) + W12,4*X12(1))
-        b2_x4_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_4,
-                block.w2_4,
-                block.w3_4,
-                block.w5_4,
-                block.w6_4,
-                block.w7_4,
-                block.w8_4,
-                block.w9_4,
-                block.w10_4,
-                block.w11_4,
-                block.w12_4,
-            ],
-            block.bn4_s2,
-        )
-        # X5(2) = g(W15*X1(2) + W25*X2(2) + W35*X3(2) + W45*X4(2) + W65*X6(1) + W75*X7(1) + W85*X8(1) +
-        #   W95*X9(1) + W10,5*X10(1) + W11,5*X11(1) + W12,5*X12(1))
-        b2_x5_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_5,
-                block.w2_5,
-                block.w3_5,
-                block.w4_5,
-                block.w6_5,
-                block.w7_5,
-                block.w8_5,
-                block.w9_5,
-                block.w10_5,
-                block.w11_5,
-                block.w12_5,
-            ],
-            block.bn5_s2,
-        )
-        # X6(2) = g(W16*X1(2) + W26*X2(2) + W36*X3(2) + W46*X4(2) + W56*X5(2) + W76*X7(1) + W86*X8(1) +
-        #   W96*X9(1) + W10,6*X10(1) + W11,6*X11(1) + W12,6*X12(1))
-        b2_x6_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_6,
-                block.w2_6,
-                block.w3_6,
-                block.w4_6,
-                block.w5_6,
-                block.w7_6,
-                block.w8_6,
-                block.w9_6,
-                block.w10_6,
-                block.w11_6,
-                block.w12_6,
-            ],
-            block.bn6_s2,
-        )
-        # X7(2) = g(W17*X1(2) + W27*X2(2) + W37*X3(2) + W47*X4(2) + W57*X5(2) + W67*X6(2) + W87*X8(1) +
-        #   W97*X9(1) + W10,7*X10(1) + W11,7*X11(1) + W12,7*X12(1))
-        b2_x7_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x6_s2,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_7,
-                block.w2_7,
-                block.w3_7,
-                block.w4_7,
-                block.w5_7,
-                block.w6_7,
-                block.w8_7,
-                block.w9_7,
-                block.w10_7,
-                block.w11_7,
-                block.w12_7,
-            ],
-            block.bn7_s2,
-        )
-        # X8(2) = g(W18*X1(2) + W28*X2(2) + W38*X3(2) + W48*X4(2) + W58*X5(2) + W68*X6(2) + W78*X7(2) +
-        #   W98*X9(1) + W10,8*X10(1) + W11,8*X11(1) + W12,8*X12(1))
-        b2_x8_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x6_s2,
-                b2_x7_s2,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_8,
-                block.w2_8,
-                block.w3_8,
-                block.w4_8,
-                block.w5_8,
-                block.w6_8,
-                block.w7_8,
-                block.w9_8,
-                block.w10_8,
-                block.w11_8,
-                block.w12_8,
-            ],
-            block.bn8_s2,
-        )
-        # X9(2) = g(W19*X1(2) + W29*X2(2) + W39*X3(2) + W49*X4(2) + W59*X5(2) + W69*X6(2) + W79*X7(2) +
-        #   W89*X8(2) + W10,9*X10(1) + W11,9*X11(1) + W12,9*X12(1))
-        b2_x9_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x6_s2,
-                b2_x7_s2,
-                b2_x8_s2,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-                block.w10_9,
-                block.w11_9,
-                block.w12_9,
-            ],
-            block.bn9_s2,
-        )
-        # X10(2) = g(W1,10*X1(2) + W2,10*X2(2) + W3,10*X3(2) + W4,10*X4(2) + W5,10*X5(2) + W6,10*X6(2) +
-        #   W7,10*X7(2) + W8,10*X8(2) + W9,10*X9(2) + W11,10*X11(1) + W12,10*X12(1))
-        b2_x10_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x6_s2,
-                b2_x7_s2,
-                b2_x8_s2,
-                b2_x9_s2,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-                block.w11_10,
-                block.w12_10,
-            ],
-            block.bn10_s2,
-        )
-        # X11(2) = g(W1,11*X1(2) + W2,11*X2(2) + W3,11*X3(2) + W4,11*X4(2) + W5,11*X5(2) + W6,11*X6(2) +
-        #   W7,11*X7(2) + W8,11*X8(2) + W9,11*X9(2) + W10,11*X10(2) + W12,11*X12(1))
-        b2_x11_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x6_s2,
-                b2_x7_s2,
-                b2_x8_s2,
-                b2_x9_s2,
-                b2_x10_s2,
-                b2_x12_s1,
-            ],
-            [
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-                block.w12_11,
-            ],
-            block.bn11_s2,
-        )
-        # X12(2) = g(W1,12*X1(2) + W2,12*X2(2) + W3,12*X3(2) + W4,12*X4(2) + W5,12*X5(2) + W6,12*X6(2) +
-        #   W7,12*X7(2) + W8,12*X8(2) + W9,12*X9(2) + W10,12*X10(2) + W11,12*X11(2))
-        b2_x12_s2 = update(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x6_s2,
-                b2_x7_s2,
-                b2_x8_s2,
-                b2_x9_s2,
-                b2_x10_s2,
-                b2_x11_s2,
-            ],
-            [
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s2,
-        )
+        # the 24 updates of __init__'s schedule; after[k]: X1 to X12 once stage k has run
+        after = self.block2(b2_x0, self.memory_efficient)
 
         # Transition 2
-        b2_transit = torch.cat(
-            [
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x6_s2,
-                b2_x7_s2,
-                b2_x8_s2,
-                b2_x9_s2,
-                b2_x10_s2,
-                b2_x11_s2,
-                b2_x12_s2,
-            ],
-            1,
-        )
+        b2_transit = torch.cat(after[2], 1)  # (B, 144, 16, 16)
         if maps is not None:  # the map block 2 hands on
             maps.append(b2_transit)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 144, 16, 16)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 144, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 144, 16, 16)
-        t2_drop = self.block2.dropout(t2_conv)  # (B, 144, 16, 16)
+        t2_drop = self.block2.dropout(t2_conv)  # (B, 144, 16, 16), at block 2's rate
         b3_x0 = F.avg_pool2d(t2_drop, 2)  # (B, 144, 8, 8)
 
         # Head
-        b2_feature = torch.cat(
-            [
-                b2_x0,
-                b2_x1_s2,
-                b2_x2_s2,
-                b2_x3_s2,
-                b2_x4_s2,
-                b2_x5_s2,
-                b2_x6_s2,
-                b2_x7_s2,
-                b2_x8_s2,
-                b2_x9_s2,
-                b2_x10_s2,
-                b2_x11_s2,
-                b2_x12_s2,
-            ],
-            1,
-        )
+        b2_feature = torch.cat([b2_x0, *after[2]], 1)  # (B, 288, 16, 16)
         h2_bn = self.head.bn2(b2_feature)  # (B, 288, 16, 16)
         h2_relu = F.relu(h2_bn, inplace=True)  # (B, 288, 16, 16)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 288)
@@ -1757,538 +264,11 @@ class CliquenetK12T36(nn.Module):
 
         b3_x0 (B, 144, 8, 8) -> h3_pooled (B, 288).
         """
-        block = self.block3
-        update = partial(
-            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b3_x1_s1 = update([b3_x0], [block.w0_1], block.bn1_s1)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b3_x2_s1 = update([b3_x0, b3_x1_s1], [block.w0_2, block.w1_2], block.bn2_s1)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b3_x3_s1 = update([b3_x0, b3_x1_s1, b3_x2_s1], [block.w0_3, block.w1_3, block.w2_3], block.bn3_s1)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b3_x4_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b3_x5_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b3_x6_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b3_x7_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b3_x8_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b3_x9_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1, b3_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b3_x10_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1, b3_x8_s1, b3_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b3_x11_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b3_x12_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-        )
-        # X1(2) = g(W21*X2(1) + W31*X3(1) + W41*X4(1) + W51*X5(1) + W61*X6(1) + W71*X7(1) + W81*X8(1) +
-        #   W91*X9(1) + W10,1*X10(1) + W11,1*X11(1) + W12,1*X12(1))
-        b3_x1_s2 = update(
-            [
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w2_1,
-                block.w3_1,
-                block.w4_1,
-                block.w5_1,
-                block.w6_1,
-                block.w7_1,
-                block.w8_1,
-                block.w9_1,
-                block.w10_1,
-                block.w11_1,
-                block.w12_1,
-            ],
-            block.bn1_s2,
-        )
-        # X2(2) = g(W12*X1(2) + W32*X3(1) + W42*X4(1) + W52*X5(1) + W62*X6(1) + W72*X7(1) + W82*X8(1) +
-        #   W92*X9(1) + W10,2*X10(1) + W11,2*X11(1) + W12,2*X12(1))
-        b3_x2_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_2,
-                block.w3_2,
-                block.w4_2,
-                block.w5_2,
-                block.w6_2,
-                block.w7_2,
-                block.w8_2,
-                block.w9_2,
-                block.w10_2,
-                block.w11_2,
-                block.w12_2,
-            ],
-            block.bn2_s2,
-        )
-        # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1) + W53*X5(1) + W63*X6(1) + W73*X7(1) + W83*X8(1) +
-        #   W93*X9(1) + W10,3*X10(1) + W11,3*X11(1) + W12,3*X12(1))
-        b3_x3_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_3,
-                block.w2_3,
-                block.w4_3,
-                block.w5_3,
-                block.w6_3,
-                block.w7_3,
-                block.w8_3,
-                block.w9_3,
-                block.w10_3,
-                block.w11_3,
-                block.w12_3,
-            ],
-            block.bn3_s2,
-        )
-        # X4(2) = g(W14*X1(2) + W24*X2(2) + W34*X3(2) + W54*X5(1) + W64*X6(1) + W74*X7(1) + W84*X8(1) +
-        #   W94*X9(1) + W10,4*X10(1) + W11,4*X11(1) + W12,4*X12(1))
-        b3_x4_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_4,
-                block.w2_4,
-                block.w3_4,
-                block.w5_4,
-                block.w6_4,
-                block.w7_4,
-                block.w8_4,
-                block.w9_4,
-                block.w10_4,
-                block.w11_4,
-                block.w12_4,
-            ],
-            block.bn4_s2,
-        )
-        # X5(2) = g(W15*X1(2) + W25*X2(2) + W35*X3(2) + W45*X4(2) + W65*X6(1) + W75*X7(1) + W85*X8(1) +
-        #   W95*X9(1) + W10,5*X10(1) + W11,5*X11(1) + W12,5*X12(1))
-        b3_x5_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_5,
-                block.w2_5,
-                block.w3_5,
-                block.w4_5,
-                block.w6_5,
-                block.w7_5,
-                block.w8_5,
-                block.w9_5,
-                block.w10_5,
-                block.w11_5,
-                block.w12_5,
-            ],
-            block.bn5_s2,
-        )
-        # X6(2) = g(W16*X1(2) + W26*X2(2) + W36*X3(2) + W46*X4(2) + W56*X5(2) + W76*X7(1) + W86*X8(1) +
-        #   W96*X9(1) + W10,6*X10(1) + W11,6*X11(1) + W12,6*X12(1))
-        b3_x6_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x5_s2,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_6,
-                block.w2_6,
-                block.w3_6,
-                block.w4_6,
-                block.w5_6,
-                block.w7_6,
-                block.w8_6,
-                block.w9_6,
-                block.w10_6,
-                block.w11_6,
-                block.w12_6,
-            ],
-            block.bn6_s2,
-        )
-        # X7(2) = g(W17*X1(2) + W27*X2(2) + W37*X3(2) + W47*X4(2) + W57*X5(2) + W67*X6(2) + W87*X8(1) +
-        #   W97*X9(1) + W10,7*X10(1) + W11,7*X11(1) + W12,7*X12(1))
-        b3_x7_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x5_s2,
-                b3_x6_s2,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_7,
-                block.w2_7,
-                block.w3_7,
-                block.w4_7,
-                block.w5_7,
-                block.w6_7,
-                block.w8_7,
-                block.w9_7,
-                block.w10_7,
-                block.w11_7,
-                block.w12_7,
-            ],
-            block.bn7_s2,
-        )
-        # X8(2) = g(W18*X1(2) + W28*X2(2) + W38*X3(2) + W48*X4(2) + W58*X5(2) + W68*X6(2) + W78*X7(2) +
-        #   W98*X9(1) + W10,8*X10(1) + W11,8*X11(1) + W12,8*X12(1))
-        b3_x8_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x5_s2,
-                b3_x6_s2,
-                b3_x7_s2,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_8,
-                block.w2_8,
-                block.w3_8,
-                block.w4_8,
-                block.w5_8,
-                block.w6_8,
-                block.w7_8,
-                block.w9_8,
-                block.w10_8,
-                block.w11_8,
-                block.w12_8,
-            ],
-            block.bn8_s2,
-        )
-        # X9(2) = g(W19*X1(2) + W29*X2(2) + W39*X3(2) + W49*X4(2) + W59*X5(2) + W69*X6(2) + W79*X7(2) +
-        #   W89*X8(2) + W10,9*X10(1) + W11,9*X11(1) + W12,9*X12(1))
-        b3_x9_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x5_s2,
-                b3_x6_s2,
-                b3_x7_s2,
-                b3_x8_s2,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-                block.w10_9,
-                block.w11_9,
-                block.w12_9,
-            ],
-            block.bn9_s2,
-        )
-        # X10(2) = g(W1,10*X1(2) + W2,10*X2(2) + W3,10*X3(2) + W4,10*X4(2) + W5,10*X5(2) + W6,10*X6(2) +
-        #   W7,10*X7(2) + W8,10*X8(2) + W9,10*X9(2) + W11,10*X11(1) + W12,10*X12(1))
-        b3_x10_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x5_s2,
-                b3_x6_s2,
-                b3_x7_s2,
-                b3_x8_s2,
-                b3_x9_s2,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-                block.w11_10,
-                block.w12_10,
-            ],
-            block.bn10_s2,
-        )
-        # X11(2) = g(W1,11*X1(2) + W2,11*X2(2) + W3,11*X3(2) + W4,11*X4(2) + W5,11*X5(2) + W6,11*X6(2) +
-        #   W7,11*X7(2) + W8,11*X8(2) + W9,11*X9(2) + W10,11*X10(2) + W12,11*X12(1))
-        b3_x11_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x5_s2,
-                b3_x6_s2,
-                b3_x7_s2,
-                b3_x8_s2,
-                b3_x9_s2,
-                b3_x10_s2,
-                b3_x12_s1,
-            ],
-            [
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-                block.w12_11,
-            ],
-            block.bn11_s2,
-        )
-        # X12(2) = g(W1,12*X1(2) + W2,12*X2(2) + W3,12*X3(2) + W4,12*X4(2) + W5,12*X5(2) + W6,12*X6(2) +
-        #   W7,12*X7(2) + W8,12*X8(2) + W9,12*X9(2) + W10,12*X10(2) + W11,12*X11(2))
-        b3_x12_s2 = update(
-            [
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x5_s2,
-                b3_x6_s2,
-                b3_x7_s2,
-                b3_x8_s2,
-                b3_x9_s2,
-                b3_x10_s2,
-                b3_x11_s2,
-            ],
-            [
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s2,
-        )
+        # the 24 updates of __init__'s schedule; after[k]: X1 to X12 once stage k has run
+        after = self.block3(b3_x0, self.memory_efficient)
 
         # Head
-        b3_feature = torch.cat(
-            [
-                b3_x0,
-                b3_x1_s2,
-                b3_x2_s2,
-                b3_x3_s2,
-                b3_x4_s2,
-                b3_x5_s2,
-                b3_x6_s2,
-                b3_x7_s2,
-                b3_x8_s2,
-                b3_x9_s2,
-                b3_x10_s2,
-                b3_x11_s2,
-                b3_x12_s2,
-            ],
-            1,
-        )
+        b3_feature = torch.cat([b3_x0, *after[2]], 1)  # (B, 288, 8, 8)
         if maps is not None:  # the map block 3 hands on
             maps.append(b3_feature)
         h3_bn = self.head.bn3(b3_feature)  # (B, 288, 8, 8)
@@ -2409,7 +389,7 @@ class CliquenetK12T36(nn.Module):
         self.memory_efficient = enable
 
 
-Model = CliquenetK12T36
+Model = CliqueNetK12T36
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------
@@ -2579,6 +559,95 @@ def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
     dropped = torch.empty_like(h).bernoulli_(1 - p) == 0  # nn.Dropout's draw, before its / (1 - p)
     scale = torch.ones((), dtype=h.dtype).div_(1 - p)  # the value its kept noise has
     return h.mul(scale).masked_fill_(dropped, 0)
+
+
+# The clique block that runs a large block from its schedule table
+class CliqueBlock(nn.Module):
+    """A clique block that runs its updates from a schedule: row (j, k) computes X_j(k) =
+    g(sum_i W_ij * X_i) by ``clique_update``, over X0 in stage I and the newest value of every
+    other layer, in the order of the rows.
+
+    Its modules are those of the block written out update by update, with the same names,
+    made in the same order (so a seed gives the same weights): ``dropout``, then for each row
+    the W_ij it reads first (``w{i}_{j}``), ``bn{j}_s{k}`` over its inputs, and with a
+    bottleneck ``bottleneck_bn{j}_s{k}`` and ``bottleneck{j}``; with ``share_weights=False``
+    each stage has its own W_ij and bottleneck convolution (``w{i}_{j}_s{k}``,
+    ``bottleneck{j}_s{k}``).  ``width``: channels of the W_ij (more than ``channels`` in a
+    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        schedule: list[tuple[int, int]],
+        kernel: int = 3,
+        width: int | None = None,
+        bottleneck: int | None = None,
+        share_weights: bool = True,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        init: str = "kaiming-normal-fan-out",
+    ) -> None:
+        super().__init__()
+        self.schedule = [(j, k) for j, k in schedule]
+        self.share_weights = share_weights
+        self.padding = kernel // 2
+        self.bottleneck = bottleneck is not None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        width = channels if width is None else width
+        updated: set[int] = set()
+        for j, k in self.schedule:
+            read = self.reads(j, k, updated)
+            for i in read:
+                if not hasattr(self, self.weight_name(i, j, k)):
+                    shape = (width, in_channels if i == 0 else channels, kernel, kernel)
+                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init))
+            inputs = sum(in_channels if i == 0 else channels for i in read)
+            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum))
+            if bottleneck is not None:
+                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum))
+                if not hasattr(self, self.stage_name(f"bottleneck{j}", k)):
+                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init)
+                    setattr(self, self.stage_name(f"bottleneck{j}", k), conv)
+            updated.add(j)
+
+    def reads(self, j: int, k: int, updated: set[int]) -> list[int]:
+        """The layers X_j(k) reads, 0 for X0: X0 in stage I, and every other layer updated before."""
+        return [0] * (k == 1) + sorted(updated - {j})
+
+    def stage_name(self, name: str, k: int) -> str:
+        return name if self.share_weights else f"{name}_s{k}"
+
+    def weight_name(self, i: int, j: int, k: int) -> str:
+        return self.stage_name(f"w{i}_{j}", k)
+
+    def forward(self, x0: torch.Tensor, memory_efficient: bool = False) -> list[list[torch.Tensor]]:
+        """The block's values by stage: ``[[X0], after stage I, after stage II, ...]``, each the
+        newest value of every layer, X1 first."""
+        newest = {0: x0}
+        after = [[x0]]
+        for row, (j, k) in enumerate(self.schedule):
+            read = self.reads(j, k, set(newest) - {0})
+            bottleneck = None
+            if self.bottleneck:
+                bottleneck = (
+                    getattr(self, f"bottleneck_bn{j}_s{k}"),
+                    getattr(self, self.stage_name(f"bottleneck{j}", k)),
+                )
+            newest[j] = clique_update(
+                [newest[i] for i in read],
+                [getattr(self, self.weight_name(i, j, k)) for i in read],
+                getattr(self, f"bn{j}_s{k}"),
+                self.padding,
+                self.dropout,
+                bottleneck,
+                memory_efficient,
+            )
+            if row + 1 == len(self.schedule) or self.schedule[row + 1][1] != k:  # the stage is done
+                after.append([newest[i] for i in sorted(newest) if i > 0])
+        return after
 
 
 # The blocks forward_intermediates returns, selected as timm selects them

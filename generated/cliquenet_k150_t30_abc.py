@@ -26,8 +26,8 @@ INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
 
-class CliquenetK150T30Abc(nn.Module):
-    """The clique network ``cliquenet-k150-t30-abc``.
+class CliqueNetK150T30Abc(nn.Module):
+    """The CliqueNet ``cliquenet-k150-t30-abc``.
 
     CliqueNet k=150, T=30 with attention, bottleneck and compression (Tab. 3); with B a layer counts twice, so
     5 clique layers per block
@@ -40,8 +40,9 @@ class CliquenetK150T30Abc(nn.Module):
         X0 of 750 channels; feature X0 + stage II, stage II to the next block.
     Block 3: 5 layers of k=150, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer, dropout 0.2;
         X0 of 750 channels; feature X0 + stage II.
-    Transitions: BN, ReLU, 1x1 conv, squeeze-and-excitation attention, 2x2 average pool.
-    Head: each block feature compressed to half (BN, ReLU, 1x1 conv), BN, ReLU, global average pool;
+    Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before,
+        squeeze-and-excitation attention, 2x2 average pool.
+    Head: each block feature compressed to half (BN, ReLU, 1x1 conv, dropout), BN, ReLU, global average pool;
         concatenated (1907 features) -> linear.
     """
 
@@ -56,14 +57,14 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block1.w0_1 = shared_weight((150, 64, 1, 1), init="truncated-normal-fan-in")  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck1 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
         )
         self.block1.w0_2 = shared_weight((150, 64, 1, 1), init="truncated-normal-fan-in")  # W02
         self.block1.w1_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(214, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(214, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck2 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -71,7 +72,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.w0_3 = shared_weight((150, 64, 1, 1), init="truncated-normal-fan-in")  # W03
         self.block1.w1_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W13
         self.block1.w2_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(364, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(364, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck3 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -80,7 +81,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.w1_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W14
         self.block1.w2_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W24
         self.block1.w3_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(514, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(514, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck4 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -90,7 +91,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.w2_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W25
         self.block1.w3_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W35
         self.block1.w4_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(664, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(664, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.bottleneck5 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -100,21 +101,21 @@ class CliquenetK150T30Abc(nn.Module):
         self.block1.w3_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W31
         self.block1.w4_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W41
         self.block1.w5_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W51
-        self.block1.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block1.bottleneck_bn1_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.w3_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W32
         self.block1.w4_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W42
         self.block1.w5_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W52
-        self.block1.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block1.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block1.bottleneck_bn2_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.w4_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W43
         self.block1.w5_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W53
-        self.block1.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block1.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block1.bottleneck_bn3_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block1.w5_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W54
-        self.block1.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block1.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block1.bottleneck_bn4_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
-        self.block1.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block1.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block1.bottleneck_bn5_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
 
         # Transition 1
@@ -141,14 +142,14 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block2.w0_1 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(750, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(750, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck1 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
         )
         self.block2.w0_2 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W02
         self.block2.w1_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(900, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(900, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck2 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -156,7 +157,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.w0_3 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W03
         self.block2.w1_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W13
         self.block2.w2_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(1050, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(1050, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck3 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -165,7 +166,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.w1_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W14
         self.block2.w2_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W24
         self.block2.w3_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(1200, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(1200, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck4 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -175,7 +176,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.w2_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W25
         self.block2.w3_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W35
         self.block2.w4_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(1350, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(1350, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.bottleneck5 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -185,21 +186,21 @@ class CliquenetK150T30Abc(nn.Module):
         self.block2.w3_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W31
         self.block2.w4_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W41
         self.block2.w5_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W51
-        self.block2.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block2.bottleneck_bn1_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.w3_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W32
         self.block2.w4_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W42
         self.block2.w5_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W52
-        self.block2.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block2.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block2.bottleneck_bn2_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.w4_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W43
         self.block2.w5_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W53
-        self.block2.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block2.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block2.bottleneck_bn3_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block2.w5_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W54
-        self.block2.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block2.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block2.bottleneck_bn4_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
-        self.block2.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block2.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block2.bottleneck_bn5_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
 
         # Transition 2
@@ -225,14 +226,14 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block3.w0_1 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(750, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(750, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck1 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
         )
         self.block3.w0_2 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W02
         self.block3.w1_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(900, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(900, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck2 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -240,7 +241,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.w0_3 = shared_weight((150, 750, 1, 1), init="truncated-normal-fan-in")  # W03
         self.block3.w1_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W13
         self.block3.w2_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(1050, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(1050, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck3 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -249,7 +250,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.w1_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W14
         self.block3.w2_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W24
         self.block3.w3_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(1200, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(1200, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck4 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -259,7 +260,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.w2_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W25
         self.block3.w3_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W35
         self.block3.w4_5 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(1350, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(1350, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.bottleneck5 = conv2d(
             150, 150, kernel_size=3, stride=1, padding=1, init="truncated-normal-fan-in"
@@ -269,21 +270,21 @@ class CliquenetK150T30Abc(nn.Module):
         self.block3.w3_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W31
         self.block3.w4_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W41
         self.block3.w5_1 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W51
-        self.block3.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block3.bn1_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block3.bottleneck_bn1_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.w3_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W32
         self.block3.w4_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W42
         self.block3.w5_2 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W52
-        self.block3.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block3.bn2_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block3.bottleneck_bn2_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.w4_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W43
         self.block3.w5_3 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W53
-        self.block3.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block3.bn3_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block3.bottleneck_bn3_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
         self.block3.w5_4 = shared_weight((150, 150, 1, 1), init="truncated-normal-fan-in")  # W54
-        self.block3.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block3.bn4_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block3.bottleneck_bn4_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
-        self.block3.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)
+        self.block3.bn5_s2 = nn.BatchNorm2d(600, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
         self.block3.bottleneck_bn5_s2 = nn.BatchNorm2d(150, eps=0.001, momentum=0.001)
 
         # Head
@@ -400,7 +401,7 @@ class CliquenetK150T30Abc(nn.Module):
         t1_bn = self.transition1.bn(b1_transit)  # (B, 750, 32, 32)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 750, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 750, 32, 32)
-        t1_drop = self.block1.dropout(t1_conv)  # (B, 750, 32, 32)
+        t1_drop = self.block1.dropout(t1_conv)  # (B, 750, 32, 32), at block 1's rate
         t1_se_pool = t1_drop.mean((2, 3))  # (B, 750)
         t1_se_fc1 = self.transition1.attention.fc1(t1_se_pool)  # (B, 375)
         t1_se_relu = F.relu(t1_se_fc1)  # (B, 375)
@@ -414,7 +415,7 @@ class CliquenetK150T30Abc(nn.Module):
         h1_compress_bn = self.head.compress1.bn(b1_feature)  # (B, 814, 32, 32)
         h1_compress_relu = F.relu(h1_compress_bn, inplace=True)  # (B, 814, 32, 32)
         h1_compress_conv = self.head.compress1.conv(h1_compress_relu)  # (B, 407, 32, 32)
-        h1_compress_drop = self.block1.dropout(h1_compress_conv)  # (B, 407, 32, 32)
+        h1_compress_drop = self.block1.dropout(h1_compress_conv)  # (B, 407, 32, 32), at block 1's rate
         h1_bn = self.head.bn1(h1_compress_drop)  # (B, 407, 32, 32)
         h1_relu = F.relu(h1_bn, inplace=True)  # (B, 407, 32, 32)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 407)
@@ -507,7 +508,7 @@ class CliquenetK150T30Abc(nn.Module):
         t2_bn = self.transition2.bn(b2_transit)  # (B, 750, 16, 16)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 750, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 750, 16, 16)
-        t2_drop = self.block2.dropout(t2_conv)  # (B, 750, 16, 16)
+        t2_drop = self.block2.dropout(t2_conv)  # (B, 750, 16, 16), at block 2's rate
         t2_se_pool = t2_drop.mean((2, 3))  # (B, 750)
         t2_se_fc1 = self.transition2.attention.fc1(t2_se_pool)  # (B, 375)
         t2_se_relu = F.relu(t2_se_fc1)  # (B, 375)
@@ -521,7 +522,7 @@ class CliquenetK150T30Abc(nn.Module):
         h2_compress_bn = self.head.compress2.bn(b2_feature)  # (B, 1500, 16, 16)
         h2_compress_relu = F.relu(h2_compress_bn, inplace=True)  # (B, 1500, 16, 16)
         h2_compress_conv = self.head.compress2.conv(h2_compress_relu)  # (B, 750, 16, 16)
-        h2_compress_drop = self.block2.dropout(h2_compress_conv)  # (B, 750, 16, 16)
+        h2_compress_drop = self.block2.dropout(h2_compress_conv)  # (B, 750, 16, 16), at block 2's rate
         h2_bn = self.head.bn2(h2_compress_drop)  # (B, 750, 16, 16)
         h2_relu = F.relu(h2_bn, inplace=True)  # (B, 750, 16, 16)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 750)
@@ -612,7 +613,7 @@ class CliquenetK150T30Abc(nn.Module):
         h3_compress_bn = self.head.compress3.bn(b3_feature)  # (B, 1500, 8, 8)
         h3_compress_relu = F.relu(h3_compress_bn, inplace=True)  # (B, 1500, 8, 8)
         h3_compress_conv = self.head.compress3.conv(h3_compress_relu)  # (B, 750, 8, 8)
-        h3_compress_drop = self.block3.dropout(h3_compress_conv)  # (B, 750, 8, 8)
+        h3_compress_drop = self.block3.dropout(h3_compress_conv)  # (B, 750, 8, 8), at block 3's rate
         h3_bn = self.head.bn3(h3_compress_drop)  # (B, 750, 8, 8)
         h3_relu = F.relu(h3_bn, inplace=True)  # (B, 750, 8, 8)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 750)
@@ -731,7 +732,7 @@ class CliquenetK150T30Abc(nn.Module):
         self.memory_efficient = enable
 
 
-Model = CliquenetK150T30Abc
+Model = CliqueNetK150T30Abc
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
 
-class CliquenetK24T18(nn.Module):
-    """The clique network ``cliquenet-k24-t18``.
+class CliqueNetK24T18(nn.Module):
+    """The CliqueNet ``cliquenet-k24-t18``.
 
     CliqueNet with DenseNet's k=24, T=18: 3 blocks of 6 layers
 
@@ -36,7 +36,7 @@ class CliquenetK24T18(nn.Module):
         X0 of 144 channels; feature X0 + stage II, stage II to the next block.
     Block 3: 6 layers of k=24, 2 stages, 3x3 W_ij, dropout 0.2;
         X0 of 144 channels; feature X0 + stage II.
-    Transitions: BN, ReLU, 1x1 conv, 2x2 average pool.
+    Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before, 2x2 average pool.
     Head: each block feature BN, ReLU, global average pool;
         concatenated (784 features) -> linear.
     """
@@ -52,54 +52,54 @@ class CliquenetK24T18(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X6(1)
         self.block1.w0_1 = shared_weight((24, 64, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block1.w0_2 = shared_weight((24, 64, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block1.w1_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(88, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(88, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block1.w0_3 = shared_weight((24, 64, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block1.w1_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block1.w2_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(112, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(112, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block1.w0_4 = shared_weight((24, 64, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block1.w1_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block1.w2_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block1.w3_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(136, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(136, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block1.w0_5 = shared_weight((24, 64, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block1.w1_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block1.w2_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block1.w3_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block1.w4_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(160, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(160, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block1.w0_6 = shared_weight((24, 64, 3, 3), init="truncated-normal-fan-in")  # W06
         self.block1.w1_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W16
         self.block1.w2_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W26
         self.block1.w3_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W36
         self.block1.w4_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W46
         self.block1.w5_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(184, eps=0.001, momentum=0.001)  # BN of X6(1)
+        self.block1.bn6_s1 = nn.BatchNorm2d(184, eps=0.001, momentum=0.001)  # BN of X6(1)'s inputs
         # Stage II: X1(2) to X6(2), with the W_ij earlier stages did not use
         self.block1.w2_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block1.w3_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block1.w4_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W41
         self.block1.w5_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W51
         self.block1.w6_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W61
-        self.block1.bn1_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block1.w3_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block1.w4_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W42
         self.block1.w5_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W52
         self.block1.w6_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W62
-        self.block1.bn2_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block1.bn2_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block1.w4_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W43
         self.block1.w5_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W53
         self.block1.w6_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W63
-        self.block1.bn3_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block1.bn3_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block1.w5_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W54
         self.block1.w6_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W64
-        self.block1.bn4_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block1.bn4_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block1.w6_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W65
-        self.block1.bn5_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X5(2)
-        self.block1.bn6_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X6(2)
+        self.block1.bn5_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
+        self.block1.bn6_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X6(2)'s inputs
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -117,54 +117,54 @@ class CliquenetK24T18(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X6(1)
         self.block2.w0_1 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block2.w0_2 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block2.w1_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block2.w0_3 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block2.w1_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block2.w2_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block2.w0_4 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block2.w1_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block2.w2_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block2.w3_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block2.w0_5 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block2.w1_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block2.w2_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block2.w3_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block2.w4_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block2.w0_6 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W06
         self.block2.w1_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W16
         self.block2.w2_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W26
         self.block2.w3_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W36
         self.block2.w4_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W46
         self.block2.w5_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X6(1)
+        self.block2.bn6_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X6(1)'s inputs
         # Stage II: X1(2) to X6(2), with the W_ij earlier stages did not use
         self.block2.w2_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block2.w3_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block2.w4_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W41
         self.block2.w5_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W51
         self.block2.w6_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W61
-        self.block2.bn1_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block2.w3_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block2.w4_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W42
         self.block2.w5_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W52
         self.block2.w6_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W62
-        self.block2.bn2_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block2.bn2_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block2.w4_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W43
         self.block2.w5_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W53
         self.block2.w6_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W63
-        self.block2.bn3_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block2.bn3_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block2.w5_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W54
         self.block2.w6_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W64
-        self.block2.bn4_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block2.bn4_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block2.w6_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W65
-        self.block2.bn5_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X5(2)
-        self.block2.bn6_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X6(2)
+        self.block2.bn5_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
+        self.block2.bn6_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X6(2)'s inputs
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -181,54 +181,54 @@ class CliquenetK24T18(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X6(1)
         self.block3.w0_1 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block3.w0_2 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block3.w1_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(168, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block3.w0_3 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block3.w1_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block3.w2_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block3.w0_4 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block3.w1_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block3.w2_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block3.w3_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block3.w0_5 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block3.w1_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block3.w2_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block3.w3_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block3.w4_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(240, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         self.block3.w0_6 = shared_weight((24, 144, 3, 3), init="truncated-normal-fan-in")  # W06
         self.block3.w1_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W16
         self.block3.w2_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W26
         self.block3.w3_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W36
         self.block3.w4_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W46
         self.block3.w5_6 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X6(1)
+        self.block3.bn6_s1 = nn.BatchNorm2d(264, eps=0.001, momentum=0.001)  # BN of X6(1)'s inputs
         # Stage II: X1(2) to X6(2), with the W_ij earlier stages did not use
         self.block3.w2_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block3.w3_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block3.w4_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W41
         self.block3.w5_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W51
         self.block3.w6_1 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W61
-        self.block3.bn1_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block3.bn1_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block3.w3_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block3.w4_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W42
         self.block3.w5_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W52
         self.block3.w6_2 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W62
-        self.block3.bn2_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block3.bn2_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block3.w4_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W43
         self.block3.w5_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W53
         self.block3.w6_3 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W63
-        self.block3.bn3_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X3(2)
+        self.block3.bn3_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
         self.block3.w5_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W54
         self.block3.w6_4 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W64
-        self.block3.bn4_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block3.bn4_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
         self.block3.w6_5 = shared_weight((24, 24, 3, 3), init="truncated-normal-fan-in")  # W65
-        self.block3.bn5_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X5(2)
-        self.block3.bn6_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X6(2)
+        self.block3.bn5_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X5(2)'s inputs
+        self.block3.bn6_s2 = nn.BatchNorm2d(120, eps=0.001, momentum=0.001)  # BN of X6(2)'s inputs
 
         # Head
         self.head.bn3 = nn.BatchNorm2d(288, eps=0.001, momentum=0.001)
@@ -331,7 +331,7 @@ class CliquenetK24T18(nn.Module):
         t1_bn = self.transition1.bn(b1_transit)  # (B, 144, 32, 32)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 144, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 144, 32, 32)
-        t1_drop = self.block1.dropout(t1_conv)  # (B, 144, 32, 32)
+        t1_drop = self.block1.dropout(t1_conv)  # (B, 144, 32, 32), at block 1's rate
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 144, 16, 16)
 
         # Head
@@ -420,7 +420,7 @@ class CliquenetK24T18(nn.Module):
         t2_bn = self.transition2.bn(b2_transit)  # (B, 144, 16, 16)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 144, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 144, 16, 16)
-        t2_drop = self.block2.dropout(t2_conv)  # (B, 144, 16, 16)
+        t2_drop = self.block2.dropout(t2_conv)  # (B, 144, 16, 16), at block 2's rate
         b3_x0 = F.avg_pool2d(t2_drop, 2)  # (B, 144, 8, 8)
 
         # Head
@@ -622,7 +622,7 @@ class CliquenetK24T18(nn.Module):
         self.memory_efficient = enable
 
 
-Model = CliquenetK24T18
+Model = CliqueNetK24T18
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------

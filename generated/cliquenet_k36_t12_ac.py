@@ -23,8 +23,8 @@ INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
 
-class CliquenetK36T12Ac(nn.Module):
-    """The clique network ``cliquenet-k36-t12-ac``.
+class CliqueNetK36T12Ac(nn.Module):
+    """The CliqueNet ``cliquenet-k36-t12-ac``.
 
     CliqueNet k=36, T=12 with attentional transitions and compression (Tab. 3)
 
@@ -36,8 +36,9 @@ class CliquenetK36T12Ac(nn.Module):
         X0 of 144 channels; feature X0 + stage II, stage II to the next block.
     Block 3: 4 layers of k=36, 2 stages, 3x3 W_ij, dropout 0.2;
         X0 of 144 channels; feature X0 + stage II.
-    Transitions: BN, ReLU, 1x1 conv, squeeze-and-excitation attention, 2x2 average pool.
-    Head: each block feature compressed to half (BN, ReLU, 1x1 conv), BN, ReLU, global average pool;
+    Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before,
+        squeeze-and-excitation attention, 2x2 average pool.
+    Head: each block feature compressed to half (BN, ReLU, 1x1 conv, dropout), BN, ReLU, global average pool;
         concatenated (392 features) -> linear.
     """
 
@@ -52,30 +53,30 @@ class CliquenetK36T12Ac(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X4(1)
         self.block1.w0_1 = shared_weight((36, 64, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block1.w0_2 = shared_weight((36, 64, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block1.w1_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(100, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(100, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block1.w0_3 = shared_weight((36, 64, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block1.w1_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block1.w2_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(136, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(136, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block1.w0_4 = shared_weight((36, 64, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block1.w1_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block1.w2_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block1.w3_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(172, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(172, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         # Stage II: X1(2) to X4(2), with the W_ij earlier stages did not use
         self.block1.w2_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block1.w3_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block1.w4_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W41
-        self.block1.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block1.w3_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block1.w4_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W42
-        self.block1.bn2_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block1.bn2_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block1.w4_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W43
-        self.block1.bn3_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X3(2)
-        self.block1.bn4_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block1.bn3_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
+        self.block1.bn4_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -101,30 +102,30 @@ class CliquenetK36T12Ac(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X4(1)
         self.block2.w0_1 = shared_weight((36, 144, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block2.w0_2 = shared_weight((36, 144, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block2.w1_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block2.w0_3 = shared_weight((36, 144, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block2.w1_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block2.w2_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block2.w0_4 = shared_weight((36, 144, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block2.w1_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block2.w2_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block2.w3_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         # Stage II: X1(2) to X4(2), with the W_ij earlier stages did not use
         self.block2.w2_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block2.w3_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block2.w4_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W41
-        self.block2.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block2.w3_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block2.w4_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W42
-        self.block2.bn2_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block2.bn2_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block2.w4_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W43
-        self.block2.bn3_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X3(2)
-        self.block2.bn4_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block2.bn3_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
+        self.block2.bn4_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -149,30 +150,30 @@ class CliquenetK36T12Ac(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X4(1)
         self.block3.w0_1 = shared_weight((36, 144, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(144, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block3.w0_2 = shared_weight((36, 144, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block3.w1_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(180, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block3.w0_3 = shared_weight((36, 144, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block3.w1_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block3.w2_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(216, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block3.w0_4 = shared_weight((36, 144, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block3.w1_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block3.w2_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block3.w3_4 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(252, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         # Stage II: X1(2) to X4(2), with the W_ij earlier stages did not use
         self.block3.w2_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block3.w3_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block3.w4_1 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W41
-        self.block3.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block3.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
         self.block3.w3_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W32
         self.block3.w4_2 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W42
-        self.block3.bn2_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X2(2)
+        self.block3.bn2_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X2(2)'s inputs
         self.block3.w4_3 = shared_weight((36, 36, 3, 3), init="truncated-normal-fan-in")  # W43
-        self.block3.bn3_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X3(2)
-        self.block3.bn4_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X4(2)
+        self.block3.bn3_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X3(2)'s inputs
+        self.block3.bn4_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X4(2)'s inputs
 
         # Head
         self.head.compress3 = nn.Module()
@@ -240,7 +241,7 @@ class CliquenetK36T12Ac(nn.Module):
         t1_bn = self.transition1.bn(b1_transit)  # (B, 144, 32, 32)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 144, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 144, 32, 32)
-        t1_drop = self.block1.dropout(t1_conv)  # (B, 144, 32, 32)
+        t1_drop = self.block1.dropout(t1_conv)  # (B, 144, 32, 32), at block 1's rate
         t1_se_pool = t1_drop.mean((2, 3))  # (B, 144)
         t1_se_fc1 = self.transition1.attention.fc1(t1_se_pool)  # (B, 72)
         t1_se_relu = F.relu(t1_se_fc1)  # (B, 72)
@@ -254,7 +255,7 @@ class CliquenetK36T12Ac(nn.Module):
         h1_compress_bn = self.head.compress1.bn(b1_feature)  # (B, 208, 32, 32)
         h1_compress_relu = F.relu(h1_compress_bn, inplace=True)  # (B, 208, 32, 32)
         h1_compress_conv = self.head.compress1.conv(h1_compress_relu)  # (B, 104, 32, 32)
-        h1_compress_drop = self.block1.dropout(h1_compress_conv)  # (B, 104, 32, 32)
+        h1_compress_drop = self.block1.dropout(h1_compress_conv)  # (B, 104, 32, 32), at block 1's rate
         h1_bn = self.head.bn1(h1_compress_drop)  # (B, 104, 32, 32)
         h1_relu = F.relu(h1_bn, inplace=True)  # (B, 104, 32, 32)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 104)
@@ -299,7 +300,7 @@ class CliquenetK36T12Ac(nn.Module):
         t2_bn = self.transition2.bn(b2_transit)  # (B, 144, 16, 16)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 144, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 144, 16, 16)
-        t2_drop = self.block2.dropout(t2_conv)  # (B, 144, 16, 16)
+        t2_drop = self.block2.dropout(t2_conv)  # (B, 144, 16, 16), at block 2's rate
         t2_se_pool = t2_drop.mean((2, 3))  # (B, 144)
         t2_se_fc1 = self.transition2.attention.fc1(t2_se_pool)  # (B, 72)
         t2_se_relu = F.relu(t2_se_fc1)  # (B, 72)
@@ -313,7 +314,7 @@ class CliquenetK36T12Ac(nn.Module):
         h2_compress_bn = self.head.compress2.bn(b2_feature)  # (B, 288, 16, 16)
         h2_compress_relu = F.relu(h2_compress_bn, inplace=True)  # (B, 288, 16, 16)
         h2_compress_conv = self.head.compress2.conv(h2_compress_relu)  # (B, 144, 16, 16)
-        h2_compress_drop = self.block2.dropout(h2_compress_conv)  # (B, 144, 16, 16)
+        h2_compress_drop = self.block2.dropout(h2_compress_conv)  # (B, 144, 16, 16), at block 2's rate
         h2_bn = self.head.bn2(h2_compress_drop)  # (B, 144, 16, 16)
         h2_relu = F.relu(h2_bn, inplace=True)  # (B, 144, 16, 16)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 144)
@@ -356,7 +357,7 @@ class CliquenetK36T12Ac(nn.Module):
         h3_compress_bn = self.head.compress3.bn(b3_feature)  # (B, 288, 8, 8)
         h3_compress_relu = F.relu(h3_compress_bn, inplace=True)  # (B, 288, 8, 8)
         h3_compress_conv = self.head.compress3.conv(h3_compress_relu)  # (B, 144, 8, 8)
-        h3_compress_drop = self.block3.dropout(h3_compress_conv)  # (B, 144, 8, 8)
+        h3_compress_drop = self.block3.dropout(h3_compress_conv)  # (B, 144, 8, 8), at block 3's rate
         h3_bn = self.head.bn3(h3_compress_drop)  # (B, 144, 8, 8)
         h3_relu = F.relu(h3_bn, inplace=True)  # (B, 144, 8, 8)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 144)
@@ -475,7 +476,7 @@ class CliquenetK36T12Ac(nn.Module):
         self.memory_efficient = enable
 
 
-Model = CliquenetK36T12Ac
+Model = CliqueNetK36T12Ac
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------

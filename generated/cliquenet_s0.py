@@ -23,8 +23,8 @@ INPUT_SHAPE = (3, 224, 224)
 NUM_CLASSES = 1000
 
 
-class CliquenetS0(nn.Module):
-    """The clique network ``cliquenet-s0``.
+class CliqueNetS0(nn.Module):
+    """The CliqueNet ``cliquenet-s0``.
 
     CliqueNet-S0 on ImageNet (Tab. 5) with bottleneck and compression
 
@@ -54,25 +54,25 @@ class CliquenetS0(nn.Module):
         self.block1 = nn.Module()
         # Stage I: X1(1) to X5(1)
         self.block1.w0_1 = shared_weight((36, 64, 1, 1))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64)  # BN of X1(1)'s inputs
         self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X1(1)
         self.block1.bottleneck1 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block1.w0_2 = shared_weight((36, 64, 1, 1))  # W02
         self.block1.w1_2 = shared_weight((36, 36, 1, 1))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(100)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(100)  # BN of X2(1)'s inputs
         self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X2(1)
         self.block1.bottleneck2 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block1.w0_3 = shared_weight((36, 64, 1, 1))  # W03
         self.block1.w1_3 = shared_weight((36, 36, 1, 1))  # W13
         self.block1.w2_3 = shared_weight((36, 36, 1, 1))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(136)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(136)  # BN of X3(1)'s inputs
         self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X3(1)
         self.block1.bottleneck3 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block1.w0_4 = shared_weight((36, 64, 1, 1))  # W04
         self.block1.w1_4 = shared_weight((36, 36, 1, 1))  # W14
         self.block1.w2_4 = shared_weight((36, 36, 1, 1))  # W24
         self.block1.w3_4 = shared_weight((36, 36, 1, 1))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(172)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(172)  # BN of X4(1)'s inputs
         self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X4(1)
         self.block1.bottleneck4 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block1.w0_5 = shared_weight((36, 64, 1, 1))  # W05
@@ -80,7 +80,7 @@ class CliquenetS0(nn.Module):
         self.block1.w2_5 = shared_weight((36, 36, 1, 1))  # W25
         self.block1.w3_5 = shared_weight((36, 36, 1, 1))  # W35
         self.block1.w4_5 = shared_weight((36, 36, 1, 1))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(208)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(208)  # BN of X5(1)'s inputs
         self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X5(1)
         self.block1.bottleneck5 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         # Stage II: X1(2) to X5(2), with the W_ij earlier stages did not use
@@ -88,21 +88,21 @@ class CliquenetS0(nn.Module):
         self.block1.w3_1 = shared_weight((36, 36, 1, 1))  # W31
         self.block1.w4_1 = shared_weight((36, 36, 1, 1))  # W41
         self.block1.w5_1 = shared_weight((36, 36, 1, 1))  # W51
-        self.block1.bn1_s2 = nn.BatchNorm2d(144)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(144)  # BN of X1(2)'s inputs
         self.block1.bottleneck_bn1_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X1(2)
         self.block1.w3_2 = shared_weight((36, 36, 1, 1))  # W32
         self.block1.w4_2 = shared_weight((36, 36, 1, 1))  # W42
         self.block1.w5_2 = shared_weight((36, 36, 1, 1))  # W52
-        self.block1.bn2_s2 = nn.BatchNorm2d(144)  # BN of X2(2)
+        self.block1.bn2_s2 = nn.BatchNorm2d(144)  # BN of X2(2)'s inputs
         self.block1.bottleneck_bn2_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X2(2)
         self.block1.w4_3 = shared_weight((36, 36, 1, 1))  # W43
         self.block1.w5_3 = shared_weight((36, 36, 1, 1))  # W53
-        self.block1.bn3_s2 = nn.BatchNorm2d(144)  # BN of X3(2)
+        self.block1.bn3_s2 = nn.BatchNorm2d(144)  # BN of X3(2)'s inputs
         self.block1.bottleneck_bn3_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X3(2)
         self.block1.w5_4 = shared_weight((36, 36, 1, 1))  # W54
-        self.block1.bn4_s2 = nn.BatchNorm2d(144)  # BN of X4(2)
+        self.block1.bn4_s2 = nn.BatchNorm2d(144)  # BN of X4(2)'s inputs
         self.block1.bottleneck_bn4_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X4(2)
-        self.block1.bn5_s2 = nn.BatchNorm2d(144)  # BN of X5(2)
+        self.block1.bn5_s2 = nn.BatchNorm2d(144)  # BN of X5(2)'s inputs
         self.block1.bottleneck_bn5_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X5(2)
 
         # Transition 1
@@ -121,25 +121,25 @@ class CliquenetS0(nn.Module):
         self.block2 = nn.Module()
         # Stage I: X1(1) to X6(1)
         self.block2.w0_1 = shared_weight((64, 180, 1, 1))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(180)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(180)  # BN of X1(1)'s inputs
         self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(64)  # bottleneck BN of X1(1)
         self.block2.bottleneck1 = conv2d(64, 64, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block2.w0_2 = shared_weight((64, 180, 1, 1))  # W02
         self.block2.w1_2 = shared_weight((64, 64, 1, 1))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(244)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(244)  # BN of X2(1)'s inputs
         self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(64)  # bottleneck BN of X2(1)
         self.block2.bottleneck2 = conv2d(64, 64, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block2.w0_3 = shared_weight((64, 180, 1, 1))  # W03
         self.block2.w1_3 = shared_weight((64, 64, 1, 1))  # W13
         self.block2.w2_3 = shared_weight((64, 64, 1, 1))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(308)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(308)  # BN of X3(1)'s inputs
         self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(64)  # bottleneck BN of X3(1)
         self.block2.bottleneck3 = conv2d(64, 64, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block2.w0_4 = shared_weight((64, 180, 1, 1))  # W04
         self.block2.w1_4 = shared_weight((64, 64, 1, 1))  # W14
         self.block2.w2_4 = shared_weight((64, 64, 1, 1))  # W24
         self.block2.w3_4 = shared_weight((64, 64, 1, 1))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(372)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(372)  # BN of X4(1)'s inputs
         self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(64)  # bottleneck BN of X4(1)
         self.block2.bottleneck4 = conv2d(64, 64, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block2.w0_5 = shared_weight((64, 180, 1, 1))  # W05
@@ -147,7 +147,7 @@ class CliquenetS0(nn.Module):
         self.block2.w2_5 = shared_weight((64, 64, 1, 1))  # W25
         self.block2.w3_5 = shared_weight((64, 64, 1, 1))  # W35
         self.block2.w4_5 = shared_weight((64, 64, 1, 1))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(436)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(436)  # BN of X5(1)'s inputs
         self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(64)  # bottleneck BN of X5(1)
         self.block2.bottleneck5 = conv2d(64, 64, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block2.w0_6 = shared_weight((64, 180, 1, 1))  # W06
@@ -156,7 +156,7 @@ class CliquenetS0(nn.Module):
         self.block2.w3_6 = shared_weight((64, 64, 1, 1))  # W36
         self.block2.w4_6 = shared_weight((64, 64, 1, 1))  # W46
         self.block2.w5_6 = shared_weight((64, 64, 1, 1))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(500)  # BN of X6(1)
+        self.block2.bn6_s1 = nn.BatchNorm2d(500)  # BN of X6(1)'s inputs
         self.block2.bottleneck_bn6_s1 = nn.BatchNorm2d(64)  # bottleneck BN of X6(1)
         self.block2.bottleneck6 = conv2d(64, 64, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         # Stage II: X1(2) to X6(2), with the W_ij earlier stages did not use
@@ -165,27 +165,27 @@ class CliquenetS0(nn.Module):
         self.block2.w4_1 = shared_weight((64, 64, 1, 1))  # W41
         self.block2.w5_1 = shared_weight((64, 64, 1, 1))  # W51
         self.block2.w6_1 = shared_weight((64, 64, 1, 1))  # W61
-        self.block2.bn1_s2 = nn.BatchNorm2d(320)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(320)  # BN of X1(2)'s inputs
         self.block2.bottleneck_bn1_s2 = nn.BatchNorm2d(64)  # bottleneck BN of X1(2)
         self.block2.w3_2 = shared_weight((64, 64, 1, 1))  # W32
         self.block2.w4_2 = shared_weight((64, 64, 1, 1))  # W42
         self.block2.w5_2 = shared_weight((64, 64, 1, 1))  # W52
         self.block2.w6_2 = shared_weight((64, 64, 1, 1))  # W62
-        self.block2.bn2_s2 = nn.BatchNorm2d(320)  # BN of X2(2)
+        self.block2.bn2_s2 = nn.BatchNorm2d(320)  # BN of X2(2)'s inputs
         self.block2.bottleneck_bn2_s2 = nn.BatchNorm2d(64)  # bottleneck BN of X2(2)
         self.block2.w4_3 = shared_weight((64, 64, 1, 1))  # W43
         self.block2.w5_3 = shared_weight((64, 64, 1, 1))  # W53
         self.block2.w6_3 = shared_weight((64, 64, 1, 1))  # W63
-        self.block2.bn3_s2 = nn.BatchNorm2d(320)  # BN of X3(2)
+        self.block2.bn3_s2 = nn.BatchNorm2d(320)  # BN of X3(2)'s inputs
         self.block2.bottleneck_bn3_s2 = nn.BatchNorm2d(64)  # bottleneck BN of X3(2)
         self.block2.w5_4 = shared_weight((64, 64, 1, 1))  # W54
         self.block2.w6_4 = shared_weight((64, 64, 1, 1))  # W64
-        self.block2.bn4_s2 = nn.BatchNorm2d(320)  # BN of X4(2)
+        self.block2.bn4_s2 = nn.BatchNorm2d(320)  # BN of X4(2)'s inputs
         self.block2.bottleneck_bn4_s2 = nn.BatchNorm2d(64)  # bottleneck BN of X4(2)
         self.block2.w6_5 = shared_weight((64, 64, 1, 1))  # W65
-        self.block2.bn5_s2 = nn.BatchNorm2d(320)  # BN of X5(2)
+        self.block2.bn5_s2 = nn.BatchNorm2d(320)  # BN of X5(2)'s inputs
         self.block2.bottleneck_bn5_s2 = nn.BatchNorm2d(64)  # bottleneck BN of X5(2)
-        self.block2.bn6_s2 = nn.BatchNorm2d(320)  # BN of X6(2)
+        self.block2.bn6_s2 = nn.BatchNorm2d(320)  # BN of X6(2)'s inputs
         self.block2.bottleneck_bn6_s2 = nn.BatchNorm2d(64)  # bottleneck BN of X6(2)
 
         # Transition 2
@@ -203,25 +203,25 @@ class CliquenetS0(nn.Module):
         self.block3 = nn.Module()
         # Stage I: X1(1) to X6(1)
         self.block3.w0_1 = shared_weight((100, 384, 1, 1))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(384)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(384)  # BN of X1(1)'s inputs
         self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(100)  # bottleneck BN of X1(1)
         self.block3.bottleneck1 = conv2d(100, 100, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block3.w0_2 = shared_weight((100, 384, 1, 1))  # W02
         self.block3.w1_2 = shared_weight((100, 100, 1, 1))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(484)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(484)  # BN of X2(1)'s inputs
         self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(100)  # bottleneck BN of X2(1)
         self.block3.bottleneck2 = conv2d(100, 100, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block3.w0_3 = shared_weight((100, 384, 1, 1))  # W03
         self.block3.w1_3 = shared_weight((100, 100, 1, 1))  # W13
         self.block3.w2_3 = shared_weight((100, 100, 1, 1))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(584)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(584)  # BN of X3(1)'s inputs
         self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(100)  # bottleneck BN of X3(1)
         self.block3.bottleneck3 = conv2d(100, 100, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block3.w0_4 = shared_weight((100, 384, 1, 1))  # W04
         self.block3.w1_4 = shared_weight((100, 100, 1, 1))  # W14
         self.block3.w2_4 = shared_weight((100, 100, 1, 1))  # W24
         self.block3.w3_4 = shared_weight((100, 100, 1, 1))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(684)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(684)  # BN of X4(1)'s inputs
         self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(100)  # bottleneck BN of X4(1)
         self.block3.bottleneck4 = conv2d(100, 100, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block3.w0_5 = shared_weight((100, 384, 1, 1))  # W05
@@ -229,7 +229,7 @@ class CliquenetS0(nn.Module):
         self.block3.w2_5 = shared_weight((100, 100, 1, 1))  # W25
         self.block3.w3_5 = shared_weight((100, 100, 1, 1))  # W35
         self.block3.w4_5 = shared_weight((100, 100, 1, 1))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(784)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(784)  # BN of X5(1)'s inputs
         self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(100)  # bottleneck BN of X5(1)
         self.block3.bottleneck5 = conv2d(100, 100, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block3.w0_6 = shared_weight((100, 384, 1, 1))  # W06
@@ -238,7 +238,7 @@ class CliquenetS0(nn.Module):
         self.block3.w3_6 = shared_weight((100, 100, 1, 1))  # W36
         self.block3.w4_6 = shared_weight((100, 100, 1, 1))  # W46
         self.block3.w5_6 = shared_weight((100, 100, 1, 1))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(884)  # BN of X6(1)
+        self.block3.bn6_s1 = nn.BatchNorm2d(884)  # BN of X6(1)'s inputs
         self.block3.bottleneck_bn6_s1 = nn.BatchNorm2d(100)  # bottleneck BN of X6(1)
         self.block3.bottleneck6 = conv2d(100, 100, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         # Stage II: X1(2) to X6(2), with the W_ij earlier stages did not use
@@ -247,27 +247,27 @@ class CliquenetS0(nn.Module):
         self.block3.w4_1 = shared_weight((100, 100, 1, 1))  # W41
         self.block3.w5_1 = shared_weight((100, 100, 1, 1))  # W51
         self.block3.w6_1 = shared_weight((100, 100, 1, 1))  # W61
-        self.block3.bn1_s2 = nn.BatchNorm2d(500)  # BN of X1(2)
+        self.block3.bn1_s2 = nn.BatchNorm2d(500)  # BN of X1(2)'s inputs
         self.block3.bottleneck_bn1_s2 = nn.BatchNorm2d(100)  # bottleneck BN of X1(2)
         self.block3.w3_2 = shared_weight((100, 100, 1, 1))  # W32
         self.block3.w4_2 = shared_weight((100, 100, 1, 1))  # W42
         self.block3.w5_2 = shared_weight((100, 100, 1, 1))  # W52
         self.block3.w6_2 = shared_weight((100, 100, 1, 1))  # W62
-        self.block3.bn2_s2 = nn.BatchNorm2d(500)  # BN of X2(2)
+        self.block3.bn2_s2 = nn.BatchNorm2d(500)  # BN of X2(2)'s inputs
         self.block3.bottleneck_bn2_s2 = nn.BatchNorm2d(100)  # bottleneck BN of X2(2)
         self.block3.w4_3 = shared_weight((100, 100, 1, 1))  # W43
         self.block3.w5_3 = shared_weight((100, 100, 1, 1))  # W53
         self.block3.w6_3 = shared_weight((100, 100, 1, 1))  # W63
-        self.block3.bn3_s2 = nn.BatchNorm2d(500)  # BN of X3(2)
+        self.block3.bn3_s2 = nn.BatchNorm2d(500)  # BN of X3(2)'s inputs
         self.block3.bottleneck_bn3_s2 = nn.BatchNorm2d(100)  # bottleneck BN of X3(2)
         self.block3.w5_4 = shared_weight((100, 100, 1, 1))  # W54
         self.block3.w6_4 = shared_weight((100, 100, 1, 1))  # W64
-        self.block3.bn4_s2 = nn.BatchNorm2d(500)  # BN of X4(2)
+        self.block3.bn4_s2 = nn.BatchNorm2d(500)  # BN of X4(2)'s inputs
         self.block3.bottleneck_bn4_s2 = nn.BatchNorm2d(100)  # bottleneck BN of X4(2)
         self.block3.w6_5 = shared_weight((100, 100, 1, 1))  # W65
-        self.block3.bn5_s2 = nn.BatchNorm2d(500)  # BN of X5(2)
+        self.block3.bn5_s2 = nn.BatchNorm2d(500)  # BN of X5(2)'s inputs
         self.block3.bottleneck_bn5_s2 = nn.BatchNorm2d(100)  # bottleneck BN of X5(2)
-        self.block3.bn6_s2 = nn.BatchNorm2d(500)  # BN of X6(2)
+        self.block3.bn6_s2 = nn.BatchNorm2d(500)  # BN of X6(2)'s inputs
         self.block3.bottleneck_bn6_s2 = nn.BatchNorm2d(100)  # bottleneck BN of X6(2)
 
         # Transition 3
@@ -285,25 +285,25 @@ class CliquenetS0(nn.Module):
         self.block4 = nn.Module()
         # Stage I: X1(1) to X6(1)
         self.block4.w0_1 = shared_weight((80, 600, 1, 1))  # W01
-        self.block4.bn1_s1 = nn.BatchNorm2d(600)  # BN of X1(1)
+        self.block4.bn1_s1 = nn.BatchNorm2d(600)  # BN of X1(1)'s inputs
         self.block4.bottleneck_bn1_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X1(1)
         self.block4.bottleneck1 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block4.w0_2 = shared_weight((80, 600, 1, 1))  # W02
         self.block4.w1_2 = shared_weight((80, 80, 1, 1))  # W12
-        self.block4.bn2_s1 = nn.BatchNorm2d(680)  # BN of X2(1)
+        self.block4.bn2_s1 = nn.BatchNorm2d(680)  # BN of X2(1)'s inputs
         self.block4.bottleneck_bn2_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X2(1)
         self.block4.bottleneck2 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block4.w0_3 = shared_weight((80, 600, 1, 1))  # W03
         self.block4.w1_3 = shared_weight((80, 80, 1, 1))  # W13
         self.block4.w2_3 = shared_weight((80, 80, 1, 1))  # W23
-        self.block4.bn3_s1 = nn.BatchNorm2d(760)  # BN of X3(1)
+        self.block4.bn3_s1 = nn.BatchNorm2d(760)  # BN of X3(1)'s inputs
         self.block4.bottleneck_bn3_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X3(1)
         self.block4.bottleneck3 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block4.w0_4 = shared_weight((80, 600, 1, 1))  # W04
         self.block4.w1_4 = shared_weight((80, 80, 1, 1))  # W14
         self.block4.w2_4 = shared_weight((80, 80, 1, 1))  # W24
         self.block4.w3_4 = shared_weight((80, 80, 1, 1))  # W34
-        self.block4.bn4_s1 = nn.BatchNorm2d(840)  # BN of X4(1)
+        self.block4.bn4_s1 = nn.BatchNorm2d(840)  # BN of X4(1)'s inputs
         self.block4.bottleneck_bn4_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X4(1)
         self.block4.bottleneck4 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block4.w0_5 = shared_weight((80, 600, 1, 1))  # W05
@@ -311,7 +311,7 @@ class CliquenetS0(nn.Module):
         self.block4.w2_5 = shared_weight((80, 80, 1, 1))  # W25
         self.block4.w3_5 = shared_weight((80, 80, 1, 1))  # W35
         self.block4.w4_5 = shared_weight((80, 80, 1, 1))  # W45
-        self.block4.bn5_s1 = nn.BatchNorm2d(920)  # BN of X5(1)
+        self.block4.bn5_s1 = nn.BatchNorm2d(920)  # BN of X5(1)'s inputs
         self.block4.bottleneck_bn5_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X5(1)
         self.block4.bottleneck5 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block4.w0_6 = shared_weight((80, 600, 1, 1))  # W06
@@ -320,7 +320,7 @@ class CliquenetS0(nn.Module):
         self.block4.w3_6 = shared_weight((80, 80, 1, 1))  # W36
         self.block4.w4_6 = shared_weight((80, 80, 1, 1))  # W46
         self.block4.w5_6 = shared_weight((80, 80, 1, 1))  # W56
-        self.block4.bn6_s1 = nn.BatchNorm2d(1000)  # BN of X6(1)
+        self.block4.bn6_s1 = nn.BatchNorm2d(1000)  # BN of X6(1)'s inputs
         self.block4.bottleneck_bn6_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X6(1)
         self.block4.bottleneck6 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
         # Stage II: X1(2) to X6(2), with the W_ij earlier stages did not use
@@ -329,27 +329,27 @@ class CliquenetS0(nn.Module):
         self.block4.w4_1 = shared_weight((80, 80, 1, 1))  # W41
         self.block4.w5_1 = shared_weight((80, 80, 1, 1))  # W51
         self.block4.w6_1 = shared_weight((80, 80, 1, 1))  # W61
-        self.block4.bn1_s2 = nn.BatchNorm2d(400)  # BN of X1(2)
+        self.block4.bn1_s2 = nn.BatchNorm2d(400)  # BN of X1(2)'s inputs
         self.block4.bottleneck_bn1_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X1(2)
         self.block4.w3_2 = shared_weight((80, 80, 1, 1))  # W32
         self.block4.w4_2 = shared_weight((80, 80, 1, 1))  # W42
         self.block4.w5_2 = shared_weight((80, 80, 1, 1))  # W52
         self.block4.w6_2 = shared_weight((80, 80, 1, 1))  # W62
-        self.block4.bn2_s2 = nn.BatchNorm2d(400)  # BN of X2(2)
+        self.block4.bn2_s2 = nn.BatchNorm2d(400)  # BN of X2(2)'s inputs
         self.block4.bottleneck_bn2_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X2(2)
         self.block4.w4_3 = shared_weight((80, 80, 1, 1))  # W43
         self.block4.w5_3 = shared_weight((80, 80, 1, 1))  # W53
         self.block4.w6_3 = shared_weight((80, 80, 1, 1))  # W63
-        self.block4.bn3_s2 = nn.BatchNorm2d(400)  # BN of X3(2)
+        self.block4.bn3_s2 = nn.BatchNorm2d(400)  # BN of X3(2)'s inputs
         self.block4.bottleneck_bn3_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X3(2)
         self.block4.w5_4 = shared_weight((80, 80, 1, 1))  # W54
         self.block4.w6_4 = shared_weight((80, 80, 1, 1))  # W64
-        self.block4.bn4_s2 = nn.BatchNorm2d(400)  # BN of X4(2)
+        self.block4.bn4_s2 = nn.BatchNorm2d(400)  # BN of X4(2)'s inputs
         self.block4.bottleneck_bn4_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X4(2)
         self.block4.w6_5 = shared_weight((80, 80, 1, 1))  # W65
-        self.block4.bn5_s2 = nn.BatchNorm2d(400)  # BN of X5(2)
+        self.block4.bn5_s2 = nn.BatchNorm2d(400)  # BN of X5(2)'s inputs
         self.block4.bottleneck_bn5_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X5(2)
-        self.block4.bn6_s2 = nn.BatchNorm2d(400)  # BN of X6(2)
+        self.block4.bn6_s2 = nn.BatchNorm2d(400)  # BN of X6(2)'s inputs
         self.block4.bottleneck_bn6_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X6(2)
 
         # Head
@@ -919,7 +919,7 @@ class CliquenetS0(nn.Module):
         self.memory_efficient = enable
 
 
-Model = CliquenetS0
+Model = CliqueNetS0
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
 
-class CliquenetX1(nn.Module):
-    """The clique network ``cliquenet-x1``.
+class CliqueNetX1(nn.Module):
+    """The CliqueNet ``cliquenet-x1``.
 
     CliqueNet-X with X=1: Stage II stops after 1 of 5 updates (k=64, T=15)
 
@@ -39,7 +39,7 @@ class CliquenetX1(nn.Module):
     Block 3: 5 layers of k=64, 2 stages, stage II updates only X1, 3x3 W_ij, dropout 0.2;
         X0 of 320 channels; feature X0 + the newest value of each layer (X1 of stage II,
             X2 to X5 of stage I).
-    Transitions: BN, ReLU, 1x1 conv, 2x2 average pool.
+    Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before, 2x2 average pool.
     Head: each block feature BN, ReLU, global average pool;
         concatenated (1664 features) -> linear.
     """
@@ -55,31 +55,31 @@ class CliquenetX1(nn.Module):
         self.block1.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block1.w0_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block1.w0_2 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block1.w1_2 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(128, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(128, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block1.w0_3 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block1.w1_3 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block1.w2_3 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(192, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block1.w0_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block1.w1_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block1.w2_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block1.w3_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(256, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(256, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block1.w0_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block1.w1_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block1.w2_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block1.w3_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block1.w4_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(320, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(320, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         # Stage II: X1(2), with the W_ij earlier stages did not use
         self.block1.w2_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block1.w3_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block1.w4_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W41
         self.block1.w5_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W51
-        self.block1.bn1_s2 = nn.BatchNorm2d(256, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block1.bn1_s2 = nn.BatchNorm2d(256, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -97,31 +97,31 @@ class CliquenetX1(nn.Module):
         self.block2.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block2.w0_1 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(320, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block2.bn1_s1 = nn.BatchNorm2d(320, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block2.w0_2 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block2.w1_2 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(384, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block2.bn2_s1 = nn.BatchNorm2d(384, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block2.w0_3 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block2.w1_3 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block2.w2_3 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(448, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block2.bn3_s1 = nn.BatchNorm2d(448, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block2.w0_4 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block2.w1_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block2.w2_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block2.w3_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(512, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block2.bn4_s1 = nn.BatchNorm2d(512, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block2.w0_5 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block2.w1_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block2.w2_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block2.w3_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block2.w4_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(576, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block2.bn5_s1 = nn.BatchNorm2d(576, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         # Stage II: X1(2), with the W_ij earlier stages did not use
         self.block2.w2_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block2.w3_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block2.w4_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W41
         self.block2.w5_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W51
-        self.block2.bn1_s2 = nn.BatchNorm2d(256, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block2.bn1_s2 = nn.BatchNorm2d(256, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -138,31 +138,31 @@ class CliquenetX1(nn.Module):
         self.block3.dropout = nn.Dropout(0.2)
         # Stage I: X1(1) to X5(1)
         self.block3.w0_1 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(320, eps=0.001, momentum=0.001)  # BN of X1(1)
+        self.block3.bn1_s1 = nn.BatchNorm2d(320, eps=0.001, momentum=0.001)  # BN of X1(1)'s inputs
         self.block3.w0_2 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W02
         self.block3.w1_2 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(384, eps=0.001, momentum=0.001)  # BN of X2(1)
+        self.block3.bn2_s1 = nn.BatchNorm2d(384, eps=0.001, momentum=0.001)  # BN of X2(1)'s inputs
         self.block3.w0_3 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W03
         self.block3.w1_3 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W13
         self.block3.w2_3 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(448, eps=0.001, momentum=0.001)  # BN of X3(1)
+        self.block3.bn3_s1 = nn.BatchNorm2d(448, eps=0.001, momentum=0.001)  # BN of X3(1)'s inputs
         self.block3.w0_4 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W04
         self.block3.w1_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W14
         self.block3.w2_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W24
         self.block3.w3_4 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(512, eps=0.001, momentum=0.001)  # BN of X4(1)
+        self.block3.bn4_s1 = nn.BatchNorm2d(512, eps=0.001, momentum=0.001)  # BN of X4(1)'s inputs
         self.block3.w0_5 = shared_weight((64, 320, 3, 3), init="truncated-normal-fan-in")  # W05
         self.block3.w1_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W15
         self.block3.w2_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W25
         self.block3.w3_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W35
         self.block3.w4_5 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(576, eps=0.001, momentum=0.001)  # BN of X5(1)
+        self.block3.bn5_s1 = nn.BatchNorm2d(576, eps=0.001, momentum=0.001)  # BN of X5(1)'s inputs
         # Stage II: X1(2), with the W_ij earlier stages did not use
         self.block3.w2_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W21
         self.block3.w3_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W31
         self.block3.w4_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W41
         self.block3.w5_1 = shared_weight((64, 64, 3, 3), init="truncated-normal-fan-in")  # W51
-        self.block3.bn1_s2 = nn.BatchNorm2d(256, eps=0.001, momentum=0.001)  # BN of X1(2)
+        self.block3.bn1_s2 = nn.BatchNorm2d(256, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs
 
         # Head
         self.head.bn3 = nn.BatchNorm2d(640, eps=0.001, momentum=0.001)
@@ -230,7 +230,7 @@ class CliquenetX1(nn.Module):
         t1_bn = self.transition1.bn(b1_transit)  # (B, 320, 32, 32)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 320, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 320, 32, 32)
-        t1_drop = self.block1.dropout(t1_conv)  # (B, 320, 32, 32)
+        t1_drop = self.block1.dropout(t1_conv)  # (B, 320, 32, 32), at block 1's rate
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 320, 16, 16)
 
         # Head
@@ -284,7 +284,7 @@ class CliquenetX1(nn.Module):
         t2_bn = self.transition2.bn(b2_transit)  # (B, 320, 16, 16)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 320, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 320, 16, 16)
-        t2_drop = self.block2.dropout(t2_conv)  # (B, 320, 16, 16)
+        t2_drop = self.block2.dropout(t2_conv)  # (B, 320, 16, 16), at block 2's rate
         b3_x0 = F.avg_pool2d(t2_drop, 2)  # (B, 320, 8, 8)
 
         # Head
@@ -450,7 +450,7 @@ class CliquenetX1(nn.Module):
         self.memory_efficient = enable
 
 
-Model = CliquenetX1
+Model = CliqueNetX1
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------

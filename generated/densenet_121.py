@@ -24,8 +24,8 @@ INPUT_SHAPE = (3, 224, 224)
 NUM_CLASSES = 1000
 
 
-class Densenet121(nn.Module):
-    """The clique network ``densenet-121``.
+class DenseNet121(nn.Module):
+    """The DenseNet ``densenet-121``.
 
     DenseNet-121 (Huang et al., CVPR 2017) on ImageNet: growth 32, torchvision's layout
 
@@ -55,25 +55,25 @@ class Densenet121(nn.Module):
         self.block1 = nn.Module()
         # Stage I: X1(1) to X6(1)
         self.block1.w0_1 = shared_weight((128, 64, 1, 1))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64)  # BN of X1(1)
+        self.block1.bn1_s1 = nn.BatchNorm2d(64)  # BN of X1(1)'s inputs
         self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X1(1)
         self.block1.bottleneck1 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
         self.block1.w0_2 = shared_weight((128, 64, 1, 1))  # W02
         self.block1.w1_2 = shared_weight((128, 32, 1, 1))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(96)  # BN of X2(1)
+        self.block1.bn2_s1 = nn.BatchNorm2d(96)  # BN of X2(1)'s inputs
         self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X2(1)
         self.block1.bottleneck2 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
         self.block1.w0_3 = shared_weight((128, 64, 1, 1))  # W03
         self.block1.w1_3 = shared_weight((128, 32, 1, 1))  # W13
         self.block1.w2_3 = shared_weight((128, 32, 1, 1))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(128)  # BN of X3(1)
+        self.block1.bn3_s1 = nn.BatchNorm2d(128)  # BN of X3(1)'s inputs
         self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X3(1)
         self.block1.bottleneck3 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
         self.block1.w0_4 = shared_weight((128, 64, 1, 1))  # W04
         self.block1.w1_4 = shared_weight((128, 32, 1, 1))  # W14
         self.block1.w2_4 = shared_weight((128, 32, 1, 1))  # W24
         self.block1.w3_4 = shared_weight((128, 32, 1, 1))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(160)  # BN of X4(1)
+        self.block1.bn4_s1 = nn.BatchNorm2d(160)  # BN of X4(1)'s inputs
         self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X4(1)
         self.block1.bottleneck4 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
         self.block1.w0_5 = shared_weight((128, 64, 1, 1))  # W05
@@ -81,7 +81,7 @@ class Densenet121(nn.Module):
         self.block1.w2_5 = shared_weight((128, 32, 1, 1))  # W25
         self.block1.w3_5 = shared_weight((128, 32, 1, 1))  # W35
         self.block1.w4_5 = shared_weight((128, 32, 1, 1))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(192)  # BN of X5(1)
+        self.block1.bn5_s1 = nn.BatchNorm2d(192)  # BN of X5(1)'s inputs
         self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X5(1)
         self.block1.bottleneck5 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
         self.block1.w0_6 = shared_weight((128, 64, 1, 1))  # W06
@@ -90,7 +90,7 @@ class Densenet121(nn.Module):
         self.block1.w3_6 = shared_weight((128, 32, 1, 1))  # W36
         self.block1.w4_6 = shared_weight((128, 32, 1, 1))  # W46
         self.block1.w5_6 = shared_weight((128, 32, 1, 1))  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(224)  # BN of X6(1)
+        self.block1.bn6_s1 = nn.BatchNorm2d(224)  # BN of X6(1)'s inputs
         self.block1.bottleneck_bn6_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X6(1)
         self.block1.bottleneck6 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
 
@@ -100,122 +100,27 @@ class Densenet121(nn.Module):
         self.transition1.conv = conv2d(256, 128, kernel_size=1, stride=1, padding=0)
 
         # Block 2: 12 layers of k=32, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer
-        self.block2 = nn.Module()
-        # Stage I: X1(1) to X12(1)
-        self.block2.w0_1 = shared_weight((128, 128, 1, 1))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(128)  # BN of X1(1)
-        self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X1(1)
-        self.block2.bottleneck1 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block2.w0_2 = shared_weight((128, 128, 1, 1))  # W02
-        self.block2.w1_2 = shared_weight((128, 32, 1, 1))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(160)  # BN of X2(1)
-        self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X2(1)
-        self.block2.bottleneck2 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block2.w0_3 = shared_weight((128, 128, 1, 1))  # W03
-        self.block2.w1_3 = shared_weight((128, 32, 1, 1))  # W13
-        self.block2.w2_3 = shared_weight((128, 32, 1, 1))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(192)  # BN of X3(1)
-        self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X3(1)
-        self.block2.bottleneck3 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block2.w0_4 = shared_weight((128, 128, 1, 1))  # W04
-        self.block2.w1_4 = shared_weight((128, 32, 1, 1))  # W14
-        self.block2.w2_4 = shared_weight((128, 32, 1, 1))  # W24
-        self.block2.w3_4 = shared_weight((128, 32, 1, 1))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(224)  # BN of X4(1)
-        self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X4(1)
-        self.block2.bottleneck4 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block2.w0_5 = shared_weight((128, 128, 1, 1))  # W05
-        self.block2.w1_5 = shared_weight((128, 32, 1, 1))  # W15
-        self.block2.w2_5 = shared_weight((128, 32, 1, 1))  # W25
-        self.block2.w3_5 = shared_weight((128, 32, 1, 1))  # W35
-        self.block2.w4_5 = shared_weight((128, 32, 1, 1))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(256)  # BN of X5(1)
-        self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X5(1)
-        self.block2.bottleneck5 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
-        self.block2.w0_6 = shared_weight((128, 128, 1, 1))  # W06
-        self.block2.w1_6 = shared_weight((128, 32, 1, 1))  # W16
-        self.block2.w2_6 = shared_weight((128, 32, 1, 1))  # W26
-        self.block2.w3_6 = shared_weight((128, 32, 1, 1))  # W36
-        self.block2.w4_6 = shared_weight((128, 32, 1, 1))  # W46
-        self.block2.w5_6 = shared_weight((128, 32, 1, 1))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(288)  # BN of X6(1)
-        self.block2.bottleneck_bn6_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X6(1)
-        self.block2.bottleneck6 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
-        self.block2.w0_7 = shared_weight((128, 128, 1, 1))  # W07
-        self.block2.w1_7 = shared_weight((128, 32, 1, 1))  # W17
-        self.block2.w2_7 = shared_weight((128, 32, 1, 1))  # W27
-        self.block2.w3_7 = shared_weight((128, 32, 1, 1))  # W37
-        self.block2.w4_7 = shared_weight((128, 32, 1, 1))  # W47
-        self.block2.w5_7 = shared_weight((128, 32, 1, 1))  # W57
-        self.block2.w6_7 = shared_weight((128, 32, 1, 1))  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(320)  # BN of X7(1)
-        self.block2.bottleneck_bn7_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X7(1)
-        self.block2.bottleneck7 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
-        self.block2.w0_8 = shared_weight((128, 128, 1, 1))  # W08
-        self.block2.w1_8 = shared_weight((128, 32, 1, 1))  # W18
-        self.block2.w2_8 = shared_weight((128, 32, 1, 1))  # W28
-        self.block2.w3_8 = shared_weight((128, 32, 1, 1))  # W38
-        self.block2.w4_8 = shared_weight((128, 32, 1, 1))  # W48
-        self.block2.w5_8 = shared_weight((128, 32, 1, 1))  # W58
-        self.block2.w6_8 = shared_weight((128, 32, 1, 1))  # W68
-        self.block2.w7_8 = shared_weight((128, 32, 1, 1))  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(352)  # BN of X8(1)
-        self.block2.bottleneck_bn8_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X8(1)
-        self.block2.bottleneck8 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
-        self.block2.w0_9 = shared_weight((128, 128, 1, 1))  # W09
-        self.block2.w1_9 = shared_weight((128, 32, 1, 1))  # W19
-        self.block2.w2_9 = shared_weight((128, 32, 1, 1))  # W29
-        self.block2.w3_9 = shared_weight((128, 32, 1, 1))  # W39
-        self.block2.w4_9 = shared_weight((128, 32, 1, 1))  # W49
-        self.block2.w5_9 = shared_weight((128, 32, 1, 1))  # W59
-        self.block2.w6_9 = shared_weight((128, 32, 1, 1))  # W69
-        self.block2.w7_9 = shared_weight((128, 32, 1, 1))  # W79
-        self.block2.w8_9 = shared_weight((128, 32, 1, 1))  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(384)  # BN of X9(1)
-        self.block2.bottleneck_bn9_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X9(1)
-        self.block2.bottleneck9 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
-        self.block2.w0_10 = shared_weight((128, 128, 1, 1))  # W0,10
-        self.block2.w1_10 = shared_weight((128, 32, 1, 1))  # W1,10
-        self.block2.w2_10 = shared_weight((128, 32, 1, 1))  # W2,10
-        self.block2.w3_10 = shared_weight((128, 32, 1, 1))  # W3,10
-        self.block2.w4_10 = shared_weight((128, 32, 1, 1))  # W4,10
-        self.block2.w5_10 = shared_weight((128, 32, 1, 1))  # W5,10
-        self.block2.w6_10 = shared_weight((128, 32, 1, 1))  # W6,10
-        self.block2.w7_10 = shared_weight((128, 32, 1, 1))  # W7,10
-        self.block2.w8_10 = shared_weight((128, 32, 1, 1))  # W8,10
-        self.block2.w9_10 = shared_weight((128, 32, 1, 1))  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(416)  # BN of X10(1)
-        self.block2.bottleneck_bn10_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X10(1)
-        self.block2.bottleneck10 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
-        self.block2.w0_11 = shared_weight((128, 128, 1, 1))  # W0,11
-        self.block2.w1_11 = shared_weight((128, 32, 1, 1))  # W1,11
-        self.block2.w2_11 = shared_weight((128, 32, 1, 1))  # W2,11
-        self.block2.w3_11 = shared_weight((128, 32, 1, 1))  # W3,11
-        self.block2.w4_11 = shared_weight((128, 32, 1, 1))  # W4,11
-        self.block2.w5_11 = shared_weight((128, 32, 1, 1))  # W5,11
-        self.block2.w6_11 = shared_weight((128, 32, 1, 1))  # W6,11
-        self.block2.w7_11 = shared_weight((128, 32, 1, 1))  # W7,11
-        self.block2.w8_11 = shared_weight((128, 32, 1, 1))  # W8,11
-        self.block2.w9_11 = shared_weight((128, 32, 1, 1))  # W9,11
-        self.block2.w10_11 = shared_weight((128, 32, 1, 1))  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(448)  # BN of X11(1)
-        self.block2.bottleneck_bn11_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X11(1)
-        self.block2.bottleneck11 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
-        self.block2.w0_12 = shared_weight((128, 128, 1, 1))  # W0,12
-        self.block2.w1_12 = shared_weight((128, 32, 1, 1))  # W1,12
-        self.block2.w2_12 = shared_weight((128, 32, 1, 1))  # W2,12
-        self.block2.w3_12 = shared_weight((128, 32, 1, 1))  # W3,12
-        self.block2.w4_12 = shared_weight((128, 32, 1, 1))  # W4,12
-        self.block2.w5_12 = shared_weight((128, 32, 1, 1))  # W5,12
-        self.block2.w6_12 = shared_weight((128, 32, 1, 1))  # W6,12
-        self.block2.w7_12 = shared_weight((128, 32, 1, 1))  # W7,12
-        self.block2.w8_12 = shared_weight((128, 32, 1, 1))  # W8,12
-        self.block2.w9_12 = shared_weight((128, 32, 1, 1))  # W9,12
-        self.block2.w10_12 = shared_weight((128, 32, 1, 1))  # W10,12
-        self.block2.w11_12 = shared_weight((128, 32, 1, 1))  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(480)  # BN of X12(1)
-        self.block2.bottleneck_bn12_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X12(1)
-        self.block2.bottleneck12 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
+        self.block2 = CliqueBlock(
+            in_channels=128,
+            channels=32,
+            kernel=1,
+            width=128,
+            bottleneck=3,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+            ],
+        )
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -223,380 +128,39 @@ class Densenet121(nn.Module):
         self.transition2.conv = conv2d(512, 256, kernel_size=1, stride=1, padding=0)
 
         # Block 3: 24 layers of k=32, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer
-        self.block3 = nn.Module()
-        # Stage I: X1(1) to X24(1)
-        self.block3.w0_1 = shared_weight((128, 256, 1, 1))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(256)  # BN of X1(1)
-        self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X1(1)
-        self.block3.bottleneck1 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block3.w0_2 = shared_weight((128, 256, 1, 1))  # W02
-        self.block3.w1_2 = shared_weight((128, 32, 1, 1))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(288)  # BN of X2(1)
-        self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X2(1)
-        self.block3.bottleneck2 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block3.w0_3 = shared_weight((128, 256, 1, 1))  # W03
-        self.block3.w1_3 = shared_weight((128, 32, 1, 1))  # W13
-        self.block3.w2_3 = shared_weight((128, 32, 1, 1))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(320)  # BN of X3(1)
-        self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X3(1)
-        self.block3.bottleneck3 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block3.w0_4 = shared_weight((128, 256, 1, 1))  # W04
-        self.block3.w1_4 = shared_weight((128, 32, 1, 1))  # W14
-        self.block3.w2_4 = shared_weight((128, 32, 1, 1))  # W24
-        self.block3.w3_4 = shared_weight((128, 32, 1, 1))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(352)  # BN of X4(1)
-        self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X4(1)
-        self.block3.bottleneck4 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block3.w0_5 = shared_weight((128, 256, 1, 1))  # W05
-        self.block3.w1_5 = shared_weight((128, 32, 1, 1))  # W15
-        self.block3.w2_5 = shared_weight((128, 32, 1, 1))  # W25
-        self.block3.w3_5 = shared_weight((128, 32, 1, 1))  # W35
-        self.block3.w4_5 = shared_weight((128, 32, 1, 1))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(384)  # BN of X5(1)
-        self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X5(1)
-        self.block3.bottleneck5 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
-        self.block3.w0_6 = shared_weight((128, 256, 1, 1))  # W06
-        self.block3.w1_6 = shared_weight((128, 32, 1, 1))  # W16
-        self.block3.w2_6 = shared_weight((128, 32, 1, 1))  # W26
-        self.block3.w3_6 = shared_weight((128, 32, 1, 1))  # W36
-        self.block3.w4_6 = shared_weight((128, 32, 1, 1))  # W46
-        self.block3.w5_6 = shared_weight((128, 32, 1, 1))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(416)  # BN of X6(1)
-        self.block3.bottleneck_bn6_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X6(1)
-        self.block3.bottleneck6 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
-        self.block3.w0_7 = shared_weight((128, 256, 1, 1))  # W07
-        self.block3.w1_7 = shared_weight((128, 32, 1, 1))  # W17
-        self.block3.w2_7 = shared_weight((128, 32, 1, 1))  # W27
-        self.block3.w3_7 = shared_weight((128, 32, 1, 1))  # W37
-        self.block3.w4_7 = shared_weight((128, 32, 1, 1))  # W47
-        self.block3.w5_7 = shared_weight((128, 32, 1, 1))  # W57
-        self.block3.w6_7 = shared_weight((128, 32, 1, 1))  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(448)  # BN of X7(1)
-        self.block3.bottleneck_bn7_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X7(1)
-        self.block3.bottleneck7 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
-        self.block3.w0_8 = shared_weight((128, 256, 1, 1))  # W08
-        self.block3.w1_8 = shared_weight((128, 32, 1, 1))  # W18
-        self.block3.w2_8 = shared_weight((128, 32, 1, 1))  # W28
-        self.block3.w3_8 = shared_weight((128, 32, 1, 1))  # W38
-        self.block3.w4_8 = shared_weight((128, 32, 1, 1))  # W48
-        self.block3.w5_8 = shared_weight((128, 32, 1, 1))  # W58
-        self.block3.w6_8 = shared_weight((128, 32, 1, 1))  # W68
-        self.block3.w7_8 = shared_weight((128, 32, 1, 1))  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(480)  # BN of X8(1)
-        self.block3.bottleneck_bn8_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X8(1)
-        self.block3.bottleneck8 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
-        self.block3.w0_9 = shared_weight((128, 256, 1, 1))  # W09
-        self.block3.w1_9 = shared_weight((128, 32, 1, 1))  # W19
-        self.block3.w2_9 = shared_weight((128, 32, 1, 1))  # W29
-        self.block3.w3_9 = shared_weight((128, 32, 1, 1))  # W39
-        self.block3.w4_9 = shared_weight((128, 32, 1, 1))  # W49
-        self.block3.w5_9 = shared_weight((128, 32, 1, 1))  # W59
-        self.block3.w6_9 = shared_weight((128, 32, 1, 1))  # W69
-        self.block3.w7_9 = shared_weight((128, 32, 1, 1))  # W79
-        self.block3.w8_9 = shared_weight((128, 32, 1, 1))  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(512)  # BN of X9(1)
-        self.block3.bottleneck_bn9_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X9(1)
-        self.block3.bottleneck9 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
-        self.block3.w0_10 = shared_weight((128, 256, 1, 1))  # W0,10
-        self.block3.w1_10 = shared_weight((128, 32, 1, 1))  # W1,10
-        self.block3.w2_10 = shared_weight((128, 32, 1, 1))  # W2,10
-        self.block3.w3_10 = shared_weight((128, 32, 1, 1))  # W3,10
-        self.block3.w4_10 = shared_weight((128, 32, 1, 1))  # W4,10
-        self.block3.w5_10 = shared_weight((128, 32, 1, 1))  # W5,10
-        self.block3.w6_10 = shared_weight((128, 32, 1, 1))  # W6,10
-        self.block3.w7_10 = shared_weight((128, 32, 1, 1))  # W7,10
-        self.block3.w8_10 = shared_weight((128, 32, 1, 1))  # W8,10
-        self.block3.w9_10 = shared_weight((128, 32, 1, 1))  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(544)  # BN of X10(1)
-        self.block3.bottleneck_bn10_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X10(1)
-        self.block3.bottleneck10 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
-        self.block3.w0_11 = shared_weight((128, 256, 1, 1))  # W0,11
-        self.block3.w1_11 = shared_weight((128, 32, 1, 1))  # W1,11
-        self.block3.w2_11 = shared_weight((128, 32, 1, 1))  # W2,11
-        self.block3.w3_11 = shared_weight((128, 32, 1, 1))  # W3,11
-        self.block3.w4_11 = shared_weight((128, 32, 1, 1))  # W4,11
-        self.block3.w5_11 = shared_weight((128, 32, 1, 1))  # W5,11
-        self.block3.w6_11 = shared_weight((128, 32, 1, 1))  # W6,11
-        self.block3.w7_11 = shared_weight((128, 32, 1, 1))  # W7,11
-        self.block3.w8_11 = shared_weight((128, 32, 1, 1))  # W8,11
-        self.block3.w9_11 = shared_weight((128, 32, 1, 1))  # W9,11
-        self.block3.w10_11 = shared_weight((128, 32, 1, 1))  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(576)  # BN of X11(1)
-        self.block3.bottleneck_bn11_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X11(1)
-        self.block3.bottleneck11 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
-        self.block3.w0_12 = shared_weight((128, 256, 1, 1))  # W0,12
-        self.block3.w1_12 = shared_weight((128, 32, 1, 1))  # W1,12
-        self.block3.w2_12 = shared_weight((128, 32, 1, 1))  # W2,12
-        self.block3.w3_12 = shared_weight((128, 32, 1, 1))  # W3,12
-        self.block3.w4_12 = shared_weight((128, 32, 1, 1))  # W4,12
-        self.block3.w5_12 = shared_weight((128, 32, 1, 1))  # W5,12
-        self.block3.w6_12 = shared_weight((128, 32, 1, 1))  # W6,12
-        self.block3.w7_12 = shared_weight((128, 32, 1, 1))  # W7,12
-        self.block3.w8_12 = shared_weight((128, 32, 1, 1))  # W8,12
-        self.block3.w9_12 = shared_weight((128, 32, 1, 1))  # W9,12
-        self.block3.w10_12 = shared_weight((128, 32, 1, 1))  # W10,12
-        self.block3.w11_12 = shared_weight((128, 32, 1, 1))  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(608)  # BN of X12(1)
-        self.block3.bottleneck_bn12_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X12(1)
-        self.block3.bottleneck12 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
-        self.block3.w0_13 = shared_weight((128, 256, 1, 1))  # W0,13
-        self.block3.w1_13 = shared_weight((128, 32, 1, 1))  # W1,13
-        self.block3.w2_13 = shared_weight((128, 32, 1, 1))  # W2,13
-        self.block3.w3_13 = shared_weight((128, 32, 1, 1))  # W3,13
-        self.block3.w4_13 = shared_weight((128, 32, 1, 1))  # W4,13
-        self.block3.w5_13 = shared_weight((128, 32, 1, 1))  # W5,13
-        self.block3.w6_13 = shared_weight((128, 32, 1, 1))  # W6,13
-        self.block3.w7_13 = shared_weight((128, 32, 1, 1))  # W7,13
-        self.block3.w8_13 = shared_weight((128, 32, 1, 1))  # W8,13
-        self.block3.w9_13 = shared_weight((128, 32, 1, 1))  # W9,13
-        self.block3.w10_13 = shared_weight((128, 32, 1, 1))  # W10,13
-        self.block3.w11_13 = shared_weight((128, 32, 1, 1))  # W11,13
-        self.block3.w12_13 = shared_weight((128, 32, 1, 1))  # W12,13
-        self.block3.bn13_s1 = nn.BatchNorm2d(640)  # BN of X13(1)
-        self.block3.bottleneck_bn13_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X13(1)
-        self.block3.bottleneck13 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
-        self.block3.w0_14 = shared_weight((128, 256, 1, 1))  # W0,14
-        self.block3.w1_14 = shared_weight((128, 32, 1, 1))  # W1,14
-        self.block3.w2_14 = shared_weight((128, 32, 1, 1))  # W2,14
-        self.block3.w3_14 = shared_weight((128, 32, 1, 1))  # W3,14
-        self.block3.w4_14 = shared_weight((128, 32, 1, 1))  # W4,14
-        self.block3.w5_14 = shared_weight((128, 32, 1, 1))  # W5,14
-        self.block3.w6_14 = shared_weight((128, 32, 1, 1))  # W6,14
-        self.block3.w7_14 = shared_weight((128, 32, 1, 1))  # W7,14
-        self.block3.w8_14 = shared_weight((128, 32, 1, 1))  # W8,14
-        self.block3.w9_14 = shared_weight((128, 32, 1, 1))  # W9,14
-        self.block3.w10_14 = shared_weight((128, 32, 1, 1))  # W10,14
-        self.block3.w11_14 = shared_weight((128, 32, 1, 1))  # W11,14
-        self.block3.w12_14 = shared_weight((128, 32, 1, 1))  # W12,14
-        self.block3.w13_14 = shared_weight((128, 32, 1, 1))  # W13,14
-        self.block3.bn14_s1 = nn.BatchNorm2d(672)  # BN of X14(1)
-        self.block3.bottleneck_bn14_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X14(1)
-        self.block3.bottleneck14 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
-        self.block3.w0_15 = shared_weight((128, 256, 1, 1))  # W0,15
-        self.block3.w1_15 = shared_weight((128, 32, 1, 1))  # W1,15
-        self.block3.w2_15 = shared_weight((128, 32, 1, 1))  # W2,15
-        self.block3.w3_15 = shared_weight((128, 32, 1, 1))  # W3,15
-        self.block3.w4_15 = shared_weight((128, 32, 1, 1))  # W4,15
-        self.block3.w5_15 = shared_weight((128, 32, 1, 1))  # W5,15
-        self.block3.w6_15 = shared_weight((128, 32, 1, 1))  # W6,15
-        self.block3.w7_15 = shared_weight((128, 32, 1, 1))  # W7,15
-        self.block3.w8_15 = shared_weight((128, 32, 1, 1))  # W8,15
-        self.block3.w9_15 = shared_weight((128, 32, 1, 1))  # W9,15
-        self.block3.w10_15 = shared_weight((128, 32, 1, 1))  # W10,15
-        self.block3.w11_15 = shared_weight((128, 32, 1, 1))  # W11,15
-        self.block3.w12_15 = shared_weight((128, 32, 1, 1))  # W12,15
-        self.block3.w13_15 = shared_weight((128, 32, 1, 1))  # W13,15
-        self.block3.w14_15 = shared_weight((128, 32, 1, 1))  # W14,15
-        self.block3.bn15_s1 = nn.BatchNorm2d(704)  # BN of X15(1)
-        self.block3.bottleneck_bn15_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X15(1)
-        self.block3.bottleneck15 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
-        self.block3.w0_16 = shared_weight((128, 256, 1, 1))  # W0,16
-        self.block3.w1_16 = shared_weight((128, 32, 1, 1))  # W1,16
-        self.block3.w2_16 = shared_weight((128, 32, 1, 1))  # W2,16
-        self.block3.w3_16 = shared_weight((128, 32, 1, 1))  # W3,16
-        self.block3.w4_16 = shared_weight((128, 32, 1, 1))  # W4,16
-        self.block3.w5_16 = shared_weight((128, 32, 1, 1))  # W5,16
-        self.block3.w6_16 = shared_weight((128, 32, 1, 1))  # W6,16
-        self.block3.w7_16 = shared_weight((128, 32, 1, 1))  # W7,16
-        self.block3.w8_16 = shared_weight((128, 32, 1, 1))  # W8,16
-        self.block3.w9_16 = shared_weight((128, 32, 1, 1))  # W9,16
-        self.block3.w10_16 = shared_weight((128, 32, 1, 1))  # W10,16
-        self.block3.w11_16 = shared_weight((128, 32, 1, 1))  # W11,16
-        self.block3.w12_16 = shared_weight((128, 32, 1, 1))  # W12,16
-        self.block3.w13_16 = shared_weight((128, 32, 1, 1))  # W13,16
-        self.block3.w14_16 = shared_weight((128, 32, 1, 1))  # W14,16
-        self.block3.w15_16 = shared_weight((128, 32, 1, 1))  # W15,16
-        self.block3.bn16_s1 = nn.BatchNorm2d(736)  # BN of X16(1)
-        self.block3.bottleneck_bn16_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X16(1)
-        self.block3.bottleneck16 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
-        self.block3.w0_17 = shared_weight((128, 256, 1, 1))  # W0,17
-        self.block3.w1_17 = shared_weight((128, 32, 1, 1))  # W1,17
-        self.block3.w2_17 = shared_weight((128, 32, 1, 1))  # W2,17
-        self.block3.w3_17 = shared_weight((128, 32, 1, 1))  # W3,17
-        self.block3.w4_17 = shared_weight((128, 32, 1, 1))  # W4,17
-        self.block3.w5_17 = shared_weight((128, 32, 1, 1))  # W5,17
-        self.block3.w6_17 = shared_weight((128, 32, 1, 1))  # W6,17
-        self.block3.w7_17 = shared_weight((128, 32, 1, 1))  # W7,17
-        self.block3.w8_17 = shared_weight((128, 32, 1, 1))  # W8,17
-        self.block3.w9_17 = shared_weight((128, 32, 1, 1))  # W9,17
-        self.block3.w10_17 = shared_weight((128, 32, 1, 1))  # W10,17
-        self.block3.w11_17 = shared_weight((128, 32, 1, 1))  # W11,17
-        self.block3.w12_17 = shared_weight((128, 32, 1, 1))  # W12,17
-        self.block3.w13_17 = shared_weight((128, 32, 1, 1))  # W13,17
-        self.block3.w14_17 = shared_weight((128, 32, 1, 1))  # W14,17
-        self.block3.w15_17 = shared_weight((128, 32, 1, 1))  # W15,17
-        self.block3.w16_17 = shared_weight((128, 32, 1, 1))  # W16,17
-        self.block3.bn17_s1 = nn.BatchNorm2d(768)  # BN of X17(1)
-        self.block3.bottleneck_bn17_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X17(1)
-        self.block3.bottleneck17 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X17
-        self.block3.w0_18 = shared_weight((128, 256, 1, 1))  # W0,18
-        self.block3.w1_18 = shared_weight((128, 32, 1, 1))  # W1,18
-        self.block3.w2_18 = shared_weight((128, 32, 1, 1))  # W2,18
-        self.block3.w3_18 = shared_weight((128, 32, 1, 1))  # W3,18
-        self.block3.w4_18 = shared_weight((128, 32, 1, 1))  # W4,18
-        self.block3.w5_18 = shared_weight((128, 32, 1, 1))  # W5,18
-        self.block3.w6_18 = shared_weight((128, 32, 1, 1))  # W6,18
-        self.block3.w7_18 = shared_weight((128, 32, 1, 1))  # W7,18
-        self.block3.w8_18 = shared_weight((128, 32, 1, 1))  # W8,18
-        self.block3.w9_18 = shared_weight((128, 32, 1, 1))  # W9,18
-        self.block3.w10_18 = shared_weight((128, 32, 1, 1))  # W10,18
-        self.block3.w11_18 = shared_weight((128, 32, 1, 1))  # W11,18
-        self.block3.w12_18 = shared_weight((128, 32, 1, 1))  # W12,18
-        self.block3.w13_18 = shared_weight((128, 32, 1, 1))  # W13,18
-        self.block3.w14_18 = shared_weight((128, 32, 1, 1))  # W14,18
-        self.block3.w15_18 = shared_weight((128, 32, 1, 1))  # W15,18
-        self.block3.w16_18 = shared_weight((128, 32, 1, 1))  # W16,18
-        self.block3.w17_18 = shared_weight((128, 32, 1, 1))  # W17,18
-        self.block3.bn18_s1 = nn.BatchNorm2d(800)  # BN of X18(1)
-        self.block3.bottleneck_bn18_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X18(1)
-        self.block3.bottleneck18 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X18
-        self.block3.w0_19 = shared_weight((128, 256, 1, 1))  # W0,19
-        self.block3.w1_19 = shared_weight((128, 32, 1, 1))  # W1,19
-        self.block3.w2_19 = shared_weight((128, 32, 1, 1))  # W2,19
-        self.block3.w3_19 = shared_weight((128, 32, 1, 1))  # W3,19
-        self.block3.w4_19 = shared_weight((128, 32, 1, 1))  # W4,19
-        self.block3.w5_19 = shared_weight((128, 32, 1, 1))  # W5,19
-        self.block3.w6_19 = shared_weight((128, 32, 1, 1))  # W6,19
-        self.block3.w7_19 = shared_weight((128, 32, 1, 1))  # W7,19
-        self.block3.w8_19 = shared_weight((128, 32, 1, 1))  # W8,19
-        self.block3.w9_19 = shared_weight((128, 32, 1, 1))  # W9,19
-        self.block3.w10_19 = shared_weight((128, 32, 1, 1))  # W10,19
-        self.block3.w11_19 = shared_weight((128, 32, 1, 1))  # W11,19
-        self.block3.w12_19 = shared_weight((128, 32, 1, 1))  # W12,19
-        self.block3.w13_19 = shared_weight((128, 32, 1, 1))  # W13,19
-        self.block3.w14_19 = shared_weight((128, 32, 1, 1))  # W14,19
-        self.block3.w15_19 = shared_weight((128, 32, 1, 1))  # W15,19
-        self.block3.w16_19 = shared_weight((128, 32, 1, 1))  # W16,19
-        self.block3.w17_19 = shared_weight((128, 32, 1, 1))  # W17,19
-        self.block3.w18_19 = shared_weight((128, 32, 1, 1))  # W18,19
-        self.block3.bn19_s1 = nn.BatchNorm2d(832)  # BN of X19(1)
-        self.block3.bottleneck_bn19_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X19(1)
-        self.block3.bottleneck19 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X19
-        self.block3.w0_20 = shared_weight((128, 256, 1, 1))  # W0,20
-        self.block3.w1_20 = shared_weight((128, 32, 1, 1))  # W1,20
-        self.block3.w2_20 = shared_weight((128, 32, 1, 1))  # W2,20
-        self.block3.w3_20 = shared_weight((128, 32, 1, 1))  # W3,20
-        self.block3.w4_20 = shared_weight((128, 32, 1, 1))  # W4,20
-        self.block3.w5_20 = shared_weight((128, 32, 1, 1))  # W5,20
-        self.block3.w6_20 = shared_weight((128, 32, 1, 1))  # W6,20
-        self.block3.w7_20 = shared_weight((128, 32, 1, 1))  # W7,20
-        self.block3.w8_20 = shared_weight((128, 32, 1, 1))  # W8,20
-        self.block3.w9_20 = shared_weight((128, 32, 1, 1))  # W9,20
-        self.block3.w10_20 = shared_weight((128, 32, 1, 1))  # W10,20
-        self.block3.w11_20 = shared_weight((128, 32, 1, 1))  # W11,20
-        self.block3.w12_20 = shared_weight((128, 32, 1, 1))  # W12,20
-        self.block3.w13_20 = shared_weight((128, 32, 1, 1))  # W13,20
-        self.block3.w14_20 = shared_weight((128, 32, 1, 1))  # W14,20
-        self.block3.w15_20 = shared_weight((128, 32, 1, 1))  # W15,20
-        self.block3.w16_20 = shared_weight((128, 32, 1, 1))  # W16,20
-        self.block3.w17_20 = shared_weight((128, 32, 1, 1))  # W17,20
-        self.block3.w18_20 = shared_weight((128, 32, 1, 1))  # W18,20
-        self.block3.w19_20 = shared_weight((128, 32, 1, 1))  # W19,20
-        self.block3.bn20_s1 = nn.BatchNorm2d(864)  # BN of X20(1)
-        self.block3.bottleneck_bn20_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X20(1)
-        self.block3.bottleneck20 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X20
-        self.block3.w0_21 = shared_weight((128, 256, 1, 1))  # W0,21
-        self.block3.w1_21 = shared_weight((128, 32, 1, 1))  # W1,21
-        self.block3.w2_21 = shared_weight((128, 32, 1, 1))  # W2,21
-        self.block3.w3_21 = shared_weight((128, 32, 1, 1))  # W3,21
-        self.block3.w4_21 = shared_weight((128, 32, 1, 1))  # W4,21
-        self.block3.w5_21 = shared_weight((128, 32, 1, 1))  # W5,21
-        self.block3.w6_21 = shared_weight((128, 32, 1, 1))  # W6,21
-        self.block3.w7_21 = shared_weight((128, 32, 1, 1))  # W7,21
-        self.block3.w8_21 = shared_weight((128, 32, 1, 1))  # W8,21
-        self.block3.w9_21 = shared_weight((128, 32, 1, 1))  # W9,21
-        self.block3.w10_21 = shared_weight((128, 32, 1, 1))  # W10,21
-        self.block3.w11_21 = shared_weight((128, 32, 1, 1))  # W11,21
-        self.block3.w12_21 = shared_weight((128, 32, 1, 1))  # W12,21
-        self.block3.w13_21 = shared_weight((128, 32, 1, 1))  # W13,21
-        self.block3.w14_21 = shared_weight((128, 32, 1, 1))  # W14,21
-        self.block3.w15_21 = shared_weight((128, 32, 1, 1))  # W15,21
-        self.block3.w16_21 = shared_weight((128, 32, 1, 1))  # W16,21
-        self.block3.w17_21 = shared_weight((128, 32, 1, 1))  # W17,21
-        self.block3.w18_21 = shared_weight((128, 32, 1, 1))  # W18,21
-        self.block3.w19_21 = shared_weight((128, 32, 1, 1))  # W19,21
-        self.block3.w20_21 = shared_weight((128, 32, 1, 1))  # W20,21
-        self.block3.bn21_s1 = nn.BatchNorm2d(896)  # BN of X21(1)
-        self.block3.bottleneck_bn21_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X21(1)
-        self.block3.bottleneck21 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X21
-        self.block3.w0_22 = shared_weight((128, 256, 1, 1))  # W0,22
-        self.block3.w1_22 = shared_weight((128, 32, 1, 1))  # W1,22
-        self.block3.w2_22 = shared_weight((128, 32, 1, 1))  # W2,22
-        self.block3.w3_22 = shared_weight((128, 32, 1, 1))  # W3,22
-        self.block3.w4_22 = shared_weight((128, 32, 1, 1))  # W4,22
-        self.block3.w5_22 = shared_weight((128, 32, 1, 1))  # W5,22
-        self.block3.w6_22 = shared_weight((128, 32, 1, 1))  # W6,22
-        self.block3.w7_22 = shared_weight((128, 32, 1, 1))  # W7,22
-        self.block3.w8_22 = shared_weight((128, 32, 1, 1))  # W8,22
-        self.block3.w9_22 = shared_weight((128, 32, 1, 1))  # W9,22
-        self.block3.w10_22 = shared_weight((128, 32, 1, 1))  # W10,22
-        self.block3.w11_22 = shared_weight((128, 32, 1, 1))  # W11,22
-        self.block3.w12_22 = shared_weight((128, 32, 1, 1))  # W12,22
-        self.block3.w13_22 = shared_weight((128, 32, 1, 1))  # W13,22
-        self.block3.w14_22 = shared_weight((128, 32, 1, 1))  # W14,22
-        self.block3.w15_22 = shared_weight((128, 32, 1, 1))  # W15,22
-        self.block3.w16_22 = shared_weight((128, 32, 1, 1))  # W16,22
-        self.block3.w17_22 = shared_weight((128, 32, 1, 1))  # W17,22
-        self.block3.w18_22 = shared_weight((128, 32, 1, 1))  # W18,22
-        self.block3.w19_22 = shared_weight((128, 32, 1, 1))  # W19,22
-        self.block3.w20_22 = shared_weight((128, 32, 1, 1))  # W20,22
-        self.block3.w21_22 = shared_weight((128, 32, 1, 1))  # W21,22
-        self.block3.bn22_s1 = nn.BatchNorm2d(928)  # BN of X22(1)
-        self.block3.bottleneck_bn22_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X22(1)
-        self.block3.bottleneck22 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X22
-        self.block3.w0_23 = shared_weight((128, 256, 1, 1))  # W0,23
-        self.block3.w1_23 = shared_weight((128, 32, 1, 1))  # W1,23
-        self.block3.w2_23 = shared_weight((128, 32, 1, 1))  # W2,23
-        self.block3.w3_23 = shared_weight((128, 32, 1, 1))  # W3,23
-        self.block3.w4_23 = shared_weight((128, 32, 1, 1))  # W4,23
-        self.block3.w5_23 = shared_weight((128, 32, 1, 1))  # W5,23
-        self.block3.w6_23 = shared_weight((128, 32, 1, 1))  # W6,23
-        self.block3.w7_23 = shared_weight((128, 32, 1, 1))  # W7,23
-        self.block3.w8_23 = shared_weight((128, 32, 1, 1))  # W8,23
-        self.block3.w9_23 = shared_weight((128, 32, 1, 1))  # W9,23
-        self.block3.w10_23 = shared_weight((128, 32, 1, 1))  # W10,23
-        self.block3.w11_23 = shared_weight((128, 32, 1, 1))  # W11,23
-        self.block3.w12_23 = shared_weight((128, 32, 1, 1))  # W12,23
-        self.block3.w13_23 = shared_weight((128, 32, 1, 1))  # W13,23
-        self.block3.w14_23 = shared_weight((128, 32, 1, 1))  # W14,23
-        self.block3.w15_23 = shared_weight((128, 32, 1, 1))  # W15,23
-        self.block3.w16_23 = shared_weight((128, 32, 1, 1))  # W16,23
-        self.block3.w17_23 = shared_weight((128, 32, 1, 1))  # W17,23
-        self.block3.w18_23 = shared_weight((128, 32, 1, 1))  # W18,23
-        self.block3.w19_23 = shared_weight((128, 32, 1, 1))  # W19,23
-        self.block3.w20_23 = shared_weight((128, 32, 1, 1))  # W20,23
-        self.block3.w21_23 = shared_weight((128, 32, 1, 1))  # W21,23
-        self.block3.w22_23 = shared_weight((128, 32, 1, 1))  # W22,23
-        self.block3.bn23_s1 = nn.BatchNorm2d(960)  # BN of X23(1)
-        self.block3.bottleneck_bn23_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X23(1)
-        self.block3.bottleneck23 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X23
-        self.block3.w0_24 = shared_weight((128, 256, 1, 1))  # W0,24
-        self.block3.w1_24 = shared_weight((128, 32, 1, 1))  # W1,24
-        self.block3.w2_24 = shared_weight((128, 32, 1, 1))  # W2,24
-        self.block3.w3_24 = shared_weight((128, 32, 1, 1))  # W3,24
-        self.block3.w4_24 = shared_weight((128, 32, 1, 1))  # W4,24
-        self.block3.w5_24 = shared_weight((128, 32, 1, 1))  # W5,24
-        self.block3.w6_24 = shared_weight((128, 32, 1, 1))  # W6,24
-        self.block3.w7_24 = shared_weight((128, 32, 1, 1))  # W7,24
-        self.block3.w8_24 = shared_weight((128, 32, 1, 1))  # W8,24
-        self.block3.w9_24 = shared_weight((128, 32, 1, 1))  # W9,24
-        self.block3.w10_24 = shared_weight((128, 32, 1, 1))  # W10,24
-        self.block3.w11_24 = shared_weight((128, 32, 1, 1))  # W11,24
-        self.block3.w12_24 = shared_weight((128, 32, 1, 1))  # W12,24
-        self.block3.w13_24 = shared_weight((128, 32, 1, 1))  # W13,24
-        self.block3.w14_24 = shared_weight((128, 32, 1, 1))  # W14,24
-        self.block3.w15_24 = shared_weight((128, 32, 1, 1))  # W15,24
-        self.block3.w16_24 = shared_weight((128, 32, 1, 1))  # W16,24
-        self.block3.w17_24 = shared_weight((128, 32, 1, 1))  # W17,24
-        self.block3.w18_24 = shared_weight((128, 32, 1, 1))  # W18,24
-        self.block3.w19_24 = shared_weight((128, 32, 1, 1))  # W19,24
-        self.block3.w20_24 = shared_weight((128, 32, 1, 1))  # W20,24
-        self.block3.w21_24 = shared_weight((128, 32, 1, 1))  # W21,24
-        self.block3.w22_24 = shared_weight((128, 32, 1, 1))  # W22,24
-        self.block3.w23_24 = shared_weight((128, 32, 1, 1))  # W23,24
-        self.block3.bn24_s1 = nn.BatchNorm2d(992)  # BN of X24(1)
-        self.block3.bottleneck_bn24_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X24(1)
-        self.block3.bottleneck24 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X24
+        self.block3 = CliqueBlock(
+            in_channels=256,
+            channels=32,
+            kernel=1,
+            width=128,
+            bottleneck=3,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+                (13, 1),  # X13(1) = g(W0,13*X0 + W1,13*X1(1) + ... + W12,13*X12(1))
+                (14, 1),  # X14(1) = g(W0,14*X0 + W1,14*X1(1) + ... + W13,14*X13(1))
+                (15, 1),  # X15(1) = g(W0,15*X0 + W1,15*X1(1) + ... + W14,15*X14(1))
+                (16, 1),  # X16(1) = g(W0,16*X0 + W1,16*X1(1) + ... + W15,16*X15(1))
+                (17, 1),  # X17(1) = g(W0,17*X0 + W1,17*X1(1) + ... + W16,17*X16(1))
+                (18, 1),  # X18(1) = g(W0,18*X0 + W1,18*X1(1) + ... + W17,18*X17(1))
+                (19, 1),  # X19(1) = g(W0,19*X0 + W1,19*X1(1) + ... + W18,19*X18(1))
+                (20, 1),  # X20(1) = g(W0,20*X0 + W1,20*X1(1) + ... + W19,20*X19(1))
+                (21, 1),  # X21(1) = g(W0,21*X0 + W1,21*X1(1) + ... + W20,21*X20(1))
+                (22, 1),  # X22(1) = g(W0,22*X0 + W1,22*X1(1) + ... + W21,22*X21(1))
+                (23, 1),  # X23(1) = g(W0,23*X0 + W1,23*X1(1) + ... + W22,23*X22(1))
+                (24, 1),  # X24(1) = g(W0,24*X0 + W1,24*X1(1) + ... + W23,24*X23(1))
+            ],
+        )
 
         # Transition 3
         self.transition3 = nn.Module()
@@ -604,192 +168,31 @@ class Densenet121(nn.Module):
         self.transition3.conv = conv2d(1024, 512, kernel_size=1, stride=1, padding=0)
 
         # Block 4: 16 layers of k=32, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer
-        self.block4 = nn.Module()
-        # Stage I: X1(1) to X16(1)
-        self.block4.w0_1 = shared_weight((128, 512, 1, 1))  # W01
-        self.block4.bn1_s1 = nn.BatchNorm2d(512)  # BN of X1(1)
-        self.block4.bottleneck_bn1_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X1(1)
-        self.block4.bottleneck1 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block4.w0_2 = shared_weight((128, 512, 1, 1))  # W02
-        self.block4.w1_2 = shared_weight((128, 32, 1, 1))  # W12
-        self.block4.bn2_s1 = nn.BatchNorm2d(544)  # BN of X2(1)
-        self.block4.bottleneck_bn2_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X2(1)
-        self.block4.bottleneck2 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block4.w0_3 = shared_weight((128, 512, 1, 1))  # W03
-        self.block4.w1_3 = shared_weight((128, 32, 1, 1))  # W13
-        self.block4.w2_3 = shared_weight((128, 32, 1, 1))  # W23
-        self.block4.bn3_s1 = nn.BatchNorm2d(576)  # BN of X3(1)
-        self.block4.bottleneck_bn3_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X3(1)
-        self.block4.bottleneck3 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block4.w0_4 = shared_weight((128, 512, 1, 1))  # W04
-        self.block4.w1_4 = shared_weight((128, 32, 1, 1))  # W14
-        self.block4.w2_4 = shared_weight((128, 32, 1, 1))  # W24
-        self.block4.w3_4 = shared_weight((128, 32, 1, 1))  # W34
-        self.block4.bn4_s1 = nn.BatchNorm2d(608)  # BN of X4(1)
-        self.block4.bottleneck_bn4_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X4(1)
-        self.block4.bottleneck4 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block4.w0_5 = shared_weight((128, 512, 1, 1))  # W05
-        self.block4.w1_5 = shared_weight((128, 32, 1, 1))  # W15
-        self.block4.w2_5 = shared_weight((128, 32, 1, 1))  # W25
-        self.block4.w3_5 = shared_weight((128, 32, 1, 1))  # W35
-        self.block4.w4_5 = shared_weight((128, 32, 1, 1))  # W45
-        self.block4.bn5_s1 = nn.BatchNorm2d(640)  # BN of X5(1)
-        self.block4.bottleneck_bn5_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X5(1)
-        self.block4.bottleneck5 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
-        self.block4.w0_6 = shared_weight((128, 512, 1, 1))  # W06
-        self.block4.w1_6 = shared_weight((128, 32, 1, 1))  # W16
-        self.block4.w2_6 = shared_weight((128, 32, 1, 1))  # W26
-        self.block4.w3_6 = shared_weight((128, 32, 1, 1))  # W36
-        self.block4.w4_6 = shared_weight((128, 32, 1, 1))  # W46
-        self.block4.w5_6 = shared_weight((128, 32, 1, 1))  # W56
-        self.block4.bn6_s1 = nn.BatchNorm2d(672)  # BN of X6(1)
-        self.block4.bottleneck_bn6_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X6(1)
-        self.block4.bottleneck6 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
-        self.block4.w0_7 = shared_weight((128, 512, 1, 1))  # W07
-        self.block4.w1_7 = shared_weight((128, 32, 1, 1))  # W17
-        self.block4.w2_7 = shared_weight((128, 32, 1, 1))  # W27
-        self.block4.w3_7 = shared_weight((128, 32, 1, 1))  # W37
-        self.block4.w4_7 = shared_weight((128, 32, 1, 1))  # W47
-        self.block4.w5_7 = shared_weight((128, 32, 1, 1))  # W57
-        self.block4.w6_7 = shared_weight((128, 32, 1, 1))  # W67
-        self.block4.bn7_s1 = nn.BatchNorm2d(704)  # BN of X7(1)
-        self.block4.bottleneck_bn7_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X7(1)
-        self.block4.bottleneck7 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
-        self.block4.w0_8 = shared_weight((128, 512, 1, 1))  # W08
-        self.block4.w1_8 = shared_weight((128, 32, 1, 1))  # W18
-        self.block4.w2_8 = shared_weight((128, 32, 1, 1))  # W28
-        self.block4.w3_8 = shared_weight((128, 32, 1, 1))  # W38
-        self.block4.w4_8 = shared_weight((128, 32, 1, 1))  # W48
-        self.block4.w5_8 = shared_weight((128, 32, 1, 1))  # W58
-        self.block4.w6_8 = shared_weight((128, 32, 1, 1))  # W68
-        self.block4.w7_8 = shared_weight((128, 32, 1, 1))  # W78
-        self.block4.bn8_s1 = nn.BatchNorm2d(736)  # BN of X8(1)
-        self.block4.bottleneck_bn8_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X8(1)
-        self.block4.bottleneck8 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
-        self.block4.w0_9 = shared_weight((128, 512, 1, 1))  # W09
-        self.block4.w1_9 = shared_weight((128, 32, 1, 1))  # W19
-        self.block4.w2_9 = shared_weight((128, 32, 1, 1))  # W29
-        self.block4.w3_9 = shared_weight((128, 32, 1, 1))  # W39
-        self.block4.w4_9 = shared_weight((128, 32, 1, 1))  # W49
-        self.block4.w5_9 = shared_weight((128, 32, 1, 1))  # W59
-        self.block4.w6_9 = shared_weight((128, 32, 1, 1))  # W69
-        self.block4.w7_9 = shared_weight((128, 32, 1, 1))  # W79
-        self.block4.w8_9 = shared_weight((128, 32, 1, 1))  # W89
-        self.block4.bn9_s1 = nn.BatchNorm2d(768)  # BN of X9(1)
-        self.block4.bottleneck_bn9_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X9(1)
-        self.block4.bottleneck9 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
-        self.block4.w0_10 = shared_weight((128, 512, 1, 1))  # W0,10
-        self.block4.w1_10 = shared_weight((128, 32, 1, 1))  # W1,10
-        self.block4.w2_10 = shared_weight((128, 32, 1, 1))  # W2,10
-        self.block4.w3_10 = shared_weight((128, 32, 1, 1))  # W3,10
-        self.block4.w4_10 = shared_weight((128, 32, 1, 1))  # W4,10
-        self.block4.w5_10 = shared_weight((128, 32, 1, 1))  # W5,10
-        self.block4.w6_10 = shared_weight((128, 32, 1, 1))  # W6,10
-        self.block4.w7_10 = shared_weight((128, 32, 1, 1))  # W7,10
-        self.block4.w8_10 = shared_weight((128, 32, 1, 1))  # W8,10
-        self.block4.w9_10 = shared_weight((128, 32, 1, 1))  # W9,10
-        self.block4.bn10_s1 = nn.BatchNorm2d(800)  # BN of X10(1)
-        self.block4.bottleneck_bn10_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X10(1)
-        self.block4.bottleneck10 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
-        self.block4.w0_11 = shared_weight((128, 512, 1, 1))  # W0,11
-        self.block4.w1_11 = shared_weight((128, 32, 1, 1))  # W1,11
-        self.block4.w2_11 = shared_weight((128, 32, 1, 1))  # W2,11
-        self.block4.w3_11 = shared_weight((128, 32, 1, 1))  # W3,11
-        self.block4.w4_11 = shared_weight((128, 32, 1, 1))  # W4,11
-        self.block4.w5_11 = shared_weight((128, 32, 1, 1))  # W5,11
-        self.block4.w6_11 = shared_weight((128, 32, 1, 1))  # W6,11
-        self.block4.w7_11 = shared_weight((128, 32, 1, 1))  # W7,11
-        self.block4.w8_11 = shared_weight((128, 32, 1, 1))  # W8,11
-        self.block4.w9_11 = shared_weight((128, 32, 1, 1))  # W9,11
-        self.block4.w10_11 = shared_weight((128, 32, 1, 1))  # W10,11
-        self.block4.bn11_s1 = nn.BatchNorm2d(832)  # BN of X11(1)
-        self.block4.bottleneck_bn11_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X11(1)
-        self.block4.bottleneck11 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
-        self.block4.w0_12 = shared_weight((128, 512, 1, 1))  # W0,12
-        self.block4.w1_12 = shared_weight((128, 32, 1, 1))  # W1,12
-        self.block4.w2_12 = shared_weight((128, 32, 1, 1))  # W2,12
-        self.block4.w3_12 = shared_weight((128, 32, 1, 1))  # W3,12
-        self.block4.w4_12 = shared_weight((128, 32, 1, 1))  # W4,12
-        self.block4.w5_12 = shared_weight((128, 32, 1, 1))  # W5,12
-        self.block4.w6_12 = shared_weight((128, 32, 1, 1))  # W6,12
-        self.block4.w7_12 = shared_weight((128, 32, 1, 1))  # W7,12
-        self.block4.w8_12 = shared_weight((128, 32, 1, 1))  # W8,12
-        self.block4.w9_12 = shared_weight((128, 32, 1, 1))  # W9,12
-        self.block4.w10_12 = shared_weight((128, 32, 1, 1))  # W10,12
-        self.block4.w11_12 = shared_weight((128, 32, 1, 1))  # W11,12
-        self.block4.bn12_s1 = nn.BatchNorm2d(864)  # BN of X12(1)
-        self.block4.bottleneck_bn12_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X12(1)
-        self.block4.bottleneck12 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
-        self.block4.w0_13 = shared_weight((128, 512, 1, 1))  # W0,13
-        self.block4.w1_13 = shared_weight((128, 32, 1, 1))  # W1,13
-        self.block4.w2_13 = shared_weight((128, 32, 1, 1))  # W2,13
-        self.block4.w3_13 = shared_weight((128, 32, 1, 1))  # W3,13
-        self.block4.w4_13 = shared_weight((128, 32, 1, 1))  # W4,13
-        self.block4.w5_13 = shared_weight((128, 32, 1, 1))  # W5,13
-        self.block4.w6_13 = shared_weight((128, 32, 1, 1))  # W6,13
-        self.block4.w7_13 = shared_weight((128, 32, 1, 1))  # W7,13
-        self.block4.w8_13 = shared_weight((128, 32, 1, 1))  # W8,13
-        self.block4.w9_13 = shared_weight((128, 32, 1, 1))  # W9,13
-        self.block4.w10_13 = shared_weight((128, 32, 1, 1))  # W10,13
-        self.block4.w11_13 = shared_weight((128, 32, 1, 1))  # W11,13
-        self.block4.w12_13 = shared_weight((128, 32, 1, 1))  # W12,13
-        self.block4.bn13_s1 = nn.BatchNorm2d(896)  # BN of X13(1)
-        self.block4.bottleneck_bn13_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X13(1)
-        self.block4.bottleneck13 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
-        self.block4.w0_14 = shared_weight((128, 512, 1, 1))  # W0,14
-        self.block4.w1_14 = shared_weight((128, 32, 1, 1))  # W1,14
-        self.block4.w2_14 = shared_weight((128, 32, 1, 1))  # W2,14
-        self.block4.w3_14 = shared_weight((128, 32, 1, 1))  # W3,14
-        self.block4.w4_14 = shared_weight((128, 32, 1, 1))  # W4,14
-        self.block4.w5_14 = shared_weight((128, 32, 1, 1))  # W5,14
-        self.block4.w6_14 = shared_weight((128, 32, 1, 1))  # W6,14
-        self.block4.w7_14 = shared_weight((128, 32, 1, 1))  # W7,14
-        self.block4.w8_14 = shared_weight((128, 32, 1, 1))  # W8,14
-        self.block4.w9_14 = shared_weight((128, 32, 1, 1))  # W9,14
-        self.block4.w10_14 = shared_weight((128, 32, 1, 1))  # W10,14
-        self.block4.w11_14 = shared_weight((128, 32, 1, 1))  # W11,14
-        self.block4.w12_14 = shared_weight((128, 32, 1, 1))  # W12,14
-        self.block4.w13_14 = shared_weight((128, 32, 1, 1))  # W13,14
-        self.block4.bn14_s1 = nn.BatchNorm2d(928)  # BN of X14(1)
-        self.block4.bottleneck_bn14_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X14(1)
-        self.block4.bottleneck14 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
-        self.block4.w0_15 = shared_weight((128, 512, 1, 1))  # W0,15
-        self.block4.w1_15 = shared_weight((128, 32, 1, 1))  # W1,15
-        self.block4.w2_15 = shared_weight((128, 32, 1, 1))  # W2,15
-        self.block4.w3_15 = shared_weight((128, 32, 1, 1))  # W3,15
-        self.block4.w4_15 = shared_weight((128, 32, 1, 1))  # W4,15
-        self.block4.w5_15 = shared_weight((128, 32, 1, 1))  # W5,15
-        self.block4.w6_15 = shared_weight((128, 32, 1, 1))  # W6,15
-        self.block4.w7_15 = shared_weight((128, 32, 1, 1))  # W7,15
-        self.block4.w8_15 = shared_weight((128, 32, 1, 1))  # W8,15
-        self.block4.w9_15 = shared_weight((128, 32, 1, 1))  # W9,15
-        self.block4.w10_15 = shared_weight((128, 32, 1, 1))  # W10,15
-        self.block4.w11_15 = shared_weight((128, 32, 1, 1))  # W11,15
-        self.block4.w12_15 = shared_weight((128, 32, 1, 1))  # W12,15
-        self.block4.w13_15 = shared_weight((128, 32, 1, 1))  # W13,15
-        self.block4.w14_15 = shared_weight((128, 32, 1, 1))  # W14,15
-        self.block4.bn15_s1 = nn.BatchNorm2d(960)  # BN of X15(1)
-        self.block4.bottleneck_bn15_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X15(1)
-        self.block4.bottleneck15 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
-        self.block4.w0_16 = shared_weight((128, 512, 1, 1))  # W0,16
-        self.block4.w1_16 = shared_weight((128, 32, 1, 1))  # W1,16
-        self.block4.w2_16 = shared_weight((128, 32, 1, 1))  # W2,16
-        self.block4.w3_16 = shared_weight((128, 32, 1, 1))  # W3,16
-        self.block4.w4_16 = shared_weight((128, 32, 1, 1))  # W4,16
-        self.block4.w5_16 = shared_weight((128, 32, 1, 1))  # W5,16
-        self.block4.w6_16 = shared_weight((128, 32, 1, 1))  # W6,16
-        self.block4.w7_16 = shared_weight((128, 32, 1, 1))  # W7,16
-        self.block4.w8_16 = shared_weight((128, 32, 1, 1))  # W8,16
-        self.block4.w9_16 = shared_weight((128, 32, 1, 1))  # W9,16
-        self.block4.w10_16 = shared_weight((128, 32, 1, 1))  # W10,16
-        self.block4.w11_16 = shared_weight((128, 32, 1, 1))  # W11,16
-        self.block4.w12_16 = shared_weight((128, 32, 1, 1))  # W12,16
-        self.block4.w13_16 = shared_weight((128, 32, 1, 1))  # W13,16
-        self.block4.w14_16 = shared_weight((128, 32, 1, 1))  # W14,16
-        self.block4.w15_16 = shared_weight((128, 32, 1, 1))  # W15,16
-        self.block4.bn16_s1 = nn.BatchNorm2d(992)  # BN of X16(1)
-        self.block4.bottleneck_bn16_s1 = nn.BatchNorm2d(128)  # bottleneck BN of X16(1)
-        self.block4.bottleneck16 = conv2d(128, 32, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
+        self.block4 = CliqueBlock(
+            in_channels=512,
+            channels=32,
+            kernel=1,
+            width=128,
+            bottleneck=3,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+                (13, 1),  # X13(1) = g(W0,13*X0 + W1,13*X1(1) + ... + W12,13*X12(1))
+                (14, 1),  # X14(1) = g(W0,14*X0 + W1,14*X1(1) + ... + W13,14*X13(1))
+                (15, 1),  # X15(1) = g(W0,15*X0 + W1,15*X1(1) + ... + W14,15*X14(1))
+                (16, 1),  # X16(1) = g(W0,16*X0 + W1,16*X1(1) + ... + W15,16*X15(1))
+            ],
+        )
 
         # Head
         self.head = nn.Module()
@@ -882,185 +285,11 @@ class Densenet121(nn.Module):
 
         b2_x0 (B, 128, 28, 28) -> b3_x0 (B, 256, 14, 14).
         """
-        block = self.block2
-        update = partial(clique_update, padding=0, memory_efficient=self.memory_efficient)
-        # X1(1) = g(W01*X0)
-        b2_x1_s1 = update(
-            [b2_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
-        )
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b2_x2_s1 = update(
-            [b2_x0, b2_x1_s1],
-            [block.w0_2, block.w1_2],
-            block.bn2_s1,
-            bottleneck=(block.bottleneck_bn2_s1, block.bottleneck2),
-        )
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b2_x3_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1],
-            [block.w0_3, block.w1_3, block.w2_3],
-            block.bn3_s1,
-            bottleneck=(block.bottleneck_bn3_s1, block.bottleneck3),
-        )
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b2_x4_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-            bottleneck=(block.bottleneck_bn4_s1, block.bottleneck4),
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b2_x5_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-            bottleneck=(block.bottleneck_bn5_s1, block.bottleneck5),
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b2_x6_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-            bottleneck=(block.bottleneck_bn6_s1, block.bottleneck6),
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b2_x7_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-            bottleneck=(block.bottleneck_bn7_s1, block.bottleneck7),
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b2_x8_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-            bottleneck=(block.bottleneck_bn8_s1, block.bottleneck8),
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b2_x9_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1, b2_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-            bottleneck=(block.bottleneck_bn9_s1, block.bottleneck9),
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b2_x10_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1, b2_x8_s1, b2_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-            bottleneck=(block.bottleneck_bn10_s1, block.bottleneck10),
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b2_x11_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-            bottleneck=(block.bottleneck_bn11_s1, block.bottleneck11),
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b2_x12_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-            bottleneck=(block.bottleneck_bn12_s1, block.bottleneck12),
-        )
+        # the 12 updates of __init__'s schedule; after[k]: X1 to X12 once stage k has run
+        after = self.block2(b2_x0, self.memory_efficient)
 
         # Transition 2
-        b2_transit = torch.cat(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            1,
-        )
+        b2_transit = torch.cat([b2_x0, *after[1]], 1)  # (B, 512, 28, 28)
         if maps is not None:  # the map block 2 hands on
             maps.append(b2_transit)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 512, 28, 28)
@@ -1075,779 +304,11 @@ class Densenet121(nn.Module):
 
         b3_x0 (B, 256, 14, 14) -> b4_x0 (B, 512, 7, 7).
         """
-        block = self.block3
-        update = partial(clique_update, padding=0, memory_efficient=self.memory_efficient)
-        # X1(1) = g(W01*X0)
-        b3_x1_s1 = update(
-            [b3_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
-        )
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b3_x2_s1 = update(
-            [b3_x0, b3_x1_s1],
-            [block.w0_2, block.w1_2],
-            block.bn2_s1,
-            bottleneck=(block.bottleneck_bn2_s1, block.bottleneck2),
-        )
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b3_x3_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1],
-            [block.w0_3, block.w1_3, block.w2_3],
-            block.bn3_s1,
-            bottleneck=(block.bottleneck_bn3_s1, block.bottleneck3),
-        )
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b3_x4_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-            bottleneck=(block.bottleneck_bn4_s1, block.bottleneck4),
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b3_x5_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-            bottleneck=(block.bottleneck_bn5_s1, block.bottleneck5),
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b3_x6_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-            bottleneck=(block.bottleneck_bn6_s1, block.bottleneck6),
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b3_x7_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-            bottleneck=(block.bottleneck_bn7_s1, block.bottleneck7),
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b3_x8_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-            bottleneck=(block.bottleneck_bn8_s1, block.bottleneck8),
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b3_x9_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1, b3_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-            bottleneck=(block.bottleneck_bn9_s1, block.bottleneck9),
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b3_x10_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1, b3_x8_s1, b3_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-            bottleneck=(block.bottleneck_bn10_s1, block.bottleneck10),
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b3_x11_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-            bottleneck=(block.bottleneck_bn11_s1, block.bottleneck11),
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b3_x12_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-            bottleneck=(block.bottleneck_bn12_s1, block.bottleneck12),
-        )
-        # X13(1) = g(W0,13*X0 + W1,13*X1(1) + W2,13*X2(1) + W3,13*X3(1) + W4,13*X4(1) + W5,13*X5(1) +
-        #   W6,13*X6(1) + W7,13*X7(1) + W8,13*X8(1) + W9,13*X9(1) + W10,13*X10(1) + W11,13*X11(1) +
-        #   W12,13*X12(1))
-        b3_x13_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w0_13,
-                block.w1_13,
-                block.w2_13,
-                block.w3_13,
-                block.w4_13,
-                block.w5_13,
-                block.w6_13,
-                block.w7_13,
-                block.w8_13,
-                block.w9_13,
-                block.w10_13,
-                block.w11_13,
-                block.w12_13,
-            ],
-            block.bn13_s1,
-            bottleneck=(block.bottleneck_bn13_s1, block.bottleneck13),
-        )
-        # X14(1) = g(W0,14*X0 + W1,14*X1(1) + W2,14*X2(1) + W3,14*X3(1) + W4,14*X4(1) + W5,14*X5(1) +
-        #   W6,14*X6(1) + W7,14*X7(1) + W8,14*X8(1) + W9,14*X9(1) + W10,14*X10(1) + W11,14*X11(1) +
-        #   W12,14*X12(1) + W13,14*X13(1))
-        b3_x14_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-            ],
-            [
-                block.w0_14,
-                block.w1_14,
-                block.w2_14,
-                block.w3_14,
-                block.w4_14,
-                block.w5_14,
-                block.w6_14,
-                block.w7_14,
-                block.w8_14,
-                block.w9_14,
-                block.w10_14,
-                block.w11_14,
-                block.w12_14,
-                block.w13_14,
-            ],
-            block.bn14_s1,
-            bottleneck=(block.bottleneck_bn14_s1, block.bottleneck14),
-        )
-        # X15(1) = g(W0,15*X0 + W1,15*X1(1) + W2,15*X2(1) + W3,15*X3(1) + W4,15*X4(1) + W5,15*X5(1) +
-        #   W6,15*X6(1) + W7,15*X7(1) + W8,15*X8(1) + W9,15*X9(1) + W10,15*X10(1) + W11,15*X11(1) +
-        #   W12,15*X12(1) + W13,15*X13(1) + W14,15*X14(1))
-        b3_x15_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-            ],
-            [
-                block.w0_15,
-                block.w1_15,
-                block.w2_15,
-                block.w3_15,
-                block.w4_15,
-                block.w5_15,
-                block.w6_15,
-                block.w7_15,
-                block.w8_15,
-                block.w9_15,
-                block.w10_15,
-                block.w11_15,
-                block.w12_15,
-                block.w13_15,
-                block.w14_15,
-            ],
-            block.bn15_s1,
-            bottleneck=(block.bottleneck_bn15_s1, block.bottleneck15),
-        )
-        # X16(1) = g(W0,16*X0 + W1,16*X1(1) + W2,16*X2(1) + W3,16*X3(1) + W4,16*X4(1) + W5,16*X5(1) +
-        #   W6,16*X6(1) + W7,16*X7(1) + W8,16*X8(1) + W9,16*X9(1) + W10,16*X10(1) + W11,16*X11(1) +
-        #   W12,16*X12(1) + W13,16*X13(1) + W14,16*X14(1) + W15,16*X15(1))
-        b3_x16_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-            ],
-            [
-                block.w0_16,
-                block.w1_16,
-                block.w2_16,
-                block.w3_16,
-                block.w4_16,
-                block.w5_16,
-                block.w6_16,
-                block.w7_16,
-                block.w8_16,
-                block.w9_16,
-                block.w10_16,
-                block.w11_16,
-                block.w12_16,
-                block.w13_16,
-                block.w14_16,
-                block.w15_16,
-            ],
-            block.bn16_s1,
-            bottleneck=(block.bottleneck_bn16_s1, block.bottleneck16),
-        )
-        # X17(1) = g(W0,17*X0 + W1,17*X1(1) + W2,17*X2(1) + W3,17*X3(1) + W4,17*X4(1) + W5,17*X5(1) +
-        #   W6,17*X6(1) + W7,17*X7(1) + W8,17*X8(1) + W9,17*X9(1) + W10,17*X10(1) + W11,17*X11(1) +
-        #   W12,17*X12(1) + W13,17*X13(1) + W14,17*X14(1) + W15,17*X15(1) + W16,17*X16(1))
-        b3_x17_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-            ],
-            [
-                block.w0_17,
-                block.w1_17,
-                block.w2_17,
-                block.w3_17,
-                block.w4_17,
-                block.w5_17,
-                block.w6_17,
-                block.w7_17,
-                block.w8_17,
-                block.w9_17,
-                block.w10_17,
-                block.w11_17,
-                block.w12_17,
-                block.w13_17,
-                block.w14_17,
-                block.w15_17,
-                block.w16_17,
-            ],
-            block.bn17_s1,
-            bottleneck=(block.bottleneck_bn17_s1, block.bottleneck17),
-        )
-        # X18(1) = g(W0,18*X0 + W1,18*X1(1) + W2,18*X2(1) + W3,18*X3(1) + W4,18*X4(1) + W5,18*X5(1) +
-        #   W6,18*X6(1) + W7,18*X7(1) + W8,18*X8(1) + W9,18*X9(1) + W10,18*X10(1) + W11,18*X11(1) +
-        #   W12,18*X12(1) + W13,18*X13(1) + W14,18*X14(1) + W15,18*X15(1) + W16,18*X16(1) + W17,18*X17(1))
-        b3_x18_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-                b3_x17_s1,
-            ],
-            [
-                block.w0_18,
-                block.w1_18,
-                block.w2_18,
-                block.w3_18,
-                block.w4_18,
-                block.w5_18,
-                block.w6_18,
-                block.w7_18,
-                block.w8_18,
-                block.w9_18,
-                block.w10_18,
-                block.w11_18,
-                block.w12_18,
-                block.w13_18,
-                block.w14_18,
-                block.w15_18,
-                block.w16_18,
-                block.w17_18,
-            ],
-            block.bn18_s1,
-            bottleneck=(block.bottleneck_bn18_s1, block.bottleneck18),
-        )
-        # X19(1) = g(W0,19*X0 + W1,19*X1(1) + W2,19*X2(1) + W3,19*X3(1) + W4,19*X4(1) + W5,19*X5(1) +
-        #   W6,19*X6(1) + W7,19*X7(1) + W8,19*X8(1) + W9,19*X9(1) + W10,19*X10(1) + W11,19*X11(1) +
-        #   W12,19*X12(1) + W13,19*X13(1) + W14,19*X14(1) + W15,19*X15(1) + W16,19*X16(1) + W17,19*X17(1) +
-        #   W18,19*X18(1))
-        b3_x19_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-                b3_x17_s1,
-                b3_x18_s1,
-            ],
-            [
-                block.w0_19,
-                block.w1_19,
-                block.w2_19,
-                block.w3_19,
-                block.w4_19,
-                block.w5_19,
-                block.w6_19,
-                block.w7_19,
-                block.w8_19,
-                block.w9_19,
-                block.w10_19,
-                block.w11_19,
-                block.w12_19,
-                block.w13_19,
-                block.w14_19,
-                block.w15_19,
-                block.w16_19,
-                block.w17_19,
-                block.w18_19,
-            ],
-            block.bn19_s1,
-            bottleneck=(block.bottleneck_bn19_s1, block.bottleneck19),
-        )
-        # X20(1) = g(W0,20*X0 + W1,20*X1(1) + W2,20*X2(1) + W3,20*X3(1) + W4,20*X4(1) + W5,20*X5(1) +
-        #   W6,20*X6(1) + W7,20*X7(1) + W8,20*X8(1) + W9,20*X9(1) + W10,20*X10(1) + W11,20*X11(1) +
-        #   W12,20*X12(1) + W13,20*X13(1) + W14,20*X14(1) + W15,20*X15(1) + W16,20*X16(1) + W17,20*X17(1) +
-        #   W18,20*X18(1) + W19,20*X19(1))
-        b3_x20_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-                b3_x17_s1,
-                b3_x18_s1,
-                b3_x19_s1,
-            ],
-            [
-                block.w0_20,
-                block.w1_20,
-                block.w2_20,
-                block.w3_20,
-                block.w4_20,
-                block.w5_20,
-                block.w6_20,
-                block.w7_20,
-                block.w8_20,
-                block.w9_20,
-                block.w10_20,
-                block.w11_20,
-                block.w12_20,
-                block.w13_20,
-                block.w14_20,
-                block.w15_20,
-                block.w16_20,
-                block.w17_20,
-                block.w18_20,
-                block.w19_20,
-            ],
-            block.bn20_s1,
-            bottleneck=(block.bottleneck_bn20_s1, block.bottleneck20),
-        )
-        # X21(1) = g(W0,21*X0 + W1,21*X1(1) + W2,21*X2(1) + W3,21*X3(1) + W4,21*X4(1) + W5,21*X5(1) +
-        #   W6,21*X6(1) + W7,21*X7(1) + W8,21*X8(1) + W9,21*X9(1) + W10,21*X10(1) + W11,21*X11(1) +
-        #   W12,21*X12(1) + W13,21*X13(1) + W14,21*X14(1) + W15,21*X15(1) + W16,21*X16(1) + W17,21*X17(1) +
-        #   W18,21*X18(1) + W19,21*X19(1) + W20,21*X20(1))
-        b3_x21_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-                b3_x17_s1,
-                b3_x18_s1,
-                b3_x19_s1,
-                b3_x20_s1,
-            ],
-            [
-                block.w0_21,
-                block.w1_21,
-                block.w2_21,
-                block.w3_21,
-                block.w4_21,
-                block.w5_21,
-                block.w6_21,
-                block.w7_21,
-                block.w8_21,
-                block.w9_21,
-                block.w10_21,
-                block.w11_21,
-                block.w12_21,
-                block.w13_21,
-                block.w14_21,
-                block.w15_21,
-                block.w16_21,
-                block.w17_21,
-                block.w18_21,
-                block.w19_21,
-                block.w20_21,
-            ],
-            block.bn21_s1,
-            bottleneck=(block.bottleneck_bn21_s1, block.bottleneck21),
-        )
-        # X22(1) = g(W0,22*X0 + W1,22*X1(1) + W2,22*X2(1) + W3,22*X3(1) + W4,22*X4(1) + W5,22*X5(1) +
-        #   W6,22*X6(1) + W7,22*X7(1) + W8,22*X8(1) + W9,22*X9(1) + W10,22*X10(1) + W11,22*X11(1) +
-        #   W12,22*X12(1) + W13,22*X13(1) + W14,22*X14(1) + W15,22*X15(1) + W16,22*X16(1) + W17,22*X17(1) +
-        #   W18,22*X18(1) + W19,22*X19(1) + W20,22*X20(1) + W21,22*X21(1))
-        b3_x22_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-                b3_x17_s1,
-                b3_x18_s1,
-                b3_x19_s1,
-                b3_x20_s1,
-                b3_x21_s1,
-            ],
-            [
-                block.w0_22,
-                block.w1_22,
-                block.w2_22,
-                block.w3_22,
-                block.w4_22,
-                block.w5_22,
-                block.w6_22,
-                block.w7_22,
-                block.w8_22,
-                block.w9_22,
-                block.w10_22,
-                block.w11_22,
-                block.w12_22,
-                block.w13_22,
-                block.w14_22,
-                block.w15_22,
-                block.w16_22,
-                block.w17_22,
-                block.w18_22,
-                block.w19_22,
-                block.w20_22,
-                block.w21_22,
-            ],
-            block.bn22_s1,
-            bottleneck=(block.bottleneck_bn22_s1, block.bottleneck22),
-        )
-        # X23(1) = g(W0,23*X0 + W1,23*X1(1) + W2,23*X2(1) + W3,23*X3(1) + W4,23*X4(1) + W5,23*X5(1) +
-        #   W6,23*X6(1) + W7,23*X7(1) + W8,23*X8(1) + W9,23*X9(1) + W10,23*X10(1) + W11,23*X11(1) +
-        #   W12,23*X12(1) + W13,23*X13(1) + W14,23*X14(1) + W15,23*X15(1) + W16,23*X16(1) + W17,23*X17(1) +
-        #   W18,23*X18(1) + W19,23*X19(1) + W20,23*X20(1) + W21,23*X21(1) + W22,23*X22(1))
-        b3_x23_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-                b3_x17_s1,
-                b3_x18_s1,
-                b3_x19_s1,
-                b3_x20_s1,
-                b3_x21_s1,
-                b3_x22_s1,
-            ],
-            [
-                block.w0_23,
-                block.w1_23,
-                block.w2_23,
-                block.w3_23,
-                block.w4_23,
-                block.w5_23,
-                block.w6_23,
-                block.w7_23,
-                block.w8_23,
-                block.w9_23,
-                block.w10_23,
-                block.w11_23,
-                block.w12_23,
-                block.w13_23,
-                block.w14_23,
-                block.w15_23,
-                block.w16_23,
-                block.w17_23,
-                block.w18_23,
-                block.w19_23,
-                block.w20_23,
-                block.w21_23,
-                block.w22_23,
-            ],
-            block.bn23_s1,
-            bottleneck=(block.bottleneck_bn23_s1, block.bottleneck23),
-        )
-        # X24(1) = g(W0,24*X0 + W1,24*X1(1) + W2,24*X2(1) + W3,24*X3(1) + W4,24*X4(1) + W5,24*X5(1) +
-        #   W6,24*X6(1) + W7,24*X7(1) + W8,24*X8(1) + W9,24*X9(1) + W10,24*X10(1) + W11,24*X11(1) +
-        #   W12,24*X12(1) + W13,24*X13(1) + W14,24*X14(1) + W15,24*X15(1) + W16,24*X16(1) + W17,24*X17(1) +
-        #   W18,24*X18(1) + W19,24*X19(1) + W20,24*X20(1) + W21,24*X21(1) + W22,24*X22(1) + W23,24*X23(1))
-        b3_x24_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-                b3_x17_s1,
-                b3_x18_s1,
-                b3_x19_s1,
-                b3_x20_s1,
-                b3_x21_s1,
-                b3_x22_s1,
-                b3_x23_s1,
-            ],
-            [
-                block.w0_24,
-                block.w1_24,
-                block.w2_24,
-                block.w3_24,
-                block.w4_24,
-                block.w5_24,
-                block.w6_24,
-                block.w7_24,
-                block.w8_24,
-                block.w9_24,
-                block.w10_24,
-                block.w11_24,
-                block.w12_24,
-                block.w13_24,
-                block.w14_24,
-                block.w15_24,
-                block.w16_24,
-                block.w17_24,
-                block.w18_24,
-                block.w19_24,
-                block.w20_24,
-                block.w21_24,
-                block.w22_24,
-                block.w23_24,
-            ],
-            block.bn24_s1,
-            bottleneck=(block.bottleneck_bn24_s1, block.bottleneck24),
-        )
+        # the 24 updates of __init__'s schedule; after[k]: X1 to X24 once stage k has run
+        after = self.block3(b3_x0, self.memory_efficient)
 
         # Transition 3
-        b3_transit = torch.cat(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-                b3_x17_s1,
-                b3_x18_s1,
-                b3_x19_s1,
-                b3_x20_s1,
-                b3_x21_s1,
-                b3_x22_s1,
-                b3_x23_s1,
-                b3_x24_s1,
-            ],
-            1,
-        )
+        b3_transit = torch.cat([b3_x0, *after[1]], 1)  # (B, 1024, 14, 14)
         if maps is not None:  # the map block 3 hands on
             maps.append(b3_transit)
         t3_bn = self.transition3.bn(b3_transit)  # (B, 1024, 14, 14)
@@ -1861,349 +322,11 @@ class Densenet121(nn.Module):
 
         b4_x0 (B, 512, 7, 7) -> features (B, 1024).
         """
-        block = self.block4
-        update = partial(clique_update, padding=0, memory_efficient=self.memory_efficient)
-        # X1(1) = g(W01*X0)
-        b4_x1_s1 = update(
-            [b4_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
-        )
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b4_x2_s1 = update(
-            [b4_x0, b4_x1_s1],
-            [block.w0_2, block.w1_2],
-            block.bn2_s1,
-            bottleneck=(block.bottleneck_bn2_s1, block.bottleneck2),
-        )
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b4_x3_s1 = update(
-            [b4_x0, b4_x1_s1, b4_x2_s1],
-            [block.w0_3, block.w1_3, block.w2_3],
-            block.bn3_s1,
-            bottleneck=(block.bottleneck_bn3_s1, block.bottleneck3),
-        )
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b4_x4_s1 = update(
-            [b4_x0, b4_x1_s1, b4_x2_s1, b4_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-            bottleneck=(block.bottleneck_bn4_s1, block.bottleneck4),
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b4_x5_s1 = update(
-            [b4_x0, b4_x1_s1, b4_x2_s1, b4_x3_s1, b4_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-            bottleneck=(block.bottleneck_bn5_s1, block.bottleneck5),
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b4_x6_s1 = update(
-            [b4_x0, b4_x1_s1, b4_x2_s1, b4_x3_s1, b4_x4_s1, b4_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-            bottleneck=(block.bottleneck_bn6_s1, block.bottleneck6),
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b4_x7_s1 = update(
-            [b4_x0, b4_x1_s1, b4_x2_s1, b4_x3_s1, b4_x4_s1, b4_x5_s1, b4_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-            bottleneck=(block.bottleneck_bn7_s1, block.bottleneck7),
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b4_x8_s1 = update(
-            [b4_x0, b4_x1_s1, b4_x2_s1, b4_x3_s1, b4_x4_s1, b4_x5_s1, b4_x6_s1, b4_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-            bottleneck=(block.bottleneck_bn8_s1, block.bottleneck8),
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b4_x9_s1 = update(
-            [b4_x0, b4_x1_s1, b4_x2_s1, b4_x3_s1, b4_x4_s1, b4_x5_s1, b4_x6_s1, b4_x7_s1, b4_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-            bottleneck=(block.bottleneck_bn9_s1, block.bottleneck9),
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b4_x10_s1 = update(
-            [b4_x0, b4_x1_s1, b4_x2_s1, b4_x3_s1, b4_x4_s1, b4_x5_s1, b4_x6_s1, b4_x7_s1, b4_x8_s1, b4_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-            bottleneck=(block.bottleneck_bn10_s1, block.bottleneck10),
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b4_x11_s1 = update(
-            [
-                b4_x0,
-                b4_x1_s1,
-                b4_x2_s1,
-                b4_x3_s1,
-                b4_x4_s1,
-                b4_x5_s1,
-                b4_x6_s1,
-                b4_x7_s1,
-                b4_x8_s1,
-                b4_x9_s1,
-                b4_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-            bottleneck=(block.bottleneck_bn11_s1, block.bottleneck11),
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b4_x12_s1 = update(
-            [
-                b4_x0,
-                b4_x1_s1,
-                b4_x2_s1,
-                b4_x3_s1,
-                b4_x4_s1,
-                b4_x5_s1,
-                b4_x6_s1,
-                b4_x7_s1,
-                b4_x8_s1,
-                b4_x9_s1,
-                b4_x10_s1,
-                b4_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-            bottleneck=(block.bottleneck_bn12_s1, block.bottleneck12),
-        )
-        # X13(1) = g(W0,13*X0 + W1,13*X1(1) + W2,13*X2(1) + W3,13*X3(1) + W4,13*X4(1) + W5,13*X5(1) +
-        #   W6,13*X6(1) + W7,13*X7(1) + W8,13*X8(1) + W9,13*X9(1) + W10,13*X10(1) + W11,13*X11(1) +
-        #   W12,13*X12(1))
-        b4_x13_s1 = update(
-            [
-                b4_x0,
-                b4_x1_s1,
-                b4_x2_s1,
-                b4_x3_s1,
-                b4_x4_s1,
-                b4_x5_s1,
-                b4_x6_s1,
-                b4_x7_s1,
-                b4_x8_s1,
-                b4_x9_s1,
-                b4_x10_s1,
-                b4_x11_s1,
-                b4_x12_s1,
-            ],
-            [
-                block.w0_13,
-                block.w1_13,
-                block.w2_13,
-                block.w3_13,
-                block.w4_13,
-                block.w5_13,
-                block.w6_13,
-                block.w7_13,
-                block.w8_13,
-                block.w9_13,
-                block.w10_13,
-                block.w11_13,
-                block.w12_13,
-            ],
-            block.bn13_s1,
-            bottleneck=(block.bottleneck_bn13_s1, block.bottleneck13),
-        )
-        # X14(1) = g(W0,14*X0 + W1,14*X1(1) + W2,14*X2(1) + W3,14*X3(1) + W4,14*X4(1) + W5,14*X5(1) +
-        #   W6,14*X6(1) + W7,14*X7(1) + W8,14*X8(1) + W9,14*X9(1) + W10,14*X10(1) + W11,14*X11(1) +
-        #   W12,14*X12(1) + W13,14*X13(1))
-        b4_x14_s1 = update(
-            [
-                b4_x0,
-                b4_x1_s1,
-                b4_x2_s1,
-                b4_x3_s1,
-                b4_x4_s1,
-                b4_x5_s1,
-                b4_x6_s1,
-                b4_x7_s1,
-                b4_x8_s1,
-                b4_x9_s1,
-                b4_x10_s1,
-                b4_x11_s1,
-                b4_x12_s1,
-                b4_x13_s1,
-            ],
-            [
-                block.w0_14,
-                block.w1_14,
-                block.w2_14,
-                block.w3_14,
-                block.w4_14,
-                block.w5_14,
-                block.w6_14,
-                block.w7_14,
-                block.w8_14,
-                block.w9_14,
-                block.w10_14,
-                block.w11_14,
-                block.w12_14,
-                block.w13_14,
-            ],
-            block.bn14_s1,
-            bottleneck=(block.bottleneck_bn14_s1, block.bottleneck14),
-        )
-        # X15(1) = g(W0,15*X0 + W1,15*X1(1) + W2,15*X2(1) + W3,15*X3(1) + W4,15*X4(1) + W5,15*X5(1) +
-        #   W6,15*X6(1) + W7,15*X7(1) + W8,15*X8(1) + W9,15*X9(1) + W10,15*X10(1) + W11,15*X11(1) +
-        #   W12,15*X12(1) + W13,15*X13(1) + W14,15*X14(1))
-        b4_x15_s1 = update(
-            [
-                b4_x0,
-                b4_x1_s1,
-                b4_x2_s1,
-                b4_x3_s1,
-                b4_x4_s1,
-                b4_x5_s1,
-                b4_x6_s1,
-                b4_x7_s1,
-                b4_x8_s1,
-                b4_x9_s1,
-                b4_x10_s1,
-                b4_x11_s1,
-                b4_x12_s1,
-                b4_x13_s1,
-                b4_x14_s1,
-            ],
-            [
-                block.w0_15,
-                block.w1_15,
-                block.w2_15,
-                block.w3_15,
-                block.w4_15,
-                block.w5_15,
-                block.w6_15,
-                block.w7_15,
-                block.w8_15,
-                block.w9_15,
-                block.w10_15,
-                block.w11_15,
-                block.w12_15,
-                block.w13_15,
-                block.w14_15,
-            ],
-            block.bn15_s1,
-            bottleneck=(block.bottleneck_bn15_s1, block.bottleneck15),
-        )
-        # X16(1) = g(W0,16*X0 + W1,16*X1(1) + W2,16*X2(1) + W3,16*X3(1) + W4,16*X4(1) + W5,16*X5(1) +
-        #   W6,16*X6(1) + W7,16*X7(1) + W8,16*X8(1) + W9,16*X9(1) + W10,16*X10(1) + W11,16*X11(1) +
-        #   W12,16*X12(1) + W13,16*X13(1) + W14,16*X14(1) + W15,16*X15(1))
-        b4_x16_s1 = update(
-            [
-                b4_x0,
-                b4_x1_s1,
-                b4_x2_s1,
-                b4_x3_s1,
-                b4_x4_s1,
-                b4_x5_s1,
-                b4_x6_s1,
-                b4_x7_s1,
-                b4_x8_s1,
-                b4_x9_s1,
-                b4_x10_s1,
-                b4_x11_s1,
-                b4_x12_s1,
-                b4_x13_s1,
-                b4_x14_s1,
-                b4_x15_s1,
-            ],
-            [
-                block.w0_16,
-                block.w1_16,
-                block.w2_16,
-                block.w3_16,
-                block.w4_16,
-                block.w5_16,
-                block.w6_16,
-                block.w7_16,
-                block.w8_16,
-                block.w9_16,
-                block.w10_16,
-                block.w11_16,
-                block.w12_16,
-                block.w13_16,
-                block.w14_16,
-                block.w15_16,
-            ],
-            block.bn16_s1,
-            bottleneck=(block.bottleneck_bn16_s1, block.bottleneck16),
-        )
+        # the 16 updates of __init__'s schedule; after[k]: X1 to X16 once stage k has run
+        after = self.block4(b4_x0, self.memory_efficient)
 
         # Head
-        b4_feature = torch.cat(
-            [
-                b4_x0,
-                b4_x1_s1,
-                b4_x2_s1,
-                b4_x3_s1,
-                b4_x4_s1,
-                b4_x5_s1,
-                b4_x6_s1,
-                b4_x7_s1,
-                b4_x8_s1,
-                b4_x9_s1,
-                b4_x10_s1,
-                b4_x11_s1,
-                b4_x12_s1,
-                b4_x13_s1,
-                b4_x14_s1,
-                b4_x15_s1,
-                b4_x16_s1,
-            ],
-            1,
-        )
+        b4_feature = torch.cat([b4_x0, *after[1]], 1)  # (B, 1024, 7, 7)
         if maps is not None:  # the map block 4 hands on
             maps.append(b4_feature)
         h_bn = self.head.bn(b4_feature)  # (B, 1024, 7, 7)
@@ -2327,7 +450,7 @@ class Densenet121(nn.Module):
         self.memory_efficient = enable
 
 
-Model = Densenet121
+Model = DenseNet121
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------
@@ -2497,6 +620,95 @@ def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
     dropped = torch.empty_like(h).bernoulli_(1 - p) == 0  # nn.Dropout's draw, before its / (1 - p)
     scale = torch.ones((), dtype=h.dtype).div_(1 - p)  # the value its kept noise has
     return h.mul(scale).masked_fill_(dropped, 0)
+
+
+# The clique block that runs a large block from its schedule table
+class CliqueBlock(nn.Module):
+    """A clique block that runs its updates from a schedule: row (j, k) computes X_j(k) =
+    g(sum_i W_ij * X_i) by ``clique_update``, over X0 in stage I and the newest value of every
+    other layer, in the order of the rows.
+
+    Its modules are those of the block written out update by update, with the same names,
+    made in the same order (so a seed gives the same weights): ``dropout``, then for each row
+    the W_ij it reads first (``w{i}_{j}``), ``bn{j}_s{k}`` over its inputs, and with a
+    bottleneck ``bottleneck_bn{j}_s{k}`` and ``bottleneck{j}``; with ``share_weights=False``
+    each stage has its own W_ij and bottleneck convolution (``w{i}_{j}_s{k}``,
+    ``bottleneck{j}_s{k}``).  ``width``: channels of the W_ij (more than ``channels`` in a
+    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        schedule: list[tuple[int, int]],
+        kernel: int = 3,
+        width: int | None = None,
+        bottleneck: int | None = None,
+        share_weights: bool = True,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        init: str = "kaiming-normal-fan-out",
+    ) -> None:
+        super().__init__()
+        self.schedule = [(j, k) for j, k in schedule]
+        self.share_weights = share_weights
+        self.padding = kernel // 2
+        self.bottleneck = bottleneck is not None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        width = channels if width is None else width
+        updated: set[int] = set()
+        for j, k in self.schedule:
+            read = self.reads(j, k, updated)
+            for i in read:
+                if not hasattr(self, self.weight_name(i, j, k)):
+                    shape = (width, in_channels if i == 0 else channels, kernel, kernel)
+                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init))
+            inputs = sum(in_channels if i == 0 else channels for i in read)
+            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum))
+            if bottleneck is not None:
+                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum))
+                if not hasattr(self, self.stage_name(f"bottleneck{j}", k)):
+                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init)
+                    setattr(self, self.stage_name(f"bottleneck{j}", k), conv)
+            updated.add(j)
+
+    def reads(self, j: int, k: int, updated: set[int]) -> list[int]:
+        """The layers X_j(k) reads, 0 for X0: X0 in stage I, and every other layer updated before."""
+        return [0] * (k == 1) + sorted(updated - {j})
+
+    def stage_name(self, name: str, k: int) -> str:
+        return name if self.share_weights else f"{name}_s{k}"
+
+    def weight_name(self, i: int, j: int, k: int) -> str:
+        return self.stage_name(f"w{i}_{j}", k)
+
+    def forward(self, x0: torch.Tensor, memory_efficient: bool = False) -> list[list[torch.Tensor]]:
+        """The block's values by stage: ``[[X0], after stage I, after stage II, ...]``, each the
+        newest value of every layer, X1 first."""
+        newest = {0: x0}
+        after = [[x0]]
+        for row, (j, k) in enumerate(self.schedule):
+            read = self.reads(j, k, set(newest) - {0})
+            bottleneck = None
+            if self.bottleneck:
+                bottleneck = (
+                    getattr(self, f"bottleneck_bn{j}_s{k}"),
+                    getattr(self, self.stage_name(f"bottleneck{j}", k)),
+                )
+            newest[j] = clique_update(
+                [newest[i] for i in read],
+                [getattr(self, self.weight_name(i, j, k)) for i in read],
+                getattr(self, f"bn{j}_s{k}"),
+                self.padding,
+                self.dropout,
+                bottleneck,
+                memory_efficient,
+            )
+            if row + 1 == len(self.schedule) or self.schedule[row + 1][1] != k:  # the stage is done
+                after.append([newest[i] for i in sorted(newest) if i > 0])
+        return after
 
 
 # The blocks forward_intermediates returns, selected as timm selects them

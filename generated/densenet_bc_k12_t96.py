@@ -8,8 +8,6 @@ Needs only torch; ``Model()`` builds the network with fresh weights.
 The model class comes first; the runtime functions it calls follow it.
 """
 
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,8 +24,8 @@ INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
 
-class DensenetBcK12T96(nn.Module):
-    """The clique network ``densenet-bc-k12-t96``.
+class DenseNetBcK12T96(nn.Module):
+    """The DenseNet ``densenet-bc-k12-t96``.
 
     DenseNet-BC (k=12, T=96) on CIFAR-10, the DenseNet baseline of the CliqueNet paper's table
 
@@ -39,7 +37,8 @@ class DensenetBcK12T96(nn.Module):
         X0 of 108 channels, X0 + stage I to the next block.
     Block 3: 16 layers of k=12, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer, dropout 0.2;
         X0 of 150 channels; feature X0 + stage I.
-    Transitions: BN, ReLU, 1x1 conv keeping floor(0.5 C) channels, 2x2 average pool.
+    Transitions: BN, ReLU, 1x1 conv keeping floor(0.5 C) channels, dropout at the rate of the block before,
+        2x2 average pool.
     Head: the last block's feature, BN, ReLU, global average pool;
         (342 features) -> linear.
     """
@@ -51,193 +50,32 @@ class DensenetBcK12T96(nn.Module):
         self.stem.conv = conv2d(3, 24, kernel_size=3, stride=1, padding=1)
 
         # Block 1: 16 layers of k=12, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer, dropout 0.2
-        self.block1 = nn.Module()
-        self.block1.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X16(1)
-        self.block1.w0_1 = shared_weight((48, 24, 1, 1))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(24)  # BN of X1(1)
-        self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X1(1)
-        self.block1.bottleneck1 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block1.w0_2 = shared_weight((48, 24, 1, 1))  # W02
-        self.block1.w1_2 = shared_weight((48, 12, 1, 1))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(36)  # BN of X2(1)
-        self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X2(1)
-        self.block1.bottleneck2 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block1.w0_3 = shared_weight((48, 24, 1, 1))  # W03
-        self.block1.w1_3 = shared_weight((48, 12, 1, 1))  # W13
-        self.block1.w2_3 = shared_weight((48, 12, 1, 1))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(48)  # BN of X3(1)
-        self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X3(1)
-        self.block1.bottleneck3 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block1.w0_4 = shared_weight((48, 24, 1, 1))  # W04
-        self.block1.w1_4 = shared_weight((48, 12, 1, 1))  # W14
-        self.block1.w2_4 = shared_weight((48, 12, 1, 1))  # W24
-        self.block1.w3_4 = shared_weight((48, 12, 1, 1))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(60)  # BN of X4(1)
-        self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X4(1)
-        self.block1.bottleneck4 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block1.w0_5 = shared_weight((48, 24, 1, 1))  # W05
-        self.block1.w1_5 = shared_weight((48, 12, 1, 1))  # W15
-        self.block1.w2_5 = shared_weight((48, 12, 1, 1))  # W25
-        self.block1.w3_5 = shared_weight((48, 12, 1, 1))  # W35
-        self.block1.w4_5 = shared_weight((48, 12, 1, 1))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(72)  # BN of X5(1)
-        self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X5(1)
-        self.block1.bottleneck5 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
-        self.block1.w0_6 = shared_weight((48, 24, 1, 1))  # W06
-        self.block1.w1_6 = shared_weight((48, 12, 1, 1))  # W16
-        self.block1.w2_6 = shared_weight((48, 12, 1, 1))  # W26
-        self.block1.w3_6 = shared_weight((48, 12, 1, 1))  # W36
-        self.block1.w4_6 = shared_weight((48, 12, 1, 1))  # W46
-        self.block1.w5_6 = shared_weight((48, 12, 1, 1))  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(84)  # BN of X6(1)
-        self.block1.bottleneck_bn6_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X6(1)
-        self.block1.bottleneck6 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
-        self.block1.w0_7 = shared_weight((48, 24, 1, 1))  # W07
-        self.block1.w1_7 = shared_weight((48, 12, 1, 1))  # W17
-        self.block1.w2_7 = shared_weight((48, 12, 1, 1))  # W27
-        self.block1.w3_7 = shared_weight((48, 12, 1, 1))  # W37
-        self.block1.w4_7 = shared_weight((48, 12, 1, 1))  # W47
-        self.block1.w5_7 = shared_weight((48, 12, 1, 1))  # W57
-        self.block1.w6_7 = shared_weight((48, 12, 1, 1))  # W67
-        self.block1.bn7_s1 = nn.BatchNorm2d(96)  # BN of X7(1)
-        self.block1.bottleneck_bn7_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X7(1)
-        self.block1.bottleneck7 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
-        self.block1.w0_8 = shared_weight((48, 24, 1, 1))  # W08
-        self.block1.w1_8 = shared_weight((48, 12, 1, 1))  # W18
-        self.block1.w2_8 = shared_weight((48, 12, 1, 1))  # W28
-        self.block1.w3_8 = shared_weight((48, 12, 1, 1))  # W38
-        self.block1.w4_8 = shared_weight((48, 12, 1, 1))  # W48
-        self.block1.w5_8 = shared_weight((48, 12, 1, 1))  # W58
-        self.block1.w6_8 = shared_weight((48, 12, 1, 1))  # W68
-        self.block1.w7_8 = shared_weight((48, 12, 1, 1))  # W78
-        self.block1.bn8_s1 = nn.BatchNorm2d(108)  # BN of X8(1)
-        self.block1.bottleneck_bn8_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X8(1)
-        self.block1.bottleneck8 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
-        self.block1.w0_9 = shared_weight((48, 24, 1, 1))  # W09
-        self.block1.w1_9 = shared_weight((48, 12, 1, 1))  # W19
-        self.block1.w2_9 = shared_weight((48, 12, 1, 1))  # W29
-        self.block1.w3_9 = shared_weight((48, 12, 1, 1))  # W39
-        self.block1.w4_9 = shared_weight((48, 12, 1, 1))  # W49
-        self.block1.w5_9 = shared_weight((48, 12, 1, 1))  # W59
-        self.block1.w6_9 = shared_weight((48, 12, 1, 1))  # W69
-        self.block1.w7_9 = shared_weight((48, 12, 1, 1))  # W79
-        self.block1.w8_9 = shared_weight((48, 12, 1, 1))  # W89
-        self.block1.bn9_s1 = nn.BatchNorm2d(120)  # BN of X9(1)
-        self.block1.bottleneck_bn9_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X9(1)
-        self.block1.bottleneck9 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
-        self.block1.w0_10 = shared_weight((48, 24, 1, 1))  # W0,10
-        self.block1.w1_10 = shared_weight((48, 12, 1, 1))  # W1,10
-        self.block1.w2_10 = shared_weight((48, 12, 1, 1))  # W2,10
-        self.block1.w3_10 = shared_weight((48, 12, 1, 1))  # W3,10
-        self.block1.w4_10 = shared_weight((48, 12, 1, 1))  # W4,10
-        self.block1.w5_10 = shared_weight((48, 12, 1, 1))  # W5,10
-        self.block1.w6_10 = shared_weight((48, 12, 1, 1))  # W6,10
-        self.block1.w7_10 = shared_weight((48, 12, 1, 1))  # W7,10
-        self.block1.w8_10 = shared_weight((48, 12, 1, 1))  # W8,10
-        self.block1.w9_10 = shared_weight((48, 12, 1, 1))  # W9,10
-        self.block1.bn10_s1 = nn.BatchNorm2d(132)  # BN of X10(1)
-        self.block1.bottleneck_bn10_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X10(1)
-        self.block1.bottleneck10 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
-        self.block1.w0_11 = shared_weight((48, 24, 1, 1))  # W0,11
-        self.block1.w1_11 = shared_weight((48, 12, 1, 1))  # W1,11
-        self.block1.w2_11 = shared_weight((48, 12, 1, 1))  # W2,11
-        self.block1.w3_11 = shared_weight((48, 12, 1, 1))  # W3,11
-        self.block1.w4_11 = shared_weight((48, 12, 1, 1))  # W4,11
-        self.block1.w5_11 = shared_weight((48, 12, 1, 1))  # W5,11
-        self.block1.w6_11 = shared_weight((48, 12, 1, 1))  # W6,11
-        self.block1.w7_11 = shared_weight((48, 12, 1, 1))  # W7,11
-        self.block1.w8_11 = shared_weight((48, 12, 1, 1))  # W8,11
-        self.block1.w9_11 = shared_weight((48, 12, 1, 1))  # W9,11
-        self.block1.w10_11 = shared_weight((48, 12, 1, 1))  # W10,11
-        self.block1.bn11_s1 = nn.BatchNorm2d(144)  # BN of X11(1)
-        self.block1.bottleneck_bn11_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X11(1)
-        self.block1.bottleneck11 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
-        self.block1.w0_12 = shared_weight((48, 24, 1, 1))  # W0,12
-        self.block1.w1_12 = shared_weight((48, 12, 1, 1))  # W1,12
-        self.block1.w2_12 = shared_weight((48, 12, 1, 1))  # W2,12
-        self.block1.w3_12 = shared_weight((48, 12, 1, 1))  # W3,12
-        self.block1.w4_12 = shared_weight((48, 12, 1, 1))  # W4,12
-        self.block1.w5_12 = shared_weight((48, 12, 1, 1))  # W5,12
-        self.block1.w6_12 = shared_weight((48, 12, 1, 1))  # W6,12
-        self.block1.w7_12 = shared_weight((48, 12, 1, 1))  # W7,12
-        self.block1.w8_12 = shared_weight((48, 12, 1, 1))  # W8,12
-        self.block1.w9_12 = shared_weight((48, 12, 1, 1))  # W9,12
-        self.block1.w10_12 = shared_weight((48, 12, 1, 1))  # W10,12
-        self.block1.w11_12 = shared_weight((48, 12, 1, 1))  # W11,12
-        self.block1.bn12_s1 = nn.BatchNorm2d(156)  # BN of X12(1)
-        self.block1.bottleneck_bn12_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X12(1)
-        self.block1.bottleneck12 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
-        self.block1.w0_13 = shared_weight((48, 24, 1, 1))  # W0,13
-        self.block1.w1_13 = shared_weight((48, 12, 1, 1))  # W1,13
-        self.block1.w2_13 = shared_weight((48, 12, 1, 1))  # W2,13
-        self.block1.w3_13 = shared_weight((48, 12, 1, 1))  # W3,13
-        self.block1.w4_13 = shared_weight((48, 12, 1, 1))  # W4,13
-        self.block1.w5_13 = shared_weight((48, 12, 1, 1))  # W5,13
-        self.block1.w6_13 = shared_weight((48, 12, 1, 1))  # W6,13
-        self.block1.w7_13 = shared_weight((48, 12, 1, 1))  # W7,13
-        self.block1.w8_13 = shared_weight((48, 12, 1, 1))  # W8,13
-        self.block1.w9_13 = shared_weight((48, 12, 1, 1))  # W9,13
-        self.block1.w10_13 = shared_weight((48, 12, 1, 1))  # W10,13
-        self.block1.w11_13 = shared_weight((48, 12, 1, 1))  # W11,13
-        self.block1.w12_13 = shared_weight((48, 12, 1, 1))  # W12,13
-        self.block1.bn13_s1 = nn.BatchNorm2d(168)  # BN of X13(1)
-        self.block1.bottleneck_bn13_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X13(1)
-        self.block1.bottleneck13 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
-        self.block1.w0_14 = shared_weight((48, 24, 1, 1))  # W0,14
-        self.block1.w1_14 = shared_weight((48, 12, 1, 1))  # W1,14
-        self.block1.w2_14 = shared_weight((48, 12, 1, 1))  # W2,14
-        self.block1.w3_14 = shared_weight((48, 12, 1, 1))  # W3,14
-        self.block1.w4_14 = shared_weight((48, 12, 1, 1))  # W4,14
-        self.block1.w5_14 = shared_weight((48, 12, 1, 1))  # W5,14
-        self.block1.w6_14 = shared_weight((48, 12, 1, 1))  # W6,14
-        self.block1.w7_14 = shared_weight((48, 12, 1, 1))  # W7,14
-        self.block1.w8_14 = shared_weight((48, 12, 1, 1))  # W8,14
-        self.block1.w9_14 = shared_weight((48, 12, 1, 1))  # W9,14
-        self.block1.w10_14 = shared_weight((48, 12, 1, 1))  # W10,14
-        self.block1.w11_14 = shared_weight((48, 12, 1, 1))  # W11,14
-        self.block1.w12_14 = shared_weight((48, 12, 1, 1))  # W12,14
-        self.block1.w13_14 = shared_weight((48, 12, 1, 1))  # W13,14
-        self.block1.bn14_s1 = nn.BatchNorm2d(180)  # BN of X14(1)
-        self.block1.bottleneck_bn14_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X14(1)
-        self.block1.bottleneck14 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
-        self.block1.w0_15 = shared_weight((48, 24, 1, 1))  # W0,15
-        self.block1.w1_15 = shared_weight((48, 12, 1, 1))  # W1,15
-        self.block1.w2_15 = shared_weight((48, 12, 1, 1))  # W2,15
-        self.block1.w3_15 = shared_weight((48, 12, 1, 1))  # W3,15
-        self.block1.w4_15 = shared_weight((48, 12, 1, 1))  # W4,15
-        self.block1.w5_15 = shared_weight((48, 12, 1, 1))  # W5,15
-        self.block1.w6_15 = shared_weight((48, 12, 1, 1))  # W6,15
-        self.block1.w7_15 = shared_weight((48, 12, 1, 1))  # W7,15
-        self.block1.w8_15 = shared_weight((48, 12, 1, 1))  # W8,15
-        self.block1.w9_15 = shared_weight((48, 12, 1, 1))  # W9,15
-        self.block1.w10_15 = shared_weight((48, 12, 1, 1))  # W10,15
-        self.block1.w11_15 = shared_weight((48, 12, 1, 1))  # W11,15
-        self.block1.w12_15 = shared_weight((48, 12, 1, 1))  # W12,15
-        self.block1.w13_15 = shared_weight((48, 12, 1, 1))  # W13,15
-        self.block1.w14_15 = shared_weight((48, 12, 1, 1))  # W14,15
-        self.block1.bn15_s1 = nn.BatchNorm2d(192)  # BN of X15(1)
-        self.block1.bottleneck_bn15_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X15(1)
-        self.block1.bottleneck15 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
-        self.block1.w0_16 = shared_weight((48, 24, 1, 1))  # W0,16
-        self.block1.w1_16 = shared_weight((48, 12, 1, 1))  # W1,16
-        self.block1.w2_16 = shared_weight((48, 12, 1, 1))  # W2,16
-        self.block1.w3_16 = shared_weight((48, 12, 1, 1))  # W3,16
-        self.block1.w4_16 = shared_weight((48, 12, 1, 1))  # W4,16
-        self.block1.w5_16 = shared_weight((48, 12, 1, 1))  # W5,16
-        self.block1.w6_16 = shared_weight((48, 12, 1, 1))  # W6,16
-        self.block1.w7_16 = shared_weight((48, 12, 1, 1))  # W7,16
-        self.block1.w8_16 = shared_weight((48, 12, 1, 1))  # W8,16
-        self.block1.w9_16 = shared_weight((48, 12, 1, 1))  # W9,16
-        self.block1.w10_16 = shared_weight((48, 12, 1, 1))  # W10,16
-        self.block1.w11_16 = shared_weight((48, 12, 1, 1))  # W11,16
-        self.block1.w12_16 = shared_weight((48, 12, 1, 1))  # W12,16
-        self.block1.w13_16 = shared_weight((48, 12, 1, 1))  # W13,16
-        self.block1.w14_16 = shared_weight((48, 12, 1, 1))  # W14,16
-        self.block1.w15_16 = shared_weight((48, 12, 1, 1))  # W15,16
-        self.block1.bn16_s1 = nn.BatchNorm2d(204)  # BN of X16(1)
-        self.block1.bottleneck_bn16_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X16(1)
-        self.block1.bottleneck16 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
+        self.block1 = CliqueBlock(
+            in_channels=24,
+            channels=12,
+            kernel=1,
+            width=48,
+            bottleneck=3,
+            dropout=0.2,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+                (13, 1),  # X13(1) = g(W0,13*X0 + W1,13*X1(1) + ... + W12,13*X12(1))
+                (14, 1),  # X14(1) = g(W0,14*X0 + W1,14*X1(1) + ... + W13,14*X13(1))
+                (15, 1),  # X15(1) = g(W0,15*X0 + W1,15*X1(1) + ... + W14,15*X14(1))
+                (16, 1),  # X16(1) = g(W0,16*X0 + W1,16*X1(1) + ... + W15,16*X15(1))
+            ],
+        )
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -245,193 +83,32 @@ class DensenetBcK12T96(nn.Module):
         self.transition1.conv = conv2d(216, 108, kernel_size=1, stride=1, padding=0)
 
         # Block 2: 16 layers of k=12, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer, dropout 0.2
-        self.block2 = nn.Module()
-        self.block2.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X16(1)
-        self.block2.w0_1 = shared_weight((48, 108, 1, 1))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(108)  # BN of X1(1)
-        self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X1(1)
-        self.block2.bottleneck1 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block2.w0_2 = shared_weight((48, 108, 1, 1))  # W02
-        self.block2.w1_2 = shared_weight((48, 12, 1, 1))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(120)  # BN of X2(1)
-        self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X2(1)
-        self.block2.bottleneck2 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block2.w0_3 = shared_weight((48, 108, 1, 1))  # W03
-        self.block2.w1_3 = shared_weight((48, 12, 1, 1))  # W13
-        self.block2.w2_3 = shared_weight((48, 12, 1, 1))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(132)  # BN of X3(1)
-        self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X3(1)
-        self.block2.bottleneck3 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block2.w0_4 = shared_weight((48, 108, 1, 1))  # W04
-        self.block2.w1_4 = shared_weight((48, 12, 1, 1))  # W14
-        self.block2.w2_4 = shared_weight((48, 12, 1, 1))  # W24
-        self.block2.w3_4 = shared_weight((48, 12, 1, 1))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(144)  # BN of X4(1)
-        self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X4(1)
-        self.block2.bottleneck4 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block2.w0_5 = shared_weight((48, 108, 1, 1))  # W05
-        self.block2.w1_5 = shared_weight((48, 12, 1, 1))  # W15
-        self.block2.w2_5 = shared_weight((48, 12, 1, 1))  # W25
-        self.block2.w3_5 = shared_weight((48, 12, 1, 1))  # W35
-        self.block2.w4_5 = shared_weight((48, 12, 1, 1))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(156)  # BN of X5(1)
-        self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X5(1)
-        self.block2.bottleneck5 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
-        self.block2.w0_6 = shared_weight((48, 108, 1, 1))  # W06
-        self.block2.w1_6 = shared_weight((48, 12, 1, 1))  # W16
-        self.block2.w2_6 = shared_weight((48, 12, 1, 1))  # W26
-        self.block2.w3_6 = shared_weight((48, 12, 1, 1))  # W36
-        self.block2.w4_6 = shared_weight((48, 12, 1, 1))  # W46
-        self.block2.w5_6 = shared_weight((48, 12, 1, 1))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(168)  # BN of X6(1)
-        self.block2.bottleneck_bn6_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X6(1)
-        self.block2.bottleneck6 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
-        self.block2.w0_7 = shared_weight((48, 108, 1, 1))  # W07
-        self.block2.w1_7 = shared_weight((48, 12, 1, 1))  # W17
-        self.block2.w2_7 = shared_weight((48, 12, 1, 1))  # W27
-        self.block2.w3_7 = shared_weight((48, 12, 1, 1))  # W37
-        self.block2.w4_7 = shared_weight((48, 12, 1, 1))  # W47
-        self.block2.w5_7 = shared_weight((48, 12, 1, 1))  # W57
-        self.block2.w6_7 = shared_weight((48, 12, 1, 1))  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(180)  # BN of X7(1)
-        self.block2.bottleneck_bn7_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X7(1)
-        self.block2.bottleneck7 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
-        self.block2.w0_8 = shared_weight((48, 108, 1, 1))  # W08
-        self.block2.w1_8 = shared_weight((48, 12, 1, 1))  # W18
-        self.block2.w2_8 = shared_weight((48, 12, 1, 1))  # W28
-        self.block2.w3_8 = shared_weight((48, 12, 1, 1))  # W38
-        self.block2.w4_8 = shared_weight((48, 12, 1, 1))  # W48
-        self.block2.w5_8 = shared_weight((48, 12, 1, 1))  # W58
-        self.block2.w6_8 = shared_weight((48, 12, 1, 1))  # W68
-        self.block2.w7_8 = shared_weight((48, 12, 1, 1))  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(192)  # BN of X8(1)
-        self.block2.bottleneck_bn8_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X8(1)
-        self.block2.bottleneck8 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
-        self.block2.w0_9 = shared_weight((48, 108, 1, 1))  # W09
-        self.block2.w1_9 = shared_weight((48, 12, 1, 1))  # W19
-        self.block2.w2_9 = shared_weight((48, 12, 1, 1))  # W29
-        self.block2.w3_9 = shared_weight((48, 12, 1, 1))  # W39
-        self.block2.w4_9 = shared_weight((48, 12, 1, 1))  # W49
-        self.block2.w5_9 = shared_weight((48, 12, 1, 1))  # W59
-        self.block2.w6_9 = shared_weight((48, 12, 1, 1))  # W69
-        self.block2.w7_9 = shared_weight((48, 12, 1, 1))  # W79
-        self.block2.w8_9 = shared_weight((48, 12, 1, 1))  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(204)  # BN of X9(1)
-        self.block2.bottleneck_bn9_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X9(1)
-        self.block2.bottleneck9 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
-        self.block2.w0_10 = shared_weight((48, 108, 1, 1))  # W0,10
-        self.block2.w1_10 = shared_weight((48, 12, 1, 1))  # W1,10
-        self.block2.w2_10 = shared_weight((48, 12, 1, 1))  # W2,10
-        self.block2.w3_10 = shared_weight((48, 12, 1, 1))  # W3,10
-        self.block2.w4_10 = shared_weight((48, 12, 1, 1))  # W4,10
-        self.block2.w5_10 = shared_weight((48, 12, 1, 1))  # W5,10
-        self.block2.w6_10 = shared_weight((48, 12, 1, 1))  # W6,10
-        self.block2.w7_10 = shared_weight((48, 12, 1, 1))  # W7,10
-        self.block2.w8_10 = shared_weight((48, 12, 1, 1))  # W8,10
-        self.block2.w9_10 = shared_weight((48, 12, 1, 1))  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(216)  # BN of X10(1)
-        self.block2.bottleneck_bn10_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X10(1)
-        self.block2.bottleneck10 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
-        self.block2.w0_11 = shared_weight((48, 108, 1, 1))  # W0,11
-        self.block2.w1_11 = shared_weight((48, 12, 1, 1))  # W1,11
-        self.block2.w2_11 = shared_weight((48, 12, 1, 1))  # W2,11
-        self.block2.w3_11 = shared_weight((48, 12, 1, 1))  # W3,11
-        self.block2.w4_11 = shared_weight((48, 12, 1, 1))  # W4,11
-        self.block2.w5_11 = shared_weight((48, 12, 1, 1))  # W5,11
-        self.block2.w6_11 = shared_weight((48, 12, 1, 1))  # W6,11
-        self.block2.w7_11 = shared_weight((48, 12, 1, 1))  # W7,11
-        self.block2.w8_11 = shared_weight((48, 12, 1, 1))  # W8,11
-        self.block2.w9_11 = shared_weight((48, 12, 1, 1))  # W9,11
-        self.block2.w10_11 = shared_weight((48, 12, 1, 1))  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(228)  # BN of X11(1)
-        self.block2.bottleneck_bn11_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X11(1)
-        self.block2.bottleneck11 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
-        self.block2.w0_12 = shared_weight((48, 108, 1, 1))  # W0,12
-        self.block2.w1_12 = shared_weight((48, 12, 1, 1))  # W1,12
-        self.block2.w2_12 = shared_weight((48, 12, 1, 1))  # W2,12
-        self.block2.w3_12 = shared_weight((48, 12, 1, 1))  # W3,12
-        self.block2.w4_12 = shared_weight((48, 12, 1, 1))  # W4,12
-        self.block2.w5_12 = shared_weight((48, 12, 1, 1))  # W5,12
-        self.block2.w6_12 = shared_weight((48, 12, 1, 1))  # W6,12
-        self.block2.w7_12 = shared_weight((48, 12, 1, 1))  # W7,12
-        self.block2.w8_12 = shared_weight((48, 12, 1, 1))  # W8,12
-        self.block2.w9_12 = shared_weight((48, 12, 1, 1))  # W9,12
-        self.block2.w10_12 = shared_weight((48, 12, 1, 1))  # W10,12
-        self.block2.w11_12 = shared_weight((48, 12, 1, 1))  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(240)  # BN of X12(1)
-        self.block2.bottleneck_bn12_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X12(1)
-        self.block2.bottleneck12 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
-        self.block2.w0_13 = shared_weight((48, 108, 1, 1))  # W0,13
-        self.block2.w1_13 = shared_weight((48, 12, 1, 1))  # W1,13
-        self.block2.w2_13 = shared_weight((48, 12, 1, 1))  # W2,13
-        self.block2.w3_13 = shared_weight((48, 12, 1, 1))  # W3,13
-        self.block2.w4_13 = shared_weight((48, 12, 1, 1))  # W4,13
-        self.block2.w5_13 = shared_weight((48, 12, 1, 1))  # W5,13
-        self.block2.w6_13 = shared_weight((48, 12, 1, 1))  # W6,13
-        self.block2.w7_13 = shared_weight((48, 12, 1, 1))  # W7,13
-        self.block2.w8_13 = shared_weight((48, 12, 1, 1))  # W8,13
-        self.block2.w9_13 = shared_weight((48, 12, 1, 1))  # W9,13
-        self.block2.w10_13 = shared_weight((48, 12, 1, 1))  # W10,13
-        self.block2.w11_13 = shared_weight((48, 12, 1, 1))  # W11,13
-        self.block2.w12_13 = shared_weight((48, 12, 1, 1))  # W12,13
-        self.block2.bn13_s1 = nn.BatchNorm2d(252)  # BN of X13(1)
-        self.block2.bottleneck_bn13_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X13(1)
-        self.block2.bottleneck13 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
-        self.block2.w0_14 = shared_weight((48, 108, 1, 1))  # W0,14
-        self.block2.w1_14 = shared_weight((48, 12, 1, 1))  # W1,14
-        self.block2.w2_14 = shared_weight((48, 12, 1, 1))  # W2,14
-        self.block2.w3_14 = shared_weight((48, 12, 1, 1))  # W3,14
-        self.block2.w4_14 = shared_weight((48, 12, 1, 1))  # W4,14
-        self.block2.w5_14 = shared_weight((48, 12, 1, 1))  # W5,14
-        self.block2.w6_14 = shared_weight((48, 12, 1, 1))  # W6,14
-        self.block2.w7_14 = shared_weight((48, 12, 1, 1))  # W7,14
-        self.block2.w8_14 = shared_weight((48, 12, 1, 1))  # W8,14
-        self.block2.w9_14 = shared_weight((48, 12, 1, 1))  # W9,14
-        self.block2.w10_14 = shared_weight((48, 12, 1, 1))  # W10,14
-        self.block2.w11_14 = shared_weight((48, 12, 1, 1))  # W11,14
-        self.block2.w12_14 = shared_weight((48, 12, 1, 1))  # W12,14
-        self.block2.w13_14 = shared_weight((48, 12, 1, 1))  # W13,14
-        self.block2.bn14_s1 = nn.BatchNorm2d(264)  # BN of X14(1)
-        self.block2.bottleneck_bn14_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X14(1)
-        self.block2.bottleneck14 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
-        self.block2.w0_15 = shared_weight((48, 108, 1, 1))  # W0,15
-        self.block2.w1_15 = shared_weight((48, 12, 1, 1))  # W1,15
-        self.block2.w2_15 = shared_weight((48, 12, 1, 1))  # W2,15
-        self.block2.w3_15 = shared_weight((48, 12, 1, 1))  # W3,15
-        self.block2.w4_15 = shared_weight((48, 12, 1, 1))  # W4,15
-        self.block2.w5_15 = shared_weight((48, 12, 1, 1))  # W5,15
-        self.block2.w6_15 = shared_weight((48, 12, 1, 1))  # W6,15
-        self.block2.w7_15 = shared_weight((48, 12, 1, 1))  # W7,15
-        self.block2.w8_15 = shared_weight((48, 12, 1, 1))  # W8,15
-        self.block2.w9_15 = shared_weight((48, 12, 1, 1))  # W9,15
-        self.block2.w10_15 = shared_weight((48, 12, 1, 1))  # W10,15
-        self.block2.w11_15 = shared_weight((48, 12, 1, 1))  # W11,15
-        self.block2.w12_15 = shared_weight((48, 12, 1, 1))  # W12,15
-        self.block2.w13_15 = shared_weight((48, 12, 1, 1))  # W13,15
-        self.block2.w14_15 = shared_weight((48, 12, 1, 1))  # W14,15
-        self.block2.bn15_s1 = nn.BatchNorm2d(276)  # BN of X15(1)
-        self.block2.bottleneck_bn15_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X15(1)
-        self.block2.bottleneck15 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
-        self.block2.w0_16 = shared_weight((48, 108, 1, 1))  # W0,16
-        self.block2.w1_16 = shared_weight((48, 12, 1, 1))  # W1,16
-        self.block2.w2_16 = shared_weight((48, 12, 1, 1))  # W2,16
-        self.block2.w3_16 = shared_weight((48, 12, 1, 1))  # W3,16
-        self.block2.w4_16 = shared_weight((48, 12, 1, 1))  # W4,16
-        self.block2.w5_16 = shared_weight((48, 12, 1, 1))  # W5,16
-        self.block2.w6_16 = shared_weight((48, 12, 1, 1))  # W6,16
-        self.block2.w7_16 = shared_weight((48, 12, 1, 1))  # W7,16
-        self.block2.w8_16 = shared_weight((48, 12, 1, 1))  # W8,16
-        self.block2.w9_16 = shared_weight((48, 12, 1, 1))  # W9,16
-        self.block2.w10_16 = shared_weight((48, 12, 1, 1))  # W10,16
-        self.block2.w11_16 = shared_weight((48, 12, 1, 1))  # W11,16
-        self.block2.w12_16 = shared_weight((48, 12, 1, 1))  # W12,16
-        self.block2.w13_16 = shared_weight((48, 12, 1, 1))  # W13,16
-        self.block2.w14_16 = shared_weight((48, 12, 1, 1))  # W14,16
-        self.block2.w15_16 = shared_weight((48, 12, 1, 1))  # W15,16
-        self.block2.bn16_s1 = nn.BatchNorm2d(288)  # BN of X16(1)
-        self.block2.bottleneck_bn16_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X16(1)
-        self.block2.bottleneck16 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
+        self.block2 = CliqueBlock(
+            in_channels=108,
+            channels=12,
+            kernel=1,
+            width=48,
+            bottleneck=3,
+            dropout=0.2,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+                (13, 1),  # X13(1) = g(W0,13*X0 + W1,13*X1(1) + ... + W12,13*X12(1))
+                (14, 1),  # X14(1) = g(W0,14*X0 + W1,14*X1(1) + ... + W13,14*X13(1))
+                (15, 1),  # X15(1) = g(W0,15*X0 + W1,15*X1(1) + ... + W14,15*X14(1))
+                (16, 1),  # X16(1) = g(W0,16*X0 + W1,16*X1(1) + ... + W15,16*X15(1))
+            ],
+        )
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -439,193 +116,32 @@ class DensenetBcK12T96(nn.Module):
         self.transition2.conv = conv2d(300, 150, kernel_size=1, stride=1, padding=0)
 
         # Block 3: 16 layers of k=12, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer, dropout 0.2
-        self.block3 = nn.Module()
-        self.block3.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X16(1)
-        self.block3.w0_1 = shared_weight((48, 150, 1, 1))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(150)  # BN of X1(1)
-        self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X1(1)
-        self.block3.bottleneck1 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block3.w0_2 = shared_weight((48, 150, 1, 1))  # W02
-        self.block3.w1_2 = shared_weight((48, 12, 1, 1))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(162)  # BN of X2(1)
-        self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X2(1)
-        self.block3.bottleneck2 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block3.w0_3 = shared_weight((48, 150, 1, 1))  # W03
-        self.block3.w1_3 = shared_weight((48, 12, 1, 1))  # W13
-        self.block3.w2_3 = shared_weight((48, 12, 1, 1))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(174)  # BN of X3(1)
-        self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X3(1)
-        self.block3.bottleneck3 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block3.w0_4 = shared_weight((48, 150, 1, 1))  # W04
-        self.block3.w1_4 = shared_weight((48, 12, 1, 1))  # W14
-        self.block3.w2_4 = shared_weight((48, 12, 1, 1))  # W24
-        self.block3.w3_4 = shared_weight((48, 12, 1, 1))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(186)  # BN of X4(1)
-        self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X4(1)
-        self.block3.bottleneck4 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block3.w0_5 = shared_weight((48, 150, 1, 1))  # W05
-        self.block3.w1_5 = shared_weight((48, 12, 1, 1))  # W15
-        self.block3.w2_5 = shared_weight((48, 12, 1, 1))  # W25
-        self.block3.w3_5 = shared_weight((48, 12, 1, 1))  # W35
-        self.block3.w4_5 = shared_weight((48, 12, 1, 1))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(198)  # BN of X5(1)
-        self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X5(1)
-        self.block3.bottleneck5 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
-        self.block3.w0_6 = shared_weight((48, 150, 1, 1))  # W06
-        self.block3.w1_6 = shared_weight((48, 12, 1, 1))  # W16
-        self.block3.w2_6 = shared_weight((48, 12, 1, 1))  # W26
-        self.block3.w3_6 = shared_weight((48, 12, 1, 1))  # W36
-        self.block3.w4_6 = shared_weight((48, 12, 1, 1))  # W46
-        self.block3.w5_6 = shared_weight((48, 12, 1, 1))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(210)  # BN of X6(1)
-        self.block3.bottleneck_bn6_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X6(1)
-        self.block3.bottleneck6 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
-        self.block3.w0_7 = shared_weight((48, 150, 1, 1))  # W07
-        self.block3.w1_7 = shared_weight((48, 12, 1, 1))  # W17
-        self.block3.w2_7 = shared_weight((48, 12, 1, 1))  # W27
-        self.block3.w3_7 = shared_weight((48, 12, 1, 1))  # W37
-        self.block3.w4_7 = shared_weight((48, 12, 1, 1))  # W47
-        self.block3.w5_7 = shared_weight((48, 12, 1, 1))  # W57
-        self.block3.w6_7 = shared_weight((48, 12, 1, 1))  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(222)  # BN of X7(1)
-        self.block3.bottleneck_bn7_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X7(1)
-        self.block3.bottleneck7 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X7
-        self.block3.w0_8 = shared_weight((48, 150, 1, 1))  # W08
-        self.block3.w1_8 = shared_weight((48, 12, 1, 1))  # W18
-        self.block3.w2_8 = shared_weight((48, 12, 1, 1))  # W28
-        self.block3.w3_8 = shared_weight((48, 12, 1, 1))  # W38
-        self.block3.w4_8 = shared_weight((48, 12, 1, 1))  # W48
-        self.block3.w5_8 = shared_weight((48, 12, 1, 1))  # W58
-        self.block3.w6_8 = shared_weight((48, 12, 1, 1))  # W68
-        self.block3.w7_8 = shared_weight((48, 12, 1, 1))  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(234)  # BN of X8(1)
-        self.block3.bottleneck_bn8_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X8(1)
-        self.block3.bottleneck8 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X8
-        self.block3.w0_9 = shared_weight((48, 150, 1, 1))  # W09
-        self.block3.w1_9 = shared_weight((48, 12, 1, 1))  # W19
-        self.block3.w2_9 = shared_weight((48, 12, 1, 1))  # W29
-        self.block3.w3_9 = shared_weight((48, 12, 1, 1))  # W39
-        self.block3.w4_9 = shared_weight((48, 12, 1, 1))  # W49
-        self.block3.w5_9 = shared_weight((48, 12, 1, 1))  # W59
-        self.block3.w6_9 = shared_weight((48, 12, 1, 1))  # W69
-        self.block3.w7_9 = shared_weight((48, 12, 1, 1))  # W79
-        self.block3.w8_9 = shared_weight((48, 12, 1, 1))  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(246)  # BN of X9(1)
-        self.block3.bottleneck_bn9_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X9(1)
-        self.block3.bottleneck9 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X9
-        self.block3.w0_10 = shared_weight((48, 150, 1, 1))  # W0,10
-        self.block3.w1_10 = shared_weight((48, 12, 1, 1))  # W1,10
-        self.block3.w2_10 = shared_weight((48, 12, 1, 1))  # W2,10
-        self.block3.w3_10 = shared_weight((48, 12, 1, 1))  # W3,10
-        self.block3.w4_10 = shared_weight((48, 12, 1, 1))  # W4,10
-        self.block3.w5_10 = shared_weight((48, 12, 1, 1))  # W5,10
-        self.block3.w6_10 = shared_weight((48, 12, 1, 1))  # W6,10
-        self.block3.w7_10 = shared_weight((48, 12, 1, 1))  # W7,10
-        self.block3.w8_10 = shared_weight((48, 12, 1, 1))  # W8,10
-        self.block3.w9_10 = shared_weight((48, 12, 1, 1))  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(258)  # BN of X10(1)
-        self.block3.bottleneck_bn10_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X10(1)
-        self.block3.bottleneck10 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X10
-        self.block3.w0_11 = shared_weight((48, 150, 1, 1))  # W0,11
-        self.block3.w1_11 = shared_weight((48, 12, 1, 1))  # W1,11
-        self.block3.w2_11 = shared_weight((48, 12, 1, 1))  # W2,11
-        self.block3.w3_11 = shared_weight((48, 12, 1, 1))  # W3,11
-        self.block3.w4_11 = shared_weight((48, 12, 1, 1))  # W4,11
-        self.block3.w5_11 = shared_weight((48, 12, 1, 1))  # W5,11
-        self.block3.w6_11 = shared_weight((48, 12, 1, 1))  # W6,11
-        self.block3.w7_11 = shared_weight((48, 12, 1, 1))  # W7,11
-        self.block3.w8_11 = shared_weight((48, 12, 1, 1))  # W8,11
-        self.block3.w9_11 = shared_weight((48, 12, 1, 1))  # W9,11
-        self.block3.w10_11 = shared_weight((48, 12, 1, 1))  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(270)  # BN of X11(1)
-        self.block3.bottleneck_bn11_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X11(1)
-        self.block3.bottleneck11 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X11
-        self.block3.w0_12 = shared_weight((48, 150, 1, 1))  # W0,12
-        self.block3.w1_12 = shared_weight((48, 12, 1, 1))  # W1,12
-        self.block3.w2_12 = shared_weight((48, 12, 1, 1))  # W2,12
-        self.block3.w3_12 = shared_weight((48, 12, 1, 1))  # W3,12
-        self.block3.w4_12 = shared_weight((48, 12, 1, 1))  # W4,12
-        self.block3.w5_12 = shared_weight((48, 12, 1, 1))  # W5,12
-        self.block3.w6_12 = shared_weight((48, 12, 1, 1))  # W6,12
-        self.block3.w7_12 = shared_weight((48, 12, 1, 1))  # W7,12
-        self.block3.w8_12 = shared_weight((48, 12, 1, 1))  # W8,12
-        self.block3.w9_12 = shared_weight((48, 12, 1, 1))  # W9,12
-        self.block3.w10_12 = shared_weight((48, 12, 1, 1))  # W10,12
-        self.block3.w11_12 = shared_weight((48, 12, 1, 1))  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(282)  # BN of X12(1)
-        self.block3.bottleneck_bn12_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X12(1)
-        self.block3.bottleneck12 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X12
-        self.block3.w0_13 = shared_weight((48, 150, 1, 1))  # W0,13
-        self.block3.w1_13 = shared_weight((48, 12, 1, 1))  # W1,13
-        self.block3.w2_13 = shared_weight((48, 12, 1, 1))  # W2,13
-        self.block3.w3_13 = shared_weight((48, 12, 1, 1))  # W3,13
-        self.block3.w4_13 = shared_weight((48, 12, 1, 1))  # W4,13
-        self.block3.w5_13 = shared_weight((48, 12, 1, 1))  # W5,13
-        self.block3.w6_13 = shared_weight((48, 12, 1, 1))  # W6,13
-        self.block3.w7_13 = shared_weight((48, 12, 1, 1))  # W7,13
-        self.block3.w8_13 = shared_weight((48, 12, 1, 1))  # W8,13
-        self.block3.w9_13 = shared_weight((48, 12, 1, 1))  # W9,13
-        self.block3.w10_13 = shared_weight((48, 12, 1, 1))  # W10,13
-        self.block3.w11_13 = shared_weight((48, 12, 1, 1))  # W11,13
-        self.block3.w12_13 = shared_weight((48, 12, 1, 1))  # W12,13
-        self.block3.bn13_s1 = nn.BatchNorm2d(294)  # BN of X13(1)
-        self.block3.bottleneck_bn13_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X13(1)
-        self.block3.bottleneck13 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X13
-        self.block3.w0_14 = shared_weight((48, 150, 1, 1))  # W0,14
-        self.block3.w1_14 = shared_weight((48, 12, 1, 1))  # W1,14
-        self.block3.w2_14 = shared_weight((48, 12, 1, 1))  # W2,14
-        self.block3.w3_14 = shared_weight((48, 12, 1, 1))  # W3,14
-        self.block3.w4_14 = shared_weight((48, 12, 1, 1))  # W4,14
-        self.block3.w5_14 = shared_weight((48, 12, 1, 1))  # W5,14
-        self.block3.w6_14 = shared_weight((48, 12, 1, 1))  # W6,14
-        self.block3.w7_14 = shared_weight((48, 12, 1, 1))  # W7,14
-        self.block3.w8_14 = shared_weight((48, 12, 1, 1))  # W8,14
-        self.block3.w9_14 = shared_weight((48, 12, 1, 1))  # W9,14
-        self.block3.w10_14 = shared_weight((48, 12, 1, 1))  # W10,14
-        self.block3.w11_14 = shared_weight((48, 12, 1, 1))  # W11,14
-        self.block3.w12_14 = shared_weight((48, 12, 1, 1))  # W12,14
-        self.block3.w13_14 = shared_weight((48, 12, 1, 1))  # W13,14
-        self.block3.bn14_s1 = nn.BatchNorm2d(306)  # BN of X14(1)
-        self.block3.bottleneck_bn14_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X14(1)
-        self.block3.bottleneck14 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X14
-        self.block3.w0_15 = shared_weight((48, 150, 1, 1))  # W0,15
-        self.block3.w1_15 = shared_weight((48, 12, 1, 1))  # W1,15
-        self.block3.w2_15 = shared_weight((48, 12, 1, 1))  # W2,15
-        self.block3.w3_15 = shared_weight((48, 12, 1, 1))  # W3,15
-        self.block3.w4_15 = shared_weight((48, 12, 1, 1))  # W4,15
-        self.block3.w5_15 = shared_weight((48, 12, 1, 1))  # W5,15
-        self.block3.w6_15 = shared_weight((48, 12, 1, 1))  # W6,15
-        self.block3.w7_15 = shared_weight((48, 12, 1, 1))  # W7,15
-        self.block3.w8_15 = shared_weight((48, 12, 1, 1))  # W8,15
-        self.block3.w9_15 = shared_weight((48, 12, 1, 1))  # W9,15
-        self.block3.w10_15 = shared_weight((48, 12, 1, 1))  # W10,15
-        self.block3.w11_15 = shared_weight((48, 12, 1, 1))  # W11,15
-        self.block3.w12_15 = shared_weight((48, 12, 1, 1))  # W12,15
-        self.block3.w13_15 = shared_weight((48, 12, 1, 1))  # W13,15
-        self.block3.w14_15 = shared_weight((48, 12, 1, 1))  # W14,15
-        self.block3.bn15_s1 = nn.BatchNorm2d(318)  # BN of X15(1)
-        self.block3.bottleneck_bn15_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X15(1)
-        self.block3.bottleneck15 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X15
-        self.block3.w0_16 = shared_weight((48, 150, 1, 1))  # W0,16
-        self.block3.w1_16 = shared_weight((48, 12, 1, 1))  # W1,16
-        self.block3.w2_16 = shared_weight((48, 12, 1, 1))  # W2,16
-        self.block3.w3_16 = shared_weight((48, 12, 1, 1))  # W3,16
-        self.block3.w4_16 = shared_weight((48, 12, 1, 1))  # W4,16
-        self.block3.w5_16 = shared_weight((48, 12, 1, 1))  # W5,16
-        self.block3.w6_16 = shared_weight((48, 12, 1, 1))  # W6,16
-        self.block3.w7_16 = shared_weight((48, 12, 1, 1))  # W7,16
-        self.block3.w8_16 = shared_weight((48, 12, 1, 1))  # W8,16
-        self.block3.w9_16 = shared_weight((48, 12, 1, 1))  # W9,16
-        self.block3.w10_16 = shared_weight((48, 12, 1, 1))  # W10,16
-        self.block3.w11_16 = shared_weight((48, 12, 1, 1))  # W11,16
-        self.block3.w12_16 = shared_weight((48, 12, 1, 1))  # W12,16
-        self.block3.w13_16 = shared_weight((48, 12, 1, 1))  # W13,16
-        self.block3.w14_16 = shared_weight((48, 12, 1, 1))  # W14,16
-        self.block3.w15_16 = shared_weight((48, 12, 1, 1))  # W15,16
-        self.block3.bn16_s1 = nn.BatchNorm2d(330)  # BN of X16(1)
-        self.block3.bottleneck_bn16_s1 = nn.BatchNorm2d(48)  # bottleneck BN of X16(1)
-        self.block3.bottleneck16 = conv2d(48, 12, kernel_size=3, stride=1, padding=1)  # bottleneck of X16
+        self.block3 = CliqueBlock(
+            in_channels=150,
+            channels=12,
+            kernel=1,
+            width=48,
+            bottleneck=3,
+            dropout=0.2,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+                (13, 1),  # X13(1) = g(W0,13*X0 + W1,13*X1(1) + ... + W12,13*X12(1))
+                (14, 1),  # X14(1) = g(W0,14*X0 + W1,14*X1(1) + ... + W13,14*X13(1))
+                (15, 1),  # X15(1) = g(W0,15*X0 + W1,15*X1(1) + ... + W14,15*X14(1))
+                (16, 1),  # X16(1) = g(W0,16*X0 + W1,16*X1(1) + ... + W15,16*X15(1))
+            ],
+        )
 
         # Head
         self.head = nn.Module()
@@ -656,357 +172,17 @@ class DensenetBcK12T96(nn.Module):
 
         b1_x0 (B, 24, 32, 32) -> b2_x0 (B, 108, 16, 16).
         """
-        block = self.block1
-        update = partial(
-            clique_update, padding=0, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b1_x1_s1 = update(
-            [b1_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
-        )
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b1_x2_s1 = update(
-            [b1_x0, b1_x1_s1],
-            [block.w0_2, block.w1_2],
-            block.bn2_s1,
-            bottleneck=(block.bottleneck_bn2_s1, block.bottleneck2),
-        )
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b1_x3_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1],
-            [block.w0_3, block.w1_3, block.w2_3],
-            block.bn3_s1,
-            bottleneck=(block.bottleneck_bn3_s1, block.bottleneck3),
-        )
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b1_x4_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-            bottleneck=(block.bottleneck_bn4_s1, block.bottleneck4),
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b1_x5_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-            bottleneck=(block.bottleneck_bn5_s1, block.bottleneck5),
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b1_x6_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-            bottleneck=(block.bottleneck_bn6_s1, block.bottleneck6),
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b1_x7_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-            bottleneck=(block.bottleneck_bn7_s1, block.bottleneck7),
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b1_x8_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-            bottleneck=(block.bottleneck_bn8_s1, block.bottleneck8),
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b1_x9_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1, b1_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-            bottleneck=(block.bottleneck_bn9_s1, block.bottleneck9),
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b1_x10_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1, b1_x8_s1, b1_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-            bottleneck=(block.bottleneck_bn10_s1, block.bottleneck10),
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b1_x11_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-            bottleneck=(block.bottleneck_bn11_s1, block.bottleneck11),
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b1_x12_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-            bottleneck=(block.bottleneck_bn12_s1, block.bottleneck12),
-        )
-        # X13(1) = g(W0,13*X0 + W1,13*X1(1) + W2,13*X2(1) + W3,13*X3(1) + W4,13*X4(1) + W5,13*X5(1) +
-        #   W6,13*X6(1) + W7,13*X7(1) + W8,13*X8(1) + W9,13*X9(1) + W10,13*X10(1) + W11,13*X11(1) +
-        #   W12,13*X12(1))
-        b1_x13_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            [
-                block.w0_13,
-                block.w1_13,
-                block.w2_13,
-                block.w3_13,
-                block.w4_13,
-                block.w5_13,
-                block.w6_13,
-                block.w7_13,
-                block.w8_13,
-                block.w9_13,
-                block.w10_13,
-                block.w11_13,
-                block.w12_13,
-            ],
-            block.bn13_s1,
-            bottleneck=(block.bottleneck_bn13_s1, block.bottleneck13),
-        )
-        # X14(1) = g(W0,14*X0 + W1,14*X1(1) + W2,14*X2(1) + W3,14*X3(1) + W4,14*X4(1) + W5,14*X5(1) +
-        #   W6,14*X6(1) + W7,14*X7(1) + W8,14*X8(1) + W9,14*X9(1) + W10,14*X10(1) + W11,14*X11(1) +
-        #   W12,14*X12(1) + W13,14*X13(1))
-        b1_x14_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-                b1_x13_s1,
-            ],
-            [
-                block.w0_14,
-                block.w1_14,
-                block.w2_14,
-                block.w3_14,
-                block.w4_14,
-                block.w5_14,
-                block.w6_14,
-                block.w7_14,
-                block.w8_14,
-                block.w9_14,
-                block.w10_14,
-                block.w11_14,
-                block.w12_14,
-                block.w13_14,
-            ],
-            block.bn14_s1,
-            bottleneck=(block.bottleneck_bn14_s1, block.bottleneck14),
-        )
-        # X15(1) = g(W0,15*X0 + W1,15*X1(1) + W2,15*X2(1) + W3,15*X3(1) + W4,15*X4(1) + W5,15*X5(1) +
-        #   W6,15*X6(1) + W7,15*X7(1) + W8,15*X8(1) + W9,15*X9(1) + W10,15*X10(1) + W11,15*X11(1) +
-        #   W12,15*X12(1) + W13,15*X13(1) + W14,15*X14(1))
-        b1_x15_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-                b1_x13_s1,
-                b1_x14_s1,
-            ],
-            [
-                block.w0_15,
-                block.w1_15,
-                block.w2_15,
-                block.w3_15,
-                block.w4_15,
-                block.w5_15,
-                block.w6_15,
-                block.w7_15,
-                block.w8_15,
-                block.w9_15,
-                block.w10_15,
-                block.w11_15,
-                block.w12_15,
-                block.w13_15,
-                block.w14_15,
-            ],
-            block.bn15_s1,
-            bottleneck=(block.bottleneck_bn15_s1, block.bottleneck15),
-        )
-        # X16(1) = g(W0,16*X0 + W1,16*X1(1) + W2,16*X2(1) + W3,16*X3(1) + W4,16*X4(1) + W5,16*X5(1) +
-        #   W6,16*X6(1) + W7,16*X7(1) + W8,16*X8(1) + W9,16*X9(1) + W10,16*X10(1) + W11,16*X11(1) +
-        #   W12,16*X12(1) + W13,16*X13(1) + W14,16*X14(1) + W15,16*X15(1))
-        b1_x16_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-                b1_x13_s1,
-                b1_x14_s1,
-                b1_x15_s1,
-            ],
-            [
-                block.w0_16,
-                block.w1_16,
-                block.w2_16,
-                block.w3_16,
-                block.w4_16,
-                block.w5_16,
-                block.w6_16,
-                block.w7_16,
-                block.w8_16,
-                block.w9_16,
-                block.w10_16,
-                block.w11_16,
-                block.w12_16,
-                block.w13_16,
-                block.w14_16,
-                block.w15_16,
-            ],
-            block.bn16_s1,
-            bottleneck=(block.bottleneck_bn16_s1, block.bottleneck16),
-        )
+        # the 16 updates of __init__'s schedule; after[k]: X1 to X16 once stage k has run
+        after = self.block1(b1_x0, self.memory_efficient)
 
         # Transition 1
-        b1_transit = torch.cat(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-                b1_x13_s1,
-                b1_x14_s1,
-                b1_x15_s1,
-                b1_x16_s1,
-            ],
-            1,
-        )
+        b1_transit = torch.cat([b1_x0, *after[1]], 1)  # (B, 216, 32, 32)
         if maps is not None:  # the map block 1 hands on
             maps.append(b1_transit)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 216, 32, 32)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 216, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 108, 32, 32)
-        t1_drop = self.block1.dropout(t1_conv)  # (B, 108, 32, 32)
+        t1_drop = self.block1.dropout(t1_conv)  # (B, 108, 32, 32), at block 1's rate
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 108, 16, 16)
         return b2_x0
 
@@ -1016,357 +192,17 @@ class DensenetBcK12T96(nn.Module):
 
         b2_x0 (B, 108, 16, 16) -> b3_x0 (B, 150, 8, 8).
         """
-        block = self.block2
-        update = partial(
-            clique_update, padding=0, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b2_x1_s1 = update(
-            [b2_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
-        )
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b2_x2_s1 = update(
-            [b2_x0, b2_x1_s1],
-            [block.w0_2, block.w1_2],
-            block.bn2_s1,
-            bottleneck=(block.bottleneck_bn2_s1, block.bottleneck2),
-        )
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b2_x3_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1],
-            [block.w0_3, block.w1_3, block.w2_3],
-            block.bn3_s1,
-            bottleneck=(block.bottleneck_bn3_s1, block.bottleneck3),
-        )
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b2_x4_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-            bottleneck=(block.bottleneck_bn4_s1, block.bottleneck4),
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b2_x5_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-            bottleneck=(block.bottleneck_bn5_s1, block.bottleneck5),
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b2_x6_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-            bottleneck=(block.bottleneck_bn6_s1, block.bottleneck6),
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b2_x7_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-            bottleneck=(block.bottleneck_bn7_s1, block.bottleneck7),
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b2_x8_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-            bottleneck=(block.bottleneck_bn8_s1, block.bottleneck8),
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b2_x9_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1, b2_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-            bottleneck=(block.bottleneck_bn9_s1, block.bottleneck9),
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b2_x10_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1, b2_x8_s1, b2_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-            bottleneck=(block.bottleneck_bn10_s1, block.bottleneck10),
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b2_x11_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-            bottleneck=(block.bottleneck_bn11_s1, block.bottleneck11),
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b2_x12_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-            bottleneck=(block.bottleneck_bn12_s1, block.bottleneck12),
-        )
-        # X13(1) = g(W0,13*X0 + W1,13*X1(1) + W2,13*X2(1) + W3,13*X3(1) + W4,13*X4(1) + W5,13*X5(1) +
-        #   W6,13*X6(1) + W7,13*X7(1) + W8,13*X8(1) + W9,13*X9(1) + W10,13*X10(1) + W11,13*X11(1) +
-        #   W12,13*X12(1))
-        b2_x13_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            [
-                block.w0_13,
-                block.w1_13,
-                block.w2_13,
-                block.w3_13,
-                block.w4_13,
-                block.w5_13,
-                block.w6_13,
-                block.w7_13,
-                block.w8_13,
-                block.w9_13,
-                block.w10_13,
-                block.w11_13,
-                block.w12_13,
-            ],
-            block.bn13_s1,
-            bottleneck=(block.bottleneck_bn13_s1, block.bottleneck13),
-        )
-        # X14(1) = g(W0,14*X0 + W1,14*X1(1) + W2,14*X2(1) + W3,14*X3(1) + W4,14*X4(1) + W5,14*X5(1) +
-        #   W6,14*X6(1) + W7,14*X7(1) + W8,14*X8(1) + W9,14*X9(1) + W10,14*X10(1) + W11,14*X11(1) +
-        #   W12,14*X12(1) + W13,14*X13(1))
-        b2_x14_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-                b2_x13_s1,
-            ],
-            [
-                block.w0_14,
-                block.w1_14,
-                block.w2_14,
-                block.w3_14,
-                block.w4_14,
-                block.w5_14,
-                block.w6_14,
-                block.w7_14,
-                block.w8_14,
-                block.w9_14,
-                block.w10_14,
-                block.w11_14,
-                block.w12_14,
-                block.w13_14,
-            ],
-            block.bn14_s1,
-            bottleneck=(block.bottleneck_bn14_s1, block.bottleneck14),
-        )
-        # X15(1) = g(W0,15*X0 + W1,15*X1(1) + W2,15*X2(1) + W3,15*X3(1) + W4,15*X4(1) + W5,15*X5(1) +
-        #   W6,15*X6(1) + W7,15*X7(1) + W8,15*X8(1) + W9,15*X9(1) + W10,15*X10(1) + W11,15*X11(1) +
-        #   W12,15*X12(1) + W13,15*X13(1) + W14,15*X14(1))
-        b2_x15_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-                b2_x13_s1,
-                b2_x14_s1,
-            ],
-            [
-                block.w0_15,
-                block.w1_15,
-                block.w2_15,
-                block.w3_15,
-                block.w4_15,
-                block.w5_15,
-                block.w6_15,
-                block.w7_15,
-                block.w8_15,
-                block.w9_15,
-                block.w10_15,
-                block.w11_15,
-                block.w12_15,
-                block.w13_15,
-                block.w14_15,
-            ],
-            block.bn15_s1,
-            bottleneck=(block.bottleneck_bn15_s1, block.bottleneck15),
-        )
-        # X16(1) = g(W0,16*X0 + W1,16*X1(1) + W2,16*X2(1) + W3,16*X3(1) + W4,16*X4(1) + W5,16*X5(1) +
-        #   W6,16*X6(1) + W7,16*X7(1) + W8,16*X8(1) + W9,16*X9(1) + W10,16*X10(1) + W11,16*X11(1) +
-        #   W12,16*X12(1) + W13,16*X13(1) + W14,16*X14(1) + W15,16*X15(1))
-        b2_x16_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-                b2_x13_s1,
-                b2_x14_s1,
-                b2_x15_s1,
-            ],
-            [
-                block.w0_16,
-                block.w1_16,
-                block.w2_16,
-                block.w3_16,
-                block.w4_16,
-                block.w5_16,
-                block.w6_16,
-                block.w7_16,
-                block.w8_16,
-                block.w9_16,
-                block.w10_16,
-                block.w11_16,
-                block.w12_16,
-                block.w13_16,
-                block.w14_16,
-                block.w15_16,
-            ],
-            block.bn16_s1,
-            bottleneck=(block.bottleneck_bn16_s1, block.bottleneck16),
-        )
+        # the 16 updates of __init__'s schedule; after[k]: X1 to X16 once stage k has run
+        after = self.block2(b2_x0, self.memory_efficient)
 
         # Transition 2
-        b2_transit = torch.cat(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-                b2_x13_s1,
-                b2_x14_s1,
-                b2_x15_s1,
-                b2_x16_s1,
-            ],
-            1,
-        )
+        b2_transit = torch.cat([b2_x0, *after[1]], 1)  # (B, 300, 16, 16)
         if maps is not None:  # the map block 2 hands on
             maps.append(b2_transit)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 300, 16, 16)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 300, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 150, 16, 16)
-        t2_drop = self.block2.dropout(t2_conv)  # (B, 150, 16, 16)
+        t2_drop = self.block2.dropout(t2_conv)  # (B, 150, 16, 16), at block 2's rate
         b3_x0 = F.avg_pool2d(t2_drop, 2)  # (B, 150, 8, 8)
         return b3_x0
 
@@ -1376,351 +212,11 @@ class DensenetBcK12T96(nn.Module):
 
         b3_x0 (B, 150, 8, 8) -> features (B, 342).
         """
-        block = self.block3
-        update = partial(
-            clique_update, padding=0, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b3_x1_s1 = update(
-            [b3_x0], [block.w0_1], block.bn1_s1, bottleneck=(block.bottleneck_bn1_s1, block.bottleneck1)
-        )
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b3_x2_s1 = update(
-            [b3_x0, b3_x1_s1],
-            [block.w0_2, block.w1_2],
-            block.bn2_s1,
-            bottleneck=(block.bottleneck_bn2_s1, block.bottleneck2),
-        )
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b3_x3_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1],
-            [block.w0_3, block.w1_3, block.w2_3],
-            block.bn3_s1,
-            bottleneck=(block.bottleneck_bn3_s1, block.bottleneck3),
-        )
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b3_x4_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-            bottleneck=(block.bottleneck_bn4_s1, block.bottleneck4),
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b3_x5_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-            bottleneck=(block.bottleneck_bn5_s1, block.bottleneck5),
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b3_x6_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-            bottleneck=(block.bottleneck_bn6_s1, block.bottleneck6),
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b3_x7_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-            bottleneck=(block.bottleneck_bn7_s1, block.bottleneck7),
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b3_x8_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-            bottleneck=(block.bottleneck_bn8_s1, block.bottleneck8),
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b3_x9_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1, b3_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-            bottleneck=(block.bottleneck_bn9_s1, block.bottleneck9),
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b3_x10_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1, b3_x8_s1, b3_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-            bottleneck=(block.bottleneck_bn10_s1, block.bottleneck10),
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b3_x11_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-            bottleneck=(block.bottleneck_bn11_s1, block.bottleneck11),
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b3_x12_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-            bottleneck=(block.bottleneck_bn12_s1, block.bottleneck12),
-        )
-        # X13(1) = g(W0,13*X0 + W1,13*X1(1) + W2,13*X2(1) + W3,13*X3(1) + W4,13*X4(1) + W5,13*X5(1) +
-        #   W6,13*X6(1) + W7,13*X7(1) + W8,13*X8(1) + W9,13*X9(1) + W10,13*X10(1) + W11,13*X11(1) +
-        #   W12,13*X12(1))
-        b3_x13_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            [
-                block.w0_13,
-                block.w1_13,
-                block.w2_13,
-                block.w3_13,
-                block.w4_13,
-                block.w5_13,
-                block.w6_13,
-                block.w7_13,
-                block.w8_13,
-                block.w9_13,
-                block.w10_13,
-                block.w11_13,
-                block.w12_13,
-            ],
-            block.bn13_s1,
-            bottleneck=(block.bottleneck_bn13_s1, block.bottleneck13),
-        )
-        # X14(1) = g(W0,14*X0 + W1,14*X1(1) + W2,14*X2(1) + W3,14*X3(1) + W4,14*X4(1) + W5,14*X5(1) +
-        #   W6,14*X6(1) + W7,14*X7(1) + W8,14*X8(1) + W9,14*X9(1) + W10,14*X10(1) + W11,14*X11(1) +
-        #   W12,14*X12(1) + W13,14*X13(1))
-        b3_x14_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-            ],
-            [
-                block.w0_14,
-                block.w1_14,
-                block.w2_14,
-                block.w3_14,
-                block.w4_14,
-                block.w5_14,
-                block.w6_14,
-                block.w7_14,
-                block.w8_14,
-                block.w9_14,
-                block.w10_14,
-                block.w11_14,
-                block.w12_14,
-                block.w13_14,
-            ],
-            block.bn14_s1,
-            bottleneck=(block.bottleneck_bn14_s1, block.bottleneck14),
-        )
-        # X15(1) = g(W0,15*X0 + W1,15*X1(1) + W2,15*X2(1) + W3,15*X3(1) + W4,15*X4(1) + W5,15*X5(1) +
-        #   W6,15*X6(1) + W7,15*X7(1) + W8,15*X8(1) + W9,15*X9(1) + W10,15*X10(1) + W11,15*X11(1) +
-        #   W12,15*X12(1) + W13,15*X13(1) + W14,15*X14(1))
-        b3_x15_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-            ],
-            [
-                block.w0_15,
-                block.w1_15,
-                block.w2_15,
-                block.w3_15,
-                block.w4_15,
-                block.w5_15,
-                block.w6_15,
-                block.w7_15,
-                block.w8_15,
-                block.w9_15,
-                block.w10_15,
-                block.w11_15,
-                block.w12_15,
-                block.w13_15,
-                block.w14_15,
-            ],
-            block.bn15_s1,
-            bottleneck=(block.bottleneck_bn15_s1, block.bottleneck15),
-        )
-        # X16(1) = g(W0,16*X0 + W1,16*X1(1) + W2,16*X2(1) + W3,16*X3(1) + W4,16*X4(1) + W5,16*X5(1) +
-        #   W6,16*X6(1) + W7,16*X7(1) + W8,16*X8(1) + W9,16*X9(1) + W10,16*X10(1) + W11,16*X11(1) +
-        #   W12,16*X12(1) + W13,16*X13(1) + W14,16*X14(1) + W15,16*X15(1))
-        b3_x16_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-            ],
-            [
-                block.w0_16,
-                block.w1_16,
-                block.w2_16,
-                block.w3_16,
-                block.w4_16,
-                block.w5_16,
-                block.w6_16,
-                block.w7_16,
-                block.w8_16,
-                block.w9_16,
-                block.w10_16,
-                block.w11_16,
-                block.w12_16,
-                block.w13_16,
-                block.w14_16,
-                block.w15_16,
-            ],
-            block.bn16_s1,
-            bottleneck=(block.bottleneck_bn16_s1, block.bottleneck16),
-        )
+        # the 16 updates of __init__'s schedule; after[k]: X1 to X16 once stage k has run
+        after = self.block3(b3_x0, self.memory_efficient)
 
         # Head
-        b3_feature = torch.cat(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-                b3_x13_s1,
-                b3_x14_s1,
-                b3_x15_s1,
-                b3_x16_s1,
-            ],
-            1,
-        )
+        b3_feature = torch.cat([b3_x0, *after[1]], 1)  # (B, 342, 8, 8)
         if maps is not None:  # the map block 3 hands on
             maps.append(b3_feature)
         h_bn = self.head.bn(b3_feature)  # (B, 342, 8, 8)
@@ -1839,7 +335,7 @@ class DensenetBcK12T96(nn.Module):
         self.memory_efficient = enable
 
 
-Model = DensenetBcK12T96
+Model = DenseNetBcK12T96
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------
@@ -2009,6 +505,95 @@ def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
     dropped = torch.empty_like(h).bernoulli_(1 - p) == 0  # nn.Dropout's draw, before its / (1 - p)
     scale = torch.ones((), dtype=h.dtype).div_(1 - p)  # the value its kept noise has
     return h.mul(scale).masked_fill_(dropped, 0)
+
+
+# The clique block that runs a large block from its schedule table
+class CliqueBlock(nn.Module):
+    """A clique block that runs its updates from a schedule: row (j, k) computes X_j(k) =
+    g(sum_i W_ij * X_i) by ``clique_update``, over X0 in stage I and the newest value of every
+    other layer, in the order of the rows.
+
+    Its modules are those of the block written out update by update, with the same names,
+    made in the same order (so a seed gives the same weights): ``dropout``, then for each row
+    the W_ij it reads first (``w{i}_{j}``), ``bn{j}_s{k}`` over its inputs, and with a
+    bottleneck ``bottleneck_bn{j}_s{k}`` and ``bottleneck{j}``; with ``share_weights=False``
+    each stage has its own W_ij and bottleneck convolution (``w{i}_{j}_s{k}``,
+    ``bottleneck{j}_s{k}``).  ``width``: channels of the W_ij (more than ``channels`` in a
+    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        schedule: list[tuple[int, int]],
+        kernel: int = 3,
+        width: int | None = None,
+        bottleneck: int | None = None,
+        share_weights: bool = True,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        init: str = "kaiming-normal-fan-out",
+    ) -> None:
+        super().__init__()
+        self.schedule = [(j, k) for j, k in schedule]
+        self.share_weights = share_weights
+        self.padding = kernel // 2
+        self.bottleneck = bottleneck is not None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        width = channels if width is None else width
+        updated: set[int] = set()
+        for j, k in self.schedule:
+            read = self.reads(j, k, updated)
+            for i in read:
+                if not hasattr(self, self.weight_name(i, j, k)):
+                    shape = (width, in_channels if i == 0 else channels, kernel, kernel)
+                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init))
+            inputs = sum(in_channels if i == 0 else channels for i in read)
+            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum))
+            if bottleneck is not None:
+                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum))
+                if not hasattr(self, self.stage_name(f"bottleneck{j}", k)):
+                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init)
+                    setattr(self, self.stage_name(f"bottleneck{j}", k), conv)
+            updated.add(j)
+
+    def reads(self, j: int, k: int, updated: set[int]) -> list[int]:
+        """The layers X_j(k) reads, 0 for X0: X0 in stage I, and every other layer updated before."""
+        return [0] * (k == 1) + sorted(updated - {j})
+
+    def stage_name(self, name: str, k: int) -> str:
+        return name if self.share_weights else f"{name}_s{k}"
+
+    def weight_name(self, i: int, j: int, k: int) -> str:
+        return self.stage_name(f"w{i}_{j}", k)
+
+    def forward(self, x0: torch.Tensor, memory_efficient: bool = False) -> list[list[torch.Tensor]]:
+        """The block's values by stage: ``[[X0], after stage I, after stage II, ...]``, each the
+        newest value of every layer, X1 first."""
+        newest = {0: x0}
+        after = [[x0]]
+        for row, (j, k) in enumerate(self.schedule):
+            read = self.reads(j, k, set(newest) - {0})
+            bottleneck = None
+            if self.bottleneck:
+                bottleneck = (
+                    getattr(self, f"bottleneck_bn{j}_s{k}"),
+                    getattr(self, self.stage_name(f"bottleneck{j}", k)),
+                )
+            newest[j] = clique_update(
+                [newest[i] for i in read],
+                [getattr(self, self.weight_name(i, j, k)) for i in read],
+                getattr(self, f"bn{j}_s{k}"),
+                self.padding,
+                self.dropout,
+                bottleneck,
+                memory_efficient,
+            )
+            if row + 1 == len(self.schedule) or self.schedule[row + 1][1] != k:  # the stage is done
+                after.append([newest[i] for i in sorted(newest) if i > 0])
+        return after
 
 
 # The blocks forward_intermediates returns, selected as timm selects them

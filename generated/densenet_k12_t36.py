@@ -8,8 +8,6 @@ Needs only torch; ``Model()`` builds the network with fresh weights.
 The model class comes first; the runtime functions it calls follow it.
 """
 
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,8 +22,8 @@ INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
 
-class DensenetK12T36(nn.Module):
-    """The clique network ``densenet-k12-t36``.
+class DenseNetK12T36(nn.Module):
+    """The DenseNet ``densenet-k12-t36``.
 
     DenseNet (k=12, T=36) on CIFAR-10, the DenseNet baseline of the CliqueNet paper's table
 
@@ -37,7 +35,7 @@ class DensenetK12T36(nn.Module):
         X0 of 160 channels, X0 + stage I to the next block.
     Block 3: 12 layers of k=12, 1 stage, 3x3 W_ij, dropout 0.2;
         X0 of 304 channels; feature X0 + stage I.
-    Transitions: BN, ReLU, 1x1 conv, 2x2 average pool.
+    Transitions: BN, ReLU, 1x1 conv, dropout at the rate of the block before, 2x2 average pool.
     Head: the last block's feature, BN, ReLU, global average pool;
         (448 features) -> linear.
     """
@@ -49,99 +47,26 @@ class DensenetK12T36(nn.Module):
         self.stem.conv = conv2d(3, 16, kernel_size=3, stride=1, padding=1)
 
         # Block 1: 12 layers of k=12, 1 stage, 3x3 W_ij, dropout 0.2
-        self.block1 = nn.Module()
-        self.block1.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X12(1)
-        self.block1.w0_1 = shared_weight((12, 16, 3, 3))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(16)  # BN of X1(1)
-        self.block1.w0_2 = shared_weight((12, 16, 3, 3))  # W02
-        self.block1.w1_2 = shared_weight((12, 12, 3, 3))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(28)  # BN of X2(1)
-        self.block1.w0_3 = shared_weight((12, 16, 3, 3))  # W03
-        self.block1.w1_3 = shared_weight((12, 12, 3, 3))  # W13
-        self.block1.w2_3 = shared_weight((12, 12, 3, 3))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(40)  # BN of X3(1)
-        self.block1.w0_4 = shared_weight((12, 16, 3, 3))  # W04
-        self.block1.w1_4 = shared_weight((12, 12, 3, 3))  # W14
-        self.block1.w2_4 = shared_weight((12, 12, 3, 3))  # W24
-        self.block1.w3_4 = shared_weight((12, 12, 3, 3))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(52)  # BN of X4(1)
-        self.block1.w0_5 = shared_weight((12, 16, 3, 3))  # W05
-        self.block1.w1_5 = shared_weight((12, 12, 3, 3))  # W15
-        self.block1.w2_5 = shared_weight((12, 12, 3, 3))  # W25
-        self.block1.w3_5 = shared_weight((12, 12, 3, 3))  # W35
-        self.block1.w4_5 = shared_weight((12, 12, 3, 3))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(64)  # BN of X5(1)
-        self.block1.w0_6 = shared_weight((12, 16, 3, 3))  # W06
-        self.block1.w1_6 = shared_weight((12, 12, 3, 3))  # W16
-        self.block1.w2_6 = shared_weight((12, 12, 3, 3))  # W26
-        self.block1.w3_6 = shared_weight((12, 12, 3, 3))  # W36
-        self.block1.w4_6 = shared_weight((12, 12, 3, 3))  # W46
-        self.block1.w5_6 = shared_weight((12, 12, 3, 3))  # W56
-        self.block1.bn6_s1 = nn.BatchNorm2d(76)  # BN of X6(1)
-        self.block1.w0_7 = shared_weight((12, 16, 3, 3))  # W07
-        self.block1.w1_7 = shared_weight((12, 12, 3, 3))  # W17
-        self.block1.w2_7 = shared_weight((12, 12, 3, 3))  # W27
-        self.block1.w3_7 = shared_weight((12, 12, 3, 3))  # W37
-        self.block1.w4_7 = shared_weight((12, 12, 3, 3))  # W47
-        self.block1.w5_7 = shared_weight((12, 12, 3, 3))  # W57
-        self.block1.w6_7 = shared_weight((12, 12, 3, 3))  # W67
-        self.block1.bn7_s1 = nn.BatchNorm2d(88)  # BN of X7(1)
-        self.block1.w0_8 = shared_weight((12, 16, 3, 3))  # W08
-        self.block1.w1_8 = shared_weight((12, 12, 3, 3))  # W18
-        self.block1.w2_8 = shared_weight((12, 12, 3, 3))  # W28
-        self.block1.w3_8 = shared_weight((12, 12, 3, 3))  # W38
-        self.block1.w4_8 = shared_weight((12, 12, 3, 3))  # W48
-        self.block1.w5_8 = shared_weight((12, 12, 3, 3))  # W58
-        self.block1.w6_8 = shared_weight((12, 12, 3, 3))  # W68
-        self.block1.w7_8 = shared_weight((12, 12, 3, 3))  # W78
-        self.block1.bn8_s1 = nn.BatchNorm2d(100)  # BN of X8(1)
-        self.block1.w0_9 = shared_weight((12, 16, 3, 3))  # W09
-        self.block1.w1_9 = shared_weight((12, 12, 3, 3))  # W19
-        self.block1.w2_9 = shared_weight((12, 12, 3, 3))  # W29
-        self.block1.w3_9 = shared_weight((12, 12, 3, 3))  # W39
-        self.block1.w4_9 = shared_weight((12, 12, 3, 3))  # W49
-        self.block1.w5_9 = shared_weight((12, 12, 3, 3))  # W59
-        self.block1.w6_9 = shared_weight((12, 12, 3, 3))  # W69
-        self.block1.w7_9 = shared_weight((12, 12, 3, 3))  # W79
-        self.block1.w8_9 = shared_weight((12, 12, 3, 3))  # W89
-        self.block1.bn9_s1 = nn.BatchNorm2d(112)  # BN of X9(1)
-        self.block1.w0_10 = shared_weight((12, 16, 3, 3))  # W0,10
-        self.block1.w1_10 = shared_weight((12, 12, 3, 3))  # W1,10
-        self.block1.w2_10 = shared_weight((12, 12, 3, 3))  # W2,10
-        self.block1.w3_10 = shared_weight((12, 12, 3, 3))  # W3,10
-        self.block1.w4_10 = shared_weight((12, 12, 3, 3))  # W4,10
-        self.block1.w5_10 = shared_weight((12, 12, 3, 3))  # W5,10
-        self.block1.w6_10 = shared_weight((12, 12, 3, 3))  # W6,10
-        self.block1.w7_10 = shared_weight((12, 12, 3, 3))  # W7,10
-        self.block1.w8_10 = shared_weight((12, 12, 3, 3))  # W8,10
-        self.block1.w9_10 = shared_weight((12, 12, 3, 3))  # W9,10
-        self.block1.bn10_s1 = nn.BatchNorm2d(124)  # BN of X10(1)
-        self.block1.w0_11 = shared_weight((12, 16, 3, 3))  # W0,11
-        self.block1.w1_11 = shared_weight((12, 12, 3, 3))  # W1,11
-        self.block1.w2_11 = shared_weight((12, 12, 3, 3))  # W2,11
-        self.block1.w3_11 = shared_weight((12, 12, 3, 3))  # W3,11
-        self.block1.w4_11 = shared_weight((12, 12, 3, 3))  # W4,11
-        self.block1.w5_11 = shared_weight((12, 12, 3, 3))  # W5,11
-        self.block1.w6_11 = shared_weight((12, 12, 3, 3))  # W6,11
-        self.block1.w7_11 = shared_weight((12, 12, 3, 3))  # W7,11
-        self.block1.w8_11 = shared_weight((12, 12, 3, 3))  # W8,11
-        self.block1.w9_11 = shared_weight((12, 12, 3, 3))  # W9,11
-        self.block1.w10_11 = shared_weight((12, 12, 3, 3))  # W10,11
-        self.block1.bn11_s1 = nn.BatchNorm2d(136)  # BN of X11(1)
-        self.block1.w0_12 = shared_weight((12, 16, 3, 3))  # W0,12
-        self.block1.w1_12 = shared_weight((12, 12, 3, 3))  # W1,12
-        self.block1.w2_12 = shared_weight((12, 12, 3, 3))  # W2,12
-        self.block1.w3_12 = shared_weight((12, 12, 3, 3))  # W3,12
-        self.block1.w4_12 = shared_weight((12, 12, 3, 3))  # W4,12
-        self.block1.w5_12 = shared_weight((12, 12, 3, 3))  # W5,12
-        self.block1.w6_12 = shared_weight((12, 12, 3, 3))  # W6,12
-        self.block1.w7_12 = shared_weight((12, 12, 3, 3))  # W7,12
-        self.block1.w8_12 = shared_weight((12, 12, 3, 3))  # W8,12
-        self.block1.w9_12 = shared_weight((12, 12, 3, 3))  # W9,12
-        self.block1.w10_12 = shared_weight((12, 12, 3, 3))  # W10,12
-        self.block1.w11_12 = shared_weight((12, 12, 3, 3))  # W11,12
-        self.block1.bn12_s1 = nn.BatchNorm2d(148)  # BN of X12(1)
+        self.block1 = CliqueBlock(
+            in_channels=16,
+            channels=12,
+            kernel=3,
+            dropout=0.2,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+            ],
+        )
 
         # Transition 1
         self.transition1 = nn.Module()
@@ -149,99 +74,26 @@ class DensenetK12T36(nn.Module):
         self.transition1.conv = conv2d(160, 160, kernel_size=1, stride=1, padding=0)
 
         # Block 2: 12 layers of k=12, 1 stage, 3x3 W_ij, dropout 0.2
-        self.block2 = nn.Module()
-        self.block2.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X12(1)
-        self.block2.w0_1 = shared_weight((12, 160, 3, 3))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(160)  # BN of X1(1)
-        self.block2.w0_2 = shared_weight((12, 160, 3, 3))  # W02
-        self.block2.w1_2 = shared_weight((12, 12, 3, 3))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(172)  # BN of X2(1)
-        self.block2.w0_3 = shared_weight((12, 160, 3, 3))  # W03
-        self.block2.w1_3 = shared_weight((12, 12, 3, 3))  # W13
-        self.block2.w2_3 = shared_weight((12, 12, 3, 3))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(184)  # BN of X3(1)
-        self.block2.w0_4 = shared_weight((12, 160, 3, 3))  # W04
-        self.block2.w1_4 = shared_weight((12, 12, 3, 3))  # W14
-        self.block2.w2_4 = shared_weight((12, 12, 3, 3))  # W24
-        self.block2.w3_4 = shared_weight((12, 12, 3, 3))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(196)  # BN of X4(1)
-        self.block2.w0_5 = shared_weight((12, 160, 3, 3))  # W05
-        self.block2.w1_5 = shared_weight((12, 12, 3, 3))  # W15
-        self.block2.w2_5 = shared_weight((12, 12, 3, 3))  # W25
-        self.block2.w3_5 = shared_weight((12, 12, 3, 3))  # W35
-        self.block2.w4_5 = shared_weight((12, 12, 3, 3))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(208)  # BN of X5(1)
-        self.block2.w0_6 = shared_weight((12, 160, 3, 3))  # W06
-        self.block2.w1_6 = shared_weight((12, 12, 3, 3))  # W16
-        self.block2.w2_6 = shared_weight((12, 12, 3, 3))  # W26
-        self.block2.w3_6 = shared_weight((12, 12, 3, 3))  # W36
-        self.block2.w4_6 = shared_weight((12, 12, 3, 3))  # W46
-        self.block2.w5_6 = shared_weight((12, 12, 3, 3))  # W56
-        self.block2.bn6_s1 = nn.BatchNorm2d(220)  # BN of X6(1)
-        self.block2.w0_7 = shared_weight((12, 160, 3, 3))  # W07
-        self.block2.w1_7 = shared_weight((12, 12, 3, 3))  # W17
-        self.block2.w2_7 = shared_weight((12, 12, 3, 3))  # W27
-        self.block2.w3_7 = shared_weight((12, 12, 3, 3))  # W37
-        self.block2.w4_7 = shared_weight((12, 12, 3, 3))  # W47
-        self.block2.w5_7 = shared_weight((12, 12, 3, 3))  # W57
-        self.block2.w6_7 = shared_weight((12, 12, 3, 3))  # W67
-        self.block2.bn7_s1 = nn.BatchNorm2d(232)  # BN of X7(1)
-        self.block2.w0_8 = shared_weight((12, 160, 3, 3))  # W08
-        self.block2.w1_8 = shared_weight((12, 12, 3, 3))  # W18
-        self.block2.w2_8 = shared_weight((12, 12, 3, 3))  # W28
-        self.block2.w3_8 = shared_weight((12, 12, 3, 3))  # W38
-        self.block2.w4_8 = shared_weight((12, 12, 3, 3))  # W48
-        self.block2.w5_8 = shared_weight((12, 12, 3, 3))  # W58
-        self.block2.w6_8 = shared_weight((12, 12, 3, 3))  # W68
-        self.block2.w7_8 = shared_weight((12, 12, 3, 3))  # W78
-        self.block2.bn8_s1 = nn.BatchNorm2d(244)  # BN of X8(1)
-        self.block2.w0_9 = shared_weight((12, 160, 3, 3))  # W09
-        self.block2.w1_9 = shared_weight((12, 12, 3, 3))  # W19
-        self.block2.w2_9 = shared_weight((12, 12, 3, 3))  # W29
-        self.block2.w3_9 = shared_weight((12, 12, 3, 3))  # W39
-        self.block2.w4_9 = shared_weight((12, 12, 3, 3))  # W49
-        self.block2.w5_9 = shared_weight((12, 12, 3, 3))  # W59
-        self.block2.w6_9 = shared_weight((12, 12, 3, 3))  # W69
-        self.block2.w7_9 = shared_weight((12, 12, 3, 3))  # W79
-        self.block2.w8_9 = shared_weight((12, 12, 3, 3))  # W89
-        self.block2.bn9_s1 = nn.BatchNorm2d(256)  # BN of X9(1)
-        self.block2.w0_10 = shared_weight((12, 160, 3, 3))  # W0,10
-        self.block2.w1_10 = shared_weight((12, 12, 3, 3))  # W1,10
-        self.block2.w2_10 = shared_weight((12, 12, 3, 3))  # W2,10
-        self.block2.w3_10 = shared_weight((12, 12, 3, 3))  # W3,10
-        self.block2.w4_10 = shared_weight((12, 12, 3, 3))  # W4,10
-        self.block2.w5_10 = shared_weight((12, 12, 3, 3))  # W5,10
-        self.block2.w6_10 = shared_weight((12, 12, 3, 3))  # W6,10
-        self.block2.w7_10 = shared_weight((12, 12, 3, 3))  # W7,10
-        self.block2.w8_10 = shared_weight((12, 12, 3, 3))  # W8,10
-        self.block2.w9_10 = shared_weight((12, 12, 3, 3))  # W9,10
-        self.block2.bn10_s1 = nn.BatchNorm2d(268)  # BN of X10(1)
-        self.block2.w0_11 = shared_weight((12, 160, 3, 3))  # W0,11
-        self.block2.w1_11 = shared_weight((12, 12, 3, 3))  # W1,11
-        self.block2.w2_11 = shared_weight((12, 12, 3, 3))  # W2,11
-        self.block2.w3_11 = shared_weight((12, 12, 3, 3))  # W3,11
-        self.block2.w4_11 = shared_weight((12, 12, 3, 3))  # W4,11
-        self.block2.w5_11 = shared_weight((12, 12, 3, 3))  # W5,11
-        self.block2.w6_11 = shared_weight((12, 12, 3, 3))  # W6,11
-        self.block2.w7_11 = shared_weight((12, 12, 3, 3))  # W7,11
-        self.block2.w8_11 = shared_weight((12, 12, 3, 3))  # W8,11
-        self.block2.w9_11 = shared_weight((12, 12, 3, 3))  # W9,11
-        self.block2.w10_11 = shared_weight((12, 12, 3, 3))  # W10,11
-        self.block2.bn11_s1 = nn.BatchNorm2d(280)  # BN of X11(1)
-        self.block2.w0_12 = shared_weight((12, 160, 3, 3))  # W0,12
-        self.block2.w1_12 = shared_weight((12, 12, 3, 3))  # W1,12
-        self.block2.w2_12 = shared_weight((12, 12, 3, 3))  # W2,12
-        self.block2.w3_12 = shared_weight((12, 12, 3, 3))  # W3,12
-        self.block2.w4_12 = shared_weight((12, 12, 3, 3))  # W4,12
-        self.block2.w5_12 = shared_weight((12, 12, 3, 3))  # W5,12
-        self.block2.w6_12 = shared_weight((12, 12, 3, 3))  # W6,12
-        self.block2.w7_12 = shared_weight((12, 12, 3, 3))  # W7,12
-        self.block2.w8_12 = shared_weight((12, 12, 3, 3))  # W8,12
-        self.block2.w9_12 = shared_weight((12, 12, 3, 3))  # W9,12
-        self.block2.w10_12 = shared_weight((12, 12, 3, 3))  # W10,12
-        self.block2.w11_12 = shared_weight((12, 12, 3, 3))  # W11,12
-        self.block2.bn12_s1 = nn.BatchNorm2d(292)  # BN of X12(1)
+        self.block2 = CliqueBlock(
+            in_channels=160,
+            channels=12,
+            kernel=3,
+            dropout=0.2,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+            ],
+        )
 
         # Transition 2
         self.transition2 = nn.Module()
@@ -249,99 +101,26 @@ class DensenetK12T36(nn.Module):
         self.transition2.conv = conv2d(304, 304, kernel_size=1, stride=1, padding=0)
 
         # Block 3: 12 layers of k=12, 1 stage, 3x3 W_ij, dropout 0.2
-        self.block3 = nn.Module()
-        self.block3.dropout = nn.Dropout(0.2)
-        # Stage I: X1(1) to X12(1)
-        self.block3.w0_1 = shared_weight((12, 304, 3, 3))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(304)  # BN of X1(1)
-        self.block3.w0_2 = shared_weight((12, 304, 3, 3))  # W02
-        self.block3.w1_2 = shared_weight((12, 12, 3, 3))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(316)  # BN of X2(1)
-        self.block3.w0_3 = shared_weight((12, 304, 3, 3))  # W03
-        self.block3.w1_3 = shared_weight((12, 12, 3, 3))  # W13
-        self.block3.w2_3 = shared_weight((12, 12, 3, 3))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(328)  # BN of X3(1)
-        self.block3.w0_4 = shared_weight((12, 304, 3, 3))  # W04
-        self.block3.w1_4 = shared_weight((12, 12, 3, 3))  # W14
-        self.block3.w2_4 = shared_weight((12, 12, 3, 3))  # W24
-        self.block3.w3_4 = shared_weight((12, 12, 3, 3))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(340)  # BN of X4(1)
-        self.block3.w0_5 = shared_weight((12, 304, 3, 3))  # W05
-        self.block3.w1_5 = shared_weight((12, 12, 3, 3))  # W15
-        self.block3.w2_5 = shared_weight((12, 12, 3, 3))  # W25
-        self.block3.w3_5 = shared_weight((12, 12, 3, 3))  # W35
-        self.block3.w4_5 = shared_weight((12, 12, 3, 3))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(352)  # BN of X5(1)
-        self.block3.w0_6 = shared_weight((12, 304, 3, 3))  # W06
-        self.block3.w1_6 = shared_weight((12, 12, 3, 3))  # W16
-        self.block3.w2_6 = shared_weight((12, 12, 3, 3))  # W26
-        self.block3.w3_6 = shared_weight((12, 12, 3, 3))  # W36
-        self.block3.w4_6 = shared_weight((12, 12, 3, 3))  # W46
-        self.block3.w5_6 = shared_weight((12, 12, 3, 3))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(364)  # BN of X6(1)
-        self.block3.w0_7 = shared_weight((12, 304, 3, 3))  # W07
-        self.block3.w1_7 = shared_weight((12, 12, 3, 3))  # W17
-        self.block3.w2_7 = shared_weight((12, 12, 3, 3))  # W27
-        self.block3.w3_7 = shared_weight((12, 12, 3, 3))  # W37
-        self.block3.w4_7 = shared_weight((12, 12, 3, 3))  # W47
-        self.block3.w5_7 = shared_weight((12, 12, 3, 3))  # W57
-        self.block3.w6_7 = shared_weight((12, 12, 3, 3))  # W67
-        self.block3.bn7_s1 = nn.BatchNorm2d(376)  # BN of X7(1)
-        self.block3.w0_8 = shared_weight((12, 304, 3, 3))  # W08
-        self.block3.w1_8 = shared_weight((12, 12, 3, 3))  # W18
-        self.block3.w2_8 = shared_weight((12, 12, 3, 3))  # W28
-        self.block3.w3_8 = shared_weight((12, 12, 3, 3))  # W38
-        self.block3.w4_8 = shared_weight((12, 12, 3, 3))  # W48
-        self.block3.w5_8 = shared_weight((12, 12, 3, 3))  # W58
-        self.block3.w6_8 = shared_weight((12, 12, 3, 3))  # W68
-        self.block3.w7_8 = shared_weight((12, 12, 3, 3))  # W78
-        self.block3.bn8_s1 = nn.BatchNorm2d(388)  # BN of X8(1)
-        self.block3.w0_9 = shared_weight((12, 304, 3, 3))  # W09
-        self.block3.w1_9 = shared_weight((12, 12, 3, 3))  # W19
-        self.block3.w2_9 = shared_weight((12, 12, 3, 3))  # W29
-        self.block3.w3_9 = shared_weight((12, 12, 3, 3))  # W39
-        self.block3.w4_9 = shared_weight((12, 12, 3, 3))  # W49
-        self.block3.w5_9 = shared_weight((12, 12, 3, 3))  # W59
-        self.block3.w6_9 = shared_weight((12, 12, 3, 3))  # W69
-        self.block3.w7_9 = shared_weight((12, 12, 3, 3))  # W79
-        self.block3.w8_9 = shared_weight((12, 12, 3, 3))  # W89
-        self.block3.bn9_s1 = nn.BatchNorm2d(400)  # BN of X9(1)
-        self.block3.w0_10 = shared_weight((12, 304, 3, 3))  # W0,10
-        self.block3.w1_10 = shared_weight((12, 12, 3, 3))  # W1,10
-        self.block3.w2_10 = shared_weight((12, 12, 3, 3))  # W2,10
-        self.block3.w3_10 = shared_weight((12, 12, 3, 3))  # W3,10
-        self.block3.w4_10 = shared_weight((12, 12, 3, 3))  # W4,10
-        self.block3.w5_10 = shared_weight((12, 12, 3, 3))  # W5,10
-        self.block3.w6_10 = shared_weight((12, 12, 3, 3))  # W6,10
-        self.block3.w7_10 = shared_weight((12, 12, 3, 3))  # W7,10
-        self.block3.w8_10 = shared_weight((12, 12, 3, 3))  # W8,10
-        self.block3.w9_10 = shared_weight((12, 12, 3, 3))  # W9,10
-        self.block3.bn10_s1 = nn.BatchNorm2d(412)  # BN of X10(1)
-        self.block3.w0_11 = shared_weight((12, 304, 3, 3))  # W0,11
-        self.block3.w1_11 = shared_weight((12, 12, 3, 3))  # W1,11
-        self.block3.w2_11 = shared_weight((12, 12, 3, 3))  # W2,11
-        self.block3.w3_11 = shared_weight((12, 12, 3, 3))  # W3,11
-        self.block3.w4_11 = shared_weight((12, 12, 3, 3))  # W4,11
-        self.block3.w5_11 = shared_weight((12, 12, 3, 3))  # W5,11
-        self.block3.w6_11 = shared_weight((12, 12, 3, 3))  # W6,11
-        self.block3.w7_11 = shared_weight((12, 12, 3, 3))  # W7,11
-        self.block3.w8_11 = shared_weight((12, 12, 3, 3))  # W8,11
-        self.block3.w9_11 = shared_weight((12, 12, 3, 3))  # W9,11
-        self.block3.w10_11 = shared_weight((12, 12, 3, 3))  # W10,11
-        self.block3.bn11_s1 = nn.BatchNorm2d(424)  # BN of X11(1)
-        self.block3.w0_12 = shared_weight((12, 304, 3, 3))  # W0,12
-        self.block3.w1_12 = shared_weight((12, 12, 3, 3))  # W1,12
-        self.block3.w2_12 = shared_weight((12, 12, 3, 3))  # W2,12
-        self.block3.w3_12 = shared_weight((12, 12, 3, 3))  # W3,12
-        self.block3.w4_12 = shared_weight((12, 12, 3, 3))  # W4,12
-        self.block3.w5_12 = shared_weight((12, 12, 3, 3))  # W5,12
-        self.block3.w6_12 = shared_weight((12, 12, 3, 3))  # W6,12
-        self.block3.w7_12 = shared_weight((12, 12, 3, 3))  # W7,12
-        self.block3.w8_12 = shared_weight((12, 12, 3, 3))  # W8,12
-        self.block3.w9_12 = shared_weight((12, 12, 3, 3))  # W9,12
-        self.block3.w10_12 = shared_weight((12, 12, 3, 3))  # W10,12
-        self.block3.w11_12 = shared_weight((12, 12, 3, 3))  # W11,12
-        self.block3.bn12_s1 = nn.BatchNorm2d(436)  # BN of X12(1)
+        self.block3 = CliqueBlock(
+            in_channels=304,
+            channels=12,
+            kernel=3,
+            dropout=0.2,
+            schedule=[  # (j, k) computes Xj(k); the rows run in this order
+                (1, 1),  # X1(1) = g(W01*X0)
+                (2, 1),  # X2(1) = g(W02*X0 + W12*X1(1))
+                (3, 1),  # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+                (4, 1),  # X4(1) = g(W04*X0 + W14*X1(1) + ... + W34*X3(1))
+                (5, 1),  # X5(1) = g(W05*X0 + W15*X1(1) + ... + W45*X4(1))
+                (6, 1),  # X6(1) = g(W06*X0 + W16*X1(1) + ... + W56*X5(1))
+                (7, 1),  # X7(1) = g(W07*X0 + W17*X1(1) + ... + W67*X6(1))
+                (8, 1),  # X8(1) = g(W08*X0 + W18*X1(1) + ... + W78*X7(1))
+                (9, 1),  # X9(1) = g(W09*X0 + W19*X1(1) + ... + W89*X8(1))
+                (10, 1),  # X10(1) = g(W0,10*X0 + W1,10*X1(1) + ... + W9,10*X9(1))
+                (11, 1),  # X11(1) = g(W0,11*X0 + W1,11*X1(1) + ... + W10,11*X10(1))
+                (12, 1),  # X12(1) = g(W0,12*X0 + W1,12*X1(1) + ... + W11,12*X11(1))
+            ],
+        )
 
         # Head
         self.head = nn.Module()
@@ -371,172 +150,17 @@ class DensenetK12T36(nn.Module):
 
         b1_x0 (B, 16, 32, 32) -> b2_x0 (B, 160, 16, 16).
         """
-        block = self.block1
-        update = partial(
-            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b1_x1_s1 = update([b1_x0], [block.w0_1], block.bn1_s1)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b1_x2_s1 = update([b1_x0, b1_x1_s1], [block.w0_2, block.w1_2], block.bn2_s1)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b1_x3_s1 = update([b1_x0, b1_x1_s1, b1_x2_s1], [block.w0_3, block.w1_3, block.w2_3], block.bn3_s1)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b1_x4_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b1_x5_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b1_x6_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b1_x7_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b1_x8_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b1_x9_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1, b1_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b1_x10_s1 = update(
-            [b1_x0, b1_x1_s1, b1_x2_s1, b1_x3_s1, b1_x4_s1, b1_x5_s1, b1_x6_s1, b1_x7_s1, b1_x8_s1, b1_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b1_x11_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b1_x12_s1 = update(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-        )
+        # the 12 updates of __init__'s schedule; after[k]: X1 to X12 once stage k has run
+        after = self.block1(b1_x0, self.memory_efficient)
 
         # Transition 1
-        b1_transit = torch.cat(
-            [
-                b1_x0,
-                b1_x1_s1,
-                b1_x2_s1,
-                b1_x3_s1,
-                b1_x4_s1,
-                b1_x5_s1,
-                b1_x6_s1,
-                b1_x7_s1,
-                b1_x8_s1,
-                b1_x9_s1,
-                b1_x10_s1,
-                b1_x11_s1,
-                b1_x12_s1,
-            ],
-            1,
-        )
+        b1_transit = torch.cat([b1_x0, *after[1]], 1)  # (B, 160, 32, 32)
         if maps is not None:  # the map block 1 hands on
             maps.append(b1_transit)
         t1_bn = self.transition1.bn(b1_transit)  # (B, 160, 32, 32)
         t1_relu = F.relu(t1_bn, inplace=True)  # (B, 160, 32, 32)
         t1_conv = self.transition1.conv(t1_relu)  # (B, 160, 32, 32)
-        t1_drop = self.block1.dropout(t1_conv)  # (B, 160, 32, 32)
+        t1_drop = self.block1.dropout(t1_conv)  # (B, 160, 32, 32), at block 1's rate
         b2_x0 = F.avg_pool2d(t1_drop, 2)  # (B, 160, 16, 16)
         return b2_x0
 
@@ -545,172 +169,17 @@ class DensenetK12T36(nn.Module):
 
         b2_x0 (B, 160, 16, 16) -> b3_x0 (B, 304, 8, 8).
         """
-        block = self.block2
-        update = partial(
-            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b2_x1_s1 = update([b2_x0], [block.w0_1], block.bn1_s1)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b2_x2_s1 = update([b2_x0, b2_x1_s1], [block.w0_2, block.w1_2], block.bn2_s1)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b2_x3_s1 = update([b2_x0, b2_x1_s1, b2_x2_s1], [block.w0_3, block.w1_3, block.w2_3], block.bn3_s1)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b2_x4_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b2_x5_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b2_x6_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b2_x7_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b2_x8_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b2_x9_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1, b2_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b2_x10_s1 = update(
-            [b2_x0, b2_x1_s1, b2_x2_s1, b2_x3_s1, b2_x4_s1, b2_x5_s1, b2_x6_s1, b2_x7_s1, b2_x8_s1, b2_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b2_x11_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b2_x12_s1 = update(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-        )
+        # the 12 updates of __init__'s schedule; after[k]: X1 to X12 once stage k has run
+        after = self.block2(b2_x0, self.memory_efficient)
 
         # Transition 2
-        b2_transit = torch.cat(
-            [
-                b2_x0,
-                b2_x1_s1,
-                b2_x2_s1,
-                b2_x3_s1,
-                b2_x4_s1,
-                b2_x5_s1,
-                b2_x6_s1,
-                b2_x7_s1,
-                b2_x8_s1,
-                b2_x9_s1,
-                b2_x10_s1,
-                b2_x11_s1,
-                b2_x12_s1,
-            ],
-            1,
-        )
+        b2_transit = torch.cat([b2_x0, *after[1]], 1)  # (B, 304, 16, 16)
         if maps is not None:  # the map block 2 hands on
             maps.append(b2_transit)
         t2_bn = self.transition2.bn(b2_transit)  # (B, 304, 16, 16)
         t2_relu = F.relu(t2_bn, inplace=True)  # (B, 304, 16, 16)
         t2_conv = self.transition2.conv(t2_relu)  # (B, 304, 16, 16)
-        t2_drop = self.block2.dropout(t2_conv)  # (B, 304, 16, 16)
+        t2_drop = self.block2.dropout(t2_conv)  # (B, 304, 16, 16), at block 2's rate
         b3_x0 = F.avg_pool2d(t2_drop, 2)  # (B, 304, 8, 8)
         return b3_x0
 
@@ -719,166 +188,11 @@ class DensenetK12T36(nn.Module):
 
         b3_x0 (B, 304, 8, 8) -> features (B, 448).
         """
-        block = self.block3
-        update = partial(
-            clique_update, padding=1, dropout=block.dropout, memory_efficient=self.memory_efficient
-        )
-        # X1(1) = g(W01*X0)
-        b3_x1_s1 = update([b3_x0], [block.w0_1], block.bn1_s1)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b3_x2_s1 = update([b3_x0, b3_x1_s1], [block.w0_2, block.w1_2], block.bn2_s1)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b3_x3_s1 = update([b3_x0, b3_x1_s1, b3_x2_s1], [block.w0_3, block.w1_3, block.w2_3], block.bn3_s1)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b3_x4_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1],
-            [block.w0_4, block.w1_4, block.w2_4, block.w3_4],
-            block.bn4_s1,
-        )
-        # X5(1) = g(W05*X0 + W15*X1(1) + W25*X2(1) + W35*X3(1) + W45*X4(1))
-        b3_x5_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1],
-            [block.w0_5, block.w1_5, block.w2_5, block.w3_5, block.w4_5],
-            block.bn5_s1,
-        )
-        # X6(1) = g(W06*X0 + W16*X1(1) + W26*X2(1) + W36*X3(1) + W46*X4(1) + W56*X5(1))
-        b3_x6_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1],
-            [block.w0_6, block.w1_6, block.w2_6, block.w3_6, block.w4_6, block.w5_6],
-            block.bn6_s1,
-        )
-        # X7(1) = g(W07*X0 + W17*X1(1) + W27*X2(1) + W37*X3(1) + W47*X4(1) + W57*X5(1) + W67*X6(1))
-        b3_x7_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1],
-            [block.w0_7, block.w1_7, block.w2_7, block.w3_7, block.w4_7, block.w5_7, block.w6_7],
-            block.bn7_s1,
-        )
-        # X8(1) = g(W08*X0 + W18*X1(1) + W28*X2(1) + W38*X3(1) + W48*X4(1) + W58*X5(1) + W68*X6(1) +
-        #   W78*X7(1))
-        b3_x8_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1],
-            [block.w0_8, block.w1_8, block.w2_8, block.w3_8, block.w4_8, block.w5_8, block.w6_8, block.w7_8],
-            block.bn8_s1,
-        )
-        # X9(1) = g(W09*X0 + W19*X1(1) + W29*X2(1) + W39*X3(1) + W49*X4(1) + W59*X5(1) + W69*X6(1) +
-        #   W79*X7(1) + W89*X8(1))
-        b3_x9_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1, b3_x8_s1],
-            [
-                block.w0_9,
-                block.w1_9,
-                block.w2_9,
-                block.w3_9,
-                block.w4_9,
-                block.w5_9,
-                block.w6_9,
-                block.w7_9,
-                block.w8_9,
-            ],
-            block.bn9_s1,
-        )
-        # X10(1) = g(W0,10*X0 + W1,10*X1(1) + W2,10*X2(1) + W3,10*X3(1) + W4,10*X4(1) + W5,10*X5(1) +
-        #   W6,10*X6(1) + W7,10*X7(1) + W8,10*X8(1) + W9,10*X9(1))
-        b3_x10_s1 = update(
-            [b3_x0, b3_x1_s1, b3_x2_s1, b3_x3_s1, b3_x4_s1, b3_x5_s1, b3_x6_s1, b3_x7_s1, b3_x8_s1, b3_x9_s1],
-            [
-                block.w0_10,
-                block.w1_10,
-                block.w2_10,
-                block.w3_10,
-                block.w4_10,
-                block.w5_10,
-                block.w6_10,
-                block.w7_10,
-                block.w8_10,
-                block.w9_10,
-            ],
-            block.bn10_s1,
-        )
-        # X11(1) = g(W0,11*X0 + W1,11*X1(1) + W2,11*X2(1) + W3,11*X3(1) + W4,11*X4(1) + W5,11*X5(1) +
-        #   W6,11*X6(1) + W7,11*X7(1) + W8,11*X8(1) + W9,11*X9(1) + W10,11*X10(1))
-        b3_x11_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-            ],
-            [
-                block.w0_11,
-                block.w1_11,
-                block.w2_11,
-                block.w3_11,
-                block.w4_11,
-                block.w5_11,
-                block.w6_11,
-                block.w7_11,
-                block.w8_11,
-                block.w9_11,
-                block.w10_11,
-            ],
-            block.bn11_s1,
-        )
-        # X12(1) = g(W0,12*X0 + W1,12*X1(1) + W2,12*X2(1) + W3,12*X3(1) + W4,12*X4(1) + W5,12*X5(1) +
-        #   W6,12*X6(1) + W7,12*X7(1) + W8,12*X8(1) + W9,12*X9(1) + W10,12*X10(1) + W11,12*X11(1))
-        b3_x12_s1 = update(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-            ],
-            [
-                block.w0_12,
-                block.w1_12,
-                block.w2_12,
-                block.w3_12,
-                block.w4_12,
-                block.w5_12,
-                block.w6_12,
-                block.w7_12,
-                block.w8_12,
-                block.w9_12,
-                block.w10_12,
-                block.w11_12,
-            ],
-            block.bn12_s1,
-        )
+        # the 12 updates of __init__'s schedule; after[k]: X1 to X12 once stage k has run
+        after = self.block3(b3_x0, self.memory_efficient)
 
         # Head
-        b3_feature = torch.cat(
-            [
-                b3_x0,
-                b3_x1_s1,
-                b3_x2_s1,
-                b3_x3_s1,
-                b3_x4_s1,
-                b3_x5_s1,
-                b3_x6_s1,
-                b3_x7_s1,
-                b3_x8_s1,
-                b3_x9_s1,
-                b3_x10_s1,
-                b3_x11_s1,
-                b3_x12_s1,
-            ],
-            1,
-        )
+        b3_feature = torch.cat([b3_x0, *after[1]], 1)  # (B, 448, 8, 8)
         if maps is not None:  # the map block 3 hands on
             maps.append(b3_feature)
         h_bn = self.head.bn(b3_feature)  # (B, 448, 8, 8)
@@ -997,7 +311,7 @@ class DensenetK12T36(nn.Module):
         self.memory_efficient = enable
 
 
-Model = DensenetK12T36
+Model = DenseNetK12T36
 
 
 # --- Runtime -----------------------------------------------------------------------------------------------
@@ -1167,6 +481,95 @@ def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
     dropped = torch.empty_like(h).bernoulli_(1 - p) == 0  # nn.Dropout's draw, before its / (1 - p)
     scale = torch.ones((), dtype=h.dtype).div_(1 - p)  # the value its kept noise has
     return h.mul(scale).masked_fill_(dropped, 0)
+
+
+# The clique block that runs a large block from its schedule table
+class CliqueBlock(nn.Module):
+    """A clique block that runs its updates from a schedule: row (j, k) computes X_j(k) =
+    g(sum_i W_ij * X_i) by ``clique_update``, over X0 in stage I and the newest value of every
+    other layer, in the order of the rows.
+
+    Its modules are those of the block written out update by update, with the same names,
+    made in the same order (so a seed gives the same weights): ``dropout``, then for each row
+    the W_ij it reads first (``w{i}_{j}``), ``bn{j}_s{k}`` over its inputs, and with a
+    bottleneck ``bottleneck_bn{j}_s{k}`` and ``bottleneck{j}``; with ``share_weights=False``
+    each stage has its own W_ij and bottleneck convolution (``w{i}_{j}_s{k}``,
+    ``bottleneck{j}_s{k}``).  ``width``: channels of the W_ij (more than ``channels`` in a
+    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        schedule: list[tuple[int, int]],
+        kernel: int = 3,
+        width: int | None = None,
+        bottleneck: int | None = None,
+        share_weights: bool = True,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        init: str = "kaiming-normal-fan-out",
+    ) -> None:
+        super().__init__()
+        self.schedule = [(j, k) for j, k in schedule]
+        self.share_weights = share_weights
+        self.padding = kernel // 2
+        self.bottleneck = bottleneck is not None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        width = channels if width is None else width
+        updated: set[int] = set()
+        for j, k in self.schedule:
+            read = self.reads(j, k, updated)
+            for i in read:
+                if not hasattr(self, self.weight_name(i, j, k)):
+                    shape = (width, in_channels if i == 0 else channels, kernel, kernel)
+                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init))
+            inputs = sum(in_channels if i == 0 else channels for i in read)
+            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum))
+            if bottleneck is not None:
+                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum))
+                if not hasattr(self, self.stage_name(f"bottleneck{j}", k)):
+                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init)
+                    setattr(self, self.stage_name(f"bottleneck{j}", k), conv)
+            updated.add(j)
+
+    def reads(self, j: int, k: int, updated: set[int]) -> list[int]:
+        """The layers X_j(k) reads, 0 for X0: X0 in stage I, and every other layer updated before."""
+        return [0] * (k == 1) + sorted(updated - {j})
+
+    def stage_name(self, name: str, k: int) -> str:
+        return name if self.share_weights else f"{name}_s{k}"
+
+    def weight_name(self, i: int, j: int, k: int) -> str:
+        return self.stage_name(f"w{i}_{j}", k)
+
+    def forward(self, x0: torch.Tensor, memory_efficient: bool = False) -> list[list[torch.Tensor]]:
+        """The block's values by stage: ``[[X0], after stage I, after stage II, ...]``, each the
+        newest value of every layer, X1 first."""
+        newest = {0: x0}
+        after = [[x0]]
+        for row, (j, k) in enumerate(self.schedule):
+            read = self.reads(j, k, set(newest) - {0})
+            bottleneck = None
+            if self.bottleneck:
+                bottleneck = (
+                    getattr(self, f"bottleneck_bn{j}_s{k}"),
+                    getattr(self, self.stage_name(f"bottleneck{j}", k)),
+                )
+            newest[j] = clique_update(
+                [newest[i] for i in read],
+                [getattr(self, self.weight_name(i, j, k)) for i in read],
+                getattr(self, f"bn{j}_s{k}"),
+                self.padding,
+                self.dropout,
+                bottleneck,
+                memory_efficient,
+            )
+            if row + 1 == len(self.schedule) or self.schedule[row + 1][1] != k:  # the stage is done
+                after.append([newest[i] for i in sorted(newest) if i > 0])
+        return after
 
 
 # The blocks forward_intermediates returns, selected as timm selects them

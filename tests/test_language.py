@@ -10,7 +10,7 @@ from reference import reference_forward
 
 from cliquegen import build_fx, compile_spec, load_spec, summarize
 from cliquegen.compiler.ir import graph_blocks
-from cliquegen.emit.source import build_source_model
+from cliquegen.emit.build import build_source_model
 from cliquegen.spec.limits import estimate
 from cliquegen.spec.model import Spec
 from cliquegen.spec.shipped import shipped_specs

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cliquegen import compile_spec, create_model, load_spec
-from cliquegen.emit.source import generate_source
+from cliquegen.emit.build import generate_source
 from cliquegen.spec.shipped import shipped_specs
 
 #: The std a normal cut at two std keeps: sqrt(1 - 4 phi(2) / (2 Phi(2) - 1)).

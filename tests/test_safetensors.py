@@ -63,7 +63,7 @@ def test_round_trip_keeps_tensors_and_metadata(tmp_path: Path) -> None:
 
 def test_a_checkpoint_info_travels_in_the_metadata(tmp_path: Path) -> None:
     spec = resolve_spec("cliquenet-digits")
-    info = model_info("cliquenet-digits", spec, classes=list("0123456789"), mean=[0.25], std=[0.5],
+    info = model_info(spec, classes=list("0123456789"), mean=[0.25], std=[0.5],
                       data="digits", overrides={"num_classes": 10})  # fmt: skip
     path = tmp_path / "w.safetensors"
     save_weights_file({"w": torch.ones(1)}, path, metadata=info_metadata(info))
@@ -124,7 +124,7 @@ def test_export_writes_the_weights_with_what_the_checkpoint_recorded(tmp_path: P
         for name, tensor in model.state_dict().items():
             if name.endswith("running_mean"):
                 tensor.uniform_(-0.5, 0.5)
-    info = model_info(spec, load_spec(spec), classes=["a", "b", "c"], mean=[0.1, 0.2], std=[0.3, 0.4])
+    info = model_info(load_spec(spec), classes=["a", "b", "c"], mean=[0.1, 0.2], std=[0.3, 0.4])
     torch.save({"epoch": 2, "model": model.state_dict(), "info": info.to_dict()}, tmp_path / "last.pt")
     first, second = tmp_path / "w.safetensors", tmp_path / "again.weights"
     for source, target in ((tmp_path / "last.pt", first), (first, second)):

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -21,7 +22,10 @@ from test_lowering import randomize_batchnorm
 import cliquegen
 from cliquegen import build_fx, compile_spec, generate_source, load_spec
 from cliquegen.cli.main import main
-from cliquegen.emit.source import LINE_LENGTH, build_source_model, exec_source
+from cliquegen.compiler.naming import class_name
+from cliquegen.emit import rolled
+from cliquegen.emit.build import build_source_model, exec_source
+from cliquegen.emit.pytext import LINE_LENGTH
 from cliquegen.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,14 +107,191 @@ def test_random_spec_source_equals_fx(spec: Spec) -> None:
     assert source.num_features == fx.num_features == features.shape[1]
 
 
+@settings(max_examples=25)
+@given(specs())
+def test_random_spec_source_equals_fx_with_every_block_run_by_a_clique_block(spec: Spec) -> None:
+    with patch.object(rolled, "ROLL_FROM", 1):
+        text = generate_source(spec)
+    assert text.count(" = CliqueBlock(") == len(spec.blocks)
+    assert "update(" not in text.split("# --- Runtime")[0]  # no update written out
+    torch.manual_seed(0)
+    fx = build_fx(spec)
+    torch.manual_seed(0)
+    source = exec_source(text, spec.module_name).Model()
+    assert_same_model(fx, source)  # the same keys in the same order, the same initial weights
+    randomize_batchnorm(fx, torch.Generator().manual_seed(1))
+    source.load_state_dict(fx.state_dict())
+    x = torch.randn(2, spec.input.channels, spec.input.height, spec.input.width)
+    for training in (False, True):
+        assert_same_outputs(fx, source, x, training)
+
+
+ROLLED = {  # a block past ROLL_FROM with every option its CliqueBlock takes
+    "name": "rolled-net",
+    "input": {"channels": 3, "height": 8, "width": 8},
+    "num_classes": 3,
+    "stem": {"channels": 5},
+    "memory_efficient": True,
+    "norm": {"eps": 0.001, "momentum": 0.2},
+    "init": {"conv": "truncated-normal-fan-in"},
+    "blocks": [
+        {
+            "layers": 13,
+            "channels": 3,
+            "bottleneck": True,
+            "bottleneck_width": 2,
+            "share_weights": False,
+            "dropout": 0.2,
+            "schedule": {"stages": 3, "partial": 5, "order": [3, 1, 2, *range(4, 14)]},
+            "feature": ["x0", 3],
+            "transit": [1, 3],
+        },
+        {"layers": 2, "channels": 4, "dropout": 0.1},
+    ],
+    "head": {"compression": True},
+}
+
+
+def test_a_rolled_block_trains_as_the_fx_model_does() -> None:
+    """Checkpointed updates, dropout, a widened bottleneck, per-stage weights, a partial last
+    stage and an update order: the same losses, gradients and BatchNorm statistics."""
+    spec = Spec.model_validate(ROLLED)
+    text = generate_source(spec)
+    assert text.count(" = CliqueBlock(") == 1  # block 2 (2 layers) stays written out
+    assert not ruff_problems(text)
+    torch.manual_seed(0)
+    plain = build_fx(Spec.model_validate({**ROLLED, "memory_efficient": False}))
+    torch.manual_seed(0)
+    fx = build_fx(spec)  # its state_dict lists the modules as its checkpointed calls read them
+    torch.manual_seed(0)
+    source = exec_source(text, spec.module_name).Model()
+    assert_same_model(plain, source)
+    assert {"block1.w0_3_s1", "block1.bottleneck3_s2.weight"} <= set(source.state_dict())
+    x = torch.randn(4, 3, 8, 8)
+    for model in (fx, source):
+        model.train()
+        torch.manual_seed(3)  # the same dropout masks
+        model(x).square().sum().backward()
+    expected, got = fx.state_dict(), source.state_dict()
+    assert sorted(expected) == sorted(got)
+    for key in expected:  # the running statistics
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6, msg=key)
+    parameters = dict(source.named_parameters())
+    for name, parameter in fx.named_parameters():
+        torch.testing.assert_close(parameters[name].grad, parameter.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_clique_block_compiles_as_one_graph_and_exports() -> None:
+    spec = Spec.model_validate(
+        {
+            "name": "tiny-rolled",
+            "input": {"channels": 3, "height": 8, "width": 8},
+            "num_classes": 3,
+            "stem": {"channels": 4},
+            "memory_efficient": True,
+            "defaults": {"bottleneck": True, "dropout": 0.1},
+            "blocks": [{"layers": 3, "channels": 3}, {"layers": 2, "channels": 4}],
+        }
+    )
+    with patch.object(rolled, "ROLL_FROM", 1):
+        model = build_source_model(spec)
+    x = torch.randn(2, 3, 8, 8)
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+        compiled(x).sum().backward()  # checkpointed updates, dropout
+        assert all(p.grad is not None for p in model.parameters())
+        model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+            exported = torch.export.export(model, (x,))
+            torch.testing.assert_close(exported.module()(x), model(x), rtol=1e-5, atol=1e-5)
+    finally:
+        torch._dynamo.reset()
+
+
+def test_a_large_block_is_a_schedule_table_that_shows_each_update() -> None:
+    text = (GENERATED / "densenet_121.py").read_text()
+    lines = text.splitlines()
+    assert len(lines) < 800
+    assert text.count("shared_weight((") == 21  # block 1 (6 layers) written out; the rest in CliqueBlocks
+    assert "        self.block3 = CliqueBlock(" in lines
+    row = "                (24, 1),  # X24(1) = g(W0,24*X0 + W1,24*X1(1) + ... + W23,24*X23(1))"
+    assert row in lines
+    assert "        after = self.block3(b3_x0, self.memory_efficient)" in lines
+    assert "        b3_transit = torch.cat([b3_x0, *after[1]], 1)  # (B, 1024, 14, 14)" in lines
+    stage_two = (GENERATED / "cliquenet_k12_t36.py").read_text().splitlines()
+    assert "                # Stage II" in stage_two
+    row = "                (3, 2),  # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1) + ... + W12,3*X12(1))"
+    assert row in stage_two
+    assert "        b1_feature = torch.cat([b1_x0, *after[2]], 1)  # (B, 208, 32, 32)" in stage_two
+    small = (GENERATED / "cliquenet_k36_t12.py").read_text()
+    assert "CliqueBlock" not in small  # blocks under ROLL_FROM layers are written out
+
+
 def test_create_model_emits_source_with_the_model_helpers() -> None:
     model = cliquegen.create_model("cliquenet-k36-t12", emit="source", num_classes=7)
-    assert type(model).__name__ == "CliquenetK36T12"
+    assert type(model).__name__ == "CliqueNetK36T12"
     assert model.num_features == 784
     model.reset_classifier(3)
     assert model.classifier.out_features == 3 and not model.classifier.bias.any()
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cliquenet-k36-t12", "CliqueNetK36T12"),
+        ("densenet-121", "DenseNet121"),
+        ("densenet121", "DenseNet121"),
+        ("densenet-bc-k12-t96", "DenseNetBcK12T96"),
+        ("my-net2", "MyNet2"),
+        ("net--b", "NetB"),
+    ],
+)
+def test_class_names_are_camel_case_with_the_families_as_their_papers_write_them(
+    name: str, expected: str
+) -> None:
+    spec = Spec.model_validate({"name": name, "num_classes": 2, "blocks": [{"layers": 2, "channels": 2}]})
+    assert class_name(spec) == expected
+
+
+def test_the_class_docstring_says_what_the_network_is() -> None:
+    densenet = ast.parse((GENERATED / "densenet_121.py").read_text())
+    model, block = (node for node in densenet.body if isinstance(node, ast.ClassDef))
+    assert (model.name, block.name) == ("DenseNet121", "CliqueBlock")
+    assert str(ast.get_docstring(model)).startswith("The DenseNet ``densenet-121``.")
+    clique = ast.parse((GENERATED / "cliquenet_k36_t12.py").read_text())
+    (model,) = (node for node in clique.body if isinstance(node, ast.ClassDef))
+    assert str(ast.get_docstring(model)).startswith("The CliqueNet ``cliquenet-k36-t12``.")
+
+
+def test_a_transition_drops_out_at_the_rate_of_the_block_before_it_as_the_fx_model_does() -> None:
+    spec = Spec.model_validate(
+        {
+            "name": "rates",
+            "input": {"channels": 3, "height": 8, "width": 8},
+            "num_classes": 2,
+            "stem": {"channels": 4},
+            "blocks": [
+                {"layers": 2, "channels": 3, "dropout": 0.0},
+                {"layers": 2, "channels": 3, "dropout": 0.5},
+                {"layers": 2, "channels": 3, "dropout": 0.1},
+            ],
+            "head": {"compression": True},
+        }
+    )
+    text = generate_source(spec)
+    assert "t1_drop" not in text  # block 1 has no dropout, so neither has transition 1
+    assert "t2_drop = self.block2.dropout(t2_conv)  # (B, 6, 4, 4), at block 2's rate" in text
+    head = "h3_compress_drop = self.block3.dropout(h3_compress_conv)  # (B, 6, 2, 2), at block 3's rate"
+    assert head in text
+    assert "dropout at the rate of the block before," in text
+    fx = build_fx(spec)
+    source = exec_source(text, "rates").Model()
+    source.load_state_dict(fx.state_dict())
+    assert_same_outputs(fx, source, torch.randn(4, 3, 8, 8), training=True)
 
 
 def test_each_block_runs_in_a_method_that_returns_only_what_later_code_reads() -> None:
@@ -237,22 +418,22 @@ def test_a_module_reads_like_the_equations() -> None:
         *("b1_x3_s2", "=", "update([b1_x1_s2,", "b1_x2_s2,", "b1_x4_s1],"),
         *("[block.w1_3,", "block.w2_3,", "block.w4_3],", "block.bn3_s2)"),
     ]
-    assert "Model = CliquenetK36T12" in lines
+    assert "Model = CliqueNetK36T12" in lines
 
 
 def test_a_module_reads_model_first_with_the_runtime_after_it() -> None:
     text = (GENERATED / "cliquenet_k36_t12.py").read_text()
     tree = ast.parse(text)
     top = [node.name for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))]
-    assert top[0] == "CliquenetK36T12"  # the class before every runtime function
+    assert top[0] == "CliqueNetK36T12"  # the class before every runtime function
     assert top[1:3] == ["shared_weight", "conv2d"]
     assert top[-2:] == ["can_fold", "folded_bn_relu"]  # the inference fast path last
-    assert text.index("class CliquenetK36T12") < text.index("# --- Runtime") < text.index("def clique_update")
+    assert text.index("class CliqueNetK36T12") < text.index("# --- Runtime") < text.index("def clique_update")
     init = text[text.index("def __init__") : text.index("def forward_stem")]
     tf = 'init="truncated-normal-fan-in"'  # the spec states the authors' TF settings
     w12 = f"self.block1.w1_2 = shared_weight((36, 36, 3, 3), {tf})  # W12"
     w21 = f"self.block1.w2_1 = shared_weight((36, 36, 3, 3), {tf})  # W21"
-    bn_x1_s2 = "self.block1.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)"
+    bn_x1_s2 = "self.block1.bn1_s2 = nn.BatchNorm2d(108, eps=0.001, momentum=0.001)  # BN of X1(2)'s inputs"
     stage1, stage2 = init.index("# Stage I: X1(1) to X4(1)"), init.index("# Stage II: X1(2) to X4(2)")
     assert stage1 < init.index(w12) < stage2
     assert stage2 < init.index(w21)
@@ -326,7 +507,7 @@ def test_a_generated_module_runs_without_cliquegen(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "CliquenetK36T12 (2, 10)"
+    assert result.stdout.strip() == "CliqueNetK36T12 (2, 10)"
 
 
 HOSTILE = (
@@ -399,13 +580,18 @@ def test_any_description_and_path_round_trip_and_pass_ruff(description: str, pat
     assert not ruff_problems(text)
 
 
-def test_a_spec_object_is_named_string_and_hashed_as_json() -> None:
-    spec = load_spec(Path(ROOT / SMALL))
-    text = generate_source(spec)
-    digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-    assert "Spec: <string>" in text and f"sha256 of its canonical JSON: {digest}" in text
+def test_the_header_names_where_the_spec_came_from() -> None:
+    loaded = load_spec(ROOT / SMALL, path=str(SMALL))
+    digest = hashlib.sha256((ROOT / SMALL).read_bytes()).hexdigest()
+    text = generate_source(loaded)  # a loaded Spec remembers its file: nothing is read again
+    assert f"Spec: {SMALL}" in text and f"sha256 of its file: {digest}" in text
     from_text = generate_source((ROOT / SMALL).read_text())
-    assert "Spec: <string>" in from_text and "sha256 of its text" in from_text
+    assert "Spec: <string>" in from_text and f"sha256 of its text: {digest}" in from_text
+    made = Spec.model_validate(loaded.model_dump())  # made in Python: no file, no text
+    canonical = made.model_dump_json(indent=2, exclude_unset=True) + "\n"
+    assert made.provenance.text == canonical
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    assert f"Spec: <string>\nsha256 of its canonical JSON: {digest}" in generate_source(made)
 
 
 # --- cliquegen build ---------------------------------------------------------------------------

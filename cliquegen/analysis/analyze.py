@@ -28,10 +28,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..checkpoint.load import load_trained
 from ..compiler.lower import compile_spec
+from ..draw.figure import figure_format, require_matplotlib, save_figure
 from ..errors import UsageError
 from ..spec.model import Spec
 from .features import FeatureMaps, feature_maps, read_input_image, read_sample
+from .figures import draw_feature_maps, draw_weight_matrices
 from .weights import WeightMatrix, weight_matrices
 
 # --- intermediate values ------------------------------------------------------------------------
@@ -45,7 +48,6 @@ from .weights import WeightMatrix, weight_matrices
 
 def _check_output(output: str | None, as_json: bool, command: str) -> None:
     """Before any work: something to produce, and a figure that can be written."""
-    from ..draw.figure import figure_format, require_matplotlib
 
     if output is None and not as_json:
         raise UsageError("nothing to do: give -o FIG (.png, .svg or .pdf), --json, or both")
@@ -62,9 +64,6 @@ def analyze_weights(
     as_json: bool = False,
 ) -> tuple[list[WeightMatrix], Path | None]:
     """``cliquegen analyze weights``: the matrices, and the heatmap file when ``output``."""
-    from ..draw.figure import save_figure
-    from ..train.evaluate import load_trained
-    from .figures import draw_weight_matrices
 
     _check_output(output, as_json, "cliquegen analyze weights")
     trained = load_trained(spec, weights)
@@ -88,9 +87,6 @@ def analyze_features(
     std: list[float] | None = None,
 ) -> tuple[FeatureMaps, Path | None]:
     """``cliquegen analyze features``: the maps of one image, and the figure file when ``output``."""
-    from ..draw.figure import save_figure
-    from ..train.evaluate import load_trained
-    from .figures import draw_feature_maps
 
     _check_output(output, json, "cliquegen analyze features")
     if (image is None) == (sample is None):

@@ -28,6 +28,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..emit.build import generate_source
+from ..models import build_fx, create_model
+from ..spec.loader import load_spec
+from ..spec.shipped import apply_overrides, resolve_spec
+
 
 def median_times(
     runs: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 2
@@ -322,8 +327,6 @@ def bench_spec(
 ) -> SpecBench:
     """Time and measure the generated model of a spec (a path or a shipped name); with
     ``compile``, its ``torch.compile`` twin too (:func:`bench_compiled`)."""
-    from .. import build_fx, create_model, generate_source, load_spec
-    from ..spec.shipped import apply_overrides, resolve_spec
 
     spec = resolve_spec(spec_ref)
     path = spec_ref if os.path.exists(spec_ref) else None

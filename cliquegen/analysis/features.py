@@ -17,8 +17,10 @@ from ..checkpoint.info import ModelInfo
 from ..compiler.ir import graph_blocks, node_label
 from ..compiler.lower import Compiled, compile_spec
 from ..compiler.naming import roman
+from ..data.folder import read_image
 from ..errors import UsageError
 from ..spec.model import Spec
+from ..train.evaluate import load_test_view
 from .weights import _check_block
 
 
@@ -175,7 +177,6 @@ def read_input_image(
     """An image file as ``cliquegen predict`` reads it: the spec's channels, brought to its size
     as the run brought its test images, normalised with ``mean`` and ``std`` when given, else
     with the checkpoint's (a plain state_dict records none: pixels stay in [0, 1])."""
-    from ..data.folder import read_image
 
     channels = spec.input.channels
     if channels not in (1, 3):
@@ -206,10 +207,9 @@ def read_input_image(
 def read_sample(sample: str, spec: Spec, info: ModelInfo | None = None) -> Input:
     """``DATA:INDEX``: test image INDEX of a data set (``digits:5``, ``folder:/data/x:12``),
     prepared as the checkpoint's run prepared its test images (``evaluate.load_test_view``)."""
-    from ..train.evaluate import load_test_view
 
     data_name, sep, index_text = sample.rpartition(":")
-    if not sep or not data_name or not index_text.isdigit():
+    if not sep or not data_name or not (index_text.isascii() and index_text.isdigit()):
         raise UsageError(f"--sample {sample!r}: expected DATA:INDEX, e.g. digits:5")
     data = load_test_view(data_name, spec, info)
     index = int(index_text)

@@ -14,6 +14,5 @@ __getattr__ = forward(
         "read_info": "cliquegen.checkpoint.info",
         "sha256_text": "cliquegen.checkpoint.info",
         "spec_record": "cliquegen.checkpoint.info",
-        "spec_source_text": "cliquegen.checkpoint.info",
     },
 )

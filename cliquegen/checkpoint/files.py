@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .._io import MAX_FILE_BYTES, atomic_output, torch_save_atomic
+from .._io import MAX_FILE_BYTES, atomic_write, torch_save_atomic
 from ..errors import WeightsError
 from .info import ModelInfo
 
@@ -58,6 +58,7 @@ def load_weights_file(path: str | os.PathLike[str], *, max_bytes: int | None = N
         ) from None
     if not isinstance(obj, Mapping):
         raise WeightsError(f"{file}: holds a {type(obj).__name__}, not a checkpoint or state_dict")
+    check_state_entries(obj, file)
     return dict(obj)
 
 
@@ -80,6 +81,38 @@ def check_unpacked_size(file: Path, max_bytes: int) -> None:
         raise WeightsError(
             f"{file}: it unpacks to {unpacked:,} bytes, over the {max_bytes:,}-byte limit for weight files"
         )
+    size = file.stat().st_size
+    if unpacked > MAX_ZIP_RATIO * size + ZIP_SLACK:
+        raise WeightsError(
+            f"{file}: it unpacks to {unpacked:,} bytes, more than {MAX_ZIP_RATIO} times its own "
+            f"{size:,} (torch.save stores tensors uncompressed; a compression bomb?)"
+        )
+
+
+#: What a zip-format weights file may unpack to beyond its own size: torch.save stores its
+#: entries uncompressed, and float weights deflate by a few percent, not 16 times.
+MAX_ZIP_RATIO = 16
+ZIP_SLACK = 1 << 20
+
+
+def check_state_entries(obj: Mapping[str, Any], source: str | os.PathLike[str]) -> None:
+    """The state_dict part of a weights file (its ``model`` or ``state_dict`` mapping, else the
+    file's own mapping when it holds tensors) must map str names to tensors only."""
+    part, where = next(
+        ((obj[k], f"its {k!r} entry") for k in ("model", "state_dict") if isinstance(obj.get(k), Mapping)),
+        (obj, "it"),
+    )
+    if part is obj and not any(isinstance(value, torch.Tensor) for value in obj.values()):
+        return  # no state_dict in it at all: the caller says what it expected
+    for key, value in part.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{source}: {where} has the key {key!r}; a state_dict has str names")
+        if not isinstance(value, torch.Tensor):
+            kind = type(value).__name__
+            article = "an" if kind[:1] in "aeiou" else "a"
+            raise WeightsError(
+                f"{source}: {where} holds {article} {kind} under {key!r}; a state_dict holds tensors"
+            )
 
 
 def first_line(error: BaseException) -> str:
@@ -175,6 +208,8 @@ def info_from_metadata(metadata: Mapping[str, str], source: str | os.PathLike[st
                 fields[key] = json.loads(metadata[key])
             except ValueError:
                 raise WeightsError(f"{source}: its metadata {key!r} is not JSON") from None
+            except RecursionError:  # [[[[...]]]]: no field of the record nests
+                raise WeightsError(f"{source}: its metadata {key!r} is nested too deeply") from None
     for key in ("data", "eval_transform"):
         if key in metadata:
             fields[key] = metadata[key]
@@ -196,7 +231,7 @@ def save_safetensors_file(
     ``metadata`` values that are not strings are stored as JSON; ``format: pt`` is added, as
     the Hugging Face libraries expect.  Tensors are written contiguous, from the CPU.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     bad = [key for key, value in tensors.items() if not isinstance(value, torch.Tensor)]
     if bad:
@@ -206,12 +241,11 @@ def save_safetensors_file(
         )
     plain = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
     strings = {"format": "pt", **_metadata_strings(metadata or {})}
-    with atomic_output(path) as tmp:
-        try:
-            save_file(plain, tmp, metadata=strings)
-        except (ValueError, RuntimeError) as error:  # e.g. tensors that share memory
-            raise WeightsError(f"{path}: cannot write it as safetensors: {first_line(error)}") from None
-    return Path(path)
+    try:  # serialised in memory and written by our atomic writer: a full disk is one clean error
+        data = save(plain, metadata=strings)
+    except (ValueError, RuntimeError) as error:  # e.g. tensors that share memory
+        raise WeightsError(f"{path}: cannot write it as safetensors: {first_line(error)}") from None
+    return atomic_write(path, data)
 
 
 def read_safetensors_file(

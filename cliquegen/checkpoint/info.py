@@ -11,12 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from ..errors import WeightsError
-from ..spec.model import Spec
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import WeightsError, dims, printable
+from ..spec.limits import MAX_CLASS_NAME
+from ..spec.loader import MAX_BYTES
+from ..spec.model import NAME_PATTERN, PositiveInt, Spec
 
 
 @dataclass
@@ -39,10 +43,20 @@ class ModelInfo:
 
     @classmethod
     def from_dict(cls, value: Any, source: str | os.PathLike) -> ModelInfo:
+        """The record a checkpoint carries, validated like a spec: every field typed and
+        bounded; otherwise WeightsError naming the field (``info.mean[0]: ...``)."""
+        if not isinstance(value, Mapping):
+            kind = type(value).__name__
+            raise WeightsError(f"{source}: its 'info' entry is a {kind}, not cliquegen's record")
         try:
-            return cls(**value)
-        except TypeError as error:
-            raise WeightsError(f"{source}: its 'info' entry is not that of cliquegen: {error}") from None
+            record = _Record.model_validate(dict(value))
+        except ValidationError as error:
+            raise WeightsError(f"{source}: its 'info' entry is damaged: {_problems(error)}") from None
+        except RecursionError:  # pydantic on absurdly nested values
+            raise WeightsError(f"{source}: its 'info' entry is damaged: nested too deeply") from None
+        fields = record.model_dump()
+        fields["overrides"] = record.overrides.model_dump(exclude_none=True)
+        return cls(**fields)
 
     def metadata(self) -> dict[str, str]:
         """String key/value pairs for exported files (ONNX metadata_props, .pt2 extra files)."""
@@ -62,35 +76,124 @@ class ModelInfo:
         }
 
 
-def spec_source_text(spec_source: str | os.PathLike | Spec, spec: Spec) -> str:
-    """The YAML text a spec came from (a shipped name, a path, or a Spec object's JSON)."""
-    from ..spec.shipped import shipped_specs
-
-    if isinstance(spec_source, Spec):
-        return spec.model_dump_json(indent=2, exclude_unset=True) + "\n"
-    text = os.fspath(spec_source)
-    path = shipped_specs().get(text, Path(text))
-    return path.read_text(encoding="utf-8")
-
-
 def sha256_text(text: str) -> str:
+    """The sha256 of ``text`` in UTF-8 (of the spec file itself, for the loader's text)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def model_info(spec_source: str | os.PathLike | Spec, spec: Spec, **fields: Any) -> ModelInfo:
-    text = spec_source_text(spec_source, spec)
+def model_info(spec: Spec, **fields: Any) -> ModelInfo:
+    """The metadata of a model of ``spec``: its text and sha256 as the loader read them."""
     size = [spec.input.channels, spec.input.height, spec.input.width]
-    return ModelInfo(spec.name, text, sha256_text(text), size, **fields)
+    return ModelInfo(spec.name, spec.provenance.text, spec.provenance.sha256, size, **fields)
 
 
-def read_info(checkpoint: dict[str, Any], source: str | os.PathLike) -> ModelInfo | None:
-    """The ModelInfo a cliquegen checkpoint carries; None for a plain state_dict."""
-    return (
-        ModelInfo.from_dict(checkpoint["info"], source) if isinstance(checkpoint.get("info"), dict) else None
-    )
+def read_info(checkpoint: Mapping[str, Any], source: str | os.PathLike) -> ModelInfo | None:
+    """The ModelInfo a cliquegen checkpoint carries, validated; None for a plain state_dict."""
+    if checkpoint.get("info") is None:
+        return None
+    return ModelInfo.from_dict(checkpoint["info"], source)
+
+
+def check_info_fits(info: ModelInfo, spec: Spec, source: str | os.PathLike) -> None:
+    """Refuse (WeightsError, naming both) a record that disagrees with the spec the user gave
+    (its ``--num-classes`` already applied): the input size, the number of classes, the
+    number of normalisation channels.  The user's spec decides the network."""
+    theirs = f"{source} (spec {info.spec_name!r})"
+    want = [spec.input.channels, spec.input.height, spec.input.width]
+    if info.input_size != want:
+        raise WeightsError(
+            f"{theirs} was trained on {dims(info.input_size)} inputs, but spec {spec.name!r} takes "
+            f"{dims(want)}; use the spec it was trained with"
+        )
+    if info.classes is not None and len(info.classes) != spec.num_classes:
+        named = f"{len(info.classes)} class{'es' if len(info.classes) != 1 else ''}"
+        raise WeightsError(
+            f"{theirs} names {named}, but spec {spec.name!r} has "
+            f"num_classes: {spec.num_classes}; use the spec it was trained with"
+        )
+    if info.mean is not None and len(info.mean) != spec.input.channels:
+        raise WeightsError(
+            f"{theirs} records a normalisation of {len(info.mean)} channels, but spec {spec.name!r} "
+            f"takes {spec.input.channels}-channel inputs"
+        )
 
 
 def spec_record(info: ModelInfo) -> dict[str, str]:
     """The ``spec`` entry of a checkpoint: what :func:`cliquegen.weights.load_weights` names
     when the weights do not fit another spec."""
     return {"name": info.spec_name, "sha256": info.spec_sha256}
+
+
+# --- validation of a record read from a file ---------------------------------------------------
+
+#: Bounds of a recorded normalisation, in units of pixels scaled to [0, 1].
+MAX_MEAN, MIN_STD, MAX_STD = 1e3, 1e-6, 1e3
+
+
+def _shown_on_a_terminal(name: str) -> str:
+    if not name.isprintable():
+        bad = next(c for c in name if not c.isprintable())
+        raise ValueError(f"contains the control or format character {printable(bad)} (U+{ord(bad):04X})")
+    return name
+
+
+def _strict(**config: Any) -> ConfigDict:
+    return ConfigDict(strict=True, extra="forbid", **config)
+
+
+ClassName = Annotated[str, Field(max_length=MAX_CLASS_NAME), AfterValidator(_shown_on_a_terminal)]
+Channels = Field(min_length=1, max_length=100_000)
+Mean = Annotated[float, Field(ge=-MAX_MEAN, le=MAX_MEAN, allow_inf_nan=False)]
+Std = Annotated[float, Field(ge=MIN_STD, le=MAX_STD, allow_inf_nan=False)]
+
+
+class _Overrides(BaseModel):
+    """What ``train --num-classes`` replaced: nothing else of a spec can be overridden."""
+
+    model_config = _strict()
+    num_classes: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+
+
+class _Record(BaseModel):
+    model_config = _strict()
+    spec_name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
+    spec_text: Annotated[str, Field(max_length=MAX_BYTES)]
+    spec_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    input_size: Annotated[list[PositiveInt], Field(min_length=3, max_length=3)]
+    classes: Annotated[list[ClassName], Field(max_length=1_000_000)] | None = None
+    mean: Annotated[list[Mean], Channels] | None = None
+    std: Annotated[list[Std], Channels] | None = None
+    data: Annotated[str, Field(max_length=4096)] | None = None
+    eval_transform: Literal["resize", "centre-crop"] = "resize"
+    overrides: _Overrides = _Overrides()
+
+    @model_validator(mode="after")
+    def _normalisation_whole(self) -> _Record:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std must be recorded together")
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} channels but std has {len(self.std)}")
+        return self
+
+
+def _problems(error: ValidationError) -> str:
+    """pydantic's errors as ``mean[0]: input should be a finite number (got nan)``, the first three."""
+    shown = []
+    for item in error.errors(include_url=False)[:3]:
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+        if item["type"] == "extra_forbidden":
+            message = (
+                "a record may override only num_classes"
+                if item["loc"][0] == "overrides"
+                else "not a field of cliquegen's record"
+            )
+        got = item.get("input")
+        plain = isinstance(got, (int, float, str, type(None)))
+        if plain and item["type"] not in ("missing", "extra_forbidden"):
+            text = repr(got)
+            message += f" (got {text[:60]}{'...' if len(text) > 60 else ''})"
+        shown.append(f"info{where}: {message}" if where else message)
+    more = len(error.errors()) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")

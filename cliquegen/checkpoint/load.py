@@ -10,6 +10,7 @@ checkpoint (or a plain state_dict) into it, with what the checkpoint recorded.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,11 @@ from torch import nn
 
 from ..errors import WeightsError
 from ..models import create_model
+from ..spec.limits import estimate
 from ..spec.model import Spec
 from ..spec.shipped import apply_overrides, resolve_spec
 from .files import first_line, load_weights_file
-from .info import ModelInfo, read_info
+from .info import ModelInfo, check_info_fits, read_info
 from .layouts import IMPORT_FORMATS, LAYOUTS, WRAPPER_PREFIXES
 
 
@@ -99,18 +101,25 @@ def _recorded_spec(obj: Mapping[str, Any]) -> tuple[str, str | None] | None:
     ``info`` (``spec_name``, ``spec_sha256``), ``spec`` as a name or as ``{"name", "sha256"}``,
     or ``settings.spec`` (a name)."""
     info = obj.get("info")  # cliquegen.checkpoint.ModelInfo as a dict
-    if isinstance(info, Mapping) and isinstance(info.get("spec_name"), str):
-        sha = info.get("spec_sha256")
-        return info["spec_name"], sha if isinstance(sha, str) else None
+    if isinstance(info, Mapping) and _is_name(info.get("spec_name")):
+        return info["spec_name"], _sha(info.get("spec_sha256"))
     record = obj.get("spec")
     if record is None and isinstance(obj.get("settings"), Mapping):
         record = obj["settings"].get("spec")
-    if isinstance(record, str):
+    if _is_name(record):
         return record, None
-    if isinstance(record, Mapping) and isinstance(record.get("name"), str):
-        sha = record.get("sha256")
-        return record["name"], sha if isinstance(sha, str) else None
+    if isinstance(record, Mapping) and _is_name(record.get("name")):
+        return record["name"], _sha(record.get("sha256"))
     return None
+
+
+def _is_name(value: Any) -> bool:
+    """A spec name a message may quote (file text: bounded, not anything)."""
+    return isinstance(value, str) and 0 < len(value) <= 100
+
+
+def _sha(value: Any) -> str | None:
+    return value if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) else None
 
 
 @dataclass
@@ -171,7 +180,12 @@ def _misfit_message(
 ) -> str:
     lines = [f"{_at(source)}the weights do not fit spec {spec.name!r}"]
     layout = next(((what, fmt) for what, pattern, fmt in LAYOUTS if any(map(pattern.match, state))), None)
-    if recorded is not None:
+    if problems.values and not (problems.missing or problems.unexpected or problems.shapes or problems.kinds):
+        lines = [  # every key and shape fits: the numbers themselves are broken
+            f"{_at(source)}the weights fit spec {spec.name!r}, but some are NaN or infinite "
+            "(did the training run diverge?)"
+        ]
+    elif recorded is not None:
         name, sha = recorded
         saved = f"spec {name!r}" + (f" (sha256 {sha})" if sha else "")
         if name != spec.name:
@@ -223,7 +237,6 @@ def load_weights_into(
 ) -> None:
     """:func:`cliquegen.weights.load_weights` of an already-read checkpoint; its messages
     name the file it came from."""
-    from .load import load_weights
 
     try:
         load_weights(model, checkpoint, spec, spec_arg=spec_arg)
@@ -239,17 +252,39 @@ class TrainedModel:
 
 
 def load_trained(spec: str | os.PathLike | Spec, weights: str | os.PathLike) -> TrainedModel:
-    """The spec's model with ``weights`` loaded strictly, and what the checkpoint recorded
-    (its ``--num-classes`` override is applied to the spec too)."""
+    """The spec's model with ``weights`` loaded strictly, and what the checkpoint recorded.
+
+    The record is validated (:meth:`ModelInfo.from_dict`); its ``--num-classes`` override is
+    the one change it may make to the spec, and a record that disagrees with the spec (input
+    size, classes, normalisation channels) is refused before any model is built."""
     checkpoint = load_weights_file(weights)
     info = read_info(checkpoint, weights)
     resolved = resolve_spec(spec)
-    if info is not None and info.overrides:
-        resolved = apply_overrides(resolved, **info.overrides)
+    if info is not None:
+        if info.overrides:
+            resolved = apply_overrides(resolved, **info.overrides)
+        check_info_fits(info, resolved, weights)
+        if info.overrides:
+            _check_room(checkpoint, resolved, weights)
     model = create_model(resolved)
     named = os.fspath(spec) if isinstance(spec, str | os.PathLike) else None
     load_weights_into(model, checkpoint, resolved, weights, spec_arg=named)
     return TrainedModel(model.eval(), resolved, info)
+
+
+def _check_room(checkpoint: Mapping[str, Any], spec: Spec, source: str | os.PathLike) -> None:
+    """A model the record's override enlarges is built only when the file holds at least as
+    many numbers as it has parameters (a few bytes of record cannot ask for a huge model)."""
+    state = next(
+        (checkpoint[k] for k in ("model", "state_dict") if isinstance(checkpoint.get(k), Mapping)), checkpoint
+    )
+    held = sum(value.numel() for value in state.values() if isinstance(value, torch.Tensor))
+    needed = estimate(spec).params
+    if needed > held:
+        raise WeightsError(
+            f"{source}: its record's override num_classes: {spec.num_classes} makes spec {spec.name!r} "
+            f"a model of {needed:,} parameters, but the file holds only {held:,} numbers"
+        )
 
 
 def shape_text(shape: Any) -> str:

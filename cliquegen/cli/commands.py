@@ -15,19 +15,30 @@ from rich.table import Table
 
 from ..compiler.lower import compile_spec
 from ..compiler.summary import Summary, summarize
-from ..errors import SpecError, printable
+from ..errors import SpecError, UsageError, printable
 from ..spec.limits import check_limits
-from ..spec.loader import load_spec, spec_files
+from ..spec.loader import STDIN, load_spec, load_spec_bytes, read_spec_source, spec_files
 from ..spec.model import Spec
 from ..spec.schema import spec_schema
 from ..spec.shipped import family, resolve_spec, shipped_specs
+from ..train.sr_evaluate import evaluate_bicubic, format_scores
 
 EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
 # Tables keep their full width when printed to a file or a pipe (rich assumes 80 columns there).
+# What is printed holds user text (paths, names): no rich markup or emoji codes are read in it.
 stdout = Console(
-    highlight=False, soft_wrap=True, width=None if sys.stdout is not None and sys.stdout.isatty() else 160
+    highlight=False,
+    markup=False,
+    emoji=False,
+    soft_wrap=True,
+    width=None if sys.stdout is not None and sys.stdout.isatty() else 160,
 )
+
+
+def _say(text: str) -> None:
+    """Print a line of user text (paths, names) as it is, control characters escaped."""
+    stdout.print(printable(text, keep_newlines=True))
 
 
 def _millions(n: int) -> str:
@@ -61,12 +72,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     diagnostics = []
     for path in spec_files(args.specs):
         try:
-            spec = load_spec(Path(path), path=path)
-            check_limits(spec, path=path)
+            name, data = read_spec_source(path)  # `-`: standard input
+            spec = load_spec_bytes(data, path=name)
+            check_limits(spec, path=name)
         except SpecError as error:
             diagnostics += error.diagnostics
         else:
-            stdout.print(f"{printable(path)}: ok ({spec.name})", markup=False)
+            _say(f"{name}: ok ({spec.name})")
     if diagnostics:
         raise SpecError(diagnostics)
     return EXIT_OK
@@ -124,19 +136,27 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ..emit.source import build_files
+    from ..emit.build import build_files
 
-    diagnostics = []  # every spec's problems, including its size, before anything is written
+    # every spec's problems, its size included, are found before anything is written; each
+    # file is read once (a pipe, `-`, gives its text only once)
+    if args.specs.count(STDIN) > 1:
+        raise UsageError("- (standard input) can be read only once")
+    loaded, diagnostics = [], []
     for path in args.specs:
         try:
-            check_limits(load_spec(Path(path), path=path), path=path)
+            name, data = read_spec_source(path)
+            spec = load_spec_bytes(data, path=name, hashed="input" if path == STDIN else "file")
+            check_limits(spec, path=name)
         except SpecError as error:
             diagnostics += error.diagnostics
+            continue
+        loaded.append(spec)
     if diagnostics:
         raise SpecError(diagnostics)
-    for path, compiled in build_files(args.specs, args.output, force=args.force):
+    for path, compiled in build_files(loaded, args.output, force=args.force):
         summary = summarize(compiled)
-        stdout.print(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
+        _say(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
     return EXIT_OK
 
 
@@ -153,7 +173,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         sys.stdout.write(data)
         return EXIT_OK
     atomic_write(args.output, data)
-    stdout.print(f"wrote {args.output} ({args.view} view, {fmt})")
+    _say(f"wrote {args.output} ({args.view} view, {fmt})")
     return EXIT_OK
 
 
@@ -169,6 +189,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..train.evaluate import evaluate
 
+    if args.baseline is not None or args.scale is not None:
+        return _eval_baseline(args)
+    if args.spec is None or args.weights is None:
+        raise UsageError("eval needs SPEC and --weights, or --baseline bicubic --scale S")
     _checked_spec(args.spec)
     result = evaluate(
         args.spec, args.weights, args.data, batch_size=args.batch_size, workers=args.workers,
@@ -177,9 +201,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        stdout.print(
+        _say(
             f"{result['spec']} on {result['data']} ({result['images']:,} test images): "
             f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  loss {result['loss']:.4f}"
+        )
+    return EXIT_OK
+
+
+def _eval_baseline(args: argparse.Namespace) -> int:
+    """``eval --baseline bicubic --scale S --data folder:DIR``: super-resolution without a model."""
+    if args.baseline is None:
+        raise UsageError("--scale goes with --baseline bicubic (a model's scale comes from its spec)")
+    if args.spec is not None or args.weights is not None:
+        raise UsageError("--baseline evaluates bicubic alone: leave out SPEC and --weights")
+    if args.scale is None:
+        raise UsageError("--baseline bicubic needs --scale S, the upscaling factor")
+    result = evaluate_bicubic(args.data, args.scale)
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+    else:
+        stdout.print(
+            f"bicubic x{result['scale']} on {result['data']} ({result['images']} images): "
+            + format_scores(result),
+            markup=False,
         )
     return EXIT_OK
 
@@ -194,7 +238,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return EXIT_OK
     for result in results:
         ranked = ", ".join(f"{t['class']} {100 * t['probability']:.1f}%" for t in result["top"])
-        stdout.print(f"{result['image']}: {ranked}", markup=False)
+        _say(f"{result['image']}: {ranked}")
     return EXIT_OK
 
 
@@ -210,7 +254,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from ..train.sweep import plot_runs
 
-    stdout.print(f"wrote {plot_runs(args.runs, args.output)}")
+    _say(f"wrote {plot_runs(args.runs, args.output)}")
     return EXIT_OK
 
 
@@ -237,7 +281,7 @@ def _report_analysis(numbers: dict, path: Path | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(numbers, indent=2))
     if path is not None:  # to stderr when stdout carries JSON
-        print(f"wrote {path}", file=sys.stderr if as_json else sys.stdout)
+        print(printable(f"wrote {path}"), file=sys.stderr if as_json else sys.stdout)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -245,7 +289,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     _checked_spec(args.spec)
     path = export_model(args.spec, args.format, args.output, weights=args.weights)
-    stdout.print(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
+    _say(f"wrote {path} ({args.format}, {path.stat().st_size:,} bytes)")
     if args.format in NOTES:
         print(NOTES[args.format], file=sys.stderr)
     return EXIT_OK
@@ -263,7 +307,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
     notes = [f"ignored the unused {key}" for key in conversion.ignored]
     if conversion.filled:
         notes.append(f"set {len(conversion.filled)} missing num_batches_tracked to 0")
-    stdout.print(
+    _say(
         f"wrote {args.output}: {len(conversion.state_dict)} tensors for {spec.name}"
         + "".join(f"\n  {note}" for note in notes)
     )
@@ -277,7 +321,7 @@ def cmd_export_weights(args: argparse.Namespace) -> int:
     spec = _checked_spec(args.spec)
     checkpoint = EXPORTERS[args.to](load_weights_file(args.source), spec)
     save_weights_file(checkpoint, args.output)
-    stdout.print(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
+    _say(f"wrote {args.output}: {args.to} checkpoint of {spec.name}")
     return EXIT_OK
 
 

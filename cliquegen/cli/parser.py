@@ -16,6 +16,7 @@ from ..interop.weights import EXPORTERS, IMPORTERS
 from ..models import EMITTERS
 from ..train.config import AMP_DTYPES, DEVICES
 from ..train.recipes import OPTIMIZERS, RECIPES, SCHEDULES
+from ..train.sr_evaluate import BASELINES
 from .args import count, integer, real
 from .commands import (
     cmd_analyze_features,
@@ -85,9 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=integer(at_least=0), default=0)
     sub.add_argument("--resume", action="store_true", help="continue exactly from DIR/last.pt")
     sub.add_argument("--stop-after", type=count(), metavar="E", help="stop after epoch E; --resume later")
-    sub = add("eval", cmd_eval, "top-1, top-5 and loss of trained weights on a data set's test split")
-    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
-    sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt, last.pt or a state_dict")
+    sub = add(
+        "eval", cmd_eval, "top-1, top-5 and loss of trained weights on a data set's test split; or a baseline"
+    )
+    sub.add_argument("spec", nargs="?", metavar="SPEC", help="spec path or shipped spec name")
+    sub.add_argument("--weights", metavar="W.pt", help="best.pt, last.pt or a state_dict (with SPEC)")
+    sub.add_argument(
+        "--baseline", choices=BASELINES, help="instead of SPEC: super-resolution's bicubic on folder:DIR"
+    )
+    sub.add_argument("--scale", type=count(at_least=2, at_most=16), metavar="S", help="--baseline's scale")
     sub.add_argument("--data", required=True, help="as for train")
     sub.add_argument("--batch-size", type=count(at_most=65536), default=256)
     sub.add_argument("--workers", type=integer(at_least=0, at_most=1024), default=0)

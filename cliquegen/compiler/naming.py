@@ -6,10 +6,22 @@ from __future__ import annotations
 from ..spec.model import Spec
 from .ir import sanitize_identifier
 
+#: Words a name may begin with, written as their papers write them.
+FAMILY_WORDS = {"cliquenet": "CliqueNet", "densenet": "DenseNet"}
+
 
 def class_name(spec: Spec) -> str:
-    """``cliquenet-k36-t12`` -> ``CliquenetK36T12``."""
-    return sanitize_identifier("".join(part.capitalize() for part in spec.name.split("-")))
+    """The spec's name in CamelCase: ``cliquenet-k36-t12`` -> ``CliqueNetK36T12``,
+    ``densenet-121`` -> ``DenseNet121``, ``my-net`` -> ``MyNet``.  A word that begins with a
+    family word keeps its capitals (``densenet121`` -> ``DenseNet121``)."""
+    words = []
+    for word in spec.name.split("-"):
+        family = next((family for family in FAMILY_WORDS if word.startswith(family)), None)
+        if family is None:
+            words.append(word.capitalize())
+        else:
+            words.append(FAMILY_WORDS[family] + word[len(family) :].capitalize())
+    return sanitize_identifier("".join(words))
 
 
 def roman(n: int) -> str:

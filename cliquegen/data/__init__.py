@@ -1,5 +1,6 @@
 """Data sets for training and evaluation: the records, the bundled sets, the CIFAR and SVHN
-readers, and image folders.
+readers, image folders, and super-resolution's pairs (MATLAB's bicubic degradation in
+``resize``, patches and validation images in ``sr``).
 """
 
 from .._deprecated import forward

@@ -4,11 +4,11 @@ torchvision's dataset classes read these files, but its wheel cannot be imported
 build of torch that lacks the CUDA libraries it links, so cliquegen reads the same formats
 itself:
 
-- CIFAR "python version": pickles of dicts of numpy arrays.  They are read with a restricted
-  unpickler that rebuilds numpy arrays and plain values and refuses every other class or
-  function, so a crafted file cannot run code.
+- CIFAR "python version": pickles of a dict of a uint8 array and lists.  They are parsed by
+  :mod:`cliquegen.data.safe_readers`, not unpickled: nothing named in a file is called.
 - SVHN: MATLAB 5 files (``X``: 32x32x3xN uint8, ``y``: labels 1..10, 10 meaning the digit 0),
-  read with ``scipy.io.loadmat``.
+  read with ``scipy.io.loadmat`` once :mod:`cliquegen.data.matlab` has checked what their
+  variables declare (no compression bombs, no oversized arrays).
 
 ``--download`` fetches the archives from their authors' sites with urllib and checks the MD5
 sums that those sites (and torchvision) publish before using them.
@@ -17,8 +17,6 @@ sums that those sites (and torchvision) publish before using them.
 from __future__ import annotations
 
 import hashlib
-import io
-import pickle
 import shutil
 import tarfile
 import tempfile
@@ -33,7 +31,10 @@ import torch
 
 from .._io import MAX_FILE_BYTES, atomic_output
 from ..errors import UsageError, import_extra
+from ..spec.limits import MAX_CLASS_NAME
 from .base import Arrays
+from .matlab import check_mat_file
+from .safe_readers import read_cifar_batch
 
 CIFAR10_FOLDER, CIFAR100_FOLDER = "cifar-10-batches-py", "cifar-100-python"
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
@@ -57,41 +58,9 @@ DOWNLOADS: dict[str, list[tuple[str, str]]] = {
 # --- CIFAR ---------------------------------------------------------------------------------------
 
 
-class _Refused(pickle.UnpicklingError):
-    """A pickle that names a class or function beyond numpy arrays."""
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays, numpy scalars and plain Python values; refuses everything else."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how Python 3 writes bytes in protocol 2
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise _Refused(f"refused to load {module}.{name}: only numpy arrays are allowed")
-
-
 def read_pickle(path: Path) -> dict[str, Any]:
-    """A CIFAR batch or meta file: a dict of numpy arrays and lists, safely."""
-    data = _read_bytes(path)
-    try:
-        obj = _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
-    except _Refused as error:
-        raise UsageError(f"{path}: not a CIFAR python-version file (nothing in it ran): {error}") from None
-    except Exception as error:  # truncated or damaged pickles raise many kinds of error
-        raise UsageError(f"{path}: cannot read it (truncated or corrupt?): {error}") from None
-    if not isinstance(obj, dict):
-        raise UsageError(f"{path}: holds a {type(obj).__name__}, not the dict of a CIFAR batch")
-    return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in obj.items()}
+    """A CIFAR batch or meta file: the dict it holds (keys as str), parsed without unpickling."""
+    return read_cifar_batch(_read_bytes(path), str(path))
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -111,11 +80,12 @@ def _cifar_batch(path: Path, label_key: str, classes: int) -> tuple[torch.Tensor
     for key in ("data", label_key):
         if key not in batch:
             raise UsageError(f"{path}: no {key!r} entry; is this a CIFAR python-version file?")
-    data, labels = batch["data"], np.asarray(batch[label_key])
+    data, listed = batch["data"], batch[label_key]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise UsageError(f"{path}: 'data' must be an N x 3072 uint8 array")
-    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
-        raise UsageError(f"{path}: {label_key!r} must hold one integer label per image")
+    if not isinstance(listed, list) or len(listed) != len(data) or not all(type(n) is int for n in listed):
+        raise UsageError(f"{path}: {label_key!r} must list one integer label per image")
+    labels = np.array(listed, dtype=np.int64)  # the parser reads integers of at most 8 bytes
     if len(labels) and (labels.min() < 0 or labels.max() >= classes):
         raise UsageError(f"{path}: labels must lie in 0..{classes - 1}")
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())  # rows are R, G, B planes
@@ -126,7 +96,11 @@ def _class_names(path: Path, key: str, count: int) -> list[str]:
     names = read_pickle(path).get(key)
     if not isinstance(names, list) or len(names) != count:
         raise UsageError(f"{path}: {key!r} must list the {count} class names")
-    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
+    decoded = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
+    for name in decoded:  # shown by predict and recorded in checkpoints
+        if not name.isprintable() or len(name) > MAX_CLASS_NAME:
+            raise UsageError(f"{path}: the class name {name[:40]!r} is not one line of printable text")
+    return decoded
 
 
 def _cifar_root(root: Path, folder: str, marker: str) -> Path:
@@ -164,6 +138,7 @@ def read_cifar100(root: Path) -> Arrays:
 def _svhn_file(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     io_module = import_extra("scipy.io", "train", "reading SVHN")
     _check_size(path)
+    check_mat_file(path, MAX_FILE_BYTES)
     try:
         mat = io_module.loadmat(path, variable_names=["X", "y"])
     except Exception as error:  # scipy reports damage as ValueError, TypeError, MatReadError ...

@@ -52,6 +52,12 @@ def check_compatible(data: ImageData, spec: Spec) -> None:
             f"spec {spec.name!r} takes {dims(want)} inputs, but {data.name} has {dims(have)} images; "
             f"set `input: {{channels: {have[0]}, height: {have[1]}, width: {have[2]}}}` in the spec"
         )
+    if spec.num_classes != len(data.classes) and "num_classes" in spec.overridden:
+        raise UsageError(
+            f"--num-classes {spec.num_classes} does not fit {data.name}, which has {len(data.classes)} "
+            f"classes; pass --num-classes {len(data.classes)} (spec {spec.name!r} itself has num_classes: "
+            f"{spec.overridden['num_classes']})"
+        )
     if spec.num_classes != len(data.classes):
         raise UsageError(
             f"spec {spec.name!r} has num_classes: {spec.num_classes}, but {data.name} has "

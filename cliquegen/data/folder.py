@@ -5,12 +5,17 @@
 from __future__ import annotations
 
 import math
+import re
+import struct
+import warnings
+import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import UsageError, import_extra
+from ..errors import UsageError, import_extra, printable
 from ..spec.model import Spec
 from .base import TEST_FRACTION, ImageData, Normalization, channel_statistics
 
@@ -62,35 +67,106 @@ class ImageFolder(Dataset):
         return (self.read(index) - self.mean) / self.std, self.samples[index][1]
 
 
+#: The formats Pillow may decode, whatever a file is named: raster formats decoded in this
+#: process.  Others (EPS, which Pillow renders by running Ghostscript, and rarer formats)
+#: are refused as unidentified.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")  # JPEG includes MPO (camera JPEGs)
+#: Images of more pixels than this are refused before they are decoded (an 8192 x 8192 photo
+#: has 67 million; a decoded RGB image costs 3 bytes a pixel, and its conversion as much again).
+MAX_IMAGE_PIXELS = 1 << 26
+#: Modes in which Pillow opens 16-bit greyscale PNGs (values 0..65535).
+_SIXTEEN_BIT = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+#: What a damaged or hostile image file makes Pillow raise while it is opened or decoded
+#: (an oversized text chunk is a ValueError, a broken PNG a SyntaxError ...).
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, struct.error, zlib.error)
+
+
 def read_image(path: Path, mode: str, size: tuple[int, int], transform: str = "resize") -> torch.Tensor:
     """The image at ``path`` converted to ``mode`` ("L" or "RGB") and brought to ``size`` (H, W)
     by ``transform``: "resize", "centre-crop" (shorter side to 256/224 of the size, then the
-    centre) or "random-resized-crop" (with a horizontal flip half the time). (C, H, W) in [0, 1]"""
+    centre) or "random-resized-crop" (with a horizontal flip half the time). (C, H, W) in [0, 1]
+
+    The work is bounded by the file's pixels and the output size: images over
+    :data:`MAX_IMAGE_PIXELS` are refused unread, and the crops resample only the region they
+    keep.  16-bit greyscale is scaled to 8 bits, not clipped.  A file Pillow cannot decode is a
+    UsageError naming it (:class:`ImageError`, which stays one line across DataLoader workers).
+    """
     image_module = import_extra("PIL.Image", "train", "reading images")
+    image = _decoded(path, mode, image_module)
     height, width = size
     bilinear = image_module.Resampling.BILINEAR
-    try:
-        with image_module.open(path) as opened:
-            image = opened.convert(mode)
-            if transform == "centre-crop":
-                scale = 256 / 224 * max(height, width) / min(image.size)
-                w, h = (max(1, round(v * scale)) for v in image.size)
-                image = image.resize((max(w, width), max(h, height)), bilinear)
-                left, top = (image.size[0] - width) // 2, (image.size[1] - height) // 2
-                image = image.crop((left, top, left + width, top + height))
-            elif transform == "random-resized-crop":
-                box = _random_resized_box(*image.size)
-                image = image.resize((width, height), bilinear, box=box)
-                if torch.rand(()) < 0.5:
-                    image = image.transpose(image_module.Transpose.FLIP_LEFT_RIGHT)
-            else:
-                image = image.resize((width, height), bilinear)
-            pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
-    except OSError as error:
-        raise UsageError(f"{path}: cannot read the image ({error})") from None
-    except image_module.DecompressionBombError as error:
-        raise UsageError(f"{path}: refused: {error}") from None
+    if transform == "centre-crop":
+        image = image.resize((width, height), bilinear, box=_centre_box(image.size, height, width))
+    elif transform == "random-resized-crop":
+        box = _random_resized_box(*image.size)
+        image = image.resize((width, height), bilinear, box=box)
+        if torch.rand(()) < 0.5:
+            image = image.transpose(image_module.Transpose.FLIP_LEFT_RIGHT)
+    else:
+        image = image.resize((width, height), bilinear)
+    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
     return pixels.reshape(height, width, len(mode)).permute(2, 0, 1).float() / 255.0
+
+
+class ImageError(UsageError):
+    """An image that cannot be read.  Raised in a DataLoader worker, it reaches the main
+    process rebuilt from a message that carries the worker's traceback; it keeps only its
+    own line, so the command still prints one line."""
+
+    def __init__(self, message: str):
+        super().__init__(_worker_message(message, type(self).__name__))
+
+
+def _worker_message(message: str, name: str) -> str:
+    """``message`` without the traceback torch's DataLoader wraps a worker's error in."""
+    if not message.startswith(f"Caught {name} ") or "\nOriginal Traceback" not in message:
+        return message
+    own = re.search(rf"\n(?:[\w.]+\.)?{name}: (.*)\Z", message.rstrip("\n"), re.DOTALL)
+    return own.group(1) if own else message
+
+
+def _decoded(path: Path, mode: str, image_module):
+    """The decoded image in ``mode``, or ImageError."""
+    image_module.init()  # registers every format's plugin (WEBP among them); once
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", image_module.DecompressionBombWarning)
+            with image_module.open(path, formats=IMAGE_FORMATS) as opened:
+                pixels = opened.size[0] * opened.size[1]
+                if pixels > MAX_IMAGE_PIXELS:
+                    raise ImageError(
+                        f"{path}: refused: {opened.size[0]:,} x {opened.size[1]:,} pixels, over the "
+                        f"limit of {MAX_IMAGE_PIXELS:,}"
+                    )
+                if opened.mode in _SIXTEEN_BIT:
+                    return _eight_bit(opened, image_module).convert(mode)
+                return opened.convert(mode)
+    except (image_module.DecompressionBombError, image_module.DecompressionBombWarning) as error:
+        raise ImageError(f"{path}: refused: {error}") from None
+    except image_module.UnidentifiedImageError:
+        shown = ", ".join(IMAGE_FORMATS[:-1]) + f" or {IMAGE_FORMATS[-1]}"
+        raise ImageError(f"{path}: cannot read the image: it is not a {shown} file") from None
+    except _DECODE_ERRORS as error:
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise ImageError(f"{path}: cannot read the image ({reason})") from None
+
+
+def _eight_bit(image, image_module):
+    """A 16-bit greyscale image as 8-bit "L": 0..65535 scaled to 0..255 (Pillow would clip)."""
+    values = np.asarray(image.convert("I"), dtype=np.int64).clip(0, 65535)
+    return image_module.fromarray(((values + 128) // 257).astype(np.uint8), "L")
+
+
+def _centre_box(image_size: tuple[int, int], height: int, width: int) -> tuple[float, float, float, float]:
+    """The region of the image that "centre-crop" keeps: the image scaled so that its shorter
+    side is 256/224 of the input's longer side, then the centre (H, W); in image pixels."""
+    image_width, image_height = image_size
+    scale = 256 / 224 * max(height, width) / min(image_size)
+    scaled_width = max(max(1, round(image_width * scale)), width)
+    scaled_height = max(max(1, round(image_height * scale)), height)
+    across, down = scaled_width / image_width, scaled_height / image_height
+    left, top = (scaled_width - width) // 2, (scaled_height - height) // 2
+    return (left / across, top / down, (left + width) / across, (top + height) / down)
 
 
 def _random_resized_box(width: int, height: int) -> tuple[float, float, float, float]:
@@ -114,13 +190,33 @@ def _class_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _class_names(root: Path) -> list[str]:
+    """The class sub-folders of ``root``; their names become the class names a checkpoint
+    records and commands print, so names with control characters are refused."""
+    names = [p.name for p in _class_folders(root)]
+    for name in names:
+        if not name.isprintable():
+            raise UsageError(
+                f"{printable(str(root / name))}: a class folder name with control or format "
+                "characters; rename it"
+            )
+    return names
+
+
 def _samples(root: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    """Every image of every class folder there is under ``root`` (a missing folder has none);
+    a class folder without images is refused (it would train a class never seen)."""
     samples = []
     for label, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
             continue
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise UsageError(
+                f"{folder}: the class folder holds no {'/'.join(IMAGE_SUFFIXES)} images; "
+                "add some or remove the folder"
+            )
         samples += [(path, label) for path in files]
     return samples
 
@@ -136,13 +232,13 @@ def folder_data(root: Path, spec: Spec, augment: str, norm: Normalization | None
     size = (spec.input.height, spec.input.width)
     held_out = next((root / n for n in ("test", "val") if (root / n).is_dir()), None)
     if (root / "train").is_dir() and held_out is not None:
-        classes = [p.name for p in _class_folders(root / "train")]
-        extra = sorted({p.name for p in _class_folders(held_out)} - set(classes))
+        classes = _class_names(root / "train")
+        extra = sorted(set(_class_names(held_out)) - set(classes))
         if extra:
             raise UsageError(f"{held_out}: classes {', '.join(extra[:5])} have no folder in {root / 'train'}")
         train, test = _samples(root / "train", classes), _samples(held_out, classes)
     else:
-        classes = [p.name for p in _class_folders(root)]
+        classes = _class_names(root)
         everything = _samples(root, classes)
         train, test = [], []
         stride = round(1 / TEST_FRACTION)

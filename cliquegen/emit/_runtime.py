@@ -235,6 +235,94 @@ def clique_update(
     return steps(inputs, weight, bn, padding, dropout, bottleneck)
 
 
+class CliqueBlock(nn.Module):
+    """A clique block that runs its updates from a schedule: row (j, k) computes X_j(k) =
+    g(sum_i W_ij * X_i) by ``clique_update``, over X0 in stage I and the newest value of every
+    other layer, in the order of the rows.
+
+    Its modules are those of the block written out update by update, with the same names,
+    made in the same order (so a seed gives the same weights): ``dropout``, then for each row
+    the W_ij it reads first (``w{i}_{j}``), ``bn{j}_s{k}`` over its inputs, and with a
+    bottleneck ``bottleneck_bn{j}_s{k}`` and ``bottleneck{j}``; with ``share_weights=False``
+    each stage has its own W_ij and bottleneck convolution (``w{i}_{j}_s{k}``,
+    ``bottleneck{j}_s{k}``).  ``width``: channels of the W_ij (more than ``channels`` in a
+    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        schedule: list[tuple[int, int]],
+        kernel: int = 3,
+        width: int | None = None,
+        bottleneck: int | None = None,
+        share_weights: bool = True,
+        dropout: float = 0.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        init: str = "kaiming-normal-fan-out",
+    ) -> None:
+        super().__init__()
+        self.schedule = [(j, k) for j, k in schedule]
+        self.share_weights = share_weights
+        self.padding = kernel // 2
+        self.bottleneck = bottleneck is not None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        width = channels if width is None else width
+        updated: set[int] = set()
+        for j, k in self.schedule:
+            read = self.reads(j, k, updated)
+            for i in read:
+                if not hasattr(self, self.weight_name(i, j, k)):
+                    shape = (width, in_channels if i == 0 else channels, kernel, kernel)
+                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init))
+            inputs = sum(in_channels if i == 0 else channels for i in read)
+            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum))
+            if bottleneck is not None:
+                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum))
+                if not hasattr(self, self.stage_name(f"bottleneck{j}", k)):
+                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init)
+                    setattr(self, self.stage_name(f"bottleneck{j}", k), conv)
+            updated.add(j)
+
+    def reads(self, j: int, k: int, updated: set[int]) -> list[int]:
+        """The layers X_j(k) reads, 0 for X0: X0 in stage I, and every other layer updated before."""
+        return [0] * (k == 1) + sorted(updated - {j})
+
+    def stage_name(self, name: str, k: int) -> str:
+        return name if self.share_weights else f"{name}_s{k}"
+
+    def weight_name(self, i: int, j: int, k: int) -> str:
+        return self.stage_name(f"w{i}_{j}", k)
+
+    def forward(self, x0: torch.Tensor, memory_efficient: bool = False) -> list[list[torch.Tensor]]:
+        """The block's values by stage: ``[[X0], after stage I, after stage II, ...]``, each the
+        newest value of every layer, X1 first."""
+        newest = {0: x0}
+        after = [[x0]]
+        for row, (j, k) in enumerate(self.schedule):
+            read = self.reads(j, k, set(newest) - {0})
+            bottleneck = None
+            if self.bottleneck:
+                bottleneck = (
+                    getattr(self, f"bottleneck_bn{j}_s{k}"),
+                    getattr(self, self.stage_name(f"bottleneck{j}", k)),
+                )
+            newest[j] = clique_update(
+                [newest[i] for i in read],
+                [getattr(self, self.weight_name(i, j, k)) for i in read],
+                getattr(self, f"bn{j}_s{k}"),
+                self.padding,
+                self.dropout,
+                bottleneck,
+                memory_efficient,
+            )
+            if row + 1 == len(self.schedule) or self.schedule[row + 1][1] != k:  # the stage is done
+                after.append([newest[i] for i in sorted(newest) if i > 0])
+        return after
+
+
 def take_blocks(
     num_blocks: int, indices: int | list[int] | tuple[int, ...] | None = None, output_fmt: str = "NCHW"
 ) -> tuple[list[int], int]:

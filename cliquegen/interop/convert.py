@@ -15,6 +15,7 @@ from ..checkpoint.layouts import DATA_PARALLEL_PREFIX
 from ..checkpoint.load import dtype_kind, load_weights, shape_text
 from ..compiler.ir import ModuleDecl
 from ..errors import WeightsError
+from ..models import build_fx
 from ..spec.model import Spec
 
 #: Tensors of each kind of declared module, as suffixes of the module path
@@ -66,17 +67,19 @@ def declared_shapes(decl: ModuleDecl) -> list[tuple[int, ...]]:
 
 def check_loads(state_dict: Mapping[str, torch.Tensor], spec: Spec) -> None:
     """Raise WeightsError unless ``create_model(spec)`` loads the state_dict with strict=True."""
-    from ..models import build_fx
 
     load_weights(build_fx(spec), state_dict, spec)
 
 
 def plain_state_dict(obj: Any) -> dict[str, Any]:
-    """The state_dict inside a checkpoint, with any ``module.`` prefix removed."""
+    """The state_dict inside a checkpoint (the authors' ``state_dict`` entry, the ``model`` entry
+    of a ``cliquegen train`` checkpoint), with any ``module.`` prefix removed."""
     if not isinstance(obj, Mapping):
         raise WeightsError(f"expected a state_dict (a dict of tensors), got {type(obj).__name__}")
     if "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]  # {"epoch", "state_dict", "best_prec1", "optimizer"}
+    elif "model" in obj and isinstance(obj["model"], Mapping):
+        obj = obj["model"]  # {"model", "info", "optimizer", ...} of last.pt and best.pt
     plain: dict[str, Any] = {}
     for key, value in obj.items():
         if not isinstance(key, str):

@@ -9,6 +9,7 @@ graph.  The batch dimension stays dynamic in ONNX and torch.export programs.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -20,7 +21,9 @@ import torch
 from torch import nn
 
 from .._io import atomic_output
+from ..checkpoint.files import info_metadata, save_safetensors_file
 from ..checkpoint.info import ModelInfo, model_info
+from ..checkpoint.load import load_trained
 from ..errors import UsageError, import_extra
 from ..models import create_model
 from ..spec.model import Spec
@@ -51,15 +54,14 @@ def load_model(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None
 def _load(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None) -> tuple[nn.Module, ModelInfo]:
     """The model in eval mode and the metadata to export with it: the checkpoint's, or (for
     a plain state_dict or no weights) the spec's name, text hash and input size."""
-    from ..train.evaluate import load_trained
 
     if weights is not None:
         trained = load_trained(spec, weights)
         if trained.info is not None:
             return trained.model, trained.info
-        return trained.model, model_info(spec, trained.spec)
+        return trained.model, model_info(trained.spec)
     resolved = resolve_spec(spec)
-    return create_model(resolved).eval(), model_info(spec, resolved)
+    return create_model(resolved).eval(), model_info(resolved)
 
 
 def example_input(spec: Spec, batch: int = EXAMPLE_BATCH) -> torch.Tensor:
@@ -100,8 +102,6 @@ def export_model(
         import_extra("onnxscript", "export", "ONNX export")
     model, info = _load(spec, weights)
     if fmt == "safetensors":  # the metadata also carries the spec's text
-        from ..checkpoint.files import info_metadata, save_safetensors_file
-
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
         return save_safetensors_file(model.state_dict(), output, metadata=info_metadata(info))
@@ -128,13 +128,17 @@ def export_model(
             program = torch.export.export(model, example, dynamic_shapes=_dynamic_batch())
             # inference IR: eval-mode dropout (an identity) disappears from the graph
             program = program.run_decompositions({})
-            torch.export.save(program, tmp, extra_files={METADATA_FILE: json.dumps(metadata)})
+            archive = io.BytesIO()  # in memory: torch's file writer crashes on a full disk
+            torch.export.save(program, archive, extra_files={METADATA_FILE: json.dumps(metadata)})
+            tmp.write_bytes(archive.getbuffer())
         else:  # torchscript: deprecated by torch, still loadable with torch.jit.load
             try:
                 scripted = torch.jit.script(model)
             except Exception:  # scripting rejects some graphs that tracing handles
                 scripted = torch.jit.trace(model, example)
-            scripted.save(str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata)})
+            archive = io.BytesIO()
+            torch.jit.save(scripted, archive, _extra_files={METADATA_FILE: json.dumps(metadata)})
+            tmp.write_bytes(archive.getbuffer())
     return output
 
 

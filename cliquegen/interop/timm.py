@@ -81,12 +81,12 @@ def _create(name: str, text: str | None, pretrained: bool = False, **kwargs: Any
     from timm.models import build_model_with_cfg
 
     from ..models import create_model
-    from ..spec.loader import load_spec
+    from ..spec.loader import load_spec_text
 
     text = kwargs.pop("spec", None) or text  # a saved config's own spec text comes first
     if text is None:
         raise UsageError(f"timm model {name!r} needs spec=<the spec's YAML text>")
-    spec = load_spec(text, path=f"<{name} spec>")
+    spec = load_spec_text(text, path=f"<{name} spec>")  # text only: a config never names a file
     feature_cfg = {"feature_cls": "getter", "out_indices": tuple(range(len(spec.blocks)))}
     model = build_model_with_cfg(
         lambda **overrides: create_model(spec, **overrides),

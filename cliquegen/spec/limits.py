@@ -21,6 +21,8 @@ from ..errors import Diagnostic, ResourceError
 from .model import BlockConfig, Spec, compressed
 
 MAX_PARAMS = 2_000_000_000
+#: The longest class name a data set or a checkpoint may carry (folder names are at most 255 bytes).
+MAX_CLASS_NAME = 255
 MAX_EDGES = 1_000_000
 FALLBACK_MEMORY_BYTES = 16 * 1024**3
 BYTES_PER_VALUE = 4  # float32

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,19 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import Diagnostic, SpecError, code_points, printable
-from .model import NAME_PATTERN, Loc, Spec, SpecSemanticError
+from .model import NAME_PATTERN, Loc, Provenance, Spec, SpecSemanticError
 
 MAX_BYTES = 1 << 20  # a spec is a page of text; refuse anything near /dev/zero
 MAX_DEPTH = 64  # a spec nests about 6 levels
 MAX_VALUES = 100_000  # values after expanding aliases (stops "billion laughs")
 
 _T = "tag:yaml.org,2002:"
+#: What PyYAML's constructors of the plain scalar tags raise on a value they cannot read:
+#: ``!!int ''`` an IndexError, ``!!bool maybe`` a KeyError, ``!!timestamp x`` an AttributeError.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONSTRUCTOR_ERRORS = (
+    ValueError, OverflowError, IndexError, KeyError, AttributeError, TypeError, yaml.YAMLError,
+)  # fmt: skip
 _SCALAR_TAGS = {f"{_T}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
 _SEQ_TAG, _MAP_TAG, _MERGE_TAG, _VALUE_TAG = f"{_T}seq", f"{_T}map", f"{_T}merge", f"{_T}value"
 _KINDS = {"int": "an integer", "float": "a number", "timestamp": "a date", "bool": "true or false"}
@@ -67,17 +74,30 @@ def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spe
     """
     if isinstance(source, os.PathLike) or (isinstance(source, str) and _names_a_file(source)):
         name = path if path is not None else os.fspath(source)
-        text = _decode(_read_bytes(Path(source), name), name)
-        looks_like_path = False
-    elif isinstance(source, str):
-        name, text = (path if path is not None else "<string>"), source
-        looks_like_path = "\n" not in source.strip()
-    else:
-        raise TypeError(f"load_spec expects a path or YAML text, got {type(source).__name__}")
+        return _validated(name, _decode(_read_bytes(Path(source), name), name), "file")
+    if isinstance(source, str):
+        name = path if path is not None else "<string>"
+        return _validated(name, source, "text", looks_like_path="\n" not in source.strip())
+    raise TypeError(f"load_spec expects a path or YAML text, got {type(source).__name__}")
 
+
+def load_spec_text(text: object, *, path: str = "<string>") -> Spec:
+    """Load and validate a spec from YAML text only: whatever the text looks like (a file name
+    ending in ``.yaml`` included), no file is read.  For spec text taken from other files,
+    such as a Hugging Face Hub ``config.json``.  Raises :class:`SpecError` for anything else,
+    also for a value that is not text."""
+    if not isinstance(text, str):
+        message = f"expected the spec's YAML text, got {_describe(text)}"
+        raise SpecError([Diagnostic(path, None, None, message)])
+    return _validated(path, text, "text")
+
+
+def _validated(name: str, text: str, hashed: str, *, looks_like_path: bool = False) -> Spec:
+    """The Spec of YAML ``text``, recording where it came from (``hashed``: see Provenance)."""
     tree = _Tree(name, text, looks_like_path)
     try:
-        return Spec.model_validate(tree.value)
+        spec = Spec.model_validate(tree.value)
+        return spec.with_provenance(Provenance.of_text(name, text, hashed))
     except ValidationError as error:
         diagnostics = _explain_validation_error(error, tree)
     except SpecSemanticError as error:
@@ -110,10 +130,36 @@ def _names_a_file(text: str) -> bool:
 # --- bytes -> text ---------------------------------------------------------------------------
 
 
-def _read_bytes(file: Path, name: str) -> bytes:
+#: The spec argument that means standard input (``cat spec.yaml | cliquegen build -``).
+STDIN = "-"
+
+
+def read_spec_source(source: str | os.PathLike[str], *, path: str | None = None) -> tuple[str, bytes]:
+    """(the name messages use, the bytes) of a spec file, read once and bounded by
+    :data:`MAX_BYTES`; :data:`STDIN` is standard input, named ``<stdin>``.  Read once, so a
+    pipe (``/dev/stdin``) gives the same text to every check and to the header's sha256."""
+    if os.fspath(source) == STDIN:
+        name = "<stdin>" if path in (None, STDIN) else path
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise SpecError([Diagnostic(name, None, None, "cannot read the spec: standard input is closed")])
+        return name, _read_bytes(stream, name)
+    name = path if path is not None else os.fspath(source)
+    return name, _read_bytes(Path(source), name)
+
+
+def load_spec_bytes(data: bytes, *, path: str, hashed: str = "file") -> Spec:
+    """Load and validate a spec from the bytes of a file (:func:`read_spec_source`)."""
+    return _validated(path, _decode(data, path), hashed)
+
+
+def _read_bytes(file: Path | typing.BinaryIO, name: str) -> bytes:
     try:
-        with file.open("rb") as stream:
-            data = stream.read(MAX_BYTES + 1)
+        if isinstance(file, Path):
+            with file.open("rb") as stream:
+                data = stream.read(MAX_BYTES + 1)
+        else:
+            data = file.read(MAX_BYTES + 1)
     except OSError as error:
         raise SpecError(
             [Diagnostic(name, None, None, f"cannot read the spec: {error.strerror or error}")]
@@ -290,11 +336,13 @@ class _Tree:
             return _BAD
         try:
             value = self._loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError, yaml.YAMLError) as error:
+        except _CONSTRUCTOR_ERRORS as error:
             kind = node.tag[len(_T) :]
             message = f"cannot read {_quote(node.value)} as {_KINDS.get(kind, kind)}"
-            if kind == "timestamp":  # e.g. "month must be in 1..12"
+            if kind == "timestamp" and isinstance(error, ValueError):  # "month must be in 1..12"
                 message += f": {error}; quote it if it is text"
+            elif kind == "timestamp":  # no date at all
+                message += " (such as 2001-12-14); quote it if it is text"
             elif "digits" in str(error):  # Python's limit on int("...")
                 message += f": it has {len(node.value)} characters, far too many"
             self._problem(node.start_mark, message)
@@ -303,7 +351,23 @@ class _Tree:
         if surprise:
             self._problem(node.start_mark, surprise)
             return _BAD
+        if isinstance(value, str) and _SURROGATE.search(value):
+            return self._paired(node, value)
         return value
+
+    def _paired(self, node: yaml.ScalarNode, value: str) -> Any:
+        """Text whose escapes spell UTF-16 surrogates (JSON writes 😀 as ``"\\ud83d\\ude00"``),
+        each pair joined into its character; a surrogate without its pair is refused."""
+        try:
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError as error:
+            unit = int.from_bytes(error.object[error.start : error.start + 2], "little")
+            self._problem(
+                node.start_mark,
+                f"the escape \\u{unit:04x} is half of a UTF-16 surrogate pair without its other half; "
+                "write the character itself",
+            )
+            return _BAD
 
     def _pairs(self, node: yaml.MappingNode) -> list[tuple[str, yaml.Node, yaml.Node]]:
         """The (key, key node, value node) of a mapping, `<<` merges applied, duplicates refused."""
@@ -575,7 +639,10 @@ def _expectation(item: dict[str, Any]) -> str | None:
         return ctx["expected"]
     if kind == "string_pattern_mismatch":
         if ctx.get("pattern") == NAME_PATTERN:
-            return "lower-case letters, digits and '-', starting with a letter (e.g. `cliquenet-k36-t12`)"
+            return (
+                "lower-case letters, digits and '-', starting with a letter and not ending with '-' "
+                "(e.g. `cliquenet-k36-t12`)"
+            )
         return f"text matching the pattern {ctx.get('pattern')}"
     if kind == "string_too_long":
         return f"at most {ctx['max_length']} characters long"

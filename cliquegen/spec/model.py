@@ -9,15 +9,26 @@ that holds the offending value.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    model_validator,
+)
 
 Loc = tuple[str | int, ...]
 
-NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+#: Lower-case words joined by ``-``, not ending in one: ``class-`` would build ``class_.py``,
+#: the module of the spec ``class`` (a Python keyword).
+NAME_PATTERN = r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
 PositiveInt = Annotated[int, Field(ge=1, le=100_000)]
 
 
@@ -203,6 +214,22 @@ class InitSpec(_Model):
     linear: LinearInit = "kaiming-uniform"
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a spec came from: the path as given (``<string>`` for text), the text itself, and
+    the sha256 of its bytes (of the file exactly as ``sha256sum`` reads it).  ``hashed`` says
+    what was hashed: ``file``, ``text``, or for a Spec built in Python its ``canonical JSON``."""
+
+    path: str
+    text: str
+    sha256: str
+    hashed: str = "file"
+
+    @classmethod
+    def of_text(cls, path: str, text: str, hashed: str = "file") -> Provenance:
+        return cls(path, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), hashed)
+
+
 class Spec(_Model):
     """A whole clique network."""
 
@@ -224,6 +251,41 @@ class Spec(_Model):
         description="training recomputes each update's concat -> BN -> ReLU -> conv in the backward "
         "pass instead of storing it: less activation memory, some more time",
     )
+
+    #: Top-level fields that :func:`~cliquegen.spec.shipped.apply_overrides` replaced, with
+    #: the values the spec had, so that a message can name the override instead of the spec.
+    _overridden: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def overridden(self) -> dict[str, Any]:
+        """``{"num_classes": 10}`` when an override replaced the spec's ``num_classes: 10``."""
+        return dict(self._overridden)
+
+    _provenance: Provenance | None = PrivateAttr(default=None)
+
+    @property
+    def provenance(self) -> Provenance:
+        """Where the spec came from, as the loader recorded it; a Spec made in Python (or by
+        overrides) has its canonical JSON as its text."""
+        if self._provenance is not None:
+            return self._provenance
+        text = self.model_dump_json(indent=2, exclude_unset=True) + "\n"
+        return Provenance.of_text("<string>", text, "canonical JSON")
+
+    def with_provenance(self, provenance: Provenance) -> Spec:
+        """This spec, recording where it came from (the loader's one place to say so)."""
+        spec = self.model_copy()
+        spec._provenance = provenance
+        return spec
+
+    def __eq__(self, other: object) -> bool:
+        """Specs are equal when they describe the same network, wherever they came from and
+        however they were arrived at (provenance and overrides are not compared)."""
+        if not isinstance(other, Spec):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = _Model.__hash__
 
     @property
     def module_name(self) -> str:
@@ -397,16 +459,21 @@ def _compression_problems(spec: Spec, blocks: list[BlockConfig]) -> list[tuple[L
 
 
 def _size_problems(spec: Spec) -> list[tuple[Loc, str]]:
-    """Spatial size must survive the stem and every transition's 2x2 pooling."""
-    size = min(spec.input.height, spec.input.width)
-    size = size // 4 if spec.stem.kind == "imagenet" else size
-    needed = 2 ** (len(spec.blocks) - 1)
-    if size < needed:
+    """Spatial size must survive the stem and every transition's 2x2 pooling.  The ImageNet
+    stem (7x7/2 conv, 3x3/2 max pool, both padded) gives ceil(side / 4), at least 1; each
+    transition's pooling floor(side / 2), which must stay at least 1."""
+    height, width = spec.input.height, spec.input.width
+    stem = ""
+    if spec.stem.kind == "imagenet":
+        height, width = (height + 3) // 4, (width + 3) // 4
+        stem = f" ({height}x{width} after the ImageNet stem)"
+    transitions = len(spec.blocks) - 1
+    if min(height, width) < 2**transitions:
         return [
             (
                 ("input",),
-                f"input of {spec.input.height}x{spec.input.width} is too small for "
-                f"{len(spec.blocks)} blocks (each transition halves it)",
+                f"input of {spec.input.height}x{spec.input.width}{stem} is too small for "
+                f"{len(spec.blocks)} blocks: their {transitions} transitions each halve it",
             )
         ]
     return []

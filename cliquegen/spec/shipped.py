@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -92,14 +93,49 @@ def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
             hint = f"; did you mean `{close[0]}`?" if close else ""
             raise UsageError(f"override {key}: unknown key{hint}")
     try:
+        result = Spec.model_validate(data)
+    except ValidationError as error:
+        problems = [(tuple(e["loc"]), _override_message(e)) for e in error.errors(include_url=False)]
+    except SpecSemanticError as error:
+        problems = error.problems
+    else:
+        replaced = {key: getattr(spec, key) for key in overrides if key in Spec.model_fields}
+        result._overridden = {
+            **replaced,
+            **spec.overridden,
+        }  # the spec's own values, not those of an override
+        return result
+    where = f"<{spec.name} overrides>"
+    raise SpecError(
+        [Diagnostic(where, None, None, f"override {'.'.join(map(str, loc))}: {msg}") for loc, msg in problems]
+    )
+
+
+def revalidated(spec: Spec) -> Spec:
+    """``spec`` checked again, as the builders receive it: a Spec is frozen, but
+    ``model_copy(update=...)``, ``model_construct`` and its lists change it without validation,
+    and such a Spec must give a SpecError here, not a raw exception deep in the compiler."""
+    if not isinstance(spec, Spec):
+        raise UsageError(f"expected a Spec, got {type(spec).__name__}")
+    where = f"<{getattr(spec, 'name', 'spec')} object>"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydantic warns while dumping wrongly typed fields
+            data = spec.model_dump(exclude_unset=True)
         return Spec.model_validate(data)
     except ValidationError as error:
         problems = [(tuple(e["loc"]), _override_message(e)) for e in error.errors(include_url=False)]
     except SpecSemanticError as error:
         problems = error.problems
-    where = f"<{spec.name} overrides>"
+    except (AttributeError, TypeError, ValueError) as error:  # fields missing (model_construct)
+        problems = [((), f"the Spec object is incomplete ({error})")]
     raise SpecError(
-        [Diagnostic(where, None, None, f"override {'.'.join(map(str, loc))}: {msg}") for loc, msg in problems]
+        [
+            Diagnostic(
+                where, None, None, f"{'.'.join(map(str, loc)) or 'spec'}: {msg} (changed after validation?)"
+            )
+            for loc, msg in problems
+        ]
     )
 
 

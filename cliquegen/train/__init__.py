@@ -3,6 +3,10 @@ sweeps and their results and figures.
 """
 
 from .._deprecated import forward
+from .config import TrainConfig, TrainResult
+from .loop import run
+
+__all__ = ["TrainConfig", "TrainResult", "run"]
 
 # The names of the flat layout's cliquegen.train module, for one release.
 __getattr__ = forward(
@@ -20,13 +24,10 @@ __getattr__ = forward(
         "RESUME_KEYS": "cliquegen.train.config",
         "RUN_FILES": "cliquegen.train.config",
         "TENSORBOARD": "cliquegen.train.config",
-        "TrainConfig": "cliquegen.train.config",
-        "TrainResult": "cliquegen.train.config",
         "evaluate_model": "cliquegen.train.loop",
         "load_checkpoint": "cliquegen.train.rundir",
         "plot_curves": "cliquegen.train.figures",
         "resolve_settings": "cliquegen.train.loop",
-        "run": "cliquegen.train.loop",
         "save_checkpoint": "cliquegen.train.rundir",
         "state_dict_hash": "cliquegen.train.rundir",
         "train": "cliquegen.train.loop",

@@ -1,13 +1,19 @@
-"""A training run's settings and result, and the names of the files a run folder holds."""
+"""A training run's settings (as given, and resolved against the recipe), its identity and
+result, and the names of the files a run folder holds."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data.sets import AUGMENTATIONS
+from ..errors import UsageError
+from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe
 from .recipes import milestones as milestones
 
 LAST, BEST, METRICS, METRICS_CSV, CURVES = "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
@@ -75,6 +81,7 @@ class TrainConfig:
     compile: bool = False
     tensorboard: bool = False
     safetensors: bool = False  # also write best.safetensors (the weights, with info as metadata)
+    root: str | None = None  # writes stay inside this folder (default: out; a sweep gives its --out)
 
 
 @dataclass
@@ -100,3 +107,107 @@ class TrainResult:
     @property
     def best_accuracy(self) -> float:
         return self.metrics["best"]["test_accuracy"]
+
+
+def run_identity(spec_sha256: str | None, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run trained: the sha256 of its spec's text and every setting that shapes it.
+
+    A run folder is continued (``--resume``) or taken as finished by a sweep only for a run of
+    the same identity, never by its spec's name alone; ``last.pt`` (its ``info`` and
+    ``settings``) and ``metrics.json`` record it."""
+    return {"spec_sha256": spec_sha256} | {key: settings.get(key) for key in RESUME_KEYS}
+
+
+def identity_changes(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> str:
+    """How the ``recorded`` identity differs from the ``wanted`` one, for a message ("" when
+    they are the same): the other spec version, then each other setting as the run had it."""
+    changed = [key for key in wanted if recorded.get(key) != wanted[key]]
+    parts = []
+    if "spec_sha256" in changed:
+        old = recorded.get("spec_sha256")
+        parts.append(
+            f"another version of the spec {wanted.get('spec')} (sha256 {str(old)[:12]}, "
+            f"now {str(wanted['spec_sha256'])[:12]})"
+            if isinstance(old, str)
+            else "no record of which spec file it trained (an older cliquegen wrote it)"
+        )
+    settings = [f"{key}={_short(recorded.get(key))}" for key in changed if key != "spec_sha256"]
+    if settings:
+        parts.append(", ".join(settings))
+    return "; ".join(parts)
+
+
+class DivergedError(UsageError):
+    """The loss or the weights of a run stopped being finite numbers; the run folder keeps the
+    files of the last finite epoch."""
+
+
+def resolve_settings(config: TrainConfig, spec_name: str, world_size: int = 1) -> dict[str, Any]:
+    """The run's settings: the config's values, the recipe's where the config has None."""
+    recipe = get_recipe(config.recipe)
+    optimizer = config.optimizer or recipe.optimizer
+    default_lr = ADAMW_LR if optimizer == "adamw" else recipe.lr
+    epochs = config.epochs if config.epochs is not None else recipe.epochs_for(config.data)
+    settings = {
+        "spec": spec_name,
+        "data": config.data,
+        "recipe": recipe.name,
+        "epochs": epochs,
+        "batch_size": config.batch_size if config.batch_size is not None else recipe.batch_size,
+        "lr": config.lr if config.lr is not None else default_lr,
+        "momentum": config.momentum if config.momentum is not None else recipe.momentum,
+        "weight_decay": config.weight_decay if config.weight_decay is not None else recipe.weight_decay,
+        "optimizer": optimizer,
+        "schedule": config.schedule or recipe.schedule,
+        "milestones": recipe.milestones(epochs),
+        "warmup": config.warmup,
+        "label_smoothing": config.label_smoothing,
+        "augment": config.augment or recipe.augment,
+        "seed": config.seed,
+        "subset": config.subset,
+        "amp": config.amp,
+        "num_classes": config.num_classes,
+        "finetune": config.finetune,
+    }
+    _check(settings, config, world_size)
+    return settings
+
+
+def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> None:
+    """Refuse settings torch would reject late, or accept and train wrongly."""
+
+    def number(name: str, value: float, ok: bool, need: str) -> None:
+        if not (isinstance(value, int | float) and math.isfinite(value) and ok):
+            raise UsageError(f"--{name.replace('_', '-')} must be {need}, got {value!r}")
+
+    number("epochs", settings["epochs"], settings["epochs"] >= 1, "at least 1")
+    number("batch_size", settings["batch_size"], settings["batch_size"] >= 1, "at least 1")
+    batch = settings["batch_size"]
+    if batch < world_size or batch % world_size:
+        raise UsageError(
+            f"--batch-size {batch} is the global batch and must be a multiple of the {world_size} processes"
+        )
+    number("lr", settings["lr"], settings["lr"] > 0, "a positive number")
+    number("momentum", settings["momentum"], 0 <= settings["momentum"] < 1, "in [0, 1)")
+    number("weight_decay", settings["weight_decay"], settings["weight_decay"] >= 0, "at least 0")
+    number("warmup", settings["warmup"], 0 <= settings["warmup"] < settings["epochs"], "in [0, epochs)")
+    ls = settings["label_smoothing"]
+    number("label_smoothing", ls, 0 <= ls < 1, "in [0, 1)")
+    number("workers", config.workers, config.workers >= 0, "at least 0")
+    for name in ("subset", "stop_after", "num_classes"):
+        value = getattr(config, name)
+        if value is not None:
+            number(name, value, value >= 1, "at least 1")
+    for name, value, choices in (
+        ("optimizer", settings["optimizer"], OPTIMIZERS),
+        ("schedule", settings["schedule"], SCHEDULES),
+        ("augment", settings["augment"], AUGMENTATIONS),
+        ("amp", settings["amp"] or "bf16", tuple(AMP_DTYPES)),  # None: full precision
+    ):
+        if value not in choices:
+            raise UsageError(f"unknown --{name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:60]}..."

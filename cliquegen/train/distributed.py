@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import fx, nn
 
-from ..errors import UsageError
+from ..errors import CliqueGenError, UsageError
 from .config import DEVICES
 from .recipes import milestones as milestones
 
@@ -124,3 +125,22 @@ def broadcast(value: Any, ctx: Context) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_rank0(decide: Callable[[], Any], ctx: Context) -> Any:
+    """``decide()`` on rank 0 (which alone sees the run folder), its result shared with every
+    rank; an error of the user's there stops every rank, so none waits for the others forever
+    (rank 0 raises it as it was, the others as a UsageError with its message)."""
+    outcome: Any = None
+    failure: CliqueGenError | None = None
+    if ctx.main:
+        try:
+            outcome = ("ok", decide())
+        except CliqueGenError as error:
+            failure, outcome = error, ("error", str(error))
+    outcome = broadcast(outcome, ctx)
+    if failure is not None:
+        raise failure
+    if outcome[0] == "error":
+        raise UsageError(outcome[1])
+    return outcome[1]

@@ -1,4 +1,5 @@
-"""``cliquegen eval`` and ``cliquegen predict``: a trained model on a data set, or on images.
+"""``cliquegen eval`` and ``cliquegen predict``: a trained model on a data set, or on images;
+:func:`evaluate_model`, the test scores of a model, which every training epoch also reports.
 
 Both build the spec's model, load the weights strictly (a checkpoint from ``cliquegen train``
 or a plain state_dict) and take the class names and the input normalisation from the
@@ -12,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..checkpoint.info import ModelInfo
 from ..checkpoint.load import load_trained
@@ -20,8 +24,56 @@ from ..data.folder import read_image
 from ..data.sets import ImageData, Normalization, load_data
 from ..errors import UsageError
 from ..spec.model import Spec
+from .config import AMP_DTYPES
 from .distributed import use_cuda
-from .loop import evaluate_model
+
+
+def evaluate_model(
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int,
+    workers: int = 0,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    amp: str | None = None,
+) -> dict[str, float]:
+    """Loss, top-1 and top-5 accuracy over the whole ``dataset`` (each rank scores every
+    world_size-th image; the sums are reduced over the ranks)."""
+    if not len(dataset):  # every rank sees the same length: all stop together
+        raise UsageError("no test images to evaluate: the test split is empty")
+    shard = Subset(dataset, range(rank, len(dataset), world_size))
+    generator = torch.Generator().manual_seed(0)  # evaluation draws nothing from the run's RNG
+    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, generator=generator)
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, images
+    with torch.no_grad():
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            with torch.autocast(
+                device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp is not None
+            ):
+                logits = model(images)
+            logits = logits.float()
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            hits = top == labels[:, None]
+            sums += torch.stack(
+                [
+                    F.cross_entropy(logits, labels, reduction="sum").double(),
+                    hits[:, 0].sum().double(),
+                    hits.any(dim=1).sum().double(),
+                    sums.new_tensor(len(labels)),
+                ]
+            )
+    if world_size > 1:
+        dist.all_reduce(sums)
+    count = float(sums[3])
+    return {"loss": float(sums[0]) / count, "top1": float(sums[1]) / count, "top5": float(sums[2]) / count}
+
+
+#: Images ``predict`` reads and runs at once.
+PREDICT_BATCH = 64
 
 
 def _device(device: str) -> torch.device:
@@ -103,26 +155,30 @@ def predict(
     mode = "L" if spec_.input.channels == 1 else "RGB"
     size = (spec_.input.height, spec_.input.width)
     transform = info.eval_transform if info is not None else "resize"
-    batch = torch.stack([read_image(Path(path), mode, size, transform) for path in images])
-    if info is not None and info.mean is not None:
-        mean = torch.tensor(info.mean).reshape(1, -1, 1, 1)
-        std = torch.tensor(info.std).reshape(1, -1, 1, 1)
-        batch = (batch - mean) / std
     classes = (
         info.classes if info is not None and info.classes else [str(k) for k in range(spec_.num_classes)]
     )
     where = _device(device)
-    with torch.no_grad():
-        probabilities = trained.model.to(where)(batch.to(where)).float().softmax(dim=1).cpu()
-    k = min(top_k, probabilities.shape[1])
-    values, indices = probabilities.topk(k, dim=1)
-    return [
-        {
-            "image": str(path),
-            "top": [
-                {"class": classes[int(i)], "index": int(i), "probability": float(p)}
-                for p, i in zip(values[row], indices[row], strict=True)
-            ],
-        }
-        for row, path in enumerate(images)
-    ]
+    model = trained.model.to(where)
+    results = []
+    for start in range(0, len(images), PREDICT_BATCH):  # memory bounded by the batch, not the list
+        paths = images[start : start + PREDICT_BATCH]
+        batch = torch.stack([read_image(Path(path), mode, size, transform) for path in paths])
+        if info is not None and info.mean is not None and info.std is not None:
+            mean = torch.tensor(info.mean).reshape(1, -1, 1, 1)
+            std = torch.tensor(info.std).reshape(1, -1, 1, 1)
+            batch = (batch - mean) / std
+        with torch.no_grad():
+            probabilities = model(batch.to(where)).float().softmax(dim=1).cpu()
+        values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+        results += [
+            {
+                "image": str(path),
+                "top": [
+                    {"class": classes[int(i)], "index": int(i), "probability": float(p)}
+                    for p, i in zip(values[row], indices[row], strict=True)
+                ],
+            }
+            for row, path in enumerate(paths)
+        ]
+    return results

@@ -18,16 +18,17 @@ values and load with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
@@ -36,9 +37,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ..checkpoint.info import ModelInfo, model_info, spec_record
 from ..checkpoint.load import load_weights_into
-from ..data.sets import AUGMENTATIONS, fetch_data, load_data
+from ..data.base import ImageData
+from ..data.sets import fetch_data, load_data
 from ..errors import UsageError
 from ..models import create_model
+from ..spec.model import Spec
 from ..spec.shipped import apply_overrides, resolve_spec
 from .config import (
     AMP_DTYPES,
@@ -47,90 +50,50 @@ from .config import (
     HISTORY_COLUMNS,
     LAST,
     RESUME_KEYS,
+    DivergedError,
     TrainConfig,
     TrainResult,
+    identity_changes,
+    resolve_settings,
+    run_identity,
 )
 from .distributed import (
     Context,
     average_buffers,
-    broadcast,
     gather,
     has_unused_parameters,
     loader_seed,
+    on_rank0,
     rng_state,
     set_rng_state,
     setup,
 )
-from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe, make_optimization
+from .evaluate import evaluate_model
+from .recipes import make_optimization
 from .recipes import milestones as milestones
+from .resume import check_like, check_optimizer, damaged, load_state, read_last, recorded_identity
 from .rundir import (
     draw_run_curves,
+    folder_lock,
     load_checkpoint,
+    make_folder,
     prepare_out,
     run_metrics,
     save_best_safetensors,
     save_checkpoint,
+    say,
     state_dict_hash,
     tensorboard_writer,
     write_metrics,
 )
-
-# --- RNG states as tensors and plain values, so checkpoints load with weights_only=True --------
-
-
-# --- files --------------------------------------------------------------------------------------
-
-
-# --- the loop -----------------------------------------------------------------------------------
-
-
-def evaluate_model(
-    model: nn.Module,
-    dataset: Dataset,
-    device: torch.device,
-    batch_size: int,
-    workers: int = 0,
-    *,
-    rank: int = 0,
-    world_size: int = 1,
-    amp: str | None = None,
-) -> dict[str, float]:
-    """Loss, top-1 and top-5 accuracy over the whole ``dataset`` (each rank scores every
-    world_size-th image; the sums are reduced over the ranks)."""
-    shard = Subset(dataset, range(rank, len(dataset), world_size))
-    generator = torch.Generator().manual_seed(0)  # evaluation draws nothing from the run's RNG
-    loader = DataLoader(shard, batch_size=batch_size, num_workers=workers, generator=generator)
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, images
-    with torch.no_grad():
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            with torch.autocast(
-                device.type, dtype=AMP_DTYPES.get(amp, torch.float32), enabled=amp is not None
-            ):
-                logits = model(images)
-            logits = logits.float()
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            hits = top == labels[:, None]
-            sums += torch.stack(
-                [
-                    F.cross_entropy(logits, labels, reduction="sum").double(),
-                    hits[:, 0].sum().double(),
-                    hits.any(dim=1).sum().double(),
-                    sums.new_tensor(len(labels)),
-                ]
-            )
-    if world_size > 1:
-        dist.all_reduce(sums)
-    count = max(float(sums[3]), 1.0)
-    return {"loss": float(sums[0]) / count, "top1": float(sums[1]) / count, "top5": float(sums[2]) / count}
 
 
 def run(config: TrainConfig, console: Console | None = None) -> TrainResult:
     """Train ``config.spec`` on ``config.data``; rank 0 writes the run folder ``config.out``."""
     ctx = setup(config.device)
     try:
-        result = _train(config, ctx, console or Console(highlight=False))
+        with contextlib.ExitStack() as held:  # the run folder's lock, TensorBoard's writer
+            result = _train(config, ctx, console or Console(highlight=False), held)
         if ctx.distributed:  # rank 0 is still writing files; tear the group down together
             dist.barrier()
         return result
@@ -142,72 +105,6 @@ def run(config: TrainConfig, console: Console | None = None) -> TrainResult:
 def train(config: TrainConfig, console: Console | None = None) -> dict[str, Any]:
     """:func:`run`, returning only the metrics that rank 0 writes to metrics.json."""
     return run(config, console).metrics
-
-
-def resolve_settings(config: TrainConfig, spec_name: str, world_size: int = 1) -> dict[str, Any]:
-    """The run's settings: the config's values, the recipe's where the config has None."""
-    recipe = get_recipe(config.recipe)
-    optimizer = config.optimizer or recipe.optimizer
-    default_lr = ADAMW_LR if optimizer == "adamw" else recipe.lr
-    epochs = config.epochs if config.epochs is not None else recipe.epochs_for(config.data)
-    settings = {
-        "spec": spec_name,
-        "data": config.data,
-        "recipe": recipe.name,
-        "epochs": epochs,
-        "batch_size": config.batch_size if config.batch_size is not None else recipe.batch_size,
-        "lr": config.lr if config.lr is not None else default_lr,
-        "momentum": config.momentum if config.momentum is not None else recipe.momentum,
-        "weight_decay": config.weight_decay if config.weight_decay is not None else recipe.weight_decay,
-        "optimizer": optimizer,
-        "schedule": config.schedule or recipe.schedule,
-        "milestones": recipe.milestones(epochs),
-        "warmup": config.warmup,
-        "label_smoothing": config.label_smoothing,
-        "augment": config.augment or recipe.augment,
-        "seed": config.seed,
-        "subset": config.subset,
-        "amp": config.amp,
-        "num_classes": config.num_classes,
-        "finetune": config.finetune,
-    }
-    _check(settings, config, world_size)
-    return settings
-
-
-def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> None:
-    """Refuse settings torch would reject late, or accept and train wrongly."""
-
-    def number(name: str, value: float, ok: bool, need: str) -> None:
-        if not (isinstance(value, int | float) and math.isfinite(value) and ok):
-            raise UsageError(f"--{name.replace('_', '-')} must be {need}, got {value!r}")
-
-    number("epochs", settings["epochs"], settings["epochs"] >= 1, "at least 1")
-    number("batch_size", settings["batch_size"], settings["batch_size"] >= 1, "at least 1")
-    batch = settings["batch_size"]
-    if batch < world_size or batch % world_size:
-        raise UsageError(
-            f"--batch-size {batch} is the global batch and must be a multiple of the {world_size} processes"
-        )
-    number("lr", settings["lr"], settings["lr"] > 0, "a positive number")
-    number("momentum", settings["momentum"], 0 <= settings["momentum"] < 1, "in [0, 1)")
-    number("weight_decay", settings["weight_decay"], settings["weight_decay"] >= 0, "at least 0")
-    number("warmup", settings["warmup"], 0 <= settings["warmup"] < settings["epochs"], "in [0, epochs)")
-    ls = settings["label_smoothing"]
-    number("label_smoothing", ls, 0 <= ls < 1, "in [0, 1)")
-    number("workers", config.workers, config.workers >= 0, "at least 0")
-    for name in ("subset", "stop_after", "num_classes"):
-        value = getattr(config, name)
-        if value is not None:
-            number(name, value, value >= 1, "at least 1")
-    for name, value, choices in (
-        ("optimizer", settings["optimizer"], OPTIMIZERS),
-        ("schedule", settings["schedule"], SCHEDULES),
-        ("augment", settings["augment"], AUGMENTATIONS),
-        ("amp", settings["amp"] or "bf16", tuple(AMP_DTYPES)),  # None: full precision
-    ):
-        if value not in choices:
-            raise UsageError(f"unknown --{name} {value!r}; choose one of {', '.join(choices)}")
 
 
 def _load_finetune(model: nn.Module, config: TrainConfig, spec, console: Console, main: bool) -> None:
@@ -222,14 +119,92 @@ def _load_finetune(model: nn.Module, config: TrainConfig, spec, console: Console
             k: ours[k] for k in head
         }
         if main:
-            console.print(
-                f"fine-tuning with a new classifier: {spec.num_classes} classes (the weights had {old})"
+            say(
+                console,
+                f"fine-tuning with a new classifier: {spec.num_classes} classes (the weights had {old})",
             )
     wrapped = {**checkpoint, "model": state} if isinstance(checkpoint.get("model"), dict) else state
     load_weights_into(model, wrapped, spec, config.finetune)
 
 
-def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
+# --- the phases of a run -------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """One run's state, handed from phase to phase."""
+
+    config: TrainConfig
+    ctx: Context
+    console: Console
+    spec: Spec
+    settings: dict[str, Any]
+    data: ImageData
+    train_set: Dataset
+    test_set: Dataset
+    info: ModelInfo
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "test_accuracy": -1.0})
+    start: int = 0  # epochs done before this process started
+    writer: Any = None  # TensorBoard's SummaryWriter, rank 0 with --tensorboard
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    @property
+    def root(self) -> Path:
+        """Every write of the run stays inside this folder."""
+        return Path(self.config.root) if self.config.root is not None else self.out
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return run_identity(self.info.spec_sha256, self.settings)
+
+    def metrics(self) -> dict[str, Any]:
+        return run_metrics(
+            self.config, self.settings, self.data.name, self.ctx, self.history, self.best,
+            self.info.spec_sha256,
+        )  # fmt: skip
+
+
+def _train(config: TrainConfig, ctx: Context, console: Console, held: contextlib.ExitStack) -> TrainResult:
+    run = _set_up(config, ctx, console)
+    _open_folder(run, held)
+    if config.resume:
+        _resume(run)
+    elif ctx.rank:  # different dropout masks on every rank
+        torch.manual_seed(config.seed + ctx.rank)
+        random.seed(config.seed + ctx.rank)
+    loader, sampler, generator = _loader(run)
+    net = _wrap(run)
+    run.writer = tensorboard_writer(run.out, run.root, config, ctx, run.start)
+    if run.writer is not None:
+        held.callback(run.writer.close)
+    epochs = run.settings["epochs"]
+    end = epochs if config.stop_after is None else min(epochs, config.stop_after)
+    _announce(run, end)
+    started = time.perf_counter()
+    for epoch in range(run.start, end):
+        tic = time.perf_counter()
+        sampler.set_epoch(epoch)
+        generator.manual_seed(loader_seed(config.seed, epoch, ctx.rank, 0))
+        lr = run.optimizer.param_groups[0]["lr"]
+        totals = _train_epoch(run, net, loader, epoch)
+        record = _validate(run, epoch, totals, lr, tic)
+        _check_finite(run, record)
+        _save_epoch(run, record)
+    return _finish(run, started)
+
+
+def _set_up(config: TrainConfig, ctx: Context, console: Console) -> _Run:
+    """Settings, data, the model's info, the model, its optimizer and scheduler: everything
+    that can be refused before the run folder is touched."""
     base_spec = resolve_spec(config.spec)
     settings = resolve_settings(config, base_spec.name, ctx.world_size)
     spec = apply_overrides(base_spec, num_classes=config.num_classes)
@@ -243,10 +218,9 @@ def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
     if config.subset is not None:
         train_set = Subset(train_set, range(min(config.subset, len(train_set))))
         test_set = Subset(test_set, range(min(config.subset, len(test_set))))
-    out = Path(config.out)
-    last = out / LAST
+    if len(test_set) == 0:
+        raise UsageError(f"{data.name} has no test images: a run needs some to measure its accuracy")
     info = model_info(
-        config.spec,
         spec if config.num_classes is None else base_spec,
         classes=data.classes,
         mean=data.mean,
@@ -257,208 +231,298 @@ def _train(config: TrainConfig, ctx: Context, console: Console) -> TrainResult:
         else "resize",
         overrides={"num_classes": config.num_classes} if config.num_classes is not None else {},
     )
-
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     random.seed(config.seed)
     model = create_model(spec).to(ctx.device)
     if config.finetune and not config.resume:
         _load_finetune(model, config, spec, console, ctx.main)
     optimizer, scheduler = make_optimization(settings, model.parameters())
-    scaler = torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16")
-    criterion = nn.CrossEntropyLoss(label_smoothing=settings["label_smoothing"])
-    history: list[dict[str, Any]] = []
-    best = {"epoch": 0, "test_accuracy": -1.0}
-    start = 0
+    return _Run(
+        config, ctx, console, spec, settings, data, train_set, test_set, info, model, optimizer, scheduler,
+        scaler=torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"),
+        criterion=nn.CrossEntropyLoss(label_smoothing=settings["label_smoothing"]),
+    )  # fmt: skip
 
-    if config.resume:
-        checkpoint = broadcast(load_checkpoint(last) if ctx.main and last.exists() else None, ctx)
-        if checkpoint is None:
+
+def _open_folder(run: _Run, held: contextlib.ExitStack) -> None:
+    """Rank 0 makes the run folder (inside its root), takes its lock for the whole run (held
+    by ``held``) and, for a new run, clears or refuses an earlier run's files."""
+    config, out = run.config, run.out
+    last = out / LAST
+
+    def open_folder() -> None:
+        if config.resume and not (last.exists() or last.is_symlink()):
             raise UsageError(f"--resume: {last} does not exist; start without --resume")
-        changed = [k for k in RESUME_KEYS if checkpoint["settings"].get(k) != settings[k]]
-        if changed:
-            was = ", ".join(f"{k}={checkpoint['settings'].get(k)!r}" for k in changed)
-            raise UsageError(f"--resume: {last} was written with {was}; resume with the same settings")
-        load_weights_into(model, checkpoint, spec, last)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if "scaler" in checkpoint:
-            scaler.load_state_dict(checkpoint["scaler"])
-        start, history, best = checkpoint["epoch"], checkpoint["history"], checkpoint["best"]
-        rng = checkpoint["rng"]
+        make_folder(out, run.root)
+        held.enter_context(folder_lock(out, run.root))
+        if not config.resume:
+            prepare_out(out, config.force)
+
+    on_rank0(open_folder, run.ctx)
+
+
+def _resume(run: _Run) -> None:
+    """Continue from ``last.pt``: checked as a whole on rank 0 (which alone reads it), then
+    loaded field by field on every rank."""
+    ctx, last = run.ctx, run.out / LAST
+    checkpoint = on_rank0(lambda: read_last(last), ctx)
+    changes = identity_changes(recorded_identity(checkpoint), run.identity)
+    if changes:
+        raise UsageError(
+            f"--resume: {last} was written with {changes}; resume with the same spec and settings"
+        )
+    start = checkpoint["epoch"]
+    if start > run.settings["epochs"]:
+        raise damaged(last, "epoch", f"at most the run's {run.settings['epochs']} epochs", start)
+    load_weights_into(run.model, checkpoint, run.spec, last)
+    check_optimizer(checkpoint["optimizer"], run.optimizer, last)
+    load_state(run.optimizer, checkpoint["optimizer"], "optimizer", last)
+    check_like(checkpoint["scheduler"], run.scheduler.state_dict(), "scheduler", last)
+    if checkpoint["scheduler"]["last_epoch"] != start:
+        raise damaged(
+            last, "scheduler.last_epoch", f"{start} (its epoch)", checkpoint["scheduler"]["last_epoch"]
+        )
+    load_state(run.scheduler, checkpoint["scheduler"], "scheduler", last)
+    if "scaler" in checkpoint and run.scaler.is_enabled():
+        check_like(checkpoint["scaler"], run.scaler.state_dict(), "scaler", last)
+        load_state(run.scaler, checkpoint["scaler"], "scaler", last)
+    run.start, run.history, run.best = start, checkpoint["history"], dict(checkpoint["best"])
+    rng = checkpoint["rng"]
+    try:
         if len(rng) == ctx.world_size:
             set_rng_state(rng[ctx.rank], ctx)
         else:  # a different number of processes: continue, but not bit for bit
             set_rng_state(rng[0], ctx)
-            torch.manual_seed(config.seed + 7919 * (start + 1) + ctx.rank)
+            torch.manual_seed(run.config.seed + 7919 * (start + 1) + ctx.rank)
             if ctx.main:
-                console.print(f"note: resuming a {len(rng)}-process run on {ctx.world_size} processes")
-    else:
-        prepare_out(out, config, ctx)
-        if ctx.rank:  # different dropout masks on every rank
-            torch.manual_seed(config.seed + ctx.rank)
-            random.seed(config.seed + ctx.rank)
-    if ctx.main:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise UsageError(f"cannot create {out}: {error.strerror or error}") from None
+                say(run.console, f"note: resuming a {len(rng)}-process run on {ctx.world_size} processes")
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise damaged(last, "rng", "RNG states this torch and Python can restore", str(error)) from None
 
-    net: nn.Module = model
-    if ctx.distributed:
-        net = DistributedDataParallel(
-            model,
-            device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=has_unused_parameters(model),
-        )
-    if config.compile:
-        net = torch.compile(net)
+
+def _loader(run: _Run) -> tuple[DataLoader, DistributedSampler, torch.Generator]:
+    ctx = run.ctx
     sampler = DistributedSampler(
-        train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
+        run.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=run.config.seed
     )
-    per_rank = settings["batch_size"] // ctx.world_size
+    per_rank = run.settings["batch_size"] // ctx.world_size
     if sampler.num_samples < 2:
         raise UsageError(
-            f"{len(train_set)} training image(s) for {ctx.world_size} process(es): BatchNorm needs at "
+            f"{len(run.train_set)} training image(s) for {ctx.world_size} process(es): BatchNorm needs at "
             "least 2 images per step"
         )
     generator = torch.Generator()
     loader = DataLoader(
-        train_set,
+        run.train_set,
         batch_size=per_rank,
         sampler=sampler,
-        num_workers=config.workers,
+        num_workers=run.config.workers,
         pin_memory=ctx.device.type == "cuda",
         generator=generator,
         # a last batch of one image would make BatchNorm fail (one value per channel): drop it
         drop_last=sampler.num_samples % per_rank == 1,
     )
-    writer = tensorboard_writer(out, config, ctx, start)
-    end = settings["epochs"] if config.stop_after is None else min(settings["epochs"], config.stop_after)
-    epochs = settings["epochs"]
-    if ctx.main and start < end:
-        console.print(
-            f"training {spec.name} on {data.name}: {len(train_set)} train / {len(test_set)} test images, "
-            f"{ctx.world_size} process{'es' if ctx.distributed else ''} on {ctx.device.type}, "
-            f"epochs {start + 1}..{end} of {epochs}; {settings['recipe']}: {settings['optimizer']} "
-            f"lr {settings['lr']:g}, batch {settings['batch_size']}, {settings['schedule']} schedule"
-        )
-    started = time.perf_counter()
-    amp_dtype = AMP_DTYPES.get(config.amp or "", torch.float32)
-    for epoch in range(start, end):
-        tic = time.perf_counter()
-        sampler.set_epoch(epoch)
-        generator.manual_seed(loader_seed(config.seed, epoch, ctx.rank, 0))
-        lr = optimizer.param_groups[0]["lr"]
-        net.train()
-        totals = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, correct, images
-        progress = Progress(
-            TextColumn(f"epoch {epoch + 1}/{epochs}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not (ctx.main and console.is_terminal),
-        )
-        with progress:
-            task = progress.add_task("train", total=len(loader), loss=float("nan"))
-            step_seconds = []
-            for images, labels in loader:
-                step_start = time.perf_counter()
-                images = images.to(ctx.device, non_blocking=True)
-                labels = labels.to(ctx.device, non_blocking=True)
-                with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=config.amp is not None):
-                    logits = net(images)
-                loss = criterion(logits.float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                correct = (logits.detach().argmax(dim=1) == labels).sum().double()
-                totals += torch.stack(
-                    [loss.detach().double() * len(labels), correct, totals.new_tensor(len(labels))]
-                )
-                progress.update(task, advance=1, loss=float(totals[0] / totals[2]))  # waits for the step
-                step_seconds.append(time.perf_counter() - step_start)
-        if config.compile and epoch == start and ctx.main:
-            after = step_seconds[1:]
-            others = f", then {statistics.median(after) * 1e3:.0f} ms a step (median)" if after else ""
-            console.print(f"torch.compile: the first step took {step_seconds[0]:.1f} s (it compiles){others}")
-        scheduler.step()
-        if ctx.distributed:
-            dist.all_reduce(totals)
-        average_buffers(model, ctx)
-        scores = evaluate_model(
-            model, test_set, ctx.device, per_rank, config.workers,
-            rank=ctx.rank, world_size=ctx.world_size, amp=config.amp,
-        )  # fmt: skip
-        record = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train_loss": float(totals[0] / totals[2]),
-            "train_accuracy": float(totals[1] / totals[2]),
-            "test_loss": scores["loss"],
-            "test_accuracy": scores["top1"],
-            "test_top5": scores["top5"],
-            "seconds": round(time.perf_counter() - tic, 3),
-        }
-        history.append(record)
-        improved = record["test_accuracy"] > best["test_accuracy"]
-        if improved:
-            best = {"epoch": epoch + 1, "test_accuracy": record["test_accuracy"]}
-        rng = gather(rng_state(ctx), ctx)
-        if ctx.main:
-            checkpoint = {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng,
-                "history": history,
-                "best": best,
-                "settings": settings,
-                "world_size": ctx.world_size,
-                "info": info.to_dict(),
-                "spec": spec_record(info),
-            }
-            if scaler.is_enabled():
-                checkpoint["scaler"] = scaler.state_dict()
-            save_checkpoint(last, checkpoint, root=out)
-            if improved:
-                best_checkpoint = {"epoch": epoch + 1, "model": checkpoint["model"], "best": best}
-                best_checkpoint |= {"info": info.to_dict(), "spec": spec_record(info)}
-                save_checkpoint(out / BEST, best_checkpoint, root=out)
-                if config.safetensors:
-                    save_best_safetensors(out / BEST_SAFETENSORS, checkpoint["model"], info, out)
-            write_metrics(out, run_metrics(config, settings, data.name, ctx, history, best))
-            if writer is not None:
-                for key in HISTORY_COLUMNS[1:]:
-                    writer.add_scalar(key, record[key], epoch + 1)
-                writer.flush()
-            console.print(
-                f"epoch {epoch + 1}/{epochs}  lr {lr:.4g}  loss {record['train_loss']:.4f}  "
-                f"train {100 * record['train_accuracy']:.2f}%  test loss {record['test_loss']:.4f}  "
-                f"top-1 {100 * record['test_accuracy']:.2f}%  top-5 {100 * record['test_top5']:.2f}%  "
-                f"{record['seconds']:.1f}s"
-            )
+    return loader, sampler, generator
 
-    hashes = gather(state_dict_hash(model), ctx)
-    metrics = run_metrics(config, settings, data.name, ctx, history, best)
+
+def _wrap(run: _Run) -> nn.Module:
+    """The module the steps call: the model, under DDP with several processes, compiled with
+    --compile."""
+    ctx, net = run.ctx, run.model
+    if ctx.distributed:
+        net = DistributedDataParallel(
+            run.model,
+            device_ids=[ctx.device] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=has_unused_parameters(run.model),
+        )
+    if run.config.compile:
+        net = torch.compile(net)
+    return net
+
+
+def _announce(run: _Run, end: int) -> None:
+    ctx, settings = run.ctx, run.settings
+    if ctx.main and run.start < end:
+        say(
+            run.console,
+            f"training {run.spec.name} on {run.data.name}: {len(run.train_set)} train / "
+            f"{len(run.test_set)} test images, {ctx.world_size} process{'es' if ctx.distributed else ''} "
+            f"on {ctx.device.type}, epochs {run.start + 1}..{end} of {settings['epochs']}; "
+            f"{settings['recipe']}: {settings['optimizer']} lr {settings['lr']:g}, batch "
+            f"{settings['batch_size']}, {settings['schedule']} schedule",
+        )
+
+
+def _train_epoch(run: _Run, net: nn.Module, loader: DataLoader, epoch: int) -> torch.Tensor:
+    """One pass over this rank's share of the training set; returns its sums (loss, correct,
+    images), the scheduler stepped."""
+    config, ctx = run.config, run.ctx
+    amp_dtype = AMP_DTYPES.get(config.amp or "", torch.float32)
+    net.train()
+    totals = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # loss sum, correct, images
+    progress = Progress(
+        TextColumn(f"epoch {epoch + 1}/{run.settings['epochs']}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeRemainingColumn(),
+        console=run.console,
+        transient=True,
+        disable=not (ctx.main and run.console.is_terminal),
+    )
+    with progress:
+        task = progress.add_task("train", total=len(loader), loss=float("nan"))
+        step_seconds = []
+        for images, labels in loader:
+            step_start = time.perf_counter()
+            images = images.to(ctx.device, non_blocking=True)
+            labels = labels.to(ctx.device, non_blocking=True)
+            with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=config.amp is not None):
+                logits = net(images)
+            loss = run.criterion(logits.float(), labels)
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            correct = (logits.detach().argmax(dim=1) == labels).sum().double()
+            totals += torch.stack(
+                [loss.detach().double() * len(labels), correct, totals.new_tensor(len(labels))]
+            )
+            progress.update(task, advance=1, loss=float(totals[0] / totals[2]))  # waits for the step
+            step_seconds.append(time.perf_counter() - step_start)
+    if config.compile and epoch == run.start and ctx.main:
+        after = step_seconds[1:]
+        others = f", then {statistics.median(after) * 1e3:.0f} ms a step (median)" if after else ""
+        say(run.console, f"torch.compile: the first step took {step_seconds[0]:.1f} s (it compiles){others}")
+    run.scheduler.step()
+    return totals
+
+
+def _validate(run: _Run, epoch: int, totals: torch.Tensor, lr: float, tic: float) -> dict[str, Any]:
+    """The epoch's record: the training sums of every rank, and the test scores of the model
+    with its BatchNorm statistics averaged over the ranks."""
+    ctx = run.ctx
+    if ctx.distributed:
+        dist.all_reduce(totals)
+    average_buffers(run.model, ctx)
+    scores = evaluate_model(
+        run.model, run.test_set, ctx.device, run.settings["batch_size"] // ctx.world_size,
+        run.config.workers, rank=ctx.rank, world_size=ctx.world_size, amp=run.config.amp,
+    )  # fmt: skip
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train_loss": float(totals[0] / totals[2]),
+        "train_accuracy": float(totals[1] / totals[2]),
+        "test_loss": scores["loss"],
+        "test_accuracy": scores["top1"],
+        "test_top5": scores["top5"],
+        "seconds": round(time.perf_counter() - tic, 3),
+    }
+
+
+def _check_finite(run: _Run, record: dict[str, Any]) -> None:
+    """Stop a run whose losses or weights are no longer finite, before anything of its epoch is
+    written: the folder keeps the last finite epoch.  Every rank sees the same numbers (the
+    sums are reduced, the weights and buffers shared), so every rank stops."""
+    losses = {"train_loss": "training loss", "test_loss": "test loss"}
+    broken = [
+        f"the {text} is {record[key]}" for key, text in losses.items() if not math.isfinite(record[key])
+    ]
+    if not broken:
+        state = run.model.state_dict().items()
+        weights = [name for name, t in state if t.is_floating_point() and not t.isfinite().all()]
+        if weights:
+            broken = [f"{len(weights)} weight tensor(s) hold NaN or infinity ({weights[0]}, ...)"]
+    if not broken:
+        return
+    last = run.out / LAST
+    kept = (
+        f"{last} keeps epoch {run.history[-1]['epoch']}, the last with finite numbers"
+        if run.history
+        else "no checkpoint was written"
+    )
+    hint = "; or --amp bf16, whose range is that of float32" if run.config.amp == "fp16" else ""
+    raise DivergedError(
+        f"training diverged in epoch {record['epoch']}: {' and '.join(broken)}; {kept}. Try a lower "
+        f"--lr, or --warmup{hint}"
+    )
+
+
+def _save_epoch(run: _Run, record: dict[str, Any]) -> None:
+    """Add the epoch to the history; rank 0 writes last.pt, best.pt when the test accuracy
+    improved, the metrics and TensorBoard's scalars, and reports the epoch."""
+    ctx, out, root, info = run.ctx, run.out, run.root, run.info
+    run.history.append(record)
+    improved = record["test_accuracy"] > run.best["test_accuracy"]
+    if improved:
+        run.best = {"epoch": record["epoch"], "test_accuracy": record["test_accuracy"]}
+    rng = gather(rng_state(ctx), ctx)
+    if not ctx.main:
+        return
+    checkpoint = {
+        "epoch": record["epoch"],
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": rng,
+        "history": run.history,
+        "best": run.best,
+        "settings": run.settings,
+        "world_size": ctx.world_size,
+        "info": info.to_dict(),
+        "spec": spec_record(info),
+    }
+    if run.scaler.is_enabled():
+        checkpoint["scaler"] = run.scaler.state_dict()
+    save_checkpoint(out / LAST, checkpoint, root=root)
+    if improved:
+        best_checkpoint = {"epoch": record["epoch"], "model": checkpoint["model"], "best": run.best}
+        best_checkpoint |= {"info": info.to_dict(), "spec": spec_record(info)}
+        save_checkpoint(out / BEST, best_checkpoint, root=root)
+        if run.config.safetensors:
+            save_best_safetensors(out / BEST_SAFETENSORS, checkpoint["model"], info, root)
+    write_metrics(out, run.metrics(), root)
+    if run.writer is not None:
+        for key in HISTORY_COLUMNS[1:]:
+            run.writer.add_scalar(key, record[key], record["epoch"])
+        run.writer.flush()
+    say(
+        run.console,
+        f"epoch {record['epoch']}/{run.settings['epochs']}  lr {record['lr']:.4g}  loss "
+        f"{record['train_loss']:.4f}  train {100 * record['train_accuracy']:.2f}%  test loss "
+        f"{record['test_loss']:.4f}  top-1 {100 * record['test_accuracy']:.2f}%  top-5 "
+        f"{100 * record['test_top5']:.2f}%  {record['seconds']:.1f}s",
+    )
+
+
+def _finish(run: _Run, started: float) -> TrainResult:
+    """Every rank's weight hash into the final metrics; rank 0 writes them and the curves."""
+    ctx, history, best = run.ctx, run.history, run.best
+    hashes = gather(state_dict_hash(run.model), ctx)
+    metrics = run.metrics()
     metrics["state_dict_sha256"] = hashes
     metrics["seconds"] = round(time.perf_counter() - started, 3)
     if ctx.main:
-        if writer is not None:
-            writer.close()
-        write_metrics(out, metrics)
+        write_metrics(run.out, metrics, run.root)
         if history:
-            draw_run_curves(history, out, f"{spec.name} on {data.name}", console)
-            console.print(
+            draw_run_curves(history, run.out, f"{run.spec.name} on {run.data.name}", run.console, run.root)
+            say(
+                run.console,
                 f"test accuracy {100 * history[-1]['test_accuracy']:.2f}% after {history[-1]['epoch']} "
                 f"epochs (best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}); "
-                f"checkpoints and metrics in {out}"
+                f"checkpoints and metrics in {run.out}",
             )
-    return TrainResult(out, metrics, settings)
+    return TrainResult(run.out, metrics, run.settings)
 
 
-__all__ = ["ModelInfo", "TrainConfig", "TrainResult", "evaluate_model", "run", "train"]
+__all__ = [
+    "RESUME_KEYS",
+    "DivergedError",
+    "ModelInfo",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate_model",
+    "run",
+    "train",
+]

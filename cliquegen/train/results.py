@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .config import METRICS
+from .config import HISTORY_COLUMNS, METRICS
 
 RESULTS = "results"  # results.json, .csv, .md, .png
 
@@ -63,14 +64,76 @@ class SpecResult:
         }
 
 
+#: A metrics.json larger than this is refused unread (a 300-epoch run writes about 100 KB).
+MAX_METRICS_BYTES = 64 * 1024**2
+
+#: The range of each number of an epoch's record.
+_RANGES = {"train_accuracy": (0, 1), "test_accuracy": (0, 1), "test_top5": (0, 1)}
+
+
 def read_metrics(path: Path) -> dict[str, Any]:
+    """A run's ``metrics.json``, checked: strict JSON (no NaN), a history of epoch records
+    with finite numbers in range, and the final and best accuracy a finished epoch implies.
+    Anything else (a file edited by hand, another program's) is a UsageError naming the file
+    and the field."""
     try:
-        metrics = json.loads(path.read_text())
+        if not path.is_file():
+            raise UsageError(f"{path}: not a regular file, so not the metrics.json of a run")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_METRICS_BYTES + 1)
+        if len(data) > MAX_METRICS_BYTES:
+            raise UsageError(f"{path}: over {MAX_METRICS_BYTES >> 20} MiB, far more than a run writes")
+        metrics = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
     except (OSError, ValueError) as error:
-        raise UsageError(f"{path}: cannot read the run's metrics ({error})") from None
-    if not isinstance(metrics, dict) or not isinstance(metrics.get("history"), list):
-        raise UsageError(f"{path}: not the metrics.json of a cliquegen train run")
+        reason = error.strerror if isinstance(error, OSError) else error
+        raise UsageError(f"{path}: cannot read the run's metrics ({reason})") from None
+    except RecursionError:
+        raise UsageError(f"{path}: cannot read the run's metrics (nested too deeply)") from None
+    check_metrics(metrics, path, "the metrics.json a cliquegen run writes")
     return metrics
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number in strict JSON")
+
+
+def check_metrics(metrics: Any, path: Path, what: str) -> None:
+    """Refuse ``metrics`` (read from ``path``, which should be ``what``) unless its history,
+    final and best accuracy are what a run writes."""
+
+    def bad(where: str, need: str, value: Any) -> UsageError:
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}..."
+        return UsageError(f"{path}: {where} must be {need}, found {shown}; not {what} (edited by hand?)")
+
+    def number(value: Any, where: str, low: float = 0.0, high: float = math.inf) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise bad(where, f"a number in [{low:g}, {high:g}]", value)
+
+    if not isinstance(metrics, dict):
+        raise bad("the file", "a JSON object", type(metrics).__name__)
+    history = metrics.get("history")
+    if not isinstance(history, list):
+        raise bad("history", "a list of epochs", history)
+    for index, record in enumerate(history):
+        where = f"history[{index}]"
+        if not isinstance(record, dict):
+            raise bad(where, "an object", record)
+        epoch = record.get("epoch")
+        if isinstance(epoch, bool) or epoch != index + 1 or not isinstance(epoch, int):
+            raise bad(f"{where}.epoch", f"{index + 1}", epoch)
+        for key in HISTORY_COLUMNS[1:]:
+            number(record.get(key), f"{where}.{key}", *_RANGES.get(key, (0.0, math.inf)))
+    if not history:
+        return
+    if metrics.get("epochs_done") != len(history):
+        raise bad("epochs_done", f"{len(history)} (the epochs in history)", metrics.get("epochs_done"))
+    number(metrics.get("test_accuracy"), "test_accuracy", 0, 1)
+    best = metrics.get("best")
+    if not isinstance(best, dict):
+        raise bad("best", "an object", best)
+    if isinstance(best.get("epoch"), bool) or best.get("epoch") not in range(1, len(history) + 1):
+        raise bad("best.epoch", f"an epoch in 1..{len(history)}", best.get("epoch"))
+    number(best.get("test_accuracy"), "best.test_accuracy", 0, 1)
 
 
 COLUMNS = (
@@ -155,16 +218,21 @@ def read_curves(run_dirs: list[str]) -> list[Curve]:
         if not metrics["history"]:
             raise UsageError(f"{metrics_file}: the run has no finished epoch yet")
         found.append((text, metrics))
-    labels = [f"{m.get('spec')} seed {m.get('seed')}" for _, m in found]
+    labels = [_label(f"{m.get('spec')} seed {m.get('seed')}") for _, m in found]
     curves = []
     for (text, metrics), label in zip(found, labels, strict=True):
         history = metrics["history"]
         curves.append(
             Curve(
-                label=label if labels.count(label) == 1 else f"{label} ({text})",
+                label=label if labels.count(label) == 1 else f"{label} ({_label(text)})",
                 epochs=[record["epoch"] for record in history],
                 test_error=[100 * (1 - record["test_accuracy"]) for record in history],
                 train_loss=[record["train_loss"] for record in history],
             )
         )
     return curves
+
+
+def _label(text: str) -> str:
+    """User text as a figure label, as it is: ``$`` would start matplotlib's mathtext."""
+    return text.replace("$", r"\$")

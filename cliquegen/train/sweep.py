@@ -2,8 +2,9 @@
 
 Every run goes through :func:`cliquegen.train.train` (so under torchrun every run is DDP) into
 its own folder, ``OUT/<spec name>/seed<S>``.  The sweep is resumable: a run whose
-``metrics.json`` says it finished with the same settings is skipped, a run with a ``last.pt``
-is resumed exactly (``--resume``), any other is started.  Once every run is done, rank 0 writes
+``metrics.json`` says it finished is skipped, a run with a ``last.pt`` is resumed exactly, any
+other is started; a folder holding a run of another identity (another version of the spec
+file, other settings: :func:`wanted_identity`) is refused.  Once every run is done, rank 0 writes
 ``OUT/results.json``, ``results.csv``, ``results.md`` and ``results.png``: per spec its
 parameters and FLOPs, the seeds, the final and the best top-1 test error (mean and sample
 standard deviation over the seeds, in percent) and the mean training time of a run.
@@ -11,6 +12,7 @@ standard deviation over the seeds, in percent) and the mean training time of a r
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +21,17 @@ from typing import Any
 import torch.distributed as dist
 from rich.console import Console
 
-from .._io import atomic_write
+from .._io import atomic_write, confined
 from ..compiler.lower import compile_spec
 from ..compiler.summary import summarize
+from ..draw.figure import figure_format, require_matplotlib, save_figure
 from ..errors import UsageError
 from ..spec.model import Spec
 from ..spec.shipped import resolve_spec
-from .config import LAST, METRICS
-from .loop import RESUME_KEYS, TrainConfig, resolve_settings
+from .config import LAST, METRICS, TrainConfig, identity_changes, resolve_settings, run_identity
+from .distributed import Context, on_rank0, setup
+from .figures import draw_curves, draw_results
+from .loop import run
 from .results import (
     RESULTS,
     Run,
@@ -38,9 +43,11 @@ from .results import (
     results_markdown,
     seeds_text,
 )
+from .resume import read_last, recorded_identity
+from .rundir import earlier_run, folder_lock, make_folder, say
 
 #: TrainConfig fields that the sweep sets per run rather than passing through.
-PER_RUN = ("spec", "out", "seed", "resume", "stop_after", "force")
+PER_RUN = ("spec", "out", "seed", "resume", "stop_after", "force", "root")
 
 
 @dataclass
@@ -58,7 +65,8 @@ class SweepConfig:
         return cls(options["specs"], options["out"], list(options["seeds"]), train)
 
     def train_config(self, spec: str, seed: int, out: Path, resume: bool) -> TrainConfig:
-        return TrainConfig(spec=spec, out=str(out), seed=seed, resume=resume, **self.train)
+        """One run's settings; its writes stay inside the sweep's folder."""
+        return TrainConfig(spec=spec, out=str(out), seed=seed, resume=resume, root=self.out, **self.train)
 
 
 def run_folder(out: str | Path, spec_name: str, seed: int) -> Path:
@@ -81,26 +89,55 @@ def check(config: SweepConfig) -> list[tuple[str, Spec]]:
     return specs
 
 
-def run_state(folder: Path, config: TrainConfig, spec_name: str, world_size: int = 1) -> str:
-    """``done``, ``resume`` or ``start``: what the sweep does with this run folder."""
+def wanted_identity(config: TrainConfig, spec: Spec, world_size: int = 1) -> dict[str, Any]:
+    """The identity (:func:`~cliquegen.train.config.run_identity`) of the run ``config``
+    describes: what its folder must hold to be skipped as finished or resumed."""
+    sha = spec.provenance.sha256
+    return run_identity(sha, resolve_settings(config, spec.name, world_size))
+
+
+def run_state(folder: Path, config: TrainConfig, spec: Spec, world_size: int = 1) -> str:
+    """``done``, ``resume`` or ``start``: what the sweep does with this run folder.  A folder
+    holding a run of another identity (another version of the spec, other settings) or an
+    unfinished run that cannot be continued is refused, never reported or replaced."""
+    root = Path(config.root or config.out)
+    confined(folder, root)  # a link planted in the sweep's folder must not lead a run elsewhere
+    wanted = wanted_identity(config, spec, world_size)
+
+    def refuse(changes: str) -> UsageError:
+        return UsageError(
+            f"{folder} holds a run with {changes}; sweep again with the same specs and settings, "
+            "or move that folder away (or choose another --out) to train this one"
+        )
+
     metrics_file = folder / METRICS
-    if metrics_file.exists():
+    if metrics_file.exists() or metrics_file.is_symlink():
         metrics = read_metrics(metrics_file)
-        wanted = resolve_settings(config, spec_name, world_size)
-        changed = [key for key in RESUME_KEYS if metrics.get(key) != wanted[key]]
-        if changed:
-            was = ", ".join(f"{key}={metrics.get(key)!r}" for key in changed)
-            raise UsageError(
-                f"{folder} holds a run with {was}; sweep again with the same settings or another --out"
-            )
-        if metrics.get("epochs_done") == wanted["epochs"]:
+        changes = identity_changes(run_identity(metrics.get("spec_sha256"), metrics), wanted)
+        if changes:
+            raise refuse(changes)
+        if metrics["epochs_done"] == wanted["epochs"]:
             return "done"
-    return "resume" if (folder / LAST).exists() else "start"
+    last = folder / LAST
+    if last.exists() or last.is_symlink():
+        changes = identity_changes(recorded_identity(read_last(last)), wanted)
+        if changes:
+            raise refuse(changes)
+        return "resume"
+    existing = earlier_run(folder) if folder.is_dir() else []
+    if existing:
+        raise UsageError(
+            f"{folder} holds files of an unfinished run ({', '.join(existing)}) but no {LAST} to "
+            "continue it from; move that folder away (or choose another --out) to train it again"
+        )
+    return "start"
 
 
 def finished_run(folder: Path, seed: int) -> Run:
     metrics = read_metrics(folder / METRICS)
     history = metrics["history"]
+    if not history:
+        raise UsageError(f"{folder / METRICS}: the run has no finished epoch")
     return Run(
         seed=seed,
         folder=str(folder),
@@ -113,16 +150,24 @@ def finished_run(folder: Path, seed: int) -> Run:
 
 def sweep(config: SweepConfig, console: Console | None = None) -> list[SpecResult] | None:
     """Train every spec x seed (skipping finished runs, resuming interrupted ones), then write
-    the results.  Returns them on rank 0 (None on the other ranks of a torchrun job)."""
-    from ..draw.figure import require_matplotlib
-    from .loop import setup
-
+    the results.  Returns them on rank 0 (None on the other ranks of a torchrun job).  The
+    sweep holds its folder's lock throughout; each run, its own folder's."""
     console = console or Console(highlight=False)
     require_matplotlib("the sweep's results figure")
     specs = check(config)
     ctx = setup(config.train.get("device", "auto"))  # one process group for every run, on their device
     try:
-        results = _sweep(config, specs, ctx, console)
+        for text, spec in specs:  # the recipe and the settings, checked before anything is written
+            resolve_settings(config.train_config(text, 0, Path(config.out), False), spec.name, ctx.world_size)
+        root = Path(config.out)
+        with contextlib.ExitStack() as held:
+
+            def open_folder() -> None:
+                make_folder(root, root)
+                held.enter_context(folder_lock(root, root))
+
+            on_rank0(open_folder, ctx)
+            results = _sweep(config, specs, ctx, console)
         if ctx.distributed:  # rank 0 is still writing the results
             dist.barrier()
         return results
@@ -132,19 +177,17 @@ def sweep(config: SweepConfig, console: Console | None = None) -> list[SpecResul
 
 
 def _sweep(
-    config: SweepConfig, specs: list[tuple[str, Spec]], ctx, console: Console
+    config: SweepConfig, specs: list[tuple[str, Spec]], ctx: Context, console: Console
 ) -> list[SpecResult] | None:
-    from .loop import run
-
     total, count = len(specs) * len(config.seeds), 0
     for text, spec in specs:
         for seed in config.seeds:
             count += 1
             folder = run_folder(config.out, spec.name, seed)
             fresh = config.train_config(text, seed, folder, resume=False)
-            state = _on_rank0(lambda: run_state(folder, fresh, spec.name, ctx.world_size), ctx)  # noqa: B023
+            state = on_rank0(lambda: run_state(folder, fresh, spec, ctx.world_size), ctx)  # noqa: B023
             if ctx.main:
-                console.print(f"[{count}/{total}] {spec.name} seed {seed}: {_STATES[state]} ({folder})")
+                say(console, f"[{count}/{total}] {spec.name} seed {seed}: {_STATES[state]} ({folder})")
             if state != "done":
                 run(config.train_config(text, seed, folder, resume=state == "resume"), console=console)
     if not ctx.main:
@@ -160,32 +203,11 @@ def _sweep(
     )
     shared = {key: value for key, value in recipe.items() if key not in ("spec", "seed")}
     for path in write_results(results, shared, config.seeds, Path(config.out)):
-        console.print(f"wrote {path}")
+        say(console, f"wrote {path}")
     return results
 
 
 _STATES = {"done": "finished, skipped", "resume": "resuming", "start": "training"}
-
-
-def _on_rank0(decide, ctx) -> Any:
-    """``decide()`` on rank 0 (which alone sees the output folder), shared with every rank;
-    a UsageError there stops every rank."""
-    outcome: Any
-    if ctx.main:
-        try:
-            outcome = ("ok", decide())
-        except UsageError as error:
-            outcome = ("error", str(error))
-    else:
-        outcome = None
-    if ctx.distributed:
-        box = [outcome]
-        dist.broadcast_object_list(box, src=0)
-        outcome = box[0]
-    kind, value = outcome
-    if kind == "error":
-        raise UsageError(value)
-    return value
 
 
 # --- results files ------------------------------------------------------------------------------
@@ -194,10 +216,8 @@ def _on_rank0(decide, ctx) -> Any:
 def write_results(
     results: list[SpecResult], settings: dict[str, Any], seeds: list[int], out: Path
 ) -> list[Path]:
-    """``out/results.json``, ``.csv``, ``.md`` and ``.png``; ``settings``: the recipe every run used."""
-    from ..draw.figure import save_figure
-    from .figures import draw_results
-
+    """``out/results.json``, ``.csv``, ``.md`` and ``.png``; ``settings``: the recipe every run used.
+    Written inside ``out`` only: a link planted there is refused, not followed."""
     rows = [result.to_json() for result in results]
     document = {
         "settings": settings,
@@ -206,12 +226,14 @@ def write_results(
         "specs": rows,
     }
     paths = [
-        atomic_write(out / f"{RESULTS}.json", json.dumps(document, indent=2) + "\n"),
-        atomic_write(out / f"{RESULTS}.csv", results_csv(rows)),
-        atomic_write(out / f"{RESULTS}.md", results_markdown(rows, settings)),
+        atomic_write(
+            out / f"{RESULTS}.json", json.dumps(document, indent=2, allow_nan=False) + "\n", root=out
+        ),
+        atomic_write(out / f"{RESULTS}.csv", results_csv(rows), root=out),
+        atomic_write(out / f"{RESULTS}.md", results_markdown(rows, settings), root=out),
     ]
     title = f"{data_text(settings)}, {settings['epochs']} epochs, seeds {seeds_text(seeds)}"
-    paths.append(save_figure(draw_results(results, title), out / f"{RESULTS}.png"))
+    paths.append(save_figure(draw_results(results, title), out / f"{RESULTS}.png", root=out))
     return paths
 
 
@@ -220,9 +242,6 @@ def write_results(
 
 def plot_runs(run_dirs: list[str], output: str) -> Path:
     """``cliquegen plot``: the training curves of several runs, overlaid, in one figure."""
-    from ..draw.figure import figure_format, require_matplotlib, save_figure
-    from .figures import draw_curves
-
     figure_format(output)
     require_matplotlib("cliquegen plot")
     return save_figure(draw_curves(read_curves(run_dirs)), output)
