@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SPECS := $(shell find specs -name '*.yaml' | sort)
 
-.PHONY: install dev graphviz run test lint schema generated bench clean
+.PHONY: install dev graphviz run docs test lint schema generated bench clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,11 @@ run: install graphviz
 	mkdir -p build/render
 	$(BIN)/cliquegen render $(K36) --view block -o build/render/cliquenet-k36-t12-block.$(RENDER_FORMAT)
 	$(BIN)/cliquegen render $(K36) --view schedule -o build/render/cliquenet-k36-t12-schedule.$(RENDER_FORMAT)
+
+# The README's pictures in docs/ (graphviz's `dot` draws them).
+docs: install graphviz
+	$(BIN)/cliquegen render $(K36) --view block -o docs/cliquenet-k36-t12-block.svg
+	$(BIN)/cliquegen render $(K36) --view schedule -o docs/cliquenet-k36-t12-schedule.svg
 
 # One pytest worker per core (each runs torch on one thread; tests/conftest.py).
 test: dev graphviz

@@ -11,12 +11,14 @@ With timm installed, every shipped spec is also a timm model (``timm.create_mode
 and ``cliquegen.register_timm_model(path)`` makes a spec of your own one.
 """
 
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy
 from ._version import __version__
 from .checkpoint.info import ModelInfo
 from .checkpoint.load import load_trained, load_weights
 from .compiler.lower import Compiled, compile_spec
 from .compiler.summary import Summary, summarize
-from .draw.render import render
 from .emit.build import build_source_model, generate_source
 from .errors import CliqueGenError, Diagnostic, SpecError, UsageError, WeightsError
 from .interop.timm import register_timm_model, register_when_timm_loads
@@ -24,6 +26,12 @@ from .models import build_fx, create_model
 from .spec.loader import load_spec
 from .spec.model import Spec
 from .spec.shipped import apply_overrides, list_models, resolve_spec
+
+if TYPE_CHECKING:
+    from .draw.views import render
+
+# graphviz loads when the drawings are first used
+__getattr__, __dir__ = lazy(__name__, {"render": ".draw.views"})
 
 __all__ = [
     "CliqueGenError",

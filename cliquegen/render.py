@@ -6,28 +6,29 @@ import types
 from typing import Any
 
 from ._deprecated import forward
+from .draw import views as _views
 
 __getattr__ = forward(
     "cliquegen.render",
     {
-        "Drawing": "cliquegen.draw.render",
-        "EDGE_LIMIT": "cliquegen.draw.render",
-        "FORMATS": "cliquegen.draw.render",
-        "LABEL_LIMIT": "cliquegen.draw.render",
-        "MISSING_DOT": "cliquegen.draw.render",
-        "OUTPUT_EDGE": "cliquegen.draw.render",
-        "OUTPUT_FILL": "cliquegen.draw.render",
-        "PALETTE": "cliquegen.draw.render",
-        "ROW_LIMIT": "cliquegen.draw.render",
-        "SUFFIXES": "cliquegen.draw.render",
-        "VIEWS": "cliquegen.draw.render",
-        "X0_COLOUR": "cliquegen.draw.render",
-        "colour": "cliquegen.draw.render",
-        "draw": "cliquegen.draw.render",
-        "output_format": "cliquegen.draw.render",
-        "render": "cliquegen.draw.render",
-        "tensor_text": "cliquegen.draw.render",
-        "weight_text": "cliquegen.draw.render",
+        "Drawing": "cliquegen.draw",
+        "EDGE_LIMIT": "cliquegen.draw",
+        "FORMATS": "cliquegen.draw",
+        "LABEL_LIMIT": "cliquegen.draw",
+        "MISSING_DOT": "cliquegen.draw",
+        "OUTPUT_EDGE": "cliquegen.draw",
+        "OUTPUT_FILL": "cliquegen.draw",
+        "PALETTE": "cliquegen.draw",
+        "ROW_LIMIT": "cliquegen.draw",
+        "SUFFIXES": "cliquegen.draw",
+        "VIEWS": "cliquegen.draw",
+        "X0_COLOUR": "cliquegen.draw",
+        "colour": "cliquegen.draw",
+        "draw": "cliquegen.draw",
+        "output_format": "cliquegen.draw",
+        "render": "cliquegen.draw",
+        "tensor_text": "cliquegen.draw",
+        "weight_text": "cliquegen.draw",
     },
 )
 
@@ -36,9 +37,7 @@ __getattr__ = forward(
 # take its place, so the module itself can be called like it.
 class _CallableModule(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .draw.render import render
-
-        return render(*args, **kwargs)
+        return _views.render(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -62,5 +62,5 @@ def test_new_paths_do_not_warn():
 def test_the_render_module_stays_callable_as_the_drawing_function():
     importlib.import_module("cliquegen.render")
     dot = cliquegen.render("cliquenet-k36-t12", view="block")
-    assert dot == importlib.import_module("cliquegen.draw.render").render("cliquenet-k36-t12", view="block")
+    assert dot == importlib.import_module("cliquegen.draw.views").render("cliquenet-k36-t12", view="block")
     assert "digraph" in dot

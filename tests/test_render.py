@@ -21,7 +21,8 @@ import cliquegen
 from cliquegen import UsageError, compile_spec
 from cliquegen.cli.main import main
 from cliquegen.compiler.ir import graph_blocks, weight_label
-from cliquegen.draw.render import EDGE_LIMIT, LABEL_LIMIT, MISSING_DOT, draw, render, roman, weight_text
+from cliquegen.compiler.naming import roman
+from cliquegen.draw.views import EDGE_LIMIT, LABEL_LIMIT, MISSING_DOT, draw, render, weight_text
 from cliquegen.spec.model import Spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,7 @@ def dot_structure(text: str) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def labelled_edge(attrs: dict[str, str]) -> bool:
-    return any(key in attrs for key in ("label", "headlabel", "taillabel"))
+    return any(key in attrs for key in ("label", "xlabel", "headlabel", "taillabel"))
 
 
 @pytest.mark.parametrize("golden", sorted(GOLDEN))
@@ -107,7 +108,7 @@ def test_k36_t12_edge_counts() -> None:
     schedule = draw(K36, "schedule", block=2)
     terms = [e for e in schedule.edges if not e[1].endswith(("_feature", "_transit"))]
     assert len(terms) == 22 and len(schedule.nodes) == 9 + 2 + 2  # tensors, stage titles, outputs
-    labels = [attrs["label"] for _, _, attrs in terms]
+    labels = [attrs["xlabel"] for _, _, attrs in terms]
     assert labels.count("<W₁₃>") == 2  # W13 is drawn in Stage I and in Stage II
 
 
@@ -166,8 +167,8 @@ def test_schedule_is_the_update_graph_of_the_block(spec: Spec, data: st.DataObje
             continue
         weight = graph.edges[names[u], names[v]]["weight"]
         assert look.setdefault(weight, (attrs["color"], attrs["style"])) == (attrs["color"], attrs["style"])
-        if "label" in attrs:  # W_ij, with the stage where each stage has its own
-            assert attrs["label"] == _label(spec, b, weight, names[v][2])
+        if "xlabel" in attrs:  # W_ij, with the stage where each stage has its own
+            assert attrs["xlabel"] == _label(spec, b, weight, names[v][2])
             assert weight_text(*weight).translate(PLAIN_DIGITS) == weight_label(*weight)
     for name, cluster in drawing.placement.items():
         stage = names[name][2] if name in names else titles.get(name, 0)
@@ -233,6 +234,136 @@ def test_svg_parses_and_names_every_node() -> None:
     assert titles == set(draw(K36, "schedule").nodes)
     edges = [g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "edge"]
     assert len(edges) == 22 + 5 + 4  # the terms, then into feature and transit; no invisible edge
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _box(group: ET.Element) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the shapes in an SVG group, in SVG units (y grows downward)."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for shape in group.iter():
+        if shape.tag == f"{SVG}ellipse":
+            cx, cy, rx, ry = (float(shape.get(k)) for k in ("cx", "cy", "rx", "ry"))
+            xs += [cx - rx, cx + rx]
+            ys += [cy - ry, cy + ry]
+        elif shape.tag in (f"{SVG}polygon", f"{SVG}path"):
+            numbers = [float(n) for n in NUMBER.findall(shape.get("points") or shape.get("d"))]
+            xs += numbers[0::2]
+            ys += numbers[1::2]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def svg_layout(svg: str) -> tuple[dict[str, tuple[float, float, float, float]], list[tuple[str, tuple]]]:
+    """The box of every drawn node with a shape, by node id, and the edge labels with their
+    approximate boxes (text from its start, 0.6 em a character, one em high above the baseline)."""
+    root = ET.fromstring(svg)
+    nodes, labels = {}, []
+    for group in root.iter(f"{SVG}g"):
+        if group.get("class") == "node" and any(
+            shape.tag in (f"{SVG}ellipse", f"{SVG}polygon", f"{SVG}path") for shape in group.iter()
+        ):
+            nodes[group.find(f"{SVG}title").text] = _box(group)
+        elif group.get("class") == "edge":
+            for text in group.findall(f"{SVG}text"):
+                x, y, size = float(text.get("x")), float(text.get("y")), float(text.get("font-size"))
+                width = 0.6 * size * len(text.text)
+                left = x - width / 2 if text.get("text-anchor") == "middle" else x
+                labels.append((text.text, (left, y - size, left + width, y)))
+    return nodes, labels
+
+
+def _centre(box: tuple[float, float, float, float]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _covers(label: tuple[float, float, float, float], node: tuple[float, float, float, float]) -> bool:
+    """Whether a label's box reaches more than 1 pt into a node: its ellipse, where its box is
+    a circle's (the update nodes), else its box."""
+    if abs((node[2] - node[0]) - (node[3] - node[1])) > 0.5:
+        return _overlap(label, (node[0] + 1, node[1] + 1, node[2] - 1, node[3] - 1))
+    (cx, cy), radius = _centre(node), (node[2] - node[0]) / 2
+    nearest_x = min(max(cx, label[0]), label[2])
+    nearest_y = min(max(cy, label[1]), label[3])
+    return (nearest_x - cx) ** 2 + (nearest_y - cy) ** 2 < (radius - 1) ** 2
+
+
+SCHEDULES = [
+    (K36, 1),
+    (K36, 3),
+    (CUSTOM_ORDER, 1),
+    (THREE_STAGE, 1),
+    (S3, 2),
+    (UNTIED, 1),
+    (ROOT / "specs/cifar10/ablation/cliquenet-x3.yaml", 1),
+    (ROOT / "specs/densenet/densenet-121.yaml", 1),
+]
+
+
+@needs_dot
+@pytest.mark.parametrize(("path", "block"), SCHEDULES, ids=[f"{p.stem}-{b}" for p, b in SCHEDULES])
+def test_schedule_svg_has_a_column_per_layer_in_execution_order(path: Path, block: int) -> None:
+    """In the drawn SVG: each stage one row, its updates left to right in execution order, X_j(k)
+    straight under X_j(k-1); X0 above, the outputs below; no node over another, no W_ij label
+    over a node."""
+    compiled = compile_spec(cliquegen.load_spec(path))
+    config = graph_blocks(compiled.graph)[block - 1].config
+    nodes, labels = svg_layout(render(compiled, "schedule", block=block, format="svg"))
+    tag = f"b{block}"
+    rows: dict[int, list[tuple[float, float, int]]] = {}
+    for name, box in nodes.items():
+        if match := re.fullmatch(rf"{tag}_x(\d+)_s(\d+)", name):
+            x, y = _centre(box)
+            rows.setdefault(int(match[2]), []).append((x, y, int(match[1])))
+    assert sorted(rows) == list(range(1, config.stages + 1))
+    column: dict[int, float] = {}
+    above = None
+    for stage, row in sorted(rows.items()):
+        layers = [layer for _, _, layer in sorted(row)]
+        assert layers == list(config.order[: len(layers)]), f"stage {stage}: {layers}"
+        ys = {round(y, 1) for _, y, _ in row}
+        assert len(ys) == 1, f"stage {stage} is not one row: {ys}"
+        y = ys.pop()
+        assert above is None or y > above + 30, f"stage {stage} is not below stage {stage - 1}"
+        for x, _, layer in row:
+            assert abs(column.setdefault(layer, x) - x) < 0.5, f"X{layer}({stage}) left its column"
+        above = y
+    top = min(y for row in rows.values() for _, y, _ in row)
+    assert _centre(nodes[f"{tag}_x0"])[1] < top
+    for output in ("feature", "transit"):
+        if f"{tag}_{output}" in nodes:
+            assert nodes[f"{tag}_{output}"][1] > above
+    boxes = sorted(nodes.items())
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            assert not _overlap(box_a, box_b), f"{a} and {b} overlap"
+    if config.layers <= LABEL_LIMIT:
+        assert len(labels) == len([e for e in compiled.graph.edges if e[1][0] == block - 1])
+    for text, box in labels:
+        for name, node in nodes.items():
+            assert not _covers(box, node), f"the label {text} is over {name}"
+
+
+@needs_dot
+@pytest.mark.parametrize("path", [K36, CUSTOM_ORDER, THREE_STAGE])
+def test_expanded_network_rows_are_in_execution_order(path: Path) -> None:
+    compiled = compile_spec(cliquegen.load_spec(path))
+    nodes, _ = svg_layout(render(compiled, "network", depth=1, format="svg"))
+    rows: dict[tuple[int, int], list[tuple[float, int]]] = {}
+    for name, box in nodes.items():
+        if match := re.fullmatch(r"b(\d+)_x(\d+)_s(\d+)", name):
+            rows.setdefault((int(match[1]), int(match[3])), []).append((_centre(box)[0], int(match[2])))
+    blocks = graph_blocks(compiled.graph)
+    assert len(rows) == sum(info.config.stages for info in blocks)
+    for (b, stage), row in rows.items():
+        order = blocks[b - 1].config.order
+        assert [layer for _, layer in sorted(row)] == list(order[: len(row)]), f"block {b} stage {stage}"
 
 
 @needs_dot
@@ -367,7 +498,7 @@ def test_densenet_draws_a_dense_block() -> None:
 
 def test_untied_weights_are_named_per_stage() -> None:
     drawing = draw(UNTIED, "schedule")
-    labels = [attrs["label"] for _, v, attrs in drawing.edges if "label" in attrs]
+    labels = [attrs["xlabel"] for _, v, attrs in drawing.edges if "xlabel" in attrs]
     assert "<W₁₃⁽¹⁾>" in labels and "<W₁₃⁽²⁾>" in labels and "<W₁₃>" not in labels
     assert "every stage has its own W_ij" in drawing.attrs["label"]
     block = draw(UNTIED, "block")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..compiler.naming import roman
-from ..draw.figure import STYLE, new_figure
+from ..draw.figure import figure_style, new_figure
 from .features import FeatureMaps
 from .weights import WeightMatrix
 
@@ -23,7 +23,7 @@ def draw_weight_matrices(matrices: Sequence[WeightMatrix], title: str) -> Figure
     import matplotlib
     import numpy as np
 
-    with matplotlib.rc_context(STYLE):
+    with figure_style():
         columns = min(3, len(matrices))
         rows = -(-len(matrices) // columns)
         size = max(len(m.matrix) for m in matrices)
@@ -57,9 +57,7 @@ def draw_weight_matrices(matrices: Sequence[WeightMatrix], title: str) -> Figure
 def draw_feature_maps(maps: FeatureMaps) -> Figure:
     """The input image, and per layer of the block its channel-averaged |activation| after
     Stage I and after the last stage, on one colour scale per layer."""
-    import matplotlib
-
-    with matplotlib.rc_context(STYLE):
+    with figure_style():
         columns = max(len(layer.maps) for layer in maps.layers)
         rows = len(maps.layers)
         figure = new_figure(2.3 * (columns + 1) + 0.8, 2.0 * rows + 0.7)

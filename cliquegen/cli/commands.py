@@ -254,7 +254,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .._io import atomic_write
-    from ..draw.render import output_format, render
+    from ..draw.views import output_format, render
     from ..errors import UsageError
 
     fmt = output_format(args.output, args.format)

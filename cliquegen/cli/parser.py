@@ -10,7 +10,7 @@ from collections.abc import Callable
 from .._version import __version__
 from ..checkpoint.layouts import OFFICIAL_FORMAT
 from ..data.base import AUGMENTATIONS
-from ..draw.render import FORMATS, VIEWS
+from ..draw.views import FORMATS, VIEWS
 from ..interop.export import FORMATS as EXPORT_FORMATS
 from ..interop.weights import EXPORTERS, IMPORTERS
 from ..models import EMITTERS

@@ -1,5 +1,6 @@
-"""Figures of training runs and sweeps: error against size for a sweep, overlaid curves for
-``cliquegen plot`` (drawn on :mod:`cliquegen.draw.figure`'s plumbing).
+"""Figures of training runs and sweeps: a run's loss and accuracy (``curves.png``), the overlaid
+curves of ``cliquegen plot``, a sweep's errors and sizes; all drawn on
+:mod:`cliquegen.draw.figure`'s plumbing.
 """
 
 from __future__ import annotations
@@ -8,38 +9,103 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._io import atomic_output
-from ..draw.figure import STYLE, new_figure
-from ..errors import import_extra
-from .recipes import milestones as milestones
+from ..draw.figure import figure_style, log_scale, new_figure, require_matplotlib, save_figure, whole_ticks
 from .results import Curve, SpecResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+#: An epoch run at most this fraction of the previous epoch's learning rate starts a drop that
+#: the curves mark (a step schedule's /10; not the small steps of a cosine schedule).
+DROP = 0.5
 
 
 def _millions(n: float) -> str:
     return f"{n / 1e6:.3f}M"
 
 
+def lr_drops(history: Sequence[dict[str, Any]]) -> list[tuple[int, float, float]]:
+    """(epochs done when it drops, lr before, lr after) for each drop of the learning rate."""
+    return [
+        (before["epoch"], before["lr"], after["lr"])
+        for before, after in zip(history, history[1:], strict=False)
+        if after["lr"] <= DROP * before["lr"]
+    ]
+
+
+def draw_history(history: Sequence[dict[str, Any]], title: str) -> Figure:
+    """One run's loss (train and test, log scale) and accuracy (train, test top-1 and top-5) per
+    epoch, each learning-rate drop marked where it happens."""
+    with figure_style():
+        figure = new_figure(10, 4)
+        loss_axes, accuracy_axes = figure.subplots(1, 2)
+        epochs = [record["epoch"] for record in history]
+        losses = []
+        for key, label in (("train_loss", "train"), ("test_loss", "test")):
+            values = [record[key] for record in history]
+            loss_axes.plot(epochs, values, marker=".", label=label)
+            losses += values
+        log_scale(loss_axes, losses)
+        loss_axes.set(xlabel="epoch", ylabel="cross-entropy (log scale)", title="loss")
+        for key, label in (
+            ("train_accuracy", "train"),
+            ("test_accuracy", "test top-1"),
+            ("test_top5", "test top-5"),
+        ):
+            accuracy_axes.plot(epochs, [100 * record[key] for record in history], marker=".", label=label)
+        accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+        drops = lr_drops(history)
+        for axes in (loss_axes, accuracy_axes):
+            whole_ticks(axes.xaxis)
+            for epoch, _, _ in drops:
+                axes.axvline(epoch, color="0.35", linestyle=":", linewidth=1)
+            axes.grid(alpha=0.3)
+            axes.legend()
+        for epoch, before, after in drops:
+            loss_axes.annotate(
+                f"lr {before:g} \N{RIGHTWARDS ARROW} {after:g}",
+                xy=(epoch, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -3),
+                textcoords="offset points",
+                ha="left",
+                va="top",
+                fontsize=7,
+                color="0.3",
+            )
+        figure.suptitle(title)
+        return figure
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path, title: str, root: Path | None = None) -> None:
+    """``curves.png`` of a run (:func:`draw_history`), written inside ``root``."""
+    require_matplotlib("curves.png")
+    save_figure(draw_history(history, title), path, root=root)
+
+
 def draw_results(results: Sequence[SpecResult], title: str) -> Figure:
     """Top: final and best top-1 error per spec (mean, with the std over seeds as error bars),
-    in the given order; bottom: the specs' parameter counts."""
-    import matplotlib
-
-    with matplotlib.rc_context(STYLE):
+    in the given order, as points: the specs are separate networks, not a trend; bottom: the
+    specs' parameter counts."""
+    with figure_style():
         n = len(results)
         figure = new_figure(max(4.5, 1.0 * n + 2.5), 5.2)
         top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
         x = list(range(n))
         for attribute, label, shift, style in (
             ("final_error", "final", -0.06, {"marker": "o"}),
-            ("best_error", "best", 0.06, {"marker": "s", "markerfacecolor": "white", "linestyle": "--"}),
+            ("best_error", "best", 0.06, {"marker": "s", "markerfacecolor": "white"}),
         ):
             means, stds = zip(*(result.mean_std(attribute) for result in results), strict=True)
             shifted = [xi + shift for xi in x]  # side by side, so the error bars do not cover each other
             top.errorbar(
-                shifted, means, yerr=[s or 0.0 for s in stds], capsize=3, label=f"{label} epoch", **style
+                shifted,
+                means,
+                yerr=[s or 0.0 for s in stds],
+                capsize=3,
+                linestyle="none",
+                label=f"{label} epoch",
+                **style,
             )
             if attribute == "final_error":
                 for xi, mean in zip(shifted, means, strict=True):
@@ -50,6 +116,7 @@ def draw_results(results: Sequence[SpecResult], title: str) -> Figure:
         spread = "error bars: std over seeds" if max(seeds) > 1 else "one seed"
         top.set_ylabel("top-1 test error (%)")
         top.set_title(f"{title} ({spread})")
+        top.set_xlim(-0.5, n - 0.5)
         top.grid(alpha=0.3)
         top.legend()
         params = [result.params for result in results]
@@ -63,48 +130,18 @@ def draw_results(results: Sequence[SpecResult], title: str) -> Figure:
 
 
 def draw_curves(curves: Sequence[Curve]) -> Figure:
-    """Test error and training loss per epoch, one line per run."""
-    import matplotlib
-
-    with matplotlib.rc_context(STYLE):
+    """Test error and training loss (log scale) per epoch, one line per run."""
+    with figure_style():
         figure = new_figure(10, 4)
         error_axes, loss_axes = figure.subplots(1, 2)
         for curve in curves:
             error_axes.plot(curve.epochs, curve.test_error, marker=".", label=curve.label)
             loss_axes.plot(curve.epochs, curve.train_loss, marker=".", label=curve.label)
         error_axes.set(title="test error", xlabel="epoch", ylabel="top-1 test error (%)")
-        loss_axes.set(title="training loss", xlabel="epoch", ylabel="cross-entropy (log scale)", yscale="log")
+        log_scale(loss_axes, [loss for curve in curves for loss in curve.train_loss])
+        loss_axes.set(title="training loss", xlabel="epoch", ylabel="cross-entropy (log scale)")
         for axes in (error_axes, loss_axes):
             axes.grid(alpha=0.3)
-            axes.xaxis.get_major_locator().set_params(integer=True)
+            whole_ticks(axes.xaxis)
         error_axes.legend(fontsize=8)
         return figure
-
-
-def plot_curves(history: list[dict[str, Any]], path: Path, title: str, root: Path | None = None) -> None:
-    """Loss and accuracy per epoch (train and test) as a PNG."""
-    import_extra("matplotlib", "plot", "curves.png")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    epochs = [h["epoch"] for h in history]
-    figure, (loss_axes, accuracy_axes) = pyplot.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    loss_axes.plot(epochs, [h["train_loss"] for h in history], label="train")
-    loss_axes.plot(epochs, [h["test_loss"] for h in history], label="test")
-    loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    for key, label in (
-        ("train_accuracy", "train"),
-        ("test_accuracy", "test top-1"),
-        ("test_top5", "test top-5"),
-    ):
-        accuracy_axes.plot(epochs, [100 * h[key] for h in history], label=label)
-    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for axes in (loss_axes, accuracy_axes):
-        axes.grid(alpha=0.3)
-        axes.legend()
-    figure.suptitle(title)
-    with atomic_output(path, root=root) as tmp:
-        figure.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    pyplot.close(figure)

@@ -179,15 +179,24 @@ def _pm(mean: float, std: float | None) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
+def data_text(settings: dict[str, Any]) -> str:
+    """The data the runs used: ``digits``, or ``digits (--subset 64)`` when only part of it."""
+    subset = settings.get("subset")
+    return settings["data"] if subset is None else f"{settings['data']} (--subset {subset})"
+
+
 def results_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     keys = varied_keys(rows)
     shown = short_keys(keys)
+    subset = settings.get("subset")
+    part = f"Each run used only the first {subset} training and {subset} test images (`--subset {subset}`)."
     lines = [
-        f"# Sweep on {settings['data']}: {settings['epochs']} epochs, {settings['recipe']} recipe, "
+        f"# Sweep on {data_text(settings)}: {settings['epochs']} epochs, {settings['recipe']} recipe, "
         f"batch {settings['batch_size']}, lr {settings['lr']}",
         "",
         "Top-1 test error in percent, mean ± sample standard deviation over the seeds.",
         *(["", "Grid: " + ", ".join(f"`{key}`" for key in keys) + "."] if keys else []),
+        *([part] if subset is not None else []),
         "",
         "| spec | "
         + "".join(f"{shown[key]} | " for key in keys)

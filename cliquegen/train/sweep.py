@@ -39,6 +39,7 @@ from .results import (
     RESULTS,
     Run,
     SpecResult,
+    data_text,
     read_curves,
     read_metrics,
     results_csv,
@@ -251,7 +252,7 @@ def write_results(
         atomic_write(out / f"{RESULTS}.csv", results_csv(rows), root=out),
         atomic_write(out / f"{RESULTS}.md", results_markdown(rows, settings), root=out),
     ]
-    title = f"{settings['data']}, {settings['epochs']} epochs, seeds {seeds_text(seeds)}"
+    title = f"{data_text(settings)}, {settings['epochs']} epochs, seeds {seeds_text(seeds)}"
     paths.append(save_figure(draw_results(results, title), out / f"{RESULTS}.png", root=out))
     return paths
 
