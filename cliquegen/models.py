@@ -12,15 +12,20 @@ from torch import nn
 from .compiler.lower import compile_spec
 from .compiler.naming import class_name
 from .emit.fx import CliqueNetGraphModule, emit_fx
+from .emit.fx_image import ImageGraphModule, emit_image_fx
 from .emit.source import build_source_model
 from .errors import UsageError
 from .spec.model import Spec
+from .spec.network import ImageSpec
 from .spec.shipped import apply_overrides, resolve_spec
 
 
-def build_fx(spec: Spec) -> CliqueNetGraphModule:
+def build_fx(spec: Spec | ImageSpec) -> CliqueNetGraphModule | ImageGraphModule:
     """The spec's network as a freshly initialised ``torch.fx.GraphModule``."""
-    return emit_fx(compile_spec(spec).program, class_name=class_name(spec))
+    program = compile_spec(spec).program
+    if isinstance(spec, ImageSpec):
+        return emit_image_fx(program, class_name=class_name(spec))
+    return emit_fx(program, class_name=class_name(spec))
 
 
 EMITTERS: dict[str, Callable[[Spec], nn.Module]] = {"fx": build_fx, "source": build_source_model}

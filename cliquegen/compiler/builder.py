@@ -6,8 +6,10 @@ Shared by the lowering of classification networks (:mod:`.lower`), of image netw
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+from ..spec.model import InitSpec, NormSpec
 from .ir import ModuleDecl, Op
 
 
@@ -96,3 +98,18 @@ class ProgramBuilder:
         if act == "leaky_relu":
             return self.op(name, "leaky_relu", (x,), shape=self.shapes[x], negative_slope=slope)
         raise AssertionError(f"unknown activation {act!r}")
+
+
+def with_norm_and_init(decl: ModuleDecl, norm: NormSpec, init: InitSpec) -> ModuleDecl:
+    """The spec's ``norm`` and ``init`` settings as constructor arguments, where they differ
+    from the defaults (so a spec that does not set them declares exactly what it did before).
+    BatchNorm takes eps and momentum together: its constructor's arguments are positional."""
+    if decl.kind == "batch_norm" and norm != NormSpec():
+        extra: dict[str, Any] = {"eps": norm.eps, "momentum": norm.momentum}
+    elif decl.kind in ("weight", "conv2d", "conv") and init.conv != InitSpec().conv:
+        extra = {"init": init.conv}
+    elif decl.kind == "linear" and init.linear != InitSpec().linear:
+        extra = {"init": init.linear}
+    else:
+        return decl
+    return replace(decl, args={**decl.args, **extra})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..spec.graph import ResolvedGraph, act_of
 from ..spec.model import BlockConfig
 
 #: A value in a block: (node position, stage); (0, 0) is X0, (j, 0) node j's input slice.
@@ -45,7 +46,7 @@ class Unit:
 
     kind: str  # pre | post
     kernel: int  # of the update's convolution (a bottleneck's 1x1 W_ij: 1)
-    conv_channels: int  # its output channels (the node width, or the bottleneck's width)
+    widen: int = 1  # its output channels are widen x the node's width (a bottleneck's W_ij: 4)
     bias: bool = False
     act: str = "relu"  # relu | prelu | leaky_relu
     slope: float = 0.0  # of leaky_relu
@@ -81,6 +82,10 @@ class GraphBlock:
 
     def node(self, position: int) -> GraphNode:
         return self.nodes[position - 1]
+
+    def conv_channels(self, position: int) -> int:
+        """Output channels of the convolution of node ``position``'s updates."""
+        return self.unit.widen * self.node(position).width
 
     def width(self, ref: Ref) -> int:
         return self.input_channels if ref == (0, 0) else self.node(ref[0]).width
@@ -153,7 +158,7 @@ def clique_block(config: BlockConfig, input_channels: int, feature: bool, transi
         unit=Unit(
             kind="pre",
             kernel=config.conv_kernel,
-            conv_channels=config.conv_channels,
+            widen=config.conv_channels // config.channels,
             dropout=config.dropout,
             bottleneck_kernel=config.kernel if config.bottleneck else None,
         ),
@@ -161,4 +166,44 @@ def clique_block(config: BlockConfig, input_channels: int, feature: bool, transi
         feature=refs(config.feature) if feature else (),
         output=refs(config.transit) if transit else (),
         config=config,
+    )
+
+
+def explicit_block(graph: ResolvedGraph, index: int, input_channels: int) -> GraphBlock:
+    """A block of a ``graphs:`` entry: its updates as written (or, for ``clique:``, the
+    complete clique's), its unit, weights and output."""
+    unit = graph.unit
+    act, slope = act_of(unit)
+    bottleneck = unit.bottleneck
+    if graph.clique is not None:
+        clique = graph.clique
+        order = tuple(clique.order) if clique.order else tuple(range(1, clique.layers + 1))
+        updates, _ = clique_updates(clique.layers, clique.stages, order, clique.partial)
+        nodes = tuple(GraphNode(name, width, name.upper()) for name, width in graph.nodes)
+    else:
+        updates = tuple(Update(j, stage, sources) for j, stage, sources in graph.updates)
+        nodes = tuple(GraphNode(name, width, name.upper()) for name, width in graph.nodes)
+    return GraphBlock(
+        index=index,
+        input_channels=input_channels,
+        nodes=nodes,
+        split=graph.split,
+        updates=updates,
+        stages=graph.stages,
+        unit=Unit(
+            kind=unit.kind,
+            kernel=1 if bottleneck else unit.kernel,
+            widen=bottleneck.width if bottleneck else 1,
+            bias=unit.bias,
+            act=act,
+            slope=slope,
+            dropout=unit.dropout,
+            bottleneck_kernel=bottleneck.kernel if bottleneck else None,
+        ),
+        weights=graph.weights,
+        feature=(),
+        output=graph.output,
+        res_scale=graph.res_scale,
+        residual=graph.residual,
+        named=graph.clique is None,
     )

@@ -18,31 +18,36 @@ spec language takes too, and every block is lowered by the same code (:mod:`.low
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 import networkx as nx
 
 from ..spec.limits import check_limits
-from ..spec.model import BlockConfig, InitSpec, NormSpec, Spec, compressed
-from .builder import ProgramBuilder
+from ..spec.model import BlockConfig, Spec, compressed
+from ..spec.network import ImageSpec
+from .builder import ProgramBuilder, with_norm_and_init
 from .graph_blocks import clique_block
-from .ir import BlockInfo, ModuleDecl, Program, graph_blocks
+from .ir import BlockInfo, Program, graph_blocks
 from .lower_blocks import add_block, schedule_updates
+from .network import lower_image
 
 
 @dataclass
 class Compiled:
     """The result of compiling a spec: the spec, its UpdateGraph and its Program."""
 
-    spec: Spec
+    spec: Spec | ImageSpec
     graph: nx.DiGraph
     program: Program
 
 
-def compile_spec(spec: Spec, force: bool = False) -> Compiled:
+def compile_spec(spec: Spec | ImageSpec, force: bool = False) -> Compiled:
     """Lower ``spec``; refused with ResourceError first when it is too large, unless ``force``."""
     check_limits(spec, force=force)
+    if isinstance(spec, ImageSpec):
+        graph, program = lower_image(spec)
+        program.lint()
+        return Compiled(spec, graph, program)
     blocks = spec.resolved_blocks()
     graph = build_update_graph(spec, blocks)
     program = schedule(spec, graph)
@@ -151,7 +156,7 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
         logits = p.linear("logits", "classifier", features, spec.num_classes)
     else:  # no classifier: the model returns the pooled features
         logits = p.call("logits", p.module("classifier", "identity"), features)
-    modules = {path: _with_norm_and_init(decl, spec) for path, decl in p.modules.items()}
+    modules = {path: with_norm_and_init(decl, spec.norm, spec.init) for path, decl in p.modules.items()}
     return Program(
         spec.name,
         modules,
@@ -186,18 +191,3 @@ def _schedule_attention(p: ProgramBuilder, name: str, prefix: str, x: str) -> st
     h = p.linear(f"{name}_fc2", f"{prefix}.fc2", h, channels)
     gate = p.op(f"{name}_gate", "sigmoid", (h,), shape=(channels,))
     return p.op(name, "scale", (x, gate), shape=p.shapes[x])
-
-
-def _with_norm_and_init(decl: ModuleDecl, spec: Spec) -> ModuleDecl:
-    """The spec's ``norm`` and ``init`` settings as constructor arguments, where they differ
-    from the defaults (so a spec that does not set them declares exactly what it did before).
-    BatchNorm takes eps and momentum together: its constructor's arguments are positional."""
-    if decl.kind == "batch_norm" and spec.norm != NormSpec():
-        extra: dict[str, Any] = {"eps": spec.norm.eps, "momentum": spec.norm.momentum}
-    elif decl.kind in ("weight", "conv2d") and spec.init.conv != InitSpec().conv:
-        extra = {"init": spec.init.conv}
-    elif decl.kind == "linear" and spec.init.linear != InitSpec().linear:
-        extra = {"init": spec.init.linear}
-    else:
-        return decl
-    return replace(decl, args={**decl.args, **extra})

@@ -142,7 +142,7 @@ def _names(block: GraphBlock, update: Update) -> dict[str, Any]:
 
 def _weights(p: ProgramBuilder, block: GraphBlock, update: Update, paths: list[str]) -> tuple[str, ...]:
     """Declare the update's conv weights: one per source, or one over all of them."""
-    out, kk = block.unit.conv_channels, block.unit.kernel
+    out, kk = block.conv_channels(update.node), block.unit.kernel
     if len(paths) == 1 and len(update.sources) > 1:
         widths = [sum(block.width(ref) for ref in update.sources)]
     else:
@@ -171,7 +171,8 @@ def _pre_update(
     bn = p.module(names["bn"], "batch_norm", num_features=in_channels)
     _, h, w = p.shapes[inputs[0]]
     width = block.node(update.node).width
-    macs = in_channels * unit.conv_channels * unit.kernel**2 * h * w
+    wide = block.conv_channels(update.node)
+    macs = in_channels * wide * unit.kernel**2 * h * w
     attrs: dict[str, Any] = {
         "bn": bn,
         "weights": weights,
@@ -184,19 +185,17 @@ def _pre_update(
     }
     if unit.bottleneck_kernel is not None:
         kernel = unit.bottleneck_kernel
-        attrs["bottleneck_bn"] = p.module(
-            names["bottleneck_bn"], "batch_norm", num_features=unit.conv_channels
-        )
+        attrs["bottleneck_bn"] = p.module(names["bottleneck_bn"], "batch_norm", num_features=wide)
         attrs["bottleneck_conv"] = p.module(
             names["bottleneck"],
             "conv2d",
-            in_channels=unit.conv_channels,
+            in_channels=wide,
             out_channels=width,
             kernel_size=kernel,
             stride=1,
             padding=kernel // 2,
         )
-        macs += unit.conv_channels * width * kernel**2 * h * w
+        macs += wide * width * kernel**2 * h * w
     p.op(
         graph.nodes[node]["name"],
         "update",

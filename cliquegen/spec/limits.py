@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import Diagnostic, ResourceError
+from .graph import ResolvedGraph
 from .model import BlockConfig, Spec, compressed
+from .network import ImageSpec
 
 MAX_PARAMS = 2_000_000_000
 MAX_EDGES = 1_000_000
@@ -47,8 +49,10 @@ class Estimate:
     updates: int  # UpdateGraph nodes that are stage updates (every node but the X0s)
 
 
-def estimate(spec: Spec) -> Estimate:
+def estimate(spec: Spec | ImageSpec) -> Estimate:
     """Closed-form costs of ``spec``; no graph is built, so any valid spec takes microseconds."""
+    if isinstance(spec, ImageSpec):
+        return estimate_image(spec)
     blocks = spec.resolved_blocks()
     c_in, height, width = spec.input.channels, spec.input.height, spec.input.width
     stem = spec.stem.channels
@@ -126,6 +130,66 @@ def _block_shape(block: BlockConfig, c0: int) -> tuple[int, int, int, int]:
     return pairs, widest, updates, bn_channels
 
 
+def estimate_image(spec: ImageSpec) -> Estimate:
+    """Costs of an image network, walking its ops; a ``clique:`` graph is counted at its
+    complete size (every update reading x0 and every other node), an upper bound."""
+    graphs = spec.resolved_graphs()
+    c, h, w = spec.input.channels, spec.input.height, spec.input.width
+    params = edges = updates = 0
+    largest = c * h * w
+    for op in spec.network:
+        if op.op in ("conv", "group") and (op.op == "conv" or op.fuse is not None):
+            conv = op if op.op == "conv" else op.fuse
+            if op.op == "group":
+                graph = graphs[op.graph]
+                c_in = c
+                for _ in range(op.blocks):
+                    cost = _block_cost(graph, c_in)
+                    params, edges, updates = params + cost[0], edges + cost[1], updates + cost[2]
+                    largest = max(largest, cost[3] * h * w)
+                    c_in = graph.output_width(c_in)
+                c = c_in * op.blocks
+            params += c * conv.out * conv.kernel**2 + conv.out * (conv.bias + (conv.act == "prelu"))
+            c = conv.out
+        elif op.op == "group":
+            for _ in range(op.blocks):
+                cost = _block_cost(graphs[op.graph], c)
+                params, edges, updates = params + cost[0], edges + cost[1], updates + cost[2]
+                largest = max(largest, cost[3] * h * w)
+                c = graphs[op.graph].output_width(c)
+        elif op.op == "dwt":
+            c, h, w = 4 * c, h // 2, w // 2
+        elif op.op == "idwt":
+            c, h, w = c // 4, 2 * h, 2 * w
+        largest = max(largest, c * h * w)
+    return Estimate(params, largest * BYTES_PER_VALUE, edges, updates)
+
+
+def _block_cost(graph: ResolvedGraph, c0: int) -> tuple[int, int, int, int]:
+    """(parameters, edges, updates, widest input) of one block of ``graph`` reading ``c0``."""
+    unit = graph.unit
+    kernel = 1 if unit.bottleneck else unit.kernel
+    widen = unit.bottleneck.width if unit.bottleneck else 1
+    if graph.clique is not None:
+        n, k = graph.clique.layers, graph.clique.channels
+        reads = [(n, c0 + (n - 1) * k)] * (n * graph.clique.stages)  # (sources, channels), at most
+        widths = [k] * len(reads)
+    else:
+        reads = [
+            (len(sources), sum(graph.width(ref, c0) for ref in sources)) for _, _, sources in graph.updates
+        ]
+        widths = [graph.nodes[j - 1][1] for j, _, _ in graph.updates]
+    params = 0
+    for (_, channels), width in zip(reads, widths, strict=True):
+        params += channels * widen * width * kernel**2 + 2 * width
+        if unit.kind == "pre":
+            params += 2 * channels
+        if unit.bottleneck:
+            params += widen * width * width * unit.bottleneck.kernel**2 + 2 * widen * width
+    widest = max((channels for _, channels in reads), default=0)
+    return params, sum(count for count, _ in reads), len(reads), widest
+
+
 @contextlib.contextmanager
 def lifted(force: bool = True) -> Iterator[None]:
     """Skip the limits inside the ``with`` (``--force`` of the CLI, for code that compiles
@@ -137,7 +201,7 @@ def lifted(force: bool = True) -> Iterator[None]:
         _lifted.reset(token)
 
 
-def check_limits(spec: Spec, force: bool = False, *, path: str | None = None) -> Estimate:
+def check_limits(spec: Spec | ImageSpec, force: bool = False, *, path: str | None = None) -> Estimate:
     """Raise :class:`ResourceError` when ``spec`` is over a limit, unless ``force``.
 
     ``path`` is the file the spec came from, named in the message (default: the spec name).

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import Diagnostic, SpecError, code_points, printable
 from .model import NAME_PATTERN, Loc, Spec, SpecSemanticError
+from .network import ImageSpec
 
 MAX_BYTES = 1 << 20  # a spec is a page of text; refuse anything near /dev/zero
 MAX_DEPTH = 64  # a spec nests about 6 levels
@@ -55,13 +56,16 @@ _EXAMPLES = {
 }
 
 
-def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spec:
+def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spec | ImageSpec:
     """Load and validate a spec from a file or from YAML text.
 
     ``source`` is a file when it is a :class:`os.PathLike` (such as :class:`pathlib.Path`), or
     a ``str`` without a newline that ends in ``.yaml`` or ``.yml`` (any case); any other
     ``str`` is YAML text.  ``path`` is the name used in messages (default: the file path as
     given, or ``<string>`` for text).
+
+    A spec with a ``network:`` list is an image-to-image network (:class:`ImageSpec`); any
+    other, a classification network (:class:`Spec`).
 
     Raises :class:`SpecError` for every problem in the input, never another exception.
     """
@@ -76,13 +80,19 @@ def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spe
         raise TypeError(f"load_spec expects a path or YAML text, got {type(source).__name__}")
 
     tree = _Tree(name, text, looks_like_path)
+    root = spec_model(tree.value)
     try:
-        return Spec.model_validate(tree.value)
+        return root.model_validate(tree.value)
     except ValidationError as error:
-        diagnostics = _explain_validation_error(error, tree)
+        diagnostics = _explain_validation_error(error, tree, root)
     except SpecSemanticError as error:
-        diagnostics = [_explain_problem(loc, message, tree) for loc, message in error.problems]
+        diagnostics = [_explain_problem(loc, message, tree, root) for loc, message in error.problems]
     raise SpecError(_sorted_unique(diagnostics))
+
+
+def spec_model(value: Any) -> type[Spec] | type[ImageSpec]:
+    """The model a spec's top-level mapping is validated into."""
+    return ImageSpec if isinstance(value, dict) and "network" in value else Spec
 
 
 def spec_files(paths: list[str]) -> list[str]:
@@ -467,7 +477,9 @@ def _tag_message(tag: str) -> str:
 # --- validation errors -> diagnostics ----------------------------------------------------------
 
 
-def _explain_validation_error(error: ValidationError, tree: _Tree) -> list[Diagnostic]:
+def _explain_validation_error(
+    error: ValidationError, tree: _Tree, root: type[BaseModel] = Spec
+) -> list[Diagnostic]:
     diagnostics = []
     by_node: dict[Loc, list[tuple[dict[str, Any], bool]]] = {}
     items = error.errors(include_url=False)
@@ -475,7 +487,7 @@ def _explain_validation_error(error: ValidationError, tree: _Tree) -> list[Diagn
         (tree.locate(item["loc"][:-1]), close)
         for item in items
         if item["type"] == "extra_forbidden"
-        for close in close_fields(tuple(item["loc"]))
+        for close in close_fields(tuple(item["loc"]), root)
     }
     for item in items:
         loc = tuple(item["loc"])
@@ -486,7 +498,7 @@ def _explain_validation_error(error: ValidationError, tree: _Tree) -> list[Diagn
             example = f" (e.g. `{_EXAMPLES[key]}`)" if key in _EXAMPLES else ""
             diagnostics.append(tree.value_at(parent, f"missing required key `{key}`{example}"))
         elif item["type"] == "extra_forbidden":
-            diagnostics.append(tree.key_at(tree.locate(loc), _unknown_key_message(loc)))
+            diagnostics.append(tree.key_at(tree.locate(loc), _unknown_key_message(loc, root)))
         else:
             here = tree.locate(loc)
             by_node.setdefault(here, []).append((item, here != loc))
@@ -511,12 +523,12 @@ def _explain_validation_error(error: ValidationError, tree: _Tree) -> list[Diagn
     return diagnostics
 
 
-def _explain_problem(loc: Loc, message: str, tree: _Tree) -> Diagnostic:
+def _explain_problem(loc: Loc, message: str, tree: _Tree, root: type[BaseModel] = Spec) -> Diagnostic:
     """A SpecSemanticError problem; a location absent from the file is a built-in default."""
     here = tree.locate(loc)
     if here != loc:
         keys = [part for part in loc if isinstance(part, str)]
-        default = _default_of(keys)
+        default = _default_of(keys, root)
         simple = isinstance(default, (int, float, str, list, tuple, type(None)))
         shown = f" {_yaml_text(default)}" if simple else ""
         message += f" (`{'.'.join(keys)}` is not set, so the built-in default{shown} applies)"
@@ -621,21 +633,21 @@ def _yaml12_number(text: str) -> str | None:
     return None
 
 
-def _unknown_key_message(loc: Loc) -> str:
-    key, model = str(loc[-1]), _model_at(loc[:-1])
+def _unknown_key_message(loc: Loc, root: type[BaseModel] = Spec) -> str:
+    key, model = str(loc[-1]), _model_at(loc[:-1], root)
     fields = list(model.model_fields) if model else []
     homes = _homes(model, key) if model else []
     shown = f"`{key}`{code_points(key)}"
     if homes:
         return f"unknown key {shown} here; it belongs under " + " or ".join(f"`{h}`" for h in homes)
-    close = close_fields(loc)
+    close = close_fields(loc, root)
     if close:
         return f"unknown key {shown}; did you mean `{close[0]}`?"
     return f"unknown key {shown}; the keys here are " + ", ".join(f"`{f}`" for f in fields)
 
 
-def close_fields(loc: Loc) -> list[str]:
-    model = _model_at(loc[:-1])
+def close_fields(loc: Loc, root: type[BaseModel] = Spec) -> list[str]:
+    model = _model_at(loc[:-1], root)
     return difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1) if model else []
 
 
@@ -652,13 +664,24 @@ def _submodels(annotation: Any) -> list[tuple[type[BaseModel], bool]]:
     ]
 
 
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Spec
+def _model_at(loc: Loc, root: type[BaseModel] = Spec) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
+    members: list[type[BaseModel]] = []  # the models of a union, which pydantic's loc names by tag
     for part in loc:
-        if model is not None and isinstance(part, str) and part in model.model_fields:
+        tagged = [member for member in members if part in _tags(member)]
+        if tagged:
+            model, members = tagged[0], []
+        elif model is not None and isinstance(part, str) and part in model.model_fields:
             found = _submodels(model.model_fields[part].annotation)
             model = found[0][0] if found else None
+            members = [member for member, _ in found]
     return model
+
+
+def _tags(model: type[BaseModel]) -> tuple[Any, ...]:
+    """The values of a union member's ``op`` tag (``conv``, ``group``, ...)."""
+    field = model.model_fields.get("op")
+    return typing.get_args(field.annotation) if field is not None else ()
 
 
 def _homes(model: type[BaseModel], key: str) -> list[str]:
@@ -677,8 +700,8 @@ def _homes(model: type[BaseModel], key: str) -> list[str]:
     return []
 
 
-def _default_of(keys: list[str]) -> Any:
-    model: type[BaseModel] | None = Spec
+def _default_of(keys: list[str], root: type[BaseModel] = Spec) -> Any:
+    model: type[BaseModel] | None = root
     value: Any = _BAD
     for key in keys:
         if value is _BAD:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import Diagnostic, SpecError, UsageError, code_points
 from .loader import close_fields
 from .model import Spec, SpecSemanticError
+from .network import ImageSpec
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -47,11 +48,11 @@ def list_models(pattern: str = "*") -> list[str]:
     return [name for name in shipped_specs() if fnmatch.fnmatchcase(name, pattern)]
 
 
-def resolve_spec(name_or_path: str | os.PathLike | Spec) -> Spec:
+def resolve_spec(name_or_path: str | os.PathLike | Spec | ImageSpec) -> Spec | ImageSpec:
     """A Spec from a Spec, a path to a YAML file, or the name of a shipped spec."""
     from .loader import load_spec
 
-    if isinstance(name_or_path, Spec):
+    if isinstance(name_or_path, (Spec, ImageSpec)):
         return name_or_path
     text = os.fspath(name_or_path)
     shipped = shipped_specs()
@@ -66,7 +67,7 @@ def resolve_spec(name_or_path: str | os.PathLike | Spec) -> Spec:
     )
 
 
-def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
+def apply_overrides(spec: Spec | ImageSpec, **overrides: Any) -> Spec | ImageSpec:
     """Return ``spec`` with ``overrides`` merged in, section by section.
 
     ``num_classes=100`` replaces a field; ``defaults={"dropout": 0.1}`` changes only that key of
@@ -79,20 +80,21 @@ def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
     overrides = _without_none(overrides)
     if not overrides:
         return spec
+    model = type(spec)
     data = spec.model_dump(exclude_unset=True)
     for key, value in overrides.items():
-        if key in _OVERRIDE_ALIASES:
+        if key in _OVERRIDE_ALIASES and _OVERRIDE_ALIASES[key][0] in model.model_fields:
             section, field = _OVERRIDE_ALIASES[key]
             data[section] = {**data.get(section, {}), field: value}
-        elif key in Spec.model_fields:
+        elif key in model.model_fields:
             current = data.get(key)
             data[key] = _merged(current, value) if isinstance(current, dict) else value
         else:
-            close = difflib.get_close_matches(key, list(Spec.model_fields) + list(_OVERRIDE_ALIASES), n=1)
+            close = difflib.get_close_matches(key, list(model.model_fields) + list(_OVERRIDE_ALIASES), n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
             raise UsageError(f"override {key}: unknown key{hint}")
     try:
-        return Spec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         problems = [(tuple(e["loc"]), _override_message(e)) for e in error.errors(include_url=False)]
     except SpecSemanticError as error:
