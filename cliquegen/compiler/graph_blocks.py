@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..spec.graph import ResolvedGraph, act_of
+from ..spec.graph import ResolvedGraph, act_of, clique_schedule
 from ..spec.model import BlockConfig
 
 #: A value in a block: (node position, stage); (0, 0) is X0, (j, 0) node j's input slice.
@@ -111,39 +111,13 @@ def weight_label(i: int, j: int) -> str:
     return f"W{i}{j}" if i < 10 and j < 10 else f"W{i},{j}"
 
 
-def clique_updates(
-    layers: int, stages: int, order: tuple[int, ...], partial: int | None
-) -> tuple[tuple[Update, ...], dict[int, tuple[Ref, ...]]]:
-    """The complete clique's updates (docs/paper.md) and, per stage, the newest value of each
-    layer after it (by layer)::
-
-        Stage I:   X_j(1) = g(W0j*X0 + sum_{i before j} Wij*Xi(1))
-        Stage k>1: X_j(k) = g(sum_{i before j} Wij*Xi(k) + sum_{m after j} Wmj*Xm(k-1))
-
-    "before" and "after" follow ``order``; a partial last stage runs only its first
-    ``partial`` updates, and any later reference takes the newest value of each layer.
-    Sources are concatenated by layer, X0 first.
-    """
-    newest: dict[int, Ref] = {}
-    after_stage: dict[int, tuple[Ref, ...]] = {}
-    updates = []
-    for stage in range(1, stages + 1):
-        run = order[:partial] if stage == stages and partial is not None else order
-        for j in run:
-            sources = [(0, 0)] if stage == 1 else []
-            sources += [newest[i] for i in sorted(newest) if i != j]
-            updates.append(Update(j, stage, tuple(sources)))
-            newest[j] = (j, stage)
-        after_stage[stage] = tuple(newest[j] for j in sorted(newest))
-    return tuple(updates), after_stage
-
-
 def clique_block(config: BlockConfig, input_channels: int, feature: bool, transit: bool) -> GraphBlock:
     """The shorthand ``{layers, channels, schedule, ...}``: a complete clique (a DenseNet with
     one stage) of BN-ReLU-conv units with one W_ij per edge, shared by every stage or each
     stage's own.  ``feature``/``transit``: whether a head reads the block and whether a
     transition follows it."""
-    updates, after_stage = clique_updates(config.layers, config.stages, config.order, config.partial)
+    schedule, after_stage = clique_schedule(config.layers, config.stages, config.order, config.partial)
+    updates = tuple(Update(*update) for update in schedule)
 
     def refs(names: tuple[str | int, ...]) -> tuple[Ref, ...]:
         return tuple(ref for name in names for ref in ([(0, 0)] if name == "x0" else after_stage[name]))
@@ -175,14 +149,8 @@ def explicit_block(graph: ResolvedGraph, index: int, input_channels: int) -> Gra
     unit = graph.unit
     act, slope = act_of(unit)
     bottleneck = unit.bottleneck
-    if graph.clique is not None:
-        clique = graph.clique
-        order = tuple(clique.order) if clique.order else tuple(range(1, clique.layers + 1))
-        updates, _ = clique_updates(clique.layers, clique.stages, order, clique.partial)
-        nodes = tuple(GraphNode(name, width, name.upper()) for name, width in graph.nodes)
-    else:
-        updates = tuple(Update(j, stage, sources) for j, stage, sources in graph.updates)
-        nodes = tuple(GraphNode(name, width, name.upper()) for name, width in graph.nodes)
+    updates = tuple(Update(j, stage, sources) for j, stage, sources in graph.updates)
+    nodes = tuple(GraphNode(name, width, name.upper()) for name, width in graph.nodes)
     return GraphBlock(
         index=index,
         input_channels=input_channels,

@@ -131,6 +131,7 @@ class Group:
 
 #: Parts that begin a group; the parts after one (a transition, a head) join its group.
 _GROUP_START = re.compile(r"stem|block\d+|classifier")
+_BLOCK_PART = re.compile(r"block\d+")
 
 
 @dataclass
@@ -172,7 +173,10 @@ class Program:
         """The ops in runs of one method each: the stem; each block with the transition and
         head ops that follow it; the op that makes ``features`` when it reads the values of
         several runs (the concatenation of the blocks' pooled features), on its own, named
-        ``features``; the classifier.  Inputs and outputs come from def-use liveness."""
+        ``features``; the classifier.  In an image network (no features): the ops before the
+        first block (``stem``), each block, and each run of ops between or after blocks
+        (``tail``, numbered when there are several).  Inputs and outputs come from def-use
+        liveness."""
         runs: list[tuple[str, list[Op]]] = []
         run_of: dict[str, int] = {}  # value -> index of the run that defines it
         part = None
@@ -180,11 +184,19 @@ class Program:
             joins = op.name == self.features and len({run_of[name] for name in op.inputs}) > 1
             if joins:
                 runs.append(("features", []))
+            elif self.features is None:  # an image network
+                block = _BLOCK_PART.fullmatch(op.part)
+                if not runs or (op.part != part and (block or _BLOCK_PART.fullmatch(part or ""))):
+                    runs.append((op.part if block else "stem" if not runs else "tail", []))
             elif not runs or (op.part != part and _GROUP_START.fullmatch(op.part)):
                 runs.append((op.part, []))
             part = op.part
             runs[-1][1].append(op)
             run_of[op.name] = len(runs) - 1
+        tails = [index for index, (name, _) in enumerate(runs) if name == "tail"]
+        if len(tails) > 1:
+            for number, index in enumerate(tails, 1):
+                runs[index] = (f"tail{number}", runs[index][1])
         order = {op.name: index for index, op in enumerate(self.ops)}
         inputs: list[set[str]] = [set() for _ in runs]
         outputs: list[set[str]] = [set() for _ in runs]

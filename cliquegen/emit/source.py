@@ -33,6 +33,7 @@ import linecache
 import os
 import types
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ from ..compiler.lower import Compiled, compile_spec
 from ..compiler.naming import class_name, roman
 from ..compiler.summary import summarize
 from ..spec.model import BlockConfig, Spec
+from ..spec.network import ImageSpec
 from . import _runtime
 
 LINE_LENGTH = 110
@@ -387,10 +389,24 @@ class SourceWriter:
         constructor = _runtime.CONSTRUCTORS.get(decl.kind)
         if constructor is None:
             raise ValueError(f"source emitter: unknown module kind {decl.kind!r} ({decl.path})")
-        name = constructor.__name__ if constructor in RUNTIME_FUNCTIONS else f"nn.{constructor.__name__}"
+        runtime = constructor.__module__ == _runtime.__name__
+        name = constructor.__name__ if runtime else f"nn.{constructor.__name__}"
         params = list(inspect.signature(constructor).parameters)
         if list(decl.args) != params[: len(decl.args)]:
             raise AssertionError(f"{decl.path}: arguments {list(decl.args)} do not match {name}{params}")
+        if decl.kind == "constant":  # a buffer outside the state_dict
+            *parents, leaf = decl.path.split(".")
+            owner = self.ref(".".join(parents)) if parents else "self"
+            values = Seq(
+                "(",
+                tuple(repr(float(v)) for v in decl.args["values"]),
+                ",)" if len(decl.args["values"]) == 1 else ")",
+            )
+            return Seq(
+                f"{owner}.register_buffer(",
+                (pyrepr(leaf), Seq(f"{name}(", (values,), ")"), "persistent=False"),
+                ")",
+            )
         args = [
             pyrepr(value) if position < 2 and key not in NAMED_ARGUMENTS else f"{key}={pyrepr(value)}"
             for position, (key, value) in enumerate(decl.args.items())
@@ -617,6 +633,8 @@ class SourceWriter:
             comment = f"  # (B, {', '.join(map(str, op.shape))})"
             if len(lines) == 1 and len(lines[0] + comment) <= BODY_WIDTH:
                 lines[0] += comment
+        if op.comment:  # the equation of an update whose first op this is
+            return wrap_comment(op.comment) + lines
         return lines
 
     def assign(self, op: Op, expression: str) -> str:
@@ -647,6 +665,36 @@ class SourceWriter:
     def op_scale(self, op: Op, x: list[str]) -> str:
         channels = self.values[op.inputs[1]].shape[0]
         return self.assign(op, f"{x[0]} * {x[1]}.view(-1, {channels}, 1, 1)")
+
+    def op_leaky_relu(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"F.leaky_relu({x[0]}, {op.attrs['negative_slope']!r})")
+
+    def op_conv(self, op: Op, x: list[str]) -> Seq:
+        a = op.attrs
+        weights = [self.ref(path) for path in a["weights"]]
+        weight: Any = (
+            weights[0] if len(weights) == 1 else Seq("torch.cat(", (Seq("[", tuple(weights), "]"), "1"), ")")
+        )
+        bias = self.ref(a["bias"]) if a["bias"] else "None"
+        return Seq(f"{ident(op.name)} = F.conv2d(", (x[0], weight, bias, "1", pyrepr(a["padding"])), ")")
+
+    def op_slice(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]}[:, {op.attrs['start']}:{op.attrs['end']}]")
+
+    def op_add(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]} + {x[1]}")
+
+    def op_mul(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]} * {op.attrs['factor']!r}")
+
+    def op_shift(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]} + {self.ref(op.attrs['constant'])}")
+
+    def op_dwt(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"haar_dwt({x[0]})")
+
+    def op_idwt(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"haar_idwt({x[0]})")
 
     def update_options(self, op: Op) -> dict[str, str]:
         """Keyword arguments of clique_update other than the bottleneck, as source text."""
@@ -763,8 +811,16 @@ def load_with_origin(source: str | os.PathLike[str], *, path: str | None = None)
     return spec, SpecOrigin.of_bytes("<string>" if path is None else path, source.encode(), "text")
 
 
+#: Module renderers of other kinds of spec than classification networks, by spec class
+#: (image networks: :mod:`.image_source`, which registers itself).
+RENDERERS: dict[type, Callable[[Compiled, SpecOrigin, str], str]] = {}
+
+
 def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
     """The module text of a compiled spec."""
+    renderer = RENDERERS.get(type(compiled.spec))
+    if renderer is not None:
+        return renderer(compiled, origin, version)
     spec, program = compiled.spec, compiled.program
     writer = SourceWriter(compiled)
     summary = summarize(compiled)
@@ -911,7 +967,7 @@ def generate_source(spec: Spec | str | os.PathLike[str], *, path: str | None = N
     """
     from .._version import __version__
 
-    if isinstance(spec, Spec):
+    if isinstance(spec, (Spec, ImageSpec)):
         origin = SpecOrigin.of_spec(spec, "<string>" if path is None else path)
     else:
         spec, origin = load_with_origin(spec, path=path)

@@ -130,7 +130,7 @@ class ResolvedGraph:
     name: str
     nodes: tuple[tuple[str, int], ...]  # (name, width)
     split: bool
-    #: (node, stage, sources) in execution order; empty for a clique, which the compiler expands
+    #: (node, stage, sources) in execution order (a clique's as its equations give them)
     updates: tuple[tuple[int, int, tuple[Ref, ...]], ...]
     clique: CliqueSpec | None
     stages: int
@@ -172,8 +172,12 @@ def resolve_graph(
     if graph.clique is not None:
         nodes, updated, cl_problems = _clique_shape(name, graph, loc)
         problems += cl_problems
-        updates: tuple = ()
-        stages = graph.clique.stages
+        if cl_problems:
+            return None, problems
+        clique = graph.clique
+        order = tuple(clique.order) if clique.order else tuple(range(1, clique.layers + 1))
+        updates, _ = clique_schedule(clique.layers, clique.stages, order, clique.partial)
+        stages = clique.stages
     else:
         nodes = tuple(graph.nodes.items())
         if "x0" in graph.nodes:
@@ -221,6 +225,33 @@ def _unit_problems(unit: UnitSpec, loc: Loc) -> list[tuple[Loc, str]]:
     elif unit.bottleneck is not None:
         problems.append(((*loc, "bottleneck"), "a bottleneck belongs to pre-activation units (kind: pre)"))
     return problems
+
+
+def clique_schedule(
+    layers: int, stages: int, order: tuple[int, ...], partial: int | None
+) -> tuple[tuple[tuple[int, int, tuple[Ref, ...]], ...], dict[int, tuple[Ref, ...]]]:
+    """The complete clique's updates (node, stage, sources) in execution order (docs/paper.md)
+    and, per stage, the newest value of each layer after it (by layer)::
+
+        Stage I:   X_j(1) = g(W0j*X0 + sum_{i before j} Wij*Xi(1))
+        Stage k>1: X_j(k) = g(sum_{i before j} Wij*Xi(k) + sum_{m after j} Wmj*Xm(k-1))
+
+    "before" and "after" follow ``order``; a partial last stage runs only its first
+    ``partial`` updates, and any later reference takes the newest value of each layer.
+    Sources are concatenated by layer, X0 first.
+    """
+    newest: dict[int, Ref] = {}
+    after_stage: dict[int, tuple[Ref, ...]] = {}
+    updates = []
+    for stage in range(1, stages + 1):
+        run = order[:partial] if stage == stages and partial is not None else order
+        for j in run:
+            sources = [(0, 0)] if stage == 1 else []
+            sources += [newest[i] for i in sorted(newest) if i != j]
+            updates.append((j, stage, tuple(sources)))
+            newest[j] = (j, stage)
+        after_stage[stage] = tuple(newest[j] for j in sorted(newest))
+    return tuple(updates), after_stage
 
 
 def _clique_shape(

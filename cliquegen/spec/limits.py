@@ -131,63 +131,72 @@ def _block_shape(block: BlockConfig, c0: int) -> tuple[int, int, int, int]:
 
 
 def estimate_image(spec: ImageSpec) -> Estimate:
-    """Costs of an image network, walking its ops; a ``clique:`` graph is counted at its
-    complete size (every update reading x0 and every other node), an upper bound."""
+    """Costs of an image network, walking its ops as the lowering does."""
     graphs = spec.resolved_graphs()
     c, h, w = spec.input.channels, spec.input.height, spec.input.width
     params = edges = updates = 0
     largest = c * h * w
     for op in spec.network:
-        if op.op in ("conv", "group") and (op.op == "conv" or op.fuse is not None):
-            conv = op if op.op == "conv" else op.fuse
-            if op.op == "group":
-                graph = graphs[op.graph]
-                c_in = c
-                for _ in range(op.blocks):
-                    cost = _block_cost(graph, c_in)
-                    params, edges, updates = params + cost[0], edges + cost[1], updates + cost[2]
-                    largest = max(largest, cost[3] * h * w)
-                    c_in = graph.output_width(c_in)
-                c = c_in * op.blocks
-            params += c * conv.out * conv.kernel**2 + conv.out * (conv.bias + (conv.act == "prelu"))
-            c = conv.out
+        convs = []
+        if op.op == "conv":
+            convs.append(op)
+        elif op.op == "dwt":
+            c, h, w = 4 * c, h // 2, w // 2
+        elif op.op == "idwt":
+            c, h, w = c // 4, 2 * h, 2 * w
         elif op.op == "group":
+            outputs = []
             for _ in range(op.blocks):
                 cost = _block_cost(graphs[op.graph], c)
                 params, edges, updates = params + cost[0], edges + cost[1], updates + cost[2]
                 largest = max(largest, cost[3] * h * w)
                 c = graphs[op.graph].output_width(c)
-        elif op.op == "dwt":
-            c, h, w = 4 * c, h // 2, w // 2
-        elif op.op == "idwt":
-            c, h, w = c // 4, 2 * h, 2 * w
+                outputs.append(c)
+            if op.fuse is not None:
+                largest = max(largest, sum(outputs) * h * w)  # their concatenation
+                c = sum(outputs)
+                convs.append(op.fuse)
+        for conv in convs:
+            params += (c * conv.kernel**2 + conv.bias + (conv.act == "prelu")) * conv.out
+            c = conv.out
         largest = max(largest, c * h * w)
     return Estimate(params, largest * BYTES_PER_VALUE, edges, updates)
 
 
 def _block_cost(graph: ResolvedGraph, c0: int) -> tuple[int, int, int, int]:
-    """(parameters, edges, updates, widest input) of one block of ``graph`` reading ``c0``."""
+    """(parameters, edges, updates, widest value in channels) of one block of ``graph``
+    reading ``c0`` channels: the parameters named once per update, per edge or per node as
+    the weight scheme names them (compiler.lower_blocks)."""
     unit = graph.unit
     kernel = 1 if unit.bottleneck else unit.kernel
     widen = unit.bottleneck.width if unit.bottleneck else 1
-    if graph.clique is not None:
-        n, k = graph.clique.layers, graph.clique.channels
-        reads = [(n, c0 + (n - 1) * k)] * (n * graph.clique.stages)  # (sources, channels), at most
-        widths = [k] * len(reads)
-    else:
-        reads = [
-            (len(sources), sum(graph.width(ref, c0) for ref in sources)) for _, _, sources in graph.updates
-        ]
-        widths = [graph.nodes[j - 1][1] for j, _, _ in graph.updates]
-    params = 0
-    for (_, channels), width in zip(reads, widths, strict=True):
-        params += channels * widen * width * kernel**2 + 2 * width
+    act_params = unit.kind == "post" and unit.act == "prelu"
+    named: dict[tuple, int] = {}  # parameter -> its elements, once however often it is used
+    widest = graph.output_width(c0)
+    for j, stage, sources in graph.updates:
+        width = graph.nodes[j - 1][1]
+        out = widen * width
+        channels = sum(graph.width(ref, c0) for ref in sources)
+        widest = max(widest, channels, out)
+        if graph.weights == "per-update":
+            named[("w", j, stage)] = channels * out * kernel**2
+            own: tuple = (j, stage)
+        else:
+            own = (j,) if graph.weights == "shared" else (j, stage)
+            for ref in sources:
+                key = ("w", ref[0], *own) if graph.weights == "shared" else ("w", ref[0], j, stage)
+                named[key] = graph.width(ref, c0) * out * kernel**2
         if unit.kind == "pre":
-            params += 2 * channels
+            named[("bn", j, stage)] = 2 * channels
+        if unit.bias:
+            named[("bias", *own)] = width
+        if act_params:
+            named[("act", *own)] = width
         if unit.bottleneck:
-            params += widen * width * width * unit.bottleneck.kernel**2 + 2 * widen * width
-    widest = max((channels for _, channels in reads), default=0)
-    return params, sum(count for count, _ in reads), len(reads), widest
+            named[("bottleneck_bn", j, stage)] = 2 * out
+            named[("bottleneck", *own)] = out * width * unit.bottleneck.kernel**2
+    edges = sum(len(sources) for _, _, sources in graph.updates)
+    return sum(named.values()), edges, len(graph.updates), widest
 
 
 @contextlib.contextmanager
