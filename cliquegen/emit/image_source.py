@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import inspect
 
-from ..compiler.graph_blocks import GraphBlock
+from ..compiler.graph_blocks import GraphBlock, weight_label
 from ..compiler.ir import Op, graph_blocks
 from ..compiler.lower import Compiled
-from ..compiler.naming import class_name
+from ..compiler.naming import class_name, roman
 from ..compiler.summary import summarize
 from ..spec.graph import LeakyReLUSpec
 from ..spec.network import ImageSpec
@@ -152,6 +152,36 @@ class ImageSourceWriter(SourceWriter):
 
     def part_title(self, part: str) -> str:
         return self.titles.get(part, part)
+
+    def update_modules(self) -> dict[str, tuple[int, str]]:
+        """Each module of a pre-activation update: the stage that first uses it and what it is
+        (``W12``, ``F of LH(1)``, ``BN of LH(1)``, ``bottleneck of LH``)."""
+        roles: dict[str, tuple[int, str]] = {}
+        for op in self.program.ops:
+            if op.kind != "update":
+                continue
+            b, j, stage = op.attrs["node"]
+            block = self.graph_blocks[b]
+            x = block.label((j, stage))
+            sources = next(u.sources for u in block.updates if (u.node, u.stage) == (j, stage))
+            weights = op.attrs["weights"]
+            named = {op.attrs["bn"]: f"BN of {x}"}
+            if len(weights) == len(sources):
+                named |= {path: weight_label(ref[0], j) for ref, path in zip(sources, weights, strict=True)}
+            else:
+                named[weights[0]] = f"F of {x}"
+            if op.attrs["bottleneck_conv"]:
+                named[op.attrs["bottleneck_bn"]] = f"bottleneck BN of {x}"
+                named[op.attrs["bottleneck_conv"]] = f"bottleneck of {block.node(j).label}"
+            for path, what in named.items():
+                roles.setdefault(path, (stage, what))
+        return roles
+
+    def stage_title(self, part: str, stage: int) -> str:
+        """``Stage II: LL(2) to HH(2)``."""
+        block = self.graph_blocks[int(part[5:]) - 1]
+        names = [block.label((u.node, u.stage)) for u in block.updates if u.stage == stage]
+        return f"Stage {roman(stage)}: {names[0] if len(names) == 1 else f'{names[0]} to {names[-1]}'}"
 
     def part_header(self, part: str, ops: list[Op], title: bool = True) -> list[str]:
         """The part's title; in a block, ``block`` bound to its modules."""

@@ -435,4 +435,6 @@ def _output(
             problems.append((where, message))
         else:
             refs.append(ref)
+    if refs and all(ref == (0, 0) for ref in refs):
+        problems.append(((*loc, "cat"), "the output reads only x0; a block's output needs a node's value"))
     return tuple(refs), problems

@@ -266,7 +266,7 @@ def network_problems(spec: ImageSpec, graphs: dict[str, ResolvedGraph]) -> list[
     if (c, h, w) != want:
         problems.append(
             (
-                ("output",),
+                ("output", "scale"),
                 f"the network gives {_shape((c, h, w))} from a {spec.input.height}x{spec.input.width} input, "
                 f"not the {_shape(want)} of output scale {out.scale}",
             )
