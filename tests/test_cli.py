@@ -82,7 +82,10 @@ def test_list_json_names_every_shipped_spec(capsys: pytest.CaptureFixture) -> No
     s3 = next(row for row in rows if row["name"] == "cliquenet-s3")
     assert round(s3["params"] / 1e6, 2) == 14.38
     families = [row["family"] for row in rows]
-    assert families == sorted(families) and set(families) == {"cliquenet", "densenet"}  # grouped
+    assert families == sorted(families)  # grouped
+    assert set(families) == {"cliquenet", "densenet", "pdasr", "srcliquenet"}
+    pdasr = next(row for row in rows if row["name"] == "pdasr-clique")
+    assert (pdasr["params"], pdasr["flops"]) == (2_601_420, 2 * 13_444_890_624)
     assert {row["name"] for row in rows if row["family"] == "densenet"} >= {
         "densenet-121",
         "densenet-k12-t36",

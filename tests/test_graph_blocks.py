@@ -14,6 +14,7 @@ from torch import fx
 
 from cliquegen import build_fx, compile_spec, load_spec, summarize
 from cliquegen.compiler.graph_blocks import clique_block, explicit_block
+from cliquegen.draw.render import draw
 from cliquegen.emit.source import build_source_model, generate_source
 from cliquegen.errors import SpecError
 from cliquegen.spec.limits import estimate
@@ -300,3 +301,34 @@ def test_an_odd_size_at_run_time_is_a_clear_error() -> None:
     model = build_fx(load_spec(ROOT / "specs/sr/pdasr-clique-light.yaml"))
     with pytest.raises(ValueError, match="the Haar DWT needs an even height and width, got 7x6"):
         model(torch.zeros(1, 3, 7, 6))
+
+
+# --- drawings ----------------------------------------------------------------------------------
+
+
+def test_the_views_of_an_explicit_graph_show_its_edges_self_reads_and_residual() -> None:
+    spec = load_spec(ROOT / "specs/sr/pdasr-clique-light.yaml")
+    block = draw(spec, "block")
+    edges = {(src, dst) for src, dst, _ in block.edges}
+    assert ("b1_x0", "b1_node_lh") in edges and ("b1_node_ll", "b1_node_hh") in edges
+    assert ("b1_node_lh", "b1_node_hl") not in edges  # LH and HL never read each other
+    residual = [attrs for src, dst, attrs in block.edges if (src, dst) == ("b1_x0", "b1_out")]
+    assert residual and "residual" in residual[0]["label"]
+    schedule = draw(load_spec(ROOT / "specs/sr/pdasr-clique.yaml"), "schedule", block=2)
+    styles = {(src, dst): attrs.get("style") for src, dst, attrs in schedule.edges}
+    assert styles["b2_ll_s1", "b2_lh_s1"] == "solid"  # this stage's value
+    assert styles["b2_lh_s1", "b2_lh_s2"] == "dashed"  # its own, of the stage before
+    assert styles["b2_lh_s0", "b2_lh_s1"] == "dotted"  # its slice of the input
+    assert schedule.nodes["b2_hh_s2"]["tooltip"] == "HH(2) = g(F(HH(1)))"
+
+
+def test_the_network_view_draws_the_wavelets_the_fusion_and_the_skip() -> None:
+    drawing = draw(load_spec(ROOT / "specs/sr/srcliquenet-x4.yaml"), "network")
+    assert {"embed", "widen", "block1", "block4", "fuse", "add1", "idwt1", "idwt2", "to_rgb"} <= set(
+        drawing.nodes
+    )
+    edges = {(src, dst): attrs for src, dst, attrs in drawing.edges}
+    assert all((f"block{b}", "fuse") in edges for b in range(1, 5))
+    assert edges["embed", "add1"]["style"] == "dashed"  # the global skip f0
+    expanded = draw(load_spec(ROOT / "specs/sr/srcliquenet-x2-tiny.yaml"), "network", depth=1)
+    assert "b3_ll_s2" in expanded.nodes and "b3_ll_s0" in expanded.nodes

@@ -29,7 +29,7 @@ import html
 import math
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +73,11 @@ OUTPUT_FILL = {"feature": "#f3f8ee", "transit": "#fff0e0"}
 OUTPUT_EDGE = "#aaaaaa"
 
 MISSING_DOT = "graphviz's `dot` is not installed: install Debian's graphviz, or use --format dot"
+
+#: Views these clique views do not draw (explicit graph blocks, image networks): each is called
+#: with (compiled, view, 0-based block or None, expand) and returns a Drawing, or None to pass;
+#: :mod:`.graph_views` registers itself here.
+EXTRA_VIEWS: list[Callable[[Compiled, str, int | None, bool], Drawing | None]] = []
 
 _FONT = "Helvetica"
 
@@ -264,14 +269,19 @@ def draw(
         raise UsageError(f"depth must be 0 (blocks collapsed) or 1 (blocks expanded), got {depth}")
     compiled = spec if isinstance(spec, Compiled) else compile_spec(resolve_spec(spec))
     blocks = graph_blocks(compiled.graph)
+    if view != "network":
+        block = 1 if block is None else block
+        if not 1 <= block <= len(blocks):
+            raise UsageError(
+                f"block {block} does not exist: {compiled.spec.name} has {len(blocks)} "
+                f"block{'s' if len(blocks) != 1 else ''} (use a block number from 1 to {len(blocks)})"
+            )
+    for extra in EXTRA_VIEWS:
+        drawing = extra(compiled, view, None if block is None else block - 1, depth == 1)
+        if drawing is not None:
+            return drawing
     if view == "network":
         return _network_view(compiled, expand=depth == 1)
-    block = 1 if block is None else block
-    if not 1 <= block <= len(blocks):
-        raise UsageError(
-            f"block {block} does not exist: {compiled.spec.name} has {len(blocks)} "
-            f"block{'s' if len(blocks) != 1 else ''} (use a block number from 1 to {len(blocks)})"
-        )
     layers = blocks[block - 1].config.layers
     if view == "block":
         return (
