@@ -332,3 +332,28 @@ def test_the_network_view_draws_the_wavelets_the_fusion_and_the_skip() -> None:
     assert edges["embed", "add1"]["style"] == "dashed"  # the global skip f0
     expanded = draw(load_spec(ROOT / "specs/sr/srcliquenet-x2-tiny.yaml"), "network", depth=1)
     assert "b3_ll_s2" in expanded.nodes and "b3_ll_s0" in expanded.nodes
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("name: widen,", "name: dwt1,", "`dwt1` is a name the generated code uses itself; choose another"),
+        ("name: widen,", "name: shallow_act,", None),
+        ("name: to_bands,", "name: fuse_in,", "`fuse_in` names the value `fuse_in`, which the op at"),
+        ("name: to_bands,", "name: shallow,", "`shallow` names the value `shallow`, which the op at"),
+    ],
+)
+def test_names_of_ops_are_checked_against_every_value_they_name(old, new, message) -> None:
+    text = PDASR.replace(old, new, 1)
+    if message is None:  # shallow has no activation, so shallow_act is free
+        load_spec(text)
+        return
+    assert any(message in error for error in errors(text))
+
+
+def test_a_default_mean_shift_name_is_numbered() -> None:
+    spec = load_spec(PDASR.replace("name: sub_mean, ", "").replace("name: add_mean, ", ""))
+    assert [path for path, decl in compile_spec(spec).program.modules.items() if decl.kind == "constant"] == [
+        "mean_shift1",
+        "mean_shift2",
+    ]

@@ -29,6 +29,7 @@ size under a DWT, and an output that is not the ``output`` the spec promises.
 from __future__ import annotations
 
 import keyword
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
@@ -189,24 +190,32 @@ def network_problems(spec: ImageSpec, graphs: dict[str, ResolvedGraph]) -> list[
     modules: dict[str, Loc] = {}
     blocks = 0
 
-    def claim(name: str, loc: Loc) -> None:
-        if name in RESERVED_NAMES or keyword.iskeyword(name) or _is_block_name(name):
+    def claim(name: str, loc: Loc, *derived: str, given: bool = True) -> None:
+        """``name`` for a module and its value, and the values named after it (``conv_act``);
+        a ``given`` name (the spec's, not a numbered default) must not be one of ours."""
+        if given and (name in RESERVED_NAMES or keyword.iskeyword(name) or _is_generated_name(name)):
             problems.append((loc, f"`{name}` is a name the generated code uses itself; choose another"))
-        elif name in modules:
-            problems.append(
-                (loc, f"`{name}` names another op already (at {'.'.join(map(str, modules[name]))})")
-            )
-        modules[name] = loc
+            return
+        for value in (name, *derived):
+            if value in modules:
+                where = ".".join(map(str, modules[value]))
+                problems.append(
+                    (loc, f"`{name}` names the value `{value}`, which the op at {where} names too")
+                )
+                return
+        for value in (name, *derived):
+            modules[value] = loc
 
     shifts = 0
     for i, op in enumerate(spec.network):
         at: Loc = ("network", i)
         if op.op == "conv":
-            claim(op.name, (*at, "name"))
+            claim(op.name, (*at, "name"), *([f"{op.name}_act"] if op.act else []))
             c = op.out
         elif op.op == "mean_shift":
             shifts += 1
-            claim(op.name or f"mean_shift{shifts}", (*at, "name") if op.name else at)
+            name = op.name or f"mean_shift{shifts}"
+            claim(name, (*at, "name") if op.name else at, f"{name}_out", given=op.name is not None)
             if len(op.mean) != c:
                 problems.append(((*at, "mean"), f"mean has {len(op.mean)} values for {c} channels"))
         elif op.op == "dwt":
@@ -255,7 +264,11 @@ def network_problems(spec: ImageSpec, graphs: dict[str, ResolvedGraph]) -> list[
                     return problems
                 c = graph.output_width(c)
             if op.fuse is not None:
-                claim(op.fuse.name, (*at, "fuse", "name"))
+                fuse = op.fuse
+                derived = ([f"{fuse.name}_in"] if op.blocks > 1 else []) + (
+                    [f"{fuse.name}_act"] if fuse.act else []
+                )
+                claim(fuse.name, (*at, "fuse", "name"), *derived)
                 c = op.fuse.out
         if op.save is not None:
             if op.save in saved:
@@ -290,10 +303,12 @@ def block_fit(graph: ResolvedGraph, channels: int) -> str:
     return ""
 
 
-def _is_block_name(name: str) -> bool:
-    return (name.startswith("block") and name[5:].isdigit()) or (
-        name[:1] == "b" and name[1:].split("_")[0].isdigit()
-    )
+_GENERATED_NAME = re.compile(r"block\d+|b\d+(_.*)?|(dwt|idwt|add)\d+|mean_shift\d+(_out)?")
+
+
+def _is_generated_name(name: str) -> bool:
+    """Names of the lowering's own: blocks and their values, the numbered ops."""
+    return bool(_GENERATED_NAME.fullmatch(name))
 
 
 def _shape(shape: tuple[int, int, int]) -> str:
