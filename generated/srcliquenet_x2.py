@@ -8,7 +8,6 @@ The model class comes first; the runtime functions it calls follow it.
 """
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 SPEC_NAME = "srcliquenet-x2"

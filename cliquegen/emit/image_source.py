@@ -12,6 +12,7 @@ Each update of an explicit graph shows its equation (``# LH(1) = g(F(LL(1), LH(0
 from __future__ import annotations
 
 import inspect
+import re
 
 from ..compiler.graph_blocks import GraphBlock, weight_label
 from ..compiler.ir import Op, graph_blocks
@@ -263,6 +264,9 @@ def render_image_source(compiled: Compiled, origin: SpecOrigin, version: str) ->
         forward_lines += writer.call(group)
         intermediates_lines += writer.call(group, maps=True)
     notes = _stage_notes(writer)
+    methods = [writer.method(group) for group in groups]
+    runtime = writer.runtime()
+    code = "\n".join([line for method in methods for line in method] + [f for _, fs in runtime for f in fs])
     context = {
         "header": header,
         "constants": {
@@ -276,12 +280,13 @@ def render_image_source(compiled: Compiled, origin: SpecOrigin, version: str) ->
         },
         "width": LINE_LENGTH,
         "checkpoint": "update" in {op.kind for op in program.ops},
-        "runtime": writer.runtime(),
+        "runtime": runtime,
+        "functional": re.search(r"\bF\.", code) is not None,
         "class_name": class_name(spec),
         "doc": doc + notes,
         "init_lines": writer.init_lines(),
         "input": "x",
-        "methods": [writer.method(group) for group in groups],
+        "methods": methods,
         "forward_lines": forward_lines,
         "intermediates_lines": intermediates_lines,
         "output": program.output,
