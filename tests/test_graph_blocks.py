@@ -4,6 +4,7 @@ shorthands against their written-out expansions, FX == source, and the spec erro
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,19 @@ def test_every_update_of_a_random_graph_is_its_equation(data: dict) -> None:
         torch.testing.assert_close(block_output, expected["out"])
         block_input = block_output
     # the counts the limits check computes without building agree with the built model
-    cost = estimate(spec)
-    assert cost.params == summarize(compile_spec(spec)).params == sum(p.numel() for p in model.parameters())
+    cost, compiled = estimate(spec), compile_spec(spec)
+    assert cost.params == summarize(compiled).params == sum(p.numel() for p in model.parameters())
+    assert cost.edges == compiled.graph.number_of_edges()
+    assert cost.updates == sum(1 for node in compiled.graph.nodes if node[2] > 0)
+    widest = [math.prod(op.shape) for op in compiled.program.ops]
+    for op in compiled.program.ops:  # a pre-activation update's concatenated input is no op of its own
+        if op.kind == "update":
+            channels = sum(compiled.program.values[name].shape[0] for name in op.inputs)
+            widest.append(channels * op.shape[1] * op.shape[2])
+            if op.attrs["bottleneck_bn"]:
+                wide = compiled.program.modules[op.attrs["bottleneck_bn"]].args["num_features"]
+                widest.append(wide * op.shape[1] * op.shape[2])
+    assert cost.activation_bytes == 4 * max(widest)
 
 
 @settings(max_examples=10, deadline=None)
