@@ -66,9 +66,12 @@ def test_every_update_of_a_random_graph_is_its_equation(data: dict) -> None:
             if ref in ("x0", "out") or ref.endswith("(0)"):
                 continue
             name, stage = ref.rstrip(")").split("(")
-            torch.testing.assert_close(values[f"b{b}_{name}_s{stage}"], value, msg=f"block {b}: {ref}")
+            # float rounding only (eval-mode BatchNorm runs folded into one pass over the inputs)
+            torch.testing.assert_close(
+                values[f"b{b}_{name}_s{stage}"], value, rtol=1e-4, atol=1e-4, msg=f"block {b}: {ref}"
+            )
         block_output = values[model.program.block_outputs[b - 1]]
-        torch.testing.assert_close(block_output, expected["out"])
+        torch.testing.assert_close(block_output, expected["out"], rtol=1e-4, atol=1e-4)
         block_input = block_output
     # the counts the limits check computes without building agree with the built model
     cost, compiled = estimate(spec), compile_spec(spec)
