@@ -101,7 +101,7 @@ def schedule_updates(
         node = node_id(block, (j, 0))
         if node in graph:
             start, end = graph.nodes[node]["slice"]
-            c, h, w = p.shapes[x0]
+            _, h, w = p.shapes[x0]
             name = graph.nodes[node]["name"]
             p.op(name, "slice", (x0,), shape=(end - start, h, w), start=start, end=end)
     drop = (

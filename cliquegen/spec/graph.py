@@ -335,7 +335,6 @@ def _stages(
             j = positions[node]
             refs: list[Ref] = []
             for i, text in enumerate(stage.sources[node]):
-                message = ""
                 ref, bare, message = parse_ref(text, positions)
                 if bare is not None:
                     message = (
