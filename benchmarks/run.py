@@ -27,6 +27,7 @@ from cliquegen.analysis.bench import (
 )
 from cliquegen.spec.shipped import apply_overrides
 
+from . import pdasr
 from .baseline import baseline_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,7 +348,8 @@ def main() -> None:
     scaling = compile_times(args.repeats)
     s3 = s3_build(args.repeats)
     breakdown = time_by_category(*MODELS[0])
-    text = report(results, scaling, s3, breakdown, time.perf_counter() - start)
+    refiner = pdasr.section(repeats=args.repeats)
+    text = report(results, scaling, s3, breakdown, time.perf_counter() - start) + "\n" + "\n".join(refiner)
     Path(args.output).write_text(text)
     print(text)
 

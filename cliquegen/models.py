@@ -13,22 +13,29 @@ from .compiler.lower import compile_spec
 from .compiler.naming import class_name
 from .emit.build import build_source_model
 from .emit.fx import CliqueNetGraphModule, emit_fx
+from .emit.fx_image import ImageGraphModule, emit_image_fx
 from .errors import UsageError
 from .spec.model import Spec
+from .spec.network import ImageSpec
 from .spec.shipped import apply_overrides, resolve_spec, revalidated
 
 
-def build_fx(spec: Spec) -> CliqueNetGraphModule:
+def build_fx(spec: Spec | ImageSpec) -> CliqueNetGraphModule | ImageGraphModule:
     """The spec's network as a freshly initialised ``torch.fx.GraphModule``; the spec is
     validated again first (:func:`revalidated`), so a changed Spec gives a SpecError."""
     spec = revalidated(spec)
-    return emit_fx(compile_spec(spec).program, class_name=class_name(spec))
+    program = compile_spec(spec).program
+    if isinstance(spec, ImageSpec):
+        return emit_image_fx(program, class_name=class_name(spec))
+    return emit_fx(program, class_name=class_name(spec))
 
 
-EMITTERS: dict[str, Callable[[Spec], nn.Module]] = {"fx": build_fx, "source": build_source_model}
+EMITTERS: dict[str, Callable[[Spec | ImageSpec], nn.Module]] = {"fx": build_fx, "source": build_source_model}
 
 
-def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **overrides: Any) -> nn.Module:
+def create_model(
+    name_or_path: str | os.PathLike | Spec | ImageSpec, emit: str = "fx", **overrides: Any
+) -> nn.Module:
     """Build a freshly initialised model from a shipped spec name, a spec path or a Spec.
 
     ``emit="fx"`` gives a ``torch.fx.GraphModule``; ``emit="source"`` runs the generated

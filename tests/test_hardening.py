@@ -190,7 +190,7 @@ def _assert_estimate_exact(spec, compiled) -> None:
     cost, graph, program = estimate(spec), compiled.graph, compiled.program
     assert cost.params == summarize(compiled).params
     assert cost.edges == graph.number_of_edges()
-    assert cost.updates == sum(1 for node in graph.nodes if node[1] > 0)
+    assert cost.updates == sum(1 for node in graph.nodes if node[2] > 0)  # X0 and input slices are stage 0
     widest = max(
         [torch.Size(op.shape).numel() for op in program.ops]
         + [  # the concatenated input of an update is never an op of its own

@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cliquegen import build_fx, compile_spec, create_model, list_models, load_spec, summarize
+from cliquegen.spec.network import ImageSpec
 from cliquegen.spec.shipped import shipped_specs
 
 # name: (params in millions, GFLOPs) as printed in the paper (docs/paper.md); None where the paper gives none
@@ -44,6 +45,12 @@ def test_every_spec_named_in_the_design_is_shipped() -> None:
         "cliquenet-k36-t12-untied",
         *(f"densenet-{depth}" for depth in (121, 169, 201, 161)),
         *(f"densenet-{row}" for row in ("k12-t36", "k12-t96", "k24-t96", "bc-k12-t96", "bc-k24-t246")),
+        "pdasr-clique",
+        "pdasr-clique-1stage",
+        "pdasr-clique-light",
+        "srcliquenet-x2",
+        "srcliquenet-x4",
+        "srcliquenet-x2-tiny",
     }
     assert expected <= set(SHIPPED)
     assert list_models("cliquenet-s*") == ["cliquenet-s0", "cliquenet-s1", "cliquenet-s2", "cliquenet-s3"]
@@ -76,7 +83,34 @@ def test_counts_agree_with_the_built_model_and_torch_flop_counter(name: str) -> 
     assert summary.flops == counter.get_total_flops()
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+CLASSIFIERS = [name for name in SHIPPED if not name.startswith(("pdasr", "srcliquenet"))]
+IMAGE_NETWORKS = [name for name in SHIPPED if name not in CLASSIFIERS]
+
+
+def test_the_image_networks_are_the_image_specs() -> None:
+    assert all(isinstance(load_spec(shipped_specs()[name]), ImageSpec) for name in IMAGE_NETWORKS)
+    assert not any(isinstance(load_spec(shipped_specs()[name]), ImageSpec) for name in CLASSIFIERS)
+
+
+@pytest.mark.parametrize("name", IMAGE_NETWORKS)
+def test_shipped_image_network_runs_one_forward_pass(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    spec = load_spec(shipped_specs()[name])
+    height, width = 8, 12  # any even size (a multiple of 4 for x4)
+    x = 255 * torch.rand(1, spec.input.channels, height, width)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (
+        1,
+        spec.output.channels or spec.input.channels,
+        spec.output.scale * height,
+        spec.output.scale * width,
+    )
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_shipped_spec_runs_one_forward_pass(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name).eval()

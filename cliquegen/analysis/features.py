@@ -139,6 +139,10 @@ def feature_maps(
     """Stage I and last-stage maps of every layer of ``block`` for one input image."""
     compiled = compile_spec(spec)
     _check_block(block, len(graph_blocks(compiled.graph)))
+    if compiled.program.features is None:
+        raise UsageError(
+            f"analyze features shows a classifier's clique blocks; {spec.name} is an image network"
+        )
     layers = block_layers(compiled, block)
     names = [name for _, shown_values in layers for name, _ in shown_values]
     logits, values = intermediate_values(model.eval(), shown.tensor.unsqueeze(0), names)

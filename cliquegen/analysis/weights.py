@@ -82,6 +82,11 @@ def weight_matrices(
     """The mean |W_ij| matrices of every block (or of block ``block``, from 1)."""
     blocks = graph_blocks(compiled.graph)
     _check_block(block, len(blocks))
+    if any(info.config is None for info in blocks):
+        raise UsageError(
+            f"analyze weights reads the W_ij of clique blocks; {compiled.spec.name} is built of "
+            "explicit graphs"
+        )
     usage = weight_usage(compiled)
     matrices = []
     for b, info in enumerate(blocks):

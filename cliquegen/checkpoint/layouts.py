@@ -31,6 +31,11 @@ LAYOUTS = (
         "torchvision",  # TORCHVISION_FORMAT, defined with its conversion below
     ),
     (
+        "PDASR's refiner layout",
+        re.compile(r"^(P\.)?(preConv0|preConv1|CliqueBlock|funsion|tail|sub_mean|add_mean)\."),
+        "pdasr",  # PDASR_FORMAT
+    ),
+    (
         "the layout of a cliquegen model",
         re.compile(r"^(stem|block\d+|transition\d+|head|classifier)\."),
         None,
@@ -42,6 +47,10 @@ LAYOUTS = (
 TORCHVISION_FORMAT = "torchvision"
 
 
+#: PDASR's refinement network (its sub-band clique), as the CLI spells the format.
+PDASR_FORMAT = "pdasr"
+
+
 #: Formats ``cliquegen import-weights --format`` converts; a layout's hint names the command
 #: only when its format is here.
-IMPORT_FORMATS = (OFFICIAL_FORMAT, TORCHVISION_FORMAT)
+IMPORT_FORMATS = (OFFICIAL_FORMAT, TORCHVISION_FORMAT, PDASR_FORMAT)

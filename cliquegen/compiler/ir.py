@@ -20,6 +20,7 @@ from typing import Any
 import networkx as nx
 
 from ..spec.model import BlockConfig
+from .graph_blocks import GraphBlock, weight_label
 
 #: Node of an UpdateGraph: (block, layer, stage); X0 of block b is (b, 0, 0).
 NodeId = tuple[int, int, int]
@@ -29,12 +30,14 @@ NodeId = tuple[int, int, int]
 class BlockInfo:
     """What an UpdateGraph records of one block, beside its nodes and edges."""
 
-    config: BlockConfig
+    config: BlockConfig | None  # the shorthand the block was written as; None for an explicit graph
     input_channels: int  # of X0
     #: What the block's head reads, concatenated in this order; empty where no head reads it.
     feature: tuple[NodeId, ...]
     #: What its transition reads; empty for the last block, which transits nothing.
     transit: tuple[NodeId, ...]
+    #: The block in the form every block is lowered from.
+    graph: GraphBlock | None = None
 
 
 def graph_blocks(graph: nx.DiGraph) -> tuple[BlockInfo, ...]:
@@ -50,6 +53,11 @@ MODULE_KINDS = {
     "linear": "nn.Linear(in_features, out_features, bias=True)",
     "dropout": "nn.Dropout(p)",
     "identity": "nn.Identity() (the classifier of a model with num_classes 0)",
+    "conv": "nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias), "
+    "initialised like the W_ij, a zero bias",
+    "bias": "a bare Parameter of `channels` zeros: a node's conv bias beside its W_ij",
+    "prelu": "nn.PReLU(num_parameters): one slope per channel, starting at 0.25",
+    "constant": "a buffer outside the state_dict: `values` (float32) viewed as (1, C, 1, 1)",
 }
 
 #: Kinds of ops; the attributes each one reads are listed after the colon.
@@ -64,6 +72,15 @@ OP_KINDS = {
     "avg_pool": "F.avg_pool2d(x, kernel_size): kernel_size",
     "global_pool": "mean over H and W -> (B, C)",
     "scale": "x * gate[:, :, None, None] (channel-wise gate)",
+    "leaky_relu": "F.leaky_relu(x, negative_slope)",
+    "conv": "F.conv2d(x, cat(weights), bias, 1, padding): one convolution over an update's "
+    "concatenated inputs with its W_ij concatenated (bias: a module path or None)",
+    "slice": "x[:, start:end] (a node's slice of a block input)",
+    "add": "a + b",
+    "mul": "x * factor (a block output's res_scale)",
+    "shift": "x + self.<constant> (a fixed mean shift): constant",
+    "dwt": "Haar DWT (B, C, H, W) -> (B, 4C, H/2, W/2), band-major LL, HL, LH, HH",
+    "idwt": "inverse Haar DWT (B, 4C, h, w) -> (B, C, 2h, 2w)",
     "update": "one clique update: cat -> bn -> relu -> conv(cat(weights)) [-> dropout] "
     "[-> bottleneck_bn -> relu -> bottleneck_conv [-> dropout]]: "
     "bn, weights, padding, dropout, bottleneck_bn, bottleneck_conv, node, memory_efficient "
@@ -114,6 +131,7 @@ class Group:
 
 #: Parts that begin a group; the parts after one (a transition, a head) join its group.
 _GROUP_START = re.compile(r"stem|block\d+|classifier")
+_BLOCK_PART = re.compile(r"block\d+")
 
 
 @dataclass
@@ -124,8 +142,8 @@ class Program:
     modules: dict[str, ModuleDecl]
     ops: list[Op]
     output: str
-    features: str  # pooled multi-scale feature vector, input of the classifier
-    classifier: str  # module path of the final linear layer (an identity with no classes)
+    features: str | None  # pooled feature vector, input of the classifier; None in an image network
+    classifier: str | None  # module path of the final linear layer (an identity with no classes)
     #: One value per block: the map it hands on (to its transition; the last block, to the head),
     #: what ``forward_intermediates`` returns.
     block_outputs: tuple[str, ...] = ()
@@ -155,7 +173,10 @@ class Program:
         """The ops in runs of one method each: the stem; each block with the transition and
         head ops that follow it; the op that makes ``features`` when it reads the values of
         several runs (the concatenation of the blocks' pooled features), on its own, named
-        ``features``; the classifier.  Inputs and outputs come from def-use liveness."""
+        ``features``; the classifier.  In an image network (no features): the ops before the
+        first block (``stem``), each block, and each run of ops between or after blocks
+        (``tail``, numbered when there are several).  Inputs and outputs come from def-use
+        liveness."""
         runs: list[tuple[str, list[Op]]] = []
         run_of: dict[str, int] = {}  # value -> index of the run that defines it
         part = None
@@ -163,11 +184,19 @@ class Program:
             joins = op.name == self.features and len({run_of[name] for name in op.inputs}) > 1
             if joins:
                 runs.append(("features", []))
+            elif self.features is None:  # an image network
+                block = _BLOCK_PART.fullmatch(op.part)
+                if not runs or (op.part != part and (block or _BLOCK_PART.fullmatch(part or ""))):
+                    runs.append((op.part if block else "stem" if not runs else "tail", []))
             elif not runs or (op.part != part and _GROUP_START.fullmatch(op.part)):
                 runs.append((op.part, []))
             part = op.part
             runs[-1][1].append(op)
             run_of[op.name] = len(runs) - 1
+        tails = [index for index, (name, _) in enumerate(runs) if name == "tail"]
+        if len(tails) > 1:
+            for number, index in enumerate(tails, 1):
+                runs[index] = (f"tail{number}", runs[index][1])
         order = {op.name: index for index, op in enumerate(self.ops)}
         inputs: list[set[str]] = [set() for _ in runs]
         outputs: list[set[str]] = [set() for _ in runs]
@@ -178,7 +207,8 @@ class Program:
                         inputs[index].add(name)
                         outputs[run_of[name]].add(name)
         for name in (self.features, self.output):
-            outputs[run_of[name]].add(name)
+            if name is not None:
+                outputs[run_of[name]].add(name)
         return [
             Group(
                 name,
@@ -193,6 +223,12 @@ class Program:
         """Module paths an op uses."""
         if op.kind == "call":
             yield op.attrs["module"]
+        elif op.kind == "shift":
+            yield op.attrs["constant"]
+        elif op.kind == "conv":
+            yield from op.attrs["weights"]
+            if op.attrs["bias"]:
+                yield op.attrs["bias"]
         elif op.kind == "update":
             yield op.attrs["bn"]
             yield from op.attrs["weights"]
@@ -220,7 +256,7 @@ class Program:
                 used_modules.add(path)
             defined.add(op.name)
         for name in (self.output, self.features, *self.block_outputs):
-            if name not in defined:
+            if name is not None and name not in defined:
                 raise AssertionError(f"{name!r} is never defined")
         unused = set(self.modules) - used_modules
         if unused:
@@ -252,11 +288,6 @@ def sanitize_identifier(text: str) -> str:
 def node_label(layer: int, stage: int) -> str:
     """``X0`` or ``X3(2)``: how the paper writes a tensor."""
     return "X0" if layer == 0 else f"X{layer}({stage})"
-
-
-def weight_label(i: int, j: int) -> str:
-    """``W13`` in the paper's notation; ``W1,12`` once an index has two digits."""
-    return f"W{i}{j}" if i < 10 and j < 10 else f"W{i},{j}"
 
 
 def equation(graph: nx.DiGraph, node: NodeId) -> str:

@@ -10,34 +10,44 @@ one edge per term of the stage equations (docs/paper.md):
 first ``partial`` updates, and any later reference takes the newest value of each layer.
 Each W_ij is one parameter for every stage, or each stage's own with ``share_weights: false``
 (the edges stay the equations' terms either way).  A DenseNet block is the same clique run
-for Stage I only, whose transit is the whole concatenation ``[x0, 1]``.
+for Stage I only, whose transit is the whole concatenation ``[x0, 1]``.  These shorthand
+blocks expand into graph blocks (:mod:`.graph_blocks`), the form an explicit graph of the
+spec language takes too, and every block is lowered by the same code (:mod:`.lower_blocks`).
 ``schedule`` then orders the whole network (stem, blocks, transitions, head) into a Program.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 import networkx as nx
 
 from ..spec.limits import check_limits
-from ..spec.model import BlockConfig, InitSpec, NormSpec, Spec, compressed
-from .ir import BlockInfo, ModuleDecl, NodeId, Op, Program, equation, graph_blocks
+from ..spec.model import BlockConfig, Spec, compressed
+from ..spec.network import ImageSpec
+from .builder import ProgramBuilder, with_norm_and_init
+from .graph_blocks import clique_block
+from .ir import BlockInfo, Program, graph_blocks
+from .lower_blocks import add_block, schedule_updates
+from .network import lower_image
 
 
 @dataclass
 class Compiled:
     """The result of compiling a spec: the spec, its UpdateGraph and its Program."""
 
-    spec: Spec
+    spec: Spec | ImageSpec
     graph: nx.DiGraph
     program: Program
 
 
-def compile_spec(spec: Spec, force: bool = False) -> Compiled:
+def compile_spec(spec: Spec | ImageSpec, force: bool = False) -> Compiled:
     """Lower ``spec``; refused with ResourceError first when it is too large, unless ``force``."""
     check_limits(spec, force=force)
+    if isinstance(spec, ImageSpec):
+        graph, program = lower_image(spec)
+        program.lint()
+        return Compiled(spec, graph, program)
     blocks = spec.resolved_blocks()
     graph = build_update_graph(spec, blocks)
     program = schedule(spec, graph)
@@ -56,134 +66,23 @@ def value_name(block: int, layer: int, stage: int) -> str:
 
 
 def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
+    """The UpdateGraph of a classification network: each shorthand block expanded
+    (:func:`~.graph_blocks.clique_block`) and added as every block is (:func:`~.lower_blocks.add_block`)."""
     graph = nx.DiGraph(name=spec.name)
     infos: list[BlockInfo] = []
     for block, c0 in zip(blocks, block_input_channels(spec, blocks), strict=True):
-        b = block.index
-        x0: NodeId = (b, 0, 0)
-        graph.add_node(x0, block=b, layer=0, stage=0, step=0, channels=c0, name=value_name(b, 0, 0))
-        newest: dict[int, NodeId] = {}  # layer -> its newest tensor
-        after_stage: dict[int, list[NodeId]] = {}  # stage -> newest tensor of each layer, by layer
-        step = 0
-        for stage in range(1, block.stages + 1):
-            order = block.order
-            if stage == block.stages and block.partial is not None:
-                order = order[: block.partial]
-            for j in order:
-                step += 1
-                node: NodeId = (b, j, stage)
-                graph.add_node(
-                    node,
-                    block=b,
-                    layer=j,
-                    stage=stage,
-                    step=step,
-                    channels=block.channels,
-                    name=value_name(b, j, stage),
-                )
-                if stage == 1:
-                    graph.add_edge(x0, node, weight=(0, j))
-                for i, src in newest.items():
-                    if i != j:
-                        graph.add_edge(src, node, weight=(i, j))
-                newest[j] = node
-            after_stage[stage] = [newest[j] for j in sorted(newest)]
-
-        infos.append(
-            BlockInfo(
-                config=block,
-                input_channels=c0,
-                # what leaves the block: a head reads only the last block's feature unless the
-                # head is multi-scale, and the last block transits nothing
-                feature=_tensors(block.feature, x0, after_stage)
-                if spec.head.kind == "multiscale" or b + 1 == len(blocks)
-                else (),
-                transit=_tensors(block.transit, x0, after_stage) if b + 1 < len(blocks) else (),
-            )
-        )
+        last = block.index + 1 == len(blocks)
+        # what leaves the block: a head reads only the last block's feature unless the head is
+        # multi-scale, and the last block transits nothing
+        expanded = clique_block(block, c0, feature=spec.head.kind == "multiscale" or last, transit=not last)
+        infos.append(add_block(graph, expanded))
     graph.graph["blocks"] = tuple(infos)
     return graph
 
 
-def _tensors(
-    refs: tuple[str | int, ...], x0: NodeId, after_stage: dict[int, list[NodeId]]
-) -> tuple[NodeId, ...]:
-    """The tensors a feature or transit names, concatenated in the order listed."""
-    return tuple(node for ref in refs for node in ([x0] if ref == "x0" else after_stage[ref]))
-
-
-class _ProgramBuilder:
-    """Declares modules and appends ops, tracking shapes and MACs."""
-
-    def __init__(self) -> None:
-        self.modules: dict[str, ModuleDecl] = {}
-        self.ops: list[Op] = []
-        self.shapes: dict[str, tuple[int, ...]] = {}
-        self.part = ""
-
-    def module(self, path: str, kind: str, **args: Any) -> str:
-        if path not in self.modules:
-            self.modules[path] = ModuleDecl(path, kind, args)
-        return path
-
-    def op(
-        self,
-        name: str,
-        kind: str,
-        inputs: tuple[str, ...] | list[str] = (),
-        *,
-        shape: tuple[int, ...],
-        macs: int = 0,
-        comment: str | None = None,
-        **attrs: Any,
-    ) -> str:
-        self.ops.append(Op(name, kind, tuple(inputs), attrs, self.part, comment, shape, macs))
-        self.shapes[name] = shape
-        return name
-
-    def call(
-        self, name: str, module: str, x: str, *, shape: tuple[int, ...] | None = None, macs: int = 0
-    ) -> str:
-        return self.op(name, "call", (x,), shape=shape or self.shapes[x], macs=macs, module=module)
-
-    def cat(self, name: str, inputs: list[str]) -> str:
-        if len(inputs) == 1:
-            return inputs[0]
-        channels = sum(self.shapes[x][0] for x in inputs)
-        return self.op(name, "cat", inputs, shape=(channels, *self.shapes[inputs[0]][1:]))
-
-    def bn_relu(self, name: str, module: str, x: str) -> str:
-        self.module(module, "batch_norm", num_features=self.shapes[x][0])
-        h = self.call(f"{name}_bn", module, x)
-        return self.op(f"{name}_relu", "relu", (h,), shape=self.shapes[x], inplace=True)  # only it reads h
-
-    def conv(self, name: str, module: str, x: str, out: int, kernel: int, stride: int = 1) -> str:
-        c, h, w = self.shapes[x]
-        padding = kernel // 2
-        self.module(
-            module,
-            "conv2d",
-            in_channels=c,
-            out_channels=out,
-            kernel_size=kernel,
-            stride=stride,
-            padding=padding,
-        )
-        h, w = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
-        return self.call(name, module, x, shape=(out, h, w), macs=c * out * kernel * kernel * h * w)
-
-    def linear(self, name: str, module: str, x: str, out: int) -> str:
-        (features,) = self.shapes[x]
-        self.module(module, "linear", in_features=features, out_features=out)
-        return self.call(name, module, x, shape=(out,), macs=features * out)
-
-    def dropout(self, name: str, module: str | None, x: str) -> str:
-        return x if module is None else self.call(name, module, x)
-
-
 def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
     """Order the whole network into straight-line code."""
-    p = _ProgramBuilder()
+    p = ProgramBuilder()
     p.part = "stem"
     x = p.op(
         "x",
@@ -215,12 +114,8 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
         block = info.config
         tag = b + 1
         p.part = f"block{tag}"
-        drop = p.module(f"block{tag}.dropout", "dropout", p=block.dropout) if block.dropout > 0 else None
-        updates = sorted(
-            (n for n in graph.nodes if n[0] == b and n[1] > 0), key=lambda n: graph.nodes[n]["step"]
-        )
-        for node in updates:
-            _schedule_update(p, graph, block, node, drop, spec.memory_efficient)
+        schedule_updates(p, graph, info.graph, spec.memory_efficient)
+        drop = f"block{tag}.dropout" if block.dropout > 0 else None
 
         names = [graph.nodes[n]["name"] for n in info.transit]
         if b + 1 < len(blocks):
@@ -261,7 +156,7 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
         logits = p.linear("logits", "classifier", features, spec.num_classes)
     else:  # no classifier: the model returns the pooled features
         logits = p.call("logits", p.module("classifier", "identity"), features)
-    modules = {path: _with_norm_and_init(decl, spec) for path, decl in p.modules.items()}
+    modules = {path: with_norm_and_init(decl, spec.norm, spec.init) for path, decl in p.modules.items()}
     return Program(
         spec.name,
         modules,
@@ -287,69 +182,7 @@ def _memory_format(spec: Spec) -> str | None:
     return "channels_last" if side >= CHANNELS_LAST_FROM else None
 
 
-def _schedule_update(
-    p: _ProgramBuilder,
-    graph: nx.DiGraph,
-    block: BlockConfig,
-    node: NodeId,
-    drop: str | None,
-    memory_efficient: bool = False,
-) -> None:
-    """One stage update: BN-ReLU over the concatenated inputs, then one conv whose weight is
-    the concatenation of the W_ij (then the layer's bottleneck conv).  The W_ij and the
-    bottleneck conv are shared by every stage, or, with ``share_weights: false``, each
-    stage's own (``w1_2_s2``, ``bottleneck1_s2``)."""
-    b, j, stage = node
-    tag, k, width = b + 1, block.channels, block.conv_channels
-    own = "" if block.share_weights else f"_s{stage}"
-    sources = sorted(graph.predecessors(node), key=lambda n: n[1])
-    inputs = [graph.nodes[n]["name"] for n in sources]
-    weights = []
-    for src in sources:
-        i = src[1]
-        kk = block.conv_kernel
-        shape = (width, graph.nodes[src]["channels"], kk, kk)
-        weights.append(p.module(f"block{tag}.w{i}_{j}{own}", "weight", shape=shape))
-    in_channels = sum(graph.nodes[n]["channels"] for n in sources)
-    bn = p.module(f"block{tag}.bn{j}_s{stage}", "batch_norm", num_features=in_channels)
-    _, h, w = p.shapes[inputs[0]]
-    macs = in_channels * width * block.conv_kernel**2 * h * w
-    attrs: dict[str, Any] = {
-        "bn": bn,
-        "weights": tuple(weights),
-        "padding": block.conv_kernel // 2,
-        "dropout": drop,
-        "bottleneck_bn": None,
-        "bottleneck_conv": None,
-        "node": node,
-        "memory_efficient": memory_efficient,
-    }
-    if block.bottleneck:
-        attrs["bottleneck_bn"] = p.module(
-            f"block{tag}.bottleneck_bn{j}_s{stage}", "batch_norm", num_features=width
-        )
-        attrs["bottleneck_conv"] = p.module(
-            f"block{tag}.bottleneck{j}{own}",
-            "conv2d",
-            in_channels=width,
-            out_channels=k,
-            kernel_size=block.kernel,
-            stride=1,
-            padding=block.kernel // 2,
-        )
-        macs += width * k * block.kernel**2 * h * w
-    p.op(
-        graph.nodes[node]["name"],
-        "update",
-        inputs,
-        shape=(k, h, w),
-        macs=macs,
-        comment=equation(graph, node),
-        **attrs,
-    )
-
-
-def _schedule_attention(p: _ProgramBuilder, name: str, prefix: str, x: str) -> str:
+def _schedule_attention(p: ProgramBuilder, name: str, prefix: str, x: str) -> str:
     """Squeeze-and-excitation: pool -> FC(C, C/2) -> ReLU -> FC(C/2, C) -> sigmoid -> scale."""
     channels = p.shapes[x][0]
     h = p.op(f"{name}_pool", "global_pool", (x,), shape=(channels,))
@@ -358,18 +191,3 @@ def _schedule_attention(p: _ProgramBuilder, name: str, prefix: str, x: str) -> s
     h = p.linear(f"{name}_fc2", f"{prefix}.fc2", h, channels)
     gate = p.op(f"{name}_gate", "sigmoid", (h,), shape=(channels,))
     return p.op(name, "scale", (x, gate), shape=p.shapes[x])
-
-
-def _with_norm_and_init(decl: ModuleDecl, spec: Spec) -> ModuleDecl:
-    """The spec's ``norm`` and ``init`` settings as constructor arguments, where they differ
-    from the defaults (so a spec that does not set them declares exactly what it did before).
-    BatchNorm takes eps and momentum together: its constructor's arguments are positional."""
-    if decl.kind == "batch_norm" and spec.norm != NormSpec():
-        extra: dict[str, Any] = {"eps": spec.norm.eps, "momentum": spec.norm.momentum}
-    elif decl.kind in ("weight", "conv2d") and spec.init.conv != InitSpec().conv:
-        extra = {"init": spec.init.conv}
-    elif decl.kind == "linear" and spec.init.linear != InitSpec().linear:
-        extra = {"init": spec.init.linear}
-    else:
-        return decl
-    return replace(decl, args={**decl.args, **extra})

@@ -24,7 +24,13 @@ def parameter_count(decl: ModuleDecl) -> int:
         return 2 * a["num_features"]
     if decl.kind == "linear":
         return (a["in_features"] + 1) * a["out_features"]
-    if decl.kind in ("dropout", "identity"):
+    if decl.kind == "conv":
+        return (a["in_channels"] * a["kernel_size"] ** 2 + a["bias"]) * a["out_channels"]
+    if decl.kind == "bias":
+        return a["channels"]
+    if decl.kind == "prelu":
+        return a["num_parameters"]
+    if decl.kind in ("dropout", "identity", "constant"):  # a constant is a buffer, not a parameter
         return 0
     raise ValueError(f"unknown module kind {decl.kind!r}")
 

@@ -23,7 +23,8 @@ order) so tests can check its structure; ``Drawing.digraph()`` turns it into a
 and every W_ij gets the colour of its source layer i in every view and every stage.
 
 This module picks the view (:func:`draw`) and its output (:func:`render`); each view has its
-module (``block``, ``schedule``, ``network``), on the graphviz backend (``backend``: the
+module (``block``, ``schedule``, ``network``; ``graph_views`` for explicit graph blocks and
+image networks), on the graphviz backend (``backend``: the
 Drawing, DOT, ``dot``) and the look shared by all (``style``: limits, colours, label text).
 """
 
@@ -38,6 +39,7 @@ from ..spec.model import Spec
 from ..spec.shipped import resolve_spec
 from .backend import FORMATS, MISSING_DOT, SUFFIXES, Drawing, output_format
 from .block import block_matrix, block_view
+from .graph_views import graph_view
 from .network import network_view
 from .schedule import schedule_matrix, schedule_view
 from .style import (
@@ -104,14 +106,18 @@ def draw(
         raise UsageError(f"depth must be 0 (blocks collapsed) or 1 (blocks expanded), got {depth}")
     compiled = spec if isinstance(spec, Compiled) else compile_spec(resolve_spec(spec))
     blocks = graph_blocks(compiled.graph)
+    if view != "network":
+        block = 1 if block is None else block
+        if not 1 <= block <= len(blocks):
+            raise UsageError(
+                f"block {block} does not exist: {compiled.spec.name} has {len(blocks)} "
+                f"block{'s' if len(blocks) != 1 else ''} (use a block number from 1 to {len(blocks)})"
+            )
+    drawing = graph_view(compiled, view, None if block is None else block - 1, depth == 1)
+    if drawing is not None:  # an image network, or an explicit graph block
+        return drawing
     if view == "network":
         return network_view(compiled, expand=depth == 1)
-    block = 1 if block is None else block
-    if not 1 <= block <= len(blocks):
-        raise UsageError(
-            f"block {block} does not exist: {compiled.spec.name} has {len(blocks)} "
-            f"block{'s' if len(blocks) != 1 else ''} (use a block number from 1 to {len(blocks)})"
-        )
     layers = blocks[block - 1].config.layers
     if view == "block":
         return block_view(compiled, block - 1) if layers <= EDGE_LIMIT else block_matrix(compiled, block - 1)

@@ -67,6 +67,31 @@ def init_conv_weight(weight: torch.Tensor, init: str) -> None:
         nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 
 
+def padded_conv(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    bias: bool = True,
+    init: str = "kaiming-normal-fan-out",
+) -> nn.Conv2d:
+    """A convolution with "same" padding, initialised like the W_ij; its bias starts at zero."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+    init_conv_weight(conv.weight, init)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def zero_bias(channels: int) -> nn.Parameter:
+    """A node's conv bias (B, channels) beside its W_ij, starting at zero."""
+    return nn.Parameter(torch.zeros(channels))
+
+
+def constant(values: tuple[float, ...]) -> torch.Tensor:
+    """Fixed per-channel values (1, C, 1, 1), kept as a buffer outside the state_dict."""
+    return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
+
+
 #: How each kind of declared module (cliquegen.ir.MODULE_KINDS) is built from its arguments.
 CONSTRUCTORS = {
     "weight": shared_weight,
@@ -75,6 +100,10 @@ CONSTRUCTORS = {
     "linear": linear,
     "dropout": nn.Dropout,
     "identity": nn.Identity,
+    "conv": padded_conv,
+    "bias": zero_bias,
+    "prelu": nn.PReLU,
+    "constant": constant,
 }
 
 
@@ -345,3 +374,24 @@ def take_blocks(
         if not take:
             raise ValueError("indices is empty: name at least one block")
     return take, max(take)
+
+
+def haar_dwt(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal Haar DWT: (B, C, H, W) -> (B, 4C, H/2, W/2), band-major (channel k*C + c
+    is band k of channel c), bands LL, HL, LH, HH.  With a, b the top and c, d the bottom row
+    of each 2x2 patch: LL = (a+b+c+d)/2, HL = (-a+b-c+d)/2, LH = (-a-b+c+d)/2,
+    HH = (a-b-c+d)/2, each sum taken as a, c, b, d (the order of MWCNN's and PDASR's code)."""
+    if x.shape[-2] % 2 or x.shape[-1] % 2:
+        raise ValueError(f"the Haar DWT needs an even height and width, got {x.shape[-2]}x{x.shape[-1]}")
+    half = x / 2
+    a, b = half[:, :, 0::2, 0::2], half[:, :, 0::2, 1::2]
+    c, d = half[:, :, 1::2, 0::2], half[:, :, 1::2, 1::2]
+    return torch.cat((a + c + b + d, -a - c + b + d, -a + c - b + d, a - c - b + d), 1)
+
+
+def haar_idwt(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``haar_dwt``: (B, 4C, h, w) -> (B, C, 2h, 2w)."""
+    ll, hl, lh, hh = (band / 2 for band in y.chunk(4, 1))
+    top = torch.stack((ll - hl - lh + hh, ll + hl - lh - hh), -1).flatten(-2)  # a, b: (B, C, h, 2w)
+    bottom = torch.stack((ll - hl + lh - hh, ll + hl + lh + hh), -1).flatten(-2)  # c, d
+    return torch.stack((top, bottom), -2).flatten(-3, -2)  # rows interleaved: (B, C, 2h, 2w)

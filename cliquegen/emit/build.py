@@ -16,26 +16,36 @@ from .._version import __version__
 from ..compiler.ir import sanitize_identifier
 from ..compiler.lower import Compiled, compile_spec
 from ..errors import UsageError
+from ..spec.base import Provenance
 from ..spec.loader import load_spec
 from ..spec.model import Spec
+from ..spec.network import ImageSpec
+from .image_source import render_image_source
 from .pytext import ident
 from .source import GENERATED_MARKER, render_source
 
 
-def generate_source(spec: Spec | str | os.PathLike[str], *, path: str | None = None) -> str:
+def generate_source(spec: Spec | ImageSpec | str | os.PathLike[str], *, path: str | None = None) -> str:
     """The spec's model as standalone Python source (a module that imports only torch).
 
-    ``spec`` is a :class:`Spec`, or a spec file or YAML text as for ``load_spec``.  The
-    header names where it came from (its :attr:`~cliquegen.spec.model.Spec.provenance`: the
-    file as given, ``<string>`` for text; ``path`` overrides the name) and the sha256 of
-    its bytes; a Spec made in Python is hashed as its canonical JSON.
+    ``spec`` is a :class:`Spec` or an :class:`ImageSpec`, or a spec file or YAML text as for
+    ``load_spec``.  The header names where it came from (its
+    :attr:`~cliquegen.spec.model.Spec.provenance`: the file as given, ``<string>`` for text;
+    ``path`` overrides the name) and the sha256 of its bytes; a Spec made in Python is hashed
+    as its canonical JSON.
     """
-    if not isinstance(spec, Spec):
+    if not isinstance(spec, (Spec, ImageSpec)):
         spec = load_spec(spec, path=path)
     provenance = spec.provenance
     if path is not None:
         provenance = dataclasses.replace(provenance, path=path)
-    return render_source(compile_spec(spec), provenance, __version__)
+    return module_text(compile_spec(spec), provenance)
+
+
+def module_text(compiled: Compiled, provenance: Provenance) -> str:
+    """The generated module of a compiled spec: an image network's or a classifier's."""
+    render = render_image_source if isinstance(compiled.spec, ImageSpec) else render_source
+    return render(compiled, provenance, __version__)
 
 
 def exec_source(text: str, module_name: str) -> types.ModuleType:
@@ -47,13 +57,13 @@ def exec_source(text: str, module_name: str) -> types.ModuleType:
     return module
 
 
-def build_source_model(spec: Spec) -> nn.Module:
+def build_source_model(spec: Spec | ImageSpec) -> nn.Module:
     """A freshly initialised instance of the generated module's ``Model``."""
     return exec_source(generate_source(spec), spec.module_name).Model()
 
 
 def build_files(
-    specs: list[Spec], out_dir: str | os.PathLike[str], *, force: bool = False
+    specs: list[Spec | ImageSpec], out_dir: str | os.PathLike[str], *, force: bool = False
 ) -> list[tuple[Path, Compiled]]:
     """Write ``out_dir/<module>.py`` for every loaded spec (its header names the file the
     loader read); return the paths and compiled specs.
@@ -74,7 +84,7 @@ def build_files(
                 f"{spec.provenance.path}: another spec also builds {file_name} (spec names must differ)"
             )
         compiled = compile_spec(spec)
-        jobs[file_name] = (render_source(compiled, spec.provenance, __version__), compiled)
+        jobs[file_name] = (module_text(compiled, spec.provenance), compiled)
 
     with made_folder(out) as folder:
         files = [(folder / file_name, text) for file_name, (text, _) in jobs.items()]

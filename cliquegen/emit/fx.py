@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..compiler.ir import ModuleDecl, Op, Program
-from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update, linear, take_blocks
+from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update, haar_dwt, haar_idwt, linear, take_blocks
 
 FEATURES = "features"  # name of the pooled feature vector (multi-scale, or the last block's) in every Program
 
 
-def instantiate(decl: ModuleDecl) -> nn.Module | nn.Parameter:
+def instantiate(decl: ModuleDecl) -> nn.Module | nn.Parameter | torch.Tensor:
     """Create a declared module with its initial weights (the policy lives in ``_runtime``)."""
     if decl.kind not in CONSTRUCTORS:
         raise ValueError(f"unknown module kind {decl.kind!r} for {decl.path!r}")
@@ -42,6 +42,8 @@ def build_root(program: Program) -> nn.Module:
         value = instantiate(decl)
         if isinstance(value, nn.Parameter):
             parent.register_parameter(leaf, value)
+        elif isinstance(value, torch.Tensor):  # a constant: moves with the model, not in the state_dict
+            parent.register_buffer(leaf, value, persistent=False)
         else:
             parent.add_module(leaf, value)
     return root
@@ -72,7 +74,7 @@ class CliqueNetGraphModule(fx.GraphModule):
         """A function ``(module, x)`` returning the named values of the graph (compiled once)."""
         key = tuple(names)
         if key not in self.output_runs:
-            self.output_runs[key] = _compile_outputs(self.graph, names, title)
+            self.output_runs[key] = compile_outputs(self.graph, names, title)
         return self.output_runs[key]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -199,7 +201,7 @@ def _subgraph(graph: fx.Graph, names: list[str]) -> fx.Graph:
     return sub
 
 
-def _compile_outputs(graph: fx.Graph, names: list[str], title: str) -> Callable[..., Any]:
+def compile_outputs(graph: fx.Graph, names: list[str], title: str) -> Callable[..., Any]:
     """A function ``(module, x)`` computing the named nodes of ``graph`` (our own FX code)."""
     code = _subgraph(graph, names).python_code(root_module="self")
     namespace = dict(code.globals)
@@ -265,6 +267,28 @@ class _GraphWriter:
             out = self.node("call_function", operator.mul, (x[0], gate), n)
         elif op.kind == "update":
             out = self.update(op, x)
+        elif op.kind == "leaky_relu":
+            out = self.node("call_function", F.leaky_relu, (x[0], a["negative_slope"]), n)
+        elif op.kind == "conv":
+            weights = [self.get_attr(path) for path in a["weights"]]
+            weight = (
+                weights[0]
+                if len(weights) == 1
+                else self.node("call_function", torch.cat, (weights, 1), f"{n}_w")
+            )
+            bias = self.get_attr(a["bias"]) if a["bias"] else None
+            out = self.node("call_function", F.conv2d, (x[0], weight, bias, 1, a["padding"]), n)
+        elif op.kind == "slice":
+            index = (slice(None), slice(a["start"], a["end"]))
+            out = self.node("call_function", operator.getitem, (x[0], index), n)
+        elif op.kind == "add":
+            out = self.node("call_function", operator.add, (x[0], x[1]), n)
+        elif op.kind == "mul":
+            out = self.node("call_function", operator.mul, (x[0], a["factor"]), n)
+        elif op.kind == "shift":
+            out = self.node("call_function", operator.add, (x[0], self.get_attr(a["constant"])), n)
+        elif op.kind in ("dwt", "idwt"):
+            out = self.node("call_function", haar_dwt if op.kind == "dwt" else haar_idwt, (x[0],), n)
         else:
             raise ValueError(f"FX emitter: unknown op kind {op.kind!r} ({op.name})")
         self.env[n] = out

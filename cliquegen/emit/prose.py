@@ -6,7 +6,8 @@ from __future__ import annotations
 from ..compiler.ir import graph_blocks
 from ..compiler.lower import Compiled
 from ..compiler.naming import roman
-from ..spec.model import BlockConfig, Provenance, Spec
+from ..spec.base import Provenance
+from ..spec.model import BlockConfig, Spec
 from .pytext import INDENT, LINE_LENGTH, doc_paragraph, wrap_text
 
 

@@ -210,7 +210,7 @@ def rolled_blocks(compiled: Compiled) -> dict[str, RolledBlock]:
     for b, info in enumerate(graph_blocks(compiled.graph)):
         part = f"block{b + 1}"
         updates = tuple(op for op in program.ops if op.part == part and op.kind == "update")
-        if info.config.layers < ROLL_FROM or not updates:
+        if info.config is None or info.config.layers < ROLL_FROM or not updates:  # None: explicit graph
             continue
         (x0,) = {name for op in updates for name in op.inputs if program.values[name].kind != "update"}
         newest: dict[int, str] = {}

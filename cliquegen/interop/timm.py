@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import CliqueGenError, UsageError
 from ..spec.model import Spec
+from ..spec.network import ImageSpec
 
 #: The timm name whose entry point builds the spec text it is given (``spec=...``).
 GENERIC = "cliquegen_spec"
@@ -139,6 +140,8 @@ def register_timm_model(spec_or_path: str | os.PathLike | Spec) -> str:
 
     _import_timm()
     spec = resolve_spec(spec_or_path)
+    if isinstance(spec, ImageSpec):
+        raise UsageError(f"spec {spec.name!r} is an image-to-image network; timm's models are classifiers")
     if isinstance(spec_or_path, Spec):
         text = spec.model_dump_json(exclude_unset=True)
     else:
@@ -170,6 +173,8 @@ def register_shipped() -> list[str]:
     for path in shipped_specs().values():
         text = path.read_text(encoding="utf-8")
         spec = load_spec(text, path=str(path))
+        if isinstance(spec, ImageSpec):  # timm's models are classifiers
+            continue
         names.append(_register(timm_name(spec), text, pretrained_cfg(spec)))
     return names
 

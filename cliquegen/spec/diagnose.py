@@ -30,7 +30,11 @@ _EXAMPLES = {
 }
 
 
-def explain_validation_error(error: ValidationError, tree: YamlTree) -> list[Diagnostic]:
+def explain_validation_error(
+    error: ValidationError, tree: YamlTree, root: type[BaseModel] = Spec
+) -> list[Diagnostic]:
+    """Located diagnostics for pydantic's errors; ``root`` is the model the spec was validated
+    into (a :class:`Spec`, or an image network's model)."""
     diagnostics = []
     by_node: dict[Loc, list[tuple[dict[str, Any], bool]]] = {}
     items = error.errors(include_url=False)
@@ -38,7 +42,7 @@ def explain_validation_error(error: ValidationError, tree: YamlTree) -> list[Dia
         (tree.locate(item["loc"][:-1]), close)
         for item in items
         if item["type"] == "extra_forbidden"
-        for close in close_fields(tuple(item["loc"]))
+        for close in close_fields(tuple(item["loc"]), root)
     }
     for item in items:
         loc = tuple(item["loc"])
@@ -49,7 +53,7 @@ def explain_validation_error(error: ValidationError, tree: YamlTree) -> list[Dia
             example = f" (e.g. `{_EXAMPLES[key]}`)" if key in _EXAMPLES else ""
             diagnostics.append(tree.value_at(parent, f"missing required key `{key}`{example}"))
         elif item["type"] == "extra_forbidden":
-            diagnostics.append(tree.key_at(tree.locate(loc), _unknown_key_message(loc)))
+            diagnostics.append(tree.key_at(tree.locate(loc), _unknown_key_message(loc, root)))
         else:
             here = tree.locate(loc)
             by_node.setdefault(here, []).append((item, here != loc))
@@ -74,12 +78,12 @@ def explain_validation_error(error: ValidationError, tree: YamlTree) -> list[Dia
     return diagnostics
 
 
-def explain_problem(loc: Loc, message: str, tree: YamlTree) -> Diagnostic:
+def explain_problem(loc: Loc, message: str, tree: YamlTree, root: type[BaseModel] = Spec) -> Diagnostic:
     """A SpecSemanticError problem; a location absent from the file is a built-in default."""
     here = tree.locate(loc)
     if here != loc:
         keys = [part for part in loc if isinstance(part, str)]
-        default = _default_of(keys)
+        default = _default_of(keys, root)
         simple = isinstance(default, (int, float, str, list, tuple, type(None)))
         shown = f" {yaml_text(default)}" if simple else ""
         message += f" (`{'.'.join(keys)}` is not set, so the built-in default{shown} applies)"
@@ -192,21 +196,21 @@ def _yaml12_number(text: str) -> str | None:
     return None
 
 
-def _unknown_key_message(loc: Loc) -> str:
-    key, model = str(loc[-1]), _model_at(loc[:-1])
+def _unknown_key_message(loc: Loc, root: type[BaseModel] = Spec) -> str:
+    key, model = str(loc[-1]), _model_at(loc[:-1], root)
     fields = list(model.model_fields) if model else []
     homes = _homes(model, key) if model else []
     shown = f"`{key}`{code_points(key)}"
     if homes:
         return f"unknown key {shown} here; it belongs under " + " or ".join(f"`{h}`" for h in homes)
-    close = close_fields(loc)
+    close = close_fields(loc, root)
     if close:
         return f"unknown key {shown}; did you mean `{close[0]}`?"
     return f"unknown key {shown}; the keys here are " + ", ".join(f"`{f}`" for f in fields)
 
 
-def close_fields(loc: Loc) -> list[str]:
-    model = _model_at(loc[:-1])
+def close_fields(loc: Loc, root: type[BaseModel] = Spec) -> list[str]:
+    model = _model_at(loc[:-1], root)
     return difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1) if model else []
 
 
@@ -220,13 +224,24 @@ def _submodels(annotation: Any) -> list[tuple[type[BaseModel], bool]]:
     ]
 
 
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Spec
+def _model_at(loc: Loc, root: type[BaseModel] = Spec) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = root
+    members: list[type[BaseModel]] = []  # the models of a union, which pydantic's loc names by tag
     for part in loc:
-        if model is not None and isinstance(part, str) and part in model.model_fields:
+        tagged = [member for member in members if part in _tags(member)]
+        if tagged:
+            model, members = tagged[0], []
+        elif model is not None and isinstance(part, str) and part in model.model_fields:
             found = _submodels(model.model_fields[part].annotation)
             model = found[0][0] if found else None
+            members = [member for member, _ in found]
     return model
+
+
+def _tags(model: type[BaseModel]) -> tuple[Any, ...]:
+    """The values of a union member's ``op`` tag (``conv``, ``group``, ...)."""
+    field = model.model_fields.get("op")
+    return typing.get_args(field.annotation) if field is not None else ()
 
 
 def _homes(model: type[BaseModel], key: str) -> list[str]:
@@ -245,8 +260,8 @@ def _homes(model: type[BaseModel], key: str) -> list[str]:
     return []
 
 
-def _default_of(keys: list[str]) -> Any:
-    model: type[BaseModel] | None = Spec
+def _default_of(keys: list[str], root: type[BaseModel] = Spec) -> Any:
+    model: type[BaseModel] | None = root
     value: Any = BAD
     for key in keys:
         if value is BAD:

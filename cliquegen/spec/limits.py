@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import Diagnostic, ResourceError
+from .graph import ResolvedGraph
 from .model import BlockConfig, Spec, compressed
+from .network import ImageSpec
 
 MAX_PARAMS = 2_000_000_000
 #: The longest class name a data set or a checkpoint may carry (folder names are at most 255 bytes).
@@ -49,8 +51,10 @@ class Estimate:
     updates: int  # UpdateGraph nodes that are stage updates (every node but the X0s)
 
 
-def estimate(spec: Spec) -> Estimate:
+def estimate(spec: Spec | ImageSpec) -> Estimate:
     """Closed-form costs of ``spec``; no graph is built, so any valid spec takes microseconds."""
+    if isinstance(spec, ImageSpec):
+        return estimate_image(spec)
     blocks = spec.resolved_blocks()
     c_in, height, width = spec.input.channels, spec.input.height, spec.input.width
     stem = spec.stem.channels
@@ -128,6 +132,75 @@ def _block_shape(block: BlockConfig, c0: int) -> tuple[int, int, int, int]:
     return pairs, widest, updates, bn_channels
 
 
+def estimate_image(spec: ImageSpec) -> Estimate:
+    """Costs of an image network, walking its ops as the lowering does."""
+    graphs = spec.resolved_graphs()
+    c, h, w = spec.input.channels, spec.input.height, spec.input.width
+    params = edges = updates = 0
+    largest = c * h * w
+    for op in spec.network:
+        convs = []
+        if op.op == "conv":
+            convs.append(op)
+        elif op.op == "dwt":
+            c, h, w = 4 * c, h // 2, w // 2
+        elif op.op == "idwt":
+            c, h, w = c // 4, 2 * h, 2 * w
+        elif op.op == "group":
+            outputs = []
+            for _ in range(op.blocks):
+                cost = _block_cost(graphs[op.graph], c)
+                params, edges, updates = params + cost[0], edges + cost[1], updates + cost[2]
+                largest = max(largest, cost[3] * h * w)
+                c = graphs[op.graph].output_width(c)
+                outputs.append(c)
+            if op.fuse is not None:
+                largest = max(largest, sum(outputs) * h * w)  # their concatenation
+                c = sum(outputs)
+                convs.append(op.fuse)
+        for conv in convs:
+            params += (c * conv.kernel**2 + conv.bias + (conv.act == "prelu")) * conv.out
+            c = conv.out
+        largest = max(largest, c * h * w)
+    return Estimate(params, largest * BYTES_PER_VALUE, edges, updates)
+
+
+def _block_cost(graph: ResolvedGraph, c0: int) -> tuple[int, int, int, int]:
+    """(parameters, edges, updates, widest value in channels) of one block of ``graph``
+    reading ``c0`` channels: the parameters named once per update, per edge or per node as
+    the weight scheme names them (compiler.lower_blocks)."""
+    unit = graph.unit
+    kernel = 1 if unit.bottleneck else unit.kernel
+    widen = unit.bottleneck.width if unit.bottleneck else 1
+    act_params = unit.kind == "post" and unit.act == "prelu"
+    named: dict[tuple, int] = {}  # parameter -> its elements, once however often it is used
+    widest = graph.output_width(c0)
+    for j, stage, sources in graph.updates:
+        width = graph.nodes[j - 1][1]
+        out = widen * width
+        channels = sum(graph.width(ref, c0) for ref in sources)
+        widest = max(widest, channels, out)
+        if graph.weights == "per-update":
+            named[("w", j, stage)] = channels * out * kernel**2
+            own: tuple = (j, stage)
+        else:
+            own = (j,) if graph.weights == "shared" else (j, stage)
+            for ref in sources:
+                key = ("w", ref[0], *own) if graph.weights == "shared" else ("w", ref[0], j, stage)
+                named[key] = graph.width(ref, c0) * out * kernel**2
+        if unit.kind == "pre":
+            named[("bn", j, stage)] = 2 * channels
+        if unit.bias:
+            named[("bias", *own)] = width
+        if act_params:
+            named[("act", *own)] = width
+        if unit.bottleneck:
+            named[("bottleneck_bn", j, stage)] = 2 * out
+            named[("bottleneck", *own)] = out * width * unit.bottleneck.kernel**2
+    edges = sum(len(sources) for _, _, sources in graph.updates)
+    return sum(named.values()), edges, len(graph.updates), widest
+
+
 @contextlib.contextmanager
 def lifted(force: bool = True) -> Iterator[None]:
     """Skip the limits inside the ``with`` (``--force`` of the CLI, for code that compiles
@@ -139,7 +212,7 @@ def lifted(force: bool = True) -> Iterator[None]:
         _lifted.reset(token)
 
 
-def check_limits(spec: Spec, force: bool = False, *, path: str | None = None) -> Estimate:
+def check_limits(spec: Spec | ImageSpec, force: bool = False, *, path: str | None = None) -> Estimate:
     """Raise :class:`ResourceError` when ``spec`` is over a limit, unless ``force``.
 
     ``path`` is the file the spec came from, named in the message (default: the spec name).

@@ -23,18 +23,23 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import Diagnostic, SpecError
+from .base import Provenance
 from .diagnose import explain_problem, explain_validation_error
-from .model import Provenance, Spec, SpecSemanticError
+from .model import Spec, SpecSemanticError
+from .network import ImageSpec
 from .yaml_tree import MAX_BYTES, YamlTree, describe, position, sorted_unique
 
 
-def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spec:
+def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spec | ImageSpec:
     """Load and validate a spec from a file or from YAML text.
 
     ``source`` is a file when it is a :class:`os.PathLike` (such as :class:`pathlib.Path`), or
     a ``str`` without a newline that ends in ``.yaml`` or ``.yml`` (any case); any other
     ``str`` is YAML text.  ``path`` is the name used in messages (default: the file path as
     given, or ``<string>`` for text).
+
+    A spec with a ``network:`` list is an image-to-image network (:class:`ImageSpec`); any
+    other, a classification network (:class:`Spec`).
 
     Raises :class:`SpecError` for every problem in the input, never another exception.
     """
@@ -47,7 +52,7 @@ def load_spec(source: str | os.PathLike[str], *, path: str | None = None) -> Spe
     raise TypeError(f"load_spec expects a path or YAML text, got {type(source).__name__}")
 
 
-def load_spec_text(text: object, *, path: str = "<string>") -> Spec:
+def load_spec_text(text: object, *, path: str = "<string>") -> Spec | ImageSpec:
     """Load and validate a spec from YAML text only: whatever the text looks like (a file name
     ending in ``.yaml`` included), no file is read.  For spec text taken from other files,
     such as a Hugging Face Hub ``config.json``.  Raises :class:`SpecError` for anything else,
@@ -58,17 +63,23 @@ def load_spec_text(text: object, *, path: str = "<string>") -> Spec:
     return _validated(path, text, "text")
 
 
-def _validated(name: str, text: str, hashed: str, *, looks_like_path: bool = False) -> Spec:
-    """The Spec of YAML ``text``, recording where it came from (``hashed``: see Provenance)."""
+def _validated(name: str, text: str, hashed: str, *, looks_like_path: bool = False) -> Spec | ImageSpec:
+    """The spec of YAML ``text``, recording where it came from (``hashed``: see Provenance)."""
     tree = YamlTree(name, text, looks_like_path)
+    root = spec_model(tree.value)
     try:
-        spec = Spec.model_validate(tree.value)
+        spec = root.model_validate(tree.value)
         return spec.with_provenance(Provenance.of_text(name, text, hashed))
     except ValidationError as error:
-        diagnostics = explain_validation_error(error, tree)
+        diagnostics = explain_validation_error(error, tree, root)
     except SpecSemanticError as error:
-        diagnostics = [explain_problem(loc, message, tree) for loc, message in error.problems]
+        diagnostics = [explain_problem(loc, message, tree, root) for loc, message in error.problems]
     raise SpecError(sorted_unique(diagnostics))
+
+
+def spec_model(value: object) -> type[Spec] | type[ImageSpec]:
+    """The model a spec's top-level mapping is validated into."""
+    return ImageSpec if isinstance(value, dict) and "network" in value else Spec
 
 
 def spec_files(paths: list[str]) -> list[str]:
@@ -114,7 +125,7 @@ def read_spec_source(source: str | os.PathLike[str], *, path: str | None = None)
     return name, _read_bytes(Path(source), name)
 
 
-def load_spec_bytes(data: bytes, *, path: str, hashed: str = "file") -> Spec:
+def load_spec_bytes(data: bytes, *, path: str, hashed: str = "file") -> Spec | ImageSpec:
     """Load and validate a spec from the bytes of a file (:func:`read_spec_source`)."""
     return _validated(path, _decode(data, path), hashed)
 

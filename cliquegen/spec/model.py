@@ -9,20 +9,18 @@ that holds the offending value.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
-    PrivateAttr,
     StringConstraints,
     model_validator,
 )
+
+from .base import SpecBase, StrictModel
 
 Loc = tuple[str | int, ...]
 
@@ -58,11 +56,7 @@ class SpecSemanticError(Exception):
         super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class InputSpec(_Model):
+class InputSpec(StrictModel):
     """Image size the network is built for (FLOPs are counted at this size)."""
 
     channels: PositiveInt = Field(3, description="image channels: 3 for RGB, 1 for grey")
@@ -70,7 +64,7 @@ class InputSpec(_Model):
     width: PositiveInt = Field(32, description="image width in pixels")
 
 
-class StemSpec(_Model):
+class StemSpec(StrictModel):
     """``cifar``: one 3x3 conv to ``channels``; ``imagenet``: 7x7/2 conv, BN, ReLU, 3x3/2 max pool."""
 
     kind: Literal["cifar", "imagenet"] = Field(
@@ -80,7 +74,7 @@ class StemSpec(_Model):
     channels: PositiveInt = Field(64, description="channels of the stem's output, X0 of the first block")
 
 
-class ScheduleSpec(_Model):
+class ScheduleSpec(StrictModel):
     """How the layers of a block are updated."""
 
     stages: Annotated[int, Field(ge=1, le=64)] = Field(
@@ -96,7 +90,7 @@ class ScheduleSpec(_Model):
     )
 
 
-class ScheduleOverride(_Model):
+class ScheduleOverride(StrictModel):
     """A block's schedule: each unset field comes from ``defaults.schedule``."""
 
     stages: Annotated[int, Field(ge=1, le=64)] | None = None
@@ -104,7 +98,7 @@ class ScheduleOverride(_Model):
     order: list[PositiveInt] | None = None
 
 
-class Defaults(_Model):
+class Defaults(StrictModel):
     """Options inherited by every block unless the block sets them."""
 
     kernel: Kernel = Field(3, description="kernel of the W_ij (1 when bottleneck)")
@@ -134,7 +128,7 @@ class Defaults(_Model):
     )
 
 
-class BlockSpec(_Model):
+class BlockSpec(StrictModel):
     """One clique block: ``layers`` layers of ``channels`` filters each."""
 
     layers: PositiveInt = Field(description="layers in the block")
@@ -149,7 +143,7 @@ class BlockSpec(_Model):
     transit: Transit | None = None
 
 
-class TransitionSpec(_Model):
+class TransitionSpec(StrictModel):
     """BN -> ReLU -> 1x1 conv (C -> floor(compression * C)) -> [squeeze-and-excitation] -> 2x2 avg pool."""
 
     attention: bool = Field(
@@ -160,7 +154,7 @@ class TransitionSpec(_Model):
     )
 
 
-class HeadSpec(_Model):
+class HeadSpec(StrictModel):
     """``multiscale``: every block feature is [compressed,] BN-ReLU-pooled, then concatenated;
     ``last``: BN, ReLU, global average pool over the last block's feature only (DenseNet)."""
 
@@ -209,7 +203,7 @@ class BlockConfig:
         return sum(input_channels if ref == "x0" else self.layers * self.channels for ref in refs)
 
 
-class NormSpec(_Model):
+class NormSpec(StrictModel):
     """Every BatchNorm's epsilon and momentum, in PyTorch's meaning: momentum is the weight of
     each batch in the running statistics (TensorFlow's moving-average decay d is 1 - d)."""
 
@@ -227,7 +221,7 @@ ConvInit = Literal["kaiming-normal-fan-out", "truncated-normal-fan-in"]
 LinearInit = Literal["kaiming-uniform", "glorot-uniform"]
 
 
-class InitSpec(_Model):
+class InitSpec(StrictModel):
     """How weights start; biases start at zero either way."""
 
     conv: ConvInit = Field(
@@ -239,23 +233,7 @@ class InitSpec(_Model):
     )
 
 
-@dataclass(frozen=True)
-class Provenance:
-    """Where a spec came from: the path as given (``<string>`` for text), the text itself, and
-    the sha256 of its bytes (of the file exactly as ``sha256sum`` reads it).  ``hashed`` says
-    what was hashed: ``file``, ``text``, or for a Spec built in Python its ``canonical JSON``."""
-
-    path: str
-    text: str
-    sha256: str
-    hashed: str = "file"
-
-    @classmethod
-    def of_text(cls, path: str, text: str, hashed: str = "file") -> Provenance:
-        return cls(path, text, hashlib.sha256(text.encode("utf-8")).hexdigest(), hashed)
-
-
-class Spec(_Model):
+class Spec(SpecBase):
     """A whole clique network."""
 
     name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)] = Field(
@@ -281,41 +259,6 @@ class Spec(_Model):
         False,
         description="training recomputes each update in the backward pass: less memory, more time",
     )
-
-    #: Top-level fields that :func:`~cliquegen.spec.shipped.apply_overrides` replaced, with
-    #: the values the spec had, so that a message can name the override instead of the spec.
-    _overridden: dict[str, Any] = PrivateAttr(default_factory=dict)
-
-    @property
-    def overridden(self) -> dict[str, Any]:
-        """``{"num_classes": 10}`` when an override replaced the spec's ``num_classes: 10``."""
-        return dict(self._overridden)
-
-    _provenance: Provenance | None = PrivateAttr(default=None)
-
-    @property
-    def provenance(self) -> Provenance:
-        """Where the spec came from, as the loader recorded it; a Spec made in Python (or by
-        overrides) has its canonical JSON as its text."""
-        if self._provenance is not None:
-            return self._provenance
-        text = self.model_dump_json(indent=2, exclude_unset=True) + "\n"
-        return Provenance.of_text("<string>", text, "canonical JSON")
-
-    def with_provenance(self, provenance: Provenance) -> Spec:
-        """This spec, recording where it came from (the loader's one place to say so)."""
-        spec = self.model_copy()
-        spec._provenance = provenance
-        return spec
-
-    def __eq__(self, other: object) -> bool:
-        """Specs are equal when they describe the same network, wherever they came from and
-        however they were arrived at (provenance and overrides are not compared)."""
-        if not isinstance(other, Spec):
-            return NotImplemented
-        return type(self) is type(other) and self.__dict__ == other.__dict__
-
-    __hash__ = _Model.__hash__
 
     @property
     def module_name(self) -> str:

@@ -21,8 +21,10 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import Diagnostic, SpecError, printable
+from .base import Provenance
 from .diagnose import explain_validation_error
-from .model import Loc, Provenance, Spec, SpecSemanticError
+from .model import Loc, Spec, SpecSemanticError
+from .network import ImageSpec
 from .shipped import merge_mappings, resolve_spec
 from .yaml_tree import YamlTree
 
@@ -83,7 +85,7 @@ def _raise(error: SpecError) -> Any:
     raise error
 
 
-def apply_assignments(spec: Spec, assignments: list[Assignment]) -> Spec:
+def apply_assignments(spec: Spec | ImageSpec, assignments: list[Assignment]) -> Spec | ImageSpec:
     """``spec`` with every assignment applied in order, validated as one spec."""
     if not assignments:
         return spec
@@ -94,9 +96,9 @@ def apply_assignments(spec: Spec, assignments: list[Assignment]) -> Spec:
         for loc in _assign(data, assignment, created):
             places.add(loc, assignment, created)
     try:
-        variant = Spec.model_validate(data)
+        variant = type(spec).model_validate(data)
     except ValidationError as error:
-        diagnostics = explain_validation_error(error, places)  # type: ignore[arg-type]
+        diagnostics = explain_validation_error(error, places, type(spec))  # type: ignore[arg-type]
     except SpecSemanticError as error:
         diagnostics = [places.value_at(places.locate(loc), message) for loc, message in error.problems]
     else:  # the variant comes from its resolved text, which names the spec and the assignments
@@ -108,13 +110,13 @@ def apply_assignments(spec: Spec, assignments: list[Assignment]) -> Spec:
     raise SpecError(list(dict.fromkeys(diagnostics)))
 
 
-def resolve_variant(name_or_path: str | Spec, sets: list[str]) -> Spec:
+def resolve_variant(name_or_path: str | Spec | ImageSpec, sets: list[str]) -> Spec | ImageSpec:
     """A shipped name, spec path or Spec with the ``--set`` assignments ``sets`` applied."""
     spec = resolve_spec(name_or_path)
     return apply_assignments(spec, [parse_assignment(text) for text in sets]) if sets else spec
 
 
-def variant_text(spec: Spec, base: str, assignments: list[Assignment]) -> str:
+def variant_text(spec: Spec | ImageSpec, base: str, assignments: list[Assignment]) -> str:
     """The resolved spec as YAML that loads back to ``spec``, headed by where it came from."""
     sets = " ".join(a.where for a in assignments)
     header = printable(f"# {base} {sets}".rstrip()).replace("\n", " ")

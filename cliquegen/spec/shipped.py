@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import Diagnostic, SpecError, UsageError, code_points
 from .diagnose import close_fields
 from .model import Spec, SpecSemanticError
+from .network import ImageSpec
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -48,11 +49,11 @@ def list_models(pattern: str = "*") -> list[str]:
     return [name for name in shipped_specs() if fnmatch.fnmatchcase(name, pattern)]
 
 
-def resolve_spec(name_or_path: str | os.PathLike | Spec) -> Spec:
+def resolve_spec(name_or_path: str | os.PathLike | Spec | ImageSpec) -> Spec | ImageSpec:
     """A Spec from a Spec, a path to a YAML file, or the name of a shipped spec."""
     from .loader import load_spec
 
-    if isinstance(name_or_path, Spec):
+    if isinstance(name_or_path, (Spec, ImageSpec)):
         return name_or_path
     text = os.fspath(name_or_path)
     shipped = shipped_specs()
@@ -67,7 +68,7 @@ def resolve_spec(name_or_path: str | os.PathLike | Spec) -> Spec:
     )
 
 
-def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
+def apply_overrides(spec: Spec | ImageSpec, **overrides: Any) -> Spec | ImageSpec:
     """Return ``spec`` with ``overrides`` merged in, section by section.
 
     ``num_classes=100`` replaces a field; ``defaults={"dropout": 0.1}`` changes only that key of
@@ -80,26 +81,27 @@ def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
     overrides = _without_none(overrides)
     if not overrides:
         return spec
+    model = type(spec)
     data = spec.model_dump(exclude_unset=True)
     for key, value in overrides.items():
-        if key in _OVERRIDE_ALIASES:
+        if key in _OVERRIDE_ALIASES and _OVERRIDE_ALIASES[key][0] in model.model_fields:
             section, field = _OVERRIDE_ALIASES[key]
             data[section] = {**data.get(section, {}), field: value}
-        elif key in Spec.model_fields:
+        elif key in model.model_fields:
             current = data.get(key)
             data[key] = merge_mappings(current, value) if isinstance(current, dict) else value
         else:
-            close = difflib.get_close_matches(key, list(Spec.model_fields) + list(_OVERRIDE_ALIASES), n=1)
+            close = difflib.get_close_matches(key, list(model.model_fields) + list(_OVERRIDE_ALIASES), n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
             raise UsageError(f"override {key}: unknown key{hint}")
     try:
-        result = Spec.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as error:
-        problems = [(tuple(e["loc"]), _override_message(e)) for e in error.errors(include_url=False)]
+        problems = [(tuple(e["loc"]), _override_message(e, model)) for e in error.errors(include_url=False)]
     except SpecSemanticError as error:
         problems = error.problems
     else:
-        replaced = {key: getattr(spec, key) for key in overrides if key in Spec.model_fields}
+        replaced = {key: getattr(spec, key) for key in overrides if key in model.model_fields}
         result._overridden = {
             **replaced,
             **spec.overridden,
@@ -111,20 +113,22 @@ def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
     )
 
 
-def revalidated(spec: Spec) -> Spec:
+def revalidated(spec: Spec | ImageSpec) -> Spec | ImageSpec:
     """``spec`` checked again, as the builders receive it: a Spec is frozen, but
     ``model_copy(update=...)``, ``model_construct`` and its lists change it without validation,
     and such a Spec must give a SpecError here, not a raw exception deep in the compiler."""
-    if not isinstance(spec, Spec):
+    if not isinstance(spec, (Spec, ImageSpec)):
         raise UsageError(f"expected a Spec, got {type(spec).__name__}")
     where = f"<{getattr(spec, 'name', 'spec')} object>"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydantic warns while dumping wrongly typed fields
             data = spec.model_dump(exclude_unset=True)
-        return Spec.model_validate(data)
+        return type(spec).model_validate(data)
     except ValidationError as error:
-        problems = [(tuple(e["loc"]), _override_message(e)) for e in error.errors(include_url=False)]
+        problems = [
+            (tuple(e["loc"]), _override_message(e, type(spec))) for e in error.errors(include_url=False)
+        ]
     except SpecSemanticError as error:
         problems = error.problems
     except (AttributeError, TypeError, ValueError) as error:  # fields missing (model_construct)
@@ -158,10 +162,10 @@ def merge_mappings(base: dict[str, Any], update: Any) -> Any:
     return merged
 
 
-def _override_message(error: dict[str, Any]) -> str:
+def _override_message(error: dict[str, Any], model: type[BaseModel]) -> str:
     """pydantic's message, in the words the spec loader uses for the same mistake."""
     if error["type"] == "extra_forbidden":
-        close = close_fields(tuple(error["loc"]))
+        close = close_fields(tuple(error["loc"]), model)
         return f"unknown key; did you mean `{close[0]}`?" if close else "unknown key"
     message = error["msg"].removeprefix("Value error, ")
     return message[:1].lower() + message[1:]

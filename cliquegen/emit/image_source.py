@@ -1,0 +1,347 @@
+"""Source of image-to-image networks: the Program of an :class:`~cliquegen.spec.network.ImageSpec`
+as a standalone module, laid out like the classification models' (:mod:`.source`).
+
+The module reads model-first: the header, the model class (its docstring lists the network op
+by op; ``__init__`` declares every module, titled by network op and block; ``forward`` calls
+one method per block and per run of ops around them), then the runtime functions it calls.
+Each update of an explicit graph shows its equation (``# LH(1) = g(F(LL(1), LH(0)))``).
+``generate_source``, ``build_files`` and ``build_source_model`` (:mod:`.build`) pick
+:func:`render_image_source` for an image spec.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+from ..compiler.graph_blocks import GraphBlock, weight_label
+from ..compiler.ir import ModuleDecl, Op, graph_blocks
+from ..compiler.lower import Compiled
+from ..compiler.naming import class_name, roman
+from ..compiler.summary import summarize
+from ..spec.base import Provenance
+from ..spec.graph import LeakyReLUSpec
+from ..spec.network import ImageSpec
+from . import _runtime
+from .pytext import INDENT, LINE_LENGTH, Seq, doc_paragraph, ident, pyrepr, wrap_text
+from .source import GENERATED_MARKER, SourceWriter, template_environment
+
+#: Runtime functions by what needs them: module kinds, op kinds (an update needs the whole
+#: clique update of the classification models).
+_BY_MODULE = {
+    "weight": (_runtime.shared_weight, _runtime.init_conv_weight),
+    "conv2d": (_runtime.conv2d, _runtime.init_conv_weight),
+    "conv": (_runtime.padded_conv, _runtime.init_conv_weight),
+    "bias": (_runtime.zero_bias,),
+    "constant": (_runtime.constant,),
+}
+_BY_OP = {
+    "update": (
+        _runtime.clique_update,
+        _runtime.update_steps,
+        _runtime.bn_relu_conv,
+        _runtime.bn_relu,
+        _runtime.checkpointed_update,
+        _runtime.byte_mask_dropout,
+        _runtime.can_fold,
+        _runtime.folded_bn_relu,
+    ),
+    "dwt": (_runtime.haar_dwt,),
+    "idwt": (_runtime.haar_idwt,),
+}
+
+
+def _act_text(act: object) -> str:
+    if act is None:
+        return ""
+    return (
+        f"LeakyReLU({act.leaky_relu})"
+        if isinstance(act, LeakyReLUSpec)
+        else {"relu": "ReLU", "prelu": "PReLU"}[act]
+    )
+
+
+def describe_graph(block: GraphBlock, graph_name: str) -> str:
+    """``graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, conv -> PReLU,
+    one conv per update, output cat(...) + input``."""
+    widths = {node.width for node in block.nodes}
+    nodes = ", ".join(node.name for node in block.nodes)
+    width = f" of {widths.pop()}" if len(widths) == 1 else ""
+    unit = block.unit
+    if unit.kind == "pre":
+        text = f"BN -> ReLU -> {unit.kernel}x{unit.kernel} conv"
+    else:
+        act = {"relu": "ReLU", "prelu": "PReLU", "leaky_relu": f"LeakyReLU({unit.slope})"}[unit.act]
+        text = f"{unit.kernel}x{unit.kernel} conv{' with bias' if unit.bias else ''} -> {act}"
+    weights = {
+        "per-update": "one conv per update",
+        "shared": "W_ij shared by the stages",
+        "untied": "each stage its own W_ij",
+    }[block.weights]
+    output = f"cat({', '.join(block.label(ref) for ref in block.output)})"
+    if block.res_scale != 1:
+        output += f" * {block.res_scale}"
+    if block.residual:
+        output += " + input"
+    stages = f"{block.stages} stage{'s' if block.stages != 1 else ''}"
+    split = ", input split" if block.split else ""
+    return f"graph {graph_name}: {nodes}{width}{split}, {stages}, {text}, {weights}; output {output}"
+
+
+class ImageSourceWriter(SourceWriter):
+    """The statements of an image network: titles from the network's ops and blocks."""
+
+    def __init__(self, compiled: Compiled):
+        super().__init__(compiled)
+        self.spec: ImageSpec = compiled.spec
+        self.graph_blocks = [info.graph for info in graph_blocks(compiled.graph)]
+        self.titles = self._titles()
+
+    def _titles(self) -> dict[str, str]:
+        """Each part's title: a network op as a person would say it."""
+        titles: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        shapes = {op.part: op.shape for op in self.program.ops}
+        c = self.spec.input.channels
+        block = 0
+        for op in self.spec.network:
+            counts[op.op] = counts.get(op.op, 0) + 1
+            saved = f"; saved as {op.save}" if op.save else ""
+            if op.op == "conv":
+                act = f", {_act_text(op.act)}" if op.act else ""
+                bias = "" if op.bias else " without bias"
+                title = f"{op.name}: {op.kernel}x{op.kernel} conv{bias} {c} -> {op.out}{act}{saved}"
+                titles[op.name] = title
+                c = op.out
+            elif op.op == "mean_shift":
+                name = op.name or f"mean_shift{counts['mean_shift']}"
+                sign = "+" if op.sign > 0 else "-"
+                mean = ", ".join(f"{m:g}" for m in op.mean)
+                titles[name] = f"Mean shift: x {sign} {op.scale:g} * ({mean}), constants{saved}"
+            elif op.op in ("dwt", "idwt"):
+                name = f"{op.op}{counts[op.op]}"
+                c_out = shapes[name][0]
+                what = "Haar DWT" if op.op == "dwt" else "Inverse Haar DWT"
+                size = "half" if op.op == "dwt" else "double"
+                titles[name] = f"{what}: {c} -> {c_out} channels (bands LL, HL, LH, HH), {size} size{saved}"
+                c = c_out
+            elif op.op == "add":
+                titles[f"add{counts['add']}"] = f"Add the skip {op.skip}{saved}"
+            elif op.op == "group":
+                for _ in range(op.blocks):
+                    graph = self.graph_blocks[block]
+                    block += 1
+                    titles[f"block{block}"] = f"Block {block}: {describe_graph(graph, op.graph)}"
+                    c = shapes[f"block{block}"][0]
+                if op.fuse is not None:
+                    fuse = op.fuse
+                    act = f", {_act_text(fuse.act)}" if fuse.act else ""
+                    titles[fuse.name] = (
+                        f"{fuse.name}: the {op.blocks} block outputs concatenated, "
+                        f"{fuse.kernel}x{fuse.kernel} conv -> {fuse.out}{act}{saved}"
+                    )
+                    c = fuse.out
+        return titles
+
+    def title(self, part: str) -> str:
+        return self.titles.get(part, part)
+
+    def declare(self, decl: ModuleDecl) -> Seq:
+        """A module; a ``constant`` is a buffer outside the state_dict."""
+        if decl.kind != "constant":
+            return super().declare(decl)
+        if list(decl.args) != list(inspect.signature(_runtime.constant).parameters):
+            raise AssertionError(f"{decl.path}: arguments {list(decl.args)} do not match constant")
+        *parents, leaf = decl.path.split(".")
+        owner = self.ref(".".join(parents)) if parents else "self"
+        numbers = tuple(repr(float(v)) for v in decl.args["values"])
+        values = Seq("(", numbers, ",)" if len(numbers) == 1 else ")")
+        constant = Seq(f"{_runtime.constant.__name__}(", (values,), ")")
+        return Seq(f"{owner}.register_buffer(", (pyrepr(leaf), constant, "persistent=False"), ")")
+
+    # the ops of image networks, besides those of the classification models
+
+    def op_leaky_relu(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"F.leaky_relu({x[0]}, {op.attrs['negative_slope']!r})")
+
+    def op_conv(self, op: Op, x: list[str]) -> Seq:
+        a = op.attrs
+        weights = [self.ref(path) for path in a["weights"]]
+        weight: Any = (
+            weights[0] if len(weights) == 1 else Seq("torch.cat(", (Seq("[", tuple(weights), "]"), "1"), ")")
+        )
+        bias = self.ref(a["bias"]) if a["bias"] else "None"
+        return Seq(f"{ident(op.name)} = F.conv2d(", (x[0], weight, bias, "1", pyrepr(a["padding"])), ")")
+
+    def op_slice(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]}[:, {op.attrs['start']}:{op.attrs['end']}]")
+
+    def op_add(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]} + {x[1]}")
+
+    def op_mul(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]} * {op.attrs['factor']!r}")
+
+    def op_shift(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]} + {self.ref(op.attrs['constant'])}")
+
+    def op_dwt(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"haar_dwt({x[0]})")
+
+    def op_idwt(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"haar_idwt({x[0]})")
+
+    def update_modules(self) -> dict[str, tuple[int, str]]:
+        """Each module of a pre-activation update: the stage that first uses it and what it is
+        (``W12``, ``F of LH(1)``, ``BN of LH(1)``, ``bottleneck of LH``)."""
+        roles: dict[str, tuple[int, str]] = {}
+        for op in self.program.ops:
+            if op.kind != "update":
+                continue
+            b, j, stage = op.attrs["node"]
+            block = self.graph_blocks[b]
+            x = block.label((j, stage))
+            sources = next(u.sources for u in block.updates if (u.node, u.stage) == (j, stage))
+            weights = op.attrs["weights"]
+            named = {op.attrs["bn"]: f"BN of {x}"}
+            if len(weights) == len(sources):
+                named |= {path: weight_label(ref[0], j) for ref, path in zip(sources, weights, strict=True)}
+            else:
+                named[weights[0]] = f"F of {x}"
+            if op.attrs["bottleneck_conv"]:
+                named[op.attrs["bottleneck_bn"]] = f"bottleneck BN of {x}"
+                named[op.attrs["bottleneck_conv"]] = f"bottleneck of {block.node(j).label}"
+            for path, what in named.items():
+                roles.setdefault(path, (stage, what))
+        return roles
+
+    def stage_title(self, part: str, stage: int) -> str:
+        """``Stage II: LL(2) to HH(2)``."""
+        block = self.graph_blocks[int(part[5:]) - 1]
+        names = [block.label((u.node, u.stage)) for u in block.updates if u.stage == stage]
+        return f"Stage {roman(stage)}: {names[0] if len(names) == 1 else f'{names[0]} to {names[-1]}'}"
+
+    def part_header(self, part: str, ops: list[Op], title: bool = True) -> list[str]:
+        """The part's title; in a block, ``block`` bound to its modules."""
+        lines = super().part_header(part, ops, title)
+        if self.alias is None and part.startswith("block") and part[5:].isdigit():
+            used = {path for op in ops if op.part == part for path in self.program.module_inputs(op)}
+            if used and all(path.startswith(part + ".") for path in used):
+                lines.append(f"block = {self.ref(part)}")
+                self.alias = part
+        return lines
+
+    def runtime(self) -> list[tuple[str, list[str]]]:
+        """The runtime functions the module calls, in sections."""
+        kinds = {decl.kind for decl in self.program.modules.values()}
+        ops = {op.kind for op in self.program.ops}
+        wanted = [f for kind, functions in _BY_MODULE.items() if kind in kinds for f in functions]
+        constructors = list(dict.fromkeys(wanted))
+        sections = []
+        if constructors:
+            sections.append(("Constructors: how __init__ builds and initialises each module", constructors))
+        if "update" in ops:
+            sections.append(("The clique update of pre-activation units", list(_BY_OP["update"])))
+        transforms = [f for kind in ("dwt", "idwt") if kind in ops for f in _BY_OP[kind]]
+        if transforms:
+            sections.append(("The Haar wavelet transforms", transforms))
+        return [
+            (title, [inspect.getsource(f).rstrip("\n") for f in functions]) for title, functions in sections
+        ]
+
+
+def architecture(compiled: Compiled, writer: ImageSourceWriter, params: int, flops: int) -> list[str]:
+    """Docstring lines: input and output, then each network op's title."""
+    spec = compiled.spec
+    c, h, w = spec.input.channels, spec.input.height, spec.input.width
+    out = compiled.program.values[compiled.program.output].shape
+    lines = [
+        f"Input (B, {c}, H, W), output (B, {out[0]}, {spec.output.scale}H, {spec.output.scale}W); built for "
+        f"{h}x{w}: {params:,} parameters, {flops / 1e9:.3f} GFLOPs per image.",
+    ]
+    lines += [title for part, title in writer.titles.items() if not _repeats(part, writer)]
+    wrapped = []
+    for line in lines:
+        first, *rest = wrap_text(line, LINE_LENGTH - len(INDENT), ", ")
+        wrapped += [first, *(INDENT + more for more in rest)]
+    return wrapped
+
+
+def _repeats(part: str, writer: ImageSourceWriter) -> bool:
+    """A block whose title says what the block before it says (but its number)."""
+    if not (part.startswith("block") and part[5:].isdigit()) or part == "block1":
+        return False
+    before = writer.titles.get(f"block{int(part[5:]) - 1}", "")
+    return before.split(": ", 1)[-1] == writer.titles[part].split(": ", 1)[-1]
+
+
+def render_image_source(compiled: Compiled, origin: Provenance, version: str) -> str:
+    """The module text of a compiled image spec."""
+    spec, program = compiled.spec, compiled.program
+    writer = ImageSourceWriter(compiled)
+    summary = summarize(compiled)
+    input_shape = next(op.shape for op in program.ops if op.kind == "input")
+    header = [
+        f"{spec.name}: an image-to-image network of explicit graph blocks in plain PyTorch.",
+        "",
+        f"{GENERATED_MARKER} {version}; do not edit: change the spec and build again.",
+        *doc_paragraph(f"Spec: {origin.path}", ""),
+        f"sha256 of its {origin.hashed}: {origin.sha256}",
+        "Needs only torch; ``Model()`` builds the network with fresh weights.",
+        "The model class comes first; the runtime functions it calls follow it.",
+    ]
+    doc = [f"The image network ``{spec.name}``.", ""]
+    if spec.description:
+        doc += doc_paragraph(spec.description, INDENT) + [""]
+    doc += architecture(compiled, writer, summary.params, summary.flops)
+    groups = program.groups()
+    forward_lines: list[str] = []
+    intermediates_lines: list[str] = []
+    for group in groups:
+        forward_lines += writer.call(group)
+        intermediates_lines += writer.call(group, maps=True)
+    notes = _stage_notes(writer)
+    methods = [writer.method(group) for group in groups]
+    runtime = writer.runtime()
+    code = "\n".join([line for method in methods for line in method] + [f for _, fs in runtime for f in fs])
+    context = {
+        "header": header,
+        "constants": {
+            "SPEC_NAME": spec.name,
+            "SPEC_DESCRIPTION": spec.description,
+            "SPEC_PATH": origin.path,
+            "SPEC_SHA256": origin.sha256,
+            "GENERATOR": f"cliquegen {version}",
+            "INPUT_SHAPE": input_shape,
+            "SCALE": spec.output.scale,
+        },
+        "width": LINE_LENGTH,
+        "checkpoint": "update" in {op.kind for op in program.ops},
+        "runtime": runtime,
+        "functional": re.search(r"\bF\.", code) is not None,
+        "class_name": class_name(spec),
+        "doc": doc + notes,
+        "init_lines": writer.init_lines(),
+        "input": "x",
+        "methods": methods,
+        "forward_lines": forward_lines,
+        "intermediates_lines": intermediates_lines,
+        "output": program.output,
+        "memory_efficient": spec.memory_efficient,
+        "output_shape": ", ".join(map(str, program.values[program.output].shape)),
+        "input_shape": ", ".join(map(str, input_shape)),
+    }
+    return template_environment().get_template("image_model.py.jinja2").render(**context)
+
+
+def _stage_notes(writer: ImageSourceWriter) -> list[str]:
+    """How to read the equations, when a block shows some."""
+    if not writer.graph_blocks:
+        return []
+    text = (
+        "In the equations X(k) is node X after stage k, X(0) its slice of the block input; "
+        "F is the update's convolution over its sources concatenated in the order written, "
+        "g the unit's activation."
+    )
+    return ["", *doc_paragraph(text, INDENT)]
