@@ -245,7 +245,8 @@ def save_safetensors_file(
         data = save(plain, metadata=strings)
     except (ValueError, RuntimeError) as error:  # e.g. tensors that share memory
         raise WeightsError(f"{path}: cannot write it as safetensors: {first_line(error)}") from None
-    return atomic_write(path, data)
+    atomic_write(path, data)
+    return Path(path)
 
 
 def read_safetensors_file(

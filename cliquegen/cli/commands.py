@@ -18,7 +18,7 @@ from rich.table import Table
 
 from .._io import atomic_write
 from ..compiler.lower import compile_spec
-from ..compiler.summary import Summary, summarize
+from ..compiler.summary import Summary, giga, millions, summarize
 from ..errors import SpecError, UsageError, dims, printable
 from ..spec.limits import check_limits
 from ..spec.loader import STDIN, load_spec, load_spec_bytes, read_spec_source, spec_files
@@ -56,17 +56,9 @@ def _say(text: str) -> None:
     stdout.print(printable(text, keep_newlines=True))
 
 
-def _millions(n: int) -> str:
-    return f"{n / 1e6:.3f}M"
-
-
-def _giga(n: int) -> str:
-    return f"{n / 1e9:.3f}G"
-
-
 def _summary_table(summary: Summary, title: str) -> Table:
     table = Table(
-        title=f"{title}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs",
+        title=f"{title}: {millions(summary.params)} params, {giga(summary.flops)} FLOPs",
         caption="output: what a part hands on (a block: to its transition; the last block: to the head); "
         "head reads: the block feature the head pools",
     )
@@ -74,10 +66,10 @@ def _summary_table(summary: Summary, title: str) -> Table:
         table.add_column(column, justify="left" if column in ("part", "output", "head reads") else "right")
     for part in summary.parts:
         reads = "" if part.head_reads is None else dims(part.head_reads)
-        numbers = (f"{part.params:,}", f"{part.macs:,}", _giga(part.flops))
+        numbers = (f"{part.params:,}", f"{part.macs:,}", giga(part.flops))
         table.add_row(part.part, dims(part.output), reads, *numbers)
     table.add_section()
-    table.add_row("total", "", "", f"{summary.params:,}", f"{summary.macs:,}", _giga(summary.flops))
+    table.add_row("total", "", "", f"{summary.params:,}", f"{summary.macs:,}", giga(summary.flops))
     return table
 
 
@@ -94,10 +86,10 @@ def _compare_table(summaries: list[tuple[str, Summary]]) -> Table:
         row = [name]
         for _, summary in summaries:
             part = next((p for p in summary.parts if p.part == name), None)
-            row += ["", ""] if part is None else [f"{part.params:,}", _giga(part.flops)]
+            row += ["", ""] if part is None else [f"{part.params:,}", giga(part.flops)]
         table.add_row(*row)
     table.add_section()
-    totals = [["total"]] + [[f"{summary.params:,}", _giga(summary.flops)] for _, summary in summaries]
+    totals = [["total"]] + [[f"{summary.params:,}", giga(summary.flops)] for _, summary in summaries]
     table.add_row(*[cell for cells in totals for cell in cells])
     return table
 
@@ -188,7 +180,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if first and index:
             table.add_section()
         shown = row["family"] if first else ""
-        table.add_row(shown, row["name"], _millions(row["params"]), _giga(row["flops"]), row["path"])
+        table.add_row(shown, row["name"], millions(row["params"]), giga(row["flops"]), row["path"])
     stdout.print(table)
     return EXIT_OK
 
@@ -218,8 +210,8 @@ def cmd_new(args: argparse.Namespace) -> int:
     atomic_write(output, text)
     stdout.print(
         f"wrote {printable(output)}: {spec.name}, {len(spec.blocks)} block{'s' * (len(spec.blocks) > 1)}, "
-        f"{_millions(summary.params)} "
-        f"params, {_giga(summary.flops)} FLOPs; edit it, then `cliquegen validate {printable(output)}`",
+        f"{millions(summary.params)} "
+        f"params, {giga(summary.flops)} FLOPs; edit it, then `cliquegen validate {printable(output)}`",
         markup=False,
     )
     return EXIT_OK
@@ -248,7 +240,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise SpecError(diagnostics)
     for path, compiled in build_files(loaded, args.output, force=args.force):
         summary = summarize(compiled)
-        _say(f"wrote {path}: {_millions(summary.params)} params, {_giga(summary.flops)} FLOPs")
+        _say(f"wrote {path}: {millions(summary.params)} params, {giga(summary.flops)} FLOPs")
     return EXIT_OK
 
 

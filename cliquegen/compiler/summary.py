@@ -106,3 +106,13 @@ def summarize(compiled: Compiled) -> Summary:
         macs = sum(op.macs for op in ops)
         parts.append(PartSummary(part, params.get(part, 0), macs, output, head_reads.get(part)))
     return Summary(program.name, sum(params.values()), sum(op.macs for op in program.ops), parts)
+
+
+def millions(n: float) -> str:
+    """A count as the tables print it: ``2.345M``."""
+    return f"{n / 1e6:.3f}M"
+
+
+def giga(n: float) -> str:
+    """FLOPs as the tables print them: ``1.234G``."""
+    return f"{n / 1e9:.3f}G"

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..compiler.summary import millions
 from ..draw.figure import figure_style, log_scale, new_figure, require_matplotlib, save_figure, whole_ticks
 from .results import Curve, SpecResult
 
@@ -18,10 +19,6 @@ if TYPE_CHECKING:
 #: An epoch run at most this fraction of the previous epoch's learning rate starts a drop that
 #: the curves mark (a step schedule's /10; not the small steps of a cosine schedule).
 DROP = 0.5
-
-
-def _millions(n: float) -> str:
-    return f"{n / 1e6:.3f}M"
 
 
 def lr_drops(history: Sequence[dict[str, Any]]) -> list[tuple[int, float, float]]:
@@ -121,7 +118,7 @@ def draw_results(results: Sequence[SpecResult], title: str) -> Figure:
         top.legend()
         params = [result.params for result in results]
         bars = bottom.bar(x, [p / 1e6 for p in params], color="0.7", width=0.5)
-        bottom.bar_label(bars, [_millions(p) for p in params], padding=2)
+        bottom.bar_label(bars, [millions(p) for p in params], padding=2)
         bottom.set_ylabel("parameters (M)")
         bottom.set_ylim(0, max(params) / 1e6 * 1.35)
         bottom.set_xticks(x, [result.spec for result in results], rotation=20, ha="right")
