@@ -69,6 +69,15 @@ def test_summary_accepts_a_shipped_name_and_prints_a_table(capsys: pytest.Captur
         assert part in out
 
 
+def test_summary_of_an_image_network_has_no_head_column(capsys: pytest.CaptureFixture) -> None:
+    assert main(["summary", "srcliquenet-x2-tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "head reads" not in out and "what each part of the network gives" in out
+    assert re.search(r"block1 +│ 24x24x24 +│ +10,464 │", out)  # output, then params: no empty column
+    assert main(["summary", "cliquenet-s3"]) == 0
+    assert "head reads" in capsys.readouterr().out
+
+
 def test_unknown_model_name_suggests_close_matches(capsys: pytest.CaptureFixture) -> None:
     assert main(["summary", "cliquenet-s9"]) == 2
     err = capsys.readouterr().err

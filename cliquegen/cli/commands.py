@@ -57,19 +57,24 @@ def _say(text: str) -> None:
 
 
 def _summary_table(summary: Summary, title: str) -> Table:
+    head = any(part.head_reads is not None for part in summary.parts)  # none in an image network
     table = Table(
         title=f"{title}: {millions(summary.params)} params, {giga(summary.flops)} FLOPs",
         caption="output: what a part hands on (a block: to its transition; the last block: to the head); "
-        "head reads: the block feature the head pools",
+        "head reads: the block feature the head pools"
+        if head
+        else "output: what each part of the network gives",
     )
-    for column in ("part", "output", "head reads", "params", "MACs", "FLOPs"):
-        table.add_column(column, justify="left" if column in ("part", "output", "head reads") else "right")
+    texts = ("part", "output", "head reads") if head else ("part", "output")
+    for column in (*texts, "params", "MACs", "FLOPs"):
+        table.add_column(column, justify="left" if column in texts else "right")
     for part in summary.parts:
-        reads = "" if part.head_reads is None else dims(part.head_reads)
+        reads = ["" if part.head_reads is None else dims(part.head_reads)] if head else []
         numbers = (f"{part.params:,}", f"{part.macs:,}", giga(part.flops))
-        table.add_row(part.part, dims(part.output), reads, *numbers)
+        table.add_row(part.part, dims(part.output), *reads, *numbers)
     table.add_section()
-    table.add_row("total", "", "", f"{summary.params:,}", f"{summary.macs:,}", giga(summary.flops))
+    blank = ["", ""] if head else [""]
+    table.add_row("total", *blank, f"{summary.params:,}", f"{summary.macs:,}", giga(summary.flops))
     return table
 
 

@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar, .pth) or state_dict")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="state_dict file to write")
-    sub = add("export-weights", cmd_export_weights, "write a state_dict as the authors', torchvision's or PDASR's")
+    sub = add(
+        "export-weights", cmd_export_weights, "write a state_dict as the authors', torchvision's or PDASR's"
+    )
     sub.add_argument("--to", choices=list(EXPORTERS), default=OFFICIAL_FORMAT)
     sub.add_argument("source", metavar="SRC", help="state_dict of a cliquegen model")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
