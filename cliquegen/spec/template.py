@@ -46,6 +46,11 @@ def starting_spec(
             f"the name {name!r} must be lower-case letters, digits and '-', starting with a letter "
             "(e.g. my-cliquenet)"
         )
+    if like is not None and not isinstance(like, Spec):
+        raise UsageError(
+            f"--like {like.name}: `new` writes classification specs, and {like.name} is an image "
+            f"network; copy its file ({like.provenance.path}) and edit that instead"
+        )
     data = _full(like) if like is not None else {}
     data["name"] = name
     notes = []
