@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -552,24 +551,17 @@ def test_dot_failing_is_one_line_and_no_file(
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bin"]
 
 
-def _fastest_svg(compiled: cliquegen.Compiled, view: str, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        render(compiled, view, format="svg")
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-@needs_dot
-def test_big_drawings_cost_a_small_multiple_of_a_small_one() -> None:
-    """A 6-layer 3-stage schedule and a 40-layer block render in a few times what k36-t12's
-    4-layer block takes (about 2x here; before the matrices and the row layout, 25x and 200x).
-    A ratio on the same machine, not a time: the best of three runs of each."""
+def test_big_drawings_stay_small_for_the_layout_engine() -> None:
+    """What graphviz must lay out stays a small multiple of k36-t12's 4-layer block: a 40-layer
+    block is drawn as matrices (no edges at all), and a 6-layer 3-stage schedule has one edge
+    per term of its equations.  (Before the matrices and the row layout, these drawings took
+    25x and 200x as long; the time itself is a benchmark's business, not a test's.)"""
     small, three, forty = (
         compile_spec(cliquegen.load_spec(path)) for path in (K36, THREE_STAGE, DATA / "forty-layers.yaml")
     )
-    reference = _fastest_svg(small, "block")
-    for compiled, view in ((three, "schedule"), (forty, "block"), (forty, "schedule")):
-        ratio = _fastest_svg(compiled, view) / reference
-        assert ratio < 10, f"{compiled.spec.name} {view}: {ratio:.1f} times the small render"
+    edges = render(small, "block").count("->")
+    assert edges > 0
+    assert render(three, "schedule").count("->") <= 3 * edges
+    for view in ("block", "schedule"):
+        dot = render(forty, view)
+        assert "->" not in dot and "<TABLE" in dot.upper(), view
