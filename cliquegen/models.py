@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from .compiler.lower import compile_spec
@@ -17,16 +18,30 @@ from .errors import UsageError
 from .spec.model import Spec
 from .spec.shipped import apply_overrides, resolve_spec
 
-
-def build_fx(spec: Spec) -> CliqueNetGraphModule:
-    """The spec's network as a freshly initialised ``torch.fx.GraphModule``."""
-    return emit_fx(compile_spec(spec).program, class_name=class_name(spec))
+#: The head's global pooling: average over the positions, or none (the model returns the map).
+GLOBAL_POOLS = ("avg", "")
 
 
-EMITTERS: dict[str, Callable[[Spec], nn.Module]] = {"fx": build_fx, "source": build_source_model}
+def build_fx(
+    spec: Spec, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> CliqueNetGraphModule:
+    """The spec's network as a freshly initialised ``torch.fx.GraphModule``, its parameters made
+    on ``device`` in ``dtype`` (torch's defaults when None)."""
+    return emit_fx(compile_spec(spec).program, class_name=class_name(spec), device=device, dtype=dtype)
 
 
-def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **overrides: Any) -> nn.Module:
+EMITTERS: dict[str, Callable[..., nn.Module]] = {"fx": build_fx, "source": build_source_model}
+
+
+def create_model(
+    name_or_path: str | os.PathLike | Spec,
+    emit: str = "fx",
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    global_pool: str | None = None,
+    **overrides: Any,
+) -> nn.Module:
     """Build a freshly initialised model from a shipped spec name, a spec path or a Spec.
 
     ``emit="fx"`` gives a ``torch.fx.GraphModule``; ``emit="source"`` runs the generated
@@ -35,9 +50,20 @@ def create_model(name_or_path: str | os.PathLike | Spec, emit: str = "fx", **ove
     into the spec (:func:`apply_overrides`): ``num_classes=100``, ``defaults={"dropout": 0.1}``,
     ``memory_efficient=True`` (recompute each clique update in the backward pass instead of
     storing its intermediates); ``num_classes=0`` gives a model without a classifier, whose
-    ``forward`` returns the pooled features.
+    ``forward`` returns the pooled features.  An unknown override is a ``TypeError`` (and a
+    ``UsageError``), as an unknown keyword argument is.
+
+    timm's model arguments: ``device`` and ``dtype`` make the parameters there and in that dtype
+    directly (``device="meta"`` allocates nothing); ``global_pool=""`` leaves the features
+    unpooled, so that with ``num_classes=0`` ``forward`` returns ``forward_features``' map.
     """
     spec = apply_overrides(resolve_spec(name_or_path), **overrides)
     if emit not in EMITTERS:
         raise UsageError(f"unknown emitter {emit!r}; choose one of {sorted(EMITTERS)}")
-    return EMITTERS[emit](spec)
+    if global_pool is not None and global_pool not in GLOBAL_POOLS:
+        raise UsageError(f"global_pool={global_pool!r}: choose 'avg' (average) or '' (no pooling)")
+    model = EMITTERS[emit](spec, device=device, dtype=dtype)
+    if global_pool is not None and global_pool != model.global_pool:
+        model.global_pool = global_pool
+        model.refresh_forward()
+    return model

@@ -6,7 +6,16 @@ torch), so both build the same parameters from the same random stream.  ``clique
 is the update of generated source; the FX emitter writes the same steps as graph nodes.
 
 Everything here may use only ``torch``, ``F`` (torch.nn.functional), ``nn`` and
-``checkpoint`` (torch.utils.checkpoint).
+``checkpoint`` (torch.utils.checkpoint).  :class:`TimmModel` holds timm's model interface,
+the same for both emitters' models, which supply ``forward_blocks``.
+
+TorchScript: ``torch.jit.script`` compiles the forward pass through these functions.  A module
+passed to a function is typed :class:`Layer` (TorchScript types each module instance apart, so
+a function can take modules only through an interface) and called with :func:`call`; where
+the eager code reads what an interface does not show (BatchNorm's statistics, a checkpoint),
+a function begins with its TorchScript path under ``if torch.jit.is_scripting():``, which
+TorchScript alone compiles.  Scripted code therefore neither folds BatchNorm in inference nor
+recomputes in the backward pass (``memory_efficient``).
 
 Speed: ReLU runs in place on BatchNorm's fresh output (BN's backward reads its input, not
 its output), the model converts its input to channels-last memory once at entry (the
@@ -17,16 +26,26 @@ them first (``can_fold``, ``folded_bn_relu``).
 
 from __future__ import annotations
 
+import inspect
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
-def shared_weight(shape: tuple[int, int, int, int], init: str = "kaiming-normal-fan-out") -> nn.Parameter:
+def shared_weight(
+    shape: tuple[int, int, int, int],
+    init: str = "kaiming-normal-fan-out",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Parameter:
     """A W_ij: one conv weight (out, in, kernel, kernel), reused by every stage that reads it
-    (a block with ``share_weights: false`` has one per stage instead)."""
-    weight = nn.Parameter(torch.empty(shape))
+    (a block with ``share_weights: false`` has one per stage instead).  Like every constructor
+    here and torch's own, it makes its tensors on ``device`` in ``dtype`` (torch's defaults
+    when None)."""
+    weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
     init_conv_weight(weight, init)
     return weight
 
@@ -38,17 +57,27 @@ def conv2d(
     stride: int,
     padding: int,
     init: str = "kaiming-normal-fan-out",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Conv2d:
     """A bias-free convolution, initialised like the W_ij."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, bias=False, device=device, dtype=dtype
+    )
     init_conv_weight(conv.weight, init)
     return conv
 
 
-def linear(in_features: int, out_features: int, init: str = "kaiming-uniform") -> nn.Linear:
+def linear(
+    in_features: int,
+    out_features: int,
+    init: str = "kaiming-uniform",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Linear:
     """A fully connected layer with a zero bias; its weight as nn.Linear draws it, or Glorot
     uniform (``glorot-uniform``, TensorFlow's ``xavier_initializer()``)."""
-    layer = nn.Linear(in_features, out_features)
+    layer = nn.Linear(in_features, out_features, device=device, dtype=dtype)
     if init == "glorot-uniform":
         nn.init.xavier_uniform_(layer.weight)
     nn.init.zeros_(layer.bias)
@@ -78,8 +107,40 @@ CONSTRUCTORS = {
 }
 
 
-def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
+def makes_tensors(kind: str) -> bool:
+    """Whether the constructor of a module kind takes ``device`` and ``dtype`` (those that make
+    parameters or buffers)."""
+    return "device" in inspect.signature(CONSTRUCTORS[kind]).parameters
+
+
+class Layer(nn.Module):
+    """What a function may do with a module it is given: call it on a tensor (:func:`call`).
+    Scripting cliquegen's FX models makes it a TorchScript interface (:func:`as_interface`)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        pass
+
+
+def as_interface() -> None:
+    """Make :class:`Layer` a TorchScript interface (once), so that ``torch.jit.script`` compiles
+    the functions that take modules: TorchScript gives each module instance a type of its own."""
+    if not getattr(Layer, "__torch_script_interface__", False):
+        with warnings.catch_warnings():  # torch marks TorchScript deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.interface(Layer)
+
+
+def call(module: Layer, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``; TorchScript calls an interface's forward itself."""
+    if torch.jit.is_scripting():
+        return module.forward(x)
+    return module(x)
+
+
+def bn_relu(inputs: list[torch.Tensor], bn: Layer) -> torch.Tensor:
     """ReLU(BN(cat(inputs))), (B, sum C_i, H, W); in eager inference, ``folded_bn_relu``."""
+    if torch.jit.is_scripting():
+        return F.relu(call(bn, torch.cat(inputs, 1)), inplace=True)
     if len(inputs) > 1 and can_fold(inputs, bn):
         return folded_bn_relu(inputs, bn)
     h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
@@ -127,7 +188,7 @@ def folded_bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tens
 def bn_relu_conv(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
     recompute: bool = False,
 ) -> torch.Tensor:
@@ -137,6 +198,8 @@ def bn_relu_conv(
     statistics as the first pass did, and leaves the running statistics and
     ``num_batches_tracked`` as the first pass updated them.
     """
+    if torch.jit.is_scripting():
+        return F.conv2d(bn_relu(inputs, bn), weight, None, 1, padding)
     if recompute:  # copies of the running statistics take the update (momentum 0 leaves them as they are)
         h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
         mean, var = (None if t is None else t.clone() for t in (bn.running_mean, bn.running_var))
@@ -149,10 +212,10 @@ def bn_relu_conv(
 def update_steps(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
     recompute: bool = False,
     last_dropout: bool = True,
 ) -> torch.Tensor:
@@ -162,22 +225,25 @@ def update_steps(
     h = bn_relu_conv(inputs, weight, bn, padding, recompute)
     if bottleneck is not None:
         if dropout is not None:
-            h = dropout(h)
+            h = call(dropout, h)
         bottleneck_bn, bottleneck_conv = bottleneck
-        padding = bottleneck_conv.padding[0]
-        h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
+        if torch.jit.is_scripting():  # the conv as a module: its stride is 1, its padding its own
+            h = call(bottleneck_conv, bn_relu([h], bottleneck_bn))
+        else:
+            padding = bottleneck_conv.padding[0]
+            h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
     if dropout is not None and last_dropout:
-        h = dropout(h)
+        h = call(dropout, h)
     return h
 
 
 def checkpointed_update(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
 ) -> torch.Tensor:
     """``update_steps`` that, in training with inputs that need gradients, keeps none of its
     intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward
@@ -186,9 +252,23 @@ def checkpointed_update(
     the dropout after it runs outside the checkpoint and keeps its mask in one byte per element
     (``byte_mask_dropout``).  Under torch.compile the steps run as they are: BatchNorm's
     statistics are a side effect its checkpoint cannot take, and its partitioner chooses what
-    to recompute itself."""
+    to recompute itself.  Scripted code runs the steps as they are."""
+    if torch.jit.is_scripting():
+        return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
     if torch.compiler.is_compiling() or not (bn.training and any(x.requires_grad for x in inputs)):
         return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
+    return recomputed_update(inputs, weight, bn, padding, dropout, bottleneck)
+
+
+def recomputed_update(
+    inputs: list[torch.Tensor],
+    weight: torch.Tensor,
+    bn: nn.BatchNorm2d,
+    padding: int,
+    dropout: nn.Dropout | None = None,
+    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+) -> torch.Tensor:
+    """``checkpointed_update`` in training: the steps under ``checkpoint``, the last dropout after."""
     calls = []
 
     def run(weight: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
@@ -217,10 +297,10 @@ def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
 def clique_update(
     inputs: list[torch.Tensor],
     weights: list[torch.Tensor],
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
     memory_efficient: bool = False,
 ) -> torch.Tensor:
     """X_j = g(sum_i W_ij * X_i) as one convolution over the concatenated inputs.
@@ -231,8 +311,9 @@ def clique_update(
     recomputes these steps in the backward pass instead of storing their results.
     """
     weight = weights[0] if len(weights) == 1 else torch.cat(weights, 1)
-    steps = checkpointed_update if memory_efficient else update_steps
-    return steps(inputs, weight, bn, padding, dropout, bottleneck)
+    if memory_efficient:
+        return checkpointed_update(inputs, weight, bn, padding, dropout, bottleneck)
+    return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
 
 
 def take_blocks(
@@ -257,3 +338,193 @@ def take_blocks(
         if not take:
             raise ValueError("indices is empty: name at least one block")
     return take, max(take)
+
+
+def head_map(maps: list[torch.Tensor]) -> torch.Tensor:
+    """The unpooled features of a head that reads several blocks: each branch's map (B, C_b,
+    H_b, W_b) average-pooled to the largest size that divides every branch's (the last block's,
+    when the others are multiples of it) and concatenated along the channels.  Each pooling
+    window covers as many pixels as any other of its branch, so the map's global average pool
+    is the branches' pooled features, concatenated (up to the rounding of the sums)."""
+    if len(maps) == 1:
+        return maps[0]
+    height, width = 0, 0
+    for x in maps:
+        height, width = common_divisor(height, x.shape[2]), common_divisor(width, x.shape[3])
+    pooled: list[torch.Tensor] = []
+    for x in maps:
+        kernel = [x.shape[2] // height, x.shape[3] // width]
+        pooled.append(x if kernel == [1, 1] else F.avg_pool2d(x, kernel))
+    return torch.cat(pooled, 1)
+
+
+def common_divisor(a: int, b: int) -> int:
+    """The greatest common divisor of ``a`` and ``b`` (Euclid's algorithm; ``a`` when ``b`` is 0)."""
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def pruned_multiscale(x: torch.Tensor) -> torch.Tensor:
+    """``forward_features`` of a head that reads every block, once blocks are pruned: none."""
+    raise RuntimeError(
+        "the model was pruned by prune_intermediate_layers, and its multi-scale head reads every "
+        "block: only forward_intermediates(..., intermediates_only=True) runs"
+    )
+
+
+def classify(x: torch.Tensor, classifier: Layer) -> torch.Tensor:
+    """The classifier on pooled features (B, C), or at each position of a map (B, C, H, W)."""
+    if x.dim() == 4:
+        return call(classifier, x.movedim(1, -1)).movedim(-1, 1)
+    return call(classifier, x)
+
+
+class TimmModel(nn.Module):
+    """timm's model interface, the same for every cliquegen model, whichever emitter built it.
+
+    The model supplies ``forward_blocks`` and these attributes: ``feature_info`` (timm's record
+    of each block's map), ``num_blocks`` (the blocks it runs), ``multiscale`` (whether the head
+    reads every block), ``global_pool`` (``"avg"``, or ``""`` for none), ``num_features``
+    (channels of ``forward_features``' map), ``head_hidden_size`` (width of ``forward_head(...,
+    pre_logits=True)``), ``in_chans``, ``pruned`` and the ``classifier`` module.
+
+    timm's head convention: ``forward_features`` returns the unpooled map (B, num_features, H',
+    W'); ``forward_head`` pools it and classifies.  A multi-scale head's map is ``head_map`` of
+    its branches, whose global average pool is the pooled features up to rounding: ``forward``
+    pools each branch itself, as the network is defined.
+    """
+
+    __jit_unused_properties__ = ["num_classes"]  # TorchScript compiles forward and what it calls
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes), or the pooled features (B, num_features) without a classifier;
+        without pooling or once pruned, ``forward_head(forward_features(x))``."""
+        if self.global_pool == "avg" and not self.pruned:
+            features = self.forward_blocks(x, self.num_blocks - 1, None, None)
+            assert features is not None
+            return self.classifier(features)
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled features (B, num_features, H', W'): what the head pools; after
+        ``prune_intermediate_layers``, the map of the last block kept (a multi-scale head, which
+        reads every block, has none then)."""
+        if self.pruned:
+            if self.multiscale:
+                return pruned_multiscale(x)
+            maps: list[torch.Tensor] = []
+            self.forward_blocks(x, self.num_blocks - 1, maps, None)
+            return maps[-1]
+        head_maps: list[torch.Tensor] = []
+        self.forward_blocks(x, self.num_blocks - 1, None, head_maps)
+        return head_map(head_maps)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``forward_features``' map averaged over its positions and classified (B, classes), or
+        (B, head_hidden_size) with ``pre_logits``; with ``global_pool`` ``""`` the map itself,
+        classified at each position (B, classes, H', W')."""
+        if self.global_pool == "avg":
+            x = x.mean((2, 3))
+        if pre_logits:
+            return x
+        return classify(x, self.classifier)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The map (B, C, H, W) that each block ``indices`` selects hands on: to its transition,
+        the last block's to the head (timm's selection: None every block, n the last n, a list
+        those).  With ``forward_features``' map first, unless ``intermediates_only``: then no
+        block after the last one selected runs.  ``norm`` and ``stop_early`` are accepted for
+        timm's signature: no norm layer follows the blocks, and the features need every block."""
+        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
+        maps: list[torch.Tensor] = []
+        if intermediates_only:
+            self.forward_blocks(x, last, maps, None)
+            return [maps[index] for index in take]
+        if self.pruned and self.multiscale:
+            return pruned_multiscale(x), []
+        head_maps: list[torch.Tensor] | None = None if self.pruned else []
+        self.forward_blocks(x, self.num_blocks - 1, maps, head_maps)
+        final = maps[-1] if head_maps is None else head_map(head_maps)  # forward_features' map
+        return final, [maps[index] for index in take]
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Keep what the maps of the blocks ``indices`` selects need; returns their indices.  With
+        the last block selected, only the classifier goes (``prune_head``): ``forward`` then
+        returns ``forward_features``' map.  Else the later blocks, the head and the classifier go,
+        and ``forward_features`` returns the last kept block's map (``num_features`` its
+        channels), which a head that reads every block cannot.  ``prune_norm`` is timm's: the
+        head's BatchNorm belongs to the features."""
+        take, last = take_blocks(len(self.feature_info), indices)
+        if last + 1 == len(self.feature_info):
+            if prune_head:
+                self.reset_classifier(0, "")
+            return take
+        self.remove_after_block(last)
+        self.feature_info = self.feature_info[: last + 1]
+        self.num_blocks = last + 1
+        self.pruned = True
+        if not self.multiscale:
+            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
+        self.global_pool = ""
+        self.classifier = nn.Identity().train(self.training)
+        self.refresh_forward()
+        return take
+
+    def remove_after_block(self, last: int) -> None:
+        """Delete the modules that running the blocks up to block ``last`` (0-based) does not use,
+        as the model's ``unused_after_block`` lists them."""
+        for path in self.unused_after_block[last]:
+            owner = self
+            *parents, name = path.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent)
+            delattr(owner, name)
+
+    def refresh_forward(self) -> None:
+        """Called when the head changes: the generated model reads its attributes as it runs."""
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh classifier (zero bias) for ``num_classes`` classes, made where the model's
+        parameters are; with 0, none.  ``global_pool``: ``"avg"`` (average over the positions)
+        or ``""`` (no pooling); None keeps the model's."""
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool={global_pool!r}: choose 'avg' (average) or '' (no pooling)")
+            self.global_pool = global_pool
+        if num_classes:
+            weight = next(self.parameters())
+            classifier = linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
+        else:
+            classifier = nn.Identity()
+        self.classifier = classifier.train(self.training)
+        self.refresh_forward()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with
+        its transition; the head and the classifier come last."""
+        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
+        self.memory_efficient = enable

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import torch
 from torch import nn
 
 from ..compiler.ir import (
@@ -55,6 +56,7 @@ from ..compiler.naming import class_name, roman
 from ..compiler.summary import summarize
 from ..spec.model import BlockConfig, Spec
 from . import _runtime
+from .fx import head_branches
 
 LINE_LENGTH = 110
 INDENT = "    "
@@ -70,20 +72,31 @@ RUNTIME_SECTIONS = {
         _runtime.init_conv_weight,
     ),
     "The clique update that the forward methods call": (
+        _runtime.Layer,
+        _runtime.call,
         _runtime.clique_update,
         _runtime.update_steps,
         _runtime.bn_relu_conv,
         _runtime.bn_relu,
         _runtime.checkpointed_update,
+        _runtime.recomputed_update,
         _runtime.byte_mask_dropout,
     ),
-    "The blocks forward_intermediates returns, selected as timm selects them": (_runtime.take_blocks,),
+    "What timm's model interface calls": (
+        _runtime.take_blocks,
+        _runtime.head_map,
+        _runtime.common_divisor,
+        _runtime.pruned_multiscale,
+        _runtime.classify,
+    ),
     "Inference fast path of bn_relu (the same values, no separate concatenation)": (
         _runtime.can_fold,
         _runtime.folded_bn_relu,
     ),
 }
 RUNTIME_FUNCTIONS = tuple(function for functions in RUNTIME_SECTIONS.values() for function in functions)
+#: Copied before the model class, which it is the base of.
+INTERFACE = _runtime.TimmModel
 
 
 #: Constructor arguments always written with their names (the spec's norm and init settings).
@@ -297,9 +310,13 @@ class SourceWriter:
             "pre_logits",
             "Model",
             "maps",
+            "head_maps",
+            "dd",
+            "device",
+            "dtype",
         }
         | {"indices", "norm", "stop_early", "output_fmt", "intermediates_only", "take", "last", "index"}
-        | {function.__name__ for function in RUNTIME_FUNCTIONS}
+        | {function.__name__ for function in (*RUNTIME_FUNCTIONS, INTERFACE)}
     )
 
     def __init__(self, compiled: Compiled):
@@ -313,6 +330,7 @@ class SourceWriter:
         self.alias: str | None = None  # module path prefix bound to the local `block`
         self.bound: dict[str, str] = {}  # clique_update options bound in the local `update`
         self.maps: set[str] = set()  # block outputs that the method being written appends to `maps`
+        self.head_maps: set[str] = set()  # head branch maps that it appends to `head_maps`
 
     # declarations
 
@@ -394,6 +412,8 @@ class SourceWriter:
             pyrepr(value) if position < 2 and key not in NAMED_ARGUMENTS else f"{key}={pyrepr(value)}"
             for position, (key, value) in enumerate(decl.args.items())
         ]
+        if _runtime.makes_tensors(decl.kind):
+            args.append("**dd")  # on __init__'s device, in its dtype
         return Seq(f"{self.ref(decl.path)} = {name}(", tuple(args), ")")
 
     def ref(self, path: str) -> str:
@@ -450,6 +470,11 @@ class SourceWriter:
                 lines += [
                     f"if maps is not None:  # the map block {block} hands on",
                     f"    maps.append({op.name})",
+                ]
+            if op.name in self.head_maps:
+                lines += [
+                    "if head_maps is not None:  # the map this head branch pools",
+                    f"    head_maps.append({op.name})",
                 ]
         self.alias, self.bound = None, {}
         return lines
@@ -513,14 +538,25 @@ class SourceWriter:
                 raise AssertionError(f"block {index + 1}'s output {name} is not defined in its method")
         return names
 
+    def group_head_maps(self, group: Group) -> list[str]:
+        """The maps of head branches a group's method appends to ``head_maps`` (for
+        ``forward_features``): those its ops define."""
+        defined = {op.name for op in group.ops}
+        return [name for name in head_branches(self.program) if name in defined]
+
+    def collects(self, group: Group) -> list[str]:
+        """The lists a group's method appends to: ``maps``, ``head_maps``, or both."""
+        return ["maps"] * bool(self.group_maps(group)) + ["head_maps"] * bool(self.group_head_maps(group))
+
     def method(self, group: Group) -> list[str]:
         """A method that runs one group: its docstring, its statements, what later code reads;
-        a block's method also appends the map the block hands on to ``maps`` when given one."""
+        a block's method also appends the map the block hands on to ``maps``, and the map of
+        a head branch to ``head_maps``, when given them."""
         parameters = self.signature(group)
         returns = "torch.Tensor"
         if len(group.outputs) > 1:
             returns = f"tuple[{', '.join([returns] * len(group.outputs))}]"
-        maps = ["maps: list[torch.Tensor] | None = None"] if self.group_maps(group) else []
+        maps = [f"{name}: list[torch.Tensor] | None = None" for name in self.collects(group)]
         head = Seq(
             f"def {self.method_name(group)}(",
             ("self", *(f"{ident(name)}: torch.Tensor" for name in parameters), *maps),
@@ -544,19 +580,18 @@ class SourceWriter:
             lines.append(f'{INDENT}"""{docstring(doc[0])}')
             lines += [INDENT + docstring(line) if line else "" for line in doc[1:]]
             lines.append(f'{INDENT}"""')
-        self.maps = set(self.group_maps(group))
+        self.maps, self.head_maps = set(self.group_maps(group)), set(self.group_head_maps(group))
         body = _strip_blank(self.body(list(group.ops), first_title=False))
-        self.maps = set()
+        self.maps, self.head_maps = set(), set()
         lines += [INDENT + line if line else "" for line in body]
         lines.append(f"{INDENT}return {', '.join(ident(name) for name in group.outputs)}")
         return lines
 
-    def call(self, group: Group, maps: bool = False) -> list[str]:
-        """``forward_features``' statement that runs a group's method (``maps``: and collects the
-        block's output map, in ``forward_intermediates``)."""
+    def call(self, group: Group) -> list[str]:
+        """``forward_blocks``' statement that runs a group's method (handing on the lists it
+        appends to)."""
         targets = ", ".join(ident(name) for name in group.outputs)
-        arguments = tuple(ident(name) for name in self.signature(group))
-        arguments += ("maps",) if maps and self.group_maps(group) else ()
+        arguments = tuple(ident(name) for name in self.signature(group)) + tuple(self.collects(group))
         lines = format_call(
             0, Seq(f"{targets} = self.{self.method_name(group)}(", arguments, ")"), BODY_WIDTH
         )
@@ -565,22 +600,20 @@ class SourceWriter:
             lines[0] += comment
         return lines
 
-    def intermediates_lines(self, groups: list[Group]) -> list[str]:
-        """``forward_intermediates``' body after the selection: the calls of ``forward_features``
-        collecting each block's map, returning after the last block asked for when only the
-        maps are wanted."""
+    def blocks_lines(self, groups: list[Group]) -> list[str]:
+        """``forward_blocks``' body: the calls of the groups' methods, returning None after block
+        ``last`` unless it is the last block, then the join of the head's pooled features."""
         lines: list[str] = []
-        last_map = max((g for g, group in enumerate(groups) if self.group_maps(group)), default=-1)
-        for g, group in enumerate(groups):
+        blocks = len(self.program.block_outputs)
+        for group in groups:
             if group.name == "features":  # the join of the blocks' features
                 lines += self.body(list(group.ops), first_title=False)
                 continue
-            lines += self.call(group, maps=True)
-            if self.group_maps(group) and g < last_map:  # after the last map the end returns them
-                lines += [
-                    "if intermediates_only and len(maps) > last:",
-                    f"{INDENT}return [maps[index] for index in take]",
-                ]
+            lines += self.call(group)
+            for name in self.group_maps(group):
+                index = self.program.block_outputs.index(name)
+                if index + 1 < blocks:
+                    lines += [f"if last == {index}:", f"{INDENT}return None"]
         return lines
 
     def feature_info_lines(self) -> list[str]:
@@ -592,16 +625,16 @@ class SourceWriter:
         return ["self.feature_info = [", *(INDENT + entry for entry in entries), "]"]
 
     def unused_after_blocks(self, groups: list[Group]) -> list[tuple[str, ...]]:
-        """For each block, the top-level modules that ``forward_intermediates`` does not use when
-        it stops after that block (what ``prune_intermediate_layers`` removes)."""
-        tops = list(dict.fromkeys(path.split(".")[0] for path in self.program.modules))
+        """For each block, the modules that running the methods up to that block's does not
+        use (what ``prune_intermediate_layers`` removes): each as its outermost container that
+        holds nothing used."""
         used: set[str] = set()
         unused = []
         for group in groups:
             for op in group.ops:
-                used |= {path.split(".")[0] for path in self.program.module_inputs(op)}
+                used |= set(self.program.module_inputs(op))
             if self.group_maps(group):
-                unused.append(tuple(top for top in tops if top not in used))
+                unused.append(outermost_unused(list(self.program.modules), used))
         return unused
 
     def emit(self, op: Op) -> list[str]:
@@ -682,6 +715,22 @@ class SourceWriter:
         if part.startswith("transition") and part[10:].isdigit():
             return f"Transition {part[10:]}"
         return part.capitalize()
+
+
+def outermost_unused(paths: list[str], used: set[str]) -> tuple[str, ...]:
+    """The modules of ``paths`` not in ``used``, each named by its outermost container that holds
+    no used module (``head`` for all of ``head.bn1``, ``head.bn2``), in declaration order."""
+    busy = {".".join(path.split(".")[:depth]) for path in used for depth in range(1, path.count(".") + 2)}
+    out: list[str] = []
+    for path in paths:
+        if path in used:
+            continue
+        parts = path.split(".")
+        prefixes = [".".join(parts[:depth]) for depth in range(1, len(parts) + 1)]
+        top = next(prefix for prefix in prefixes if prefix not in busy)
+        if top not in out:
+            out.append(top)
+    return tuple(out)
 
 
 def describe_block(block: BlockConfig) -> str:
@@ -778,7 +827,7 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
         *doc_paragraph(f"Spec: {origin.path}", ""),
         f"sha256 of its {origin.hashed}: {origin.sha256}",
         "Needs only torch; ``Model()`` builds the network with fresh weights.",
-        "The model class comes first; the runtime functions it calls follow it.",
+        "timm's model interface, the model class, then the runtime functions it calls.",
     ]
     doc = [f"The clique network ``{spec.name}``.", ""]
     if spec.description:
@@ -787,10 +836,11 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
 
     features = writer.features_ops()
     groups = writer.feature_groups()
-    features_lines: list[str] = []
-    for group in groups:  # the join of the blocks' features runs inline, the rest in methods
-        joins = group.name == "features"
-        features_lines += writer.body(list(group.ops), first_title=False) if joins else writer.call(group)
+    head = writer.head_ops()  # TimmModel.forward calls the classifier on the features itself
+    if [(op.kind, op.attrs.get("module"), op.inputs) for op in head] != [
+        ("call", program.classifier, (program.features,))
+    ]:
+        raise AssertionError("the classifier is not one module called on the features")
     context = {
         "header": header,
         "constants": {
@@ -807,6 +857,7 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
             (title, [inspect.getsource(function).rstrip("\n") for function in functions])
             for title, functions in RUNTIME_SECTIONS.items()
         ],
+        "interface": inspect.getsource(INTERFACE).rstrip("\n"),
         "class_name": class_name(spec),
         "doc": doc,
         "init_lines": writer.init_lines(),
@@ -814,27 +865,30 @@ def render_source(compiled: Compiled, origin: SpecOrigin, version: str) -> str:
         "input_shape": ", ".join(map(str, input_shape)),
         "features": program.features,
         "methods": [writer.method(group) for group in groups if group.name != "features"],
-        "features_lines": features_lines,
-        "intermediates_lines": writer.intermediates_lines(groups),
+        "blocks_lines": writer.blocks_lines(groups),
         "feature_info_lines": writer.feature_info_lines(),
-        "unused_lines": [
-            line
-            for names in writer.unused_after_blocks(groups)
-            for line in (
-                [f"({pyrepr(names[0])},),"]
-                if len(names) == 1
-                else format_call(0, Seq("(", tuple(map(pyrepr, names)), "),"), BODY_WIDTH - len(INDENT))
-            )
-        ],
+        "unused_lines": unused_lines(writer.unused_after_blocks(groups)),
+        "num_blocks": len(program.block_outputs),
+        "multiscale": len(head_branches(program)) > 1,
+        "in_chans": input_shape[0],
         "memory_efficient": spec.memory_efficient,
-        "head_lines": _strip_blank(writer.body(writer.head_ops())),
-        "output": program.output,
-        "classifier": writer.ref(program.classifier),
         "num_features": num_features,
-        "num_classes": num_classes,
         "pooled": f"pooled {'multi-scale' if spec.head.kind == 'multiscale' else 'last-block'} features",
     }
     return _environment().get_template("model.py.jinja2").render(**context)
+
+
+def unused_lines(unused: list[tuple[str, ...]]) -> list[str]:
+    """``unused_after_block = (...)``, one tuple of module paths per block, as ruff lays it out."""
+    entries = [
+        [f"({pyrepr(names[0])},),"]
+        if len(names) == 1
+        else format_call(0, Seq("(", tuple(map(pyrepr, names)), "),"), BODY_WIDTH)
+        for names in unused
+    ]
+    if len(entries) == 1 and len(entries[0]) == 1:  # a 1-tuple's comma is no magic trailing comma
+        return [f"unused_after_block = ({entries[0][0]})"]
+    return ["unused_after_block = (", *(INDENT + line for lines in entries for line in lines), ")"]
 
 
 def _network_kind(spec: Spec) -> list[str]:
@@ -926,9 +980,12 @@ def exec_source(text: str, module_name: str) -> types.ModuleType:
     return module
 
 
-def build_source_model(spec: Spec) -> nn.Module:
-    """A freshly initialised instance of the generated module's ``Model``."""
-    return exec_source(generate_source(spec), spec.module_name).Model()
+def build_source_model(
+    spec: Spec, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """A freshly initialised instance of the generated module's ``Model``, its parameters made
+    on ``device`` in ``dtype``."""
+    return exec_source(generate_source(spec), spec.module_name).Model(device=device, dtype=dtype)
 
 
 def build_files(

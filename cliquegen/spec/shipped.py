@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import Diagnostic, SpecError, UsageError, code_points
+from ..errors import Diagnostic, SpecError, UnknownArgumentError, UsageError, code_points
 from .loader import close_fields
 from .model import Spec, SpecSemanticError
 
@@ -90,7 +90,7 @@ def apply_overrides(spec: Spec, **overrides: Any) -> Spec:
         else:
             close = difflib.get_close_matches(key, list(Spec.model_fields) + list(_OVERRIDE_ALIASES), n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
-            raise UsageError(f"override {key}: unknown key{hint}")
+            raise UnknownArgumentError(f"override {key}: unknown key{hint}")
     try:
         return Spec.model_validate(data)
     except ValidationError as error:
