@@ -134,7 +134,9 @@ def test_each_block_runs_in_a_method_that_returns_only_what_later_code_reads() -
         "    ) -> tuple[torch.Tensor, torch.Tensor]:",
     ]
     assert "\n".join(signature) in text
-    call = "        b2_x0, h1_pooled = self.forward_block1(b1_x0, maps, head_maps)  # (B, 144, 16, 16), (B, 208)"
+    call = (
+        "        b2_x0, h1_pooled = self.forward_block1(b1_x0, maps, head_maps)  # (B, 144, 16, 16), (B, 208)"
+    )
     assert call in text
 
 

@@ -252,6 +252,11 @@ def test_a_pruned_multiscale_head_serves_only_the_maps(emit: str) -> None:
                 run(x)
 
 
+def test_generated_source_says_it_does_not_script() -> None:
+    with pytest.raises(RuntimeError, match="generated source does not script: .* partial"):
+        torch.jit.script(build(DENSE, "source"))
+
+
 @pytest.mark.parametrize("head", sorted(SPECS))
 @pytest.mark.parametrize("memory_efficient", [False, True])
 def test_torchscript_compiles_the_fx_models(head: str, memory_efficient: bool) -> None:

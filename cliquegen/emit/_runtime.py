@@ -397,6 +397,15 @@ class TimmModel(nn.Module):
 
     __jit_unused_properties__ = ["num_classes"]  # TorchScript compiles forward and what it calls
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` calls this first.  cliquegen's FX models script; generated source
+        does not, and says so here rather than in TorchScript's words."""
+        raise RuntimeError(
+            "generated source does not script: its block methods bind update = partial(clique_update, "
+            "...), which TorchScript cannot compile; script the FX model, which has the same state_dict "
+            '(cliquegen.create_model(spec, emit="fx"))'
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, classes), or the pooled features (B, num_features) without a classifier;
         without pooling or once pruned, ``forward_head(forward_features(x))``."""
