@@ -44,6 +44,15 @@ class TimmModel(nn.Module):
 
     __jit_unused_properties__ = ["num_classes"]  # TorchScript compiles forward and what it calls
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` calls this first.  cliquegen's FX models script; generated source
+        does not, and says so here rather than in TorchScript's words."""
+        raise RuntimeError(
+            "generated source does not script: its block methods bind update = partial(clique_update, "
+            "...), which TorchScript cannot compile; script the FX model, which has the same state_dict "
+            '(cliquegen.create_model(spec, emit="fx"))'
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, classes), or the pooled features (B, num_features) without a classifier;
         without pooling or once pruned, ``forward_head(forward_features(x))``."""
@@ -73,9 +82,8 @@ class TimmModel(nn.Module):
         classified at each position (B, classes, H', W')."""
         if self.global_pool == "avg":
             x = x.mean((2, 3))
-        if pre_logits:
-            return x
-        return classify(x, self.classifier)
+            return x if pre_logits else self.classifier(x)
+        return x if pre_logits else self.classifier(x.movedim(1, -1)).movedim(-1, 1)
 
     def forward_intermediates(
         self,
@@ -2786,13 +2794,6 @@ def pruned_multiscale(x: torch.Tensor) -> torch.Tensor:
         "the model was pruned by prune_intermediate_layers, and its multi-scale head reads every "
         "block: only forward_intermediates(..., intermediates_only=True) runs"
     )
-
-
-def classify(x: torch.Tensor, classifier: Layer) -> torch.Tensor:
-    """The classifier on pooled features (B, C), or at each position of a map (B, C, H, W)."""
-    if x.dim() == 4:
-        return call(classifier, x.movedim(1, -1)).movedim(-1, 1)
-    return call(classifier, x)
 
 
 # Inference fast path of bn_relu (the same values, no separate concatenation)

@@ -5,6 +5,7 @@ pruning, and TorchScript (the FX models)."""
 from __future__ import annotations
 
 import copy
+import io
 import warnings
 
 import pytest
@@ -280,3 +281,30 @@ def test_torchscript_compiles_the_fx_models(head: str, memory_efficient: bool) -
         unpooled = torch.jit.script(model)
     with torch.no_grad():
         assert torch.equal(unpooled(x), model.forward_features(x))
+
+
+@pytest.mark.parametrize("change", ["none", "unpooled", "per position", "pruned", "checkpointing"])
+def test_an_fx_model_pickles_whole_with_its_head(change: str) -> None:
+    model, x = build(DENSE, "fx"), images()
+    if change == "unpooled":
+        model.reset_classifier(0, "")
+    elif change == "per position":
+        model.reset_classifier(2, "")
+    elif change == "pruned":
+        model.prune_intermediate_layers([1])
+    elif change == "checkpointing":
+        model.set_grad_checkpointing(True)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    twin = torch.load(buffer, weights_only=False)
+    assert type(twin).__name__ == type(model).__name__ == "Dense" and not twin.training
+    assert list(twin.state_dict()) == list(model.state_dict()) and twin.code == model.code
+    assert (twin.global_pool, twin.num_features, twin.pruned) == (
+        model.global_pool,
+        model.num_features,
+        model.pruned,
+    )
+    with torch.no_grad():
+        assert torch.equal(twin(x), model(x))
+        assert torch.equal(twin.forward_features(x), model.forward_features(x))

@@ -373,13 +373,6 @@ def pruned_multiscale(x: torch.Tensor) -> torch.Tensor:
     )
 
 
-def classify(x: torch.Tensor, classifier: Layer) -> torch.Tensor:
-    """The classifier on pooled features (B, C), or at each position of a map (B, C, H, W)."""
-    if x.dim() == 4:
-        return call(classifier, x.movedim(1, -1)).movedim(-1, 1)
-    return call(classifier, x)
-
-
 class TimmModel(nn.Module):
     """timm's model interface, the same for every cliquegen model, whichever emitter built it.
 
@@ -435,9 +428,8 @@ class TimmModel(nn.Module):
         classified at each position (B, classes, H', W')."""
         if self.global_pool == "avg":
             x = x.mean((2, 3))
-        if pre_logits:
-            return x
-        return classify(x, self.classifier)
+            return x if pre_logits else self.classifier(x)
+        return x if pre_logits else self.classifier(x.movedim(1, -1)).movedim(-1, 1)
 
     def forward_intermediates(
         self,

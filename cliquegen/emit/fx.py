@@ -23,7 +23,6 @@ from ._runtime import (
     as_interface,
     bn_relu,
     checkpointed_update,
-    classify,
     head_map,
     makes_tensors,
     pruned_multiscale,
@@ -138,6 +137,13 @@ class CliqueNetGraphModule(TimmModel, fx.GraphModule):
         for name in [name for name in self._modules if name not in used]:
             delattr(self, name)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as its modules and the state its graphs are built from: torch.fx's own pickling
+        traces the code again, which the runtime functions of the head do not survive, and gives
+        back a plain GraphModule."""
+        state = {key: self.__dict__[key] for key in _STATE}
+        return (_unpickle, (dict(self._modules), type(self).__name__, state, self.training))
+
     def __deepcopy__(self, memo: dict[int, Any]) -> CliqueNetGraphModule:
         twin = super().__deepcopy__(memo)  # keeps modules, graph and meta, not other attributes
         for key, value in self.__dict__.items():
@@ -160,6 +166,35 @@ class CliqueNetGraphModule(TimmModel, fx.GraphModule):
         ]
         self.program = dataclasses.replace(self.program, ops=ops)
         self.refresh_forward()  # recompiles; the parameters stay as they are
+
+
+#: What a model holds besides its modules and graph (set by emit_fx, changed by TimmModel).
+_STATE = (
+    "program",
+    "feature_info",
+    "num_blocks",
+    "multiscale",
+    "pruned",
+    "global_pool",
+    "num_features",
+    "head_hidden_size",
+    "in_chans",
+)
+
+
+def _unpickle(
+    modules: dict[str, nn.Module], class_name: str, state: dict[str, Any], training: bool
+) -> CliqueNetGraphModule:
+    root = nn.Module()
+    for name, module in modules.items():
+        root.add_module(name, module)
+    model = CliqueNetGraphModule(root, fx.Graph(), class_name=class_name)
+    model._modules.clear()  # the modules as they were, unused ones too, in their order
+    model._modules.update(modules)
+    model.__dict__.update(state)
+    model.training = training
+    model.refresh_forward()
+    return model
 
 
 def _subgraph(graph: fx.Graph, names: list[str]) -> fx.Graph:
@@ -320,10 +355,14 @@ def forward_graph(
         x = writer.node("call_function", pruned_multiscale, (env[program.ops[0].name],), "pruned")
     else:
         x = env[program.block_outputs[blocks - 1]]
-    if global_pool == "avg":
+    if global_pool == "avg":  # forward_head's nodes
         x = writer.node("call_method", "mean", (x, (2, 3)), "pooled")
-    if not isinstance(classifier, nn.Identity):
-        x = writer.node("call_function", classify, (x, writer.get_attr(program.classifier)), "head")
+    if not isinstance(classifier, nn.Identity) and global_pool == "avg":
+        x = writer.node("call_module", program.classifier, (x,), "head")
+    elif not isinstance(classifier, nn.Identity):  # at each position of the map
+        x = writer.node("call_method", "movedim", (x, 1, -1), "channels_last")
+        x = writer.node("call_module", program.classifier, (x,), "head_channels_last")
+        x = writer.node("call_method", "movedim", (x, -1, 1), "head")
     graph.output(x)
     _drop_unused(graph)
     graph.lint()

@@ -87,7 +87,6 @@ RUNTIME_SECTIONS = {
         _runtime.head_map,
         _runtime.common_divisor,
         _runtime.pruned_multiscale,
-        _runtime.classify,
     ),
     "Inference fast path of bn_relu (the same values, no separate concatenation)": (
         _runtime.can_fold,
