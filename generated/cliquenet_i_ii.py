@@ -44,8 +44,6 @@ class TimmModel(nn.Module):
     pools each branch itself, as the network is defined.
     """
 
-    __jit_unused_properties__ = ["num_classes"]  # TorchScript compiles forward and what it calls
-
     def __prepare_scriptable__(self) -> nn.Module:
         """``torch.jit.script`` calls this first.  cliquegen's FX models script; generated source
         does not, and says so here rather than in TorchScript's words."""
