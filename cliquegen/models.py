@@ -62,7 +62,9 @@ def create_model(
 
     timm's model arguments: ``device`` and ``dtype`` make the parameters there and in that dtype
     directly (``device="meta"`` allocates nothing); ``global_pool=""`` leaves the features
-    unpooled, so that with ``num_classes=0`` ``forward`` returns ``forward_features``' map.
+    unpooled, so that with ``num_classes=0`` ``forward`` returns ``forward_features``' map.  An
+    image-to-image network is no timm model: it is made, then moved to ``device`` and ``dtype``,
+    and ``global_pool`` is a UsageError (it has no head).
     """
     spec = revalidated(apply_overrides(resolve_spec(name_or_path), **overrides))
     if emit not in EMITTERS:
