@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SPECS := $(shell find specs -name '*.yaml' | sort)
 
-.PHONY: install dev graphviz run docs test lint schema generated bench clean
+.PHONY: install dev graphviz run docs test lint schema generated bench timm-suite clean
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,23 @@ lint: dev
 # Generated models against the authors'-style baseline (a few minutes on 2 cores): BENCHMARKS.md
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# timm's own model tests (tests/test_models.py of its source distribution, run unmodified with
+# that release's timm) on every cliquegen model registered with timm; slow, so not in `make test`.
+# TIMM_SUITE_MODELS="cliquenet_digits cliquenet_k36_t12" (fnmatch patterns) runs some models only,
+# TIMM_SUITE_EMIT=source the models of generated source; PYTEST_ARGS go to pytest (-k, -x, ...).
+TIMM_VERSION := 1.0.31
+TIMM_SDIST := build/timm-sdist/timm-$(TIMM_VERSION)
+PYTEST_ARGS ?= -q -rfEs
+
+$(TIMM_SDIST)/tests/test_models.py: | $(VENV)/.installed
+	mkdir -p build/timm-sdist
+	$(BIN)/python -m pip download --quiet timm==$(TIMM_VERSION) --no-binary :all: --no-deps -d build/timm-sdist
+	tar -xzf build/timm-sdist/timm-$(TIMM_VERSION).tar.gz -C build/timm-sdist
+	test -f $@ && touch $@
+
+timm-suite: dev $(TIMM_SDIST)/tests/test_models.py
+	$(BIN)/python tests/timm_suite.py $(TIMM_SDIST) $(PYTEST_ARGS)
 
 schema: install
 	$(BIN)/cliquegen schema > cliquegen.schema.json

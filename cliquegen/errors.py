@@ -46,6 +46,11 @@ class UsageError(CliqueGenError):
     """A bad command-line request (unknown model name, missing tool, ...)."""
 
 
+class UnknownArgumentError(UsageError, TypeError):
+    """A keyword the model builder does not know: a ``TypeError`` to Python code (as any
+    unknown keyword argument is, and as timm expects of a model), a ``UsageError`` to the CLI."""
+
+
 def import_extra(module: str, extra: str, purpose: str):
     """Import an optional dependency, or say which extra of cliquegen provides it."""
     import importlib

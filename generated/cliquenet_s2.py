@@ -25,7 +25,167 @@ INPUT_SHAPE = (3, 224, 224)
 NUM_CLASSES = 1000
 
 
-class CliqueNetS2(nn.Module):
+# --- timm's model interface --------------------------------------------------------------------------------
+# The methods timm calls, the same in every cliquegen model: the model class below supplies forward_blocks.
+
+
+class TimmModel(nn.Module):
+    """timm's model interface, the same for every cliquegen model, whichever emitter built it.
+
+    The model supplies ``forward_blocks`` and these attributes: ``feature_info`` (timm's record
+    of each block's map), ``num_blocks`` (the blocks it runs), ``multiscale`` (whether the head
+    reads every block), ``global_pool`` (``"avg"``, or ``""`` for none), ``num_features``
+    (channels of ``forward_features``' map), ``head_hidden_size`` (width of ``forward_head(...,
+    pre_logits=True)``), ``in_chans``, ``pruned`` and the ``classifier`` module.
+
+    timm's head convention: ``forward_features`` returns the unpooled map (B, num_features, H',
+    W'); ``forward_head`` pools it and classifies.  A multi-scale head's map is ``head_map`` of
+    its branches, whose global average pool is the pooled features up to rounding: ``forward``
+    pools each branch itself, as the network is defined.
+    """
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` calls this first.  cliquegen's FX models script; generated source
+        does not, and says so here rather than in TorchScript's words."""
+        raise RuntimeError(
+            "generated source does not script: its block methods bind update = partial(clique_update, "
+            "...), which TorchScript cannot compile; script the FX model, which has the same state_dict "
+            '(cliquegen.create_model(spec, emit="fx"))'
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes), or the pooled features (B, num_features) without a classifier;
+        without pooling or once pruned, ``forward_head(forward_features(x))``."""
+        if self.global_pool == "avg" and not self.pruned:
+            features = self.forward_blocks(x, self.num_blocks - 1, None, None)
+            assert features is not None
+            return self.classifier(features)
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled features (B, num_features, H', W'): what the head pools; after
+        ``prune_intermediate_layers``, the map of the last block kept (a multi-scale head, which
+        reads every block, has none then)."""
+        if self.pruned:
+            if self.multiscale:
+                return pruned_multiscale(x)
+            maps: list[torch.Tensor] = []
+            self.forward_blocks(x, self.num_blocks - 1, maps, None)
+            return maps[-1]
+        head_maps: list[torch.Tensor] = []
+        self.forward_blocks(x, self.num_blocks - 1, None, head_maps)
+        return head_map(head_maps)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``forward_features``' map averaged over its positions and classified (B, classes), or
+        (B, head_hidden_size) with ``pre_logits``; with ``global_pool`` ``""`` the map itself,
+        classified at each position (B, classes, H', W')."""
+        if self.global_pool == "avg":
+            x = x.mean((2, 3))
+            return x if pre_logits else self.classifier(x)
+        return x if pre_logits else self.classifier(x.movedim(1, -1)).movedim(-1, 1)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The map (B, C, H, W) that each block ``indices`` selects hands on: to its transition,
+        the last block's to the head (timm's selection: None every block, n the last n, a list
+        those).  With ``forward_features``' map first, unless ``intermediates_only``: then no
+        block after the last one selected runs.  ``norm`` and ``stop_early`` are accepted for
+        timm's signature: no norm layer follows the blocks, and the features need every block."""
+        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
+        maps: list[torch.Tensor] = []
+        if intermediates_only:
+            self.forward_blocks(x, last, maps, None)
+            return [maps[index] for index in take]
+        if self.pruned and self.multiscale:
+            return pruned_multiscale(x), []
+        head_maps: list[torch.Tensor] | None = None if self.pruned else []
+        self.forward_blocks(x, self.num_blocks - 1, maps, head_maps)
+        final = maps[-1] if head_maps is None else head_map(head_maps)  # forward_features' map
+        return final, [maps[index] for index in take]
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Keep what the maps of the blocks ``indices`` selects need; returns their indices.  With
+        the last block selected, only the classifier goes (``prune_head``): ``forward`` then
+        returns ``forward_features``' map.  Else the later blocks, the head and the classifier go,
+        and ``forward_features`` returns the last kept block's map (``num_features`` its
+        channels), which a head that reads every block cannot.  ``prune_norm`` is timm's: the
+        head's BatchNorm belongs to the features."""
+        take, last = take_blocks(len(self.feature_info), indices)
+        if last + 1 == len(self.feature_info):
+            if prune_head:
+                self.reset_classifier(0, "")
+            return take
+        self.remove_after_block(last)
+        self.feature_info = self.feature_info[: last + 1]
+        self.num_blocks = last + 1
+        self.pruned = True
+        if not self.multiscale:
+            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
+        self.global_pool = ""
+        self.classifier = nn.Identity().train(self.training)
+        self.refresh_forward()
+        return take
+
+    def remove_after_block(self, last: int) -> None:
+        """Delete the modules that running the blocks up to block ``last`` (0-based) does not use,
+        as the model's ``unused_after_block`` lists them."""
+        for path in self.unused_after_block[last]:
+            owner = self
+            *parents, name = path.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent)
+            delattr(owner, name)
+
+    def refresh_forward(self) -> None:
+        """Called when the head changes: the generated model reads its attributes as it runs."""
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh classifier (zero bias) for ``num_classes`` classes, made where the model's
+        parameters are; with 0, none.  ``global_pool``: ``"avg"`` (average over the positions)
+        or ``""`` (no pooling); None keeps the model's."""
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool={global_pool!r}: choose 'avg' (average) or '' (no pooling)")
+            self.global_pool = global_pool
+        if num_classes:
+            weight = next(self.parameters())
+            classifier = linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
+        else:
+            classifier = nn.Identity()
+        self.classifier = classifier.train(self.training)
+        self.refresh_forward()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with
+        its transition; the head and the classifier come last."""
+        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
+        self.memory_efficient = enable
+
+
+class CliqueNetS2(TimmModel):
     """The CliqueNet ``cliquenet-s2``.
 
     CliqueNet-S2 on ImageNet (Tab. 5) with bottleneck and compression, attentional transitions
@@ -45,325 +205,361 @@ class CliqueNetS2(nn.Module):
         concatenated (1872 features) -> linear.
     """
 
-    def __init__(self) -> None:
+    #: What prune_intermediate_layers removes when it keeps blocks 1 to i + 1 (entry i).
+    unused_after_block = (
+        (
+            "block2",
+            "transition2",
+            "head.compress2",
+            "head.bn2",
+            "block3",
+            "transition3",
+            "head.compress3",
+            "head.bn3",
+            "block4",
+            "head.compress4",
+            "head.bn4",
+            "classifier",
+        ),
+        (
+            "block3",
+            "transition3",
+            "head.compress3",
+            "head.bn3",
+            "block4",
+            "head.compress4",
+            "head.bn4",
+            "classifier",
+        ),
+        ("block4", "head.compress4", "head.bn4", "classifier"),
+        ("classifier",),
+    )
+
+    def __init__(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}  # where the parameters are made, in which dtype
         # Stem
         self.stem = nn.Module()
-        self.stem.conv = conv2d(3, 64, kernel_size=7, stride=2, padding=3)
-        self.stem.bn = nn.BatchNorm2d(64)
+        self.stem.conv = conv2d(3, 64, kernel_size=7, stride=2, padding=3, **dd)
+        self.stem.bn = nn.BatchNorm2d(64, **dd)
 
         # Block 1: 5 layers of k=36, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
         self.block1 = nn.Module()
         # Stage I: X1(1) to X5(1)
-        self.block1.w0_1 = shared_weight((36, 64, 1, 1))  # W01
-        self.block1.bn1_s1 = nn.BatchNorm2d(64)  # BN of X1(1)'s inputs
-        self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X1(1)
-        self.block1.bottleneck1 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block1.w0_2 = shared_weight((36, 64, 1, 1))  # W02
-        self.block1.w1_2 = shared_weight((36, 36, 1, 1))  # W12
-        self.block1.bn2_s1 = nn.BatchNorm2d(100)  # BN of X2(1)'s inputs
-        self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X2(1)
-        self.block1.bottleneck2 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block1.w0_3 = shared_weight((36, 64, 1, 1))  # W03
-        self.block1.w1_3 = shared_weight((36, 36, 1, 1))  # W13
-        self.block1.w2_3 = shared_weight((36, 36, 1, 1))  # W23
-        self.block1.bn3_s1 = nn.BatchNorm2d(136)  # BN of X3(1)'s inputs
-        self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X3(1)
-        self.block1.bottleneck3 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block1.w0_4 = shared_weight((36, 64, 1, 1))  # W04
-        self.block1.w1_4 = shared_weight((36, 36, 1, 1))  # W14
-        self.block1.w2_4 = shared_weight((36, 36, 1, 1))  # W24
-        self.block1.w3_4 = shared_weight((36, 36, 1, 1))  # W34
-        self.block1.bn4_s1 = nn.BatchNorm2d(172)  # BN of X4(1)'s inputs
-        self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X4(1)
-        self.block1.bottleneck4 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block1.w0_5 = shared_weight((36, 64, 1, 1))  # W05
-        self.block1.w1_5 = shared_weight((36, 36, 1, 1))  # W15
-        self.block1.w2_5 = shared_weight((36, 36, 1, 1))  # W25
-        self.block1.w3_5 = shared_weight((36, 36, 1, 1))  # W35
-        self.block1.w4_5 = shared_weight((36, 36, 1, 1))  # W45
-        self.block1.bn5_s1 = nn.BatchNorm2d(208)  # BN of X5(1)'s inputs
-        self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(36)  # bottleneck BN of X5(1)
-        self.block1.bottleneck5 = conv2d(36, 36, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
+        self.block1.w0_1 = shared_weight((36, 64, 1, 1), **dd)  # W01
+        self.block1.bn1_s1 = nn.BatchNorm2d(64, **dd)  # BN of X1(1)'s inputs
+        self.block1.bottleneck_bn1_s1 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X1(1)
+        self.block1.bottleneck1 = conv2d(36, 36, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X1
+        self.block1.w0_2 = shared_weight((36, 64, 1, 1), **dd)  # W02
+        self.block1.w1_2 = shared_weight((36, 36, 1, 1), **dd)  # W12
+        self.block1.bn2_s1 = nn.BatchNorm2d(100, **dd)  # BN of X2(1)'s inputs
+        self.block1.bottleneck_bn2_s1 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X2(1)
+        self.block1.bottleneck2 = conv2d(36, 36, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X2
+        self.block1.w0_3 = shared_weight((36, 64, 1, 1), **dd)  # W03
+        self.block1.w1_3 = shared_weight((36, 36, 1, 1), **dd)  # W13
+        self.block1.w2_3 = shared_weight((36, 36, 1, 1), **dd)  # W23
+        self.block1.bn3_s1 = nn.BatchNorm2d(136, **dd)  # BN of X3(1)'s inputs
+        self.block1.bottleneck_bn3_s1 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X3(1)
+        self.block1.bottleneck3 = conv2d(36, 36, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X3
+        self.block1.w0_4 = shared_weight((36, 64, 1, 1), **dd)  # W04
+        self.block1.w1_4 = shared_weight((36, 36, 1, 1), **dd)  # W14
+        self.block1.w2_4 = shared_weight((36, 36, 1, 1), **dd)  # W24
+        self.block1.w3_4 = shared_weight((36, 36, 1, 1), **dd)  # W34
+        self.block1.bn4_s1 = nn.BatchNorm2d(172, **dd)  # BN of X4(1)'s inputs
+        self.block1.bottleneck_bn4_s1 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X4(1)
+        self.block1.bottleneck4 = conv2d(36, 36, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X4
+        self.block1.w0_5 = shared_weight((36, 64, 1, 1), **dd)  # W05
+        self.block1.w1_5 = shared_weight((36, 36, 1, 1), **dd)  # W15
+        self.block1.w2_5 = shared_weight((36, 36, 1, 1), **dd)  # W25
+        self.block1.w3_5 = shared_weight((36, 36, 1, 1), **dd)  # W35
+        self.block1.w4_5 = shared_weight((36, 36, 1, 1), **dd)  # W45
+        self.block1.bn5_s1 = nn.BatchNorm2d(208, **dd)  # BN of X5(1)'s inputs
+        self.block1.bottleneck_bn5_s1 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X5(1)
+        self.block1.bottleneck5 = conv2d(36, 36, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X5
         # Stage II: X1(2) to X5(2), with the W_ij earlier stages did not use
-        self.block1.w2_1 = shared_weight((36, 36, 1, 1))  # W21
-        self.block1.w3_1 = shared_weight((36, 36, 1, 1))  # W31
-        self.block1.w4_1 = shared_weight((36, 36, 1, 1))  # W41
-        self.block1.w5_1 = shared_weight((36, 36, 1, 1))  # W51
-        self.block1.bn1_s2 = nn.BatchNorm2d(144)  # BN of X1(2)'s inputs
-        self.block1.bottleneck_bn1_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X1(2)
-        self.block1.w3_2 = shared_weight((36, 36, 1, 1))  # W32
-        self.block1.w4_2 = shared_weight((36, 36, 1, 1))  # W42
-        self.block1.w5_2 = shared_weight((36, 36, 1, 1))  # W52
-        self.block1.bn2_s2 = nn.BatchNorm2d(144)  # BN of X2(2)'s inputs
-        self.block1.bottleneck_bn2_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X2(2)
-        self.block1.w4_3 = shared_weight((36, 36, 1, 1))  # W43
-        self.block1.w5_3 = shared_weight((36, 36, 1, 1))  # W53
-        self.block1.bn3_s2 = nn.BatchNorm2d(144)  # BN of X3(2)'s inputs
-        self.block1.bottleneck_bn3_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X3(2)
-        self.block1.w5_4 = shared_weight((36, 36, 1, 1))  # W54
-        self.block1.bn4_s2 = nn.BatchNorm2d(144)  # BN of X4(2)'s inputs
-        self.block1.bottleneck_bn4_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X4(2)
-        self.block1.bn5_s2 = nn.BatchNorm2d(144)  # BN of X5(2)'s inputs
-        self.block1.bottleneck_bn5_s2 = nn.BatchNorm2d(36)  # bottleneck BN of X5(2)
+        self.block1.w2_1 = shared_weight((36, 36, 1, 1), **dd)  # W21
+        self.block1.w3_1 = shared_weight((36, 36, 1, 1), **dd)  # W31
+        self.block1.w4_1 = shared_weight((36, 36, 1, 1), **dd)  # W41
+        self.block1.w5_1 = shared_weight((36, 36, 1, 1), **dd)  # W51
+        self.block1.bn1_s2 = nn.BatchNorm2d(144, **dd)  # BN of X1(2)'s inputs
+        self.block1.bottleneck_bn1_s2 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X1(2)
+        self.block1.w3_2 = shared_weight((36, 36, 1, 1), **dd)  # W32
+        self.block1.w4_2 = shared_weight((36, 36, 1, 1), **dd)  # W42
+        self.block1.w5_2 = shared_weight((36, 36, 1, 1), **dd)  # W52
+        self.block1.bn2_s2 = nn.BatchNorm2d(144, **dd)  # BN of X2(2)'s inputs
+        self.block1.bottleneck_bn2_s2 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X2(2)
+        self.block1.w4_3 = shared_weight((36, 36, 1, 1), **dd)  # W43
+        self.block1.w5_3 = shared_weight((36, 36, 1, 1), **dd)  # W53
+        self.block1.bn3_s2 = nn.BatchNorm2d(144, **dd)  # BN of X3(2)'s inputs
+        self.block1.bottleneck_bn3_s2 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X3(2)
+        self.block1.w5_4 = shared_weight((36, 36, 1, 1), **dd)  # W54
+        self.block1.bn4_s2 = nn.BatchNorm2d(144, **dd)  # BN of X4(2)'s inputs
+        self.block1.bottleneck_bn4_s2 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X4(2)
+        self.block1.bn5_s2 = nn.BatchNorm2d(144, **dd)  # BN of X5(2)'s inputs
+        self.block1.bottleneck_bn5_s2 = nn.BatchNorm2d(36, **dd)  # bottleneck BN of X5(2)
 
         # Transition 1
         self.transition1 = nn.Module()
-        self.transition1.bn = nn.BatchNorm2d(180)
-        self.transition1.conv = conv2d(180, 180, kernel_size=1, stride=1, padding=0)
+        self.transition1.bn = nn.BatchNorm2d(180, **dd)
+        self.transition1.conv = conv2d(180, 180, kernel_size=1, stride=1, padding=0, **dd)
         self.transition1.attention = nn.Module()
-        self.transition1.attention.fc1 = linear(180, 90)
-        self.transition1.attention.fc2 = linear(90, 180)
+        self.transition1.attention.fc1 = linear(180, 90, **dd)
+        self.transition1.attention.fc2 = linear(90, 180, **dd)
 
         # Head
         self.head = nn.Module()
         self.head.compress1 = nn.Module()
-        self.head.compress1.bn = nn.BatchNorm2d(244)
-        self.head.compress1.conv = conv2d(244, 122, kernel_size=1, stride=1, padding=0)
-        self.head.bn1 = nn.BatchNorm2d(122)
+        self.head.compress1.bn = nn.BatchNorm2d(244, **dd)
+        self.head.compress1.conv = conv2d(244, 122, kernel_size=1, stride=1, padding=0, **dd)
+        self.head.bn1 = nn.BatchNorm2d(122, **dd)
 
         # Block 2: 5 layers of k=80, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
         self.block2 = nn.Module()
         # Stage I: X1(1) to X5(1)
-        self.block2.w0_1 = shared_weight((80, 180, 1, 1))  # W01
-        self.block2.bn1_s1 = nn.BatchNorm2d(180)  # BN of X1(1)'s inputs
-        self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X1(1)
-        self.block2.bottleneck1 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block2.w0_2 = shared_weight((80, 180, 1, 1))  # W02
-        self.block2.w1_2 = shared_weight((80, 80, 1, 1))  # W12
-        self.block2.bn2_s1 = nn.BatchNorm2d(260)  # BN of X2(1)'s inputs
-        self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X2(1)
-        self.block2.bottleneck2 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block2.w0_3 = shared_weight((80, 180, 1, 1))  # W03
-        self.block2.w1_3 = shared_weight((80, 80, 1, 1))  # W13
-        self.block2.w2_3 = shared_weight((80, 80, 1, 1))  # W23
-        self.block2.bn3_s1 = nn.BatchNorm2d(340)  # BN of X3(1)'s inputs
-        self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X3(1)
-        self.block2.bottleneck3 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block2.w0_4 = shared_weight((80, 180, 1, 1))  # W04
-        self.block2.w1_4 = shared_weight((80, 80, 1, 1))  # W14
-        self.block2.w2_4 = shared_weight((80, 80, 1, 1))  # W24
-        self.block2.w3_4 = shared_weight((80, 80, 1, 1))  # W34
-        self.block2.bn4_s1 = nn.BatchNorm2d(420)  # BN of X4(1)'s inputs
-        self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X4(1)
-        self.block2.bottleneck4 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block2.w0_5 = shared_weight((80, 180, 1, 1))  # W05
-        self.block2.w1_5 = shared_weight((80, 80, 1, 1))  # W15
-        self.block2.w2_5 = shared_weight((80, 80, 1, 1))  # W25
-        self.block2.w3_5 = shared_weight((80, 80, 1, 1))  # W35
-        self.block2.w4_5 = shared_weight((80, 80, 1, 1))  # W45
-        self.block2.bn5_s1 = nn.BatchNorm2d(500)  # BN of X5(1)'s inputs
-        self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(80)  # bottleneck BN of X5(1)
-        self.block2.bottleneck5 = conv2d(80, 80, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
+        self.block2.w0_1 = shared_weight((80, 180, 1, 1), **dd)  # W01
+        self.block2.bn1_s1 = nn.BatchNorm2d(180, **dd)  # BN of X1(1)'s inputs
+        self.block2.bottleneck_bn1_s1 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X1(1)
+        self.block2.bottleneck1 = conv2d(80, 80, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X1
+        self.block2.w0_2 = shared_weight((80, 180, 1, 1), **dd)  # W02
+        self.block2.w1_2 = shared_weight((80, 80, 1, 1), **dd)  # W12
+        self.block2.bn2_s1 = nn.BatchNorm2d(260, **dd)  # BN of X2(1)'s inputs
+        self.block2.bottleneck_bn2_s1 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X2(1)
+        self.block2.bottleneck2 = conv2d(80, 80, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X2
+        self.block2.w0_3 = shared_weight((80, 180, 1, 1), **dd)  # W03
+        self.block2.w1_3 = shared_weight((80, 80, 1, 1), **dd)  # W13
+        self.block2.w2_3 = shared_weight((80, 80, 1, 1), **dd)  # W23
+        self.block2.bn3_s1 = nn.BatchNorm2d(340, **dd)  # BN of X3(1)'s inputs
+        self.block2.bottleneck_bn3_s1 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X3(1)
+        self.block2.bottleneck3 = conv2d(80, 80, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X3
+        self.block2.w0_4 = shared_weight((80, 180, 1, 1), **dd)  # W04
+        self.block2.w1_4 = shared_weight((80, 80, 1, 1), **dd)  # W14
+        self.block2.w2_4 = shared_weight((80, 80, 1, 1), **dd)  # W24
+        self.block2.w3_4 = shared_weight((80, 80, 1, 1), **dd)  # W34
+        self.block2.bn4_s1 = nn.BatchNorm2d(420, **dd)  # BN of X4(1)'s inputs
+        self.block2.bottleneck_bn4_s1 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X4(1)
+        self.block2.bottleneck4 = conv2d(80, 80, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X4
+        self.block2.w0_5 = shared_weight((80, 180, 1, 1), **dd)  # W05
+        self.block2.w1_5 = shared_weight((80, 80, 1, 1), **dd)  # W15
+        self.block2.w2_5 = shared_weight((80, 80, 1, 1), **dd)  # W25
+        self.block2.w3_5 = shared_weight((80, 80, 1, 1), **dd)  # W35
+        self.block2.w4_5 = shared_weight((80, 80, 1, 1), **dd)  # W45
+        self.block2.bn5_s1 = nn.BatchNorm2d(500, **dd)  # BN of X5(1)'s inputs
+        self.block2.bottleneck_bn5_s1 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X5(1)
+        self.block2.bottleneck5 = conv2d(80, 80, kernel_size=3, stride=1, padding=1, **dd)  # bottleneck of X5
         # Stage II: X1(2) to X5(2), with the W_ij earlier stages did not use
-        self.block2.w2_1 = shared_weight((80, 80, 1, 1))  # W21
-        self.block2.w3_1 = shared_weight((80, 80, 1, 1))  # W31
-        self.block2.w4_1 = shared_weight((80, 80, 1, 1))  # W41
-        self.block2.w5_1 = shared_weight((80, 80, 1, 1))  # W51
-        self.block2.bn1_s2 = nn.BatchNorm2d(320)  # BN of X1(2)'s inputs
-        self.block2.bottleneck_bn1_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X1(2)
-        self.block2.w3_2 = shared_weight((80, 80, 1, 1))  # W32
-        self.block2.w4_2 = shared_weight((80, 80, 1, 1))  # W42
-        self.block2.w5_2 = shared_weight((80, 80, 1, 1))  # W52
-        self.block2.bn2_s2 = nn.BatchNorm2d(320)  # BN of X2(2)'s inputs
-        self.block2.bottleneck_bn2_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X2(2)
-        self.block2.w4_3 = shared_weight((80, 80, 1, 1))  # W43
-        self.block2.w5_3 = shared_weight((80, 80, 1, 1))  # W53
-        self.block2.bn3_s2 = nn.BatchNorm2d(320)  # BN of X3(2)'s inputs
-        self.block2.bottleneck_bn3_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X3(2)
-        self.block2.w5_4 = shared_weight((80, 80, 1, 1))  # W54
-        self.block2.bn4_s2 = nn.BatchNorm2d(320)  # BN of X4(2)'s inputs
-        self.block2.bottleneck_bn4_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X4(2)
-        self.block2.bn5_s2 = nn.BatchNorm2d(320)  # BN of X5(2)'s inputs
-        self.block2.bottleneck_bn5_s2 = nn.BatchNorm2d(80)  # bottleneck BN of X5(2)
+        self.block2.w2_1 = shared_weight((80, 80, 1, 1), **dd)  # W21
+        self.block2.w3_1 = shared_weight((80, 80, 1, 1), **dd)  # W31
+        self.block2.w4_1 = shared_weight((80, 80, 1, 1), **dd)  # W41
+        self.block2.w5_1 = shared_weight((80, 80, 1, 1), **dd)  # W51
+        self.block2.bn1_s2 = nn.BatchNorm2d(320, **dd)  # BN of X1(2)'s inputs
+        self.block2.bottleneck_bn1_s2 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X1(2)
+        self.block2.w3_2 = shared_weight((80, 80, 1, 1), **dd)  # W32
+        self.block2.w4_2 = shared_weight((80, 80, 1, 1), **dd)  # W42
+        self.block2.w5_2 = shared_weight((80, 80, 1, 1), **dd)  # W52
+        self.block2.bn2_s2 = nn.BatchNorm2d(320, **dd)  # BN of X2(2)'s inputs
+        self.block2.bottleneck_bn2_s2 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X2(2)
+        self.block2.w4_3 = shared_weight((80, 80, 1, 1), **dd)  # W43
+        self.block2.w5_3 = shared_weight((80, 80, 1, 1), **dd)  # W53
+        self.block2.bn3_s2 = nn.BatchNorm2d(320, **dd)  # BN of X3(2)'s inputs
+        self.block2.bottleneck_bn3_s2 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X3(2)
+        self.block2.w5_4 = shared_weight((80, 80, 1, 1), **dd)  # W54
+        self.block2.bn4_s2 = nn.BatchNorm2d(320, **dd)  # BN of X4(2)'s inputs
+        self.block2.bottleneck_bn4_s2 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X4(2)
+        self.block2.bn5_s2 = nn.BatchNorm2d(320, **dd)  # BN of X5(2)'s inputs
+        self.block2.bottleneck_bn5_s2 = nn.BatchNorm2d(80, **dd)  # bottleneck BN of X5(2)
 
         # Transition 2
         self.transition2 = nn.Module()
-        self.transition2.bn = nn.BatchNorm2d(400)
-        self.transition2.conv = conv2d(400, 400, kernel_size=1, stride=1, padding=0)
+        self.transition2.bn = nn.BatchNorm2d(400, **dd)
+        self.transition2.conv = conv2d(400, 400, kernel_size=1, stride=1, padding=0, **dd)
         self.transition2.attention = nn.Module()
-        self.transition2.attention.fc1 = linear(400, 200)
-        self.transition2.attention.fc2 = linear(200, 400)
+        self.transition2.attention.fc1 = linear(400, 200, **dd)
+        self.transition2.attention.fc2 = linear(200, 400, **dd)
 
         # Head
         self.head.compress2 = nn.Module()
-        self.head.compress2.bn = nn.BatchNorm2d(580)
-        self.head.compress2.conv = conv2d(580, 290, kernel_size=1, stride=1, padding=0)
-        self.head.bn2 = nn.BatchNorm2d(290)
+        self.head.compress2.bn = nn.BatchNorm2d(580, **dd)
+        self.head.compress2.conv = conv2d(580, 290, kernel_size=1, stride=1, padding=0, **dd)
+        self.head.bn2 = nn.BatchNorm2d(290, **dd)
 
         # Block 3: 6 layers of k=150, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
         self.block3 = nn.Module()
         # Stage I: X1(1) to X6(1)
-        self.block3.w0_1 = shared_weight((150, 400, 1, 1))  # W01
-        self.block3.bn1_s1 = nn.BatchNorm2d(400)  # BN of X1(1)'s inputs
-        self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(150)  # bottleneck BN of X1(1)
-        self.block3.bottleneck1 = conv2d(150, 150, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block3.w0_2 = shared_weight((150, 400, 1, 1))  # W02
-        self.block3.w1_2 = shared_weight((150, 150, 1, 1))  # W12
-        self.block3.bn2_s1 = nn.BatchNorm2d(550)  # BN of X2(1)'s inputs
-        self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(150)  # bottleneck BN of X2(1)
-        self.block3.bottleneck2 = conv2d(150, 150, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block3.w0_3 = shared_weight((150, 400, 1, 1))  # W03
-        self.block3.w1_3 = shared_weight((150, 150, 1, 1))  # W13
-        self.block3.w2_3 = shared_weight((150, 150, 1, 1))  # W23
-        self.block3.bn3_s1 = nn.BatchNorm2d(700)  # BN of X3(1)'s inputs
-        self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(150)  # bottleneck BN of X3(1)
-        self.block3.bottleneck3 = conv2d(150, 150, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block3.w0_4 = shared_weight((150, 400, 1, 1))  # W04
-        self.block3.w1_4 = shared_weight((150, 150, 1, 1))  # W14
-        self.block3.w2_4 = shared_weight((150, 150, 1, 1))  # W24
-        self.block3.w3_4 = shared_weight((150, 150, 1, 1))  # W34
-        self.block3.bn4_s1 = nn.BatchNorm2d(850)  # BN of X4(1)'s inputs
-        self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(150)  # bottleneck BN of X4(1)
-        self.block3.bottleneck4 = conv2d(150, 150, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block3.w0_5 = shared_weight((150, 400, 1, 1))  # W05
-        self.block3.w1_5 = shared_weight((150, 150, 1, 1))  # W15
-        self.block3.w2_5 = shared_weight((150, 150, 1, 1))  # W25
-        self.block3.w3_5 = shared_weight((150, 150, 1, 1))  # W35
-        self.block3.w4_5 = shared_weight((150, 150, 1, 1))  # W45
-        self.block3.bn5_s1 = nn.BatchNorm2d(1000)  # BN of X5(1)'s inputs
-        self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(150)  # bottleneck BN of X5(1)
-        self.block3.bottleneck5 = conv2d(150, 150, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
-        self.block3.w0_6 = shared_weight((150, 400, 1, 1))  # W06
-        self.block3.w1_6 = shared_weight((150, 150, 1, 1))  # W16
-        self.block3.w2_6 = shared_weight((150, 150, 1, 1))  # W26
-        self.block3.w3_6 = shared_weight((150, 150, 1, 1))  # W36
-        self.block3.w4_6 = shared_weight((150, 150, 1, 1))  # W46
-        self.block3.w5_6 = shared_weight((150, 150, 1, 1))  # W56
-        self.block3.bn6_s1 = nn.BatchNorm2d(1150)  # BN of X6(1)'s inputs
-        self.block3.bottleneck_bn6_s1 = nn.BatchNorm2d(150)  # bottleneck BN of X6(1)
-        self.block3.bottleneck6 = conv2d(150, 150, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
+        self.block3.w0_1 = shared_weight((150, 400, 1, 1), **dd)  # W01
+        self.block3.bn1_s1 = nn.BatchNorm2d(400, **dd)  # BN of X1(1)'s inputs
+        self.block3.bottleneck_bn1_s1 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X1(1)
+        self.block3.bottleneck1 = conv2d(150, 150, kernel_size=3, stride=1, padding=1, **dd)
+        self.block3.w0_2 = shared_weight((150, 400, 1, 1), **dd)  # W02
+        self.block3.w1_2 = shared_weight((150, 150, 1, 1), **dd)  # W12
+        self.block3.bn2_s1 = nn.BatchNorm2d(550, **dd)  # BN of X2(1)'s inputs
+        self.block3.bottleneck_bn2_s1 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X2(1)
+        self.block3.bottleneck2 = conv2d(150, 150, kernel_size=3, stride=1, padding=1, **dd)
+        self.block3.w0_3 = shared_weight((150, 400, 1, 1), **dd)  # W03
+        self.block3.w1_3 = shared_weight((150, 150, 1, 1), **dd)  # W13
+        self.block3.w2_3 = shared_weight((150, 150, 1, 1), **dd)  # W23
+        self.block3.bn3_s1 = nn.BatchNorm2d(700, **dd)  # BN of X3(1)'s inputs
+        self.block3.bottleneck_bn3_s1 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X3(1)
+        self.block3.bottleneck3 = conv2d(150, 150, kernel_size=3, stride=1, padding=1, **dd)
+        self.block3.w0_4 = shared_weight((150, 400, 1, 1), **dd)  # W04
+        self.block3.w1_4 = shared_weight((150, 150, 1, 1), **dd)  # W14
+        self.block3.w2_4 = shared_weight((150, 150, 1, 1), **dd)  # W24
+        self.block3.w3_4 = shared_weight((150, 150, 1, 1), **dd)  # W34
+        self.block3.bn4_s1 = nn.BatchNorm2d(850, **dd)  # BN of X4(1)'s inputs
+        self.block3.bottleneck_bn4_s1 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X4(1)
+        self.block3.bottleneck4 = conv2d(150, 150, kernel_size=3, stride=1, padding=1, **dd)
+        self.block3.w0_5 = shared_weight((150, 400, 1, 1), **dd)  # W05
+        self.block3.w1_5 = shared_weight((150, 150, 1, 1), **dd)  # W15
+        self.block3.w2_5 = shared_weight((150, 150, 1, 1), **dd)  # W25
+        self.block3.w3_5 = shared_weight((150, 150, 1, 1), **dd)  # W35
+        self.block3.w4_5 = shared_weight((150, 150, 1, 1), **dd)  # W45
+        self.block3.bn5_s1 = nn.BatchNorm2d(1000, **dd)  # BN of X5(1)'s inputs
+        self.block3.bottleneck_bn5_s1 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X5(1)
+        self.block3.bottleneck5 = conv2d(150, 150, kernel_size=3, stride=1, padding=1, **dd)
+        self.block3.w0_6 = shared_weight((150, 400, 1, 1), **dd)  # W06
+        self.block3.w1_6 = shared_weight((150, 150, 1, 1), **dd)  # W16
+        self.block3.w2_6 = shared_weight((150, 150, 1, 1), **dd)  # W26
+        self.block3.w3_6 = shared_weight((150, 150, 1, 1), **dd)  # W36
+        self.block3.w4_6 = shared_weight((150, 150, 1, 1), **dd)  # W46
+        self.block3.w5_6 = shared_weight((150, 150, 1, 1), **dd)  # W56
+        self.block3.bn6_s1 = nn.BatchNorm2d(1150, **dd)  # BN of X6(1)'s inputs
+        self.block3.bottleneck_bn6_s1 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X6(1)
+        self.block3.bottleneck6 = conv2d(150, 150, kernel_size=3, stride=1, padding=1, **dd)
         # Stage II: X1(2) to X6(2), with the W_ij earlier stages did not use
-        self.block3.w2_1 = shared_weight((150, 150, 1, 1))  # W21
-        self.block3.w3_1 = shared_weight((150, 150, 1, 1))  # W31
-        self.block3.w4_1 = shared_weight((150, 150, 1, 1))  # W41
-        self.block3.w5_1 = shared_weight((150, 150, 1, 1))  # W51
-        self.block3.w6_1 = shared_weight((150, 150, 1, 1))  # W61
-        self.block3.bn1_s2 = nn.BatchNorm2d(750)  # BN of X1(2)'s inputs
-        self.block3.bottleneck_bn1_s2 = nn.BatchNorm2d(150)  # bottleneck BN of X1(2)
-        self.block3.w3_2 = shared_weight((150, 150, 1, 1))  # W32
-        self.block3.w4_2 = shared_weight((150, 150, 1, 1))  # W42
-        self.block3.w5_2 = shared_weight((150, 150, 1, 1))  # W52
-        self.block3.w6_2 = shared_weight((150, 150, 1, 1))  # W62
-        self.block3.bn2_s2 = nn.BatchNorm2d(750)  # BN of X2(2)'s inputs
-        self.block3.bottleneck_bn2_s2 = nn.BatchNorm2d(150)  # bottleneck BN of X2(2)
-        self.block3.w4_3 = shared_weight((150, 150, 1, 1))  # W43
-        self.block3.w5_3 = shared_weight((150, 150, 1, 1))  # W53
-        self.block3.w6_3 = shared_weight((150, 150, 1, 1))  # W63
-        self.block3.bn3_s2 = nn.BatchNorm2d(750)  # BN of X3(2)'s inputs
-        self.block3.bottleneck_bn3_s2 = nn.BatchNorm2d(150)  # bottleneck BN of X3(2)
-        self.block3.w5_4 = shared_weight((150, 150, 1, 1))  # W54
-        self.block3.w6_4 = shared_weight((150, 150, 1, 1))  # W64
-        self.block3.bn4_s2 = nn.BatchNorm2d(750)  # BN of X4(2)'s inputs
-        self.block3.bottleneck_bn4_s2 = nn.BatchNorm2d(150)  # bottleneck BN of X4(2)
-        self.block3.w6_5 = shared_weight((150, 150, 1, 1))  # W65
-        self.block3.bn5_s2 = nn.BatchNorm2d(750)  # BN of X5(2)'s inputs
-        self.block3.bottleneck_bn5_s2 = nn.BatchNorm2d(150)  # bottleneck BN of X5(2)
-        self.block3.bn6_s2 = nn.BatchNorm2d(750)  # BN of X6(2)'s inputs
-        self.block3.bottleneck_bn6_s2 = nn.BatchNorm2d(150)  # bottleneck BN of X6(2)
+        self.block3.w2_1 = shared_weight((150, 150, 1, 1), **dd)  # W21
+        self.block3.w3_1 = shared_weight((150, 150, 1, 1), **dd)  # W31
+        self.block3.w4_1 = shared_weight((150, 150, 1, 1), **dd)  # W41
+        self.block3.w5_1 = shared_weight((150, 150, 1, 1), **dd)  # W51
+        self.block3.w6_1 = shared_weight((150, 150, 1, 1), **dd)  # W61
+        self.block3.bn1_s2 = nn.BatchNorm2d(750, **dd)  # BN of X1(2)'s inputs
+        self.block3.bottleneck_bn1_s2 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X1(2)
+        self.block3.w3_2 = shared_weight((150, 150, 1, 1), **dd)  # W32
+        self.block3.w4_2 = shared_weight((150, 150, 1, 1), **dd)  # W42
+        self.block3.w5_2 = shared_weight((150, 150, 1, 1), **dd)  # W52
+        self.block3.w6_2 = shared_weight((150, 150, 1, 1), **dd)  # W62
+        self.block3.bn2_s2 = nn.BatchNorm2d(750, **dd)  # BN of X2(2)'s inputs
+        self.block3.bottleneck_bn2_s2 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X2(2)
+        self.block3.w4_3 = shared_weight((150, 150, 1, 1), **dd)  # W43
+        self.block3.w5_3 = shared_weight((150, 150, 1, 1), **dd)  # W53
+        self.block3.w6_3 = shared_weight((150, 150, 1, 1), **dd)  # W63
+        self.block3.bn3_s2 = nn.BatchNorm2d(750, **dd)  # BN of X3(2)'s inputs
+        self.block3.bottleneck_bn3_s2 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X3(2)
+        self.block3.w5_4 = shared_weight((150, 150, 1, 1), **dd)  # W54
+        self.block3.w6_4 = shared_weight((150, 150, 1, 1), **dd)  # W64
+        self.block3.bn4_s2 = nn.BatchNorm2d(750, **dd)  # BN of X4(2)'s inputs
+        self.block3.bottleneck_bn4_s2 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X4(2)
+        self.block3.w6_5 = shared_weight((150, 150, 1, 1), **dd)  # W65
+        self.block3.bn5_s2 = nn.BatchNorm2d(750, **dd)  # BN of X5(2)'s inputs
+        self.block3.bottleneck_bn5_s2 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X5(2)
+        self.block3.bn6_s2 = nn.BatchNorm2d(750, **dd)  # BN of X6(2)'s inputs
+        self.block3.bottleneck_bn6_s2 = nn.BatchNorm2d(150, **dd)  # bottleneck BN of X6(2)
 
         # Transition 3
         self.transition3 = nn.Module()
-        self.transition3.bn = nn.BatchNorm2d(900)
-        self.transition3.conv = conv2d(900, 900, kernel_size=1, stride=1, padding=0)
+        self.transition3.bn = nn.BatchNorm2d(900, **dd)
+        self.transition3.conv = conv2d(900, 900, kernel_size=1, stride=1, padding=0, **dd)
         self.transition3.attention = nn.Module()
-        self.transition3.attention.fc1 = linear(900, 450)
-        self.transition3.attention.fc2 = linear(450, 900)
+        self.transition3.attention.fc1 = linear(900, 450, **dd)
+        self.transition3.attention.fc2 = linear(450, 900, **dd)
 
         # Head
         self.head.compress3 = nn.Module()
-        self.head.compress3.bn = nn.BatchNorm2d(1300)
-        self.head.compress3.conv = conv2d(1300, 650, kernel_size=1, stride=1, padding=0)
-        self.head.bn3 = nn.BatchNorm2d(650)
+        self.head.compress3.bn = nn.BatchNorm2d(1300, **dd)
+        self.head.compress3.conv = conv2d(1300, 650, kernel_size=1, stride=1, padding=0, **dd)
+        self.head.bn3 = nn.BatchNorm2d(650, **dd)
 
         # Block 4: 6 layers of k=120, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer
         self.block4 = nn.Module()
         # Stage I: X1(1) to X6(1)
-        self.block4.w0_1 = shared_weight((120, 900, 1, 1))  # W01
-        self.block4.bn1_s1 = nn.BatchNorm2d(900)  # BN of X1(1)'s inputs
-        self.block4.bottleneck_bn1_s1 = nn.BatchNorm2d(120)  # bottleneck BN of X1(1)
-        self.block4.bottleneck1 = conv2d(120, 120, kernel_size=3, stride=1, padding=1)  # bottleneck of X1
-        self.block4.w0_2 = shared_weight((120, 900, 1, 1))  # W02
-        self.block4.w1_2 = shared_weight((120, 120, 1, 1))  # W12
-        self.block4.bn2_s1 = nn.BatchNorm2d(1020)  # BN of X2(1)'s inputs
-        self.block4.bottleneck_bn2_s1 = nn.BatchNorm2d(120)  # bottleneck BN of X2(1)
-        self.block4.bottleneck2 = conv2d(120, 120, kernel_size=3, stride=1, padding=1)  # bottleneck of X2
-        self.block4.w0_3 = shared_weight((120, 900, 1, 1))  # W03
-        self.block4.w1_3 = shared_weight((120, 120, 1, 1))  # W13
-        self.block4.w2_3 = shared_weight((120, 120, 1, 1))  # W23
-        self.block4.bn3_s1 = nn.BatchNorm2d(1140)  # BN of X3(1)'s inputs
-        self.block4.bottleneck_bn3_s1 = nn.BatchNorm2d(120)  # bottleneck BN of X3(1)
-        self.block4.bottleneck3 = conv2d(120, 120, kernel_size=3, stride=1, padding=1)  # bottleneck of X3
-        self.block4.w0_4 = shared_weight((120, 900, 1, 1))  # W04
-        self.block4.w1_4 = shared_weight((120, 120, 1, 1))  # W14
-        self.block4.w2_4 = shared_weight((120, 120, 1, 1))  # W24
-        self.block4.w3_4 = shared_weight((120, 120, 1, 1))  # W34
-        self.block4.bn4_s1 = nn.BatchNorm2d(1260)  # BN of X4(1)'s inputs
-        self.block4.bottleneck_bn4_s1 = nn.BatchNorm2d(120)  # bottleneck BN of X4(1)
-        self.block4.bottleneck4 = conv2d(120, 120, kernel_size=3, stride=1, padding=1)  # bottleneck of X4
-        self.block4.w0_5 = shared_weight((120, 900, 1, 1))  # W05
-        self.block4.w1_5 = shared_weight((120, 120, 1, 1))  # W15
-        self.block4.w2_5 = shared_weight((120, 120, 1, 1))  # W25
-        self.block4.w3_5 = shared_weight((120, 120, 1, 1))  # W35
-        self.block4.w4_5 = shared_weight((120, 120, 1, 1))  # W45
-        self.block4.bn5_s1 = nn.BatchNorm2d(1380)  # BN of X5(1)'s inputs
-        self.block4.bottleneck_bn5_s1 = nn.BatchNorm2d(120)  # bottleneck BN of X5(1)
-        self.block4.bottleneck5 = conv2d(120, 120, kernel_size=3, stride=1, padding=1)  # bottleneck of X5
-        self.block4.w0_6 = shared_weight((120, 900, 1, 1))  # W06
-        self.block4.w1_6 = shared_weight((120, 120, 1, 1))  # W16
-        self.block4.w2_6 = shared_weight((120, 120, 1, 1))  # W26
-        self.block4.w3_6 = shared_weight((120, 120, 1, 1))  # W36
-        self.block4.w4_6 = shared_weight((120, 120, 1, 1))  # W46
-        self.block4.w5_6 = shared_weight((120, 120, 1, 1))  # W56
-        self.block4.bn6_s1 = nn.BatchNorm2d(1500)  # BN of X6(1)'s inputs
-        self.block4.bottleneck_bn6_s1 = nn.BatchNorm2d(120)  # bottleneck BN of X6(1)
-        self.block4.bottleneck6 = conv2d(120, 120, kernel_size=3, stride=1, padding=1)  # bottleneck of X6
+        self.block4.w0_1 = shared_weight((120, 900, 1, 1), **dd)  # W01
+        self.block4.bn1_s1 = nn.BatchNorm2d(900, **dd)  # BN of X1(1)'s inputs
+        self.block4.bottleneck_bn1_s1 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X1(1)
+        self.block4.bottleneck1 = conv2d(120, 120, kernel_size=3, stride=1, padding=1, **dd)
+        self.block4.w0_2 = shared_weight((120, 900, 1, 1), **dd)  # W02
+        self.block4.w1_2 = shared_weight((120, 120, 1, 1), **dd)  # W12
+        self.block4.bn2_s1 = nn.BatchNorm2d(1020, **dd)  # BN of X2(1)'s inputs
+        self.block4.bottleneck_bn2_s1 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X2(1)
+        self.block4.bottleneck2 = conv2d(120, 120, kernel_size=3, stride=1, padding=1, **dd)
+        self.block4.w0_3 = shared_weight((120, 900, 1, 1), **dd)  # W03
+        self.block4.w1_3 = shared_weight((120, 120, 1, 1), **dd)  # W13
+        self.block4.w2_3 = shared_weight((120, 120, 1, 1), **dd)  # W23
+        self.block4.bn3_s1 = nn.BatchNorm2d(1140, **dd)  # BN of X3(1)'s inputs
+        self.block4.bottleneck_bn3_s1 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X3(1)
+        self.block4.bottleneck3 = conv2d(120, 120, kernel_size=3, stride=1, padding=1, **dd)
+        self.block4.w0_4 = shared_weight((120, 900, 1, 1), **dd)  # W04
+        self.block4.w1_4 = shared_weight((120, 120, 1, 1), **dd)  # W14
+        self.block4.w2_4 = shared_weight((120, 120, 1, 1), **dd)  # W24
+        self.block4.w3_4 = shared_weight((120, 120, 1, 1), **dd)  # W34
+        self.block4.bn4_s1 = nn.BatchNorm2d(1260, **dd)  # BN of X4(1)'s inputs
+        self.block4.bottleneck_bn4_s1 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X4(1)
+        self.block4.bottleneck4 = conv2d(120, 120, kernel_size=3, stride=1, padding=1, **dd)
+        self.block4.w0_5 = shared_weight((120, 900, 1, 1), **dd)  # W05
+        self.block4.w1_5 = shared_weight((120, 120, 1, 1), **dd)  # W15
+        self.block4.w2_5 = shared_weight((120, 120, 1, 1), **dd)  # W25
+        self.block4.w3_5 = shared_weight((120, 120, 1, 1), **dd)  # W35
+        self.block4.w4_5 = shared_weight((120, 120, 1, 1), **dd)  # W45
+        self.block4.bn5_s1 = nn.BatchNorm2d(1380, **dd)  # BN of X5(1)'s inputs
+        self.block4.bottleneck_bn5_s1 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X5(1)
+        self.block4.bottleneck5 = conv2d(120, 120, kernel_size=3, stride=1, padding=1, **dd)
+        self.block4.w0_6 = shared_weight((120, 900, 1, 1), **dd)  # W06
+        self.block4.w1_6 = shared_weight((120, 120, 1, 1), **dd)  # W16
+        self.block4.w2_6 = shared_weight((120, 120, 1, 1), **dd)  # W26
+        self.block4.w3_6 = shared_weight((120, 120, 1, 1), **dd)  # W36
+        self.block4.w4_6 = shared_weight((120, 120, 1, 1), **dd)  # W46
+        self.block4.w5_6 = shared_weight((120, 120, 1, 1), **dd)  # W56
+        self.block4.bn6_s1 = nn.BatchNorm2d(1500, **dd)  # BN of X6(1)'s inputs
+        self.block4.bottleneck_bn6_s1 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X6(1)
+        self.block4.bottleneck6 = conv2d(120, 120, kernel_size=3, stride=1, padding=1, **dd)
         # Stage II: X1(2) to X6(2), with the W_ij earlier stages did not use
-        self.block4.w2_1 = shared_weight((120, 120, 1, 1))  # W21
-        self.block4.w3_1 = shared_weight((120, 120, 1, 1))  # W31
-        self.block4.w4_1 = shared_weight((120, 120, 1, 1))  # W41
-        self.block4.w5_1 = shared_weight((120, 120, 1, 1))  # W51
-        self.block4.w6_1 = shared_weight((120, 120, 1, 1))  # W61
-        self.block4.bn1_s2 = nn.BatchNorm2d(600)  # BN of X1(2)'s inputs
-        self.block4.bottleneck_bn1_s2 = nn.BatchNorm2d(120)  # bottleneck BN of X1(2)
-        self.block4.w3_2 = shared_weight((120, 120, 1, 1))  # W32
-        self.block4.w4_2 = shared_weight((120, 120, 1, 1))  # W42
-        self.block4.w5_2 = shared_weight((120, 120, 1, 1))  # W52
-        self.block4.w6_2 = shared_weight((120, 120, 1, 1))  # W62
-        self.block4.bn2_s2 = nn.BatchNorm2d(600)  # BN of X2(2)'s inputs
-        self.block4.bottleneck_bn2_s2 = nn.BatchNorm2d(120)  # bottleneck BN of X2(2)
-        self.block4.w4_3 = shared_weight((120, 120, 1, 1))  # W43
-        self.block4.w5_3 = shared_weight((120, 120, 1, 1))  # W53
-        self.block4.w6_3 = shared_weight((120, 120, 1, 1))  # W63
-        self.block4.bn3_s2 = nn.BatchNorm2d(600)  # BN of X3(2)'s inputs
-        self.block4.bottleneck_bn3_s2 = nn.BatchNorm2d(120)  # bottleneck BN of X3(2)
-        self.block4.w5_4 = shared_weight((120, 120, 1, 1))  # W54
-        self.block4.w6_4 = shared_weight((120, 120, 1, 1))  # W64
-        self.block4.bn4_s2 = nn.BatchNorm2d(600)  # BN of X4(2)'s inputs
-        self.block4.bottleneck_bn4_s2 = nn.BatchNorm2d(120)  # bottleneck BN of X4(2)
-        self.block4.w6_5 = shared_weight((120, 120, 1, 1))  # W65
-        self.block4.bn5_s2 = nn.BatchNorm2d(600)  # BN of X5(2)'s inputs
-        self.block4.bottleneck_bn5_s2 = nn.BatchNorm2d(120)  # bottleneck BN of X5(2)
-        self.block4.bn6_s2 = nn.BatchNorm2d(600)  # BN of X6(2)'s inputs
-        self.block4.bottleneck_bn6_s2 = nn.BatchNorm2d(120)  # bottleneck BN of X6(2)
+        self.block4.w2_1 = shared_weight((120, 120, 1, 1), **dd)  # W21
+        self.block4.w3_1 = shared_weight((120, 120, 1, 1), **dd)  # W31
+        self.block4.w4_1 = shared_weight((120, 120, 1, 1), **dd)  # W41
+        self.block4.w5_1 = shared_weight((120, 120, 1, 1), **dd)  # W51
+        self.block4.w6_1 = shared_weight((120, 120, 1, 1), **dd)  # W61
+        self.block4.bn1_s2 = nn.BatchNorm2d(600, **dd)  # BN of X1(2)'s inputs
+        self.block4.bottleneck_bn1_s2 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X1(2)
+        self.block4.w3_2 = shared_weight((120, 120, 1, 1), **dd)  # W32
+        self.block4.w4_2 = shared_weight((120, 120, 1, 1), **dd)  # W42
+        self.block4.w5_2 = shared_weight((120, 120, 1, 1), **dd)  # W52
+        self.block4.w6_2 = shared_weight((120, 120, 1, 1), **dd)  # W62
+        self.block4.bn2_s2 = nn.BatchNorm2d(600, **dd)  # BN of X2(2)'s inputs
+        self.block4.bottleneck_bn2_s2 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X2(2)
+        self.block4.w4_3 = shared_weight((120, 120, 1, 1), **dd)  # W43
+        self.block4.w5_3 = shared_weight((120, 120, 1, 1), **dd)  # W53
+        self.block4.w6_3 = shared_weight((120, 120, 1, 1), **dd)  # W63
+        self.block4.bn3_s2 = nn.BatchNorm2d(600, **dd)  # BN of X3(2)'s inputs
+        self.block4.bottleneck_bn3_s2 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X3(2)
+        self.block4.w5_4 = shared_weight((120, 120, 1, 1), **dd)  # W54
+        self.block4.w6_4 = shared_weight((120, 120, 1, 1), **dd)  # W64
+        self.block4.bn4_s2 = nn.BatchNorm2d(600, **dd)  # BN of X4(2)'s inputs
+        self.block4.bottleneck_bn4_s2 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X4(2)
+        self.block4.w6_5 = shared_weight((120, 120, 1, 1), **dd)  # W65
+        self.block4.bn5_s2 = nn.BatchNorm2d(600, **dd)  # BN of X5(2)'s inputs
+        self.block4.bottleneck_bn5_s2 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X5(2)
+        self.block4.bn6_s2 = nn.BatchNorm2d(600, **dd)  # BN of X6(2)'s inputs
+        self.block4.bottleneck_bn6_s2 = nn.BatchNorm2d(120, **dd)  # bottleneck BN of X6(2)
 
         # Head
         self.head.compress4 = nn.Module()
-        self.head.compress4.bn = nn.BatchNorm2d(1620)
-        self.head.compress4.conv = conv2d(1620, 810, kernel_size=1, stride=1, padding=0)
-        self.head.bn4 = nn.BatchNorm2d(810)
+        self.head.compress4.bn = nn.BatchNorm2d(1620, **dd)
+        self.head.compress4.conv = conv2d(1620, 810, kernel_size=1, stride=1, padding=0, **dd)
+        self.head.bn4 = nn.BatchNorm2d(810, **dd)
 
         # Classifier
-        self.classifier = linear(1872, 1000)
+        self.classifier = linear(1872, 1000, **dd)
 
-        # For timm: the maps forward_intermediates returns, and the switches of set_grad_checkpointing
-        # and prune_intermediate_layers
+        # For timm: the maps forward_intermediates returns, the head, and the switches of
+        # set_grad_checkpointing and prune_intermediate_layers
         self.feature_info = [
             {"num_chs": 180, "reduction": 4, "module": "block1"},
             {"num_chs": 400, "reduction": 8, "module": "block2"},
             {"num_chs": 900, "reduction": 16, "module": "block3"},
             {"num_chs": 1620, "reduction": 32, "module": "block4"},
         ]
+        self.num_blocks = 4
+        self.multiscale = True
+        self.num_features = self.head_hidden_size = 1872
+        self.global_pool = "avg"
+        self.in_chans = 3
         self.memory_efficient = False
         self.pruned = False
 
@@ -377,7 +573,10 @@ class CliqueNetS2(nn.Module):
         return b1_x0
 
     def forward_block1(
-        self, b1_x0: torch.Tensor, maps: list[torch.Tensor] | None = None
+        self,
+        b1_x0: torch.Tensor,
+        maps: list[torch.Tensor] | None = None,
+        head_maps: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Block 1: 5 layers of k=36, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer; then transition 1 and
         head.
@@ -476,11 +675,16 @@ class CliqueNetS2(nn.Module):
         h1_compress_conv = self.head.compress1.conv(h1_compress_relu)  # (B, 122, 56, 56)
         h1_bn = self.head.bn1(h1_compress_conv)  # (B, 122, 56, 56)
         h1_relu = F.relu(h1_bn, inplace=True)  # (B, 122, 56, 56)
+        if head_maps is not None:  # the map this head branch pools
+            head_maps.append(h1_relu)
         h1_pooled = h1_relu.mean((2, 3))  # (B, 122)
         return b2_x0, h1_pooled
 
     def forward_block2(
-        self, b2_x0: torch.Tensor, maps: list[torch.Tensor] | None = None
+        self,
+        b2_x0: torch.Tensor,
+        maps: list[torch.Tensor] | None = None,
+        head_maps: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Block 2: 5 layers of k=80, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer; then transition 2 and
         head.
@@ -579,11 +783,16 @@ class CliqueNetS2(nn.Module):
         h2_compress_conv = self.head.compress2.conv(h2_compress_relu)  # (B, 290, 28, 28)
         h2_bn = self.head.bn2(h2_compress_conv)  # (B, 290, 28, 28)
         h2_relu = F.relu(h2_bn, inplace=True)  # (B, 290, 28, 28)
+        if head_maps is not None:  # the map this head branch pools
+            head_maps.append(h2_relu)
         h2_pooled = h2_relu.mean((2, 3))  # (B, 290)
         return b3_x0, h2_pooled
 
     def forward_block3(
-        self, b3_x0: torch.Tensor, maps: list[torch.Tensor] | None = None
+        self,
+        b3_x0: torch.Tensor,
+        maps: list[torch.Tensor] | None = None,
+        head_maps: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Block 3: 6 layers of k=150, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer; then transition 3
         and head.
@@ -696,10 +905,17 @@ class CliqueNetS2(nn.Module):
         h3_compress_conv = self.head.compress3.conv(h3_compress_relu)  # (B, 650, 14, 14)
         h3_bn = self.head.bn3(h3_compress_conv)  # (B, 650, 14, 14)
         h3_relu = F.relu(h3_bn, inplace=True)  # (B, 650, 14, 14)
+        if head_maps is not None:  # the map this head branch pools
+            head_maps.append(h3_relu)
         h3_pooled = h3_relu.mean((2, 3))  # (B, 650)
         return b4_x0, h3_pooled
 
-    def forward_block4(self, b4_x0: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward_block4(
+        self,
+        b4_x0: torch.Tensor,
+        maps: list[torch.Tensor] | None = None,
+        head_maps: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Block 4: 6 layers of k=120, 2 stages, 1x1 W_ij, bottleneck 3x3 conv per layer; then head.
 
         b4_x0 (B, 900, 7, 7) -> h4_pooled (B, 810).
@@ -797,125 +1013,34 @@ class CliqueNetS2(nn.Module):
         h4_compress_conv = self.head.compress4.conv(h4_compress_relu)  # (B, 810, 7, 7)
         h4_bn = self.head.bn4(h4_compress_conv)  # (B, 810, 7, 7)
         h4_relu = F.relu(h4_bn, inplace=True)  # (B, 810, 7, 7)
+        if head_maps is not None:  # the map this head branch pools
+            head_maps.append(h4_relu)
         h4_pooled = h4_relu.mean((2, 3))  # (B, 810)
         return h4_pooled
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 224, 224) images -> (B, 1872) pooled multi-scale features."""
-        if self.pruned:
-            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
-        b1_x0 = self.forward_stem(x)  # (B, 64, 56, 56)
-        b2_x0, h1_pooled = self.forward_block1(b1_x0)  # (B, 180, 28, 28), (B, 122)
-        b3_x0, h2_pooled = self.forward_block2(b2_x0)  # (B, 400, 14, 14), (B, 290)
-        b4_x0, h3_pooled = self.forward_block3(b3_x0)  # (B, 900, 7, 7), (B, 650)
-        h4_pooled = self.forward_block4(b4_x0)  # (B, 810)
-        features = torch.cat([h1_pooled, h2_pooled, h3_pooled, h4_pooled], 1)  # (B, 1872)
-        return features
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(B, 1872) features -> (B, 1000) logits, or the features with ``pre_logits``."""
-        if pre_logits:
-            return features
-        # Classifier
-        logits = self.classifier(features)  # (B, 1000)
-        return logits
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
+    def forward_blocks(
         self,
         x: torch.Tensor,
-        indices: int | list[int] | tuple[int, ...] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output map (B, C, H, W) of each block ``indices`` selects (timm's meaning: None every
-        block, n the last n, a list those), with the pooled features unless ``intermediates_only``;
-        then no block after the last selected one runs.  A block's map is what it hands on: to its
-        transition, or the last block's to the head.  ``norm`` and ``stop_early`` are accepted for
-        timm's signature: no norm layer follows the blocks, and the features need every block."""
-        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
-        if self.pruned and not intermediates_only:
-            raise RuntimeError("the model was pruned by prune_intermediate_layers: use intermediates_only")
-        maps: list[torch.Tensor] = []
+        last: int,
+        maps: list[torch.Tensor] | None = None,
+        head_maps: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor | None:
+        """Runs the stem and the blocks up to block ``last`` (0-based): appends the map each block hands on to
+        ``maps`` and the map of each head branch to ``head_maps`` when given, and returns the (B, 1872)
+        pooled multi-scale features; None when ``last`` is not the last block, after which nothing runs."""
         b1_x0 = self.forward_stem(x)  # (B, 64, 56, 56)
-        b2_x0, h1_pooled = self.forward_block1(b1_x0, maps)  # (B, 180, 28, 28), (B, 122)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
-        b3_x0, h2_pooled = self.forward_block2(b2_x0, maps)  # (B, 400, 14, 14), (B, 290)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
-        b4_x0, h3_pooled = self.forward_block3(b3_x0, maps)  # (B, 900, 7, 7), (B, 650)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
-        h4_pooled = self.forward_block4(b4_x0, maps)  # (B, 810)
+        b2_x0, h1_pooled = self.forward_block1(b1_x0, maps, head_maps)  # (B, 180, 28, 28), (B, 122)
+        if last == 0:
+            return None
+        b3_x0, h2_pooled = self.forward_block2(b2_x0, maps, head_maps)  # (B, 400, 14, 14), (B, 290)
+        if last == 1:
+            return None
+        b4_x0, h3_pooled = self.forward_block3(b3_x0, maps, head_maps)  # (B, 900, 7, 7), (B, 650)
+        if last == 2:
+            return None
+        h4_pooled = self.forward_block4(b4_x0, maps, head_maps)  # (B, 810)
         features = torch.cat([h1_pooled, h2_pooled, h3_pooled, h4_pooled], 1)  # (B, 1872)
-        intermediates = [maps[index] for index in take]
-        return intermediates if intermediates_only else (features, intermediates)
-
-    def prune_intermediate_layers(
-        self,
-        indices: int | list[int] | tuple[int, ...] = 1,
-        prune_norm: bool = False,
-        prune_head: bool = True,
-    ) -> list[int]:
-        """Remove the modules that forward_intermediates does not use for the selected blocks' maps
-        (later blocks; the classifier unless ``prune_head`` is false and every block stays).  The
-        model then serves ``forward_intermediates(..., intermediates_only=True)`` only, as timm's
-        ``features_only`` wrapper calls it.  Returns the block indices taken."""
-        take, last = take_blocks(len(self.feature_info), indices)
-        if last + 1 == len(self.feature_info) and not prune_head:
-            return take
-        unused_after_block = [
-            ("block2", "transition2", "block3", "transition3", "block4", "classifier"),
-            ("block3", "transition3", "block4", "classifier"),
-            ("block4", "classifier"),
-            ("classifier",),
-        ]
-        for name in unused_after_block[last]:
-            delattr(self, name)
-        self.feature_info = self.feature_info[: last + 1]
-        self.pruned = True
-        return take
-
-    @property
-    def num_features(self) -> int:
-        """Width of the pooled multi-scale features that the classifier reads."""
-        return 1872
-
-    @property
-    def num_classes(self) -> int:
-        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
-
-    @property
-    def in_chans(self) -> int:
-        return INPUT_SHAPE[0]
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier by a fresh one (zero bias) for ``num_classes`` classes; with 0,
-        by none: ``forward`` then returns the pooled features.  The pooling is always the average."""
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"global_pool={global_pool!r}: the head pools by averaging ('avg') only")
-        if num_classes == 0:
-            self.classifier = nn.Identity()
-        else:
-            weight = next(self.parameters())
-            self.classifier = linear(1872, num_classes).to(weight.device, weight.dtype)
-
-    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
-        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with its
-        transition; the head and the classifier come last."""
-        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
-        self.memory_efficient = enable
+        return features
 
 
 Model = CliqueNetS2
@@ -926,10 +1051,17 @@ Model = CliqueNetS2
 
 
 # Constructors: how __init__ builds and initialises each module
-def shared_weight(shape: tuple[int, int, int, int], init: str = "kaiming-normal-fan-out") -> nn.Parameter:
+def shared_weight(
+    shape: tuple[int, int, int, int],
+    init: str = "kaiming-normal-fan-out",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Parameter:
     """A W_ij: one conv weight (out, in, kernel, kernel), reused by every stage that reads it
-    (a block with ``share_weights: false`` has one per stage instead)."""
-    weight = nn.Parameter(torch.empty(shape))
+    (a block with ``share_weights: false`` has one per stage instead).  Like every constructor
+    here and torch's own, it makes its tensors on ``device`` in ``dtype`` (torch's defaults
+    when None)."""
+    weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
     init_conv_weight(weight, init)
     return weight
 
@@ -941,17 +1073,27 @@ def conv2d(
     stride: int,
     padding: int,
     init: str = "kaiming-normal-fan-out",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Conv2d:
     """A bias-free convolution, initialised like the W_ij."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, bias=False, device=device, dtype=dtype
+    )
     init_conv_weight(conv.weight, init)
     return conv
 
 
-def linear(in_features: int, out_features: int, init: str = "kaiming-uniform") -> nn.Linear:
+def linear(
+    in_features: int,
+    out_features: int,
+    init: str = "kaiming-uniform",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Linear:
     """A fully connected layer with a zero bias; its weight as nn.Linear draws it, or Glorot
     uniform (``glorot-uniform``, TensorFlow's ``xavier_initializer()``)."""
-    layer = nn.Linear(in_features, out_features)
+    layer = nn.Linear(in_features, out_features, device=device, dtype=dtype)
     if init == "glorot-uniform":
         nn.init.xavier_uniform_(layer.weight)
     nn.init.zeros_(layer.bias)
@@ -971,13 +1113,28 @@ def init_conv_weight(weight: torch.Tensor, init: str) -> None:
 
 
 # The clique update that the forward methods call
+class Layer(nn.Module):
+    """What a function may do with a module it is given: call it on a tensor (:func:`call`).
+    Scripting cliquegen's FX models makes it a TorchScript interface (:func:`as_interface`)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        pass
+
+
+def call(module: Layer, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``; TorchScript calls an interface's forward itself."""
+    if torch.jit.is_scripting():
+        return module.forward(x)
+    return module(x)
+
+
 def clique_update(
     inputs: list[torch.Tensor],
     weights: list[torch.Tensor],
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
     memory_efficient: bool = False,
 ) -> torch.Tensor:
     """X_j = g(sum_i W_ij * X_i) as one convolution over the concatenated inputs.
@@ -988,17 +1145,18 @@ def clique_update(
     recomputes these steps in the backward pass instead of storing their results.
     """
     weight = weights[0] if len(weights) == 1 else torch.cat(weights, 1)
-    steps = checkpointed_update if memory_efficient else update_steps
-    return steps(inputs, weight, bn, padding, dropout, bottleneck)
+    if memory_efficient:
+        return checkpointed_update(inputs, weight, bn, padding, dropout, bottleneck)
+    return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
 
 
 def update_steps(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
     recompute: bool = False,
     last_dropout: bool = True,
 ) -> torch.Tensor:
@@ -1008,19 +1166,22 @@ def update_steps(
     h = bn_relu_conv(inputs, weight, bn, padding, recompute)
     if bottleneck is not None:
         if dropout is not None:
-            h = dropout(h)
+            h = call(dropout, h)
         bottleneck_bn, bottleneck_conv = bottleneck
-        padding = bottleneck_conv.padding[0]
-        h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
+        if torch.jit.is_scripting():  # the conv as a module: its stride is 1, its padding its own
+            h = call(bottleneck_conv, bn_relu([h], bottleneck_bn))
+        else:
+            padding = bottleneck_conv.padding[0]
+            h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
     if dropout is not None and last_dropout:
-        h = dropout(h)
+        h = call(dropout, h)
     return h
 
 
 def bn_relu_conv(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
     recompute: bool = False,
 ) -> torch.Tensor:
@@ -1030,6 +1191,8 @@ def bn_relu_conv(
     statistics as the first pass did, and leaves the running statistics and
     ``num_batches_tracked`` as the first pass updated them.
     """
+    if torch.jit.is_scripting():
+        return F.conv2d(bn_relu(inputs, bn), weight, None, 1, padding)
     if recompute:  # copies of the running statistics take the update (momentum 0 leaves them as they are)
         h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
         mean, var = (None if t is None else t.clone() for t in (bn.running_mean, bn.running_var))
@@ -1039,8 +1202,10 @@ def bn_relu_conv(
     return F.conv2d(h, weight, None, 1, padding)  # (B, k, H, W)
 
 
-def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
+def bn_relu(inputs: list[torch.Tensor], bn: Layer) -> torch.Tensor:
     """ReLU(BN(cat(inputs))), (B, sum C_i, H, W); in eager inference, ``folded_bn_relu``."""
+    if torch.jit.is_scripting():
+        return F.relu(call(bn, torch.cat(inputs, 1)), inplace=True)
     if len(inputs) > 1 and can_fold(inputs, bn):
         return folded_bn_relu(inputs, bn)
     h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
@@ -1050,10 +1215,10 @@ def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
 def checkpointed_update(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
 ) -> torch.Tensor:
     """``update_steps`` that, in training with inputs that need gradients, keeps none of its
     intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward
@@ -1062,9 +1227,23 @@ def checkpointed_update(
     the dropout after it runs outside the checkpoint and keeps its mask in one byte per element
     (``byte_mask_dropout``).  Under torch.compile the steps run as they are: BatchNorm's
     statistics are a side effect its checkpoint cannot take, and its partitioner chooses what
-    to recompute itself."""
+    to recompute itself.  Scripted code runs the steps as they are."""
+    if torch.jit.is_scripting():
+        return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
     if torch.compiler.is_compiling() or not (bn.training and any(x.requires_grad for x in inputs)):
         return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
+    return recomputed_update(inputs, weight, bn, padding, dropout, bottleneck)
+
+
+def recomputed_update(
+    inputs: list[torch.Tensor],
+    weight: torch.Tensor,
+    bn: nn.BatchNorm2d,
+    padding: int,
+    dropout: nn.Dropout | None = None,
+    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+) -> torch.Tensor:
+    """``checkpointed_update`` in training: the steps under ``checkpoint``, the last dropout after."""
     calls = []
 
     def run(weight: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
@@ -1090,7 +1269,7 @@ def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
     return h.mul(scale).masked_fill_(dropped, 0)
 
 
-# The blocks forward_intermediates returns, selected as timm selects them
+# What timm's model interface calls
 def take_blocks(
     num_blocks: int, indices: int | list[int] | tuple[int, ...] | None = None, output_fmt: str = "NCHW"
 ) -> tuple[list[int], int]:
@@ -1113,6 +1292,39 @@ def take_blocks(
         if not take:
             raise ValueError("indices is empty: name at least one block")
     return take, max(take)
+
+
+def head_map(maps: list[torch.Tensor]) -> torch.Tensor:
+    """The unpooled features of a head that reads several blocks: each branch's map (B, C_b,
+    H_b, W_b) average-pooled to the largest size that divides every branch's (the last block's,
+    when the others are multiples of it) and concatenated along the channels.  Each pooling
+    window covers as many pixels as any other of its branch, so the map's global average pool
+    is the branches' pooled features, concatenated (up to the rounding of the sums)."""
+    if len(maps) == 1:
+        return maps[0]
+    height, width = 0, 0
+    for x in maps:
+        height, width = common_divisor(height, x.shape[2]), common_divisor(width, x.shape[3])
+    pooled: list[torch.Tensor] = []
+    for x in maps:
+        kernel = [x.shape[2] // height, x.shape[3] // width]
+        pooled.append(x if kernel == [1, 1] else F.avg_pool2d(x, kernel))
+    return torch.cat(pooled, 1)
+
+
+def common_divisor(a: int, b: int) -> int:
+    """The greatest common divisor of ``a`` and ``b`` (Euclid's algorithm; ``a`` when ``b`` is 0)."""
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def pruned_multiscale(x: torch.Tensor) -> torch.Tensor:
+    """``forward_features`` of a head that reads every block, once blocks are pruned: none."""
+    raise RuntimeError(
+        "the model was pruned by prune_intermediate_layers, and its multi-scale head reads every "
+        "block: only forward_intermediates(..., intermediates_only=True) runs"
+    )
 
 
 # Inference fast path of bn_relu (the same values, no separate concatenation)

@@ -24,7 +24,167 @@ INPUT_SHAPE = (3, 32, 32)
 NUM_CLASSES = 10
 
 
-class DenseNetBcK12T96(nn.Module):
+# --- timm's model interface --------------------------------------------------------------------------------
+# The methods timm calls, the same in every cliquegen model: the model class below supplies forward_blocks.
+
+
+class TimmModel(nn.Module):
+    """timm's model interface, the same for every cliquegen model, whichever emitter built it.
+
+    The model supplies ``forward_blocks`` and these attributes: ``feature_info`` (timm's record
+    of each block's map), ``num_blocks`` (the blocks it runs), ``multiscale`` (whether the head
+    reads every block), ``global_pool`` (``"avg"``, or ``""`` for none), ``num_features``
+    (channels of ``forward_features``' map), ``head_hidden_size`` (width of ``forward_head(...,
+    pre_logits=True)``), ``in_chans``, ``pruned`` and the ``classifier`` module.
+
+    timm's head convention: ``forward_features`` returns the unpooled map (B, num_features, H',
+    W'); ``forward_head`` pools it and classifies.  A multi-scale head's map is ``head_map`` of
+    its branches, whose global average pool is the pooled features up to rounding: ``forward``
+    pools each branch itself, as the network is defined.
+    """
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` calls this first.  cliquegen's FX models script; generated source
+        does not, and says so here rather than in TorchScript's words."""
+        raise RuntimeError(
+            "generated source does not script: its block methods bind update = partial(clique_update, "
+            "...), which TorchScript cannot compile; script the FX model, which has the same state_dict "
+            '(cliquegen.create_model(spec, emit="fx"))'
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes), or the pooled features (B, num_features) without a classifier;
+        without pooling or once pruned, ``forward_head(forward_features(x))``."""
+        if self.global_pool == "avg" and not self.pruned:
+            features = self.forward_blocks(x, self.num_blocks - 1, None, None)
+            assert features is not None
+            return self.classifier(features)
+        return self.forward_head(self.forward_features(x))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The unpooled features (B, num_features, H', W'): what the head pools; after
+        ``prune_intermediate_layers``, the map of the last block kept (a multi-scale head, which
+        reads every block, has none then)."""
+        if self.pruned:
+            if self.multiscale:
+                return pruned_multiscale(x)
+            maps: list[torch.Tensor] = []
+            self.forward_blocks(x, self.num_blocks - 1, maps, None)
+            return maps[-1]
+        head_maps: list[torch.Tensor] = []
+        self.forward_blocks(x, self.num_blocks - 1, None, head_maps)
+        return head_map(head_maps)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``forward_features``' map averaged over its positions and classified (B, classes), or
+        (B, head_hidden_size) with ``pre_logits``; with ``global_pool`` ``""`` the map itself,
+        classified at each position (B, classes, H', W')."""
+        if self.global_pool == "avg":
+            x = x.mean((2, 3))
+            return x if pre_logits else self.classifier(x)
+        return x if pre_logits else self.classifier(x.movedim(1, -1)).movedim(-1, 1)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The map (B, C, H, W) that each block ``indices`` selects hands on: to its transition,
+        the last block's to the head (timm's selection: None every block, n the last n, a list
+        those).  With ``forward_features``' map first, unless ``intermediates_only``: then no
+        block after the last one selected runs.  ``norm`` and ``stop_early`` are accepted for
+        timm's signature: no norm layer follows the blocks, and the features need every block."""
+        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
+        maps: list[torch.Tensor] = []
+        if intermediates_only:
+            self.forward_blocks(x, last, maps, None)
+            return [maps[index] for index in take]
+        if self.pruned and self.multiscale:
+            return pruned_multiscale(x), []
+        head_maps: list[torch.Tensor] | None = None if self.pruned else []
+        self.forward_blocks(x, self.num_blocks - 1, maps, head_maps)
+        final = maps[-1] if head_maps is None else head_map(head_maps)  # forward_features' map
+        return final, [maps[index] for index in take]
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | list[int] | tuple[int, ...] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Keep what the maps of the blocks ``indices`` selects need; returns their indices.  With
+        the last block selected, only the classifier goes (``prune_head``): ``forward`` then
+        returns ``forward_features``' map.  Else the later blocks, the head and the classifier go,
+        and ``forward_features`` returns the last kept block's map (``num_features`` its
+        channels), which a head that reads every block cannot.  ``prune_norm`` is timm's: the
+        head's BatchNorm belongs to the features."""
+        take, last = take_blocks(len(self.feature_info), indices)
+        if last + 1 == len(self.feature_info):
+            if prune_head:
+                self.reset_classifier(0, "")
+            return take
+        self.remove_after_block(last)
+        self.feature_info = self.feature_info[: last + 1]
+        self.num_blocks = last + 1
+        self.pruned = True
+        if not self.multiscale:
+            self.num_features = self.head_hidden_size = self.feature_info[last]["num_chs"]
+        self.global_pool = ""
+        self.classifier = nn.Identity().train(self.training)
+        self.refresh_forward()
+        return take
+
+    def remove_after_block(self, last: int) -> None:
+        """Delete the modules that running the blocks up to block ``last`` (0-based) does not use,
+        as the model's ``unused_after_block`` lists them."""
+        for path in self.unused_after_block[last]:
+            owner = self
+            *parents, name = path.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent)
+            delattr(owner, name)
+
+    def refresh_forward(self) -> None:
+        """Called when the head changes: the generated model reads its attributes as it runs."""
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh classifier (zero bias) for ``num_classes`` classes, made where the model's
+        parameters are; with 0, none.  ``global_pool``: ``"avg"`` (average over the positions)
+        or ``""`` (no pooling); None keeps the model's."""
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool={global_pool!r}: choose 'avg' (average) or '' (no pooling)")
+            self.global_pool = global_pool
+        if num_classes:
+            weight = next(self.parameters())
+            classifier = linear(self.num_features, num_classes, device=weight.device, dtype=weight.dtype)
+        else:
+            classifier = nn.Identity()
+        self.classifier = classifier.train(self.training)
+        self.refresh_forward()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with
+        its transition; the head and the classifier come last."""
+        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
+        self.memory_efficient = enable
+
+
+class DenseNetBcK12T96(TimmModel):
     """The DenseNet ``densenet-bc-k12-t96``.
 
     DenseNet-BC (k=12, T=96) on CIFAR-10, the DenseNet baseline of the CliqueNet paper's table
@@ -43,11 +203,19 @@ class DenseNetBcK12T96(nn.Module):
         (342 features) -> linear.
     """
 
-    def __init__(self) -> None:
+    #: What prune_intermediate_layers removes when it keeps blocks 1 to i + 1 (entry i).
+    unused_after_block = (
+        ("block2", "transition2", "block3", "head", "classifier"),
+        ("block3", "head", "classifier"),
+        ("classifier",),
+    )
+
+    def __init__(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}  # where the parameters are made, in which dtype
         # Stem
         self.stem = nn.Module()
-        self.stem.conv = conv2d(3, 24, kernel_size=3, stride=1, padding=1)
+        self.stem.conv = conv2d(3, 24, kernel_size=3, stride=1, padding=1, **dd)
 
         # Block 1: 16 layers of k=12, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer, dropout 0.2
         self.block1 = CliqueBlock(
@@ -75,12 +243,13 @@ class DenseNetBcK12T96(nn.Module):
                 (15, 1),  # X15(1) = g(W0,15*X0 + W1,15*X1(1) + ... + W14,15*X14(1))
                 (16, 1),  # X16(1) = g(W0,16*X0 + W1,16*X1(1) + ... + W15,16*X15(1))
             ],
+            **dd,
         )
 
         # Transition 1
         self.transition1 = nn.Module()
-        self.transition1.bn = nn.BatchNorm2d(216)
-        self.transition1.conv = conv2d(216, 108, kernel_size=1, stride=1, padding=0)
+        self.transition1.bn = nn.BatchNorm2d(216, **dd)
+        self.transition1.conv = conv2d(216, 108, kernel_size=1, stride=1, padding=0, **dd)
 
         # Block 2: 16 layers of k=12, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer, dropout 0.2
         self.block2 = CliqueBlock(
@@ -108,12 +277,13 @@ class DenseNetBcK12T96(nn.Module):
                 (15, 1),  # X15(1) = g(W0,15*X0 + W1,15*X1(1) + ... + W14,15*X14(1))
                 (16, 1),  # X16(1) = g(W0,16*X0 + W1,16*X1(1) + ... + W15,16*X15(1))
             ],
+            **dd,
         )
 
         # Transition 2
         self.transition2 = nn.Module()
-        self.transition2.bn = nn.BatchNorm2d(300)
-        self.transition2.conv = conv2d(300, 150, kernel_size=1, stride=1, padding=0)
+        self.transition2.bn = nn.BatchNorm2d(300, **dd)
+        self.transition2.conv = conv2d(300, 150, kernel_size=1, stride=1, padding=0, **dd)
 
         # Block 3: 16 layers of k=12, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer, dropout 0.2
         self.block3 = CliqueBlock(
@@ -141,22 +311,28 @@ class DenseNetBcK12T96(nn.Module):
                 (15, 1),  # X15(1) = g(W0,15*X0 + W1,15*X1(1) + ... + W14,15*X14(1))
                 (16, 1),  # X16(1) = g(W0,16*X0 + W1,16*X1(1) + ... + W15,16*X15(1))
             ],
+            **dd,
         )
 
         # Head
         self.head = nn.Module()
-        self.head.bn = nn.BatchNorm2d(342)
+        self.head.bn = nn.BatchNorm2d(342, **dd)
 
         # Classifier
-        self.classifier = linear(342, 10)
+        self.classifier = linear(342, 10, **dd)
 
-        # For timm: the maps forward_intermediates returns, and the switches of set_grad_checkpointing
-        # and prune_intermediate_layers
+        # For timm: the maps forward_intermediates returns, the head, and the switches of
+        # set_grad_checkpointing and prune_intermediate_layers
         self.feature_info = [
             {"num_chs": 216, "reduction": 1, "module": "block1"},
             {"num_chs": 300, "reduction": 2, "module": "block2"},
             {"num_chs": 342, "reduction": 4, "module": "block3"},
         ]
+        self.num_blocks = 3
+        self.multiscale = False
+        self.num_features = self.head_hidden_size = 342
+        self.global_pool = "avg"
+        self.in_chans = 3
         self.memory_efficient = False
         self.pruned = False
 
@@ -206,7 +382,12 @@ class DenseNetBcK12T96(nn.Module):
         b3_x0 = F.avg_pool2d(t2_drop, 2)  # (B, 150, 8, 8)
         return b3_x0
 
-    def forward_block3(self, b3_x0: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward_block3(
+        self,
+        b3_x0: torch.Tensor,
+        maps: list[torch.Tensor] | None = None,
+        head_maps: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Block 3: 16 layers of k=12, 1 stage, 1x1 W_ij to 4k, bottleneck 3x3 conv per layer, dropout 0.2;
         then head.
 
@@ -221,118 +402,30 @@ class DenseNetBcK12T96(nn.Module):
             maps.append(b3_feature)
         h_bn = self.head.bn(b3_feature)  # (B, 342, 8, 8)
         h_relu = F.relu(h_bn, inplace=True)  # (B, 342, 8, 8)
+        if head_maps is not None:  # the map this head branch pools
+            head_maps.append(h_relu)
         features = h_relu.mean((2, 3))  # (B, 342)
         return features
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 32, 32) images -> (B, 342) pooled last-block features."""
-        if self.pruned:
-            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
-        b1_x0 = self.forward_stem(x)  # (B, 24, 32, 32)
-        b2_x0 = self.forward_block1(b1_x0)  # (B, 108, 16, 16)
-        b3_x0 = self.forward_block2(b2_x0)  # (B, 150, 8, 8)
-        features = self.forward_block3(b3_x0)  # (B, 342)
-        return features
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(B, 342) features -> (B, 10) logits, or the features with ``pre_logits``."""
-        if pre_logits:
-            return features
-        # Classifier
-        logits = self.classifier(features)  # (B, 10)
-        return logits
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(
+    def forward_blocks(
         self,
         x: torch.Tensor,
-        indices: int | list[int] | tuple[int, ...] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output map (B, C, H, W) of each block ``indices`` selects (timm's meaning: None every
-        block, n the last n, a list those), with the pooled features unless ``intermediates_only``;
-        then no block after the last selected one runs.  A block's map is what it hands on: to its
-        transition, or the last block's to the head.  ``norm`` and ``stop_early`` are accepted for
-        timm's signature: no norm layer follows the blocks, and the features need every block."""
-        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
-        if self.pruned and not intermediates_only:
-            raise RuntimeError("the model was pruned by prune_intermediate_layers: use intermediates_only")
-        maps: list[torch.Tensor] = []
+        last: int,
+        maps: list[torch.Tensor] | None = None,
+        head_maps: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor | None:
+        """Runs the stem and the blocks up to block ``last`` (0-based): appends the map each block hands on to
+        ``maps`` and the map of each head branch to ``head_maps`` when given, and returns the (B, 342)
+        pooled last-block features; None when ``last`` is not the last block, after which nothing runs."""
         b1_x0 = self.forward_stem(x)  # (B, 24, 32, 32)
         b2_x0 = self.forward_block1(b1_x0, maps)  # (B, 108, 16, 16)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
+        if last == 0:
+            return None
         b3_x0 = self.forward_block2(b2_x0, maps)  # (B, 150, 8, 8)
-        if intermediates_only and len(maps) > last:
-            return [maps[index] for index in take]
-        features = self.forward_block3(b3_x0, maps)  # (B, 342)
-        intermediates = [maps[index] for index in take]
-        return intermediates if intermediates_only else (features, intermediates)
-
-    def prune_intermediate_layers(
-        self,
-        indices: int | list[int] | tuple[int, ...] = 1,
-        prune_norm: bool = False,
-        prune_head: bool = True,
-    ) -> list[int]:
-        """Remove the modules that forward_intermediates does not use for the selected blocks' maps
-        (later blocks; the classifier unless ``prune_head`` is false and every block stays).  The
-        model then serves ``forward_intermediates(..., intermediates_only=True)`` only, as timm's
-        ``features_only`` wrapper calls it.  Returns the block indices taken."""
-        take, last = take_blocks(len(self.feature_info), indices)
-        if last + 1 == len(self.feature_info) and not prune_head:
-            return take
-        unused_after_block = [
-            ("block2", "transition2", "block3", "head", "classifier"),
-            ("block3", "head", "classifier"),
-            ("classifier",),
-        ]
-        for name in unused_after_block[last]:
-            delattr(self, name)
-        self.feature_info = self.feature_info[: last + 1]
-        self.pruned = True
-        return take
-
-    @property
-    def num_features(self) -> int:
-        """Width of the pooled last-block features that the classifier reads."""
-        return 342
-
-    @property
-    def num_classes(self) -> int:
-        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
-
-    @property
-    def in_chans(self) -> int:
-        return INPUT_SHAPE[0]
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier by a fresh one (zero bias) for ``num_classes`` classes; with 0,
-        by none: ``forward`` then returns the pooled features.  The pooling is always the average."""
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"global_pool={global_pool!r}: the head pools by averaging ('avg') only")
-        if num_classes == 0:
-            self.classifier = nn.Identity()
-        else:
-            weight = next(self.parameters())
-            self.classifier = linear(342, num_classes).to(weight.device, weight.dtype)
-
-    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
-        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with its
-        transition; the head and the classifier come last."""
-        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
-        self.memory_efficient = enable
+        if last == 1:
+            return None
+        features = self.forward_block3(b3_x0, maps, head_maps)  # (B, 342)
+        return features
 
 
 Model = DenseNetBcK12T96
@@ -343,10 +436,17 @@ Model = DenseNetBcK12T96
 
 
 # Constructors: how __init__ builds and initialises each module
-def shared_weight(shape: tuple[int, int, int, int], init: str = "kaiming-normal-fan-out") -> nn.Parameter:
+def shared_weight(
+    shape: tuple[int, int, int, int],
+    init: str = "kaiming-normal-fan-out",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Parameter:
     """A W_ij: one conv weight (out, in, kernel, kernel), reused by every stage that reads it
-    (a block with ``share_weights: false`` has one per stage instead)."""
-    weight = nn.Parameter(torch.empty(shape))
+    (a block with ``share_weights: false`` has one per stage instead).  Like every constructor
+    here and torch's own, it makes its tensors on ``device`` in ``dtype`` (torch's defaults
+    when None)."""
+    weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
     init_conv_weight(weight, init)
     return weight
 
@@ -358,17 +458,27 @@ def conv2d(
     stride: int,
     padding: int,
     init: str = "kaiming-normal-fan-out",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Conv2d:
     """A bias-free convolution, initialised like the W_ij."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, bias=False, device=device, dtype=dtype
+    )
     init_conv_weight(conv.weight, init)
     return conv
 
 
-def linear(in_features: int, out_features: int, init: str = "kaiming-uniform") -> nn.Linear:
+def linear(
+    in_features: int,
+    out_features: int,
+    init: str = "kaiming-uniform",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Linear:
     """A fully connected layer with a zero bias; its weight as nn.Linear draws it, or Glorot
     uniform (``glorot-uniform``, TensorFlow's ``xavier_initializer()``)."""
-    layer = nn.Linear(in_features, out_features)
+    layer = nn.Linear(in_features, out_features, device=device, dtype=dtype)
     if init == "glorot-uniform":
         nn.init.xavier_uniform_(layer.weight)
     nn.init.zeros_(layer.bias)
@@ -388,13 +498,28 @@ def init_conv_weight(weight: torch.Tensor, init: str) -> None:
 
 
 # The clique update that the forward methods call
+class Layer(nn.Module):
+    """What a function may do with a module it is given: call it on a tensor (:func:`call`).
+    Scripting cliquegen's FX models makes it a TorchScript interface (:func:`as_interface`)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        pass
+
+
+def call(module: Layer, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``; TorchScript calls an interface's forward itself."""
+    if torch.jit.is_scripting():
+        return module.forward(x)
+    return module(x)
+
+
 def clique_update(
     inputs: list[torch.Tensor],
     weights: list[torch.Tensor],
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
     memory_efficient: bool = False,
 ) -> torch.Tensor:
     """X_j = g(sum_i W_ij * X_i) as one convolution over the concatenated inputs.
@@ -405,17 +530,18 @@ def clique_update(
     recomputes these steps in the backward pass instead of storing their results.
     """
     weight = weights[0] if len(weights) == 1 else torch.cat(weights, 1)
-    steps = checkpointed_update if memory_efficient else update_steps
-    return steps(inputs, weight, bn, padding, dropout, bottleneck)
+    if memory_efficient:
+        return checkpointed_update(inputs, weight, bn, padding, dropout, bottleneck)
+    return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
 
 
 def update_steps(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
     recompute: bool = False,
     last_dropout: bool = True,
 ) -> torch.Tensor:
@@ -425,19 +551,22 @@ def update_steps(
     h = bn_relu_conv(inputs, weight, bn, padding, recompute)
     if bottleneck is not None:
         if dropout is not None:
-            h = dropout(h)
+            h = call(dropout, h)
         bottleneck_bn, bottleneck_conv = bottleneck
-        padding = bottleneck_conv.padding[0]
-        h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
+        if torch.jit.is_scripting():  # the conv as a module: its stride is 1, its padding its own
+            h = call(bottleneck_conv, bn_relu([h], bottleneck_bn))
+        else:
+            padding = bottleneck_conv.padding[0]
+            h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
     if dropout is not None and last_dropout:
-        h = dropout(h)
+        h = call(dropout, h)
     return h
 
 
 def bn_relu_conv(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
     recompute: bool = False,
 ) -> torch.Tensor:
@@ -447,6 +576,8 @@ def bn_relu_conv(
     statistics as the first pass did, and leaves the running statistics and
     ``num_batches_tracked`` as the first pass updated them.
     """
+    if torch.jit.is_scripting():
+        return F.conv2d(bn_relu(inputs, bn), weight, None, 1, padding)
     if recompute:  # copies of the running statistics take the update (momentum 0 leaves them as they are)
         h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
         mean, var = (None if t is None else t.clone() for t in (bn.running_mean, bn.running_var))
@@ -456,8 +587,10 @@ def bn_relu_conv(
     return F.conv2d(h, weight, None, 1, padding)  # (B, k, H, W)
 
 
-def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
+def bn_relu(inputs: list[torch.Tensor], bn: Layer) -> torch.Tensor:
     """ReLU(BN(cat(inputs))), (B, sum C_i, H, W); in eager inference, ``folded_bn_relu``."""
+    if torch.jit.is_scripting():
+        return F.relu(call(bn, torch.cat(inputs, 1)), inplace=True)
     if len(inputs) > 1 and can_fold(inputs, bn):
         return folded_bn_relu(inputs, bn)
     h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
@@ -467,10 +600,10 @@ def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
 def checkpointed_update(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
 ) -> torch.Tensor:
     """``update_steps`` that, in training with inputs that need gradients, keeps none of its
     intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward
@@ -479,9 +612,23 @@ def checkpointed_update(
     the dropout after it runs outside the checkpoint and keeps its mask in one byte per element
     (``byte_mask_dropout``).  Under torch.compile the steps run as they are: BatchNorm's
     statistics are a side effect its checkpoint cannot take, and its partitioner chooses what
-    to recompute itself."""
+    to recompute itself.  Scripted code runs the steps as they are."""
+    if torch.jit.is_scripting():
+        return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
     if torch.compiler.is_compiling() or not (bn.training and any(x.requires_grad for x in inputs)):
         return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
+    return recomputed_update(inputs, weight, bn, padding, dropout, bottleneck)
+
+
+def recomputed_update(
+    inputs: list[torch.Tensor],
+    weight: torch.Tensor,
+    bn: nn.BatchNorm2d,
+    padding: int,
+    dropout: nn.Dropout | None = None,
+    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+) -> torch.Tensor:
+    """``checkpointed_update`` in training: the steps under ``checkpoint``, the last dropout after."""
     calls = []
 
     def run(weight: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
@@ -519,7 +666,8 @@ class CliqueBlock(nn.Module):
     bottleneck ``bottleneck_bn{j}_s{k}`` and ``bottleneck{j}``; with ``share_weights=False``
     each stage has its own W_ij and bottleneck convolution (``w{i}_{j}_s{k}``,
     ``bottleneck{j}_s{k}``).  ``width``: channels of the W_ij (more than ``channels`` in a
-    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution.
+    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution;
+    ``device``, ``dtype``: where and in which dtype its parameters are made.
     """
 
     def __init__(
@@ -535,8 +683,11 @@ class CliqueBlock(nn.Module):
         eps: float = 1e-5,
         momentum: float = 0.1,
         init: str = "kaiming-normal-fan-out",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         self.schedule = [(j, k) for j, k in schedule]
         self.share_weights = share_weights
         self.padding = kernel // 2
@@ -549,13 +700,13 @@ class CliqueBlock(nn.Module):
             for i in read:
                 if not hasattr(self, self.weight_name(i, j, k)):
                     shape = (width, in_channels if i == 0 else channels, kernel, kernel)
-                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init))
+                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init, **dd))
             inputs = sum(in_channels if i == 0 else channels for i in read)
-            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum))
+            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum, **dd))
             if bottleneck is not None:
-                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum))
+                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum, **dd))
                 if not hasattr(self, self.stage_name(f"bottleneck{j}", k)):
-                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init)
+                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init, **dd)
                     setattr(self, self.stage_name(f"bottleneck{j}", k), conv)
             updated.add(j)
 
@@ -596,7 +747,7 @@ class CliqueBlock(nn.Module):
         return after
 
 
-# The blocks forward_intermediates returns, selected as timm selects them
+# What timm's model interface calls
 def take_blocks(
     num_blocks: int, indices: int | list[int] | tuple[int, ...] | None = None, output_fmt: str = "NCHW"
 ) -> tuple[list[int], int]:
@@ -619,6 +770,39 @@ def take_blocks(
         if not take:
             raise ValueError("indices is empty: name at least one block")
     return take, max(take)
+
+
+def head_map(maps: list[torch.Tensor]) -> torch.Tensor:
+    """The unpooled features of a head that reads several blocks: each branch's map (B, C_b,
+    H_b, W_b) average-pooled to the largest size that divides every branch's (the last block's,
+    when the others are multiples of it) and concatenated along the channels.  Each pooling
+    window covers as many pixels as any other of its branch, so the map's global average pool
+    is the branches' pooled features, concatenated (up to the rounding of the sums)."""
+    if len(maps) == 1:
+        return maps[0]
+    height, width = 0, 0
+    for x in maps:
+        height, width = common_divisor(height, x.shape[2]), common_divisor(width, x.shape[3])
+    pooled: list[torch.Tensor] = []
+    for x in maps:
+        kernel = [x.shape[2] // height, x.shape[3] // width]
+        pooled.append(x if kernel == [1, 1] else F.avg_pool2d(x, kernel))
+    return torch.cat(pooled, 1)
+
+
+def common_divisor(a: int, b: int) -> int:
+    """The greatest common divisor of ``a`` and ``b`` (Euclid's algorithm; ``a`` when ``b`` is 0)."""
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def pruned_multiscale(x: torch.Tensor) -> torch.Tensor:
+    """``forward_features`` of a head that reads every block, once blocks are pruned: none."""
+    raise RuntimeError(
+        "the model was pruned by prune_intermediate_layers, and its multi-scale head reads every "
+        "block: only forward_intermediates(..., intermediates_only=True) runs"
+    )
 
 
 # Inference fast path of bn_relu (the same values, no separate concatenation)

@@ -68,11 +68,11 @@ def test_model_helpers_and_deepcopy() -> None:
     torch.manual_seed(0)
     model = cliquegen.build_fx(load_spec(TINY)).eval()
     x = torch.randn(3, 2, 8, 8)
-    features = model.forward_features(x)
-    assert features.shape == (3, model.num_features)
+    features = model.forward_features(x)  # unpooled, at the last block's size
+    assert features.shape == (3, model.num_features, 4, 4)
     assert model.num_features == (4 + 3 * 4) + (12 + 2 * 3)  # cat(X0, last stage) per block
     torch.testing.assert_close(model.forward_head(features), model(x))
-    assert model.forward_head(features, pre_logits=True) is features
+    assert torch.equal(model.forward_head(features, pre_logits=True), features.mean((2, 3)))
     twin = copy.deepcopy(model)
     torch.testing.assert_close(twin.forward_features(x), features)
     model.reset_classifier(7)
@@ -134,10 +134,11 @@ def test_no_classes_means_no_classifier_and_pooled_features(emit: str) -> None:
     assert not any(name.startswith("classifier") for name in headless.state_dict())
     x = torch.randn(2, 2, 8, 8)
     assert headless(x).shape == (2, headless.num_features)
-    torch.testing.assert_close(headless(x), headless.forward_features(x))
+    torch.testing.assert_close(headless(x), headless.forward_features(x).mean((2, 3)))
     torch.manual_seed(0)
     model = create_model(load_spec(TINY), emit=emit).eval()
-    torch.testing.assert_close(model.forward_features(x), headless(x))  # same weights, same seed
+    pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+    torch.testing.assert_close(pooled, headless(x))  # same weights, same seed
     model.reset_classifier(0)
     torch.testing.assert_close(model(x), headless(x))
     model.reset_classifier(4)

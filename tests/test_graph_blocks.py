@@ -13,6 +13,7 @@ from graph_strategies import image_specs, reference_block
 from hypothesis import given, settings
 from torch import fx
 
+import cliquegen
 from cliquegen import build_fx, compile_spec, load_spec, summarize
 from cliquegen.compiler.graph_blocks import clique_block, explicit_block
 from cliquegen.draw.views import draw
@@ -372,3 +373,24 @@ def test_a_default_mean_shift_name_is_numbered() -> None:
         "mean_shift1",
         "mean_shift2",
     ]
+
+
+def test_an_image_network_of_pre_activation_units_runs_from_source_in_a_given_dtype() -> None:
+    """Generated source of an image network copies every runtime function its updates call
+    (recomputation included); device and dtype apply, timm's global_pool does not (no head)."""
+    graph = {"clique": {"layers": 3, "channels": 2, "stages": 2}, "unit": {"kind": "pre", "dropout": 0.1}}
+    spec = load_spec(json.dumps(image_around(graph, 4)))
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    outputs = []
+    for emit in ("fx", "source"):
+        torch.manual_seed(0)
+        model = cliquegen.create_model(spec, emit=emit, dtype=torch.float64)
+        assert {p.dtype for p in model.parameters()} == {torch.float64}
+        model.set_grad_checkpointing(True)
+        model(x.requires_grad_()).sum().backward()  # the updates recompute in backward
+        model.eval()
+        with torch.no_grad():
+            outputs.append(model(x))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-12)
+    with pytest.raises(cliquegen.UsageError, match="image-to-image network"):
+        cliquegen.create_model(spec, global_pool="")

@@ -200,7 +200,7 @@ def test_a_densenet_agrees_with_the_reference_in_both_emitters() -> None:
         expected = reference_forward(spec, fx.state_dict(), x)
         torch.testing.assert_close(fx(x), expected, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(source(x), expected, rtol=1e-9, atol=1e-9)
-        assert fx.forward_features(x).shape == (2, fx.num_features) == (2, (6 + 6) // 2 + 2 * 2)
+        assert fx.forward_features(x).shape == (2, fx.num_features, 2, 2) == (2, (6 + 6) // 2 + 2 * 2, 2, 2)
 
 
 def test_contradictions_are_located_errors() -> None:

@@ -72,6 +72,6 @@ def test_specs_that_do_not_say_build_what_they_did_before() -> None:
 
 def test_the_generated_code_shows_them() -> None:
     source = generate_source(shipped_specs()["cliquenet-k36-t12"])
-    assert "nn.BatchNorm2d(64, eps=0.001, momentum=0.001)" in source
-    assert 'shared_weight((36, 64, 3, 3), init="truncated-normal-fan-in")' in source
-    assert 'linear(784, 10, init="glorot-uniform")' in source
+    assert "nn.BatchNorm2d(64, eps=0.001, momentum=0.001, **dd)" in source
+    assert 'shared_weight((36, 64, 3, 3), init="truncated-normal-fan-in", **dd)' in source
+    assert 'linear(784, 10, init="glorot-uniform", **dd)' in source

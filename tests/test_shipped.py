@@ -120,6 +120,10 @@ def test_shipped_spec_runs_one_forward_pass(name: str) -> None:
         logits = model(x)
         features = model.forward_features(x)
     assert logits.shape == (1, spec.num_classes)
-    assert features.shape == (1, model.num_features)
+    assert features.shape[:2] == (1, model.num_features)  # unpooled, as timm's forward_features
     assert torch.isfinite(logits).all()
-    torch.testing.assert_close(model.forward_head(features), logits)
+    if spec.head.kind == "last":  # the same ops on the same map
+        assert torch.equal(model.forward_head(features), logits)
+    else:  # the same means, summed in another order (each branch's windows, then the map)
+        scale = logits.abs().max().item()
+        torch.testing.assert_close(model.forward_head(features), logits, rtol=1e-5, atol=1e-5 * scale)

@@ -230,3 +230,26 @@ def test_register_refuses_a_name_timm_already_has(timm, tmp_path: Path) -> None:
     path.write_text(USER_SPEC.replace("name: my-timm-net", "name: resnet50"))
     with pytest.raises(UsageError, match="timm already has a model named 'resnet50'"):
         cliquegen.register_timm_model(path)
+
+
+def test_timms_model_arguments_and_head_convention(timm) -> None:
+    model = timm.create_model("cliquenet_k36_t12", device="meta", dtype=torch.float64)
+    assert {(t.device.type, t.dtype) for t in model.parameters()} == {("meta", torch.float64)}
+    cfg = model.pretrained_cfg
+    assert cfg["pool_size"] == (8, 8)  # 32x32 input, two transitions: the last block's size
+    features = model.forward_features(torch.empty(2, 3, 32, 32, device="meta", dtype=torch.float64))
+    assert features.shape == (2, model.num_features, 8, 8)
+    assert model.forward_head(features, pre_logits=True).shape == (2, model.head_hidden_size)
+    unpooled = timm.create_model("densenet_k12_t36", num_classes=0, global_pool="").eval()
+    with torch.no_grad():
+        assert unpooled(torch.randn(1, 3, 32, 32)).shape == (1, unpooled.num_features, 8, 8)
+    with pytest.raises(TypeError, match="override not_a_model_arg: unknown key"):
+        timm.create_model("cliquenet_digits", not_a_model_arg=1)
+
+
+def test_the_generic_name_builds_only_what_it_is_given_and_is_not_listed(timm) -> None:
+    assert "cliquegen_spec" not in timm.list_models() and timm.is_model("cliquegen_spec")
+    with pytest.raises(UsageError, match="needs spec="):
+        timm.create_model("cliquegen_spec")
+    model = timm.create_model("cliquegen_spec", spec=USER_SPEC, num_classes=2)
+    assert model.num_classes == 2 and model.feature_info[-1]["num_chs"] == 8 + 2 * 5

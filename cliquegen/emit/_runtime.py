@@ -6,7 +6,16 @@ torch), so both build the same parameters from the same random stream.  ``clique
 is the update of generated source; the FX emitter writes the same steps as graph nodes.
 
 Everything here may use only ``torch``, ``F`` (torch.nn.functional), ``nn`` and
-``checkpoint`` (torch.utils.checkpoint).
+``checkpoint`` (torch.utils.checkpoint).  timm's model interface, the same for both
+emitters' models, is :mod:`._interface`.
+
+TorchScript: ``torch.jit.script`` compiles the forward pass through these functions.  A module
+passed to a function is typed :class:`Layer` (TorchScript types each module instance apart, so
+a function can take modules only through an interface) and called with :func:`call`; where
+the eager code reads what an interface does not show (BatchNorm's statistics, a checkpoint),
+a function begins with its TorchScript path under ``if torch.jit.is_scripting():``, which
+TorchScript alone compiles.  Scripted code therefore neither folds BatchNorm in inference nor
+recomputes in the backward pass (``memory_efficient``).
 
 Speed: ReLU runs in place on BatchNorm's fresh output (BN's backward reads its input, not
 its output), the model converts its input to channels-last memory once at entry (the
@@ -17,16 +26,26 @@ them first (``can_fold``, ``folded_bn_relu``).
 
 from __future__ import annotations
 
+import inspect
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 
-def shared_weight(shape: tuple[int, int, int, int], init: str = "kaiming-normal-fan-out") -> nn.Parameter:
+def shared_weight(
+    shape: tuple[int, int, int, int],
+    init: str = "kaiming-normal-fan-out",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Parameter:
     """A W_ij: one conv weight (out, in, kernel, kernel), reused by every stage that reads it
-    (a block with ``share_weights: false`` has one per stage instead)."""
-    weight = nn.Parameter(torch.empty(shape))
+    (a block with ``share_weights: false`` has one per stage instead).  Like every constructor
+    here and torch's own, it makes its tensors on ``device`` in ``dtype`` (torch's defaults
+    when None)."""
+    weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
     init_conv_weight(weight, init)
     return weight
 
@@ -38,17 +57,27 @@ def conv2d(
     stride: int,
     padding: int,
     init: str = "kaiming-normal-fan-out",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Conv2d:
     """A bias-free convolution, initialised like the W_ij."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, stride, padding, bias=False, device=device, dtype=dtype
+    )
     init_conv_weight(conv.weight, init)
     return conv
 
 
-def linear(in_features: int, out_features: int, init: str = "kaiming-uniform") -> nn.Linear:
+def linear(
+    in_features: int,
+    out_features: int,
+    init: str = "kaiming-uniform",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Linear:
     """A fully connected layer with a zero bias; its weight as nn.Linear draws it, or Glorot
     uniform (``glorot-uniform``, TensorFlow's ``xavier_initializer()``)."""
-    layer = nn.Linear(in_features, out_features)
+    layer = nn.Linear(in_features, out_features, device=device, dtype=dtype)
     if init == "glorot-uniform":
         nn.init.xavier_uniform_(layer.weight)
     nn.init.zeros_(layer.bias)
@@ -107,8 +136,40 @@ CONSTRUCTORS = {
 }
 
 
-def bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tensor:
+def makes_tensors(kind: str) -> bool:
+    """Whether the constructor of a module kind takes ``device`` and ``dtype`` (those that make
+    parameters or buffers)."""
+    return "device" in inspect.signature(CONSTRUCTORS[kind]).parameters
+
+
+class Layer(nn.Module):
+    """What a function may do with a module it is given: call it on a tensor (:func:`call`).
+    Scripting cliquegen's FX models makes it a TorchScript interface (:func:`as_interface`)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        pass
+
+
+def as_interface() -> None:
+    """Make :class:`Layer` a TorchScript interface (once), so that ``torch.jit.script`` compiles
+    the functions that take modules: TorchScript gives each module instance a type of its own."""
+    if not getattr(Layer, "__torch_script_interface__", False):
+        with warnings.catch_warnings():  # torch marks TorchScript deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.interface(Layer)
+
+
+def call(module: Layer, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``; TorchScript calls an interface's forward itself."""
+    if torch.jit.is_scripting():
+        return module.forward(x)
+    return module(x)
+
+
+def bn_relu(inputs: list[torch.Tensor], bn: Layer) -> torch.Tensor:
     """ReLU(BN(cat(inputs))), (B, sum C_i, H, W); in eager inference, ``folded_bn_relu``."""
+    if torch.jit.is_scripting():
+        return F.relu(call(bn, torch.cat(inputs, 1)), inplace=True)
     if len(inputs) > 1 and can_fold(inputs, bn):
         return folded_bn_relu(inputs, bn)
     h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)
@@ -156,7 +217,7 @@ def folded_bn_relu(inputs: list[torch.Tensor], bn: nn.BatchNorm2d) -> torch.Tens
 def bn_relu_conv(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
     recompute: bool = False,
 ) -> torch.Tensor:
@@ -166,6 +227,8 @@ def bn_relu_conv(
     statistics as the first pass did, and leaves the running statistics and
     ``num_batches_tracked`` as the first pass updated them.
     """
+    if torch.jit.is_scripting():
+        return F.conv2d(bn_relu(inputs, bn), weight, None, 1, padding)
     if recompute:  # copies of the running statistics take the update (momentum 0 leaves them as they are)
         h = inputs[0] if len(inputs) == 1 else torch.cat(inputs, 1)  # (B, sum C_i, H, W)
         mean, var = (None if t is None else t.clone() for t in (bn.running_mean, bn.running_var))
@@ -178,10 +241,10 @@ def bn_relu_conv(
 def update_steps(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
     recompute: bool = False,
     last_dropout: bool = True,
 ) -> torch.Tensor:
@@ -191,22 +254,25 @@ def update_steps(
     h = bn_relu_conv(inputs, weight, bn, padding, recompute)
     if bottleneck is not None:
         if dropout is not None:
-            h = dropout(h)
+            h = call(dropout, h)
         bottleneck_bn, bottleneck_conv = bottleneck
-        padding = bottleneck_conv.padding[0]
-        h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
+        if torch.jit.is_scripting():  # the conv as a module: its stride is 1, its padding its own
+            h = call(bottleneck_conv, bn_relu([h], bottleneck_bn))
+        else:
+            padding = bottleneck_conv.padding[0]
+            h = bn_relu_conv([h], bottleneck_conv.weight, bottleneck_bn, padding, recompute)
     if dropout is not None and last_dropout:
-        h = dropout(h)
+        h = call(dropout, h)
     return h
 
 
 def checkpointed_update(
     inputs: list[torch.Tensor],
     weight: torch.Tensor,
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
 ) -> torch.Tensor:
     """``update_steps`` that, in training with inputs that need gradients, keeps none of its
     intermediates (the concatenation, BN and ReLU outputs) and recomputes them in backward
@@ -215,9 +281,23 @@ def checkpointed_update(
     the dropout after it runs outside the checkpoint and keeps its mask in one byte per element
     (``byte_mask_dropout``).  Under torch.compile the steps run as they are: BatchNorm's
     statistics are a side effect its checkpoint cannot take, and its partitioner chooses what
-    to recompute itself."""
+    to recompute itself.  Scripted code runs the steps as they are."""
+    if torch.jit.is_scripting():
+        return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
     if torch.compiler.is_compiling() or not (bn.training and any(x.requires_grad for x in inputs)):
         return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
+    return recomputed_update(inputs, weight, bn, padding, dropout, bottleneck)
+
+
+def recomputed_update(
+    inputs: list[torch.Tensor],
+    weight: torch.Tensor,
+    bn: nn.BatchNorm2d,
+    padding: int,
+    dropout: nn.Dropout | None = None,
+    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+) -> torch.Tensor:
+    """``checkpointed_update`` in training: the steps under ``checkpoint``, the last dropout after."""
     calls = []
 
     def run(weight: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
@@ -246,10 +326,10 @@ def byte_mask_dropout(h: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
 def clique_update(
     inputs: list[torch.Tensor],
     weights: list[torch.Tensor],
-    bn: nn.BatchNorm2d,
+    bn: Layer,
     padding: int,
-    dropout: nn.Module | None = None,
-    bottleneck: tuple[nn.BatchNorm2d, nn.Conv2d] | None = None,
+    dropout: Layer | None = None,
+    bottleneck: tuple[Layer, Layer] | None = None,
     memory_efficient: bool = False,
 ) -> torch.Tensor:
     """X_j = g(sum_i W_ij * X_i) as one convolution over the concatenated inputs.
@@ -260,8 +340,9 @@ def clique_update(
     recomputes these steps in the backward pass instead of storing their results.
     """
     weight = weights[0] if len(weights) == 1 else torch.cat(weights, 1)
-    steps = checkpointed_update if memory_efficient else update_steps
-    return steps(inputs, weight, bn, padding, dropout, bottleneck)
+    if memory_efficient:
+        return checkpointed_update(inputs, weight, bn, padding, dropout, bottleneck)
+    return update_steps(inputs, weight, bn, padding, dropout, bottleneck)
 
 
 class CliqueBlock(nn.Module):
@@ -275,7 +356,8 @@ class CliqueBlock(nn.Module):
     bottleneck ``bottleneck_bn{j}_s{k}`` and ``bottleneck{j}``; with ``share_weights=False``
     each stage has its own W_ij and bottleneck convolution (``w{i}_{j}_s{k}``,
     ``bottleneck{j}_s{k}``).  ``width``: channels of the W_ij (more than ``channels`` in a
-    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution.
+    widened bottleneck); ``bottleneck``: the kernel of each layer's bottleneck convolution;
+    ``device``, ``dtype``: where and in which dtype its parameters are made.
     """
 
     def __init__(
@@ -291,8 +373,11 @@ class CliqueBlock(nn.Module):
         eps: float = 1e-5,
         momentum: float = 0.1,
         init: str = "kaiming-normal-fan-out",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        dd = {"device": device, "dtype": dtype}
         self.schedule = [(j, k) for j, k in schedule]
         self.share_weights = share_weights
         self.padding = kernel // 2
@@ -305,13 +390,13 @@ class CliqueBlock(nn.Module):
             for i in read:
                 if not hasattr(self, self.weight_name(i, j, k)):
                     shape = (width, in_channels if i == 0 else channels, kernel, kernel)
-                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init))
+                    setattr(self, self.weight_name(i, j, k), shared_weight(shape, init, **dd))
             inputs = sum(in_channels if i == 0 else channels for i in read)
-            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum))
+            setattr(self, f"bn{j}_s{k}", nn.BatchNorm2d(inputs, eps, momentum, **dd))
             if bottleneck is not None:
-                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum))
+                setattr(self, f"bottleneck_bn{j}_s{k}", nn.BatchNorm2d(width, eps, momentum, **dd))
                 if not hasattr(self, self.stage_name(f"bottleneck{j}", k)):
-                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init)
+                    conv = conv2d(width, channels, bottleneck, 1, bottleneck // 2, init, **dd)
                     setattr(self, self.stage_name(f"bottleneck{j}", k), conv)
             updated.add(j)
 
@@ -350,30 +435,6 @@ class CliqueBlock(nn.Module):
             if row + 1 == len(self.schedule) or self.schedule[row + 1][1] != k:  # the stage is done
                 after.append([newest[i] for i in sorted(newest) if i > 0])
         return after
-
-
-def take_blocks(
-    num_blocks: int, indices: int | list[int] | tuple[int, ...] | None = None, output_fmt: str = "NCHW"
-) -> tuple[list[int], int]:
-    """The blocks ``forward_intermediates`` returns, as timm selects them: ``None`` every block,
-    ``n`` the last n, a list those blocks (0-based, negative from the end); and the largest."""
-    if output_fmt != "NCHW":
-        raise ValueError(f"output_fmt {output_fmt!r}: the block maps are (B, C, H, W), output_fmt 'NCHW'")
-    if indices is None:
-        indices = num_blocks
-    if isinstance(indices, int):
-        if not 0 < indices <= num_blocks:
-            raise ValueError(f"indices={indices}: the last n blocks need 1 <= n <= {num_blocks}")
-        take = list(range(num_blocks - indices, num_blocks))
-    else:
-        take = []
-        for index in indices:
-            if not -num_blocks <= index < num_blocks:
-                raise ValueError(f"block index {index} is out of range: the model has {num_blocks} blocks")
-            take.append(index % num_blocks)
-        if not take:
-            raise ValueError("indices is empty: name at least one block")
-    return take, max(take)
 
 
 def haar_dwt(x: torch.Tensor) -> torch.Tensor:

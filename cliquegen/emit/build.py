@@ -9,6 +9,7 @@ import os
 import types
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .._io import atomic_write_all, made_folder
@@ -57,9 +58,23 @@ def exec_source(text: str, module_name: str) -> types.ModuleType:
     return module
 
 
-def build_source_model(spec: Spec | ImageSpec) -> nn.Module:
-    """A freshly initialised instance of the generated module's ``Model``."""
-    return exec_source(generate_source(spec), spec.module_name).Model()
+def build_source_model(
+    spec: Spec | ImageSpec, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
+    """A freshly initialised instance of the generated module's ``Model``, its parameters made
+    on ``device`` in ``dtype`` (an image network's: made, then moved)."""
+    module = exec_source(generate_source(spec), spec.module_name)
+    if isinstance(spec, ImageSpec):
+        return placed(module.Model(), device, dtype)
+    return module.Model(device=device, dtype=dtype)
+
+
+def placed(model: nn.Module, device: torch.device | str | None, dtype: torch.dtype | None) -> nn.Module:
+    """``model`` moved to ``device`` and ``dtype`` where they are given (image networks, which
+    are no timm models, are made on torch's defaults first)."""
+    if device is None and dtype is None:
+        return model
+    return model.to(device=device, dtype=dtype)
 
 
 def build_files(

@@ -17,19 +17,34 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..compiler.ir import ModuleDecl, Op, Program
-from ._runtime import CONSTRUCTORS, bn_relu, checkpointed_update, haar_dwt, haar_idwt, linear, take_blocks
+from ._interface import TimmModel, head_map, pruned_multiscale
+from ._runtime import (
+    CONSTRUCTORS,
+    as_interface,
+    bn_relu,
+    checkpointed_update,
+    haar_dwt,
+    haar_idwt,
+    makes_tensors,
+)
 
 FEATURES = "features"  # name of the pooled feature vector (multi-scale, or the last block's) in every Program
 
 
-def instantiate(decl: ModuleDecl) -> nn.Module | nn.Parameter | torch.Tensor:
-    """Create a declared module with its initial weights (the policy lives in ``_runtime``)."""
+def instantiate(
+    decl: ModuleDecl, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> nn.Module | nn.Parameter | torch.Tensor:
+    """Create a declared module with its initial weights (the policy lives in ``_runtime``), its
+    tensors made on ``device`` in ``dtype``."""
     if decl.kind not in CONSTRUCTORS:
         raise ValueError(f"unknown module kind {decl.kind!r} for {decl.path!r}")
-    return CONSTRUCTORS[decl.kind](**decl.args)
+    factory = {"device": device, "dtype": dtype} if makes_tensors(decl.kind) else {}
+    return CONSTRUCTORS[decl.kind](**decl.args, **factory)
 
 
-def build_root(program: Program) -> nn.Module:
+def build_root(
+    program: Program, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> nn.Module:
     """The module tree that holds every declared module, in declaration order."""
     root = nn.Module()
     for path, decl in program.modules.items():
@@ -39,7 +54,7 @@ def build_root(program: Program) -> nn.Module:
             if not hasattr(parent, part):
                 parent.add_module(part, nn.Module())
             parent = getattr(parent, part)
-        value = instantiate(decl)
+        value = instantiate(decl, device, dtype)
         if isinstance(value, nn.Parameter):
             parent.register_parameter(leaf, value)
         elif isinstance(value, torch.Tensor):  # a constant: moves with the model, not in the state_dict
@@ -49,19 +64,36 @@ def build_root(program: Program) -> nn.Module:
     return root
 
 
-class CliqueNetGraphModule(fx.GraphModule):
-    """A GraphModule with the model helpers users expect, and the methods timm calls.
+def head_branches(program: Program) -> list[str]:
+    """The maps the head pools into the features: each block's branch of a multi-scale head, or
+    the last block's with head kind ``last`` (the inputs of the global pools of ``features``)."""
+    features = program.values[program.features]
+    pools = [program.values[name] for name in features.inputs] if features.kind == "cat" else [features]
+    if any(op.kind != "global_pool" for op in pools):
+        raise AssertionError(f"{program.features} is not made of global pools")
+    return [op.inputs[0] for op in pools]
 
-    ``forward_features`` returns the pooled features (B, num_features): multi-scale, or the
-    last block's with head kind ``last``; ``forward_head`` applies the classifier to them.
-    ``forward_intermediates``, ``feature_info`` and ``prune_intermediate_layers`` give each
-    block's output map (timm's ``features_only``); ``set_grad_checkpointing`` switches
-    ``memory_efficient``.
+
+class CliqueNetGraphModule(TimmModel, fx.GraphModule):
+    """A GraphModule with the model helpers users expect, and timm's model interface
+    (:class:`~._interface.TimmModel`).
+
+    ``forward`` is the graph: the Program's, or with ``global_pool`` ``""`` or after
+    ``prune_intermediate_layers`` one that ends as ``forward_head(forward_features(x))`` does
+    (``refresh_forward``).  ``forward_blocks`` and thus ``forward_features`` and
+    ``forward_intermediates`` run functions compiled from the whole Program's graph for the
+    values they need.  ``set_grad_checkpointing`` switches ``memory_efficient``.
     """
 
-    program: Program  # what the graph was built from (set by emit_fx)
-    feature_info: list[dict[str, Any]]  # per block: num_chs, reduction, module
-    pruned: bool  # whether prune_intermediate_layers removed modules (forward no longer runs)
+    # Python-side state: TorchScript compiles the graph's forward and needs none of it.
+    __jit_unused_properties__ = [*fx.GraphModule.__jit_unused_properties__, "num_classes", "memory_efficient"]
+    __jit_ignored_attributes__ = ["program", "feature_info", "output_runs"]
+
+    def __prepare_scriptable__(self) -> CliqueNetGraphModule:
+        """``torch.jit.script`` calls this first: the runtime functions the graph calls take
+        modules through a TorchScript interface."""
+        as_interface()
+        return self
 
     def recompile(self) -> Any:
         result = super().recompile()
@@ -71,16 +103,48 @@ class CliqueNetGraphModule(fx.GraphModule):
         return result
 
     def run_outputs(self, names: list[str], title: str) -> Callable[..., Any]:
-        """A function ``(module, x)`` returning the named values of the graph (compiled once)."""
+        """A function ``(module, x)`` returning the named values of the Program as a tuple."""
         key = tuple(names)
         if key not in self.output_runs:
-            self.output_runs[key] = compile_outputs(self.graph, names, title)
+            self.output_runs[key] = compile_outputs(build_graph(self.program), names, title)
         return self.output_runs[key]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pruned:
-            raise RuntimeError("the model was pruned by prune_intermediate_layers: it has no features")
-        return self.run_outputs([FEATURES], "forward_features")(self, x)
+    def forward_blocks(
+        self,
+        x: torch.Tensor,
+        last: int,
+        maps: list[torch.Tensor] | None = None,
+        head_maps: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor | None:
+        """Runs the stem and the blocks up to block ``last`` (0-based), appending the map each
+        block hands on to ``maps`` and each head branch's map to ``head_maps`` when given;
+        returns the pooled features, or None when ``last`` is not the last block."""
+        complete = last + 1 == len(self.program.block_outputs)
+        names = list(self.program.block_outputs[: last + 1]) if maps is not None else []
+        branches = head_branches(self.program) if complete and head_maps is not None else []
+        names += [*branches, FEATURES] if complete else []
+        values = list(self.run_outputs(names, "forward_blocks")(self, x)) if names else []
+        if maps is not None:
+            maps += values[: last + 1]
+        if head_maps is not None:
+            head_maps += values[len(values) - 1 - len(branches) : -1]
+        return values[-1] if complete else None
+
+    def refresh_forward(self) -> None:
+        self.graph = forward_graph(self.program, self.global_pool, self.num_blocks, self.classifier)
+
+    def remove_after_block(self, last: int) -> None:
+        graph = _subgraph(build_graph(self.program), list(self.program.block_outputs[: last + 1]))
+        used = {node.target.split(".")[0] for node in graph.nodes if node.op in ("get_attr", "call_module")}
+        for name in [name for name in self._modules if name not in used]:
+            delattr(self, name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as its modules and the state its graphs are built from: torch.fx's own pickling
+        traces the code again, which the runtime functions of the head do not survive, and gives
+        back a plain GraphModule."""
+        state = {key: self.__dict__[key] for key in _STATE}
+        return (_unpickle, (dict(self._modules), type(self).__name__, state, self.training))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CliqueNetGraphModule:
         twin = super().__deepcopy__(memo)  # keeps modules, graph and meta, not other attributes
@@ -90,43 +154,9 @@ class CliqueNetGraphModule(fx.GraphModule):
         return twin
 
     @property
-    def num_features(self) -> int:
-        return self.program.values[self.program.features].shape[0]
-
-    @property
-    def num_classes(self) -> int:
-        return self.classifier.out_features if isinstance(self.classifier, nn.Linear) else 0
-
-    @property
-    def in_chans(self) -> int:
-        return next(op.shape[0] for op in self.program.ops if op.kind == "input")
-
-    @property
     def memory_efficient(self) -> bool:
         """Whether the updates recompute their steps in the backward pass (set_grad_checkpointing)."""
         return any(op.attrs.get("memory_efficient") for op in self.program.ops if op.kind == "update")
-
-    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return features if pre_logits else self.classifier(features)
-
-    def get_classifier(self) -> nn.Module:
-        return self.classifier
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """A fresh classifier (zero bias) for ``num_classes`` classes; with 0 none, so that
-        ``forward`` returns the pooled features.  The pooling is always the average."""
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"global_pool={global_pool!r}: the head pools by averaging ('avg') only")
-        if num_classes == 0:
-            self.classifier = nn.Identity()
-        else:
-            weight = next(self.parameters())
-            self.classifier = linear(self.num_features, num_classes).to(weight.device, weight.dtype)
-
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        """Parameter groups for timm's layer-wise learning rates: the stem, then each block with
-        its transition; the head and the classifier come last."""
-        return {"stem": r"^stem\.", "blocks": r"^(?:block|transition)(\d+)\."}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Switch ``memory_efficient``: recompute each clique update in the backward pass."""
@@ -137,68 +167,54 @@ class CliqueNetGraphModule(fx.GraphModule):
             for op in self.program.ops
         ]
         self.program = dataclasses.replace(self.program, ops=ops)
-        self.graph = build_graph(self.program)  # recompiles; the parameters stay as they are
+        self.refresh_forward()  # recompiles; the parameters stay as they are
 
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | tuple[int, ...] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output map (B, C, H, W) of each block ``indices`` selects (timm's meaning: None
-        every block, n the last n, a list those), with the pooled features unless
-        ``intermediates_only``; then no block after the last selected one runs.  ``norm`` and
-        ``stop_early`` are accepted for timm's signature: no norm layer follows the blocks,
-        and the features need every block."""
-        take, last = take_blocks(len(self.feature_info), indices, output_fmt)
-        if not intermediates_only and self.pruned:
-            raise RuntimeError("the model was pruned by prune_intermediate_layers: use intermediates_only")
-        names = list(self.program.block_outputs)
-        names = names[: last + 1] if intermediates_only else [*names, FEATURES]
-        values = self.run_outputs(names, "forward_intermediates")(self, x)
-        maps = [values[index] for index in take]
-        return maps if intermediates_only else (values[-1], maps)
 
-    def prune_intermediate_layers(
-        self,
-        indices: int | list[int] | tuple[int, ...] = 1,
-        prune_norm: bool = False,
-        prune_head: bool = True,
-    ) -> list[int]:
-        """Remove the modules that the selected blocks' output maps do not need (later blocks,
-        the head; the classifier unless ``prune_head`` is false and every block stays).  The
-        model then serves ``forward_intermediates(..., intermediates_only=True)`` only, as
-        timm's ``features_only`` wrapper calls it (``forward`` returns the maps of every block
-        kept).  Returns the block indices taken."""
-        take, last = take_blocks(len(self.feature_info), indices)
-        if last + 1 == len(self.feature_info) and not prune_head:
-            return take
-        graph = _subgraph(self.graph, list(self.program.block_outputs[: last + 1]))
-        used = {node.target.split(".")[0] for node in graph.nodes if node.op in ("get_attr", "call_module")}
-        for name in [name for name in self._modules if name not in used]:
-            delattr(self, name)
-        self.graph = graph  # forward now returns the maps; copies and pickles need no removed module
-        self.feature_info = self.feature_info[: last + 1]
-        self.pruned = True
-        return take
+#: What a model holds besides its modules and graph (set by emit_fx, changed by TimmModel).
+_STATE = (
+    "program",
+    "feature_info",
+    "num_blocks",
+    "multiscale",
+    "pruned",
+    "global_pool",
+    "num_features",
+    "head_hidden_size",
+    "in_chans",
+)
+
+
+def _unpickle(
+    modules: dict[str, nn.Module], class_name: str, state: dict[str, Any], training: bool
+) -> CliqueNetGraphModule:
+    root = nn.Module()
+    for name, module in modules.items():
+        root.add_module(name, module)
+    model = CliqueNetGraphModule(root, fx.Graph(), class_name=class_name)
+    model._modules.clear()  # the modules as they were, unused ones too, in their order
+    model._modules.update(modules)
+    model.__dict__.update(state)
+    model.training = training
+    model.refresh_forward()
+    return model
 
 
 def _subgraph(graph: fx.Graph, names: list[str]) -> fx.Graph:
-    """A copy of ``graph`` returning the named nodes as a tuple (``features`` alone: that node),
-    without the nodes they do not need."""
+    """A copy of ``graph`` returning the named nodes as a tuple, without the nodes they do not
+    need."""
     sub = fx.Graph()
     values: dict[fx.Node, fx.Node] = {}
     sub.graph_copy(graph, values)
     by_name = {node.name: values[node] for node in graph.nodes if node.name in names}
-    outputs = [by_name[name] for name in names]
-    sub.output(outputs[0] if names == [FEATURES] else tuple(outputs))
-    for node in reversed(list(sub.nodes)):  # users come before the nodes they read
-        if node.op not in ("output", "placeholder") and not node.users:
-            sub.erase_node(node)
+    sub.output(tuple(by_name[name] for name in names))
+    _drop_unused(sub)
     return sub
+
+
+def _drop_unused(graph: fx.Graph) -> None:
+    for node in reversed(list(graph.nodes)):  # users come before the nodes they read
+        if node.op not in ("output", "placeholder") and not node.users:
+            graph.erase_node(node)
 
 
 def compile_outputs(graph: fx.Graph, names: list[str], title: str) -> Callable[..., Any]:
@@ -330,6 +346,7 @@ class _GraphWriter:
 
 
 def build_graph(program: Program) -> fx.Graph:
+    """The Program's graph: the input to the logits."""
     writer = _GraphWriter(program)
     for op in program.ops:
         writer.emit(op)
@@ -338,10 +355,60 @@ def build_graph(program: Program) -> fx.Graph:
     return writer.graph
 
 
-def emit_fx(program: Program, class_name: str = "CliqueNet") -> CliqueNetGraphModule:
-    """A GraphModule computing the Program, with freshly initialised parameters."""
-    module = CliqueNetGraphModule(build_root(program), build_graph(program), class_name=class_name)
+def forward_graph(
+    program: Program, global_pool: str = "avg", num_blocks: int | None = None, classifier: Any = None
+) -> fx.Graph:
+    """The graph ``forward`` runs: the Program's, while every block runs and the head pools by
+    averaging; else the nodes of ``TimmModel.forward``: ``forward_features``' map (the head's,
+    or the last kept block's) through ``forward_head``.  A head that reads every block, with
+    blocks pruned, leaves a graph that raises as ``forward_features`` does."""
+    blocks = len(program.block_outputs) if num_blocks is None else num_blocks
+    complete = blocks == len(program.block_outputs)
+    if complete and global_pool == "avg":
+        return build_graph(program)
+    writer = _GraphWriter(program)
+    for op in program.ops:
+        writer.emit(op)
+    graph, env = writer.graph, writer.env
+    if complete:
+        branches = [env[name] for name in head_branches(program)]
+        x = branches[0]
+        if len(branches) > 1:
+            x = writer.node("call_function", head_map, (branches,), "head_map")
+    elif len(head_branches(program)) > 1:
+        x = writer.node("call_function", pruned_multiscale, (env[program.ops[0].name],), "pruned")
+    else:
+        x = env[program.block_outputs[blocks - 1]]
+    if global_pool == "avg":  # forward_head's nodes
+        x = writer.node("call_method", "mean", (x, (2, 3)), "pooled")
+    if not isinstance(classifier, nn.Identity) and global_pool == "avg":
+        x = writer.node("call_module", program.classifier, (x,), "head")
+    elif not isinstance(classifier, nn.Identity):  # at each position of the map
+        x = writer.node("call_method", "movedim", (x, 1, -1), "channels_last")
+        x = writer.node("call_module", program.classifier, (x,), "head_channels_last")
+        x = writer.node("call_method", "movedim", (x, -1, 1), "head")
+    graph.output(x)
+    _drop_unused(graph)
+    graph.lint()
+    return graph
+
+
+def emit_fx(
+    program: Program,
+    class_name: str = "CliqueNet",
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> CliqueNetGraphModule:
+    """A GraphModule computing the Program, with freshly initialised parameters made on
+    ``device`` in ``dtype``."""
+    root = build_root(program, device, dtype)
+    module = CliqueNetGraphModule(root, build_graph(program), class_name=class_name)
     module.program = program
     module.feature_info = program.feature_info()
+    module.num_blocks = len(program.block_outputs)
+    module.multiscale = len(head_branches(program)) > 1
     module.pruned = False
+    module.global_pool = "avg"
+    module.num_features = module.head_hidden_size = program.values[program.features].shape[0]
+    module.in_chans = next(op.shape[0] for op in program.ops if op.kind == "input")
     return module

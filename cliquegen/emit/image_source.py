@@ -38,11 +38,14 @@ _BY_MODULE = {
 }
 _BY_OP = {
     "update": (
+        _runtime.Layer,  # the type of the modules the functions below take
+        _runtime.call,
         _runtime.clique_update,
         _runtime.update_steps,
         _runtime.bn_relu_conv,
         _runtime.bn_relu,
         _runtime.checkpointed_update,
+        _runtime.recomputed_update,
         _runtime.byte_mask_dropout,
         _runtime.can_fold,
         _runtime.folded_bn_relu,
@@ -91,6 +94,8 @@ def describe_graph(block: GraphBlock, graph_name: str) -> str:
 
 class ImageSourceWriter(SourceWriter):
     """The statements of an image network: titles from the network's ops and blocks."""
+
+    device_args = False  # no timm model: its __init__ takes no device or dtype
 
     def __init__(self, compiled: Compiled):
         super().__init__(compiled)
@@ -299,8 +304,8 @@ def render_image_source(compiled: Compiled, origin: Provenance, version: str) ->
     forward_lines: list[str] = []
     intermediates_lines: list[str] = []
     for group in groups:
-        forward_lines += writer.call(group)
-        intermediates_lines += writer.call(group, maps=True)
+        forward_lines += writer.call(group, maps=False)
+        intermediates_lines += writer.call(group)
     notes = _stage_notes(writer)
     methods = [writer.method(group) for group in groups]
     runtime = writer.runtime()

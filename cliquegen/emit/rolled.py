@@ -72,9 +72,10 @@ class RolledBlock:
                         options.setdefault(key, decl.args[key])
         return options
 
-    def constructor(self, program: Program, target: str) -> list[str]:
+    def constructor(self, program: Program, target: str, dd: bool = False) -> list[str]:
         """``target = CliqueBlock(...)`` with one row per update under its equation (lines
-        relative to the statement's indent, laid out as ruff format lays them out)."""
+        relative to the statement's indent, laid out as ruff format lays them out); with ``dd``,
+        made on ``__init__``'s device and dtype (``**dd``)."""
         lines = [f"{target} = CliqueBlock("]
         lines += [f"{INDENT}{key}={pyrepr(value)}," for key, value in self.options(program).items()]
         lines.append(f"{INDENT}schedule=[  # (j, k) computes Xj(k); the rows run in this order")
@@ -88,7 +89,7 @@ class RolledBlock:
             first, *rest = wrap_text(self.equation(op, program), LINE_LENGTH - 8 - len(pad + row), " + ")
             lines.append(pad + row + first)
             lines += [f"{pad}#   {more}" for more in rest]
-        lines += [f"{INDENT}],", ")"]
+        lines += [f"{INDENT}],", *[f"{INDENT}**dd,"] * dd, ")"]
         return lines
 
     def equation(self, op: Op, program: Program) -> str:

@@ -1,16 +1,20 @@
 """Source emitter: the Program as a standalone Python module a person can read.
 
 The module imports only torch and the standard library and reads model-first: its header,
-the model class, then under a ``Runtime`` heading the functions of :mod:`._runtime` it calls
-(copied verbatim; the inference fast path last).  ``__init__`` declares the Program's
+timm's model interface (:mod:`._interface`, the model class's base), the model class, then
+under a ``Runtime`` heading the functions it calls (copied verbatim from :mod:`._runtime` and
+:mod:`._interface`; the inference fast path last).  ``__init__`` declares the Program's
 modules in declaration order with those constructors, titled by block and stage, each W_ij
 and BatchNorm named in a comment, so a torch seed gives the FX model's initial weights and
 the ``state_dict`` keys are the FX model's.  The forward pass is the Program's ops, one
 statement each, named as in the Program (``b1_x3_s2``), every update under its stage
 equation; a large block is one CliqueBlock run from a schedule table (:mod:`.rolled`).
 Each of the Program's groups (the stem; a block with its transition and head) is a method
-(``forward_block1``) that returns only the values later code reads, and ``forward_features``
-calls them in order: a block's tensors are freed when its method returns.
+(``forward_block1``) that returns only the values later code reads, and ``forward_blocks``
+calls them in order: a block's tensors are freed when its method returns.  The model class
+derives from ``TimmModel`` (timm's model interface, copied before it), which calls
+``forward_blocks``; ``__init__`` takes ``device`` and ``dtype`` and makes every parameter
+there (``**dd``).
 :class:`SourceWriter` turns ops and module declarations into statements (one method per
 kind, an explicit error for an unknown one), laid out by :mod:`.pytext`;
 ``templates/model.py.jinja2`` lays them out in the module, with the prose of :mod:`.prose`.
@@ -40,8 +44,10 @@ from ..compiler.naming import class_name, roman
 from ..compiler.summary import summarize
 from ..spec.base import Provenance
 from ..spec.model import BlockConfig
-from . import _runtime
+from . import _interface, _runtime
+from .fx import head_branches
 from .prose import class_doc, module_header, part_title
+from .pruning import outermost_unused, unused_lines
 from .pytext import (
     BODY_WIDTH,
     INDENT,
@@ -69,15 +75,23 @@ RUNTIME_SECTIONS = {
         _runtime.init_conv_weight,
     ),
     "The clique update that the forward methods call": (
+        _runtime.Layer,
+        _runtime.call,
         _runtime.clique_update,
         _runtime.update_steps,
         _runtime.bn_relu_conv,
         _runtime.bn_relu,
         _runtime.checkpointed_update,
+        _runtime.recomputed_update,
         _runtime.byte_mask_dropout,
     ),
     "The clique block that runs a large block from its schedule table": (_runtime.CliqueBlock,),
-    "The blocks forward_intermediates returns, selected as timm selects them": (_runtime.take_blocks,),
+    "What timm's model interface calls": (
+        _interface.take_blocks,
+        _interface.head_map,
+        _interface.common_divisor,
+        _interface.pruned_multiscale,
+    ),
     "Inference fast path of bn_relu (the same values, no separate concatenation)": (
         _runtime.can_fold,
         _runtime.folded_bn_relu,
@@ -86,6 +100,8 @@ RUNTIME_SECTIONS = {
 RUNTIME_FUNCTIONS = tuple(function for functions in RUNTIME_SECTIONS.values() for function in functions)
 #: The section a module copies only when it has a block run from a schedule table.
 ROLLED_SECTION = "The clique block that runs a large block from its schedule table"
+#: Copied before the model class, which it is the base of.
+INTERFACE = _interface.TimmModel
 
 
 #: Constructor arguments always written with their names (the spec's norm and init settings).
@@ -127,10 +143,13 @@ class SourceWriter:
     #: Names the generated module binds itself; no Program value may take one.
     RESERVED = frozenset(
         {"self", "block", "update", "partial", "torch", "F", "nn", "checkpoint", "pre_logits", "Model"}
-        | {"maps", "after"}  # the maps forward_intermediates collects; a CliqueBlock's values by stage
+        | {"maps", "head_maps", "after"}  # the maps forward_blocks collects; a CliqueBlock's values by stage
+        | {"dd", "device", "dtype"}  # where __init__ makes the parameters
         | {"indices", "norm", "stop_early", "output_fmt", "intermediates_only", "take", "last", "index"}
-        | {function.__name__ for function in RUNTIME_FUNCTIONS}
+        | {function.__name__ for function in (*RUNTIME_FUNCTIONS, INTERFACE)}
     )
+    #: Whether ``__init__`` takes ``device`` and ``dtype`` and makes its modules there (``**dd``).
+    device_args = True
 
     def __init__(self, compiled: Compiled):
         self.compiled = compiled
@@ -143,6 +162,9 @@ class SourceWriter:
         self.alias: str | None = None  # module path prefix bound to the local `block`
         self.bound: dict[str, str] = {}  # clique_update options bound in the local `update`
         self.maps: set[str] = set()  # block outputs that the method being written appends to `maps`
+        self.head_maps: set[str] = set()  # head branch maps that it appends to `head_maps`
+        # the maps the head pools (an image network has no head)
+        self.branches = head_branches(self.program) if self.program.features is not None else []
         self.rolled = rolled_blocks(compiled)  # blocks emitted as a CliqueBlock, by part
         self.rolled_values = {name: block for block in self.rolled.values() for name in block.values}
 
@@ -168,7 +190,7 @@ class SourceWriter:
                 lines += wrap_comment(self.title(top), separator=", ")
                 if top in self.rolled:  # one statement makes all of them
                     made.add(top)
-                    lines += self.rolled[top].constructor(self.program, self.ref(top))
+                    lines += self.rolled[top].constructor(self.program, self.ref(top), self.device_args)
             if top in self.rolled:
                 continue
             for depth in range(1, len(parents) + 1):
@@ -238,6 +260,8 @@ class SourceWriter:
             pyrepr(value) if position < 2 and key not in NAMED_ARGUMENTS else f"{key}={pyrepr(value)}"
             for position, (key, value) in enumerate(decl.args.items())
         ]
+        if self.device_args and _runtime.makes_tensors(decl.kind):
+            args.append("**dd")  # on __init__'s device, in its dtype
         return Seq(f"{self.ref(decl.path)} = {name}(", tuple(args), ")")
 
     def ref(self, path: str) -> str:
@@ -298,6 +322,11 @@ class SourceWriter:
                 lines += [
                     f"if maps is not None:  # the map block {block} hands on",
                     f"    maps.append({op.name})",
+                ]
+            if op.name in self.head_maps:
+                lines += [
+                    "if head_maps is not None:  # the map this head branch pools",
+                    f"    head_maps.append({op.name})",
                 ]
         self.alias, self.bound = None, {}
         return lines
@@ -361,14 +390,25 @@ class SourceWriter:
                 raise AssertionError(f"block {index + 1}'s output {name} is not defined in its method")
         return names
 
+    def group_head_maps(self, group: Group) -> list[str]:
+        """The maps of head branches a group's method appends to ``head_maps`` (for
+        ``forward_features``): those its ops define."""
+        defined = {op.name for op in group.ops}
+        return [name for name in self.branches if name in defined]
+
+    def collects(self, group: Group) -> list[str]:
+        """The lists a group's method appends to: ``maps``, ``head_maps``, or both."""
+        return ["maps"] * bool(self.group_maps(group)) + ["head_maps"] * bool(self.group_head_maps(group))
+
     def method(self, group: Group) -> list[str]:
         """A method that runs one group: its docstring, its statements, what later code reads;
-        a block's method also appends the map the block hands on to ``maps`` when given one."""
+        a block's method also appends the map the block hands on to ``maps``, and the map of
+        a head branch to ``head_maps``, when given them."""
         parameters = self.signature(group)
         returns = "torch.Tensor"
         if len(group.outputs) > 1:
             returns = f"tuple[{', '.join([returns] * len(group.outputs))}]"
-        maps = ["maps: list[torch.Tensor] | None = None"] if self.group_maps(group) else []
+        maps = [f"{name}: list[torch.Tensor] | None = None" for name in self.collects(group)]
         head = Seq(
             f"def {self.method_name(group)}(",
             ("self", *(f"{ident(name)}: torch.Tensor" for name in parameters), *maps),
@@ -392,19 +432,19 @@ class SourceWriter:
             lines.append(f'{INDENT}"""{docstring(doc[0])}')
             lines += [INDENT + docstring(line) if line else "" for line in doc[1:]]
             lines.append(f'{INDENT}"""')
-        self.maps = set(self.group_maps(group))
+        self.maps, self.head_maps = set(self.group_maps(group)), set(self.group_head_maps(group))
         body = strip_blank(self.body(list(group.ops), first_title=False))
-        self.maps = set()
+        self.maps, self.head_maps = set(), set()
         lines += [INDENT + line if line else "" for line in body]
         lines.append(f"{INDENT}return {', '.join(ident(name) for name in group.outputs)}")
         return lines
 
-    def call(self, group: Group, maps: bool = False) -> list[str]:
-        """``forward_features``' statement that runs a group's method (``maps``: and collects the
-        block's output map, in ``forward_intermediates``)."""
+    def call(self, group: Group, maps: bool = True) -> list[str]:
+        """``forward_blocks``' statement that runs a group's method (``maps``: handing on the
+        lists it appends to)."""
         targets = ", ".join(ident(name) for name in group.outputs)
         arguments = tuple(ident(name) for name in self.signature(group))
-        arguments += ("maps",) if maps and self.group_maps(group) else ()
+        arguments += tuple(self.collects(group)) if maps else ()
         lines = format_call(
             0, Seq(f"{targets} = self.{self.method_name(group)}(", arguments, ")"), BODY_WIDTH
         )
@@ -413,22 +453,20 @@ class SourceWriter:
             lines[0] += comment
         return lines
 
-    def intermediates_lines(self, groups: list[Group]) -> list[str]:
-        """``forward_intermediates``' body after the selection: the calls of ``forward_features``
-        collecting each block's map, returning after the last block asked for when only the
-        maps are wanted."""
+    def blocks_lines(self, groups: list[Group]) -> list[str]:
+        """``forward_blocks``' body: the calls of the groups' methods, returning None after block
+        ``last`` unless it is the last block, then the join of the head's pooled features."""
         lines: list[str] = []
-        last_map = max((g for g, group in enumerate(groups) if self.group_maps(group)), default=-1)
-        for g, group in enumerate(groups):
+        blocks = len(self.program.block_outputs)
+        for group in groups:
             if group.name == "features":  # the join of the blocks' features
                 lines += self.body(list(group.ops), first_title=False)
                 continue
-            lines += self.call(group, maps=True)
-            if self.group_maps(group) and g < last_map:  # after the last map the end returns them
-                lines += [
-                    "if intermediates_only and len(maps) > last:",
-                    f"{INDENT}return [maps[index] for index in take]",
-                ]
+            lines += self.call(group)
+            for name in self.group_maps(group):
+                index = self.program.block_outputs.index(name)
+                if index + 1 < blocks:
+                    lines += [f"if last == {index}:", f"{INDENT}return None"]
         return lines
 
     def feature_info_lines(self) -> list[str]:
@@ -440,16 +478,16 @@ class SourceWriter:
         return ["self.feature_info = [", *(INDENT + entry for entry in entries), "]"]
 
     def unused_after_blocks(self, groups: list[Group]) -> list[tuple[str, ...]]:
-        """For each block, the top-level modules that ``forward_intermediates`` does not use when
-        it stops after that block (what ``prune_intermediate_layers`` removes)."""
-        tops = list(dict.fromkeys(path.split(".")[0] for path in self.program.modules))
+        """For each block, the modules that running the methods up to that block's does not
+        use (what ``prune_intermediate_layers`` removes): each as its outermost container that
+        holds nothing used."""
         used: set[str] = set()
         unused = []
         for group in groups:
             for op in group.ops:
-                used |= {path.split(".")[0] for path in self.program.module_inputs(op)}
+                used |= set(self.program.module_inputs(op))
             if self.group_maps(group):
-                unused.append(tuple(top for top in tops if top not in used))
+                unused.append(outermost_unused(list(self.program.modules), used))
         return unused
 
     def emit(self, op: Op) -> list[str]:
@@ -538,8 +576,6 @@ class SourceWriter:
         function = "update" if self.bound else "clique_update"
         return Seq(f"{ident(op.name)} = {function}(", tuple(args), ")")
 
-    # prose
-
 
 # --- the module ------------------------------------------------------------------------------
 
@@ -558,10 +594,11 @@ def render_source(compiled: Compiled, origin: Provenance, version: str) -> str:
 
     features = writer.features_ops()
     groups = writer.feature_groups()
-    features_lines: list[str] = []
-    for group in groups:  # the join of the blocks' features runs inline, the rest in methods
-        joins = group.name == "features"
-        features_lines += writer.body(list(group.ops), first_title=False) if joins else writer.call(group)
+    head = writer.head_ops()  # TimmModel.forward calls the classifier on the features itself
+    if [(op.kind, op.attrs.get("module"), op.inputs) for op in head] != [
+        ("call", program.classifier, (program.features,))
+    ]:
+        raise AssertionError("the classifier is not one module called on the features")
     context = {
         "header": header,
         "constants": {
@@ -579,6 +616,7 @@ def render_source(compiled: Compiled, origin: Provenance, version: str) -> str:
             for title, functions in RUNTIME_SECTIONS.items()
             if title != ROLLED_SECTION or writer.rolled
         ],
+        "interface": inspect.getsource(INTERFACE).rstrip("\n"),
         "class_name": class_name(spec),
         "doc": doc,
         "init_lines": writer.init_lines(),
@@ -586,25 +624,15 @@ def render_source(compiled: Compiled, origin: Provenance, version: str) -> str:
         "input_shape": ", ".join(map(str, input_shape)),
         "features": program.features,
         "methods": [writer.method(group) for group in groups if group.name != "features"],
-        "features_lines": features_lines,
-        "intermediates_lines": writer.intermediates_lines(groups),
+        "blocks_lines": writer.blocks_lines(groups),
         "feature_info_lines": writer.feature_info_lines(),
-        "unused_lines": [
-            line
-            for names in writer.unused_after_blocks(groups)
-            for line in (
-                [f"({pyrepr(names[0])},),"]
-                if len(names) == 1
-                else format_call(0, Seq("(", tuple(map(pyrepr, names)), "),"), BODY_WIDTH - len(INDENT))
-            )
-        ],
+        "unused_lines": unused_lines(writer.unused_after_blocks(groups)),
+        "num_blocks": len(program.block_outputs),
+        "multiscale": len(head_branches(program)) > 1,
+        "in_chans": input_shape[0],
         "memory_efficient": spec.memory_efficient,
         "uses_partial": any(op.kind == "update" and op.part not in writer.rolled for op in program.ops),
-        "head_lines": strip_blank(writer.body(writer.head_ops())),
-        "output": program.output,
-        "classifier": writer.ref(program.classifier),
         "num_features": num_features,
-        "num_classes": num_classes,
         "pooled": f"pooled {'multi-scale' if spec.head.kind == 'multiscale' else 'last-block'} features",
     }
     return template_environment().get_template("model.py.jinja2").render(**context)

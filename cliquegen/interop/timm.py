@@ -10,13 +10,19 @@ Every model built through timm records its spec's text among timm's model argume
 ``timm.models.save_for_hf`` writes a ``config.json`` that rebuilds it: a shipped spec under its
 own name, a user's spec under the generic ``cliquegen_spec``, which builds whatever spec text it
 is given.  ``timm.create_model("local-dir:DIR", pretrained=True)`` then needs only
-``import cliquegen`` and the folder.  ``features_only=True`` wraps the model in timm's
+``import cliquegen`` and the folder.  ``cliquegen_spec`` is left out of ``timm.list_models()``,
+since it cannot be built without a spec.  ``features_only=True`` wraps the model in timm's
 ``FeatureGetterNet``, which calls the model's ``forward_intermediates``: one map per block.
+
+The models follow timm's conventions (``cliquegen.emit._interface.TimmModel``): they take
+``device=``, ``dtype=`` and ``global_pool=``, an unknown argument is a ``TypeError``, and
+``pretrained_cfg["pool_size"]`` is the size of ``forward_features``' unpooled map.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import sys
 import warnings
@@ -25,6 +31,8 @@ from typing import Any
 
 from torch import nn
 
+from ..compiler.lower import compile_spec
+from ..emit.fx import head_branches
 from ..errors import CliqueGenError, UsageError
 from ..spec.model import Spec
 from ..spec.network import ImageSpec
@@ -58,8 +66,14 @@ def pretrained_cfg(spec: Spec) -> dict[str, Any]:
         mean, std, crop = CIFAR10_MEAN, CIFAR10_STD, 1.0
     else:
         mean, std, crop = (0.5,) * channels, (0.5,) * channels, 1.0
+    program = compile_spec(spec).program
+    pool_size = (0, 0)  # forward_features' map: the largest size that divides every head branch's
+    for name in head_branches(program):
+        _, rows, columns = program.values[name].shape
+        pool_size = (math.gcd(pool_size[0], rows), math.gcd(pool_size[1], columns))
     return {
         "input_size": (channels, height, width),
+        "pool_size": pool_size,
         "fixed_input_size": False,
         "interpolation": "bilinear",
         "crop_pct": crop,
@@ -77,8 +91,9 @@ def pretrained_cfg(spec: Spec) -> dict[str, Any]:
 
 def _create(name: str, text: str | None, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """Build a registered model the timm way (``build_model_with_cfg``): timm's keywords
-    (``num_classes``, ``in_chans``, ``drop_rate``) and cliquegen's overrides
-    (``defaults={"dropout": 0.1}``, ``memory_efficient=True``, ``emit="source"``) both apply."""
+    (``num_classes``, ``in_chans``, ``drop_rate``, ``global_pool``, ``device``, ``dtype``) and
+    cliquegen's overrides (``defaults={"dropout": 0.1}``, ``memory_efficient=True``,
+    ``emit="source"``) both apply; an unknown one is a ``TypeError``."""
     from timm.models import build_model_with_cfg
 
     from ..models import create_model
@@ -124,7 +139,21 @@ def _register(name: str, text: str | None, cfg: dict[str, Any]) -> str:
     with warnings.catch_warnings():  # registering one of our names again replaces it
         warnings.simplefilter("ignore")
         register_model(_entrypoint(name, text))
+    if name == GENERIC:
+        _unlisted(name)
     return name
+
+
+def _unlisted(name: str) -> None:
+    """Leave a registered name out of ``timm.list_models()`` (which loops over every name it
+    lists, building each, in timm's tests, model browsers and benchmarks); ``create_model`` still
+    finds it.  timm leaves out the names in its registry's ``_deprecated_models`` so; a timm
+    without that table lists the name."""
+    from timm.models import _registry
+
+    hidden = getattr(_registry, "_deprecated_models", None)
+    if isinstance(hidden, dict):
+        hidden.setdefault(name, None)
 
 
 def _shipped_names() -> set[str]:

@@ -56,6 +56,7 @@ RESERVED_NAMES = frozenset(
     | {"conv", "bias", "linear", "dropout", "constant", "haar_dwt", "haar_idwt", "shared_weight", "conv2d"}
     | {"init_conv_weight", "clique_update", "update_steps", "bn_relu", "bn_relu_conv", "can_fold"}
     | {"folded_bn_relu", "checkpointed_update", "byte_mask_dropout", "take_blocks", "forward", "features"}
+    | {"call", "recomputed_update"}
 )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import Diagnostic, SpecError, UsageError, code_points
+from ..errors import Diagnostic, SpecError, UnknownArgumentError, UsageError, code_points
 from .diagnose import close_fields
 from .model import Spec, SpecSemanticError
 from .network import ImageSpec
@@ -93,7 +93,7 @@ def apply_overrides(spec: Spec | ImageSpec, **overrides: Any) -> Spec | ImageSpe
         else:
             close = difflib.get_close_matches(key, list(model.model_fields) + list(_OVERRIDE_ALIASES), n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
-            raise UsageError(f"override {key}: unknown key{hint}")
+            raise UnknownArgumentError(f"override {key}: unknown key{hint}")
     try:
         result = model.model_validate(data)
     except ValidationError as error:
