@@ -14,7 +14,7 @@ from ..draw.views import FORMATS, VIEWS
 from ..interop.export import FORMATS as EXPORT_FORMATS
 from ..interop.weights import EXPORTERS, IMPORTERS
 from ..models import EMITTERS
-from ..train.config import AMP_DTYPES, DEVICES
+from ..train.config import AMP_DTYPES, DEVICES, LOSSES
 from ..train.recipes import OPTIMIZERS, RECIPES, SCHEDULES
 from ..train.sr_evaluate import BASELINES
 from .args import count, integer, real
@@ -189,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("source", metavar="SRC", help="their checkpoint (.pth.tar, .pth) or state_dict")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
     sub.add_argument("-o", "--output", required=True, metavar="OUT", help="state_dict file to write")
-    sub = add("export-weights", cmd_export_weights, "write a state_dict as the authors', torchvision's or PDASR's")
+    sub = add(
+        "export-weights", cmd_export_weights, "write a state_dict as the authors', torchvision's or PDASR's"
+    )
     sub.add_argument("--to", choices=list(EXPORTERS), default=OFFICIAL_FORMAT)
     sub.add_argument("source", metavar="SRC", help="state_dict of a cliquegen model")
     sub.add_argument("--spec", required=True, help="spec path or shipped spec name")
@@ -207,7 +209,9 @@ def _training_options(sub: argparse.ArgumentParser) -> None:
         "--data", required=True, help="digits, mnist5k, cifar10:DIR, cifar100:DIR, svhn:DIR or folder:DIR"
     )
     sub.add_argument("--download", action="store_true", help="fetch cifar10/cifar100/svhn files into DIR")
-    sub.add_argument("--recipe", choices=list(RECIPES), help="default: paper-cifar")
+    sub.add_argument(
+        "--recipe", choices=list(RECIPES), help="default: paper-cifar (sr for image-output specs)"
+    )
     sub.add_argument(
         "--epochs", type=count(at_most=100_000), help="default: the recipe's (paper-cifar: 300, SVHN 40)"
     )
@@ -243,6 +247,13 @@ def _training_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     sub.add_argument("--tensorboard", action="store_true", help="event files in DIR/tensorboard")
     sub.add_argument("--safetensors", action="store_true", help="also write DIR/best.safetensors")
+    sub.add_argument("--loss", choices=LOSSES, help="super-resolution: pixel loss (default l1)")
+    sub.add_argument(
+        "--patch-size",
+        type=count(at_most=4096),
+        metavar="P",
+        help="super-resolution: training patches' side in HR pixels (default 48 x scale)",
+    )
 
 
 def _analysis(

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..spec.overrides import short_keys, value_text
-from .config import HISTORY_COLUMNS, METRICS
+from .config import HISTORY_COLUMNS, METRICS, SR_HISTORY_COLUMNS
 
 RESULTS = "results"  # results.json, .csv, .md, .png
 
@@ -73,7 +73,10 @@ class SpecResult:
 MAX_METRICS_BYTES = 64 * 1024**2
 
 #: The range of each number of an epoch's record.
-_RANGES = {"train_accuracy": (0, 1), "test_accuracy": (0, 1), "test_top5": (0, 1)}
+_RANGES = {
+    "train_accuracy": (0, 1), "test_accuracy": (0, 1), "test_top5": (0, 1), "test_ssim_y": (-1, 1),
+    "bicubic_ssim_y": (-1, 1),
+}  # fmt: skip
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -119,6 +122,12 @@ def check_metrics(metrics: Any, path: Path, what: str) -> None:
     history = metrics.get("history")
     if not isinstance(history, list):
         raise bad("history", "a list of epochs", history)
+    # a super-resolution run scores PSNR (Y) where classification scores accuracy
+    first = history[0] if history and isinstance(history[0], dict) else {}
+    sr = metrics.get("task") == "super-resolution" or "test_psnr_y" in first
+    columns, score, high = (
+        (SR_HISTORY_COLUMNS, "test_psnr_y", math.inf) if sr else (HISTORY_COLUMNS, "test_accuracy", 1)
+    )
     for index, record in enumerate(history):
         where = f"history[{index}]"
         if not isinstance(record, dict):
@@ -126,19 +135,19 @@ def check_metrics(metrics: Any, path: Path, what: str) -> None:
         epoch = record.get("epoch")
         if isinstance(epoch, bool) or epoch != index + 1 or not isinstance(epoch, int):
             raise bad(f"{where}.epoch", f"{index + 1}", epoch)
-        for key in HISTORY_COLUMNS[1:]:
+        for key in columns[1:]:
             number(record.get(key), f"{where}.{key}", *_RANGES.get(key, (0.0, math.inf)))
     if not history:
         return
     if metrics.get("epochs_done") != len(history):
         raise bad("epochs_done", f"{len(history)} (the epochs in history)", metrics.get("epochs_done"))
-    number(metrics.get("test_accuracy"), "test_accuracy", 0, 1)
+    number(metrics.get(score), score, 0, high)
     best = metrics.get("best")
     if not isinstance(best, dict):
         raise bad("best", "an object", best)
     if isinstance(best.get("epoch"), bool) or best.get("epoch") not in range(1, len(history) + 1):
         raise bad("best.epoch", f"an epoch in 1..{len(history)}", best.get("epoch"))
-    number(best.get("test_accuracy"), "best.test_accuracy", 0, 1)
+    number(best.get(score), f"best.{score}", 0, high)
 
 
 COLUMNS = (
