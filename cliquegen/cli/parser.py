@@ -36,6 +36,7 @@ from .commands import (
     cmd_summary,
     cmd_sweep,
     cmd_train,
+    cmd_upscale,
     cmd_validate,
 )
 
@@ -121,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--subset", type=count(), metavar="N", help="only the first N test images")
     sub.add_argument("--device", choices=DEVICES, default="auto")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = add("upscale", cmd_upscale, "enlarge images with a super-resolution model (tiled, 8-bit)")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name (an image-output spec)")
+    sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt or last.pt of a run")
+    sub.add_argument("images", nargs="+", metavar="IMAGE")
+    sub.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the upscaled images")
+    sub.add_argument(
+        "--tile", type=count(at_most=65536), metavar="N", help="run in N x N input tiles (bounded memory)"
+    )
+    sub.add_argument(
+        "--compare", metavar="FIG", help="also draw bicubic / model (/ HR) crops: .png, .svg, .pdf"
+    )
+    sub.add_argument(
+        "--hr", metavar="DIR", help="--compare: originals of the same names, shown and scored beside"
+    )
+    sub.add_argument("--device", choices=DEVICES, default="auto")
     sub = add("predict", cmd_predict, "the most likely classes of images, with the checkpoint's class names")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt or last.pt of a run")

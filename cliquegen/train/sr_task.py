@@ -28,19 +28,10 @@ from .recipes import DEFAULT_SR_RECIPE
 from .sr_evaluate import bicubic_upscale, score
 from .sr_figures import plot_sr_curves
 from .task import Classification
-from .upscale import upscale_tensor
+from .upscale import size_multiple, upscale_tensor
 
 #: The training patch's side by default, in LR pixels (EDSR's 48; HR: 48 x scale).
 LR_PATCH = 48
-
-
-def size_multiple(spec: ImageSpec) -> int:
-    """What the input's sides must be multiples of: 2 per wavelet level the network goes down."""
-    depth = deepest = 0
-    for op in spec.network:
-        depth += {"dwt": 1, "idwt": -1}.get(op.op, 0)
-        deepest = max(deepest, depth)
-    return 2**deepest
 
 
 class SuperResolution:
