@@ -24,6 +24,7 @@ from ..data.resize import bicubic_degrade, imresize
 from ..data.sr import SRImages, image_files, split_folder, whole_number
 from ..errors import UsageError, WeightsError
 from ..spec.network import ImageSpec
+from ..spec.shipped import resolve_spec
 from .sr_metrics import SRMetrics, mean_metrics, sr_metrics, to_uint8
 from .upscale import size_multiple, upscale_tensor
 
@@ -82,11 +83,12 @@ def evaluate_bicubic(data: str, scale: int) -> dict[str, Any]:
 def load_sr_model(spec, weights, device: str | torch.device = "cpu") -> TrainedModel:
     """The super-resolution model of ``spec`` with ``weights``; a classifier's spec or
     checkpoint is refused with a message saying so."""
-    trained = load_trained(spec, weights)
-    if not isinstance(trained.spec, ImageSpec):
+    resolved = resolve_spec(spec)
+    if not isinstance(resolved, ImageSpec):
         raise UsageError(
-            f"spec {trained.spec.name!r} is a classifier: super-resolution needs a spec with an image output"
+            f"spec {resolved.name!r} is a classifier: super-resolution needs a spec with an image output"
         )
+    trained = load_trained(spec, weights)
     info = trained.info
     if info is not None and info.task == "classification":
         raise WeightsError(f"{weights}: these are a classifier's weights, not a super-resolution model's")
