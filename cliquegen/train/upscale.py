@@ -34,6 +34,7 @@ from ..data.resize import imresize
 from ..data.sr import open_image, upright_8bit, whole_number
 from ..draw.figure import figure_format, save_figure
 from ..errors import CliqueGenError, UsageError, import_extra
+from ..spec.network import size_multiple
 from .sr_figures import Comparison, draw_compare
 from .sr_figures import compare as compare_row
 from .sr_metrics import to_uint8
@@ -58,15 +59,6 @@ class Bicubic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return imresize(x, float(self.scale))
-
-
-def size_multiple(spec) -> int:
-    """What the input's sides must be multiples of: 2 per wavelet level the network goes down."""
-    depth = deepest = 0
-    for op in spec.network:
-        depth += {"dwt": 1, "idwt": -1}.get(op.op, 0)
-        deepest = max(deepest, depth)
-    return 2**deepest
 
 
 def _round_up(value: int, multiple: int) -> int:
