@@ -13,10 +13,11 @@ import torch
 
 from cliquegen.checkpoint.info import ModelInfo
 from cliquegen.errors import UsageError
+from cliquegen.spec.network import size_multiple
 from cliquegen.spec.shipped import resolve_spec
 from cliquegen.train.config import SR_HISTORY_COLUMNS, TrainConfig
 from cliquegen.train.loop import run
-from cliquegen.train.sr_task import size_multiple
+from cliquegen.train.sweep import SweepConfig, sweep
 
 TINY = "specs/sr/srcliquenet-x2-tiny.yaml"
 
@@ -99,3 +100,18 @@ def test_classification_refuses_the_super_resolution_options(tmp_path):
 def test_the_size_multiple_follows_the_wavelet_levels():
     assert size_multiple(resolve_spec(TINY)) == 1
     assert size_multiple(resolve_spec("specs/sr/pdasr-clique-light.yaml")) >= 2
+
+
+def test_a_sweep_of_super_resolution_specs_tabulates_psnr(tmp_path):
+    options = {"data": f"folder:{photos(tmp_path / 'hr')}", "epochs": 1, "batch_size": 4, "patch_size": 16}
+    results = sweep(SweepConfig([TINY], str(tmp_path / "sweep"), [0, 1], options))
+    (row,) = [result.to_json() for result in results]
+    assert len(row["runs"]) == 2 and row["psnr_y_mean"] > 0 and 0 < row["bicubic_ssim_y"] <= 1
+    assert "final_error_mean" not in row
+    table = (tmp_path / "sweep" / "results.md").read_text()
+    assert "| PSNR (Y) | SSIM (Y) |" in table and f"{row['bicubic_psnr_y']:.2f}" in table
+    header = (tmp_path / "sweep" / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("spec,params,flops,seeds,psnr_y_mean")
+    # a second sweep finds the runs finished: same identity, nothing trained again
+    again = sweep(SweepConfig([TINY], str(tmp_path / "sweep"), [0, 1], options))
+    assert again[0].to_json()["psnr_y_mean"] == row["psnr_y_mean"]

@@ -53,7 +53,6 @@ from .config import (
     TrainConfig,
     TrainResult,
     identity_changes,
-    resolve_settings,
     run_identity,
 )
 from .distributed import (
@@ -86,7 +85,7 @@ from .rundir import (
     tensorboard_writer,
     write_metrics,
 )
-from .sr_task import SuperResolution, task_for
+from .sr_task import SuperResolution, task_for, task_settings
 from .task import Classification, initial_best
 
 
@@ -210,8 +209,7 @@ def _set_up(config: TrainConfig, ctx: Context, console: Console) -> _Run:
     that can be refused before the run folder is touched."""
     base_spec = resolve_spec(config.spec)
     task = task_for(base_spec)
-    settings = resolve_settings(config, base_spec.name, ctx.world_size, task.default_recipe)
-    task.settle(settings)
+    settings = task_settings(config, base_spec, ctx.world_size)
     check_resumable(Path(config.out), config, settings, ctx)  # before the data: a refusal is quick
     spec = apply_overrides(base_spec, num_classes=config.num_classes)
     if config.download:  # rank 0 fetches, the others wait for it

@@ -26,10 +26,21 @@ class Run:
 
     seed: int
     folder: str
-    final_error: float  # top-1 test error after the last epoch, percent
-    best_error: float  # lowest top-1 test error of any epoch, percent
+    final_error: float | None  # top-1 test error after the last epoch, percent (None: SR)
+    best_error: float | None  # lowest top-1 test error of any epoch, percent
     best_epoch: int
     train_seconds: float  # sum of the epochs' wall times (also over resumed parts)
+    # super-resolution runs: validation PSNR (dB) and SSIM on Y after the last epoch, the best
+    # epoch's PSNR, and bicubic's on the same images
+    psnr_y: float | None = None
+    ssim_y: float | None = None
+    best_psnr_y: float | None = None
+    bicubic_psnr_y: float | None = None
+    bicubic_ssim_y: float | None = None
+
+    @property
+    def super_resolution(self) -> bool:
+        return self.psnr_y is not None
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,13 @@ class SpecResult:
         values = [getattr(run, attribute) for run in self.runs]
         return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
+    @property
+    def super_resolution(self) -> bool:
+        return self.runs[0].super_resolution
+
     def to_json(self) -> dict[str, Any]:
+        if self.super_resolution:
+            return self._sr_json()
         final, final_std = self.mean_std("final_error")
         best, best_std = self.mean_std("best_error")
         return {
@@ -63,6 +80,28 @@ class SpecResult:
             "final_error_std": final_std,
             "best_error_mean": best,
             "best_error_std": best_std,
+            "train_seconds_mean": self.mean_std("train_seconds")[0],
+            "varied": dict(self.varied),
+            "runs": [asdict(run) for run in self.runs],
+        }
+
+    def _sr_json(self) -> dict[str, Any]:
+        psnr, psnr_std = self.mean_std("psnr_y")
+        ssim, ssim_std = self.mean_std("ssim_y")
+        best, best_std = self.mean_std("best_psnr_y")
+        return {
+            "spec": self.spec,
+            "params": self.params,
+            "flops": self.flops,
+            "seeds": self.seeds,
+            "psnr_y_mean": psnr,
+            "psnr_y_std": psnr_std,
+            "ssim_y_mean": ssim,
+            "ssim_y_std": ssim_std,
+            "best_psnr_y_mean": best,
+            "best_psnr_y_std": best_std,
+            "bicubic_psnr_y": self.mean_std("bicubic_psnr_y")[0],
+            "bicubic_ssim_y": self.mean_std("bicubic_ssim_y")[0],
             "train_seconds_mean": self.mean_std("train_seconds")[0],
             "varied": dict(self.varied),
             "runs": [asdict(run) for run in self.runs],
@@ -150,6 +189,12 @@ def check_metrics(metrics: Any, path: Path, what: str) -> None:
     number(best.get(score), f"best.{score}", 0, high)
 
 
+#: Columns of a super-resolution sweep's results: PSNR / SSIM on Y instead of errors.
+SR_COLUMNS = (
+    "spec", "params", "flops", "seeds", "psnr_y_mean", "psnr_y_std", "ssim_y_mean", "ssim_y_std",
+    "best_psnr_y_mean", "best_psnr_y_std", "bicubic_psnr_y", "bicubic_ssim_y", "train_seconds_mean",
+)  # fmt: skip
+
 COLUMNS = (
     "spec",
     "params",
@@ -175,7 +220,8 @@ def varied_keys(rows: list[dict[str, Any]]) -> list[str]:
 def results_csv(rows: list[dict[str, Any]]) -> str:
     keys = varied_keys(rows)
     buffer = io.StringIO()
-    columns = [COLUMNS[0], *keys, *COLUMNS[1:]]
+    base = SR_COLUMNS if rows and "psnr_y_mean" in rows[0] else COLUMNS
+    columns = [base[0], *keys, *base[1:]]
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
@@ -195,6 +241,8 @@ def data_text(settings: dict[str, Any]) -> str:
 
 
 def results_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    if rows and "psnr_y_mean" in rows[0]:
+        return _sr_markdown(rows, settings)
     keys = varied_keys(rows)
     shown = short_keys(keys)
     subset = settings.get("subset")
@@ -219,6 +267,37 @@ def results_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> st
             f"| {seeds_text(row['seeds'])} "
             f"| {_pm(row['final_error_mean'], row['final_error_std'])} "
             f"| {_pm(row['best_error_mean'], row['best_error_std'])} | {row['train_seconds_mean']:.1f}s |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _sr_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """The table of a super-resolution sweep: validation PSNR and SSIM on Y, bicubic's beside."""
+    keys = varied_keys(rows)
+    shown = short_keys(keys)
+    lines = [
+        f"# Sweep on {data_text(settings)}: {settings['epochs']} epochs, {settings['recipe']} recipe, "
+        f"batch {settings['batch_size']}, lr {settings['lr']}",
+        "",
+        "Validation PSNR (dB) and SSIM on Y (BT.601, `scale` pixels shaved), mean ± sample standard "
+        "deviation over the seeds; bicubic's on the same images.",
+        *(["", "Grid: " + ", ".join(f"`{key}`" for key in keys) + "."] if keys else []),
+        "",
+        "| spec | "
+        + "".join(f"{shown[key]} | " for key in keys)
+        + "params | FLOPs | seeds | PSNR (Y) | SSIM (Y) | best PSNR (Y) | bicubic | train time per run |",
+        "|---|" + "---|" * len(keys) + "---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        cells = "".join(f"{value_text(row.get('varied', {}).get(key))} | " for key in keys)
+        ssim = row["ssim_y_mean"], row["ssim_y_std"]
+        ssim_text = f"{ssim[0]:.4f}" if ssim[1] is None else f"{ssim[0]:.4f} ± {ssim[1]:.4f}"
+        lines.append(
+            f"| {row['spec']} | {cells}{row['params'] / 1e6:.3f}M | {row['flops'] / 1e6:.1f}M "
+            f"| {seeds_text(row['seeds'])} | {_pm(row['psnr_y_mean'], row['psnr_y_std'])} | {ssim_text} "
+            f"| {_pm(row['best_psnr_y_mean'], row['best_psnr_y_std'])} "
+            f"| {row['bicubic_psnr_y']:.2f} / {row['bicubic_ssim_y']:.4f} "
+            f"| {row['train_seconds_mean']:.1f}s |"
         )
     return "\n".join(lines) + "\n"
 

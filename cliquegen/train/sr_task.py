@@ -23,7 +23,7 @@ from ..data.resize import bicubic_degrade
 from ..data.sr import SRImages, sr_folder_data
 from ..errors import UsageError
 from ..spec.network import ImageSpec
-from .config import SR_HISTORY_COLUMNS, TrainConfig
+from .config import SR_HISTORY_COLUMNS, TrainConfig, resolve_settings
 from .recipes import DEFAULT_SR_RECIPE
 from .sr_evaluate import bicubic_upscale, score
 from .sr_figures import plot_sr_curves
@@ -175,6 +175,15 @@ def _images(test_set) -> tuple[SRImages, list[int]]:
 def task_for(spec) -> SuperResolution | Classification:
     """The task of a spec: super-resolution for an image output, else classification."""
     return SuperResolution(spec) if isinstance(spec, ImageSpec) else Classification()
+
+
+def task_settings(config: TrainConfig, spec, world_size: int = 1) -> dict[str, Any]:
+    """The run's settings (:func:`~cliquegen.train.config.resolve_settings`) with its task's
+    default recipe, loss and patch size, checked for the task."""
+    task = task_for(spec)
+    settings = resolve_settings(config, spec.name, world_size, task.default_recipe)
+    task.settle(settings)
+    return settings
 
 
 __all__ = ["LR_PATCH", "PSNR_CAP", "SuperResolution", "size_multiple", "task_for"]
