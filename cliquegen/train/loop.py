@@ -337,9 +337,10 @@ def _announce(run: _Run, end: int) -> None:
     if ctx.main and run.start < end:
         say(
             run.console,
-            f"training {run.spec.name} on {run.data.name}: {len(run.train_set)} train / "
-            f"{len(run.test_set)} test images, {ctx.world_size} process{'es' if ctx.distributed else ''} "
-            f"on {ctx.device.type}, epochs {run.start + 1}..{end} of {settings['epochs']}; "
+            f"training {run.spec.name} on {run.data.name}: {len(run.train_set)} "
+            f"{run.task.items.format(test=len(run.test_set))}, {ctx.world_size} "
+            f"process{'es' if ctx.distributed else ''} on {ctx.device.type}, "
+            f"epochs {run.start + 1}..{end} of {settings['epochs']}; "
             f"{settings['recipe']}: {settings['optimizer']} lr {settings['lr']:g}, batch "
             f"{settings['batch_size']}, {settings['schedule']} schedule",
         )

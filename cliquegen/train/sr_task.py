@@ -41,6 +41,7 @@ class SuperResolution:
     default_recipe = DEFAULT_SR_RECIPE
     columns = SR_HISTORY_COLUMNS
     best_key = "test_psnr_y"
+    items = "train patches an epoch / {test} validation images"
     plot = staticmethod(plot_sr_curves)
 
     def __init__(self, spec: ImageSpec):

@@ -29,6 +29,7 @@ class Classification:
     default_recipe = DEFAULT_RECIPE
     columns = HISTORY_COLUMNS
     best_key = "test_accuracy"
+    items = "train / {test} test images"
     plot = staticmethod(plot_curves)
 
     def settle(self, settings: dict[str, Any]) -> None:
