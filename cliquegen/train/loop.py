@@ -55,6 +55,8 @@ from .config import (
     identity_changes,
     run_identity,
 )
+from .config import HISTORY_COLUMNS as HISTORY_COLUMNS  # re-exported: the old names
+from .config import resolve_settings as resolve_settings
 from .distributed import (
     Context,
     average_buffers,
@@ -222,7 +224,7 @@ def _set_up(config: TrainConfig, ctx: Context, console: Console) -> _Run:
         train_set = Subset(train_set, range(min(config.subset, len(train_set))))
         test_set = Subset(test_set, range(min(config.subset, len(test_set))))
     if len(test_set) == 0:
-        raise UsageError(f"{data.name} has no test images: a run needs some to measure its scores")
+        raise UsageError(f"{data.name} has no test images: a run needs some to measure its {task.measures}")
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     random.seed(config.seed)
     model = create_model(spec).to(ctx.device)

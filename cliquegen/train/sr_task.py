@@ -42,6 +42,7 @@ class SuperResolution:
     columns = SR_HISTORY_COLUMNS
     best_key = "test_psnr_y"
     items = "train patches an epoch / {test} validation images"
+    measures = "PSNR"
     plot = staticmethod(plot_sr_curves)
 
     def __init__(self, spec: ImageSpec):

@@ -30,6 +30,7 @@ class Classification:
     columns = HISTORY_COLUMNS
     best_key = "test_accuracy"
     items = "train / {test} test images"
+    measures = "accuracy"
     plot = staticmethod(plot_curves)
 
     def settle(self, settings: dict[str, Any]) -> None:
