@@ -17,6 +17,7 @@ from cliquegen.spec.network import size_multiple
 from cliquegen.spec.shipped import resolve_spec
 from cliquegen.train.config import SR_HISTORY_COLUMNS, TrainConfig
 from cliquegen.train.loop import run
+from cliquegen.train.results import read_curves
 from cliquegen.train.sweep import SweepConfig, sweep
 
 TINY = "specs/sr/srcliquenet-x2-tiny.yaml"
@@ -115,3 +116,9 @@ def test_a_sweep_of_super_resolution_specs_tabulates_psnr(tmp_path):
     # a second sweep finds the runs finished: same identity, nothing trained again
     again = sweep(SweepConfig([TINY], str(tmp_path / "sweep"), [0, 1], options))
     assert again[0].to_json()["psnr_y_mean"] == row["psnr_y_mean"]
+
+
+def test_plot_refuses_a_super_resolution_run_clearly(tmp_path):
+    result = run(config(tmp_path, epochs=1))
+    with pytest.raises(UsageError, match="a super-resolution run"):
+        read_curves([str(result.out)])

@@ -324,6 +324,11 @@ def read_curves(run_dirs: list[str]) -> list[Curve]:
         metrics = read_metrics(metrics_file)
         if not metrics["history"]:
             raise UsageError(f"{metrics_file}: the run has no finished epoch yet")
+        if "test_accuracy" not in metrics["history"][0]:
+            raise UsageError(
+                f"{metrics_file}: a super-resolution run; plot overlays classification runs' test error "
+                "(the run's own curves.png shows its PSNR)"
+            )
         found.append((text, metrics))
     labels = [_label(f"{m.get('spec')} seed {m.get('seed')}") for _, m in found]
     curves = []
