@@ -18,6 +18,7 @@ from cliquegen.spec.shipped import resolve_spec
 from cliquegen.train.config import SR_HISTORY_COLUMNS, TrainConfig
 from cliquegen.train.loop import run
 from cliquegen.train.results import read_curves
+from cliquegen.train.sr_evaluate import evaluate_sr
 from cliquegen.train.sweep import SweepConfig, sweep
 
 TINY = "specs/sr/srcliquenet-x2-tiny.yaml"
@@ -122,3 +123,17 @@ def test_plot_refuses_a_super_resolution_run_clearly(tmp_path):
     result = run(config(tmp_path, epochs=1))
     with pytest.raises(UsageError, match="a super-resolution run"):
         read_curves([str(result.out)])
+
+
+def test_validation_scores_are_those_of_eval(tmp_path):
+    photos(tmp_path / "hr" / "train", count=2)
+    photos(tmp_path / "hr" / "val", count=1, size=(36, 30))
+    data = f"folder:{tmp_path / 'hr'}"
+    result = run(config(tmp_path, data=data, epochs=1))
+    record = result.metrics["history"][-1]
+    scores = evaluate_sr(TINY, result.best, data)
+    assert scores["images"] == 1
+    assert record["bicubic_psnr_y"] == pytest.approx(scores["bicubic"]["psnr_y"], abs=1e-9)
+    assert record["bicubic_ssim_y"] == pytest.approx(scores["bicubic"]["ssim_y"], abs=1e-9)
+    # the model's input is made in float32 during training and in float64 by eval
+    assert record["test_psnr_y"] == pytest.approx(scores["psnr_y"], abs=0.05)
