@@ -25,6 +25,7 @@ from cliquegen import cli
 from cliquegen.errors import UsageError
 from cliquegen.train import evaluate as evaluate_module
 from cliquegen.train import loop, rundir
+from cliquegen.train import task as task_module
 from cliquegen.train.config import RUN_FILES, DivergedError, TrainConfig
 from cliquegen.train.evaluate import evaluate_model
 from cliquegen.train.rundir import LOCK, folder_lock
@@ -293,7 +294,7 @@ def test_an_empty_test_split_is_an_error_not_zero_accuracy(spec, interrupted, tm
 
         return load_data
 
-    monkeypatch.setattr(loop, "load_data", without_test_images(loop.load_data))
+    monkeypatch.setattr(task_module, "load_data", without_test_images(task_module.load_data))
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", spec, *OPTIONS, "--epochs", "1", "--out", out)
     assert code == 2 and one_line(err) == (

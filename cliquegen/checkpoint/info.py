@@ -37,6 +37,12 @@ class ModelInfo:
     eval_transform: str = "resize"
     #: Top-level spec fields the run replaced (``--num-classes``); eval and predict apply them too.
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: What the model was trained for ("classification" or "super-resolution"; None: unrecorded).
+    task: str | None = None
+    #: Super-resolution: the upscaling factor.
+    scale: int | None = None
+    #: The pixel values the model takes and gives, [low, high] ([0, 1] for super-resolution).
+    pixel_range: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +74,9 @@ class ModelInfo:
             "mean": self.mean,
             "std": self.std,
             "eval_transform": self.eval_transform,
+            "task": self.task,
+            "scale": self.scale,
+            "pixel_range": self.pixel_range,
         }
         return {
             key: value if isinstance(value, str) else json.dumps(value)
@@ -128,6 +137,11 @@ def spec_record(info: ModelInfo) -> dict[str, str]:
 
 #: Bounds of a recorded normalisation, in units of pixels scaled to [0, 1].
 MAX_MEAN, MIN_STD, MAX_STD = 1e3, 1e-6, 1e3
+#: Tasks a record may name, the largest upscaling factor, the bound of a pixel range's ends.
+TASKS = ("classification", "super-resolution")
+MAX_SCALE, MAX_PIXEL = 16, 1e6
+#: The pixel range of super-resolution models: RGB or grey in [0, 1].
+PIXEL_RANGE = (0.0, 1.0)
 
 
 def _shown_on_a_terminal(name: str) -> str:
@@ -145,6 +159,7 @@ ClassName = Annotated[str, Field(max_length=MAX_CLASS_NAME), AfterValidator(_sho
 Channels = Field(min_length=1, max_length=100_000)
 Mean = Annotated[float, Field(ge=-MAX_MEAN, le=MAX_MEAN, allow_inf_nan=False)]
 Std = Annotated[float, Field(ge=MIN_STD, le=MAX_STD, allow_inf_nan=False)]
+Pixel = Annotated[float, Field(ge=-MAX_PIXEL, le=MAX_PIXEL, allow_inf_nan=False)]
 
 
 class _Overrides(BaseModel):
@@ -166,6 +181,19 @@ class _Record(BaseModel):
     data: Annotated[str, Field(max_length=4096)] | None = None
     eval_transform: Literal["resize", "centre-crop"] = "resize"
     overrides: _Overrides = _Overrides()
+    task: Literal[TASKS] | None = None
+    scale: Annotated[int, Field(ge=1, le=MAX_SCALE)] | None = None
+    pixel_range: Annotated[list[Pixel], Field(min_length=2, max_length=2)] | None = None
+
+    @model_validator(mode="after")
+    def _task_whole(self) -> _Record:
+        if self.pixel_range is not None and not self.pixel_range[0] < self.pixel_range[1]:
+            raise ValueError(f"pixel_range must be [low, high] with low < high, not {self.pixel_range}")
+        if self.task == "super-resolution" and self.scale is None:
+            raise ValueError("a super-resolution record must carry its scale")
+        if self.task == "classification" and self.scale is not None:
+            raise ValueError("a classification record carries no scale")
+        return self
 
     @model_validator(mode="after")
     def _normalisation_whole(self) -> _Record:

@@ -19,15 +19,18 @@ from rich.table import Table
 from .._io import atomic_write
 from ..compiler.lower import compile_spec
 from ..compiler.summary import Summary, giga, millions, summarize
-from ..errors import SpecError, UsageError, dims, printable
+from ..errors import CliqueGenError, SpecError, UsageError, dims, printable
 from ..spec.limits import check_limits
 from ..spec.loader import STDIN, load_spec, load_spec_bytes, read_spec_source, spec_files
 from ..spec.model import Spec
+from ..spec.network import ImageSpec
 from ..spec.overrides import apply_assignments, parse_assignment, variant_name, variant_text
 from ..spec.schema import spec_schema
 from ..spec.shipped import family, resolve_spec, shipped_specs
 from ..spec.template import parse_input, starting_spec
-from ..train.sr_evaluate import evaluate_bicubic, format_scores
+from ..train.distributed import use_cuda
+from ..train.sr_evaluate import evaluate_bicubic, evaluate_sr, format_scores, load_sr_model
+from ..train.upscale import upscale_files
 
 EXIT_OK, EXIT_USAGE = 0, 2  # an internal error is an uncaught exception: Python exits with 1
 
@@ -283,6 +286,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_baseline(args)
     if args.spec is None or args.weights is None:
         raise UsageError("eval needs SPEC and --weights, or --baseline bicubic --scale S")
+    spec = _spec_arg(args)
+    if isinstance(spec if isinstance(spec, Spec | ImageSpec) else resolve_spec(spec), ImageSpec):
+        return _eval_sr(args, spec)
     result = evaluate(
         _spec_arg(args), args.weights, args.data, batch_size=args.batch_size, workers=args.workers,
         device=args.device, subset=args.subset,
@@ -295,6 +301,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"top-1 {100 * result['top1']:.2f}%  top-5 {100 * result['top5']:.2f}%  loss {result['loss']:.4f}"
         )
     return EXIT_OK
+
+
+def _eval_sr(args: argparse.Namespace, spec: str | ImageSpec) -> int:
+    """``eval SPEC --weights W --data folder:DIR`` of a super-resolution model, bicubic beside it."""
+    result = evaluate_sr(spec, args.weights, args.data, device=_device(args.device))
+    if args.json:
+        print(json.dumps(result, indent=2, allow_nan=False))
+        return EXIT_OK
+    _say(f"{result['spec']} x{result['scale']} on {result['data']} ({result['images']} images):")
+    _say(f"  model    {format_scores(result)}")
+    _say(f"  bicubic  {format_scores(result['bicubic'])}")
+    return EXIT_OK
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    """``upscale SPEC --weights W IMAGE... -o DIR``: every image that can be read is upscaled; each
+    that cannot gets one error line, and the status is then 2."""
+    trained = load_sr_model(_spec_arg(args), args.weights, _device(args.device))
+    failed = 0
+
+    def report(path: str, error: CliqueGenError) -> None:
+        nonlocal failed
+        failed += 1
+        print(
+            printable(f"cliquegen: error: {path}: {error}".replace(f"{path}: {path}: ", f"{path}: ")),
+            file=sys.stderr,
+        )
+
+    written = upscale_files(
+        trained.model, trained.spec, args.images, args.output, tile=args.tile, hr=args.hr,
+        compare=args.compare, on_error=report, console=stdout,
+    )  # fmt: skip
+    for source, target in written:
+        _say(f"{source} -> {target}")
+    if args.compare is not None and written:
+        _say(f"wrote {args.compare}")
+    return EXIT_USAGE if failed else EXIT_OK
+
+
+def _device(device: str) -> str:
+    return "cuda" if use_cuda(device) else "cpu"
 
 
 def _eval_baseline(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from ..draw.views import FORMATS, VIEWS
 from ..interop.export import FORMATS as EXPORT_FORMATS
 from ..interop.weights import EXPORTERS, IMPORTERS
 from ..models import EMITTERS
-from ..train.config import AMP_DTYPES, DEVICES
+from ..train.config import AMP_DTYPES, DEVICES, LOSSES
 from ..train.recipes import OPTIMIZERS, RECIPES, SCHEDULES
 from ..train.sr_evaluate import BASELINES
 from .args import count, integer, real
@@ -36,6 +36,7 @@ from .commands import (
     cmd_summary,
     cmd_sweep,
     cmd_train,
+    cmd_upscale,
     cmd_validate,
 )
 
@@ -121,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--subset", type=count(), metavar="N", help="only the first N test images")
     sub.add_argument("--device", choices=DEVICES, default="auto")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = add("upscale", cmd_upscale, "enlarge images with a super-resolution model (tiled, 8-bit)")
+    sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name (an image-output spec)")
+    sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt or last.pt of a run")
+    sub.add_argument("images", nargs="+", metavar="IMAGE")
+    sub.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for the upscaled images")
+    sub.add_argument(
+        "--tile", type=count(at_most=65536), metavar="N", help="run in N x N input tiles (bounded memory)"
+    )
+    sub.add_argument(
+        "--compare", metavar="FIG", help="also draw bicubic / model (/ HR) crops: .png, .svg, .pdf"
+    )
+    sub.add_argument(
+        "--hr", metavar="DIR", help="--compare: originals of the same names, shown and scored beside"
+    )
+    sub.add_argument("--device", choices=DEVICES, default="auto")
     sub = add("predict", cmd_predict, "the most likely classes of images, with the checkpoint's class names")
     sub.add_argument("spec", metavar="SPEC", help="spec path or shipped spec name")
     sub.add_argument("--weights", required=True, metavar="W.pt", help="best.pt or last.pt of a run")
@@ -209,7 +225,9 @@ def _training_options(sub: argparse.ArgumentParser) -> None:
         "--data", required=True, help="digits, mnist5k, cifar10:DIR, cifar100:DIR, svhn:DIR or folder:DIR"
     )
     sub.add_argument("--download", action="store_true", help="fetch cifar10/cifar100/svhn files into DIR")
-    sub.add_argument("--recipe", choices=list(RECIPES), help="default: paper-cifar")
+    sub.add_argument(
+        "--recipe", choices=list(RECIPES), help="default: paper-cifar (sr for image-output specs)"
+    )
     sub.add_argument(
         "--epochs", type=count(at_most=100_000), help="default: the recipe's (paper-cifar: 300, SVHN 40)"
     )
@@ -245,6 +263,13 @@ def _training_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--compile", action="store_true", help="torch.compile the training forward")
     sub.add_argument("--tensorboard", action="store_true", help="event files in DIR/tensorboard")
     sub.add_argument("--safetensors", action="store_true", help="also write DIR/best.safetensors")
+    sub.add_argument("--loss", choices=LOSSES, help="super-resolution: pixel loss (default l1)")
+    sub.add_argument(
+        "--patch-size",
+        type=count(at_most=4096),
+        metavar="P",
+        help="super-resolution: training patches' side in HR pixels (default 48 x scale)",
+    )
 
 
 def _analysis(

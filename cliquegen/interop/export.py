@@ -3,7 +3,9 @@ program (``.pt2``), TorchScript, or its weights alone as safetensors.
 
 The model is built by ``create_model`` (the FX emitter), loaded with ``strict=True`` and put in
 eval mode, so dropout is absent and BatchNorm uses its running statistics in every exported
-graph.  The batch dimension stays dynamic in ONNX and torch.export programs.
+graph.  The batch dimension stays dynamic in ONNX and torch.export programs, and so do the height
+and width of an image network (super-resolution); the metadata carries the checkpoint's task,
+scale and pixel range.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +30,7 @@ from ..checkpoint.load import load_trained
 from ..errors import UsageError, import_extra
 from ..models import create_model
 from ..spec.model import Spec
+from ..spec.network import ImageSpec, size_multiple
 from ..spec.shipped import resolve_spec
 
 FORMATS = ("onnx", "exported-program", "torchscript", "safetensors")
@@ -39,6 +43,8 @@ NOTES = {
 #: Name of the JSON file of metadata inside a .pt2 archive or a TorchScript file.
 METADATA_FILE = "cliquegen.json"
 EXAMPLE_BATCH = 2  # batch 1 would let torch.export specialise the batch dimension to 1
+#: The largest input side an exported image network takes.
+MAX_SIDE = 2**15
 
 
 def load_model(spec: str | os.PathLike | Spec, weights: str | os.PathLike | None = None) -> nn.Module:
@@ -68,8 +74,16 @@ def example_input(spec: Spec, batch: int = EXAMPLE_BATCH) -> torch.Tensor:
     return torch.randn(batch, spec.input.channels, spec.input.height, spec.input.width)
 
 
-def _dynamic_batch() -> tuple[dict[int, torch.export.Dim]]:
-    return ({0: torch.export.Dim("batch", min=1)},)
+def _dynamic_shapes(spec) -> tuple[dict[int, Any]]:
+    """The batch is dynamic; so are an image network's height and width (multiples of what its
+    wavelet levels need)."""
+    shapes: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
+    if isinstance(spec, ImageSpec):
+        step = size_multiple(spec)
+        for axis, name in ((2, "height"), (3, "width")):
+            dim = torch.export.Dim(name if step == 1 else f"{name}_over_{step}", min=1, max=MAX_SIDE // step)
+            shapes[axis] = dim if step == 1 else step * dim
+    return (shapes,)
 
 
 @contextlib.contextmanager
@@ -119,13 +133,13 @@ def export_model(
                 dynamo=True,
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
-                dynamic_shapes=_dynamic_batch(),
+                dynamic_shapes=_dynamic_shapes(spec),
                 external_data=False,  # one self-contained file (CliqueNets are far below 2 GB)
                 verbose=False,
             )
             _add_onnx_metadata(tmp, metadata)
         elif fmt == "exported-program":
-            program = torch.export.export(model, example, dynamic_shapes=_dynamic_batch())
+            program = torch.export.export(model, example, dynamic_shapes=_dynamic_shapes(spec))
             # inference IR: eval-mode dropout (an identity) disappears from the graph
             program = program.run_decompositions({})
             archive = io.BytesIO()  # in memory: torch's file writer crashes on a full disk

@@ -314,3 +314,12 @@ def _is_generated_name(name: str) -> bool:
 
 def _shape(shape: tuple[int, int, int]) -> str:
     return f"{shape[0]} x {shape[1]} x {shape[2]}"
+
+
+def size_multiple(spec: ImageSpec) -> int:
+    """What the input's sides must be multiples of: 2 per wavelet level the network goes down."""
+    depth = deepest = 0
+    for op in spec.network:
+        depth += {"dwt": 1, "idwt": -1}.get(op.op, 0)
+        deepest = max(deepest, depth)
+    return 2**deepest

@@ -14,7 +14,7 @@ import torch
 from ..data.sets import AUGMENTATIONS
 from ..errors import UsageError
 from ..spec.model import Spec
-from .recipes import ADAMW_LR, OPTIMIZERS, SCHEDULES, get_recipe
+from .recipes import ADAMW_LR, DEFAULT_RECIPE, OPTIMIZERS, SCHEDULES, get_recipe
 from .recipes import milestones as milestones
 
 LAST, BEST, METRICS, METRICS_CSV, CURVES = "last.pt", "best.pt", "metrics.json", "metrics.csv", "curves.png"
@@ -34,7 +34,7 @@ RUN_FILES = (LAST, BEST, BEST_SAFETENSORS, METRICS, METRICS_CSV, CURVES)
 RESUME_KEYS = (
     "spec", "data", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
     "schedule", "milestones", "warmup", "label_smoothing", "augment", "seed", "subset", "amp",
-    "num_classes", "finetune",
+    "num_classes", "finetune", "loss", "patch_size",
 )  # fmt: skip
 
 
@@ -42,6 +42,17 @@ RESUME_KEYS = (
 HISTORY_COLUMNS = (
     "epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "test_top5", "seconds",
 )  # fmt: skip
+
+
+#: Columns of a super-resolution run's metrics.csv: the validation images' PSNR / SSIM on Y
+#: (and PSNR on RGB), bicubic's on the same images beside them.
+SR_HISTORY_COLUMNS = (
+    "epoch", "lr", "train_loss", "test_loss", "test_psnr_y", "test_ssim_y", "test_psnr_rgb",
+    "bicubic_psnr_y", "bicubic_ssim_y", "seconds",
+)  # fmt: skip
+
+#: Super-resolution losses (``--loss``).
+LOSSES = ("l1", "l2")
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -83,6 +94,8 @@ class TrainConfig:
     tensorboard: bool = False
     safetensors: bool = False  # also write best.safetensors (the weights, with info as metadata)
     root: str | None = None  # writes stay inside this folder (default: out; a sweep gives its --out)
+    loss: str | None = None  # super-resolution: l1 (default) or l2
+    patch_size: int | None = None  # super-resolution: training patches' side in HR pixels
 
 
 @dataclass
@@ -103,11 +116,11 @@ class TrainResult:
 
     @property
     def test_accuracy(self) -> float | None:
-        return self.metrics["test_accuracy"]
+        return self.metrics.get("test_accuracy")
 
     @property
-    def best_accuracy(self) -> float:
-        return self.metrics["best"]["test_accuracy"]
+    def best_accuracy(self) -> float | None:
+        return self.metrics["best"].get("test_accuracy")
 
 
 def run_identity(spec_sha256: str | None, settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,11 +156,16 @@ class DivergedError(UsageError):
     files of the last finite epoch."""
 
 
-def resolve_settings(config: TrainConfig, spec_name: str, world_size: int = 1) -> dict[str, Any]:
-    """The run's settings: the config's values, the recipe's where the config has None."""
-    recipe = get_recipe(config.recipe)
+def resolve_settings(
+    config: TrainConfig, spec_name: str, world_size: int = 1, default_recipe: str | None = None
+) -> dict[str, Any]:
+    """The run's settings: the config's values, the recipe's where the config has None
+    (``default_recipe`` when the config names none).  ``loss`` and ``patch_size`` are left as
+    given: the task settles them."""
+    recipe = get_recipe(config.recipe, default_recipe or DEFAULT_RECIPE)
     optimizer = config.optimizer or recipe.optimizer
-    default_lr = ADAMW_LR if optimizer == "adamw" else recipe.lr
+    adaptive = optimizer in ("adamw", "adam") and optimizer != recipe.optimizer
+    default_lr = ADAMW_LR if adaptive else recipe.lr
     epochs = config.epochs if config.epochs is not None else recipe.epochs_for(config.data)
     settings = {
         "spec": spec_name,
@@ -169,6 +187,8 @@ def resolve_settings(config: TrainConfig, spec_name: str, world_size: int = 1) -
         "amp": config.amp,
         "num_classes": config.num_classes,
         "finetune": config.finetune,
+        "loss": config.loss,
+        "patch_size": config.patch_size,
     }
     _check(settings, config, world_size)
     return settings
@@ -195,7 +215,7 @@ def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> No
     ls = settings["label_smoothing"]
     number("label_smoothing", ls, 0 <= ls < 1, "in [0, 1)")
     number("workers", config.workers, config.workers >= 0, "at least 0")
-    for name in ("subset", "stop_after", "num_classes"):
+    for name in ("subset", "stop_after", "num_classes", "patch_size"):
         value = getattr(config, name)
         if value is not None:
             number(name, value, value >= 1, "at least 1")
@@ -204,6 +224,7 @@ def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> No
         ("schedule", settings["schedule"], SCHEDULES),
         ("augment", settings["augment"], AUGMENTATIONS),
         ("amp", settings["amp"] or "bf16", tuple(AMP_DTYPES)),  # None: full precision
+        ("loss", settings["loss"] or "l1", LOSSES),
     ):
         if value not in choices:
             raise UsageError(f"unknown --{name} {value!r}; choose one of {', '.join(choices)}")

@@ -89,9 +89,11 @@ def draw_results(results: Sequence[SpecResult], title: str) -> Figure:
         figure = new_figure(max(4.5, 1.0 * n + 2.5), 5.2)
         top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1.3])
         x = list(range(n))
+        sr = results[0].super_resolution  # PSNR (Y) instead of the error
+        final_key, best_key = ("psnr_y", "best_psnr_y") if sr else ("final_error", "best_error")
         for attribute, label, shift, style in (
-            ("final_error", "final", -0.06, {"marker": "o"}),
-            ("best_error", "best", 0.06, {"marker": "s", "markerfacecolor": "white"}),
+            (final_key, "final", -0.06, {"marker": "o"}),
+            (best_key, "best", 0.06, {"marker": "s", "markerfacecolor": "white"}),
         ):
             means, stds = zip(*(result.mean_std(attribute) for result in results), strict=True)
             shifted = [xi + shift for xi in x]  # side by side, so the error bars do not cover each other
@@ -104,14 +106,17 @@ def draw_results(results: Sequence[SpecResult], title: str) -> Figure:
                 label=f"{label} epoch",
                 **style,
             )
-            if attribute == "final_error":
+            if attribute == final_key:
                 for xi, mean in zip(shifted, means, strict=True):
                     top.annotate(
                         f"{mean:.2f}", (xi, mean), textcoords="offset points", xytext=(-8, 4), ha="right"
                     )
         seeds = {len(result.runs) for result in results}
         spread = "error bars: std over seeds" if max(seeds) > 1 else "one seed"
-        top.set_ylabel("top-1 test error (%)")
+        if sr:
+            bicubic = [result.mean_std("bicubic_psnr_y")[0] for result in results]
+            top.plot(x, bicubic, linestyle="none", marker="_", markersize=14, color="0.4", label="bicubic")
+        top.set_ylabel("validation PSNR on Y (dB)" if sr else "top-1 test error (%)")
         top.set_title(f"{title} ({spread})")
         top.set_xlim(-0.5, n - 0.5)
         top.grid(alpha=0.3)

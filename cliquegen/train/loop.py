@@ -35,10 +35,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from ..checkpoint.info import ModelInfo, model_info, spec_record
+from ..checkpoint.info import ModelInfo, spec_record
 from ..checkpoint.load import load_weights_into
 from ..data.base import ImageData
-from ..data.sets import fetch_data, load_data
+from ..data.sets import fetch_data
 from ..errors import UsageError
 from ..models import create_model
 from ..spec.model import Spec
@@ -47,16 +47,16 @@ from .config import (
     AMP_DTYPES,
     BEST,
     BEST_SAFETENSORS,
-    HISTORY_COLUMNS,
     LAST,
     RESUME_KEYS,
     DivergedError,
     TrainConfig,
     TrainResult,
     identity_changes,
-    resolve_settings,
     run_identity,
 )
+from .config import HISTORY_COLUMNS as HISTORY_COLUMNS  # re-exported: the old names
+from .config import resolve_settings as resolve_settings
 from .distributed import (
     Context,
     average_buffers,
@@ -87,6 +87,8 @@ from .rundir import (
     tensorboard_writer,
     write_metrics,
 )
+from .sr_task import SuperResolution, task_for, task_settings
+from .task import Classification, initial_best
 
 
 def run(config: TrainConfig, console: Console | None = None) -> TrainResult:
@@ -149,8 +151,9 @@ class _Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     criterion: nn.Module
+    task: Classification | SuperResolution
     history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"epoch": 0, "test_accuracy": -1.0})
+    best: dict[str, Any] = field(default_factory=dict)
     start: int = 0  # epochs done before this process started
     writer: Any = None  # TensorBoard's SummaryWriter, rank 0 with --tensorboard
 
@@ -171,7 +174,7 @@ class _Run:
         return run_metrics(
             self.config, self.settings, self.data.name, self.ctx, self.history, self.best,
             self.info.spec_sha256,
-        )  # fmt: skip
+        ) | self.task.summary(self.history)  # fmt: skip
 
 
 def _train(config: TrainConfig, ctx: Context, console: Console, held: contextlib.ExitStack) -> TrainResult:
@@ -207,7 +210,8 @@ def _set_up(config: TrainConfig, ctx: Context, console: Console) -> _Run:
     """Settings, data, the model's info, the model, its optimizer and scheduler: everything
     that can be refused before the run folder is touched."""
     base_spec = resolve_spec(config.spec)
-    settings = resolve_settings(config, base_spec.name, ctx.world_size)
+    task = task_for(base_spec)
+    settings = task_settings(config, base_spec, ctx.world_size)
     check_resumable(Path(config.out), config, settings, ctx)  # before the data: a refusal is quick
     spec = apply_overrides(base_spec, num_classes=config.num_classes)
     if config.download:  # rank 0 fetches, the others wait for it
@@ -215,24 +219,12 @@ def _set_up(config: TrainConfig, ctx: Context, console: Console) -> _Run:
             fetch_data(config.data)
         if ctx.distributed:
             dist.barrier()
-    data = load_data(config.data, spec, augment=settings["augment"])
-    train_set, test_set = data.train, data.test
+    data, train_set, test_set, info = task.load(config, spec, base_spec, settings)
     if config.subset is not None:
         train_set = Subset(train_set, range(min(config.subset, len(train_set))))
         test_set = Subset(test_set, range(min(config.subset, len(test_set))))
     if len(test_set) == 0:
-        raise UsageError(f"{data.name} has no test images: a run needs some to measure its accuracy")
-    info = model_info(
-        spec if config.num_classes is None else base_spec,
-        classes=data.classes,
-        mean=data.mean,
-        std=data.std,
-        data=data.name,
-        eval_transform="centre-crop"
-        if data.kind == "folder" and settings["augment"] == "standard"
-        else "resize",
-        overrides={"num_classes": config.num_classes} if config.num_classes is not None else {},
-    )
+        raise UsageError(f"{data.name} has no test images: a run needs some to measure its {task.measures}")
     torch.manual_seed(config.seed)  # the same initial weights on every rank
     random.seed(config.seed)
     model = create_model(spec).to(ctx.device)
@@ -242,7 +234,7 @@ def _set_up(config: TrainConfig, ctx: Context, console: Console) -> _Run:
     return _Run(
         config, ctx, console, spec, settings, data, train_set, test_set, info, model, optimizer, scheduler,
         scaler=torch.amp.GradScaler(ctx.device.type, enabled=config.amp == "fp16"),
-        criterion=nn.CrossEntropyLoss(label_smoothing=settings["label_smoothing"]),
+        criterion=task.criterion(settings), task=task, best=initial_best(task),
     )  # fmt: skip
 
 
@@ -347,9 +339,10 @@ def _announce(run: _Run, end: int) -> None:
     if ctx.main and run.start < end:
         say(
             run.console,
-            f"training {run.spec.name} on {run.data.name}: {len(run.train_set)} train / "
-            f"{len(run.test_set)} test images, {ctx.world_size} process{'es' if ctx.distributed else ''} "
-            f"on {ctx.device.type}, epochs {run.start + 1}..{end} of {settings['epochs']}; "
+            f"training {run.spec.name} on {run.data.name}: {len(run.train_set)} "
+            f"{run.task.items.format(test=len(run.test_set))}, {ctx.world_size} "
+            f"process{'es' if ctx.distributed else ''} on {ctx.device.type}, "
+            f"epochs {run.start + 1}..{end} of {settings['epochs']}; "
             f"{settings['recipe']}: {settings['optimizer']} lr {settings['lr']:g}, batch "
             f"{settings['batch_size']}, {settings['schedule']} schedule",
         )
@@ -386,7 +379,7 @@ def _train_epoch(run: _Run, net: nn.Module, loader: DataLoader, epoch: int) -> t
             run.scaler.scale(loss).backward()
             run.scaler.step(run.optimizer)
             run.scaler.update()
-            correct = (logits.detach().argmax(dim=1) == labels).sum().double()
+            correct = run.task.correct(logits, labels)
             totals += torch.stack(
                 [loss.detach().double() * len(labels), correct, totals.new_tensor(len(labels))]
             )
@@ -408,20 +401,9 @@ def _validate(run: _Run, epoch: int, totals: torch.Tensor, lr: float, tic: float
     if ctx.distributed:
         dist.all_reduce(totals)
     average_buffers(run.model, ctx)
-    scores = evaluate_model(
-        run.model, run.test_set, ctx.device, run.settings["batch_size"] // ctx.world_size,
-        run.config.workers, rank=ctx.rank, world_size=ctx.world_size, amp=run.config.amp,
-    )  # fmt: skip
-    return {
-        "epoch": epoch + 1,
-        "lr": lr,
-        "train_loss": float(totals[0] / totals[2]),
-        "train_accuracy": float(totals[1] / totals[2]),
-        "test_loss": scores["loss"],
-        "test_accuracy": scores["top1"],
-        "test_top5": scores["top5"],
-        "seconds": round(time.perf_counter() - tic, 3),
-    }
+    record = {"epoch": epoch + 1, "lr": lr, "train_loss": float(totals[0] / totals[2])}
+    record |= run.task.train_fields(totals) | run.task.validate(run)
+    return record | {"seconds": round(time.perf_counter() - tic, 3)}
 
 
 def _check_finite(run: _Run, record: dict[str, Any]) -> None:
@@ -457,9 +439,10 @@ def _save_epoch(run: _Run, record: dict[str, Any]) -> None:
     improved, the metrics and TensorBoard's scalars, and reports the epoch."""
     ctx, out, root, info = run.ctx, run.out, run.root, run.info
     run.history.append(record)
-    improved = record["test_accuracy"] > run.best["test_accuracy"]
+    key = run.task.best_key
+    improved = record[key] > run.best[key]
     if improved:
-        run.best = {"epoch": record["epoch"], "test_accuracy": record["test_accuracy"]}
+        run.best = {"epoch": record["epoch"], key: record[key]}
     rng = gather(rng_state(ctx), ctx)
     if not ctx.main:
         return
@@ -487,15 +470,13 @@ def _save_epoch(run: _Run, record: dict[str, Any]) -> None:
             save_best_safetensors(out / BEST_SAFETENSORS, checkpoint["model"], info, root)
     write_metrics(out, run.metrics(), root)
     if run.writer is not None:
-        for key in HISTORY_COLUMNS[1:]:
-            run.writer.add_scalar(key, record[key], record["epoch"])
+        for column in run.task.columns[1:]:
+            run.writer.add_scalar(column, record[column], record["epoch"])
         run.writer.flush()
     say(
         run.console,
         f"epoch {record['epoch']}/{run.settings['epochs']}  lr {record['lr']:.4g}  loss "
-        f"{record['train_loss']:.4f}  train {100 * record['train_accuracy']:.2f}%  test loss "
-        f"{record['test_loss']:.4f}  top-1 {100 * record['test_accuracy']:.2f}%  top-5 "
-        f"{100 * record['test_top5']:.2f}%  {record['seconds']:.1f}s",
+        f"{record['train_loss']:.4f}  {run.task.line(record)}  {record['seconds']:.1f}s",
     )
 
 
@@ -509,14 +490,9 @@ def _finish(run: _Run, started: float) -> TrainResult:
     if ctx.main:
         write_metrics(run.out, metrics, run.root)
         if history:
-            draw_run_curves(history, run.out, f"{run.spec.name} on {run.data.name}", run.console, run.root)
-            say(
-                run.console,
-                f"test accuracy {100 * history[-1]['test_accuracy']:.2f}% after {history[-1]['epoch']} "
-                f"epoch{'s' * (history[-1]['epoch'] != 1)} "
-                f"(best {100 * best['test_accuracy']:.2f}% at epoch {best['epoch']}); "
-                f"checkpoints and metrics in {run.out}",
-            )
+            title = f"{run.spec.name} on {run.data.name}"
+            draw_run_curves(history, run.out, title, run.console, run.root, run.task.plot)
+            say(run.console, f"{run.task.final_line(history, best)}; checkpoints and metrics in {run.out}")
     return TrainResult(run.out, metrics, run.settings)
 
 

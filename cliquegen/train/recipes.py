@@ -7,7 +7,11 @@
   divided by 10 every 30 epochs, 100 epochs, batch 160, weight decay 1e-4, random-resized
   crops and flips (test: resize 256, centre crop 224).
 
-docs/training.md cites the line of their code each value comes from.
+- ``sr``: super-resolution as EDSR trains it (the default for specs with an image output).
+  Adam (beta1 0.9, beta2 0.999), lr 1e-4 halved after 200 of 300 epochs, batch 16, no weight
+  decay, flips and 90-degree rotations; an epoch is ``PATCHES_PER_IMAGE`` patches per image.
+
+docs/training.md cites the source of each value.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import torch
 
 from ..errors import UsageError
 
-OPTIMIZERS = ("sgd", "nesterov", "adamw")
-SCHEDULES = ("step", "cosine")
+OPTIMIZERS = ("sgd", "nesterov", "adamw", "adam")
+SCHEDULES = ("step", "cosine", "halve")
 ADAMW_LR = 1e-3  # AdamW's usual lr, used when --optimizer adamw comes without --lr
 
 
@@ -35,6 +39,7 @@ class Recipe:
     schedule: str
     augment: str
     step_every: int | None = None  # step schedule: lr / 10 every N epochs; None: at 50% and 75%
+    halve_at: tuple[int, ...] | None = None  # halve schedule: the epochs after which lr / 2
     svhn_epochs: int | None = None  # the epochs for svhn:DIR data, when they differ
 
     def epochs_for(self, data: str) -> int:
@@ -46,6 +51,8 @@ class Recipe:
         """Epochs after which the step schedule divides the learning rate by 10.
 
         Milestones under 1 are dropped, so a run too short for a drop keeps the base lr."""
+        if self.halve_at is not None:
+            return [m for m in self.halve_at if m < epochs]
         if self.step_every is not None:
             return list(range(self.step_every, epochs, self.step_every))
         return [m for m in (epochs // 2, (3 * epochs) // 4) if m >= 1]
@@ -76,12 +83,26 @@ RECIPES = {
         step_every=30,
         augment="standard",
     ),
+    "sr": Recipe(
+        name="sr",
+        optimizer="adam",
+        lr=1e-4,
+        momentum=0.9,  # Adam's beta1
+        weight_decay=0.0,
+        batch_size=16,
+        epochs=300,
+        schedule="halve",
+        halve_at=(200,),
+        augment="standard",
+    ),
 }
 DEFAULT_RECIPE = "paper-cifar"
+#: The recipe of specs with an image output when none is named.
+DEFAULT_SR_RECIPE = "sr"
 
 
-def get_recipe(name: str | None) -> Recipe:
-    name = name or DEFAULT_RECIPE
+def get_recipe(name: str | None, default: str = DEFAULT_RECIPE) -> Recipe:
+    name = name or default
     if name not in RECIPES:
         raise UsageError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
     return RECIPES[name]
@@ -99,6 +120,10 @@ def make_optimizer(
         return torch.optim.SGD(
             parameters, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=kind == "nesterov"
         )
+    if kind == "adam":  # momentum is beta1
+        return torch.optim.Adam(
+            parameters, lr=lr, betas=(momentum, 0.999), eps=1e-8, weight_decay=weight_decay
+        )
     if kind == "adamw":
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     raise UsageError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
@@ -109,9 +134,9 @@ def make_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """Stepped once per epoch.  ``warmup`` epochs rise linearly to the base lr first; the
     step milestones and the cosine period count from the start of the run / the warmup's end."""
-    if kind == "step":
+    if kind in ("step", "halve"):
         main: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, [m - warmup for m in milestones if m > warmup], gamma=0.1
+            optimizer, [m - warmup for m in milestones if m > warmup], gamma=0.1 if kind == "step" else 0.5
         )
     elif kind == "cosine":
         main = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs - warmup))

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..spec.overrides import short_keys, value_text
-from .config import HISTORY_COLUMNS, METRICS
+from .config import HISTORY_COLUMNS, METRICS, SR_HISTORY_COLUMNS
 
 RESULTS = "results"  # results.json, .csv, .md, .png
 
@@ -26,10 +26,21 @@ class Run:
 
     seed: int
     folder: str
-    final_error: float  # top-1 test error after the last epoch, percent
-    best_error: float  # lowest top-1 test error of any epoch, percent
+    final_error: float | None  # top-1 test error after the last epoch, percent (None: SR)
+    best_error: float | None  # lowest top-1 test error of any epoch, percent
     best_epoch: int
     train_seconds: float  # sum of the epochs' wall times (also over resumed parts)
+    # super-resolution runs: validation PSNR (dB) and SSIM on Y after the last epoch, the best
+    # epoch's PSNR, and bicubic's on the same images
+    psnr_y: float | None = None
+    ssim_y: float | None = None
+    best_psnr_y: float | None = None
+    bicubic_psnr_y: float | None = None
+    bicubic_ssim_y: float | None = None
+
+    @property
+    def super_resolution(self) -> bool:
+        return self.psnr_y is not None
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,13 @@ class SpecResult:
         values = [getattr(run, attribute) for run in self.runs]
         return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
+    @property
+    def super_resolution(self) -> bool:
+        return self.runs[0].super_resolution
+
     def to_json(self) -> dict[str, Any]:
+        if self.super_resolution:
+            return self._sr_json()
         final, final_std = self.mean_std("final_error")
         best, best_std = self.mean_std("best_error")
         return {
@@ -68,12 +85,37 @@ class SpecResult:
             "runs": [asdict(run) for run in self.runs],
         }
 
+    def _sr_json(self) -> dict[str, Any]:
+        psnr, psnr_std = self.mean_std("psnr_y")
+        ssim, ssim_std = self.mean_std("ssim_y")
+        best, best_std = self.mean_std("best_psnr_y")
+        return {
+            "spec": self.spec,
+            "params": self.params,
+            "flops": self.flops,
+            "seeds": self.seeds,
+            "psnr_y_mean": psnr,
+            "psnr_y_std": psnr_std,
+            "ssim_y_mean": ssim,
+            "ssim_y_std": ssim_std,
+            "best_psnr_y_mean": best,
+            "best_psnr_y_std": best_std,
+            "bicubic_psnr_y": self.mean_std("bicubic_psnr_y")[0],
+            "bicubic_ssim_y": self.mean_std("bicubic_ssim_y")[0],
+            "train_seconds_mean": self.mean_std("train_seconds")[0],
+            "varied": dict(self.varied),
+            "runs": [asdict(run) for run in self.runs],
+        }
+
 
 #: A metrics.json larger than this is refused unread (a 300-epoch run writes about 100 KB).
 MAX_METRICS_BYTES = 64 * 1024**2
 
 #: The range of each number of an epoch's record.
-_RANGES = {"train_accuracy": (0, 1), "test_accuracy": (0, 1), "test_top5": (0, 1)}
+_RANGES = {
+    "train_accuracy": (0, 1), "test_accuracy": (0, 1), "test_top5": (0, 1), "test_ssim_y": (-1, 1),
+    "bicubic_ssim_y": (-1, 1),
+}  # fmt: skip
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
@@ -119,6 +161,12 @@ def check_metrics(metrics: Any, path: Path, what: str) -> None:
     history = metrics.get("history")
     if not isinstance(history, list):
         raise bad("history", "a list of epochs", history)
+    # a super-resolution run scores PSNR (Y) where classification scores accuracy
+    first = history[0] if history and isinstance(history[0], dict) else {}
+    sr = metrics.get("task") == "super-resolution" or "test_psnr_y" in first
+    columns, score, high = (
+        (SR_HISTORY_COLUMNS, "test_psnr_y", math.inf) if sr else (HISTORY_COLUMNS, "test_accuracy", 1)
+    )
     for index, record in enumerate(history):
         where = f"history[{index}]"
         if not isinstance(record, dict):
@@ -126,20 +174,26 @@ def check_metrics(metrics: Any, path: Path, what: str) -> None:
         epoch = record.get("epoch")
         if isinstance(epoch, bool) or epoch != index + 1 or not isinstance(epoch, int):
             raise bad(f"{where}.epoch", f"{index + 1}", epoch)
-        for key in HISTORY_COLUMNS[1:]:
+        for key in columns[1:]:
             number(record.get(key), f"{where}.{key}", *_RANGES.get(key, (0.0, math.inf)))
     if not history:
         return
     if metrics.get("epochs_done") != len(history):
         raise bad("epochs_done", f"{len(history)} (the epochs in history)", metrics.get("epochs_done"))
-    number(metrics.get("test_accuracy"), "test_accuracy", 0, 1)
+    number(metrics.get(score), score, 0, high)
     best = metrics.get("best")
     if not isinstance(best, dict):
         raise bad("best", "an object", best)
     if isinstance(best.get("epoch"), bool) or best.get("epoch") not in range(1, len(history) + 1):
         raise bad("best.epoch", f"an epoch in 1..{len(history)}", best.get("epoch"))
-    number(best.get("test_accuracy"), "best.test_accuracy", 0, 1)
+    number(best.get(score), f"best.{score}", 0, high)
 
+
+#: Columns of a super-resolution sweep's results: PSNR / SSIM on Y instead of errors.
+SR_COLUMNS = (
+    "spec", "params", "flops", "seeds", "psnr_y_mean", "psnr_y_std", "ssim_y_mean", "ssim_y_std",
+    "best_psnr_y_mean", "best_psnr_y_std", "bicubic_psnr_y", "bicubic_ssim_y", "train_seconds_mean",
+)  # fmt: skip
 
 COLUMNS = (
     "spec",
@@ -166,7 +220,8 @@ def varied_keys(rows: list[dict[str, Any]]) -> list[str]:
 def results_csv(rows: list[dict[str, Any]]) -> str:
     keys = varied_keys(rows)
     buffer = io.StringIO()
-    columns = [COLUMNS[0], *keys, *COLUMNS[1:]]
+    base = SR_COLUMNS if rows and "psnr_y_mean" in rows[0] else COLUMNS
+    columns = [base[0], *keys, *base[1:]]
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
@@ -186,6 +241,8 @@ def data_text(settings: dict[str, Any]) -> str:
 
 
 def results_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    if rows and "psnr_y_mean" in rows[0]:
+        return _sr_markdown(rows, settings)
     keys = varied_keys(rows)
     shown = short_keys(keys)
     subset = settings.get("subset")
@@ -214,6 +271,37 @@ def results_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> st
     return "\n".join(lines) + "\n"
 
 
+def _sr_markdown(rows: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    """The table of a super-resolution sweep: validation PSNR and SSIM on Y, bicubic's beside."""
+    keys = varied_keys(rows)
+    shown = short_keys(keys)
+    lines = [
+        f"# Sweep on {data_text(settings)}: {settings['epochs']} epochs, {settings['recipe']} recipe, "
+        f"batch {settings['batch_size']}, lr {settings['lr']}",
+        "",
+        "Validation PSNR (dB) and SSIM on Y (BT.601, `scale` pixels shaved), mean ± sample standard "
+        "deviation over the seeds; bicubic's on the same images.",
+        *(["", "Grid: " + ", ".join(f"`{key}`" for key in keys) + "."] if keys else []),
+        "",
+        "| spec | "
+        + "".join(f"{shown[key]} | " for key in keys)
+        + "params | FLOPs | seeds | PSNR (Y) | SSIM (Y) | best PSNR (Y) | bicubic | train time per run |",
+        "|---|" + "---|" * len(keys) + "---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        cells = "".join(f"{value_text(row.get('varied', {}).get(key))} | " for key in keys)
+        ssim = row["ssim_y_mean"], row["ssim_y_std"]
+        ssim_text = f"{ssim[0]:.4f}" if ssim[1] is None else f"{ssim[0]:.4f} ± {ssim[1]:.4f}"
+        lines.append(
+            f"| {row['spec']} | {cells}{row['params'] / 1e6:.3f}M | {row['flops'] / 1e6:.1f}M "
+            f"| {seeds_text(row['seeds'])} | {_pm(row['psnr_y_mean'], row['psnr_y_std'])} | {ssim_text} "
+            f"| {_pm(row['best_psnr_y_mean'], row['best_psnr_y_std'])} "
+            f"| {row['bicubic_psnr_y']:.2f} / {row['bicubic_ssim_y']:.4f} "
+            f"| {row['train_seconds_mean']:.1f}s |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True)
 class Curve:
     """One run's history: test error (percent) and training loss per epoch."""
@@ -236,6 +324,11 @@ def read_curves(run_dirs: list[str]) -> list[Curve]:
         metrics = read_metrics(metrics_file)
         if not metrics["history"]:
             raise UsageError(f"{metrics_file}: the run has no finished epoch yet")
+        if "test_accuracy" not in metrics["history"][0]:
+            raise UsageError(
+                f"{metrics_file}: a super-resolution run; plot overlays classification runs' test error "
+                "(the run's own curves.png shows its PSNR)"
+            )
         found.append((text, metrics))
     labels = [_label(f"{m.get('spec')} seed {m.get('seed')}") for _, m in found]
     curves = []

@@ -49,6 +49,7 @@ def read_last(path: Path) -> dict[str, Any]:
         "history": history,
         "epochs_done": epoch,
         "test_accuracy": last.get("test_accuracy"),
+        "test_psnr_y": last.get("test_psnr_y"),
         "best": checkpoint["best"],
     }
     check_metrics(metrics, path, "the last.pt cliquegen train writes")

@@ -34,6 +34,7 @@ from .config import (
     METRICS_CSV,
     RESUME_KEYS,
     RUN_FILES,
+    SR_HISTORY_COLUMNS,
     TENSORBOARD,
     TrainConfig,
 )
@@ -189,9 +190,9 @@ def state_dict_hash(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def metrics_csv(history: list[dict[str, Any]]) -> str:
+def metrics_csv(history: list[dict[str, Any]], columns: tuple[str, ...] = HISTORY_COLUMNS) -> str:
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     return text.getvalue()
@@ -276,10 +277,10 @@ def tensorboard_writer(out: Path, root: Path, config: TrainConfig, ctx: Context,
 
 
 def draw_run_curves(
-    history: list[dict[str, Any]], out: Path, title: str, console: Console, root: Path
+    history: list[dict[str, Any]], out: Path, title: str, console: Console, root: Path, plot=plot_curves
 ) -> None:
     try:
-        plot_curves(history, out / CURVES, title, root=root)
+        plot(history, out / CURVES, title, root=root)
     except UsageError as error:  # matplotlib missing: the run itself succeeded
         say(console, f"note: no {CURVES}: {error}")
 
@@ -287,7 +288,8 @@ def draw_run_curves(
 def write_metrics(out: Path, metrics: dict[str, Any], root: Path) -> None:
     """metrics.json (strict JSON: a NaN is a bug, never written) and metrics.csv."""
     atomic_write(out / METRICS, json.dumps(metrics, indent=2, allow_nan=False) + "\n", root=root)
-    atomic_write(out / METRICS_CSV, metrics_csv(metrics["history"]), root=root)
+    columns = SR_HISTORY_COLUMNS if metrics.get("task") == "super-resolution" else HISTORY_COLUMNS
+    atomic_write(out / METRICS_CSV, metrics_csv(metrics["history"], columns), root=root)
 
 
 def run_metrics(
@@ -308,7 +310,5 @@ def run_metrics(
         "world_size": ctx.world_size,
         "epochs_done": history[-1]["epoch"] if history else 0,
         "history": history,
-        "test_accuracy": history[-1]["test_accuracy"] if history else None,
-        "test_top5": history[-1]["test_top5"] if history else None,
         "best": best,
     }

@@ -19,10 +19,14 @@ from typing import Any
 
 import torch
 
+from ..checkpoint.load import TrainedModel, load_trained
 from ..data.resize import bicubic_degrade, imresize
 from ..data.sr import SRImages, image_files, split_folder, whole_number
-from ..errors import UsageError
+from ..errors import UsageError, WeightsError
+from ..spec.network import ImageSpec
+from ..spec.shipped import resolve_spec
 from .sr_metrics import SRMetrics, mean_metrics, sr_metrics, to_uint8
+from .upscale import size_multiple, upscale_tensor
 
 #: What ``cliquegen eval --baseline`` can evaluate without a model.
 BASELINES = ("bicubic",)
@@ -74,6 +78,55 @@ def evaluate_bicubic(data: str, scale: int) -> dict[str, Any]:
         sr = bicubic_upscale(bicubic_degrade(hr.double() / 255.0, scale), scale)
         rows.append((path, tuple(hr.shape[1:]), score(sr, hr, scale, path)))
     return {"baseline": "bicubic", "data": name, "scale": scale, **set_scores(rows)}
+
+
+def load_sr_model(spec, weights, device: str | torch.device = "cpu") -> TrainedModel:
+    """The super-resolution model of ``spec`` with ``weights``; a classifier's spec or
+    checkpoint is refused with a message saying so."""
+    resolved = resolve_spec(spec)
+    if not isinstance(resolved, ImageSpec):
+        raise UsageError(
+            f"spec {resolved.name!r} is a classifier: super-resolution needs a spec with an image output"
+        )
+    trained = load_trained(spec, weights)
+    info = trained.info
+    if info is not None and info.task == "classification":
+        raise WeightsError(f"{weights}: these are a classifier's weights, not a super-resolution model's")
+    if info is not None and info.scale is not None and info.scale != trained.spec.output.scale:
+        raise WeightsError(
+            f"{weights}: trained for x{info.scale}, but spec {trained.spec.name!r} upscales "
+            f"x{trained.spec.output.scale}"
+        )
+    trained.model.to(device)
+    return trained
+
+
+def evaluate_sr(spec, weights, data: str, *, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """A super-resolution model on the test images of ``data``, scored as :func:`evaluate_bicubic`
+    scores bicubic (whose scores on the same images are under the key ``bicubic``): mean PSNR
+    (Y), SSIM (Y) and PSNR (RGB), and each image's, as a JSON-ready dict."""
+    trained = load_sr_model(spec, weights, device)
+    spec = trained.spec
+    scale, channels = spec.output.scale, spec.input.channels
+    name, files = eval_images(data)
+    images = SRImages(files, scale, channels=channels, dtype=torch.float64)
+    multiple = size_multiple(spec)
+    rows, baseline = [], []
+    for index, path in enumerate(files):
+        hr = images.hr(index)
+        lr = bicubic_degrade(hr.double() / 255.0, scale)
+        sr = upscale_tensor(trained.model, lr.float(), scale, multiple=multiple)
+        size = tuple(hr.shape[1:])
+        rows.append((path, size, score(sr.float(), hr, scale, path)))
+        baseline.append((path, size, score(bicubic_upscale(lr, scale), hr, scale, path)))
+    return {
+        "spec": spec.name,
+        "weights": str(weights),
+        "data": name,
+        "scale": scale,
+        **set_scores(rows),
+        "bicubic": set_scores(baseline),
+    }
 
 
 def set_scores(rows: list[tuple[Path, tuple[int, int], SRMetrics]]) -> dict[str, Any]:

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..draw.figure import STYLE, new_figure
+from ..draw.figure import (
+    STYLE,
+    figure_style,
+    log_scale,
+    new_figure,
+    require_matplotlib,
+    save_figure,
+    whole_ticks,
+)
 from ..errors import UsageError
 from .sr_metrics import sr_metrics
 
@@ -140,3 +149,34 @@ def draw_compare(comparisons: Sequence[Comparison]) -> Figure:
         if any(panel.psnr_y is not None for c in comparisons for panel in c.panels):
             figure.suptitle("PSNR / SSIM on Y, whole image, border shaved by the scale")
         return figure
+
+
+def draw_sr_history(history: Sequence[dict[str, Any]], title: str) -> Figure:
+    """A super-resolution run's loss (train and validation, log scale) and validation PSNR (Y)
+    per epoch, bicubic's PSNR on the same images as a dashed line."""
+    with figure_style():
+        figure = new_figure(10, 4)
+        loss_axes, psnr_axes = figure.subplots(1, 2)
+        epochs = [record["epoch"] for record in history]
+        losses = []
+        for key, label in (("train_loss", "train"), ("test_loss", "validation")):
+            values = [record[key] for record in history]
+            loss_axes.plot(epochs, values, marker=".", label=label)
+            losses += values
+        log_scale(loss_axes, losses)
+        loss_axes.set(xlabel="epoch", ylabel="loss (log scale)", title="loss")
+        psnr_axes.plot(epochs, [r["test_psnr_y"] for r in history], marker=".", label="model")
+        psnr_axes.plot(epochs, [r["bicubic_psnr_y"] for r in history], linestyle="--", label="bicubic")
+        psnr_axes.set(xlabel="epoch", ylabel="PSNR on Y (dB)", title="validation PSNR")
+        for axes in (loss_axes, psnr_axes):
+            whole_ticks(axes.xaxis)
+            axes.grid(alpha=0.3)
+            axes.legend()
+        figure.suptitle(title)
+        return figure
+
+
+def plot_sr_curves(history: list[dict[str, Any]], path: Path, title: str, root: Path | None = None) -> None:
+    """``curves.png`` of a super-resolution run (:func:`draw_sr_history`), written inside ``root``."""
+    require_matplotlib("curves.png")
+    save_figure(draw_sr_history(history, title), path, root=root)

@@ -30,7 +30,7 @@ from ..compiler.summary import summarize
 from ..draw.figure import figure_format, require_matplotlib, save_figure
 from ..errors import UsageError
 from ..spec.model import Spec
-from .config import LAST, METRICS, TrainConfig, identity_changes, resolve_settings, run_identity
+from .config import LAST, METRICS, TrainConfig, identity_changes, run_identity
 from .distributed import Context, on_rank0, setup
 from .figures import draw_curves, draw_results
 from .grid import VARIANT_SPEC, Variant, expand
@@ -48,6 +48,7 @@ from .results import (
 )
 from .resume import read_last, recorded_identity
 from .rundir import earlier_run, folder_lock, make_folder, say
+from .sr_task import task_settings
 
 #: TrainConfig fields that the sweep sets per run rather than passing through.
 PER_RUN = ("spec", "out", "seed", "resume", "stop_after", "force", "root")
@@ -100,7 +101,7 @@ def wanted_identity(config: TrainConfig, spec: Spec, world_size: int = 1) -> dic
     """The identity (:func:`~cliquegen.train.config.run_identity`) of the run ``config``
     describes: what its folder must hold to be skipped as finished or resumed."""
     sha = spec.provenance.sha256
-    return run_identity(sha, resolve_settings(config, spec.name, world_size))
+    return run_identity(sha, task_settings(config, spec, world_size))
 
 
 def run_state(folder: Path, config: TrainConfig, spec: Spec, world_size: int = 1) -> str:
@@ -145,13 +146,22 @@ def finished_run(folder: Path, seed: int) -> Run:
     history = metrics["history"]
     if not history:
         raise UsageError(f"{folder / METRICS}: the run has no finished epoch")
+    seconds = round(sum(record["seconds"] for record in history), 3)
+    if metrics.get("task") == "super-resolution":
+        last = history[-1]
+        return Run(
+            seed=seed, folder=str(folder), final_error=None, best_error=None,
+            best_epoch=metrics["best"]["epoch"], train_seconds=seconds, psnr_y=last["test_psnr_y"],
+            ssim_y=last["test_ssim_y"], best_psnr_y=metrics["best"]["test_psnr_y"],
+            bicubic_psnr_y=last["bicubic_psnr_y"], bicubic_ssim_y=last["bicubic_ssim_y"],
+        )  # fmt: skip
     return Run(
         seed=seed,
         folder=str(folder),
         final_error=100 * (1 - metrics["test_accuracy"]),
         best_error=100 * (1 - metrics["best"]["test_accuracy"]),
         best_epoch=metrics["best"]["epoch"],
-        train_seconds=round(sum(record["seconds"] for record in history), 3),
+        train_seconds=seconds,
     )
 
 
@@ -166,7 +176,7 @@ def sweep(config: SweepConfig, console: Console | None = None) -> list[SpecResul
     try:
         for variant in variants:  # the recipe and the settings, checked before anything is written
             train = config.train_config(variant.given, 0, Path(config.out), False)
-            resolve_settings(train, variant.spec.name, ctx.world_size)
+            task_settings(train, variant.spec, ctx.world_size)
         root = Path(config.out)
         with contextlib.ExitStack() as held:
 
@@ -209,8 +219,8 @@ def _sweep(
         runs = [finished_run(run_folder(config.out, variant.name, seed), seed) for seed in config.seeds]
         results.append(SpecResult(variant.name, summary.params, summary.flops, runs, variant.varied))
     first = variants[0]
-    recipe = resolve_settings(
-        config.train_config(first.given, 0, Path(config.out), False), first.spec.name, ctx.world_size
+    recipe = task_settings(
+        config.train_config(first.given, 0, Path(config.out), False), first.spec, ctx.world_size
     )
     shared = {key: value for key, value in recipe.items() if key not in ("spec", "seed")}
     shared |= {"sets": config.sets, "grid": config.grid} if config.sets or config.grid else {}
@@ -242,7 +252,9 @@ def write_results(
     document = {
         "settings": settings,
         "seeds": seeds,
-        "error": "top-1 test error in percent; std is the sample standard deviation over the seeds",
+        "error": "top-1 test error in percent; std is the sample standard deviation over the seeds"
+        if not (results and results[0].super_resolution)
+        else "validation PSNR (dB) and SSIM on Y; std is the sample standard deviation over the seeds",
         "specs": rows,
     }
     paths = [

@@ -19,18 +19,24 @@ channels, converted back to grey after; an RGB image through a one-channel model
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from .._io import atomic_output
 from ..data.resize import imresize
 from ..data.sr import open_image, upright_8bit, whole_number
-from ..errors import UsageError, import_extra
+from ..draw.figure import figure_format, save_figure
+from ..errors import CliqueGenError, UsageError, import_extra
+from ..spec.network import size_multiple
+from .sr_figures import Comparison, draw_compare
+from .sr_figures import compare as compare_row
 from .sr_metrics import to_uint8
 
 #: Input pixels of context around each tile by default.
@@ -251,3 +257,87 @@ def save_image(image, path: str | os.PathLike[str], format: str | None = None) -
     with atomic_output(path) as tmp:
         image.save(tmp, format=format, **SAVE_OPTIONS.get(format, {}))
     return path
+
+
+def _pixels(image) -> np.ndarray:
+    """An 8-bit PIL image's colour (alpha dropped) as (H, W) or (H, W, 3) uint8."""
+    return np.asarray(image.convert("L" if image.mode in ("L", "LA") else "RGB"))
+
+
+def upscale_files(
+    model: nn.Module,
+    spec,
+    images: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    tile: int | None = None,
+    hr: str | os.PathLike[str] | None = None,
+    compare: str | os.PathLike[str] | None = None,
+    on_error: Callable[[str, CliqueGenError], None],
+    console: Console | None = None,
+) -> list[tuple[str, Path]]:
+    """Upscale each of ``images`` with ``model`` (the image-output ``spec``'s) into ``out_dir``,
+    under the same name (so the same format), with a progress bar over the tiles.  An image that
+    cannot be read or written goes to ``on_error(path, error)`` and the others are still done.
+    ``compare``: also draw bicubic / model (/ the original of the same name in ``hr``) crops
+    with their scores (:mod:`cliquegen.train.sr_figures`).  Returns (source, written) pairs."""
+    scale, channels, multiple = spec.output.scale, spec.input.channels, size_multiple(spec)
+    if channels not in (1, 3):
+        raise UsageError(f"spec {spec.name!r} takes {channels}-channel images: upscale needs 1 or 3")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: a file, not a folder")
+    if compare is not None:
+        figure_format(compare)  # refuse a bad suffix before any work
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[tuple[str, Path]] = []
+    rows: list[Comparison] = []
+    targets: set[Path] = set()
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True, disable=console is None or not console.is_terminal,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("upscaling", total=len(images))
+        for number, source in enumerate(images):
+            name = os.fspath(source)
+            progress.update(task, description=f"{number + 1}/{len(images)} {Path(name).name}")
+            try:
+                target = out / Path(name).name
+                if target in targets:
+                    raise UsageError(f"another image of this run is also named {target.name}")
+                if target.exists() and target.resolve() == Path(name).resolve():
+                    raise UsageError("-o would overwrite the image itself; choose another folder")
+                result = upscale(
+                    model, name, scale, tile=tile, channels=channels, multiple=multiple,
+                    on_tile=lambda done, total, n=number: progress.update(task, completed=n + done / total),
+                )  # fmt: skip
+                save_image(result, target)
+                if compare is not None:
+                    rows.append(_comparison(name, result, scale, tile, hr))
+            except CliqueGenError as error:
+                on_error(name, error)
+            else:
+                targets.add(target)
+                written.append((name, target))
+            progress.update(task, completed=number + 1)
+    if compare is not None and rows:
+        save_figure(draw_compare(rows), compare)
+    return written
+
+
+def _comparison(name: str, result, scale: int, tile: int | None, hr) -> Comparison:
+    """The --compare row of one image: bicubic's enlargement beside the model's (and the HR
+    original of the same name in the folder ``hr``, which must be ``scale`` times the input)."""
+    bicubic = upscale(Bicubic(scale), name, scale, tile=tile and BICUBIC_RUN[0], overlap=BICUBIC_RUN[1])
+    original = None
+    if hr is not None:
+        path = Path(hr) / Path(name).name
+        original = open_image(path)
+        if original.size != result.size:
+            raise UsageError(
+                f"--hr {path} is {original.size[0]}x{original.size[1]}, but the upscaled image is "
+                f"{result.size[0]}x{result.size[1]}"
+            )
+        original = _pixels(original)
+    return compare_row(Path(name).name, _pixels(bicubic), _pixels(result), original, scale)
