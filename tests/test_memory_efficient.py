@@ -152,3 +152,12 @@ def test_bench_compiled_reports_first_calls_and_medians_beside_eager(tmp_path, m
     assert min(figures.train, figures.inference, figures.eager_train, figures.eager_inference) > 0
     assert figures.cache_dir == str(tmp_path)
     assert set(figures.cache) == {"fx_graph_hit", "fx_graph_miss", "autograd_hit", "autograd_miss"}
+
+
+@pytest.mark.parametrize("emit", ["fx", "source"])
+def test_memory_efficient_lists_the_same_state_dict_keys_in_the_same_order(emit: str) -> None:
+    """With bottleneck and dropout: the checkpointed update fetches its modules in the order the
+    plain update uses them, so a checkpoint's keys read the same either way."""
+    plain = list(create_model(BOTTLENECK, emit="fx").state_dict())
+    lean = list(create_model(apply_overrides(BOTTLENECK, memory_efficient=True), emit=emit).state_dict())
+    assert lean == plain

@@ -329,11 +329,14 @@ class _GraphWriter:
             if a["dropout"]:
                 steps.append(("call_module", a["dropout"], (), "bottleneck_drop", {}))
         if a.get("memory_efficient"):  # one call, whose steps the backward pass recomputes
+            # modules fetched in the order the plain update uses them, which is the order the
+            # GraphModule copies them in: the state_dict then lists its keys as without
+            bn = self.get_attr(a["bn"])
+            dropout = self.get_attr(a["dropout"]) if a["dropout"] else None
             bottleneck = None
             if a["bottleneck_conv"]:
                 bottleneck = (self.get_attr(a["bottleneck_bn"]), self.get_attr(a["bottleneck_conv"]))
-            dropout = self.get_attr(a["dropout"]) if a["dropout"] else None
-            args = (x, weight, self.get_attr(a["bn"]), a["padding"], dropout, bottleneck)
+            args = (x, weight, bn, a["padding"], dropout, bottleneck)
             return self.node("call_function", checkpointed_update, args, n)
         conv_name = f"{n}_conv" if steps else n
         # ReLU(BN(cat(x))): the runtime's function, whose inference path skips the concatenation
