@@ -709,10 +709,13 @@ def init_conv_weight(weight: torch.Tensor, init: str) -> None:
     """``kaiming-normal-fan-out``: He normal over the fan-out (PyTorch's usual choice);
     ``truncated-normal-fan-in``: TensorFlow's ``variance_scaling_initializer()``, a normal
     with std sqrt(1.3 * 2 / fan_in) cut at two std (the cut leaves a std of about
-    sqrt(2 / fan_in)), fan_in = in_channels * kernel * kernel of this weight alone."""
+    sqrt(2 / fan_in)); ``kaiming-uniform``: ``nn.Conv2d``'s own draw, uniform in
+    +-1 / sqrt(fan_in).  fan_in = in_channels * kernel * kernel of this weight alone."""
     if init == "truncated-normal-fan-in":
         std = (2.6 / weight[0].numel()) ** 0.5
         nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+    elif init == "kaiming-uniform":
+        nn.init.kaiming_uniform_(weight, a=5**0.5)
     else:
         nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 

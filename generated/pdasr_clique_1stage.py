@@ -59,196 +59,196 @@ class PdasrClique1stage(nn.Module):
         )
 
         # shallow: 3x3 conv 12 -> 32; saved as f0
-        self.shallow = padded_conv(12, 32, kernel_size=3, bias=True)
+        self.shallow = padded_conv(12, 32, kernel_size=3, bias=True, init="kaiming-uniform")
 
         # widen: 3x3 conv 32 -> 128
-        self.widen = padded_conv(32, 128, kernel_size=3, bias=True)
+        self.widen = padded_conv(32, 128, kernel_size=3, bias=True, init="kaiming-uniform")
 
         # Block 1: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block1 = nn.Module()
-        self.block1.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block1.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block1.act_ll_s1 = nn.PReLU(32)
-        self.block1.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block1.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block1.act_lh_s1 = nn.PReLU(32)
-        self.block1.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block1.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block1.act_hl_s1 = nn.PReLU(32)
-        self.block1.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block1.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block1.act_hh_s1 = nn.PReLU(32)
 
         # Block 2: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block2 = nn.Module()
-        self.block2.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block2.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block2.act_ll_s1 = nn.PReLU(32)
-        self.block2.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block2.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block2.act_lh_s1 = nn.PReLU(32)
-        self.block2.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block2.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block2.act_hl_s1 = nn.PReLU(32)
-        self.block2.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block2.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block2.act_hh_s1 = nn.PReLU(32)
 
         # Block 3: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block3 = nn.Module()
-        self.block3.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block3.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block3.act_ll_s1 = nn.PReLU(32)
-        self.block3.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block3.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block3.act_lh_s1 = nn.PReLU(32)
-        self.block3.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block3.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block3.act_hl_s1 = nn.PReLU(32)
-        self.block3.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block3.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block3.act_hh_s1 = nn.PReLU(32)
 
         # Block 4: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block4 = nn.Module()
-        self.block4.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block4.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block4.act_ll_s1 = nn.PReLU(32)
-        self.block4.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block4.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block4.act_lh_s1 = nn.PReLU(32)
-        self.block4.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block4.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block4.act_hl_s1 = nn.PReLU(32)
-        self.block4.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block4.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block4.act_hh_s1 = nn.PReLU(32)
 
         # Block 5: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block5 = nn.Module()
-        self.block5.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block5.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block5.act_ll_s1 = nn.PReLU(32)
-        self.block5.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block5.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block5.act_lh_s1 = nn.PReLU(32)
-        self.block5.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block5.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block5.act_hl_s1 = nn.PReLU(32)
-        self.block5.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block5.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block5.act_hh_s1 = nn.PReLU(32)
 
         # Block 6: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block6 = nn.Module()
-        self.block6.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block6.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block6.act_ll_s1 = nn.PReLU(32)
-        self.block6.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block6.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block6.act_lh_s1 = nn.PReLU(32)
-        self.block6.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block6.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block6.act_hl_s1 = nn.PReLU(32)
-        self.block6.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block6.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block6.act_hh_s1 = nn.PReLU(32)
 
         # Block 7: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block7 = nn.Module()
-        self.block7.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block7.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block7.act_ll_s1 = nn.PReLU(32)
-        self.block7.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block7.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block7.act_lh_s1 = nn.PReLU(32)
-        self.block7.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block7.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block7.act_hl_s1 = nn.PReLU(32)
-        self.block7.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block7.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block7.act_hh_s1 = nn.PReLU(32)
 
         # Block 8: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block8 = nn.Module()
-        self.block8.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block8.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block8.act_ll_s1 = nn.PReLU(32)
-        self.block8.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block8.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block8.act_lh_s1 = nn.PReLU(32)
-        self.block8.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block8.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block8.act_hl_s1 = nn.PReLU(32)
-        self.block8.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block8.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block8.act_hh_s1 = nn.PReLU(32)
 
         # Block 9: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block9 = nn.Module()
-        self.block9.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block9.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block9.act_ll_s1 = nn.PReLU(32)
-        self.block9.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block9.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block9.act_lh_s1 = nn.PReLU(32)
-        self.block9.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block9.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block9.act_hl_s1 = nn.PReLU(32)
-        self.block9.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block9.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block9.act_hh_s1 = nn.PReLU(32)
 
         # Block 10: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block10 = nn.Module()
-        self.block10.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block10.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block10.act_ll_s1 = nn.PReLU(32)
-        self.block10.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block10.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block10.act_lh_s1 = nn.PReLU(32)
-        self.block10.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block10.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block10.act_hl_s1 = nn.PReLU(32)
-        self.block10.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block10.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block10.act_hh_s1 = nn.PReLU(32)
 
         # Block 11: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block11 = nn.Module()
-        self.block11.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block11.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block11.act_ll_s1 = nn.PReLU(32)
-        self.block11.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block11.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block11.act_lh_s1 = nn.PReLU(32)
-        self.block11.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block11.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block11.act_hl_s1 = nn.PReLU(32)
-        self.block11.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block11.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block11.act_hh_s1 = nn.PReLU(32)
 
         # Block 12: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block12 = nn.Module()
-        self.block12.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block12.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block12.act_ll_s1 = nn.PReLU(32)
-        self.block12.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block12.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block12.act_lh_s1 = nn.PReLU(32)
-        self.block12.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block12.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block12.act_hl_s1 = nn.PReLU(32)
-        self.block12.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block12.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block12.act_hh_s1 = nn.PReLU(32)
 
         # Block 13: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block13 = nn.Module()
-        self.block13.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block13.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block13.act_ll_s1 = nn.PReLU(32)
-        self.block13.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block13.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block13.act_lh_s1 = nn.PReLU(32)
-        self.block13.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block13.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block13.act_hl_s1 = nn.PReLU(32)
-        self.block13.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block13.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block13.act_hh_s1 = nn.PReLU(32)
 
         # Block 14: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block14 = nn.Module()
-        self.block14.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block14.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block14.act_ll_s1 = nn.PReLU(32)
-        self.block14.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block14.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block14.act_lh_s1 = nn.PReLU(32)
-        self.block14.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block14.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block14.act_hl_s1 = nn.PReLU(32)
-        self.block14.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block14.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block14.act_hh_s1 = nn.PReLU(32)
 
         # Block 15: graph subband-clique: ll, lh, hl, hh of 32, input split, 1 stage,
         #   3x3 conv with bias -> PReLU, one conv per update; output cat(LL(1), LH(1), HL(1), HH(1)) + input
         self.block15 = nn.Module()
-        self.block15.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True)
+        self.block15.conv_ll_s1 = padded_conv(32, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block15.act_ll_s1 = nn.PReLU(32)
-        self.block15.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block15.conv_lh_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block15.act_lh_s1 = nn.PReLU(32)
-        self.block15.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True)
+        self.block15.conv_hl_s1 = padded_conv(64, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block15.act_hl_s1 = nn.PReLU(32)
-        self.block15.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True)
+        self.block15.conv_hh_s1 = padded_conv(128, 32, kernel_size=3, bias=True, init="kaiming-uniform")
         self.block15.act_hh_s1 = nn.PReLU(32)
 
         # fuse: the 15 block outputs concatenated, 1x1 conv -> 32, LeakyReLU(0.01)
-        self.fuse = padded_conv(1920, 32, kernel_size=1, bias=True)
+        self.fuse = padded_conv(1920, 32, kernel_size=1, bias=True, init="kaiming-uniform")
 
         # to_bands: 3x3 conv 32 -> 12
-        self.to_bands = padded_conv(32, 12, kernel_size=3, bias=True)
+        self.to_bands = padded_conv(32, 12, kernel_size=3, bias=True, init="kaiming-uniform")
 
         # Mean shift: x + 255 * (0.4488, 0.4371, 0.404), constants
         self.register_buffer(
@@ -940,10 +940,13 @@ def init_conv_weight(weight: torch.Tensor, init: str) -> None:
     """``kaiming-normal-fan-out``: He normal over the fan-out (PyTorch's usual choice);
     ``truncated-normal-fan-in``: TensorFlow's ``variance_scaling_initializer()``, a normal
     with std sqrt(1.3 * 2 / fan_in) cut at two std (the cut leaves a std of about
-    sqrt(2 / fan_in)), fan_in = in_channels * kernel * kernel of this weight alone."""
+    sqrt(2 / fan_in)); ``kaiming-uniform``: ``nn.Conv2d``'s own draw, uniform in
+    +-1 / sqrt(fan_in).  fan_in = in_channels * kernel * kernel of this weight alone."""
     if init == "truncated-normal-fan-in":
         std = (2.6 / weight[0].numel()) ** 0.5
         nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+    elif init == "kaiming-uniform":
+        nn.init.kaiming_uniform_(weight, a=5**0.5)
     else:
         nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 

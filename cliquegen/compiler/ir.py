@@ -81,6 +81,7 @@ OP_KINDS = {
     "shift": "x + self.<constant> (a fixed mean shift): constant",
     "dwt": "Haar DWT (B, C, H, W) -> (B, 4C, H/2, W/2), band-major LL, HL, LH, HH",
     "idwt": "inverse Haar DWT (B, 4C, h, w) -> (B, C, 2h, 2w)",
+    "upsample": "bicubic enlargement by a whole factor, as MATLAB's imresize: scale",
     "update": "one clique update: cat -> bn -> relu -> conv(cat(weights)) [-> dropout] "
     "[-> bottleneck_bn -> relu -> bottleneck_conv [-> dropout]]: "
     "bn, weights, padding, dropout, bottleneck_bn, bottleneck_conv, node, memory_efficient "
@@ -108,7 +109,7 @@ class Op:
     part: str = ""  # stem, block1, transition1, head, classifier: for per-part tables
     comment: str | None = None  # the stage equation of an update
     shape: tuple[int, ...] = ()  # of the value, without the batch dimension
-    macs: int = 0  # multiply-accumulates of conv and linear layers, one image
+    macs: int = 0  # multiply-accumulates of convolutions (a bicubic enlargement's too) and linears, one image
 
 
 @dataclass(frozen=True)

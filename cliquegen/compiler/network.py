@@ -15,11 +15,15 @@ import struct
 import networkx as nx
 
 from ..spec.graph import Activation, LeakyReLUSpec
-from ..spec.network import ImageSpec
+from ..spec.network import INPUT_SKIP, ImageSpec
 from .builder import ProgramBuilder, with_norm_and_init
 from .graph_blocks import explicit_block
 from .ir import BlockInfo, Program
 from .lower_blocks import add_block, schedule_output, schedule_updates
+
+
+#: Taps per output pixel and axis of ``_runtime.bicubic_upsample``'s convolutions.
+BICUBIC_TAPS = 5
 
 
 def lower_image(spec: ImageSpec) -> tuple[nx.DiGraph, Program]:
@@ -32,7 +36,7 @@ def lower_image(spec: ImageSpec) -> tuple[nx.DiGraph, Program]:
     x = p.op(
         "x", "input", shape=(spec.input.channels, spec.input.height, spec.input.width), memory_format=None
     )
-    saved: dict[str, str] = {}
+    saved: dict[str, str] = {INPUT_SKIP: x}
     block_outputs: list[str] = []
     counts: dict[str, int] = {}
 
@@ -60,7 +64,15 @@ def lower_image(spec: ImageSpec) -> tuple[nx.DiGraph, Program]:
             x = p.op(p.part, "idwt", (x,), shape=(c // 4, 2 * h, 2 * w))
         elif op.op == "add":
             p.part = numbered("add")
-            x = p.op(p.part, "add", (x, saved[op.skip]), shape=p.shapes[x])
+            skip = saved[op.skip]
+            if op.resize is not None:
+                c, h, w = p.shapes[skip]
+                factor = p.shapes[x][1] // h
+                taps = BICUBIC_TAPS * c * factor * w * (h + factor * h)  # the rows, then the columns
+                skip = p.op(
+                    f"{p.part}_{op.resize}", "upsample", (skip,), shape=p.shapes[x], macs=taps, scale=factor
+                )
+            x = p.op(p.part, "add", (x, skip), shape=p.shapes[x])
         elif op.op == "group":
             outputs = []
             for _ in range(op.blocks):

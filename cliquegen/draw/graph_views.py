@@ -24,7 +24,7 @@ from ..compiler.lower import Compiled
 from ..compiler.lower_blocks import block_value
 from ..compiler.naming import roman
 from ..errors import dims
-from ..spec.network import ImageSpec
+from ..spec.network import INPUT_SKIP, ImageSpec
 from ._parts import title_label
 from .backend import Drawing
 from .style import FONT, OUTPUT_EDGE, X0_COLOUR, colour, html_label, small
@@ -269,7 +269,7 @@ def network_view(compiled: Compiled, expand: bool) -> Drawing:
     )
     shapes = {op.name: op.shape for op in program.ops}
     drawing.node("x", label=html_label("<B>input</B>", dims(shapes["x"])), shape="oval")
-    previous, saved, block, counts = "x", {}, 0, {}
+    previous, saved, block, counts = "x", {INPUT_SKIP: "x"}, 0, {}
 
     def step(node_id: str, title: str, detail: str, value: str, **attrs: str) -> None:
         nonlocal previous
@@ -315,13 +315,14 @@ def network_view(compiled: Compiled, expand: bool) -> Drawing:
             step(name, what, "bands LL, HL, LH, HH", name, fillcolor="#fff8dc", color="#e69f00")
         elif op.op == "add":
             name = f"add{counts['add']}"
-            step(name, "+", f"skip {op.skip}", name, shape="circle")
+            skip = f"{op.skip}, {op.resize}" if op.resize else op.skip
+            step(name, "+", f"skip {skip}", name, shape="circle")
             drawing.edge(
                 saved[op.skip],
                 name,
                 style="dashed",
                 color="#d55e00",
-                label=html_label(small(op.skip)),
+                label=html_label(small(skip)),
                 constraint="false",
             )
         elif op.op == "group":

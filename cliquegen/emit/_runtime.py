@@ -88,10 +88,13 @@ def init_conv_weight(weight: torch.Tensor, init: str) -> None:
     """``kaiming-normal-fan-out``: He normal over the fan-out (PyTorch's usual choice);
     ``truncated-normal-fan-in``: TensorFlow's ``variance_scaling_initializer()``, a normal
     with std sqrt(1.3 * 2 / fan_in) cut at two std (the cut leaves a std of about
-    sqrt(2 / fan_in)), fan_in = in_channels * kernel * kernel of this weight alone."""
+    sqrt(2 / fan_in)); ``kaiming-uniform``: ``nn.Conv2d``'s own draw, uniform in
+    +-1 / sqrt(fan_in).  fan_in = in_channels * kernel * kernel of this weight alone."""
     if init == "truncated-normal-fan-in":
         std = (2.6 / weight[0].numel()) ** 0.5
         nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
+    elif init == "kaiming-uniform":
+        nn.init.kaiming_uniform_(weight, a=5**0.5)
     else:
         nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
 
@@ -456,3 +459,26 @@ def haar_idwt(y: torch.Tensor) -> torch.Tensor:
     top = torch.stack((ll - hl - lh + hh, ll + hl - lh - hh), -1).flatten(-2)  # a, b: (B, C, h, 2w)
     bottom = torch.stack((ll - hl + lh - hh, ll + hl + lh + hh), -1).flatten(-2)  # c, d
     return torch.stack((top, bottom), -2).flatten(-3, -2)  # rows interleaved: (B, C, 2h, 2w)
+
+
+def bicubic_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, scale H, scale W) as MATLAB's ``imresize(x, scale, 'bicubic')``:
+    Keys' cubic kernel with a = -0.5; output pixel o of an axis samples the input at
+    (o + 0.5) / scale - 0.5; taps outside the image mirrored back in (edge pixel repeated).
+    Every ``scale``-th output pixel has the same taps, so each axis is one 5-tap convolution
+    with ``scale`` output channels (the phases), interleaved."""
+
+    def cubic(t: float) -> float:
+        t = abs(t)
+        return (1.5 * t - 2.5) * t * t + 1 if t <= 1 else ((-0.5 * t + 2.5) * t - 4) * t + 2 if t < 2 else 0.0
+
+    shifts = [(2 * phase + 1 - scale) / (2 * scale) for phase in range(scale)]
+    taps = [[cubic(shift - k) for k in range(-2, 3)] for shift in shifts]
+    weight = torch.tensor(taps, dtype=x.dtype, device=x.device).unsqueeze(1)  # (scale, 1, 5)
+    for _ in range(2):  # the width, then the height (the axes swapped)
+        b, c, h, w = x.shape
+        edged = torch.cat((x[..., :1], x, x[..., -1:]), -1)  # so that a 1-pixel row mirrors too
+        mirrored = (edged[..., 1:3].flip(-1), x, edged[..., -3:-1].flip(-1))  # x1 x0 | x | x(w-1) x(w-2)
+        rows = torch.cat(mirrored, -1).reshape(b * c * h, 1, w + 4)
+        x = F.conv1d(rows, weight).transpose(1, 2).reshape(b, c, h, w * scale).transpose(2, 3)
+    return x

@@ -21,6 +21,7 @@ from ._interface import TimmModel, head_map, pruned_multiscale
 from ._runtime import (
     CONSTRUCTORS,
     as_interface,
+    bicubic_upsample,
     bn_relu,
     checkpointed_update,
     haar_dwt,
@@ -305,6 +306,8 @@ class _GraphWriter:
             out = self.node("call_function", operator.add, (x[0], self.get_attr(a["constant"])), n)
         elif op.kind in ("dwt", "idwt"):
             out = self.node("call_function", haar_dwt if op.kind == "dwt" else haar_idwt, (x[0],), n)
+        elif op.kind == "upsample":
+            out = self.node("call_function", bicubic_upsample, (x[0], a["scale"]), n)
         else:
             raise ValueError(f"FX emitter: unknown op kind {op.kind!r} ({op.name})")
         self.env[n] = out

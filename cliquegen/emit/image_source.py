@@ -52,6 +52,7 @@ _BY_OP = {
     ),
     "dwt": (_runtime.haar_dwt,),
     "idwt": (_runtime.haar_idwt,),
+    "upsample": (_runtime.bicubic_upsample,),
 }
 
 
@@ -132,7 +133,8 @@ class ImageSourceWriter(SourceWriter):
                 titles[name] = f"{what}: {c} -> {c_out} channels (bands LL, HL, LH, HH), {size} size{saved}"
                 c = c_out
             elif op.op == "add":
-                titles[f"add{counts['add']}"] = f"Add the skip {op.skip}{saved}"
+                skip = f"{op.skip}, enlarged by {op.resize}" if op.resize else op.skip
+                titles[f"add{counts['add']}"] = f"Add the skip {skip}{saved}"
             elif op.op == "group":
                 for _ in range(op.blocks):
                     graph = self.graph_blocks[block]
@@ -197,6 +199,9 @@ class ImageSourceWriter(SourceWriter):
     def op_idwt(self, op: Op, x: list[str]) -> str:
         return self.assign(op, f"haar_idwt({x[0]})")
 
+    def op_upsample(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"bicubic_upsample({x[0]}, {op.attrs['scale']})")
+
     def update_modules(self) -> dict[str, tuple[int, str]]:
         """Each module of a pre-activation update: the stage that first uses it and what it is
         (``W12``, ``F of LH(1)``, ``BN of LH(1)``, ``bottleneck of LH``)."""
@@ -251,6 +256,8 @@ class ImageSourceWriter(SourceWriter):
         transforms = [f for kind in ("dwt", "idwt") if kind in ops for f in _BY_OP[kind]]
         if transforms:
             sections.append(("The Haar wavelet transforms", transforms))
+        if "upsample" in ops:
+            sections.append(("The bicubic enlargement", list(_BY_OP["upsample"])))
         return [
             (title, [inspect.getsource(f).rstrip("\n") for f in functions]) for title, functions in sections
         ]

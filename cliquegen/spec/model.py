@@ -215,8 +215,10 @@ class NormSpec(StrictModel):
 
 #: Conv weight (W_ij, stem, bottleneck, transition) initialisations.  ``kaiming-normal-fan-out``:
 #: PyTorch's He normal over the fan-out; ``truncated-normal-fan-in``: TensorFlow's
-#: ``variance_scaling_initializer()`` (normal with std sqrt(1.3 * 2 / fan_in), cut at 2 std).
-ConvInit = Literal["kaiming-normal-fan-out", "truncated-normal-fan-in"]
+#: ``variance_scaling_initializer()`` (normal with std sqrt(1.3 * 2 / fan_in), cut at 2 std);
+#: ``kaiming-uniform``: what ``nn.Conv2d`` draws, uniform in +-1 / sqrt(fan_in) (EDSR and most
+#: super-resolution code keep it: outputs start small instead of growing with depth).
+ConvInit = Literal["kaiming-normal-fan-out", "truncated-normal-fan-in", "kaiming-uniform"]
 #: Linear weight (attention, classifier) initialisations: PyTorch's default or Glorot uniform.
 LinearInit = Literal["kaiming-uniform", "glorot-uniform"]
 
@@ -226,7 +228,8 @@ class InitSpec(StrictModel):
 
     conv: ConvInit = Field(
         "kaiming-normal-fan-out",
-        description="convs: kaiming-normal-fan-out (PyTorch) or truncated-normal-fan-in (TF)",
+        description="convs: kaiming-normal-fan-out (PyTorch), truncated-normal-fan-in (TF) or "
+        "kaiming-uniform (nn.Conv2d's default)",
     )
     linear: LinearInit = Field(
         "kaiming-uniform", description="linears: kaiming-uniform (PyTorch) or glorot-uniform (TF)"

@@ -19,7 +19,8 @@ activation), ``group`` (``blocks`` blocks of a graph in sequence; with ``fuse``,
 concatenation of all their outputs through a conv and an activation), ``add`` (a value
 ``save``d earlier), ``mean_shift`` (x + sign * scale * mean, constants), ``dwt`` / ``idwt``
 (the orthonormal Haar transform and its inverse, band-major LL, HL, LH, HH).  Every op may
-``save`` its output under a name for a later ``add``.
+``save`` its output under a name for a later ``add``; ``add`` also knows the network's
+input as ``input``, and enlarges a smaller skip by bicubic with ``resize: bicubic``.
 
 :meth:`ImageSpec._check` walks the network with the input's shape and reports, located, an
 unknown graph or skip, a width that does not fit (a split, a residual add, a skip), an odd
@@ -38,6 +39,7 @@ from .base import SpecBase, StrictModel
 from .graph import Activation, GraphSpec, ResolvedGraph, resolve_graph
 from .model import (
     NAME_PATTERN,
+    ConvInit,
     InitSpec,
     InputSpec,
     Kernel,
@@ -103,11 +105,21 @@ class GroupOp(_Op):
     fuse: FuseSpec | None = None
 
 
+#: The name under which ``add`` finds the network's input without an op saving it.
+INPUT_SKIP = "input"
+
+
 class AddOp(_Op):
-    """The value before plus the value ``save``d as ``skip``."""
+    """The value before plus the value ``save``d as ``skip`` (``input``: the network's input);
+    with ``resize: bicubic`` the skip is first enlarged to the value's size by a whole factor,
+    as MATLAB's bicubic ``imresize`` (global residual learning: the network adds detail to a
+    bicubic enlargement of its input)."""
 
     op: Literal["add"]
-    skip: Identifier
+    skip: Identifier = Field(description="a name an earlier op saves, or `input`")
+    resize: Literal["bicubic"] | None = Field(
+        None, description="enlarge the skip to the value's size first (a whole factor, 2 or more)"
+    )
 
 
 class MeanShiftOp(_Op):
@@ -135,6 +147,17 @@ class IdwtOp(_Op):
 NetworkOp = Annotated[ConvOp | GroupOp | AddOp | MeanShiftOp | DwtOp | IdwtOp, Field(discriminator="op")]
 
 
+class ImageInitSpec(InitSpec):
+    """How an image network's weights start: convs as ``nn.Conv2d`` draws them (EDSR's and
+    PDASR's code keep that), so a fresh network's output starts small; biases at zero."""
+
+    conv: ConvInit = Field(
+        "kaiming-uniform",
+        description="convs: kaiming-uniform (nn.Conv2d's default), kaiming-normal-fan-out or "
+        "truncated-normal-fan-in",
+    )
+
+
 class ImageSpec(SpecBase):
     """An image-to-image network: explicit graph blocks inside a list of ops."""
 
@@ -145,7 +168,7 @@ class ImageSpec(SpecBase):
     graphs: dict[GraphName, GraphSpec] = Field(default_factory=dict)
     network: Annotated[list[NetworkOp], Field(min_length=1, max_length=10_000)]
     norm: NormSpec = NormSpec()
-    init: InitSpec = InitSpec()
+    init: ImageInitSpec = ImageInitSpec()
     memory_efficient: bool = Field(False, description="recompute pre-activation updates in the backward pass")
 
     @property
@@ -187,7 +210,7 @@ def network_problems(spec: ImageSpec, graphs: dict[str, ResolvedGraph]) -> list[
     """Walk the network with the input's shape; what does not fit, located."""
     problems: list[tuple[Loc, str]] = []
     c, h, w = spec.input.channels, spec.input.height, spec.input.width
-    saved: dict[str, tuple[int, int, int]] = {}
+    saved: dict[str, tuple[int, int, int]] = {INPUT_SKIP: (c, h, w)}
     modules: dict[str, Loc] = {}
     blocks = 0
 
@@ -239,17 +262,18 @@ def network_problems(spec: ImageSpec, graphs: dict[str, ResolvedGraph]) -> list[
             c, h, w = c // 4, 2 * h, 2 * w
         elif op.op == "add":
             if op.skip not in saved:
-                known = ", ".join(f"`{name}`" for name in saved) or "none"
-                problems.append(((*at, "skip"), f"no earlier op saves `{op.skip}` (saved so far: {known})"))
-                return problems
-            if saved[op.skip] != (c, h, w):
+                known = ", ".join(f"`{name}`" for name in saved if name != INPUT_SKIP) or "none"
                 problems.append(
                     (
                         (*at, "skip"),
-                        f"`{op.skip}` is {_shape(saved[op.skip])} but the value it is added to "
-                        f"is {_shape((c, h, w))}",
+                        f"no earlier op saves `{op.skip}` (saved so far: {known}; `{INPUT_SKIP}` is the "
+                        "network's input)",
                     )
                 )
+                return problems
+            message = skip_misfit(op, saved[op.skip], (c, h, w))
+            if message:
+                problems.append(((*at, "resize" if op.resize else "skip"), message))
                 return problems
         elif op.op == "group":
             graph = graphs.get(op.graph)
@@ -272,6 +296,9 @@ def network_problems(spec: ImageSpec, graphs: dict[str, ResolvedGraph]) -> list[
                 claim(fuse.name, (*at, "fuse", "name"), *derived)
                 c = op.fuse.out
         if op.save is not None:
+            if op.save == INPUT_SKIP:
+                problems.append(((*at, "save"), f"`{INPUT_SKIP}` names the network's input; choose another name"))
+                continue
             if op.save in saved:
                 problems.append(((*at, "save"), f"`{op.save}` is saved twice"))
             saved[op.save] = (c, h, w)
@@ -286,6 +313,23 @@ def network_problems(spec: ImageSpec, graphs: dict[str, ResolvedGraph]) -> list[
             )
         )
     return problems
+
+
+def skip_misfit(op: AddOp, skip: tuple[int, int, int], value: tuple[int, int, int]) -> str:
+    """Why ``op`` cannot add a skip of shape ``skip`` to ``value`` (empty when it can)."""
+    factor = value[1] // skip[1]  # resize: the same whole factor both ways
+    if op.resize is None:
+        fits = skip == value
+    else:
+        fits = skip[0] == value[0] and (value[1], value[2]) == (factor * skip[1], factor * skip[2]) and factor >= 2
+    if fits:
+        return ""
+    if op.resize is None:
+        return f"`{op.skip}` is {_shape(skip)} but the value it is added to is {_shape(value)}"
+    return (
+        f"`resize: bicubic` enlarges `{op.skip}` ({_shape(skip)}) by a whole factor of 2 or more, the same "
+        f"for height and width, and keeps its channels; it cannot give the {_shape(value)} it is added to"
+    )
 
 
 def block_fit(graph: ResolvedGraph, channels: int) -> str:
