@@ -25,7 +25,8 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     data = photos(root / "hr")
     run(
         TrainConfig(
-            spec=TINY, data=f"folder:{data}", out=str(root / "run"), epochs=1, batch_size=4, patch_size=16
+            spec=TINY, data=f"folder:{data}", out=str(root / "run"), epochs=1, batch_size=4, patch_size=16,
+            patches_per_image=20,
         )
     )
     return root / "run" / "best.pt", data

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cliquegen.data import sr
+from cliquegen.data import samples, sr
 from cliquegen.data.resize import bicubic_degrade, modcrop
 from cliquegen.data.sr import (
     SRImages,
@@ -265,3 +265,21 @@ def test_a_folder_becomes_training_and_validation_sets(tmp_path):
     assert data.name == f"folder:{tmp_path}" and data.scale == 2 and data.channels == 3
     assert len(data.train) == 12 and len(data.test) == 1
     assert data.test[0][1].shape == (3, 16, 20)
+
+
+def test_the_sample_photographs_make_a_folder_with_held_out_images(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("skimage")
+    image_module = pytest.importorskip("PIL.Image")
+    assert samples.main([str(tmp_path / "photos")]) == 0
+    assert "wrote 6 photographs" in capsys.readouterr().out
+    train, held_out = split_folder(tmp_path / "photos")
+    assert [path.name for path in train] == ["china.png", "flower.png"]
+    assert [path.name for path in held_out] == ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png"]
+    sizes = {path.stem: image_module.open(path).size for path in train + held_out}
+    assert sizes["china"] == (640, 427) and sizes["astronaut"] == (512, 512) and sizes["chelsea"] == (451, 300)
+    assert all(image_module.open(path).mode == "RGB" for path in train + held_out)
+    assert samples.main([]) == 2 and "usage: python -m cliquegen.data.samples DIR" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert samples.main([str(tmp_path / "file" / "photos")]) == 2
+    assert "cliquegen: error: cannot make" in capsys.readouterr().err

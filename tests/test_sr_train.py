@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cliquegen.checkpoint.info import ModelInfo
+from cliquegen.data.sr import PATCHES_PER_IMAGE
 from cliquegen.errors import UsageError
 from cliquegen.spec.network import size_multiple
 from cliquegen.spec.shipped import resolve_spec
@@ -19,6 +20,7 @@ from cliquegen.train.config import SR_HISTORY_COLUMNS, TrainConfig
 from cliquegen.train.loop import run
 from cliquegen.train.results import read_curves
 from cliquegen.train.sr_evaluate import evaluate_sr
+from cliquegen.train.sr_task import task_settings
 from cliquegen.train.sweep import SweepConfig, sweep
 
 TINY = "specs/sr/srcliquenet-x2-tiny.yaml"
@@ -39,7 +41,7 @@ def photos(folder: Path, count: int = 3, size: tuple[int, int] = (40, 44)) -> Pa
 def config(tmp_path: Path, **changes) -> TrainConfig:
     options = dict(
         spec=TINY, data=f"folder:{photos(tmp_path / 'hr')}", out=str(tmp_path / "run"), epochs=2,
-        batch_size=4, patch_size=16, lr=1e-3,
+        batch_size=4, patch_size=16, lr=1e-3, patches_per_image=20,
     )  # fmt: skip
     return TrainConfig(**(options | changes))
 
@@ -94,9 +96,24 @@ def test_bad_settings_are_refused(tmp_path, changes, message):
         run(config(tmp_path, **changes))
 
 
-def test_classification_refuses_the_super_resolution_options(tmp_path):
-    with pytest.raises(UsageError, match="--patch-size is for specs with an image output"):
-        run(TrainConfig(spec="cliquenet-s0", data="digits", out=str(tmp_path / "c"), patch_size=32))
+@pytest.mark.parametrize(("option", "value"), [("patch_size", 32), ("patches_per_image", 5), ("loss", "l2")])
+def test_classification_refuses_the_super_resolution_options(tmp_path, option, value):
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(UsageError, match=f"{flag} is for specs with an image output"):
+        run(TrainConfig(spec="cliquenet-s0", data="digits", out=str(tmp_path / "c"), **{option: value}))
+
+
+def test_an_epoch_is_the_given_patches_of_every_training_image(tmp_path):
+    """3 photographs: 2 train, 1 held out; 6 patches of each is 12 patches, 3 batches of 4."""
+    result = run(config(tmp_path, epochs=1, patches_per_image=6))
+    assert result.metrics["patches_per_image"] == 6
+    assert result.metrics["history"][0]["train_loss"] > 0
+    settings = task_settings(TrainConfig(spec=TINY, data="folder:x", out=str(tmp_path / "d")), resolve_spec(TINY))
+    assert settings["patches_per_image"] == PATCHES_PER_IMAGE == 2000
+    with pytest.raises(UsageError, match="--patches-per-image must be at least 1"):
+        run(config(tmp_path, patches_per_image=0))
+    with pytest.raises(UsageError, match="patches_per_image"):  # an epoch of another length: a new run
+        run(config(tmp_path, epochs=2, patches_per_image=7, resume=True))
 
 
 def test_the_size_multiple_follows_the_wavelet_levels():
@@ -105,7 +122,10 @@ def test_the_size_multiple_follows_the_wavelet_levels():
 
 
 def test_a_sweep_of_super_resolution_specs_tabulates_psnr(tmp_path):
-    options = {"data": f"folder:{photos(tmp_path / 'hr')}", "epochs": 1, "batch_size": 4, "patch_size": 16}
+    options = {
+        "data": f"folder:{photos(tmp_path / 'hr')}", "epochs": 1, "batch_size": 4, "patch_size": 16,
+        "patches_per_image": 20,
+    }  # fmt: skip
     results = sweep(SweepConfig([TINY], str(tmp_path / "sweep"), [0, 1], options))
     (row,) = [result.to_json() for result in results]
     assert len(row["runs"]) == 2 and row["psnr_y_mean"] > 0 and 0 < row["bicubic_ssim_y"] <= 1

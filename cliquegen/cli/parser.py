@@ -10,6 +10,7 @@ from collections.abc import Callable
 from .._version import __version__
 from ..checkpoint.layouts import OFFICIAL_FORMAT
 from ..data.base import AUGMENTATIONS
+from ..data.sr import PATCHES_PER_IMAGE
 from ..draw.views import FORMATS, VIEWS
 from ..interop.export import FORMATS as EXPORT_FORMATS
 from ..interop.weights import EXPORTERS, IMPORTERS
@@ -269,6 +270,12 @@ def _training_options(sub: argparse.ArgumentParser) -> None:
         type=count(at_most=4096),
         metavar="P",
         help="super-resolution: training patches' side in HR pixels (default 48 x scale)",
+    )
+    sub.add_argument(
+        "--patches-per-image",
+        type=count(at_most=1_000_000),
+        metavar="N",
+        help=f"super-resolution: an epoch's random patches of each training image (default {PATCHES_PER_IMAGE})",
     )
 
 

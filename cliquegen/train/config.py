@@ -34,7 +34,7 @@ RUN_FILES = (LAST, BEST, BEST_SAFETENSORS, METRICS, METRICS_CSV, CURVES)
 RESUME_KEYS = (
     "spec", "data", "recipe", "epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer",
     "schedule", "milestones", "warmup", "label_smoothing", "augment", "seed", "subset", "amp",
-    "num_classes", "finetune", "loss", "patch_size",
+    "num_classes", "finetune", "loss", "patch_size", "patches_per_image",
 )  # fmt: skip
 
 
@@ -96,6 +96,7 @@ class TrainConfig:
     root: str | None = None  # writes stay inside this folder (default: out; a sweep gives its --out)
     loss: str | None = None  # super-resolution: l1 (default) or l2
     patch_size: int | None = None  # super-resolution: training patches' side in HR pixels
+    patches_per_image: int | None = None  # super-resolution: an epoch's patches of each image
 
 
 @dataclass
@@ -189,6 +190,7 @@ def resolve_settings(
         "finetune": config.finetune,
         "loss": config.loss,
         "patch_size": config.patch_size,
+        "patches_per_image": config.patches_per_image,
     }
     _check(settings, config, world_size)
     return settings
@@ -215,7 +217,7 @@ def _check(settings: dict[str, Any], config: TrainConfig, world_size: int) -> No
     ls = settings["label_smoothing"]
     number("label_smoothing", ls, 0 <= ls < 1, "in [0, 1)")
     number("workers", config.workers, config.workers >= 0, "at least 0")
-    for name in ("subset", "stop_after", "num_classes", "patch_size"):
+    for name in ("subset", "stop_after", "num_classes", "patch_size", "patches_per_image"):
         value = getattr(config, name)
         if value is not None:
             number(name, value, value >= 1, "at least 1")

@@ -9,7 +9,8 @@
 
 - ``sr``: super-resolution as EDSR trains it (the default for specs with an image output).
   Adam (beta1 0.9, beta2 0.999), lr 1e-4 halved after 200 of 300 epochs, batch 16, no weight
-  decay, flips and 90-degree rotations; an epoch is ``PATCHES_PER_IMAGE`` patches per image.
+  decay, flips and 90-degree rotations.  An epoch is ``--patches-per-image`` patches of every
+  training image (default 2000; EDSR's epoch over DIV2K is 20 per image).
 
 docs/training.md cites the source of each value.
 """

@@ -20,7 +20,7 @@ from torch.utils.data import Subset
 
 from ..checkpoint.info import PIXEL_RANGE, model_info
 from ..data.resize import bicubic_degrade
-from ..data.sr import SRImages, sr_folder_data
+from ..data.sr import PATCHES_PER_IMAGE, SRImages, sr_folder_data
 from ..errors import UsageError
 from ..spec.network import ImageSpec
 from .config import SR_HISTORY_COLUMNS, TrainConfig, resolve_settings
@@ -63,8 +63,9 @@ class SuperResolution:
         self._bicubic: dict[int, tuple[float, float]] = {}
 
     def settle(self, settings: dict[str, Any]) -> None:
-        """The loss and the patch size: given, or the defaults."""
+        """The loss, the patch size and the epoch's patches per image: given, or the defaults."""
         settings["loss"] = settings["loss"] or "l1"
+        settings["patches_per_image"] = settings["patches_per_image"] or PATCHES_PER_IMAGE
         if settings["patch_size"] is None:
             settings["patch_size"] = LR_PATCH * self.scale
         patch = settings["patch_size"]
@@ -88,7 +89,7 @@ class SuperResolution:
             )
         data = sr_folder_data(
             path, self.scale, settings["patch_size"], channels=spec.input.channels,
-            augment=settings["augment"] == "standard",
+            patches_per_image=settings["patches_per_image"], augment=settings["augment"] == "standard",
         )  # fmt: skip
         info = model_info(
             spec, data=data.name, task=self.name, scale=self.scale, pixel_range=list(PIXEL_RANGE)

@@ -35,7 +35,7 @@ class Classification:
 
     def settle(self, settings: dict[str, Any]) -> None:
         """Refuse the settings of other tasks."""
-        for key in ("loss", "patch_size"):
+        for key in ("loss", "patch_size", "patches_per_image"):
             if settings[key] is not None:
                 raise UsageError(
                     f"--{key.replace('_', '-')} is for specs with an image output (super-resolution)"
