@@ -271,15 +271,26 @@ def test_the_sample_photographs_make_a_folder_with_held_out_images(tmp_path, cap
     pytest.importorskip("sklearn")
     pytest.importorskip("skimage")
     image_module = pytest.importorskip("PIL.Image")
-    assert samples.main([str(tmp_path / "photos")]) == 0
-    assert "wrote 6 photographs" in capsys.readouterr().out
+    assert samples.main([str(tmp_path / "photos"), "--scale", "2"]) == 0
+    assert "wrote 14 images" in capsys.readouterr().out
     train, held_out = split_folder(tmp_path / "photos")
     assert [path.name for path in train] == ["china.png", "flower.png"]
     assert [path.name for path in held_out] == ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png"]
     sizes = {path.stem: image_module.open(path).size for path in train + held_out}
     assert sizes["china"] == (640, 427) and sizes["astronaut"] == (512, 512) and sizes["chelsea"] == (451, 300)
     assert all(image_module.open(path).mode == "RGB" for path in train + held_out)
-    assert samples.main([]) == 2 and "usage: python -m cliquegen.data.samples DIR" in capsys.readouterr().err
+    # x2: the held-out photographs mod-cropped, and their LR as 8-bit MATLAB bicubic shrinks
+    hr = read_pixels(tmp_path / "photos" / "x2" / "hr" / "chelsea.png", 3)
+    lr = read_pixels(tmp_path / "photos" / "x2" / "lr" / "chelsea.png", 3)
+    assert tuple(hr.shape) == (3, 300, 450) and tuple(lr.shape) == (3, 150, 225)
+    expected = (bicubic_degrade(hr.double() / 255, 2).clamp(0, 1) * 255 + 0.5).floor()
+    assert torch.equal(lr.double(), expected)
+    assert torch.equal(hr, read_pixels(tmp_path / "photos" / "val" / "chelsea.png", 3)[:, :, :450])
+    with pytest.raises(SystemExit):
+        samples.main([])
+    assert "usage: python -m cliquegen.data.samples" in capsys.readouterr().err
+    assert samples.main([str(tmp_path / "p"), "--scale", "1"]) == 2
+    assert "the scale must be an integer of at least 2, not 1" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert samples.main([str(tmp_path / "file" / "photos")]) == 2
     assert "cliquegen: error: cannot make" in capsys.readouterr().err
