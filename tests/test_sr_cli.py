@@ -25,7 +25,12 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     data = photos(root / "hr")
     run(
         TrainConfig(
-            spec=TINY, data=f"folder:{data}", out=str(root / "run"), epochs=1, batch_size=4, patch_size=16,
+            spec=TINY,
+            data=f"folder:{data}",
+            out=str(root / "run"),
+            epochs=1,
+            batch_size=4,
+            patch_size=16,
             patches_per_image=20,
         )
     )
@@ -50,6 +55,23 @@ def test_eval_reports_the_model_and_bicubic(trained, capsys):
         assert result[key] == pytest.approx(np.mean([row[key] for row in result["per_image"]]))
     status, out, _ = cli(capsys, "eval", TINY, "--weights", weights, "--data", f"folder:{data}")
     assert status == 0 and "model    PSNR (Y)" in out and "bicubic  PSNR (Y)" in out
+
+
+def test_a_grey_image_is_scored_as_grey_beside_the_bicubic_baseline(trained, tmp_path, capsys):
+    """An RGB model enlarges a grey image as three equal channels; the result is scored as grey,
+    so eval's bicubic scores equal --baseline's on a folder mixing grey and RGB images."""
+    weights, data = trained
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    Image.open(data / "p0.png").convert("L").save(folder / "grey.png")
+    Image.open(data / "p1.png").save(folder / "rgb.png")
+    status, out, _ = cli(capsys, "eval", TINY, "--weights", weights, "--data", f"folder:{folder}", "--json")
+    assert status == 0
+    result = json.loads(out)
+    baseline = evaluate_bicubic(f"folder:{folder}", 2)
+    assert result["bicubic"]["per_image"] == baseline["per_image"]
+    grey = result["per_image"][0]
+    assert grey["image"].endswith("grey.png") and grey["psnr_y"] == pytest.approx(grey["psnr_rgb"])
 
 
 def test_upscale_writes_each_image_and_reports_the_bad_ones(trained, tmp_path, capsys):

@@ -115,6 +115,12 @@ def read_pixels(path: Path, channels: int | None) -> torch.Tensor:
     return pixels.reshape(height, width, channels).permute(2, 0, 1).contiguous()
 
 
+def scored_channels(model_channels: int) -> int | None:
+    """How a model's held-out images are read: as they are for an RGB model (a grey image is
+    scored as grey, as the bicubic baseline scores it), converted to grey for a grey model."""
+    return None if model_channels == 3 else model_channels
+
+
 def image_files(root: Path) -> list[Path]:
     """The PNG and JPEG files under ``root``, sorted (hidden files and folders skipped)."""
     return sorted(
@@ -327,7 +333,7 @@ def sr_folder_data(
         train=SRPatches(
             train, scale, patch_size, channels=channels, patches_per_image=patches_per_image, augment=augment
         ),
-        test=SRImages(test, scale, channels=channels),
+        test=SRImages(test, scale, channels=scored_channels(channels)),
         channels=channels,
         scale=scale,
         patch_size=patch_size,

@@ -21,7 +21,7 @@ import torch
 
 from ..checkpoint.load import TrainedModel, load_trained
 from ..data.resize import bicubic_degrade, imresize
-from ..data.sr import SRImages, image_files, split_folder, whole_number
+from ..data.sr import SRImages, image_files, scored_channels, split_folder, whole_number
 from ..errors import UsageError, WeightsError
 from ..spec.network import ImageSpec
 from ..spec.shipped import resolve_spec
@@ -30,6 +30,8 @@ from .upscale import size_multiple, upscale_tensor
 
 #: What ``cliquegen eval --baseline`` can evaluate without a model.
 BASELINES = ("bicubic",)
+#: RGB -> grey as PIL converts it (ITU-R BT.601 luma weights, no offset).
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def eval_images(data: str) -> tuple[str, list[Path]]:
@@ -80,6 +82,16 @@ def evaluate_bicubic(data: str, scale: int) -> dict[str, Any]:
     return {"baseline": "bicubic", "data": name, "scale": scale, **set_scores(rows)}
 
 
+def upscale_image(model, lr: torch.Tensor, scale: int, multiple: int, model_channels: int) -> torch.Tensor:
+    """The model's enlargement of ``lr`` (C, h, w) in ``lr``'s channels: a grey image goes
+    through an RGB model as three equal channels and comes back as grey (PIL's weights)."""
+    if lr.shape[0] == model_channels:
+        return upscale_tensor(model, lr, scale, multiple=multiple)
+    rgb = upscale_tensor(model, lr.expand(model_channels, -1, -1), scale, multiple=multiple)
+    weights = torch.tensor(GREY_WEIGHTS, dtype=rgb.dtype, device=rgb.device)
+    return (weights[:, None, None] * rgb).sum(0, keepdim=True)
+
+
 def load_sr_model(spec, weights, device: str | torch.device = "cpu") -> TrainedModel:
     """The super-resolution model of ``spec`` with ``weights``; a classifier's spec or
     checkpoint is refused with a message saying so."""
@@ -109,13 +121,13 @@ def evaluate_sr(spec, weights, data: str, *, device: str | torch.device = "cpu")
     spec = trained.spec
     scale, channels = spec.output.scale, spec.input.channels
     name, files = eval_images(data)
-    images = SRImages(files, scale, channels=channels, dtype=torch.float64)
+    images = SRImages(files, scale, channels=scored_channels(channels), dtype=torch.float64)
     multiple = size_multiple(spec)
     rows, baseline = [], []
     for index, path in enumerate(files):
         hr = images.hr(index)
         lr = bicubic_degrade(hr.double() / 255.0, scale)
-        sr = upscale_tensor(trained.model, lr.float(), scale, multiple=multiple)
+        sr = upscale_image(trained.model, lr.float(), scale, multiple, channels)
         size = tuple(hr.shape[1:])
         rows.append((path, size, score(sr.float(), hr, scale, path)))
         baseline.append((path, size, score(bicubic_upscale(lr, scale), hr, scale, path)))

@@ -25,10 +25,10 @@ from ..errors import UsageError
 from ..spec.network import ImageSpec
 from .config import SR_HISTORY_COLUMNS, TrainConfig, resolve_settings
 from .recipes import DEFAULT_SR_RECIPE
-from .sr_evaluate import bicubic_upscale, score
+from .sr_evaluate import bicubic_upscale, score, upscale_image
 from .sr_figures import plot_sr_curves
 from .task import Classification
-from .upscale import size_multiple, upscale_tensor
+from .upscale import size_multiple
 
 #: The training patch's side by default, in LR pixels (EDSR's 48; HR: 48 x scale).
 LR_PATCH = 48
@@ -60,6 +60,7 @@ class SuperResolution:
                 "super-resolution trains RGB-to-RGB or grey-to-grey networks"
             )
         self.multiple = size_multiple(spec)
+        self.channels = spec.input.channels
         self._bicubic: dict[int, tuple[float, float]] = {}
 
     def settle(self, settings: dict[str, Any]) -> None:
@@ -114,7 +115,7 @@ class SuperResolution:
         for index in indices[ctx.rank :: ctx.world_size]:
             hr = images.hr(index)
             lr = bicubic_degrade(hr.float() / 255.0, self.scale)
-            sr = upscale_tensor(model, lr, self.scale, multiple=self.multiple).float()
+            sr = upscale_image(model, lr, self.scale, self.multiple, self.channels).float()
             loss = float(run.criterion(sr, hr.float() / 255.0))
             scores = score(sr, hr, self.scale, images.files[index])
             if index not in self._bicubic:  # the same every epoch
