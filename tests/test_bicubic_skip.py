@@ -82,7 +82,9 @@ def test_fx_and_generated_source_add_the_same_enlargement() -> None:
 
 
 def test_the_skip_input_without_resize_is_a_residual_on_the_input() -> None:
-    text = SPEC.replace("scale: 2}", "scale: 1}").replace("out: 12,", "out: 3,").replace("  - {op: idwt}\n", "")
+    text = (
+        SPEC.replace("scale: 2}", "scale: 1}").replace("out: 12,", "out: 3,").replace("  - {op: idwt}\n", "")
+    )
     model = build_fx(load_spec(text.replace(", resize: bicubic", "")))
     with torch.no_grad():
         for parameter in model.parameters():
@@ -98,7 +100,8 @@ def test_the_skip_input_without_resize_is_a_residual_on_the_input() -> None:
             "  - {op: idwt}\n",
             "  - {op: idwt}\n  - {op: conv, name: grey, out: 1}\n",
             "s.yaml:8:36: error: `resize: bicubic` enlarges `input` (3 x 8 x 10) by a whole factor of 2 or "
-            "more, the same for height and width, and keeps its channels; it cannot give the 1 x 16 x 20 it is added to",
+            "more, the same for height and width, and keeps its channels; it cannot give the 1 x 16 x 20 "
+            "it is added to",
         ),
         (
             "skip: input, resize: bicubic",
@@ -123,7 +126,9 @@ def test_misfits_of_the_enlarged_skip_are_located(old: str, new: str, message: s
 
 
 def test_a_skip_enlarged_by_a_factor_of_one_is_refused() -> None:
-    text = SPEC.replace("scale: 2}", "scale: 1}").replace("out: 12,", "out: 3,").replace("  - {op: idwt}\n", "")
+    text = (
+        SPEC.replace("scale: 2}", "scale: 1}").replace("out: 12,", "out: 3,").replace("  - {op: idwt}\n", "")
+    )
     assert any("by a whole factor of 2 or more" in error for error in errors(text))
 
 
@@ -136,7 +141,9 @@ def test_the_network_view_draws_the_skip_from_the_input() -> None:
 
 def test_image_networks_start_from_nn_conv2ds_initialisation() -> None:
     wide = SPEC.replace("out: 12,", "out: 400,")
-    spec = load_spec(wide.replace("  - {op: idwt}\n", "  - {op: idwt}\n  - {op: conv, name: to_rgb, out: 3}\n"))
+    spec = load_spec(
+        wide.replace("  - {op: idwt}\n", "  - {op: idwt}\n  - {op: conv, name: to_rgb, out: 3}\n")
+    )
     assert spec.init.conv == "kaiming-uniform"
     weight = build_fx(spec).state_dict()["to_rgb.weight"]  # fan_in = 100 x 3 x 3
     bound = 1 / 900**0.5

@@ -275,7 +275,8 @@ def errors(text: str) -> list[str]:
         (
             "{op: add, skip: f0}",
             "{op: add, skip: f1}",
-            "s.yaml:38:21: error: no earlier op saves `f1` (saved so far: `f0`; `input` is the network's input)",
+            "s.yaml:38:21: error: no earlier op saves `f1` (saved so far: `f0`; `input` is the network's "
+            "input)",
         ),
         (
             "input: {channels: 3, height: 144, width: 144}",

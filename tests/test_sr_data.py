@@ -277,7 +277,9 @@ def test_the_sample_photographs_make_a_folder_with_held_out_images(tmp_path, cap
     assert [path.name for path in train] == ["china.png", "flower.png"]
     assert [path.name for path in held_out] == ["astronaut.png", "chelsea.png", "coffee.png", "rocket.png"]
     sizes = {path.stem: image_module.open(path).size for path in train + held_out}
-    assert sizes["china"] == (640, 427) and sizes["astronaut"] == (512, 512) and sizes["chelsea"] == (451, 300)
+    assert (
+        sizes["china"] == (640, 427) and sizes["astronaut"] == (512, 512) and sizes["chelsea"] == (451, 300)
+    )
     assert all(image_module.open(path).mode == "RGB" for path in train + held_out)
     # x2: the held-out photographs mod-cropped, and their LR as 8-bit MATLAB bicubic shrinks
     hr = read_pixels(tmp_path / "photos" / "x2" / "hr" / "chelsea.png", 3)

@@ -108,7 +108,9 @@ def test_an_epoch_is_the_given_patches_of_every_training_image(tmp_path):
     result = run(config(tmp_path, epochs=1, patches_per_image=6))
     assert result.metrics["patches_per_image"] == 6
     assert result.metrics["history"][0]["train_loss"] > 0
-    settings = task_settings(TrainConfig(spec=TINY, data="folder:x", out=str(tmp_path / "d")), resolve_spec(TINY))
+    settings = task_settings(
+        TrainConfig(spec=TINY, data="folder:x", out=str(tmp_path / "d")), resolve_spec(TINY)
+    )
     assert settings["patches_per_image"] == PATCHES_PER_IMAGE == 2000
     with pytest.raises(UsageError, match="--patches-per-image must be at least 1"):
         run(config(tmp_path, patches_per_image=0))

@@ -275,7 +275,8 @@ def _training_options(sub: argparse.ArgumentParser) -> None:
         "--patches-per-image",
         type=count(at_most=1_000_000),
         metavar="N",
-        help=f"super-resolution: an epoch's random patches of each training image (default {PATCHES_PER_IMAGE})",
+        help=f"super-resolution: an epoch's random patches of each training image "
+        f"(default {PATCHES_PER_IMAGE})",
     )
 
 

@@ -21,7 +21,6 @@ from .graph_blocks import explicit_block
 from .ir import BlockInfo, Program
 from .lower_blocks import add_block, schedule_output, schedule_updates
 
-
 #: Taps per output pixel and axis of ``_runtime.bicubic_upsample``'s convolutions.
 BICUBIC_TAPS = 5
 

@@ -84,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("dir", metavar="DIR")
     parser.add_argument(
-        "--scale", type=int, metavar="S", help="also DIR/xS/hr/ and DIR/xS/lr/: the held-out ones and their LR"
+        "--scale",
+        type=int,
+        metavar="S",
+        help="also DIR/xS/hr/ and DIR/xS/lr/: the held-out ones and their LR",
     )
     args = parser.parse_args(argv)
     try:

@@ -297,7 +297,9 @@ def network_problems(spec: ImageSpec, graphs: dict[str, ResolvedGraph]) -> list[
                 c = op.fuse.out
         if op.save is not None:
             if op.save == INPUT_SKIP:
-                problems.append(((*at, "save"), f"`{INPUT_SKIP}` names the network's input; choose another name"))
+                problems.append(
+                    ((*at, "save"), f"`{INPUT_SKIP}` names the network's input; choose another name")
+                )
                 continue
             if op.save in saved:
                 problems.append(((*at, "save"), f"`{op.save}` is saved twice"))
@@ -321,7 +323,11 @@ def skip_misfit(op: AddOp, skip: tuple[int, int, int], value: tuple[int, int, in
     if op.resize is None:
         fits = skip == value
     else:
-        fits = skip[0] == value[0] and (value[1], value[2]) == (factor * skip[1], factor * skip[2]) and factor >= 2
+        fits = (
+            skip[0] == value[0]
+            and (value[1], value[2]) == (factor * skip[1], factor * skip[2])
+            and factor >= 2
+        )
     if fits:
         return ""
     if op.resize is None:
