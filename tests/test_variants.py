@@ -18,6 +18,7 @@ from cliquegen.errors import SpecError
 from cliquegen.models import build_fx
 from cliquegen.spec.loader import load_spec
 from cliquegen.spec.model import Spec
+from cliquegen.spec.network import ImageSpec
 from cliquegen.spec.overrides import apply_assignments, parse_assignment, variant_name, variant_text
 from cliquegen.spec.shipped import apply_overrides, resolve_spec, shipped_specs
 from cliquegen.spec.template import starting_spec
@@ -556,8 +557,27 @@ def test_new_like_a_shipped_spec_builds_the_same_network(name: str) -> None:
     assert compile_spec(spec).program.ops == compile_spec(base).program.ops
 
 
-def test_new_like_an_image_network_says_to_copy_its_file(capsys, tmp_path) -> None:
-    assert main(["new", "mine", "--like", "srcliquenet-x2-tiny", "-o", str(tmp_path / "m.yaml")]) == 2
-    err = capsys.readouterr().err
-    assert "is an image network; copy its file (" in err and "srcliquenet-x2-tiny.yaml" in err
-    assert "Traceback" not in err and not (tmp_path / "m.yaml").exists()
+def test_new_like_an_image_network_copies_its_text_renamed(capsys, tmp_path) -> None:
+    """The copy keeps the network and the comments that explain it; the name and description
+    are the new spec's; it builds the same modules."""
+    target = tmp_path / "mine.yaml"
+    assert main(["new", "mine", "--like", "srcliquenet-x2-tiny", "-o", str(target)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    text = target.read_text()
+    assert text.startswith("# mine: a copy of srcliquenet-x2-tiny, written by `cliquegen new`.")
+    assert "name: mine\ndescription: a variant of srcliquenet-x2-tiny\n" in text
+    assert "# the feature embedding's clique block: Stage I + Stage II" in text  # its comments kept
+    assert "yaml-language-server" not in text and "made small enough" not in text
+    mine, base = load_spec(target), resolve_spec("srcliquenet-x2-tiny")
+    assert compile_spec(mine).program.ops == compile_spec(base).program.ops
+    assert main(["new", "mine2", "--like", "srcliquenet-x2-tiny", "--input", "32x32x3", "-o", "-"]) == 2
+    assert "edit `input:` in the copy" in capsys.readouterr().err
+
+
+def test_new_like_an_image_network_made_in_python_writes_its_values() -> None:
+    base = ImageSpec.model_validate(resolve_spec("pdasr-clique-light").model_dump(mode="json"))
+    assert base.provenance.hashed == "canonical JSON"
+    text = starting_spec("light-copy", like=base, like_label="a spec made in Python")
+    spec = load_spec(text)
+    assert spec.name == "light-copy" and spec.description == "a variant of pdasr-clique-light"
+    assert compile_spec(spec).program.ops == compile_spec(resolve_spec("pdasr-clique-light")).program.ops

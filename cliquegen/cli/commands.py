@@ -209,7 +209,8 @@ def cmd_new(args: argparse.Namespace) -> int:
         text = starting_spec(args.name, start, f"the built-in start with {label}")
     output = args.output if args.output is not None else f"{args.name}.yaml"
     spec = load_spec(text, path=output)  # what we write validates, or this is our bug
-    summary = summarize(compile_spec(spec))
+    compiled = compile_spec(spec)
+    summary, blocks = summarize(compiled), len(compiled.program.block_outputs)
     if output == "-":
         sys.stdout.write(text)
         return EXIT_OK
@@ -217,7 +218,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         raise UsageError(f"{output} exists; choose another -o FILE, or pass --force to replace it")
     atomic_write(output, text)
     stdout.print(
-        f"wrote {printable(output)}: {spec.name}, {len(spec.blocks)} block{'s' * (len(spec.blocks) > 1)}, "
+        f"wrote {printable(output)}: {spec.name}, {blocks} block{'s' * (blocks > 1)}, "
         f"{millions(summary.params)} "
         f"params, {giga(summary.flops)} FLOPs; edit it, then `cliquegen validate {printable(output)}`",
         markup=False,

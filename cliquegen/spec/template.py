@@ -8,14 +8,17 @@ its default and edits the rest.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any
 
+import yaml
 from pydantic import BaseModel
 
 from ..errors import UsageError
 from .model import NAME_PATTERN, SMALL_INPUT, Spec
+from .network import ImageSpec
 
 COMMENT_COLUMN = 36  # where the comments start, so they read as a column
 _WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}  # plain, they are not text
@@ -35,7 +38,7 @@ def parse_input(text: str) -> tuple[int, int, int]:
 
 def starting_spec(
     name: str,
-    like: Spec | None = None,
+    like: Spec | ImageSpec | None = None,
     like_label: str | None = None,
     input: tuple[int, int, int] | None = None,
     num_classes: int | None = None,
@@ -47,10 +50,12 @@ def starting_spec(
             "(e.g. my-cliquenet)"
         )
     if like is not None and not isinstance(like, Spec):
-        raise UsageError(
-            f"--like {like.name}: `new` writes classification specs, and {like.name} is an image "
-            f"network; copy its file ({like.provenance.path}) and edit that instead"
-        )
+        if input is not None or num_classes is not None:
+            raise UsageError(
+                f"--like {like.name}: an image network has no classes and its copy keeps its input; "
+                "edit `input:` in the copy instead of --input"
+            )
+        return image_variant(name, like, like_label or like.name)
     data = _full(like) if like is not None else {}
     data["name"] = name
     notes = []
@@ -82,6 +87,37 @@ def starting_spec(
     ]
     lines += _mapping(Spec, data, like, indent="")
     return "\n".join(lines) + "\n"
+
+
+def image_variant(name: str, like: ImageSpec, like_label: str) -> str:
+    """An image network's own text (its comments say what each op does) renamed ``name``,
+    with a description saying whose variant it is."""
+    text = like.provenance.text
+    if like.provenance.hashed == "canonical JSON":  # made in Python: no file, no comments
+        text = yaml.safe_dump(json.loads(text), sort_keys=False)
+    header = [
+        f"# {name}: a copy of {like_label}, written by `cliquegen new`.",
+        "# Edit it, check it with `cliquegen validate`, count it with `cliquegen summary`.",
+    ]
+    body, skipping = [], False
+    for line in text.splitlines():
+        if skipping and (line[:1].isspace() or not line.strip()):
+            continue  # the rest of the description
+        skipping = False
+        if line.startswith("# yaml-language-server:"):
+            continue  # its schema path is relative to where the spec was
+        if line.startswith("name:"):
+            body.append(f"name: {name}")
+        elif line.startswith("description:"):
+            body.append(f"description: a variant of {like.name}")
+            skipping = True
+        else:
+            body.append(line)
+    if f"name: {name}" not in body:
+        raise UsageError(f"--like {like.name}: its file has no top-level `name:` line to rename")
+    if not any(line.startswith("description:") for line in body):
+        body.insert(body.index(f"name: {name}") + 1, f"description: a variant of {like.name}")
+    return "\n".join(header + body) + "\n"
 
 
 def _full(spec: Spec) -> dict[str, Any]:
