@@ -398,706 +398,151 @@ class PdasrClique(nn.Module):
         return shallow, widen
 
     def forward_block1(self, widen: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 1: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 1: graph subband-clique, run by subband_clique_block.
 
         widen (B, 128, 72, 72) -> b1_out (B, 128, 72, 72).
         """
-        block = self.block1
-        b1_ll_s0 = widen[:, 0:32]  # (B, 32, 72, 72)
-        b1_lh_s0 = widen[:, 32:64]  # (B, 32, 72, 72)
-        b1_hl_s0 = widen[:, 64:96]  # (B, 32, 72, 72)
-        b1_hh_s0 = widen[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b1_ll_s1_conv = block.conv_ll_s1(b1_ll_s0)  # (B, 32, 72, 72)
-        b1_ll_s1 = block.act_ll_s1(b1_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b1_lh_s1_in = torch.cat([b1_ll_s1, b1_lh_s0], 1)  # (B, 64, 72, 72)
-        b1_lh_s1_conv = block.conv_lh_s1(b1_lh_s1_in)  # (B, 32, 72, 72)
-        b1_lh_s1 = block.act_lh_s1(b1_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b1_hl_s1_in = torch.cat([b1_ll_s1, b1_hl_s0], 1)  # (B, 64, 72, 72)
-        b1_hl_s1_conv = block.conv_hl_s1(b1_hl_s1_in)  # (B, 32, 72, 72)
-        b1_hl_s1 = block.act_hl_s1(b1_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b1_hh_s1_in = torch.cat([b1_ll_s1, b1_lh_s1, b1_hl_s1, b1_hh_s0], 1)  # (B, 128, 72, 72)
-        b1_hh_s1_conv = block.conv_hh_s1(b1_hh_s1_in)  # (B, 32, 72, 72)
-        b1_hh_s1 = block.act_hh_s1(b1_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b1_hh_s2_conv = block.conv_hh_s2(b1_hh_s1)  # (B, 32, 72, 72)
-        b1_hh_s2 = block.act_hh_s2(b1_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b1_hl_s2_in = torch.cat([b1_hl_s1, b1_hh_s2], 1)  # (B, 64, 72, 72)
-        b1_hl_s2_conv = block.conv_hl_s2(b1_hl_s2_in)  # (B, 32, 72, 72)
-        b1_hl_s2 = block.act_hl_s2(b1_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b1_lh_s2_in = torch.cat([b1_lh_s1, b1_hh_s2], 1)  # (B, 64, 72, 72)
-        b1_lh_s2_conv = block.conv_lh_s2(b1_lh_s2_in)  # (B, 32, 72, 72)
-        b1_lh_s2 = block.act_lh_s2(b1_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b1_ll_s2_in = torch.cat([b1_ll_s1, b1_lh_s2, b1_hl_s2, b1_hh_s2], 1)  # (B, 128, 72, 72)
-        b1_ll_s2_conv = block.conv_ll_s2(b1_ll_s2_in)  # (B, 32, 72, 72)
-        b1_ll_s2 = block.act_ll_s2(b1_ll_s2_conv)  # (B, 32, 72, 72)
-        b1_cat = torch.cat([b1_ll_s2, b1_lh_s2, b1_hl_s2, b1_hh_s2], 1)  # (B, 128, 72, 72)
-        b1_out = b1_cat + widen  # (B, 128, 72, 72)
+        b1_out = self.subband_clique_block(self.block1, widen)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 1 hands on
             maps.append(b1_out)
         return b1_out
 
     def forward_block2(self, b1_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 2: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 2: graph subband-clique, run by subband_clique_block.
 
         b1_out (B, 128, 72, 72) -> b2_out (B, 128, 72, 72).
         """
-        block = self.block2
-        b2_ll_s0 = b1_out[:, 0:32]  # (B, 32, 72, 72)
-        b2_lh_s0 = b1_out[:, 32:64]  # (B, 32, 72, 72)
-        b2_hl_s0 = b1_out[:, 64:96]  # (B, 32, 72, 72)
-        b2_hh_s0 = b1_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b2_ll_s1_conv = block.conv_ll_s1(b2_ll_s0)  # (B, 32, 72, 72)
-        b2_ll_s1 = block.act_ll_s1(b2_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b2_lh_s1_in = torch.cat([b2_ll_s1, b2_lh_s0], 1)  # (B, 64, 72, 72)
-        b2_lh_s1_conv = block.conv_lh_s1(b2_lh_s1_in)  # (B, 32, 72, 72)
-        b2_lh_s1 = block.act_lh_s1(b2_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b2_hl_s1_in = torch.cat([b2_ll_s1, b2_hl_s0], 1)  # (B, 64, 72, 72)
-        b2_hl_s1_conv = block.conv_hl_s1(b2_hl_s1_in)  # (B, 32, 72, 72)
-        b2_hl_s1 = block.act_hl_s1(b2_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b2_hh_s1_in = torch.cat([b2_ll_s1, b2_lh_s1, b2_hl_s1, b2_hh_s0], 1)  # (B, 128, 72, 72)
-        b2_hh_s1_conv = block.conv_hh_s1(b2_hh_s1_in)  # (B, 32, 72, 72)
-        b2_hh_s1 = block.act_hh_s1(b2_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b2_hh_s2_conv = block.conv_hh_s2(b2_hh_s1)  # (B, 32, 72, 72)
-        b2_hh_s2 = block.act_hh_s2(b2_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b2_hl_s2_in = torch.cat([b2_hl_s1, b2_hh_s2], 1)  # (B, 64, 72, 72)
-        b2_hl_s2_conv = block.conv_hl_s2(b2_hl_s2_in)  # (B, 32, 72, 72)
-        b2_hl_s2 = block.act_hl_s2(b2_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b2_lh_s2_in = torch.cat([b2_lh_s1, b2_hh_s2], 1)  # (B, 64, 72, 72)
-        b2_lh_s2_conv = block.conv_lh_s2(b2_lh_s2_in)  # (B, 32, 72, 72)
-        b2_lh_s2 = block.act_lh_s2(b2_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b2_ll_s2_in = torch.cat([b2_ll_s1, b2_lh_s2, b2_hl_s2, b2_hh_s2], 1)  # (B, 128, 72, 72)
-        b2_ll_s2_conv = block.conv_ll_s2(b2_ll_s2_in)  # (B, 32, 72, 72)
-        b2_ll_s2 = block.act_ll_s2(b2_ll_s2_conv)  # (B, 32, 72, 72)
-        b2_cat = torch.cat([b2_ll_s2, b2_lh_s2, b2_hl_s2, b2_hh_s2], 1)  # (B, 128, 72, 72)
-        b2_out = b2_cat + b1_out  # (B, 128, 72, 72)
+        b2_out = self.subband_clique_block(self.block2, b1_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 2 hands on
             maps.append(b2_out)
         return b2_out
 
     def forward_block3(self, b2_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 3: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 3: graph subband-clique, run by subband_clique_block.
 
         b2_out (B, 128, 72, 72) -> b3_out (B, 128, 72, 72).
         """
-        block = self.block3
-        b3_ll_s0 = b2_out[:, 0:32]  # (B, 32, 72, 72)
-        b3_lh_s0 = b2_out[:, 32:64]  # (B, 32, 72, 72)
-        b3_hl_s0 = b2_out[:, 64:96]  # (B, 32, 72, 72)
-        b3_hh_s0 = b2_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b3_ll_s1_conv = block.conv_ll_s1(b3_ll_s0)  # (B, 32, 72, 72)
-        b3_ll_s1 = block.act_ll_s1(b3_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b3_lh_s1_in = torch.cat([b3_ll_s1, b3_lh_s0], 1)  # (B, 64, 72, 72)
-        b3_lh_s1_conv = block.conv_lh_s1(b3_lh_s1_in)  # (B, 32, 72, 72)
-        b3_lh_s1 = block.act_lh_s1(b3_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b3_hl_s1_in = torch.cat([b3_ll_s1, b3_hl_s0], 1)  # (B, 64, 72, 72)
-        b3_hl_s1_conv = block.conv_hl_s1(b3_hl_s1_in)  # (B, 32, 72, 72)
-        b3_hl_s1 = block.act_hl_s1(b3_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b3_hh_s1_in = torch.cat([b3_ll_s1, b3_lh_s1, b3_hl_s1, b3_hh_s0], 1)  # (B, 128, 72, 72)
-        b3_hh_s1_conv = block.conv_hh_s1(b3_hh_s1_in)  # (B, 32, 72, 72)
-        b3_hh_s1 = block.act_hh_s1(b3_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b3_hh_s2_conv = block.conv_hh_s2(b3_hh_s1)  # (B, 32, 72, 72)
-        b3_hh_s2 = block.act_hh_s2(b3_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b3_hl_s2_in = torch.cat([b3_hl_s1, b3_hh_s2], 1)  # (B, 64, 72, 72)
-        b3_hl_s2_conv = block.conv_hl_s2(b3_hl_s2_in)  # (B, 32, 72, 72)
-        b3_hl_s2 = block.act_hl_s2(b3_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b3_lh_s2_in = torch.cat([b3_lh_s1, b3_hh_s2], 1)  # (B, 64, 72, 72)
-        b3_lh_s2_conv = block.conv_lh_s2(b3_lh_s2_in)  # (B, 32, 72, 72)
-        b3_lh_s2 = block.act_lh_s2(b3_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b3_ll_s2_in = torch.cat([b3_ll_s1, b3_lh_s2, b3_hl_s2, b3_hh_s2], 1)  # (B, 128, 72, 72)
-        b3_ll_s2_conv = block.conv_ll_s2(b3_ll_s2_in)  # (B, 32, 72, 72)
-        b3_ll_s2 = block.act_ll_s2(b3_ll_s2_conv)  # (B, 32, 72, 72)
-        b3_cat = torch.cat([b3_ll_s2, b3_lh_s2, b3_hl_s2, b3_hh_s2], 1)  # (B, 128, 72, 72)
-        b3_out = b3_cat + b2_out  # (B, 128, 72, 72)
+        b3_out = self.subband_clique_block(self.block3, b2_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 3 hands on
             maps.append(b3_out)
         return b3_out
 
     def forward_block4(self, b3_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 4: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 4: graph subband-clique, run by subband_clique_block.
 
         b3_out (B, 128, 72, 72) -> b4_out (B, 128, 72, 72).
         """
-        block = self.block4
-        b4_ll_s0 = b3_out[:, 0:32]  # (B, 32, 72, 72)
-        b4_lh_s0 = b3_out[:, 32:64]  # (B, 32, 72, 72)
-        b4_hl_s0 = b3_out[:, 64:96]  # (B, 32, 72, 72)
-        b4_hh_s0 = b3_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b4_ll_s1_conv = block.conv_ll_s1(b4_ll_s0)  # (B, 32, 72, 72)
-        b4_ll_s1 = block.act_ll_s1(b4_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b4_lh_s1_in = torch.cat([b4_ll_s1, b4_lh_s0], 1)  # (B, 64, 72, 72)
-        b4_lh_s1_conv = block.conv_lh_s1(b4_lh_s1_in)  # (B, 32, 72, 72)
-        b4_lh_s1 = block.act_lh_s1(b4_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b4_hl_s1_in = torch.cat([b4_ll_s1, b4_hl_s0], 1)  # (B, 64, 72, 72)
-        b4_hl_s1_conv = block.conv_hl_s1(b4_hl_s1_in)  # (B, 32, 72, 72)
-        b4_hl_s1 = block.act_hl_s1(b4_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b4_hh_s1_in = torch.cat([b4_ll_s1, b4_lh_s1, b4_hl_s1, b4_hh_s0], 1)  # (B, 128, 72, 72)
-        b4_hh_s1_conv = block.conv_hh_s1(b4_hh_s1_in)  # (B, 32, 72, 72)
-        b4_hh_s1 = block.act_hh_s1(b4_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b4_hh_s2_conv = block.conv_hh_s2(b4_hh_s1)  # (B, 32, 72, 72)
-        b4_hh_s2 = block.act_hh_s2(b4_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b4_hl_s2_in = torch.cat([b4_hl_s1, b4_hh_s2], 1)  # (B, 64, 72, 72)
-        b4_hl_s2_conv = block.conv_hl_s2(b4_hl_s2_in)  # (B, 32, 72, 72)
-        b4_hl_s2 = block.act_hl_s2(b4_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b4_lh_s2_in = torch.cat([b4_lh_s1, b4_hh_s2], 1)  # (B, 64, 72, 72)
-        b4_lh_s2_conv = block.conv_lh_s2(b4_lh_s2_in)  # (B, 32, 72, 72)
-        b4_lh_s2 = block.act_lh_s2(b4_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b4_ll_s2_in = torch.cat([b4_ll_s1, b4_lh_s2, b4_hl_s2, b4_hh_s2], 1)  # (B, 128, 72, 72)
-        b4_ll_s2_conv = block.conv_ll_s2(b4_ll_s2_in)  # (B, 32, 72, 72)
-        b4_ll_s2 = block.act_ll_s2(b4_ll_s2_conv)  # (B, 32, 72, 72)
-        b4_cat = torch.cat([b4_ll_s2, b4_lh_s2, b4_hl_s2, b4_hh_s2], 1)  # (B, 128, 72, 72)
-        b4_out = b4_cat + b3_out  # (B, 128, 72, 72)
+        b4_out = self.subband_clique_block(self.block4, b3_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 4 hands on
             maps.append(b4_out)
         return b4_out
 
     def forward_block5(self, b4_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 5: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 5: graph subband-clique, run by subband_clique_block.
 
         b4_out (B, 128, 72, 72) -> b5_out (B, 128, 72, 72).
         """
-        block = self.block5
-        b5_ll_s0 = b4_out[:, 0:32]  # (B, 32, 72, 72)
-        b5_lh_s0 = b4_out[:, 32:64]  # (B, 32, 72, 72)
-        b5_hl_s0 = b4_out[:, 64:96]  # (B, 32, 72, 72)
-        b5_hh_s0 = b4_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b5_ll_s1_conv = block.conv_ll_s1(b5_ll_s0)  # (B, 32, 72, 72)
-        b5_ll_s1 = block.act_ll_s1(b5_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b5_lh_s1_in = torch.cat([b5_ll_s1, b5_lh_s0], 1)  # (B, 64, 72, 72)
-        b5_lh_s1_conv = block.conv_lh_s1(b5_lh_s1_in)  # (B, 32, 72, 72)
-        b5_lh_s1 = block.act_lh_s1(b5_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b5_hl_s1_in = torch.cat([b5_ll_s1, b5_hl_s0], 1)  # (B, 64, 72, 72)
-        b5_hl_s1_conv = block.conv_hl_s1(b5_hl_s1_in)  # (B, 32, 72, 72)
-        b5_hl_s1 = block.act_hl_s1(b5_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b5_hh_s1_in = torch.cat([b5_ll_s1, b5_lh_s1, b5_hl_s1, b5_hh_s0], 1)  # (B, 128, 72, 72)
-        b5_hh_s1_conv = block.conv_hh_s1(b5_hh_s1_in)  # (B, 32, 72, 72)
-        b5_hh_s1 = block.act_hh_s1(b5_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b5_hh_s2_conv = block.conv_hh_s2(b5_hh_s1)  # (B, 32, 72, 72)
-        b5_hh_s2 = block.act_hh_s2(b5_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b5_hl_s2_in = torch.cat([b5_hl_s1, b5_hh_s2], 1)  # (B, 64, 72, 72)
-        b5_hl_s2_conv = block.conv_hl_s2(b5_hl_s2_in)  # (B, 32, 72, 72)
-        b5_hl_s2 = block.act_hl_s2(b5_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b5_lh_s2_in = torch.cat([b5_lh_s1, b5_hh_s2], 1)  # (B, 64, 72, 72)
-        b5_lh_s2_conv = block.conv_lh_s2(b5_lh_s2_in)  # (B, 32, 72, 72)
-        b5_lh_s2 = block.act_lh_s2(b5_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b5_ll_s2_in = torch.cat([b5_ll_s1, b5_lh_s2, b5_hl_s2, b5_hh_s2], 1)  # (B, 128, 72, 72)
-        b5_ll_s2_conv = block.conv_ll_s2(b5_ll_s2_in)  # (B, 32, 72, 72)
-        b5_ll_s2 = block.act_ll_s2(b5_ll_s2_conv)  # (B, 32, 72, 72)
-        b5_cat = torch.cat([b5_ll_s2, b5_lh_s2, b5_hl_s2, b5_hh_s2], 1)  # (B, 128, 72, 72)
-        b5_out = b5_cat + b4_out  # (B, 128, 72, 72)
+        b5_out = self.subband_clique_block(self.block5, b4_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 5 hands on
             maps.append(b5_out)
         return b5_out
 
     def forward_block6(self, b5_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 6: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 6: graph subband-clique, run by subband_clique_block.
 
         b5_out (B, 128, 72, 72) -> b6_out (B, 128, 72, 72).
         """
-        block = self.block6
-        b6_ll_s0 = b5_out[:, 0:32]  # (B, 32, 72, 72)
-        b6_lh_s0 = b5_out[:, 32:64]  # (B, 32, 72, 72)
-        b6_hl_s0 = b5_out[:, 64:96]  # (B, 32, 72, 72)
-        b6_hh_s0 = b5_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b6_ll_s1_conv = block.conv_ll_s1(b6_ll_s0)  # (B, 32, 72, 72)
-        b6_ll_s1 = block.act_ll_s1(b6_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b6_lh_s1_in = torch.cat([b6_ll_s1, b6_lh_s0], 1)  # (B, 64, 72, 72)
-        b6_lh_s1_conv = block.conv_lh_s1(b6_lh_s1_in)  # (B, 32, 72, 72)
-        b6_lh_s1 = block.act_lh_s1(b6_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b6_hl_s1_in = torch.cat([b6_ll_s1, b6_hl_s0], 1)  # (B, 64, 72, 72)
-        b6_hl_s1_conv = block.conv_hl_s1(b6_hl_s1_in)  # (B, 32, 72, 72)
-        b6_hl_s1 = block.act_hl_s1(b6_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b6_hh_s1_in = torch.cat([b6_ll_s1, b6_lh_s1, b6_hl_s1, b6_hh_s0], 1)  # (B, 128, 72, 72)
-        b6_hh_s1_conv = block.conv_hh_s1(b6_hh_s1_in)  # (B, 32, 72, 72)
-        b6_hh_s1 = block.act_hh_s1(b6_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b6_hh_s2_conv = block.conv_hh_s2(b6_hh_s1)  # (B, 32, 72, 72)
-        b6_hh_s2 = block.act_hh_s2(b6_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b6_hl_s2_in = torch.cat([b6_hl_s1, b6_hh_s2], 1)  # (B, 64, 72, 72)
-        b6_hl_s2_conv = block.conv_hl_s2(b6_hl_s2_in)  # (B, 32, 72, 72)
-        b6_hl_s2 = block.act_hl_s2(b6_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b6_lh_s2_in = torch.cat([b6_lh_s1, b6_hh_s2], 1)  # (B, 64, 72, 72)
-        b6_lh_s2_conv = block.conv_lh_s2(b6_lh_s2_in)  # (B, 32, 72, 72)
-        b6_lh_s2 = block.act_lh_s2(b6_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b6_ll_s2_in = torch.cat([b6_ll_s1, b6_lh_s2, b6_hl_s2, b6_hh_s2], 1)  # (B, 128, 72, 72)
-        b6_ll_s2_conv = block.conv_ll_s2(b6_ll_s2_in)  # (B, 32, 72, 72)
-        b6_ll_s2 = block.act_ll_s2(b6_ll_s2_conv)  # (B, 32, 72, 72)
-        b6_cat = torch.cat([b6_ll_s2, b6_lh_s2, b6_hl_s2, b6_hh_s2], 1)  # (B, 128, 72, 72)
-        b6_out = b6_cat + b5_out  # (B, 128, 72, 72)
+        b6_out = self.subband_clique_block(self.block6, b5_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 6 hands on
             maps.append(b6_out)
         return b6_out
 
     def forward_block7(self, b6_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 7: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 7: graph subband-clique, run by subband_clique_block.
 
         b6_out (B, 128, 72, 72) -> b7_out (B, 128, 72, 72).
         """
-        block = self.block7
-        b7_ll_s0 = b6_out[:, 0:32]  # (B, 32, 72, 72)
-        b7_lh_s0 = b6_out[:, 32:64]  # (B, 32, 72, 72)
-        b7_hl_s0 = b6_out[:, 64:96]  # (B, 32, 72, 72)
-        b7_hh_s0 = b6_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b7_ll_s1_conv = block.conv_ll_s1(b7_ll_s0)  # (B, 32, 72, 72)
-        b7_ll_s1 = block.act_ll_s1(b7_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b7_lh_s1_in = torch.cat([b7_ll_s1, b7_lh_s0], 1)  # (B, 64, 72, 72)
-        b7_lh_s1_conv = block.conv_lh_s1(b7_lh_s1_in)  # (B, 32, 72, 72)
-        b7_lh_s1 = block.act_lh_s1(b7_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b7_hl_s1_in = torch.cat([b7_ll_s1, b7_hl_s0], 1)  # (B, 64, 72, 72)
-        b7_hl_s1_conv = block.conv_hl_s1(b7_hl_s1_in)  # (B, 32, 72, 72)
-        b7_hl_s1 = block.act_hl_s1(b7_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b7_hh_s1_in = torch.cat([b7_ll_s1, b7_lh_s1, b7_hl_s1, b7_hh_s0], 1)  # (B, 128, 72, 72)
-        b7_hh_s1_conv = block.conv_hh_s1(b7_hh_s1_in)  # (B, 32, 72, 72)
-        b7_hh_s1 = block.act_hh_s1(b7_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b7_hh_s2_conv = block.conv_hh_s2(b7_hh_s1)  # (B, 32, 72, 72)
-        b7_hh_s2 = block.act_hh_s2(b7_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b7_hl_s2_in = torch.cat([b7_hl_s1, b7_hh_s2], 1)  # (B, 64, 72, 72)
-        b7_hl_s2_conv = block.conv_hl_s2(b7_hl_s2_in)  # (B, 32, 72, 72)
-        b7_hl_s2 = block.act_hl_s2(b7_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b7_lh_s2_in = torch.cat([b7_lh_s1, b7_hh_s2], 1)  # (B, 64, 72, 72)
-        b7_lh_s2_conv = block.conv_lh_s2(b7_lh_s2_in)  # (B, 32, 72, 72)
-        b7_lh_s2 = block.act_lh_s2(b7_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b7_ll_s2_in = torch.cat([b7_ll_s1, b7_lh_s2, b7_hl_s2, b7_hh_s2], 1)  # (B, 128, 72, 72)
-        b7_ll_s2_conv = block.conv_ll_s2(b7_ll_s2_in)  # (B, 32, 72, 72)
-        b7_ll_s2 = block.act_ll_s2(b7_ll_s2_conv)  # (B, 32, 72, 72)
-        b7_cat = torch.cat([b7_ll_s2, b7_lh_s2, b7_hl_s2, b7_hh_s2], 1)  # (B, 128, 72, 72)
-        b7_out = b7_cat + b6_out  # (B, 128, 72, 72)
+        b7_out = self.subband_clique_block(self.block7, b6_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 7 hands on
             maps.append(b7_out)
         return b7_out
 
     def forward_block8(self, b7_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 8: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 8: graph subband-clique, run by subband_clique_block.
 
         b7_out (B, 128, 72, 72) -> b8_out (B, 128, 72, 72).
         """
-        block = self.block8
-        b8_ll_s0 = b7_out[:, 0:32]  # (B, 32, 72, 72)
-        b8_lh_s0 = b7_out[:, 32:64]  # (B, 32, 72, 72)
-        b8_hl_s0 = b7_out[:, 64:96]  # (B, 32, 72, 72)
-        b8_hh_s0 = b7_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b8_ll_s1_conv = block.conv_ll_s1(b8_ll_s0)  # (B, 32, 72, 72)
-        b8_ll_s1 = block.act_ll_s1(b8_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b8_lh_s1_in = torch.cat([b8_ll_s1, b8_lh_s0], 1)  # (B, 64, 72, 72)
-        b8_lh_s1_conv = block.conv_lh_s1(b8_lh_s1_in)  # (B, 32, 72, 72)
-        b8_lh_s1 = block.act_lh_s1(b8_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b8_hl_s1_in = torch.cat([b8_ll_s1, b8_hl_s0], 1)  # (B, 64, 72, 72)
-        b8_hl_s1_conv = block.conv_hl_s1(b8_hl_s1_in)  # (B, 32, 72, 72)
-        b8_hl_s1 = block.act_hl_s1(b8_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b8_hh_s1_in = torch.cat([b8_ll_s1, b8_lh_s1, b8_hl_s1, b8_hh_s0], 1)  # (B, 128, 72, 72)
-        b8_hh_s1_conv = block.conv_hh_s1(b8_hh_s1_in)  # (B, 32, 72, 72)
-        b8_hh_s1 = block.act_hh_s1(b8_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b8_hh_s2_conv = block.conv_hh_s2(b8_hh_s1)  # (B, 32, 72, 72)
-        b8_hh_s2 = block.act_hh_s2(b8_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b8_hl_s2_in = torch.cat([b8_hl_s1, b8_hh_s2], 1)  # (B, 64, 72, 72)
-        b8_hl_s2_conv = block.conv_hl_s2(b8_hl_s2_in)  # (B, 32, 72, 72)
-        b8_hl_s2 = block.act_hl_s2(b8_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b8_lh_s2_in = torch.cat([b8_lh_s1, b8_hh_s2], 1)  # (B, 64, 72, 72)
-        b8_lh_s2_conv = block.conv_lh_s2(b8_lh_s2_in)  # (B, 32, 72, 72)
-        b8_lh_s2 = block.act_lh_s2(b8_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b8_ll_s2_in = torch.cat([b8_ll_s1, b8_lh_s2, b8_hl_s2, b8_hh_s2], 1)  # (B, 128, 72, 72)
-        b8_ll_s2_conv = block.conv_ll_s2(b8_ll_s2_in)  # (B, 32, 72, 72)
-        b8_ll_s2 = block.act_ll_s2(b8_ll_s2_conv)  # (B, 32, 72, 72)
-        b8_cat = torch.cat([b8_ll_s2, b8_lh_s2, b8_hl_s2, b8_hh_s2], 1)  # (B, 128, 72, 72)
-        b8_out = b8_cat + b7_out  # (B, 128, 72, 72)
+        b8_out = self.subband_clique_block(self.block8, b7_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 8 hands on
             maps.append(b8_out)
         return b8_out
 
     def forward_block9(self, b8_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 9: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 9: graph subband-clique, run by subband_clique_block.
 
         b8_out (B, 128, 72, 72) -> b9_out (B, 128, 72, 72).
         """
-        block = self.block9
-        b9_ll_s0 = b8_out[:, 0:32]  # (B, 32, 72, 72)
-        b9_lh_s0 = b8_out[:, 32:64]  # (B, 32, 72, 72)
-        b9_hl_s0 = b8_out[:, 64:96]  # (B, 32, 72, 72)
-        b9_hh_s0 = b8_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b9_ll_s1_conv = block.conv_ll_s1(b9_ll_s0)  # (B, 32, 72, 72)
-        b9_ll_s1 = block.act_ll_s1(b9_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b9_lh_s1_in = torch.cat([b9_ll_s1, b9_lh_s0], 1)  # (B, 64, 72, 72)
-        b9_lh_s1_conv = block.conv_lh_s1(b9_lh_s1_in)  # (B, 32, 72, 72)
-        b9_lh_s1 = block.act_lh_s1(b9_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b9_hl_s1_in = torch.cat([b9_ll_s1, b9_hl_s0], 1)  # (B, 64, 72, 72)
-        b9_hl_s1_conv = block.conv_hl_s1(b9_hl_s1_in)  # (B, 32, 72, 72)
-        b9_hl_s1 = block.act_hl_s1(b9_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b9_hh_s1_in = torch.cat([b9_ll_s1, b9_lh_s1, b9_hl_s1, b9_hh_s0], 1)  # (B, 128, 72, 72)
-        b9_hh_s1_conv = block.conv_hh_s1(b9_hh_s1_in)  # (B, 32, 72, 72)
-        b9_hh_s1 = block.act_hh_s1(b9_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b9_hh_s2_conv = block.conv_hh_s2(b9_hh_s1)  # (B, 32, 72, 72)
-        b9_hh_s2 = block.act_hh_s2(b9_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b9_hl_s2_in = torch.cat([b9_hl_s1, b9_hh_s2], 1)  # (B, 64, 72, 72)
-        b9_hl_s2_conv = block.conv_hl_s2(b9_hl_s2_in)  # (B, 32, 72, 72)
-        b9_hl_s2 = block.act_hl_s2(b9_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b9_lh_s2_in = torch.cat([b9_lh_s1, b9_hh_s2], 1)  # (B, 64, 72, 72)
-        b9_lh_s2_conv = block.conv_lh_s2(b9_lh_s2_in)  # (B, 32, 72, 72)
-        b9_lh_s2 = block.act_lh_s2(b9_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b9_ll_s2_in = torch.cat([b9_ll_s1, b9_lh_s2, b9_hl_s2, b9_hh_s2], 1)  # (B, 128, 72, 72)
-        b9_ll_s2_conv = block.conv_ll_s2(b9_ll_s2_in)  # (B, 32, 72, 72)
-        b9_ll_s2 = block.act_ll_s2(b9_ll_s2_conv)  # (B, 32, 72, 72)
-        b9_cat = torch.cat([b9_ll_s2, b9_lh_s2, b9_hl_s2, b9_hh_s2], 1)  # (B, 128, 72, 72)
-        b9_out = b9_cat + b8_out  # (B, 128, 72, 72)
+        b9_out = self.subband_clique_block(self.block9, b8_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 9 hands on
             maps.append(b9_out)
         return b9_out
 
     def forward_block10(self, b9_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 10: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 10: graph subband-clique, run by subband_clique_block.
 
         b9_out (B, 128, 72, 72) -> b10_out (B, 128, 72, 72).
         """
-        block = self.block10
-        b10_ll_s0 = b9_out[:, 0:32]  # (B, 32, 72, 72)
-        b10_lh_s0 = b9_out[:, 32:64]  # (B, 32, 72, 72)
-        b10_hl_s0 = b9_out[:, 64:96]  # (B, 32, 72, 72)
-        b10_hh_s0 = b9_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b10_ll_s1_conv = block.conv_ll_s1(b10_ll_s0)  # (B, 32, 72, 72)
-        b10_ll_s1 = block.act_ll_s1(b10_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b10_lh_s1_in = torch.cat([b10_ll_s1, b10_lh_s0], 1)  # (B, 64, 72, 72)
-        b10_lh_s1_conv = block.conv_lh_s1(b10_lh_s1_in)  # (B, 32, 72, 72)
-        b10_lh_s1 = block.act_lh_s1(b10_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b10_hl_s1_in = torch.cat([b10_ll_s1, b10_hl_s0], 1)  # (B, 64, 72, 72)
-        b10_hl_s1_conv = block.conv_hl_s1(b10_hl_s1_in)  # (B, 32, 72, 72)
-        b10_hl_s1 = block.act_hl_s1(b10_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b10_hh_s1_in = torch.cat([b10_ll_s1, b10_lh_s1, b10_hl_s1, b10_hh_s0], 1)  # (B, 128, 72, 72)
-        b10_hh_s1_conv = block.conv_hh_s1(b10_hh_s1_in)  # (B, 32, 72, 72)
-        b10_hh_s1 = block.act_hh_s1(b10_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b10_hh_s2_conv = block.conv_hh_s2(b10_hh_s1)  # (B, 32, 72, 72)
-        b10_hh_s2 = block.act_hh_s2(b10_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b10_hl_s2_in = torch.cat([b10_hl_s1, b10_hh_s2], 1)  # (B, 64, 72, 72)
-        b10_hl_s2_conv = block.conv_hl_s2(b10_hl_s2_in)  # (B, 32, 72, 72)
-        b10_hl_s2 = block.act_hl_s2(b10_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b10_lh_s2_in = torch.cat([b10_lh_s1, b10_hh_s2], 1)  # (B, 64, 72, 72)
-        b10_lh_s2_conv = block.conv_lh_s2(b10_lh_s2_in)  # (B, 32, 72, 72)
-        b10_lh_s2 = block.act_lh_s2(b10_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b10_ll_s2_in = torch.cat([b10_ll_s1, b10_lh_s2, b10_hl_s2, b10_hh_s2], 1)  # (B, 128, 72, 72)
-        b10_ll_s2_conv = block.conv_ll_s2(b10_ll_s2_in)  # (B, 32, 72, 72)
-        b10_ll_s2 = block.act_ll_s2(b10_ll_s2_conv)  # (B, 32, 72, 72)
-        b10_cat = torch.cat([b10_ll_s2, b10_lh_s2, b10_hl_s2, b10_hh_s2], 1)  # (B, 128, 72, 72)
-        b10_out = b10_cat + b9_out  # (B, 128, 72, 72)
+        b10_out = self.subband_clique_block(self.block10, b9_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 10 hands on
             maps.append(b10_out)
         return b10_out
 
     def forward_block11(self, b10_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 11: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 11: graph subband-clique, run by subband_clique_block.
 
         b10_out (B, 128, 72, 72) -> b11_out (B, 128, 72, 72).
         """
-        block = self.block11
-        b11_ll_s0 = b10_out[:, 0:32]  # (B, 32, 72, 72)
-        b11_lh_s0 = b10_out[:, 32:64]  # (B, 32, 72, 72)
-        b11_hl_s0 = b10_out[:, 64:96]  # (B, 32, 72, 72)
-        b11_hh_s0 = b10_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b11_ll_s1_conv = block.conv_ll_s1(b11_ll_s0)  # (B, 32, 72, 72)
-        b11_ll_s1 = block.act_ll_s1(b11_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b11_lh_s1_in = torch.cat([b11_ll_s1, b11_lh_s0], 1)  # (B, 64, 72, 72)
-        b11_lh_s1_conv = block.conv_lh_s1(b11_lh_s1_in)  # (B, 32, 72, 72)
-        b11_lh_s1 = block.act_lh_s1(b11_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b11_hl_s1_in = torch.cat([b11_ll_s1, b11_hl_s0], 1)  # (B, 64, 72, 72)
-        b11_hl_s1_conv = block.conv_hl_s1(b11_hl_s1_in)  # (B, 32, 72, 72)
-        b11_hl_s1 = block.act_hl_s1(b11_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b11_hh_s1_in = torch.cat([b11_ll_s1, b11_lh_s1, b11_hl_s1, b11_hh_s0], 1)  # (B, 128, 72, 72)
-        b11_hh_s1_conv = block.conv_hh_s1(b11_hh_s1_in)  # (B, 32, 72, 72)
-        b11_hh_s1 = block.act_hh_s1(b11_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b11_hh_s2_conv = block.conv_hh_s2(b11_hh_s1)  # (B, 32, 72, 72)
-        b11_hh_s2 = block.act_hh_s2(b11_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b11_hl_s2_in = torch.cat([b11_hl_s1, b11_hh_s2], 1)  # (B, 64, 72, 72)
-        b11_hl_s2_conv = block.conv_hl_s2(b11_hl_s2_in)  # (B, 32, 72, 72)
-        b11_hl_s2 = block.act_hl_s2(b11_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b11_lh_s2_in = torch.cat([b11_lh_s1, b11_hh_s2], 1)  # (B, 64, 72, 72)
-        b11_lh_s2_conv = block.conv_lh_s2(b11_lh_s2_in)  # (B, 32, 72, 72)
-        b11_lh_s2 = block.act_lh_s2(b11_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b11_ll_s2_in = torch.cat([b11_ll_s1, b11_lh_s2, b11_hl_s2, b11_hh_s2], 1)  # (B, 128, 72, 72)
-        b11_ll_s2_conv = block.conv_ll_s2(b11_ll_s2_in)  # (B, 32, 72, 72)
-        b11_ll_s2 = block.act_ll_s2(b11_ll_s2_conv)  # (B, 32, 72, 72)
-        b11_cat = torch.cat([b11_ll_s2, b11_lh_s2, b11_hl_s2, b11_hh_s2], 1)  # (B, 128, 72, 72)
-        b11_out = b11_cat + b10_out  # (B, 128, 72, 72)
+        b11_out = self.subband_clique_block(self.block11, b10_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 11 hands on
             maps.append(b11_out)
         return b11_out
 
     def forward_block12(self, b11_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 12: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 12: graph subband-clique, run by subband_clique_block.
 
         b11_out (B, 128, 72, 72) -> b12_out (B, 128, 72, 72).
         """
-        block = self.block12
-        b12_ll_s0 = b11_out[:, 0:32]  # (B, 32, 72, 72)
-        b12_lh_s0 = b11_out[:, 32:64]  # (B, 32, 72, 72)
-        b12_hl_s0 = b11_out[:, 64:96]  # (B, 32, 72, 72)
-        b12_hh_s0 = b11_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b12_ll_s1_conv = block.conv_ll_s1(b12_ll_s0)  # (B, 32, 72, 72)
-        b12_ll_s1 = block.act_ll_s1(b12_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b12_lh_s1_in = torch.cat([b12_ll_s1, b12_lh_s0], 1)  # (B, 64, 72, 72)
-        b12_lh_s1_conv = block.conv_lh_s1(b12_lh_s1_in)  # (B, 32, 72, 72)
-        b12_lh_s1 = block.act_lh_s1(b12_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b12_hl_s1_in = torch.cat([b12_ll_s1, b12_hl_s0], 1)  # (B, 64, 72, 72)
-        b12_hl_s1_conv = block.conv_hl_s1(b12_hl_s1_in)  # (B, 32, 72, 72)
-        b12_hl_s1 = block.act_hl_s1(b12_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b12_hh_s1_in = torch.cat([b12_ll_s1, b12_lh_s1, b12_hl_s1, b12_hh_s0], 1)  # (B, 128, 72, 72)
-        b12_hh_s1_conv = block.conv_hh_s1(b12_hh_s1_in)  # (B, 32, 72, 72)
-        b12_hh_s1 = block.act_hh_s1(b12_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b12_hh_s2_conv = block.conv_hh_s2(b12_hh_s1)  # (B, 32, 72, 72)
-        b12_hh_s2 = block.act_hh_s2(b12_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b12_hl_s2_in = torch.cat([b12_hl_s1, b12_hh_s2], 1)  # (B, 64, 72, 72)
-        b12_hl_s2_conv = block.conv_hl_s2(b12_hl_s2_in)  # (B, 32, 72, 72)
-        b12_hl_s2 = block.act_hl_s2(b12_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b12_lh_s2_in = torch.cat([b12_lh_s1, b12_hh_s2], 1)  # (B, 64, 72, 72)
-        b12_lh_s2_conv = block.conv_lh_s2(b12_lh_s2_in)  # (B, 32, 72, 72)
-        b12_lh_s2 = block.act_lh_s2(b12_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b12_ll_s2_in = torch.cat([b12_ll_s1, b12_lh_s2, b12_hl_s2, b12_hh_s2], 1)  # (B, 128, 72, 72)
-        b12_ll_s2_conv = block.conv_ll_s2(b12_ll_s2_in)  # (B, 32, 72, 72)
-        b12_ll_s2 = block.act_ll_s2(b12_ll_s2_conv)  # (B, 32, 72, 72)
-        b12_cat = torch.cat([b12_ll_s2, b12_lh_s2, b12_hl_s2, b12_hh_s2], 1)  # (B, 128, 72, 72)
-        b12_out = b12_cat + b11_out  # (B, 128, 72, 72)
+        b12_out = self.subband_clique_block(self.block12, b11_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 12 hands on
             maps.append(b12_out)
         return b12_out
 
     def forward_block13(self, b12_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 13: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 13: graph subband-clique, run by subband_clique_block.
 
         b12_out (B, 128, 72, 72) -> b13_out (B, 128, 72, 72).
         """
-        block = self.block13
-        b13_ll_s0 = b12_out[:, 0:32]  # (B, 32, 72, 72)
-        b13_lh_s0 = b12_out[:, 32:64]  # (B, 32, 72, 72)
-        b13_hl_s0 = b12_out[:, 64:96]  # (B, 32, 72, 72)
-        b13_hh_s0 = b12_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b13_ll_s1_conv = block.conv_ll_s1(b13_ll_s0)  # (B, 32, 72, 72)
-        b13_ll_s1 = block.act_ll_s1(b13_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b13_lh_s1_in = torch.cat([b13_ll_s1, b13_lh_s0], 1)  # (B, 64, 72, 72)
-        b13_lh_s1_conv = block.conv_lh_s1(b13_lh_s1_in)  # (B, 32, 72, 72)
-        b13_lh_s1 = block.act_lh_s1(b13_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b13_hl_s1_in = torch.cat([b13_ll_s1, b13_hl_s0], 1)  # (B, 64, 72, 72)
-        b13_hl_s1_conv = block.conv_hl_s1(b13_hl_s1_in)  # (B, 32, 72, 72)
-        b13_hl_s1 = block.act_hl_s1(b13_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b13_hh_s1_in = torch.cat([b13_ll_s1, b13_lh_s1, b13_hl_s1, b13_hh_s0], 1)  # (B, 128, 72, 72)
-        b13_hh_s1_conv = block.conv_hh_s1(b13_hh_s1_in)  # (B, 32, 72, 72)
-        b13_hh_s1 = block.act_hh_s1(b13_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b13_hh_s2_conv = block.conv_hh_s2(b13_hh_s1)  # (B, 32, 72, 72)
-        b13_hh_s2 = block.act_hh_s2(b13_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b13_hl_s2_in = torch.cat([b13_hl_s1, b13_hh_s2], 1)  # (B, 64, 72, 72)
-        b13_hl_s2_conv = block.conv_hl_s2(b13_hl_s2_in)  # (B, 32, 72, 72)
-        b13_hl_s2 = block.act_hl_s2(b13_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b13_lh_s2_in = torch.cat([b13_lh_s1, b13_hh_s2], 1)  # (B, 64, 72, 72)
-        b13_lh_s2_conv = block.conv_lh_s2(b13_lh_s2_in)  # (B, 32, 72, 72)
-        b13_lh_s2 = block.act_lh_s2(b13_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b13_ll_s2_in = torch.cat([b13_ll_s1, b13_lh_s2, b13_hl_s2, b13_hh_s2], 1)  # (B, 128, 72, 72)
-        b13_ll_s2_conv = block.conv_ll_s2(b13_ll_s2_in)  # (B, 32, 72, 72)
-        b13_ll_s2 = block.act_ll_s2(b13_ll_s2_conv)  # (B, 32, 72, 72)
-        b13_cat = torch.cat([b13_ll_s2, b13_lh_s2, b13_hl_s2, b13_hh_s2], 1)  # (B, 128, 72, 72)
-        b13_out = b13_cat + b12_out  # (B, 128, 72, 72)
+        b13_out = self.subband_clique_block(self.block13, b12_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 13 hands on
             maps.append(b13_out)
         return b13_out
 
     def forward_block14(self, b13_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 14: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 14: graph subband-clique, run by subband_clique_block.
 
         b13_out (B, 128, 72, 72) -> b14_out (B, 128, 72, 72).
         """
-        block = self.block14
-        b14_ll_s0 = b13_out[:, 0:32]  # (B, 32, 72, 72)
-        b14_lh_s0 = b13_out[:, 32:64]  # (B, 32, 72, 72)
-        b14_hl_s0 = b13_out[:, 64:96]  # (B, 32, 72, 72)
-        b14_hh_s0 = b13_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b14_ll_s1_conv = block.conv_ll_s1(b14_ll_s0)  # (B, 32, 72, 72)
-        b14_ll_s1 = block.act_ll_s1(b14_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b14_lh_s1_in = torch.cat([b14_ll_s1, b14_lh_s0], 1)  # (B, 64, 72, 72)
-        b14_lh_s1_conv = block.conv_lh_s1(b14_lh_s1_in)  # (B, 32, 72, 72)
-        b14_lh_s1 = block.act_lh_s1(b14_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b14_hl_s1_in = torch.cat([b14_ll_s1, b14_hl_s0], 1)  # (B, 64, 72, 72)
-        b14_hl_s1_conv = block.conv_hl_s1(b14_hl_s1_in)  # (B, 32, 72, 72)
-        b14_hl_s1 = block.act_hl_s1(b14_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b14_hh_s1_in = torch.cat([b14_ll_s1, b14_lh_s1, b14_hl_s1, b14_hh_s0], 1)  # (B, 128, 72, 72)
-        b14_hh_s1_conv = block.conv_hh_s1(b14_hh_s1_in)  # (B, 32, 72, 72)
-        b14_hh_s1 = block.act_hh_s1(b14_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b14_hh_s2_conv = block.conv_hh_s2(b14_hh_s1)  # (B, 32, 72, 72)
-        b14_hh_s2 = block.act_hh_s2(b14_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b14_hl_s2_in = torch.cat([b14_hl_s1, b14_hh_s2], 1)  # (B, 64, 72, 72)
-        b14_hl_s2_conv = block.conv_hl_s2(b14_hl_s2_in)  # (B, 32, 72, 72)
-        b14_hl_s2 = block.act_hl_s2(b14_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b14_lh_s2_in = torch.cat([b14_lh_s1, b14_hh_s2], 1)  # (B, 64, 72, 72)
-        b14_lh_s2_conv = block.conv_lh_s2(b14_lh_s2_in)  # (B, 32, 72, 72)
-        b14_lh_s2 = block.act_lh_s2(b14_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b14_ll_s2_in = torch.cat([b14_ll_s1, b14_lh_s2, b14_hl_s2, b14_hh_s2], 1)  # (B, 128, 72, 72)
-        b14_ll_s2_conv = block.conv_ll_s2(b14_ll_s2_in)  # (B, 32, 72, 72)
-        b14_ll_s2 = block.act_ll_s2(b14_ll_s2_conv)  # (B, 32, 72, 72)
-        b14_cat = torch.cat([b14_ll_s2, b14_lh_s2, b14_hl_s2, b14_hh_s2], 1)  # (B, 128, 72, 72)
-        b14_out = b14_cat + b13_out  # (B, 128, 72, 72)
+        b14_out = self.subband_clique_block(self.block14, b13_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 14 hands on
             maps.append(b14_out)
         return b14_out
 
     def forward_block15(self, b14_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 15: graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias ->
-        PReLU, one conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input.
+        """Block 15: graph subband-clique, run by subband_clique_block.
 
         b14_out (B, 128, 72, 72) -> b15_out (B, 128, 72, 72).
         """
-        block = self.block15
-        b15_ll_s0 = b14_out[:, 0:32]  # (B, 32, 72, 72)
-        b15_lh_s0 = b14_out[:, 32:64]  # (B, 32, 72, 72)
-        b15_hl_s0 = b14_out[:, 64:96]  # (B, 32, 72, 72)
-        b15_hh_s0 = b14_out[:, 96:128]  # (B, 32, 72, 72)
-        # LL(1) = g(F(LL(0)))
-        b15_ll_s1_conv = block.conv_ll_s1(b15_ll_s0)  # (B, 32, 72, 72)
-        b15_ll_s1 = block.act_ll_s1(b15_ll_s1_conv)  # (B, 32, 72, 72)
-        # LH(1) = g(F(LL(1), LH(0)))
-        b15_lh_s1_in = torch.cat([b15_ll_s1, b15_lh_s0], 1)  # (B, 64, 72, 72)
-        b15_lh_s1_conv = block.conv_lh_s1(b15_lh_s1_in)  # (B, 32, 72, 72)
-        b15_lh_s1 = block.act_lh_s1(b15_lh_s1_conv)  # (B, 32, 72, 72)
-        # HL(1) = g(F(LL(1), HL(0)))
-        b15_hl_s1_in = torch.cat([b15_ll_s1, b15_hl_s0], 1)  # (B, 64, 72, 72)
-        b15_hl_s1_conv = block.conv_hl_s1(b15_hl_s1_in)  # (B, 32, 72, 72)
-        b15_hl_s1 = block.act_hl_s1(b15_hl_s1_conv)  # (B, 32, 72, 72)
-        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
-        b15_hh_s1_in = torch.cat([b15_ll_s1, b15_lh_s1, b15_hl_s1, b15_hh_s0], 1)  # (B, 128, 72, 72)
-        b15_hh_s1_conv = block.conv_hh_s1(b15_hh_s1_in)  # (B, 32, 72, 72)
-        b15_hh_s1 = block.act_hh_s1(b15_hh_s1_conv)  # (B, 32, 72, 72)
-        # HH(2) = g(F(HH(1)))
-        b15_hh_s2_conv = block.conv_hh_s2(b15_hh_s1)  # (B, 32, 72, 72)
-        b15_hh_s2 = block.act_hh_s2(b15_hh_s2_conv)  # (B, 32, 72, 72)
-        # HL(2) = g(F(HL(1), HH(2)))
-        b15_hl_s2_in = torch.cat([b15_hl_s1, b15_hh_s2], 1)  # (B, 64, 72, 72)
-        b15_hl_s2_conv = block.conv_hl_s2(b15_hl_s2_in)  # (B, 32, 72, 72)
-        b15_hl_s2 = block.act_hl_s2(b15_hl_s2_conv)  # (B, 32, 72, 72)
-        # LH(2) = g(F(LH(1), HH(2)))
-        b15_lh_s2_in = torch.cat([b15_lh_s1, b15_hh_s2], 1)  # (B, 64, 72, 72)
-        b15_lh_s2_conv = block.conv_lh_s2(b15_lh_s2_in)  # (B, 32, 72, 72)
-        b15_lh_s2 = block.act_lh_s2(b15_lh_s2_conv)  # (B, 32, 72, 72)
-        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
-        b15_ll_s2_in = torch.cat([b15_ll_s1, b15_lh_s2, b15_hl_s2, b15_hh_s2], 1)  # (B, 128, 72, 72)
-        b15_ll_s2_conv = block.conv_ll_s2(b15_ll_s2_in)  # (B, 32, 72, 72)
-        b15_ll_s2 = block.act_ll_s2(b15_ll_s2_conv)  # (B, 32, 72, 72)
-        b15_cat = torch.cat([b15_ll_s2, b15_lh_s2, b15_hl_s2, b15_hh_s2], 1)  # (B, 128, 72, 72)
-        b15_out = b15_cat + b14_out  # (B, 128, 72, 72)
+        b15_out = self.subband_clique_block(self.block15, b14_out)  # (B, 128, 72, 72)
         if maps is not None:  # the map block 15 hands on
             maps.append(b15_out)
         return b15_out
@@ -1166,6 +611,51 @@ class PdasrClique(nn.Module):
         # Mean shift: x + 255 * (0.4488, 0.4371, 0.404), constants
         add_mean_out = idwt1 + self.add_mean  # (B, 3, 144, 144)
         return add_mean_out
+
+    def subband_clique_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, 3x3 conv with bias -> PReLU, one
+        conv per update; output cat(LL(2), LH(2), HL(2), HH(2)) + input. Runs blocks 1 to 15, each with its
+        own modules as ``block``.
+
+        x (B, 128, 72, 72) -> out (B, 128, 72, 72).
+        """
+        ll_s0 = x[:, 0:32]  # (B, 32, 72, 72)
+        lh_s0 = x[:, 32:64]  # (B, 32, 72, 72)
+        hl_s0 = x[:, 64:96]  # (B, 32, 72, 72)
+        hh_s0 = x[:, 96:128]  # (B, 32, 72, 72)
+        # LL(1) = g(F(LL(0)))
+        ll_s1_conv = block.conv_ll_s1(ll_s0)  # (B, 32, 72, 72)
+        ll_s1 = block.act_ll_s1(ll_s1_conv)  # (B, 32, 72, 72)
+        # LH(1) = g(F(LL(1), LH(0)))
+        lh_s1_in = torch.cat([ll_s1, lh_s0], 1)  # (B, 64, 72, 72)
+        lh_s1_conv = block.conv_lh_s1(lh_s1_in)  # (B, 32, 72, 72)
+        lh_s1 = block.act_lh_s1(lh_s1_conv)  # (B, 32, 72, 72)
+        # HL(1) = g(F(LL(1), HL(0)))
+        hl_s1_in = torch.cat([ll_s1, hl_s0], 1)  # (B, 64, 72, 72)
+        hl_s1_conv = block.conv_hl_s1(hl_s1_in)  # (B, 32, 72, 72)
+        hl_s1 = block.act_hl_s1(hl_s1_conv)  # (B, 32, 72, 72)
+        # HH(1) = g(F(LL(1), LH(1), HL(1), HH(0)))
+        hh_s1_in = torch.cat([ll_s1, lh_s1, hl_s1, hh_s0], 1)  # (B, 128, 72, 72)
+        hh_s1_conv = block.conv_hh_s1(hh_s1_in)  # (B, 32, 72, 72)
+        hh_s1 = block.act_hh_s1(hh_s1_conv)  # (B, 32, 72, 72)
+        # HH(2) = g(F(HH(1)))
+        hh_s2_conv = block.conv_hh_s2(hh_s1)  # (B, 32, 72, 72)
+        hh_s2 = block.act_hh_s2(hh_s2_conv)  # (B, 32, 72, 72)
+        # HL(2) = g(F(HL(1), HH(2)))
+        hl_s2_in = torch.cat([hl_s1, hh_s2], 1)  # (B, 64, 72, 72)
+        hl_s2_conv = block.conv_hl_s2(hl_s2_in)  # (B, 32, 72, 72)
+        hl_s2 = block.act_hl_s2(hl_s2_conv)  # (B, 32, 72, 72)
+        # LH(2) = g(F(LH(1), HH(2)))
+        lh_s2_in = torch.cat([lh_s1, hh_s2], 1)  # (B, 64, 72, 72)
+        lh_s2_conv = block.conv_lh_s2(lh_s2_in)  # (B, 32, 72, 72)
+        lh_s2 = block.act_lh_s2(lh_s2_conv)  # (B, 32, 72, 72)
+        # LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))
+        ll_s2_in = torch.cat([ll_s1, lh_s2, hl_s2, hh_s2], 1)  # (B, 128, 72, 72)
+        ll_s2_conv = block.conv_ll_s2(ll_s2_in)  # (B, 32, 72, 72)
+        ll_s2 = block.act_ll_s2(ll_s2_conv)  # (B, 32, 72, 72)
+        cat = torch.cat([ll_s2, lh_s2, hl_s2, hh_s2], 1)  # (B, 128, 72, 72)
+        out = cat + x  # (B, 128, 72, 72)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 144, 144) images -> (B, 3, 144, 144) images (other even sizes work alike)."""

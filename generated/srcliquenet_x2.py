@@ -185,177 +185,41 @@ class SrcliquenetX2(nn.Module):
         return x, embed, widen
 
     def forward_block1(self, widen: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 1: graph clique-block: x1, x2, x3, x4 of 32, 2 stages, 3x3 conv with bias -> PReLU, one conv
-        per update; output cat(X1(2), X2(2), X3(2), X4(2)) + input.
+        """Block 1: graph clique-block, run by clique_block.
 
         widen (B, 128, 48, 48) -> b1_out (B, 128, 48, 48).
         """
-        block = self.block1
-        # X1(1) = g(W01*X0)
-        b1_x1_s1_conv = block.conv_x1_s1(widen)  # (B, 32, 48, 48)
-        b1_x1_s1 = block.act_x1_s1(b1_x1_s1_conv)  # (B, 32, 48, 48)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b1_x2_s1_in = torch.cat([widen, b1_x1_s1], 1)  # (B, 160, 48, 48)
-        b1_x2_s1_conv = block.conv_x2_s1(b1_x2_s1_in)  # (B, 32, 48, 48)
-        b1_x2_s1 = block.act_x2_s1(b1_x2_s1_conv)  # (B, 32, 48, 48)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b1_x3_s1_in = torch.cat([widen, b1_x1_s1, b1_x2_s1], 1)  # (B, 192, 48, 48)
-        b1_x3_s1_conv = block.conv_x3_s1(b1_x3_s1_in)  # (B, 32, 48, 48)
-        b1_x3_s1 = block.act_x3_s1(b1_x3_s1_conv)  # (B, 32, 48, 48)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b1_x4_s1_in = torch.cat([widen, b1_x1_s1, b1_x2_s1, b1_x3_s1], 1)  # (B, 224, 48, 48)
-        b1_x4_s1_conv = block.conv_x4_s1(b1_x4_s1_in)  # (B, 32, 48, 48)
-        b1_x4_s1 = block.act_x4_s1(b1_x4_s1_conv)  # (B, 32, 48, 48)
-        # X1(2) = g(W21*X2(1) + W31*X3(1) + W41*X4(1))
-        b1_x1_s2_in = torch.cat([b1_x2_s1, b1_x3_s1, b1_x4_s1], 1)  # (B, 96, 48, 48)
-        b1_x1_s2_conv = block.conv_x1_s2(b1_x1_s2_in)  # (B, 32, 48, 48)
-        b1_x1_s2 = block.act_x1_s2(b1_x1_s2_conv)  # (B, 32, 48, 48)
-        # X2(2) = g(W12*X1(2) + W32*X3(1) + W42*X4(1))
-        b1_x2_s2_in = torch.cat([b1_x1_s2, b1_x3_s1, b1_x4_s1], 1)  # (B, 96, 48, 48)
-        b1_x2_s2_conv = block.conv_x2_s2(b1_x2_s2_in)  # (B, 32, 48, 48)
-        b1_x2_s2 = block.act_x2_s2(b1_x2_s2_conv)  # (B, 32, 48, 48)
-        # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1))
-        b1_x3_s2_in = torch.cat([b1_x1_s2, b1_x2_s2, b1_x4_s1], 1)  # (B, 96, 48, 48)
-        b1_x3_s2_conv = block.conv_x3_s2(b1_x3_s2_in)  # (B, 32, 48, 48)
-        b1_x3_s2 = block.act_x3_s2(b1_x3_s2_conv)  # (B, 32, 48, 48)
-        # X4(2) = g(W14*X1(2) + W24*X2(2) + W34*X3(2))
-        b1_x4_s2_in = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2], 1)  # (B, 96, 48, 48)
-        b1_x4_s2_conv = block.conv_x4_s2(b1_x4_s2_in)  # (B, 32, 48, 48)
-        b1_x4_s2 = block.act_x4_s2(b1_x4_s2_conv)  # (B, 32, 48, 48)
-        b1_cat = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2, b1_x4_s2], 1)  # (B, 128, 48, 48)
-        b1_out = b1_cat + widen  # (B, 128, 48, 48)
+        b1_out = self.clique_block(self.block1, widen)  # (B, 128, 48, 48)
         if maps is not None:  # the map block 1 hands on
             maps.append(b1_out)
         return b1_out
 
     def forward_block2(self, b1_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 2: graph clique-block: x1, x2, x3, x4 of 32, 2 stages, 3x3 conv with bias -> PReLU, one conv
-        per update; output cat(X1(2), X2(2), X3(2), X4(2)) + input.
+        """Block 2: graph clique-block, run by clique_block.
 
         b1_out (B, 128, 48, 48) -> b2_out (B, 128, 48, 48).
         """
-        block = self.block2
-        # X1(1) = g(W01*X0)
-        b2_x1_s1_conv = block.conv_x1_s1(b1_out)  # (B, 32, 48, 48)
-        b2_x1_s1 = block.act_x1_s1(b2_x1_s1_conv)  # (B, 32, 48, 48)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b2_x2_s1_in = torch.cat([b1_out, b2_x1_s1], 1)  # (B, 160, 48, 48)
-        b2_x2_s1_conv = block.conv_x2_s1(b2_x2_s1_in)  # (B, 32, 48, 48)
-        b2_x2_s1 = block.act_x2_s1(b2_x2_s1_conv)  # (B, 32, 48, 48)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b2_x3_s1_in = torch.cat([b1_out, b2_x1_s1, b2_x2_s1], 1)  # (B, 192, 48, 48)
-        b2_x3_s1_conv = block.conv_x3_s1(b2_x3_s1_in)  # (B, 32, 48, 48)
-        b2_x3_s1 = block.act_x3_s1(b2_x3_s1_conv)  # (B, 32, 48, 48)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b2_x4_s1_in = torch.cat([b1_out, b2_x1_s1, b2_x2_s1, b2_x3_s1], 1)  # (B, 224, 48, 48)
-        b2_x4_s1_conv = block.conv_x4_s1(b2_x4_s1_in)  # (B, 32, 48, 48)
-        b2_x4_s1 = block.act_x4_s1(b2_x4_s1_conv)  # (B, 32, 48, 48)
-        # X1(2) = g(W21*X2(1) + W31*X3(1) + W41*X4(1))
-        b2_x1_s2_in = torch.cat([b2_x2_s1, b2_x3_s1, b2_x4_s1], 1)  # (B, 96, 48, 48)
-        b2_x1_s2_conv = block.conv_x1_s2(b2_x1_s2_in)  # (B, 32, 48, 48)
-        b2_x1_s2 = block.act_x1_s2(b2_x1_s2_conv)  # (B, 32, 48, 48)
-        # X2(2) = g(W12*X1(2) + W32*X3(1) + W42*X4(1))
-        b2_x2_s2_in = torch.cat([b2_x1_s2, b2_x3_s1, b2_x4_s1], 1)  # (B, 96, 48, 48)
-        b2_x2_s2_conv = block.conv_x2_s2(b2_x2_s2_in)  # (B, 32, 48, 48)
-        b2_x2_s2 = block.act_x2_s2(b2_x2_s2_conv)  # (B, 32, 48, 48)
-        # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1))
-        b2_x3_s2_in = torch.cat([b2_x1_s2, b2_x2_s2, b2_x4_s1], 1)  # (B, 96, 48, 48)
-        b2_x3_s2_conv = block.conv_x3_s2(b2_x3_s2_in)  # (B, 32, 48, 48)
-        b2_x3_s2 = block.act_x3_s2(b2_x3_s2_conv)  # (B, 32, 48, 48)
-        # X4(2) = g(W14*X1(2) + W24*X2(2) + W34*X3(2))
-        b2_x4_s2_in = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2], 1)  # (B, 96, 48, 48)
-        b2_x4_s2_conv = block.conv_x4_s2(b2_x4_s2_in)  # (B, 32, 48, 48)
-        b2_x4_s2 = block.act_x4_s2(b2_x4_s2_conv)  # (B, 32, 48, 48)
-        b2_cat = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2, b2_x4_s2], 1)  # (B, 128, 48, 48)
-        b2_out = b2_cat + b1_out  # (B, 128, 48, 48)
+        b2_out = self.clique_block(self.block2, b1_out)  # (B, 128, 48, 48)
         if maps is not None:  # the map block 2 hands on
             maps.append(b2_out)
         return b2_out
 
     def forward_block3(self, b2_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 3: graph clique-block: x1, x2, x3, x4 of 32, 2 stages, 3x3 conv with bias -> PReLU, one conv
-        per update; output cat(X1(2), X2(2), X3(2), X4(2)) + input.
+        """Block 3: graph clique-block, run by clique_block.
 
         b2_out (B, 128, 48, 48) -> b3_out (B, 128, 48, 48).
         """
-        block = self.block3
-        # X1(1) = g(W01*X0)
-        b3_x1_s1_conv = block.conv_x1_s1(b2_out)  # (B, 32, 48, 48)
-        b3_x1_s1 = block.act_x1_s1(b3_x1_s1_conv)  # (B, 32, 48, 48)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b3_x2_s1_in = torch.cat([b2_out, b3_x1_s1], 1)  # (B, 160, 48, 48)
-        b3_x2_s1_conv = block.conv_x2_s1(b3_x2_s1_in)  # (B, 32, 48, 48)
-        b3_x2_s1 = block.act_x2_s1(b3_x2_s1_conv)  # (B, 32, 48, 48)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b3_x3_s1_in = torch.cat([b2_out, b3_x1_s1, b3_x2_s1], 1)  # (B, 192, 48, 48)
-        b3_x3_s1_conv = block.conv_x3_s1(b3_x3_s1_in)  # (B, 32, 48, 48)
-        b3_x3_s1 = block.act_x3_s1(b3_x3_s1_conv)  # (B, 32, 48, 48)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b3_x4_s1_in = torch.cat([b2_out, b3_x1_s1, b3_x2_s1, b3_x3_s1], 1)  # (B, 224, 48, 48)
-        b3_x4_s1_conv = block.conv_x4_s1(b3_x4_s1_in)  # (B, 32, 48, 48)
-        b3_x4_s1 = block.act_x4_s1(b3_x4_s1_conv)  # (B, 32, 48, 48)
-        # X1(2) = g(W21*X2(1) + W31*X3(1) + W41*X4(1))
-        b3_x1_s2_in = torch.cat([b3_x2_s1, b3_x3_s1, b3_x4_s1], 1)  # (B, 96, 48, 48)
-        b3_x1_s2_conv = block.conv_x1_s2(b3_x1_s2_in)  # (B, 32, 48, 48)
-        b3_x1_s2 = block.act_x1_s2(b3_x1_s2_conv)  # (B, 32, 48, 48)
-        # X2(2) = g(W12*X1(2) + W32*X3(1) + W42*X4(1))
-        b3_x2_s2_in = torch.cat([b3_x1_s2, b3_x3_s1, b3_x4_s1], 1)  # (B, 96, 48, 48)
-        b3_x2_s2_conv = block.conv_x2_s2(b3_x2_s2_in)  # (B, 32, 48, 48)
-        b3_x2_s2 = block.act_x2_s2(b3_x2_s2_conv)  # (B, 32, 48, 48)
-        # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1))
-        b3_x3_s2_in = torch.cat([b3_x1_s2, b3_x2_s2, b3_x4_s1], 1)  # (B, 96, 48, 48)
-        b3_x3_s2_conv = block.conv_x3_s2(b3_x3_s2_in)  # (B, 32, 48, 48)
-        b3_x3_s2 = block.act_x3_s2(b3_x3_s2_conv)  # (B, 32, 48, 48)
-        # X4(2) = g(W14*X1(2) + W24*X2(2) + W34*X3(2))
-        b3_x4_s2_in = torch.cat([b3_x1_s2, b3_x2_s2, b3_x3_s2], 1)  # (B, 96, 48, 48)
-        b3_x4_s2_conv = block.conv_x4_s2(b3_x4_s2_in)  # (B, 32, 48, 48)
-        b3_x4_s2 = block.act_x4_s2(b3_x4_s2_conv)  # (B, 32, 48, 48)
-        b3_cat = torch.cat([b3_x1_s2, b3_x2_s2, b3_x3_s2, b3_x4_s2], 1)  # (B, 128, 48, 48)
-        b3_out = b3_cat + b2_out  # (B, 128, 48, 48)
+        b3_out = self.clique_block(self.block3, b2_out)  # (B, 128, 48, 48)
         if maps is not None:  # the map block 3 hands on
             maps.append(b3_out)
         return b3_out
 
     def forward_block4(self, b3_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 4: graph clique-block: x1, x2, x3, x4 of 32, 2 stages, 3x3 conv with bias -> PReLU, one conv
-        per update; output cat(X1(2), X2(2), X3(2), X4(2)) + input.
+        """Block 4: graph clique-block, run by clique_block.
 
         b3_out (B, 128, 48, 48) -> b4_out (B, 128, 48, 48).
         """
-        block = self.block4
-        # X1(1) = g(W01*X0)
-        b4_x1_s1_conv = block.conv_x1_s1(b3_out)  # (B, 32, 48, 48)
-        b4_x1_s1 = block.act_x1_s1(b4_x1_s1_conv)  # (B, 32, 48, 48)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b4_x2_s1_in = torch.cat([b3_out, b4_x1_s1], 1)  # (B, 160, 48, 48)
-        b4_x2_s1_conv = block.conv_x2_s1(b4_x2_s1_in)  # (B, 32, 48, 48)
-        b4_x2_s1 = block.act_x2_s1(b4_x2_s1_conv)  # (B, 32, 48, 48)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b4_x3_s1_in = torch.cat([b3_out, b4_x1_s1, b4_x2_s1], 1)  # (B, 192, 48, 48)
-        b4_x3_s1_conv = block.conv_x3_s1(b4_x3_s1_in)  # (B, 32, 48, 48)
-        b4_x3_s1 = block.act_x3_s1(b4_x3_s1_conv)  # (B, 32, 48, 48)
-        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
-        b4_x4_s1_in = torch.cat([b3_out, b4_x1_s1, b4_x2_s1, b4_x3_s1], 1)  # (B, 224, 48, 48)
-        b4_x4_s1_conv = block.conv_x4_s1(b4_x4_s1_in)  # (B, 32, 48, 48)
-        b4_x4_s1 = block.act_x4_s1(b4_x4_s1_conv)  # (B, 32, 48, 48)
-        # X1(2) = g(W21*X2(1) + W31*X3(1) + W41*X4(1))
-        b4_x1_s2_in = torch.cat([b4_x2_s1, b4_x3_s1, b4_x4_s1], 1)  # (B, 96, 48, 48)
-        b4_x1_s2_conv = block.conv_x1_s2(b4_x1_s2_in)  # (B, 32, 48, 48)
-        b4_x1_s2 = block.act_x1_s2(b4_x1_s2_conv)  # (B, 32, 48, 48)
-        # X2(2) = g(W12*X1(2) + W32*X3(1) + W42*X4(1))
-        b4_x2_s2_in = torch.cat([b4_x1_s2, b4_x3_s1, b4_x4_s1], 1)  # (B, 96, 48, 48)
-        b4_x2_s2_conv = block.conv_x2_s2(b4_x2_s2_in)  # (B, 32, 48, 48)
-        b4_x2_s2 = block.act_x2_s2(b4_x2_s2_conv)  # (B, 32, 48, 48)
-        # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1))
-        b4_x3_s2_in = torch.cat([b4_x1_s2, b4_x2_s2, b4_x4_s1], 1)  # (B, 96, 48, 48)
-        b4_x3_s2_conv = block.conv_x3_s2(b4_x3_s2_in)  # (B, 32, 48, 48)
-        b4_x3_s2 = block.act_x3_s2(b4_x3_s2_conv)  # (B, 32, 48, 48)
-        # X4(2) = g(W14*X1(2) + W24*X2(2) + W34*X3(2))
-        b4_x4_s2_in = torch.cat([b4_x1_s2, b4_x2_s2, b4_x3_s2], 1)  # (B, 96, 48, 48)
-        b4_x4_s2_conv = block.conv_x4_s2(b4_x4_s2_in)  # (B, 32, 48, 48)
-        b4_x4_s2 = block.act_x4_s2(b4_x4_s2_conv)  # (B, 32, 48, 48)
-        b4_cat = torch.cat([b4_x1_s2, b4_x2_s2, b4_x3_s2, b4_x4_s2], 1)  # (B, 128, 48, 48)
-        b4_out = b4_cat + b3_out  # (B, 128, 48, 48)
+        b4_out = self.clique_block(self.block4, b3_out)  # (B, 128, 48, 48)
         if maps is not None:  # the map block 4 hands on
             maps.append(b4_out)
         return b4_out
@@ -446,6 +310,48 @@ class SrcliquenetX2(nn.Module):
         add2_bicubic = bicubic_upsample(x, 2)  # (B, 3, 96, 96)
         add2 = to_rgb + add2_bicubic  # (B, 3, 96, 96)
         return add2
+
+    def clique_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Graph clique-block: x1, x2, x3, x4 of 32, 2 stages, 3x3 conv with bias -> PReLU, one conv per
+        update; output cat(X1(2), X2(2), X3(2), X4(2)) + input. Runs blocks 1 to 4, each with its own
+        modules as ``block``.
+
+        x (B, 128, 48, 48) -> out (B, 128, 48, 48).
+        """
+        # X1(1) = g(W01*X0)
+        x1_s1_conv = block.conv_x1_s1(x)  # (B, 32, 48, 48)
+        x1_s1 = block.act_x1_s1(x1_s1_conv)  # (B, 32, 48, 48)
+        # X2(1) = g(W02*X0 + W12*X1(1))
+        x2_s1_in = torch.cat([x, x1_s1], 1)  # (B, 160, 48, 48)
+        x2_s1_conv = block.conv_x2_s1(x2_s1_in)  # (B, 32, 48, 48)
+        x2_s1 = block.act_x2_s1(x2_s1_conv)  # (B, 32, 48, 48)
+        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+        x3_s1_in = torch.cat([x, x1_s1, x2_s1], 1)  # (B, 192, 48, 48)
+        x3_s1_conv = block.conv_x3_s1(x3_s1_in)  # (B, 32, 48, 48)
+        x3_s1 = block.act_x3_s1(x3_s1_conv)  # (B, 32, 48, 48)
+        # X4(1) = g(W04*X0 + W14*X1(1) + W24*X2(1) + W34*X3(1))
+        x4_s1_in = torch.cat([x, x1_s1, x2_s1, x3_s1], 1)  # (B, 224, 48, 48)
+        x4_s1_conv = block.conv_x4_s1(x4_s1_in)  # (B, 32, 48, 48)
+        x4_s1 = block.act_x4_s1(x4_s1_conv)  # (B, 32, 48, 48)
+        # X1(2) = g(W21*X2(1) + W31*X3(1) + W41*X4(1))
+        x1_s2_in = torch.cat([x2_s1, x3_s1, x4_s1], 1)  # (B, 96, 48, 48)
+        x1_s2_conv = block.conv_x1_s2(x1_s2_in)  # (B, 32, 48, 48)
+        x1_s2 = block.act_x1_s2(x1_s2_conv)  # (B, 32, 48, 48)
+        # X2(2) = g(W12*X1(2) + W32*X3(1) + W42*X4(1))
+        x2_s2_in = torch.cat([x1_s2, x3_s1, x4_s1], 1)  # (B, 96, 48, 48)
+        x2_s2_conv = block.conv_x2_s2(x2_s2_in)  # (B, 32, 48, 48)
+        x2_s2 = block.act_x2_s2(x2_s2_conv)  # (B, 32, 48, 48)
+        # X3(2) = g(W13*X1(2) + W23*X2(2) + W43*X4(1))
+        x3_s2_in = torch.cat([x1_s2, x2_s2, x4_s1], 1)  # (B, 96, 48, 48)
+        x3_s2_conv = block.conv_x3_s2(x3_s2_in)  # (B, 32, 48, 48)
+        x3_s2 = block.act_x3_s2(x3_s2_conv)  # (B, 32, 48, 48)
+        # X4(2) = g(W14*X1(2) + W24*X2(2) + W34*X3(2))
+        x4_s2_in = torch.cat([x1_s2, x2_s2, x3_s2], 1)  # (B, 96, 48, 48)
+        x4_s2_conv = block.conv_x4_s2(x4_s2_in)  # (B, 32, 48, 48)
+        x4_s2 = block.act_x4_s2(x4_s2_conv)  # (B, 32, 48, 48)
+        cat = torch.cat([x1_s2, x2_s2, x3_s2, x4_s2], 1)  # (B, 128, 48, 48)
+        out = cat + x  # (B, 128, 48, 48)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 48, 48) images -> (B, 3, 96, 96) images (other even sizes work alike)."""

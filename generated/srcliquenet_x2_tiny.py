@@ -132,73 +132,21 @@ class SrcliquenetX2Tiny(nn.Module):
         return x, embed, widen
 
     def forward_block1(self, widen: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 1: graph clique-block: x1, x2, x3 of 8, 2 stages, 3x3 conv with bias -> PReLU, one conv per
-        update; output cat(X1(2), X2(2), X3(2)) + input.
+        """Block 1: graph clique-block, run by clique_block.
 
         widen (B, 24, 24, 24) -> b1_out (B, 24, 24, 24).
         """
-        block = self.block1
-        # X1(1) = g(W01*X0)
-        b1_x1_s1_conv = block.conv_x1_s1(widen)  # (B, 8, 24, 24)
-        b1_x1_s1 = block.act_x1_s1(b1_x1_s1_conv)  # (B, 8, 24, 24)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b1_x2_s1_in = torch.cat([widen, b1_x1_s1], 1)  # (B, 32, 24, 24)
-        b1_x2_s1_conv = block.conv_x2_s1(b1_x2_s1_in)  # (B, 8, 24, 24)
-        b1_x2_s1 = block.act_x2_s1(b1_x2_s1_conv)  # (B, 8, 24, 24)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b1_x3_s1_in = torch.cat([widen, b1_x1_s1, b1_x2_s1], 1)  # (B, 40, 24, 24)
-        b1_x3_s1_conv = block.conv_x3_s1(b1_x3_s1_in)  # (B, 8, 24, 24)
-        b1_x3_s1 = block.act_x3_s1(b1_x3_s1_conv)  # (B, 8, 24, 24)
-        # X1(2) = g(W21*X2(1) + W31*X3(1))
-        b1_x1_s2_in = torch.cat([b1_x2_s1, b1_x3_s1], 1)  # (B, 16, 24, 24)
-        b1_x1_s2_conv = block.conv_x1_s2(b1_x1_s2_in)  # (B, 8, 24, 24)
-        b1_x1_s2 = block.act_x1_s2(b1_x1_s2_conv)  # (B, 8, 24, 24)
-        # X2(2) = g(W12*X1(2) + W32*X3(1))
-        b1_x2_s2_in = torch.cat([b1_x1_s2, b1_x3_s1], 1)  # (B, 16, 24, 24)
-        b1_x2_s2_conv = block.conv_x2_s2(b1_x2_s2_in)  # (B, 8, 24, 24)
-        b1_x2_s2 = block.act_x2_s2(b1_x2_s2_conv)  # (B, 8, 24, 24)
-        # X3(2) = g(W13*X1(2) + W23*X2(2))
-        b1_x3_s2_in = torch.cat([b1_x1_s2, b1_x2_s2], 1)  # (B, 16, 24, 24)
-        b1_x3_s2_conv = block.conv_x3_s2(b1_x3_s2_in)  # (B, 8, 24, 24)
-        b1_x3_s2 = block.act_x3_s2(b1_x3_s2_conv)  # (B, 8, 24, 24)
-        b1_cat = torch.cat([b1_x1_s2, b1_x2_s2, b1_x3_s2], 1)  # (B, 24, 24, 24)
-        b1_out = b1_cat + widen  # (B, 24, 24, 24)
+        b1_out = self.clique_block(self.block1, widen)  # (B, 24, 24, 24)
         if maps is not None:  # the map block 1 hands on
             maps.append(b1_out)
         return b1_out
 
     def forward_block2(self, b1_out: torch.Tensor, maps: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Block 2: graph clique-block: x1, x2, x3 of 8, 2 stages, 3x3 conv with bias -> PReLU, one conv per
-        update; output cat(X1(2), X2(2), X3(2)) + input.
+        """Block 2: graph clique-block, run by clique_block.
 
         b1_out (B, 24, 24, 24) -> b2_out (B, 24, 24, 24).
         """
-        block = self.block2
-        # X1(1) = g(W01*X0)
-        b2_x1_s1_conv = block.conv_x1_s1(b1_out)  # (B, 8, 24, 24)
-        b2_x1_s1 = block.act_x1_s1(b2_x1_s1_conv)  # (B, 8, 24, 24)
-        # X2(1) = g(W02*X0 + W12*X1(1))
-        b2_x2_s1_in = torch.cat([b1_out, b2_x1_s1], 1)  # (B, 32, 24, 24)
-        b2_x2_s1_conv = block.conv_x2_s1(b2_x2_s1_in)  # (B, 8, 24, 24)
-        b2_x2_s1 = block.act_x2_s1(b2_x2_s1_conv)  # (B, 8, 24, 24)
-        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
-        b2_x3_s1_in = torch.cat([b1_out, b2_x1_s1, b2_x2_s1], 1)  # (B, 40, 24, 24)
-        b2_x3_s1_conv = block.conv_x3_s1(b2_x3_s1_in)  # (B, 8, 24, 24)
-        b2_x3_s1 = block.act_x3_s1(b2_x3_s1_conv)  # (B, 8, 24, 24)
-        # X1(2) = g(W21*X2(1) + W31*X3(1))
-        b2_x1_s2_in = torch.cat([b2_x2_s1, b2_x3_s1], 1)  # (B, 16, 24, 24)
-        b2_x1_s2_conv = block.conv_x1_s2(b2_x1_s2_in)  # (B, 8, 24, 24)
-        b2_x1_s2 = block.act_x1_s2(b2_x1_s2_conv)  # (B, 8, 24, 24)
-        # X2(2) = g(W12*X1(2) + W32*X3(1))
-        b2_x2_s2_in = torch.cat([b2_x1_s2, b2_x3_s1], 1)  # (B, 16, 24, 24)
-        b2_x2_s2_conv = block.conv_x2_s2(b2_x2_s2_in)  # (B, 8, 24, 24)
-        b2_x2_s2 = block.act_x2_s2(b2_x2_s2_conv)  # (B, 8, 24, 24)
-        # X3(2) = g(W13*X1(2) + W23*X2(2))
-        b2_x3_s2_in = torch.cat([b2_x1_s2, b2_x2_s2], 1)  # (B, 16, 24, 24)
-        b2_x3_s2_conv = block.conv_x3_s2(b2_x3_s2_in)  # (B, 8, 24, 24)
-        b2_x3_s2 = block.act_x3_s2(b2_x3_s2_conv)  # (B, 8, 24, 24)
-        b2_cat = torch.cat([b2_x1_s2, b2_x2_s2, b2_x3_s2], 1)  # (B, 24, 24, 24)
-        b2_out = b2_cat + b1_out  # (B, 24, 24, 24)
+        b2_out = self.clique_block(self.block2, b1_out)  # (B, 24, 24, 24)
         if maps is not None:  # the map block 2 hands on
             maps.append(b2_out)
         return b2_out
@@ -281,6 +229,40 @@ class SrcliquenetX2Tiny(nn.Module):
         add2_bicubic = bicubic_upsample(x, 2)  # (B, 3, 48, 48)
         add2 = to_rgb + add2_bicubic  # (B, 3, 48, 48)
         return add2
+
+    def clique_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Graph clique-block: x1, x2, x3 of 8, 2 stages, 3x3 conv with bias -> PReLU, one conv per update;
+        output cat(X1(2), X2(2), X3(2)) + input. Runs blocks 1 to 2, each with its own modules as
+        ``block``.
+
+        x (B, 24, 24, 24) -> out (B, 24, 24, 24).
+        """
+        # X1(1) = g(W01*X0)
+        x1_s1_conv = block.conv_x1_s1(x)  # (B, 8, 24, 24)
+        x1_s1 = block.act_x1_s1(x1_s1_conv)  # (B, 8, 24, 24)
+        # X2(1) = g(W02*X0 + W12*X1(1))
+        x2_s1_in = torch.cat([x, x1_s1], 1)  # (B, 32, 24, 24)
+        x2_s1_conv = block.conv_x2_s1(x2_s1_in)  # (B, 8, 24, 24)
+        x2_s1 = block.act_x2_s1(x2_s1_conv)  # (B, 8, 24, 24)
+        # X3(1) = g(W03*X0 + W13*X1(1) + W23*X2(1))
+        x3_s1_in = torch.cat([x, x1_s1, x2_s1], 1)  # (B, 40, 24, 24)
+        x3_s1_conv = block.conv_x3_s1(x3_s1_in)  # (B, 8, 24, 24)
+        x3_s1 = block.act_x3_s1(x3_s1_conv)  # (B, 8, 24, 24)
+        # X1(2) = g(W21*X2(1) + W31*X3(1))
+        x1_s2_in = torch.cat([x2_s1, x3_s1], 1)  # (B, 16, 24, 24)
+        x1_s2_conv = block.conv_x1_s2(x1_s2_in)  # (B, 8, 24, 24)
+        x1_s2 = block.act_x1_s2(x1_s2_conv)  # (B, 8, 24, 24)
+        # X2(2) = g(W12*X1(2) + W32*X3(1))
+        x2_s2_in = torch.cat([x1_s2, x3_s1], 1)  # (B, 16, 24, 24)
+        x2_s2_conv = block.conv_x2_s2(x2_s2_in)  # (B, 8, 24, 24)
+        x2_s2 = block.act_x2_s2(x2_s2_conv)  # (B, 8, 24, 24)
+        # X3(2) = g(W13*X1(2) + W23*X2(2))
+        x3_s2_in = torch.cat([x1_s2, x2_s2], 1)  # (B, 16, 24, 24)
+        x3_s2_conv = block.conv_x3_s2(x3_s2_in)  # (B, 8, 24, 24)
+        x3_s2 = block.act_x3_s2(x3_s2_conv)  # (B, 8, 24, 24)
+        cat = torch.cat([x1_s2, x2_s2, x3_s2], 1)  # (B, 24, 24, 24)
+        out = cat + x  # (B, 24, 24, 24)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, 24, 24) images -> (B, 3, 48, 48) images (other even sizes work alike)."""

@@ -206,7 +206,11 @@ def test_each_update_shows_its_equation_in_the_generated_source() -> None:
     text = generate_source(ROOT / "specs/sr/pdasr-clique.yaml")
     assert "# LH(1) = g(F(LL(1), LH(0)))" in text
     assert "# LL(2) = g(F(LL(1), LH(2), HL(2), HH(2)))" in text
-    assert "b1_lh_s1_in = torch.cat([b1_ll_s1, b1_lh_s0], 1)" in text
+    # the 15 blocks run one method of their graph, each with its own modules
+    assert "lh_s1_in = torch.cat([ll_s1, lh_s0], 1)  # (B, 64, 72, 72)" in text
+    assert text.count("def subband_clique_block(self, block: nn.Module, x: torch.Tensor)") == 1
+    assert "b15_out = self.subband_clique_block(self.block15, b14_out)" in text
+    assert "Runs blocks 1 to 15, each with its" in text
     shared = image_around(
         {
             "nodes": {"a": 2, "b": 2},

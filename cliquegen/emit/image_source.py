@@ -12,11 +12,13 @@ Each update of an explicit graph shows its equation (``# LH(1) = g(F(LL(1), LH(0
 from __future__ import annotations
 
 import inspect
+import keyword
 import re
+from dataclasses import replace
 from typing import Any
 
 from ..compiler.graph_blocks import GraphBlock, weight_label
-from ..compiler.ir import ModuleDecl, Op, graph_blocks
+from ..compiler.ir import Group, ModuleDecl, Op, graph_blocks
 from ..compiler.lower import Compiled
 from ..compiler.naming import class_name, roman
 from ..compiler.summary import summarize
@@ -24,7 +26,7 @@ from ..spec.base import Provenance
 from ..spec.graph import LeakyReLUSpec
 from ..spec.network import ImageSpec
 from . import _runtime
-from .pytext import INDENT, LINE_LENGTH, Seq, doc_paragraph, ident, pyrepr, wrap_text
+from .pytext import INDENT, LINE_LENGTH, Seq, doc_paragraph, docstring, ident, pyrepr, strip_blank, wrap_text
 from .source import GENERATED_MARKER, SourceWriter, template_environment
 
 #: Runtime functions by what needs them: module kinds, op kinds (an update needs the whole
@@ -103,6 +105,7 @@ class ImageSourceWriter(SourceWriter):
         self.spec: ImageSpec = compiled.spec
         self.graph_blocks = [info.graph for info in graph_blocks(compiled.graph)]
         self.titles = self._titles()
+        self.shared: dict[str, str] = {}  # block part -> the method of its graph (share_blocks)
 
     def _titles(self) -> dict[str, str]:
         """Each part's title: a network op as a person would say it."""
@@ -154,6 +157,14 @@ class ImageSourceWriter(SourceWriter):
     def title(self, part: str) -> str:
         return self.titles.get(part, part)
 
+    def method_title(self, part: str) -> str:
+        """A block that calls its graph's method names the method instead of repeating what
+        the method's docstring says."""
+        if part in self.shared:
+            graph = self.titles[part].split(": ", 2)[1]  # "Block 3: graph subband-clique: ..."
+            return f"Block {part[5:]}: {graph}, run by {self.shared[part]}"
+        return self.title(part)
+
     def declare(self, decl: ModuleDecl) -> Seq:
         """A module; a ``constant`` is a buffer outside the state_dict."""
         if decl.kind != "constant":
@@ -201,6 +212,104 @@ class ImageSourceWriter(SourceWriter):
 
     def op_upsample(self, op: Op, x: list[str]) -> str:
         return self.assign(op, f"bicubic_upsample({x[0]}, {op.attrs['scale']})")
+
+    # blocks of one graph share a method
+
+    def share_blocks(self, groups: list[Group]) -> list[list[str]]:
+        """Give the blocks whose statements are the same but for their modules and value
+        names one method per graph (``subband_clique_block(block, x)``), which each block's
+        method calls with its own modules; return those methods."""
+        names = [op.graph for op in self.spec.network if op.op == "group" for _ in range(op.blocks)]
+        bodies: dict[tuple[str, ...], list[Group]] = {}
+        for group in groups:
+            local = self._local_body(group)
+            if local is not None:
+                bodies.setdefault(tuple(local[0]), []).append(group)
+        taken = {path.split(".")[0] for path in self.program.modules} | {self.method_name(g) for g in groups}
+        methods = []
+        for body, users in bodies.items():
+            graph = names[int(users[0].name[5:]) - 1].replace("-", "_")
+            name = ident(graph if graph.endswith("block") else f"{graph}_block")
+            if len(users) < 2 or name in taken:
+                continue
+            taken.add(name)
+            result = self._local_body(users[0])[1]
+            for group in users:
+                self.shared[group.name] = name
+            methods.append(self._shared_method(name, graph, users, list(body), result))
+        return methods
+
+    def _local_body(self, group: Group) -> tuple[list[str], str] | None:
+        """A block's statements as a method that gets its modules as ``block`` and its input
+        as ``x`` writes them (its values without their ``b3_`` prefix), and the name of the
+        value it returns; None for what is not one block so written."""
+        block = re.fullmatch(r"block(\d+)", group.name)
+        if block is None or group.name in self.rolled or len(group.inputs) != 1 or len(group.outputs) != 1:
+            return None
+        prefix = f"b{block[1]}_"
+
+        def local(name: str) -> str | None:
+            if name == group.inputs[0]:
+                return "x"
+            return name[len(prefix) :] if name.startswith(prefix) else None
+
+        names = [local(op.name) for op in group.ops]
+        if any(n is None or n == "x" or n in self.RESERVED or keyword.iskeyword(n) for n in names):
+            return None
+        if len(set(names)) != len(names) or any(local(i) is None for op in group.ops for i in op.inputs):
+            return None
+        ops = [replace(op, name=local(op.name), inputs=tuple(map(local, op.inputs))) for op in group.ops]
+        values = self.values
+        self.values = {**values, **{op.name: op for op in ops}}
+        try:
+            lines = strip_blank(self.body(ops, first_title=False))
+        finally:
+            self.values = values
+        binding = f"block = {self.ref(group.name)}"  # the method's parameter instead
+        if not lines or lines[0] != binding or any(binding in line for line in lines[1:]):
+            return None
+        return lines[1:], local(group.outputs[0])
+
+    def _shared_method(
+        self, name: str, graph: str, users: list[Group], body: list[str], result: str
+    ) -> list[str]:
+        """The method ``name`` that runs a block of ``graph`` for each of ``users``."""
+        numbers = [int(group.name[5:]) for group in users]
+        which = (
+            f"blocks {numbers[0]} to {numbers[-1]}"
+            if numbers == list(range(numbers[0], numbers[-1] + 1))
+            else "blocks " + ", ".join(map(str, numbers))
+        )
+        what = self.titles[users[0].name].split(": ", 1)[1]  # "graph subband-clique: ll, lh, ..."
+        summary = f"{what[0].upper()}{what[1:]}. Runs {which}, each with its own modules as ``block``."
+        flow = f"x {self.shapes(users[0].inputs)} -> {result} {self.shapes(users[0].outputs)}."
+        opening = INDENT * 2 + '"""'  # the summary's first line follows the quotes
+        doc = [*doc_paragraph(summary, opening), "", *doc_paragraph(flow, INDENT * 2)]
+        lines = [
+            f"def {name}(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:",
+            f'{INDENT}"""{docstring(doc[0])}',
+            *(INDENT + docstring(line) if line else "" for line in doc[1:]),
+            f'{INDENT}"""',
+        ]
+        lines += [INDENT + line if line else "" for line in body]
+        lines.append(f"{INDENT}return {result}")
+        return lines
+
+    def method_body(self, group: Group) -> list[str]:
+        """A block of a shared graph calls the graph's method with its modules."""
+        if group.name not in self.shared:
+            return super().method_body(group)
+        (x,), (out,) = group.inputs, group.outputs
+        call = f"{ident(out)} = self.{self.shared[group.name]}({self.ref(group.name)}, {ident(x)})"
+        comment = f"  # {self.shapes([out])}"
+        lines = [call + comment if len(call + comment) <= LINE_LENGTH - 2 * len(INDENT) else call]
+        if out in self.group_maps(group):
+            index = self.program.block_outputs.index(out) + 1
+            lines += [
+                f"if maps is not None:  # the map block {index} hands on",
+                f"{INDENT}maps.append({ident(out)})",
+            ]
+        return lines
 
     def update_modules(self) -> dict[str, tuple[int, str]]:
         """Each module of a pre-activation update: the stage that first uses it and what it is
@@ -314,7 +423,8 @@ def render_image_source(compiled: Compiled, origin: Provenance, version: str) ->
         forward_lines += writer.call(group, maps=False)
         intermediates_lines += writer.call(group)
     notes = _stage_notes(writer)
-    methods = [writer.method(group) for group in groups]
+    graph_methods = writer.share_blocks(groups)
+    methods = [writer.method(group) for group in groups] + graph_methods
     runtime = writer.runtime()
     code = "\n".join([line for method in methods for line in method] + [f for _, fs in runtime for f in fs])
     context = {

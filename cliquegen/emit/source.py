@@ -234,6 +234,10 @@ class SourceWriter:
         """The title of a part (the stem, a block, a transition, the head)."""
         return part_title(self.blocks, part)
 
+    def method_title(self, part: str) -> str:
+        """The title of a part in the docstring of the method that runs it."""
+        return self.title(part)
+
     def stage_title(self, part: str, stage: int) -> str:
         """``Stage II: X1(2) to X4(2), with the W_ij earlier stages did not use``."""
         updates = [op for op in self.program.ops if op.part == part and op.kind == "update"]
@@ -414,7 +418,7 @@ class SourceWriter:
             ("self", *(f"{ident(name)}: torch.Tensor" for name in parameters), *maps),
             f") -> {returns}:",
         )
-        titles = [self.title(part) for part in group.parts()]
+        titles = [self.method_title(part) for part in group.parts()]
         summary = titles[0]
         if titles[1:]:
             summary += "; then " + " and ".join(title[0].lower() + title[1:] for title in titles[1:])
@@ -432,12 +436,16 @@ class SourceWriter:
             lines.append(f'{INDENT}"""{docstring(doc[0])}')
             lines += [INDENT + docstring(line) if line else "" for line in doc[1:]]
             lines.append(f'{INDENT}"""')
+        lines += [INDENT + line if line else "" for line in self.method_body(group)]
+        lines.append(f"{INDENT}return {', '.join(ident(name) for name in group.outputs)}")
+        return lines
+
+    def method_body(self, group: Group) -> list[str]:
+        """The statements of a group's method, appending to ``maps`` and ``head_maps``."""
         self.maps, self.head_maps = set(self.group_maps(group)), set(self.group_head_maps(group))
         body = strip_blank(self.body(list(group.ops), first_title=False))
         self.maps, self.head_maps = set(), set()
-        lines += [INDENT + line if line else "" for line in body]
-        lines.append(f"{INDENT}return {', '.join(ident(name) for name in group.outputs)}")
-        return lines
+        return body
 
     def call(self, group: Group, maps: bool = True) -> list[str]:
         """``forward_blocks``' statement that runs a group's method (``maps``: handing on the
