@@ -232,7 +232,7 @@ class SrcliquenetX2Tiny(nn.Module):
 
     def clique_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Graph clique-block: x1, x2, x3 of 8, 2 stages, 3x3 conv with bias -> PReLU, one conv per update;
-        output cat(X1(2), X2(2), X3(2)) + input. Runs blocks 1 to 2, each with its own modules as
+        output cat(X1(2), X2(2), X3(2)) + input. Runs blocks 1 and 2, each with its own modules as
         ``block``.
 
         x (B, 24, 24, 24) -> out (B, 24, 24, 24).

@@ -275,11 +275,12 @@ class ImageSourceWriter(SourceWriter):
     ) -> list[str]:
         """The method ``name`` that runs a block of ``graph`` for each of ``users``."""
         numbers = [int(group.name[5:]) for group in users]
-        which = (
-            f"blocks {numbers[0]} to {numbers[-1]}"
-            if numbers == list(range(numbers[0], numbers[-1] + 1))
-            else "blocks " + ", ".join(map(str, numbers))
-        )
+        if len(numbers) == 2:
+            which = f"blocks {numbers[0]} and {numbers[1]}"
+        elif numbers == list(range(numbers[0], numbers[-1] + 1)):
+            which = f"blocks {numbers[0]} to {numbers[-1]}"
+        else:
+            which = "blocks " + ", ".join(map(str, numbers))
         what = self.titles[users[0].name].split(": ", 1)[1]  # "graph subband-clique: ll, lh, ..."
         summary = f"{what[0].upper()}{what[1:]}. Runs {which}, each with its own modules as ``block``."
         flow = f"x {self.shapes(users[0].inputs)} -> {result} {self.shapes(users[0].outputs)}."
