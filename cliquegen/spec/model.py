@@ -273,8 +273,7 @@ class Spec(SpecBase):
     blocks: list[BlockEntry] = Field(
         min_length=1,
         max_length=64,
-        description="one entry per block: a clique ({layers, channels}, any key of defaults) "
-        "or {graph: name}",
+        description="one entry per block; each may set any key of defaults, or be {graph: name}",
     )
     transition: TransitionSpec = Field(
         TransitionSpec(), description="between blocks: BN, ReLU, 1x1 conv, [attention], 2x2 average pool"
