@@ -149,8 +149,6 @@ def _mapping(model: type[BaseModel], data: dict[str, Any], like: Spec | None, in
         value = data.get(key, default.model_dump(mode="json") if isinstance(default, BaseModel) else default)
         meaning = info.description or ""
         sub = _model_of(info.annotation)
-        if key == "graphs":  # a spec with graphs is copied as written (image_variant)
-            continue
         if isinstance(value, dict) and sub is not None:
             lines.append(_commented(f"{indent}{key}:", meaning))
             lines += _mapping(sub, value, like, indent + "  ")
