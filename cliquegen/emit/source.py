@@ -398,10 +398,13 @@ class SourceWriter:
         return f"forward_{ident(group.name)}"
 
     def feature_groups(self) -> list[Group]:
-        """The Program's groups that ``forward_features`` runs: all but the classifier's."""
+        """The Program's groups that ``forward_features`` runs: all but the classifier's.  A
+        block value nothing reads (an explicit graph may compute one) is still computed, as the
+        FX model computes it: its BatchNorm's statistics move alike in training."""
         keep = {op.name for op in self.features_ops()}
-        groups = [group for group in self.program.groups() if group.ops[0].name in keep]
-        if any(op.name not in keep for group in groups for op in group.ops):
+        groups = [group for group in self.program.groups() if any(op.name in keep for op in group.ops)]
+        in_block = {f"block{b + 1}" for b in range(len(self.infos))}
+        if any(op.name not in keep and op.part not in in_block for group in groups for op in group.ops):
             raise AssertionError("a group of forward_features holds ops the features do not need")
         attributes = {path.split(".")[0] for path in self.program.modules}
         clashes = sorted(attributes & {self.method_name(group) for group in groups})
