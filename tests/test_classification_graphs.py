@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from graph_strategies import classification_specs, reference_block
+from hypothesis import given, settings
 
 from cliquegen import build_fx, compile_spec, load_spec
 from cliquegen.analysis.features import Input, feature_maps
@@ -75,6 +77,27 @@ def test_fx_and_source_agree_in_train_and_eval(text: str) -> None:
         torch.manual_seed(1)
         torch.testing.assert_close(source_model(x), expected, rtol=0, atol=0)
     assert expected.shape == (3, 10)
+
+
+@settings(max_examples=15, deadline=None)
+@given(classification_specs())
+def test_a_random_graph_block_is_its_equations_in_fx_and_source(data: dict) -> None:
+    spec = load_spec(json.dumps(data))
+    fx_model = build_fx(spec).eval()
+    with torch.no_grad():  # BatchNorm statistics and scales away from their fresh 0 and 1
+        for tensor in fx_model.state_dict().values():
+            if tensor.is_floating_point() and tensor.dim() == 1:
+                tensor.uniform_(0.5, 1.5)
+    x = torch.randn(2, 1, 4, 4)
+    b = next(i for i, block in enumerate(data["blocks"]) if "graph" in block) + 1
+    names = [f"b{b}_x0", fx_model.program.block_outputs[b - 1]]
+    values = dict(zip(names, fx_model.run_outputs(names, "values")(fx_model, x), strict=True))
+    expected = reference_block(data["graphs"]["g"], fx_model.state_dict(), f"block{b}", values[names[0]])
+    torch.testing.assert_close(values[names[1]], expected["out"], rtol=1e-4, atol=1e-4)
+    source_model = build_source_model(spec).eval()
+    source_model.load_state_dict(fx_model.state_dict())
+    torch.testing.assert_close(source_model(x), fx_model(x), rtol=0, atol=0)
+    assert estimate(spec).params == sum(p.numel() for p in fx_model.parameters())
 
 
 def test_the_graph_output_feeds_the_transition_and_the_head() -> None:
