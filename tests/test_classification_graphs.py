@@ -326,6 +326,19 @@ def test_new_like_copies_a_spec_with_graphs_as_written() -> None:
         starting_spec("my-sparse", like=spec, num_classes=3)
 
 
+def test_set_blocks_star_sets_the_clique_blocks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write(tmp_path, SPARSE)
+    assert main(["summary", str(path), "--json", "--set", "blocks.*.layers=3"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "tiny-sparse"
+    assert main(["summary", str(path), "--set", "blocks.2.layers=3"]) == 2
+    assert "`layers` is a key of clique blocks" in capsys.readouterr().err
+    only_graph = SPARSE.replace("  - {layers: 2, channels: 4}\n", "")
+    assert main(["summary", str(write(tmp_path, only_graph, "g.yaml")), "--set", "blocks.*.layers=3"]) == 2
+    assert "every block is a graph block (`graph:`); `blocks.*.layers` sets a key of clique blocks" in (
+        capsys.readouterr().err
+    )
+
+
 def test_a_short_training_run(tmp_path: Path) -> None:
     path = write(tmp_path, SPARSE)
     result = run(TrainConfig(spec=str(path), data="digits", epochs=1, subset=64, out=str(tmp_path / "run")))

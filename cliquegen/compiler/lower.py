@@ -13,6 +13,9 @@ Each W_ij is one parameter for every stage, or each stage's own with ``share_wei
 for Stage I only, whose transit is the whole concatenation ``[x0, 1]``.  These shorthand
 blocks expand into graph blocks (:mod:`.graph_blocks`), the form an explicit graph of the
 spec language takes too, and every block is lowered by the same code (:mod:`.lower_blocks`).
+A block written ``{graph: name}`` is that explicit graph, reading the previous transition's
+(or the stem's) output as X0; its output (the concatenation ``output.cat`` lists, times
+``res_scale``, plus X0 when ``residual``) is the one value its transition and the head read.
 ``schedule`` then orders the whole network (stem, blocks, transitions, head) into a Program.
 """
 

@@ -1,7 +1,9 @@
 """Spec format v1: the pydantic models a YAML spec is validated into.
 
-Blocks inherit every unset option from ``defaults`` (the schedule field by field), so
-``Spec.resolved_blocks()`` gives the complete configuration of each block.  Checks that
+Clique blocks inherit every unset option from ``defaults`` (the schedule field by field), so
+``Spec.resolved_blocks()`` gives the complete configuration of each block; a block
+``{graph: name}`` is a graph of the spec's ``graphs:`` (:mod:`.graph`), which says everything
+about it: ``defaults`` do not apply to it.  Checks that
 involve several values (``partial`` against ``layers``, a ``feature`` naming a stage that
 is not computed, ...) raise :class:`SpecSemanticError`, whose locations name the YAML node
 that holds the offending value.
