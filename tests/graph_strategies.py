@@ -17,13 +17,15 @@ NAMES = ("ll", "lh", "hl", "hh", "a", "b")
 
 
 @st.composite
-def graph_dicts(draw, *, max_nodes: int = 4, max_stages: int = 3) -> dict:
+def graph_dicts(
+    draw, *, max_nodes: int = 4, max_stages: int = 3, kinds: tuple[str, ...] = ("pre", "post")
+) -> dict:
     n = draw(st.integers(1, max_nodes))
     names = list(NAMES[:n])
     widths = {name: draw(st.integers(1, 3)) for name in names}
     split = draw(st.booleans())
     weights = draw(st.sampled_from(["shared", "untied", "per-update"]))
-    kind = draw(st.sampled_from(["pre", "post"]))
+    kind = draw(st.sampled_from(kinds))
     unit: dict = {"kind": kind, "kernel": draw(st.sampled_from([1, 3]))}
     if kind == "post":
         unit["bias"] = draw(st.booleans())
@@ -86,6 +88,33 @@ def image_specs(draw) -> dict:
             {"op": "group", "graph": "g", "blocks": blocks},
             {"op": "conv", "name": "out", "out": 2, "kernel": 1},
         ],
+    }
+
+
+@st.composite
+def classification_specs(draw) -> dict:
+    """A classification spec (as a mapping) with a block of one random pre-activation graph,
+    before or after a clique block or alone, under either head."""
+    graph = draw(graph_dicts(kinds=("pre",)))
+    split = sum(graph["nodes"].values())
+    c0 = split if graph["input"] == "split" else draw(st.integers(1, 4))
+    graph["output"]["residual"] = output_width(graph, c0) == c0 and draw(st.booleans())
+    clique = {"layers": 2, "channels": 2}
+    where = draw(st.sampled_from(["alone", "first", "last"]))
+    blocks = {"alone": [{"graph": "g"}], "first": [{"graph": "g"}, clique], "last": [clique, {"graph": "g"}]}
+    if where == "last":  # the transition keeps the clique's transit width, 2 * 2: the graph's X0
+        if graph["input"] == "split" and split != 4:
+            where = "first"
+        else:
+            graph["output"]["residual"] = output_width(graph, 4) == 4 and graph["output"]["residual"]
+    return {
+        "name": "random-classifier",
+        "input": {"channels": 1, "height": 4, "width": 4},
+        "num_classes": 3,
+        "stem": {"channels": c0},
+        "graphs": {"g": graph},
+        "blocks": blocks[where],
+        "head": {"kind": draw(st.sampled_from(["multiscale", "last"]))},
     }
 
 

@@ -143,6 +143,12 @@ def feature_maps(
         raise UsageError(
             f"analyze features shows a classifier's clique blocks; {spec.name} is an image network"
         )
+    info = graph_blocks(compiled.graph)[block - 1]
+    if info.config is None:
+        raise UsageError(
+            f"analyze features shows the layers of a clique block; block {block} of {spec.name} is "
+            f"graph `{info.graph.graph_name}`, an explicit graph (--block N picks a clique block)"
+        )
     layers = block_layers(compiled, block)
     names = [name for _, shown_values in layers for name, _ in shown_values]
     logits, values = intermediate_values(model.eval(), shown.tensor.unsqueeze(0), names)

@@ -82,10 +82,22 @@ def weight_matrices(
     """The mean |W_ij| matrices of every block (or of block ``block``, from 1)."""
     blocks = graph_blocks(compiled.graph)
     _check_block(block, len(blocks))
-    if any(info.config is None for info in blocks):
+    if all(info.config is None for info in blocks):
         raise UsageError(
             f"analyze weights reads the W_ij of clique blocks; {compiled.spec.name} is built of "
             "explicit graphs"
+        )
+    graphs = [b + 1 for b, info in enumerate(blocks) if info.config is None and block in (None, b + 1)]
+    if graphs:
+        listed = ", ".join(map(str, graphs))
+        what = (
+            "blocks {} of {} are explicit graphs"
+            if len(graphs) > 1
+            else "block {} of {} is an explicit graph"
+        )
+        raise UsageError(
+            f"analyze weights reads the W_ij of clique blocks; {what.format(listed, compiled.spec.name)}"
+            " (--block N picks a clique block)"
         )
     usage = weight_usage(compiled)
     matrices = []

@@ -42,7 +42,7 @@ from .commands import (
 )
 
 _SET_HELP = (
-    "change the spec without a new file: a dotted KEY (blocks count from 1, blocks.* is every "
+    "change the spec without a new file: a dotted KEY (blocks count from 1, blocks.* is every clique "
     "block) and a YAML VALUE, e.g. defaults.schedule.stages=3 or 'defaults.feature=[x0, last]'; "
     "null removes the key; repeatable"
 )

@@ -79,6 +79,7 @@ class GraphBlock:
     residual: bool = False  # ... + X0
     named: bool = False  # equations write F(sources) (an explicit graph), not sums of W_ij terms
     config: BlockConfig | None = None  # the shorthand it expands, if any
+    graph_name: str = ""  # the `graphs:` entry it was written as, if any
 
     def node(self, position: int) -> GraphNode:
         return self.nodes[position - 1]
@@ -174,4 +175,5 @@ def explicit_block(graph: ResolvedGraph, index: int, input_channels: int) -> Gra
         res_scale=graph.res_scale,
         residual=graph.residual,
         named=graph.clique is None,
+        graph_name=graph.name,
     )

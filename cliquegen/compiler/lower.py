@@ -13,6 +13,9 @@ Each W_ij is one parameter for every stage, or each stage's own with ``share_wei
 for Stage I only, whose transit is the whole concatenation ``[x0, 1]``.  These shorthand
 blocks expand into graph blocks (:mod:`.graph_blocks`), the form an explicit graph of the
 spec language takes too, and every block is lowered by the same code (:mod:`.lower_blocks`).
+A block written ``{graph: name}`` is that explicit graph, reading the previous transition's
+(or the stem's) output as X0; its output (the concatenation ``output.cat`` lists, times
+``res_scale``, plus X0 when ``residual``) is the one value its transition and the head read.
 ``schedule`` then orders the whole network (stem, blocks, transitions, head) into a Program.
 """
 
@@ -23,12 +26,12 @@ from dataclasses import dataclass
 import networkx as nx
 
 from ..spec.limits import check_limits
-from ..spec.model import BlockConfig, Spec, compressed
+from ..spec.model import BlockConfig, GraphUse, Spec, compressed
 from ..spec.network import ImageSpec
 from .builder import ProgramBuilder, with_norm_and_init
-from .graph_blocks import clique_block
+from .graph_blocks import clique_block, explicit_block
 from .ir import BlockInfo, Program, graph_blocks
-from .lower_blocks import add_block, schedule_updates
+from .lower_blocks import add_block, schedule_output, schedule_updates
 from .network import lower_image
 
 
@@ -55,7 +58,7 @@ def compile_spec(spec: Spec | ImageSpec, force: bool = False) -> Compiled:
     return Compiled(spec, graph, program)
 
 
-def block_input_channels(spec: Spec, blocks: list[BlockConfig]) -> list[int]:
+def block_input_channels(spec: Spec, blocks: list[BlockConfig | GraphUse]) -> list[int]:
     """Channels of X0 per block: the stem's output, then each transition's output."""
     return spec.block_input_channels()
 
@@ -65,12 +68,17 @@ def value_name(block: int, layer: int, stage: int) -> str:
     return f"b{block + 1}_x0" if layer == 0 else f"b{block + 1}_x{layer}_s{stage}"
 
 
-def build_update_graph(spec: Spec, blocks: list[BlockConfig]) -> nx.DiGraph:
+def build_update_graph(spec: Spec, blocks: list[BlockConfig | GraphUse]) -> nx.DiGraph:
     """The UpdateGraph of a classification network: each shorthand block expanded
-    (:func:`~.graph_blocks.clique_block`) and added as every block is (:func:`~.lower_blocks.add_block`)."""
+    (:func:`~.graph_blocks.clique_block`), each graph block as its graph says
+    (:func:`~.graph_blocks.explicit_block`), and added as every block is
+    (:func:`~.lower_blocks.add_block`)."""
     graph = nx.DiGraph(name=spec.name)
     infos: list[BlockInfo] = []
     for block, c0 in zip(blocks, block_input_channels(spec, blocks), strict=True):
+        if isinstance(block, GraphUse):
+            infos.append(add_block(graph, explicit_block(block.graph, block.index, c0)))
+            continue
         last = block.index + 1 == len(blocks)
         # what leaves the block: a head reads only the last block's feature unless the head is
         # multi-scale, and the last block transits nothing
@@ -113,14 +121,17 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
     for b, info in enumerate(blocks):
         block = info.config
         tag = b + 1
+        last = b + 1 == len(blocks)
         p.part = f"block{tag}"
         schedule_updates(p, graph, info.graph, spec.memory_efficient)
-        drop = f"block{tag}.dropout" if block.dropout > 0 else None
+        # a graph block's output (cat [* res_scale] [+ X0]) is both its transit and its feature;
+        # its unit's dropout stays inside its updates
+        out = schedule_output(p, graph, info.graph) if block is None else None
+        drop = f"block{tag}.dropout" if block is not None and block.dropout > 0 else None
 
-        names = [graph.nodes[n]["name"] for n in info.transit]
-        if b + 1 < len(blocks):
+        if not last:
             p.part = f"transition{tag}"
-            h = p.cat(f"b{tag}_transit", names)
+            h = out or p.cat(f"b{tag}_transit", [graph.nodes[n]["name"] for n in info.transit])
             block_outputs.append(h)
             channels = compressed(p.shapes[h][0], spec.transition.compression)
             h = p.bn_relu(f"t{tag}", f"transition{tag}.bn", h)
@@ -132,11 +143,11 @@ def schedule(spec: Spec, graph: nx.DiGraph) -> Program:
             c, hh, ww = p.shapes[h]
             p.op(value_name(b + 1, 0, 0), "avg_pool", (h,), shape=(c, hh // 2, ww // 2), kernel_size=2)
 
-        if not info.feature:
+        if not (last or spec.head.kind == "multiscale"):
             continue  # no head reads this block (head kind `last` reads only the last one)
         p.part = "head"
-        h = p.cat(f"b{tag}_feature", [graph.nodes[n]["name"] for n in info.feature])
-        if b + 1 == len(blocks):
+        h = out or p.cat(f"b{tag}_feature", [graph.nodes[n]["name"] for n in info.feature])
+        if last:
             block_outputs.append(h)
         if spec.head.kind == "last":  # BN, ReLU, global average pool over the last block's feature
             h = p.bn_relu("h", "head.bn", h)

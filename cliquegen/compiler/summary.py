@@ -100,6 +100,10 @@ def summarize(compiled: Compiled) -> Summary:
         if block.feature:
             channels = sum(compiled.graph.nodes[node]["channels"] for node in block.feature)
             head_reads[f"block{b + 1}"] = (channels, *hands_on[f"block{b + 1}"][1:])
+        elif block.config is None and any(
+            op.part == "head" and program.block_outputs[b] in op.inputs for op in program.ops
+        ):  # a graph block of a classification network: the head reads its output
+            head_reads[f"block{b + 1}"] = hands_on[f"block{b + 1}"]
     for part in order:
         ops = [op for op in program.ops if op.part == part]
         output = hands_on.get(part, ops[-1].shape)

@@ -32,7 +32,7 @@ from .style import FONT, OUTPUT_EDGE, X0_COLOUR, colour, html_label, small
 _UNIT_FILL = {"pre": "#eef3f8", "post": "#f3f8ee"}
 
 
-def _unit_text(block: GraphBlock) -> str:
+def unit_text(block: GraphBlock) -> str:
     unit = block.unit
     if unit.kind == "pre":
         text = f"BN-ReLU-{unit.kernel}x{unit.kernel} conv"
@@ -45,7 +45,7 @@ def _unit_text(block: GraphBlock) -> str:
     return f"each update: {text}; {weights[block.weights]}"
 
 
-def _output_text(block: GraphBlock) -> str:
+def output_text(block: GraphBlock) -> str:
     text = f"cat({', '.join(block.label(ref) for ref in block.output)})"
     if block.res_scale != 1:
         text += f" x {block.res_scale:g}"
@@ -90,7 +90,7 @@ def _output(drawing: Drawing, block: GraphBlock, cluster: str | None, drawn: dic
     drawing.node(
         node_id,
         cluster,
-        label=html_label("<B>output</B>", small(html.escape(_output_text(block)))),
+        label=html_label("<B>output</B>", small(html.escape(output_text(block)))),
         shape="box",
         style="rounded,filled",
         fillcolor="#fff0e0",
@@ -165,7 +165,7 @@ def schedule_view(compiled: Compiled, b: int) -> Drawing:
             "label": title_label(
                 compiled,
                 f"block {b + 1} unrolled, {len(block.updates)} updates",
-                html.escape(_unit_text(block)),
+                html.escape(unit_text(block)),
                 "solid: a value of this stage; dashed: of an earlier stage; dotted: the input; "
                 "thick: its own",
             ),
@@ -194,8 +194,8 @@ def block_view(compiled: Compiled, b: int) -> Drawing:
                 compiled,
                 f"block {b + 1}: {len(block.nodes)} nodes, one edge per source node; "
                 "loops: a node reads itself",
-                html.escape(_unit_text(block)),
-                f"output {html.escape(_output_text(block))}",
+                html.escape(unit_text(block)),
+                f"output {html.escape(output_text(block))}",
             ),
             "labelloc": "t",
             "rankdir": "LR",
@@ -241,7 +241,7 @@ def block_view(compiled: Compiled, b: int) -> Drawing:
             label=html_label(small(str(len(uses)))) if len(uses) > 1 else "",
         )
     out = f"b{tag}_out"
-    drawing.node(out, label=html_label("<B>output</B>", small(html.escape(_output_text(block)))), shape="box")
+    drawing.node(out, label=html_label("<B>output</B>", small(html.escape(output_text(block)))), shape="box")
     for ref in dict.fromkeys(block.output):
         src = x0 if ref == (0, 0) or ref[1] == 0 else f"b{tag}_node_{block.node(ref[0]).name}"
         drawing.edge(src, out, color=OUTPUT_EDGE, arrowsize="0.5")
@@ -348,7 +348,7 @@ def network_view(compiled: Compiled, expand: bool) -> Drawing:
                     previous = out
                 else:
                     stages = f"{graph.stages} stage{'s' if graph.stages != 1 else ''}"
-                    detail = f"{len(graph.nodes)} nodes, {stages}; {html.escape(_output_text(graph))}"
+                    detail = f"{len(graph.nodes)} nodes, {stages}; {html.escape(output_text(graph))}"
                     step(
                         f"block{block}",
                         f"Block {block}: {op.graph}",

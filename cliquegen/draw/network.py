@@ -1,7 +1,11 @@
 """The network view: stem -> blocks -> transitions -> multi-scale head, top to bottom, each head
-beside its block; ``expand`` draws each block's tensors as the schedule view's rows."""
+beside its block; ``expand`` draws each clique block's tensors as the schedule view's rows.  A
+graph block is one box (its graph, unit and output) either way: ``--view schedule --block N``
+draws its tensors."""
 
 from __future__ import annotations
+
+import html
 
 from ..compiler.ir import Op, Program, graph_blocks
 from ..compiler.lower import Compiled
@@ -10,6 +14,7 @@ from ..errors import dims
 from ..spec.model import BlockConfig
 from ._parts import refs_text, title_label
 from .backend import Drawing
+from .graph_views import output_text, unit_text
 from .schedule import add_outputs, add_updates
 from .style import FONT, ROW_LIMIT, html_label, small
 
@@ -120,11 +125,28 @@ def network_view(compiled: Compiled, expand: bool) -> Drawing:
     drawing.edge("x", "stem")
     previous = "stem"
     for b, info in enumerate(blocks):
-        config: BlockConfig = info.config
+        config = info.config
         tag = b + 1
         x0 = graph.nodes[(b, 0, 0)]
         size = dims(values[x0["name"]].shape[1:])
-        if expand:
+        out = program.block_outputs[b]  # a graph block's output: its transit and its feature
+        if config is None:
+            block = info.graph
+            widths = sorted({node.width for node in block.nodes})
+            lines = [
+                f"<B>Block {tag}</B> {small(size)}",
+                f"graph {html.escape(block.graph_name)}: {len(block.nodes)} nodes of "
+                f"{', '.join(map(str, widths))} ch",
+                f"{block.stages} stage{'s' if block.stages != 1 else ''}",
+                html.escape(unit_text(block)),
+                f"output {html.escape(output_text(block))}",
+            ]
+            drawing.node(
+                f"block{tag}", label=html_label(*lines), fillcolor="#eef3f8", color="#0072b2", penwidth="2"
+            )
+            entry = f"block{tag}"
+            outputs = {}
+        elif expand:
             cluster = drawing.cluster(
                 f"block{tag}",
                 None,
@@ -163,17 +185,23 @@ def network_view(compiled: Compiled, expand: bool) -> Drawing:
                     "color": "#d55e00",
                     "penwidth": "2",
                 }
-            channels = sum(graph.nodes[n]["channels"] for n in info.transit)
-            if expand:
+            if config is None:
+                link(entry, f"transition{tag}", "output", values[out].shape[0])
+            elif expand:
+                channels = sum(graph.nodes[n]["channels"] for n in info.transit)
                 link(outputs["transit"], f"transition{tag}", "", channels)
             else:
+                channels = sum(graph.nodes[n]["channels"] for n in info.transit)
                 link(entry, f"transition{tag}", f"transit: {refs_text(config.transit)}", channels)
             previous = f"transition{tag}"
         if f"head{tag}" not in groups:  # head kind `last`: only the last block has one
             continue
         box(f"head{tag}", f"head {tag}", groups[f"head{tag}"], fillcolor="#f3f8ee")
         channels = sum(graph.nodes[n]["channels"] for n in info.feature)
-        if expand:
+        if config is None:
+            drawing.ranks.append((None, (entry, f"head{tag}")))
+            link(entry, f"head{tag}", "output", values[out].shape[0])
+        elif expand:
             link(outputs["feature"], f"head{tag}", "", channels)
         else:  # the heads in a row under their blocks
             drawing.ranks.append((None, (entry, f"head{tag}")))

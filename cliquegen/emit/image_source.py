@@ -17,15 +17,15 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from ..compiler.graph_blocks import GraphBlock, weight_label
 from ..compiler.ir import Group, ModuleDecl, Op, graph_blocks
 from ..compiler.lower import Compiled
-from ..compiler.naming import class_name, roman
+from ..compiler.naming import class_name
 from ..compiler.summary import summarize
 from ..spec.base import Provenance
 from ..spec.graph import LeakyReLUSpec
 from ..spec.network import ImageSpec
 from . import _runtime
+from .prose import describe_graph
 from .pytext import INDENT, LINE_LENGTH, Seq, doc_paragraph, docstring, ident, pyrepr, strip_blank, wrap_text
 from .source import GENERATED_MARKER, SourceWriter, template_environment
 
@@ -66,33 +66,6 @@ def _act_text(act: object) -> str:
         if isinstance(act, LeakyReLUSpec)
         else {"relu": "ReLU", "prelu": "PReLU"}[act]
     )
-
-
-def describe_graph(block: GraphBlock, graph_name: str) -> str:
-    """``graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, conv -> PReLU,
-    one conv per update, output cat(...) + input``."""
-    widths = {node.width for node in block.nodes}
-    nodes = ", ".join(node.name for node in block.nodes)
-    width = f" of {widths.pop()}" if len(widths) == 1 else ""
-    unit = block.unit
-    if unit.kind == "pre":
-        text = f"BN -> ReLU -> {unit.kernel}x{unit.kernel} conv"
-    else:
-        act = {"relu": "ReLU", "prelu": "PReLU", "leaky_relu": f"LeakyReLU({unit.slope})"}[unit.act]
-        text = f"{unit.kernel}x{unit.kernel} conv{' with bias' if unit.bias else ''} -> {act}"
-    weights = {
-        "per-update": "one conv per update",
-        "shared": "W_ij shared by the stages",
-        "untied": "each stage its own W_ij",
-    }[block.weights]
-    output = f"cat({', '.join(block.label(ref) for ref in block.output)})"
-    if block.res_scale != 1:
-        output += f" * {block.res_scale}"
-    if block.residual:
-        output += " + input"
-    stages = f"{block.stages} stage{'s' if block.stages != 1 else ''}"
-    split = ", input split" if block.split else ""
-    return f"graph {graph_name}: {nodes}{width}{split}, {stages}, {text}, {weights}; output {output}"
 
 
 class ImageSourceWriter(SourceWriter):
@@ -191,15 +164,6 @@ class ImageSourceWriter(SourceWriter):
         )
         bias = self.ref(a["bias"]) if a["bias"] else "None"
         return Seq(f"{ident(op.name)} = F.conv2d(", (x[0], weight, bias, "1", pyrepr(a["padding"])), ")")
-
-    def op_slice(self, op: Op, x: list[str]) -> str:
-        return self.assign(op, f"{x[0]}[:, {op.attrs['start']}:{op.attrs['end']}]")
-
-    def op_add(self, op: Op, x: list[str]) -> str:
-        return self.assign(op, f"{x[0]} + {x[1]}")
-
-    def op_mul(self, op: Op, x: list[str]) -> str:
-        return self.assign(op, f"{x[0]} * {op.attrs['factor']!r}")
 
     def op_shift(self, op: Op, x: list[str]) -> str:
         return self.assign(op, f"{x[0]} + {self.ref(op.attrs['constant'])}")
@@ -311,36 +275,6 @@ class ImageSourceWriter(SourceWriter):
                 f"{INDENT}maps.append({ident(out)})",
             ]
         return lines
-
-    def update_modules(self) -> dict[str, tuple[int, str]]:
-        """Each module of a pre-activation update: the stage that first uses it and what it is
-        (``W12``, ``F of LH(1)``, ``BN of LH(1)``, ``bottleneck of LH``)."""
-        roles: dict[str, tuple[int, str]] = {}
-        for op in self.program.ops:
-            if op.kind != "update":
-                continue
-            b, j, stage = op.attrs["node"]
-            block = self.graph_blocks[b]
-            x = block.label((j, stage))
-            sources = next(u.sources for u in block.updates if (u.node, u.stage) == (j, stage))
-            weights = op.attrs["weights"]
-            named = {op.attrs["bn"]: f"BN of {x}"}
-            if len(weights) == len(sources):
-                named |= {path: weight_label(ref[0], j) for ref, path in zip(sources, weights, strict=True)}
-            else:
-                named[weights[0]] = f"F of {x}"
-            if op.attrs["bottleneck_conv"]:
-                named[op.attrs["bottleneck_bn"]] = f"bottleneck BN of {x}"
-                named[op.attrs["bottleneck_conv"]] = f"bottleneck of {block.node(j).label}"
-            for path, what in named.items():
-                roles.setdefault(path, (stage, what))
-        return roles
-
-    def stage_title(self, part: str, stage: int) -> str:
-        """``Stage II: LL(2) to HH(2)``."""
-        block = self.graph_blocks[int(part[5:]) - 1]
-        names = [block.label((u.node, u.stage)) for u in block.updates if u.stage == stage]
-        return f"Stage {roman(stage)}: {names[0] if len(names) == 1 else f'{names[0]} to {names[-1]}'}"
 
     def part_header(self, part: str, ops: list[Op], title: bool = True) -> list[str]:
         """The part's title; in a block, ``block`` bound to its modules."""

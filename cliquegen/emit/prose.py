@@ -3,7 +3,8 @@ stated as the docstrings and comments say them."""
 
 from __future__ import annotations
 
-from ..compiler.ir import graph_blocks
+from ..compiler.graph_blocks import GraphBlock
+from ..compiler.ir import BlockInfo, graph_blocks
 from ..compiler.lower import Compiled
 from ..compiler.naming import roman
 from ..spec.base import Provenance
@@ -11,12 +12,15 @@ from ..spec.model import BlockConfig, Spec
 from .pytext import INDENT, LINE_LENGTH, doc_paragraph, wrap_text
 
 
-def part_title(blocks: list[BlockConfig], part: str) -> str:
+def part_title(blocks: tuple[BlockInfo, ...], part: str) -> str:
     """``Stem``, ``Block 1: 4 layers of k=36, ...``, ``Transition 1``, ``Head``."""
     if part == "stem":
         return "Stem"
     if part.startswith("block") and part[5:].isdigit():
-        return f"Block {part[5:]}: {describe_block(blocks[int(part[5:]) - 1])}"
+        info = blocks[int(part[5:]) - 1]
+        graph = info.graph
+        what = describe_block(info.config) if info.config else describe_graph(graph, graph.graph_name)
+        return f"Block {part[5:]}: {what}"
     if part.startswith("transition") and part[10:].isdigit():
         return f"Transition {part[10:]}"
     return part.capitalize()
@@ -40,6 +44,33 @@ def describe_block(block: BlockConfig) -> str:
     if block.dropout:
         phrases.append(f"dropout {block.dropout}")
     return ", ".join(phrases)
+
+
+def describe_graph(block: GraphBlock, graph_name: str) -> str:
+    """``graph subband-clique: ll, lh, hl, hh of 32, input split, 2 stages, conv -> PReLU,
+    one conv per update, output cat(...) + input``."""
+    widths = {node.width for node in block.nodes}
+    nodes = ", ".join(node.name for node in block.nodes)
+    width = f" of {widths.pop()}" if len(widths) == 1 else ""
+    unit = block.unit
+    if unit.kind == "pre":
+        text = f"BN -> ReLU -> {unit.kernel}x{unit.kernel} conv"
+    else:
+        act = {"relu": "ReLU", "prelu": "PReLU", "leaky_relu": f"LeakyReLU({unit.slope})"}[unit.act]
+        text = f"{unit.kernel}x{unit.kernel} conv{' with bias' if unit.bias else ''} -> {act}"
+    weights = {
+        "per-update": "one conv per update",
+        "shared": "W_ij shared by the stages",
+        "untied": "each stage its own W_ij",
+    }[block.weights]
+    output = f"cat({', '.join(block.label(ref) for ref in block.output)})"
+    if block.res_scale != 1:
+        output += f" * {block.res_scale}"
+    if block.residual:
+        output += " + input"
+    stages = f"{block.stages} stage{'s' if block.stages != 1 else ''}"
+    split = ", input split" if block.split else ""
+    return f"graph {graph_name}: {nodes}{width}{split}, {stages}, {text}, {weights}; output {output}"
 
 
 def stage_values(block: BlockConfig, stage: int) -> str:
@@ -68,7 +99,8 @@ def describe_refs(block: BlockConfig, refs: tuple[str | int, ...]) -> str:
 
 def is_densenet(spec: Spec) -> bool:
     """A DenseNet is clique blocks run for Stage I only, read by a head on the last block."""
-    return spec.head.kind == "last" and all(block.stages == 1 for block in spec.resolved_blocks())
+    blocks = spec.resolved_blocks()
+    return spec.head.kind == "last" and all(isinstance(b, BlockConfig) and b.stages == 1 for b in blocks)
 
 
 def network_kind(spec: Spec) -> list[str]:
@@ -118,9 +150,15 @@ def architecture(compiled: Compiled, params: int, flops: int, num_features: int)
     else:
         lines.append(f"Stem: 7x7/2 conv {c} -> {spec.stem.channels}, BN, ReLU, 3x3/2 max pool.")
     for b, info in enumerate(blocks):
-        block: BlockConfig = info.config
+        block = info.config
         last = b + 1 == len(blocks)
         read = last or spec.head.kind == "multiscale"  # head kind `last` reads the last block only
+        if block is None:  # a graph block: its output goes on and to the head
+            lines.append(f"Block {b + 1}: {describe_graph(info.graph, info.graph.graph_name)};")
+            readers = [r for r, used in (("the head", read), ("the next block", not last)) if used]
+            to = " and ".join(readers)
+            lines.append(f"{INDENT}X0 of {info.input_channels} channels; its output to {to}.")
+            continue
         feature = describe_refs(block, block.feature)
         lines.append(f"Block {b + 1}: {describe_block(block)};")
         carried = ""
@@ -134,15 +172,15 @@ def architecture(compiled: Compiled, params: int, flops: int, num_features: int)
         ratio = spec.transition.compression
         kept = f" keeping floor({ratio} C) channels" if ratio != 1 else ""
         attention = " squeeze-and-excitation attention," if spec.transition.attention else ""
-        dropout = (
-            " dropout at the rate of the block before," if any(i.config.dropout for i in blocks[:-1]) else ""
-        )
+        dropped = any(i.config and i.config.dropout for i in blocks[:-1])
+        dropout = " dropout at the rate of the block before," if dropped else ""
         lines.append(f"Transitions: BN, ReLU, 1x1 conv{kept},{dropout}{attention} 2x2 average pool.")
     if spec.head.kind == "last":
         lines.append("Head: the last block's feature, BN, ReLU, global average pool;")
         lines.append(f"{INDENT}({num_features} features) -> linear.")
     else:
-        dropout = ", dropout" if any(info.config.dropout for info in blocks) else ""  # at its block's rate
+        dropped = any(info.config and info.config.dropout for info in blocks)
+        dropout = ", dropout" if dropped else ""  # at its block's rate
         compression = f" compressed to half (BN, ReLU, 1x1 conv{dropout})," if spec.head.compression else ""
         lines.append(f"Head: each block feature{compression} BN, ReLU, global average pool;")
         lines.append(f"{INDENT}concatenated ({num_features} features) -> linear.")

@@ -157,7 +157,9 @@ class SourceWriter:
         clashes = sorted(self.RESERVED & {op.name for op in self.program.ops})
         if clashes:
             raise AssertionError(f"Program values {clashes} clash with names of the generated module")
-        self.blocks: list[BlockConfig] = [info.config for info in graph_blocks(compiled.graph)]
+        self.infos = graph_blocks(compiled.graph)
+        self.blocks: list[BlockConfig | None] = [info.config for info in self.infos]  # None: a graph
+        self.graph_blocks = [info.graph for info in self.infos]
         self.values = self.program.values
         self.alias: str | None = None  # module path prefix bound to the local `block`
         self.bound: dict[str, str] = {}  # clique_update options bound in the local `update`
@@ -216,7 +218,11 @@ class SourceWriter:
         for op in self.program.ops:
             if op.kind != "update":
                 continue
-            _, j, stage = op.attrs["node"]
+            b, j, stage = op.attrs["node"]
+            if self.blocks[b] is None:  # an explicit graph names its nodes
+                for path, what in self.graph_update_modules(op).items():
+                    roles.setdefault(path, (stage, what))
+                continue
             x = node_label(j, stage)
             named = {op.attrs["bn"]: f"BN of {x}'s inputs"}  # it normalises their concatenation
             named |= {
@@ -232,7 +238,7 @@ class SourceWriter:
 
     def title(self, part: str) -> str:
         """The title of a part (the stem, a block, a transition, the head)."""
-        return part_title(self.blocks, part)
+        return part_title(self.infos, part)
 
     def method_title(self, part: str) -> str:
         """The title of a part in the docstring of the method that runs it."""
@@ -240,11 +246,37 @@ class SourceWriter:
 
     def stage_title(self, part: str, stage: int) -> str:
         """``Stage II: X1(2) to X4(2), with the W_ij earlier stages did not use``."""
+        if self.blocks[int(part[5:]) - 1] is None:
+            return self.graph_stage_title(part, stage)
         updates = [op for op in self.program.ops if op.part == part and op.kind == "update"]
         names = [node_label(op.attrs["node"][1], stage) for op in updates if op.attrs["node"][2] == stage]
         updated = names[0] if len(names) == 1 else f"{names[0]} to {names[-1]}"
         new = "" if stage == 1 else ", with the W_ij earlier stages did not use"
         return f"Stage {roman(stage)}: {updated}{new}"
+
+    def graph_update_modules(self, op: Op) -> dict[str, str]:
+        """What each module of an update of an explicit graph is (``W12``, ``F of LH(1)``,
+        ``BN of LH(1)``, ``bottleneck of LH``)."""
+        b, j, stage = op.attrs["node"]
+        block = self.graph_blocks[b]
+        x = block.label((j, stage))
+        sources = next(u.sources for u in block.updates if (u.node, u.stage) == (j, stage))
+        weights = op.attrs["weights"]
+        named = {op.attrs["bn"]: f"BN of {x}"}
+        if len(weights) == len(sources):
+            named |= {path: weight_label(ref[0], j) for ref, path in zip(sources, weights, strict=True)}
+        else:
+            named[weights[0]] = f"F of {x}"
+        if op.attrs["bottleneck_conv"]:
+            named[op.attrs["bottleneck_bn"]] = f"bottleneck BN of {x}"
+            named[op.attrs["bottleneck_conv"]] = f"bottleneck of {block.node(j).label}"
+        return named
+
+    def graph_stage_title(self, part: str, stage: int) -> str:
+        """``Stage II: LL(2) to HH(2)``."""
+        block = self.graph_blocks[int(part[5:]) - 1]
+        names = [block.label((u.node, u.stage)) for u in block.updates if u.stage == stage]
+        return f"Stage {roman(stage)}: {names[0] if len(names) == 1 else f'{names[0]} to {names[-1]}'}"
 
     def layer(self, name: str) -> int:
         """The layer of a value an update reads (0 for X0)."""
@@ -366,10 +398,13 @@ class SourceWriter:
         return f"forward_{ident(group.name)}"
 
     def feature_groups(self) -> list[Group]:
-        """The Program's groups that ``forward_features`` runs: all but the classifier's."""
+        """The Program's groups that ``forward_features`` runs: all but the classifier's.  A
+        block value nothing reads (an explicit graph may compute one) is still computed, as the
+        FX model computes it: its BatchNorm's statistics move alike in training."""
         keep = {op.name for op in self.features_ops()}
-        groups = [group for group in self.program.groups() if group.ops[0].name in keep]
-        if any(op.name not in keep for group in groups for op in group.ops):
+        groups = [group for group in self.program.groups() if any(op.name in keep for op in group.ops)]
+        in_block = {f"block{b + 1}" for b in range(len(self.infos))}
+        if any(op.name not in keep and op.part not in in_block for group in groups for op in group.ops):
             raise AssertionError("a group of forward_features holds ops the features do not need")
         attributes = {path.split(".")[0] for path in self.program.modules}
         clashes = sorted(attributes & {self.method_name(group) for group in groups})
@@ -545,6 +580,15 @@ class SourceWriter:
             tensors: Any = items[0][1:] if len(items) == 1 else Seq("[", tuple(items), "]")
             return Seq(f"{ident(op.name)} = torch.cat(", (tensors, "1"), ")")
         return Seq(f"{ident(op.name)} = torch.cat(", (Seq("[", tuple(x), "]"), "1"), ")")
+
+    def op_slice(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]}[:, {op.attrs['start']}:{op.attrs['end']}]")
+
+    def op_add(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]} + {x[1]}")
+
+    def op_mul(self, op: Op, x: list[str]) -> str:
+        return self.assign(op, f"{x[0]} * {op.attrs['factor']!r}")
 
     def op_max_pool(self, op: Op, x: list[str]) -> str:
         a = op.attrs

@@ -28,7 +28,7 @@ import torch
 from ..checkpoint.layouts import DATA_PARALLEL_PREFIX, OFFICIAL_FORMAT
 from ..compiler.lower import compile_spec
 from ..errors import WeightsError
-from ..spec.model import Spec
+from ..spec.model import GraphUse, Spec
 from .convert import TENSORS, Conversion, Entry, convert_pairs, declared_shapes, plain_state_dict
 
 _BLOCK_MODULE = re.compile(
@@ -62,6 +62,11 @@ def check_convertible(spec: Spec) -> None:
         problems.append(f"transition.compression is {ratio}; their transitions keep all C channels")
     for block in spec.resolved_blocks():
         at = f"block {block.index + 1}"
+        if isinstance(block, GraphUse):
+            problems.append(
+                f"{at}: graph `{block.graph.name}`, an explicit graph; their blocks are complete cliques"
+            )
+            continue
         if not block.bottleneck:
             problems.append(f"{at}: bottleneck is false; their blocks always have the bottleneck")
         elif block.kernel != 3:

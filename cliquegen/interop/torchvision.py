@@ -10,7 +10,7 @@ import torch
 
 from ..compiler.lower import compile_spec
 from ..errors import WeightsError
-from ..spec.model import Spec
+from ..spec.model import GraphUse, Spec
 from .convert import TENSORS, Conversion, Link, convert_links, declared_shapes, plain_state_dict
 from .official import _check_overlap
 
@@ -39,6 +39,12 @@ def check_torchvision_convertible(spec: Spec) -> None:
         problems.append("transition.attention is true; torchvision's transitions have none")
     for block in spec.resolved_blocks():
         at = f"block {block.index + 1}"
+        if isinstance(block, GraphUse):
+            problems.append(
+                f"{at}: graph `{block.graph.name}`, an explicit graph; torchvision's dense blocks are "
+                "cliques run for Stage I"
+            )
+            continue
         if block.stages != 1:
             problems.append(f"{at}: stages is {block.stages}; a dense block runs Stage I only")
         if not block.bottleneck:

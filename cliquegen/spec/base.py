@@ -6,12 +6,30 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:
     from typing_extensions import Self
+
+
+Loc = tuple[str | int, ...]
+
+#: Lower-case words joined by ``-``, not ending in one: ``class-`` would build ``class_.py``,
+#: the module of the spec ``class`` (a Python keyword).
+NAME_PATTERN = r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
+PositiveInt = Annotated[int, Field(ge=1, le=100_000)]
+
+
+def _not_a_bool(value: object) -> object:
+    if isinstance(value, bool):  # Literal[1, ...] would take True == 1
+        raise ValueError("expected a kernel size (1, 3, 5 or 7), got a boolean")
+    return value
+
+
+Kernel = Annotated[Literal[1, 3, 5, 7], BeforeValidator(_not_a_bool)]
+BottleneckWidth = Annotated[int, Field(ge=1, le=64)]
 
 
 class StrictModel(BaseModel):

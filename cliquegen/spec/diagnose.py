@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import Diagnostic, code_points
-from .model import NAME_PATTERN, Loc, Spec
+from .model import CLIQUE_BLOCK, GRAPH_BLOCK, NAME_PATTERN, BlockSpec, Loc, Spec
 from .yaml_tree import BAD, YamlTree, describe, entries, yaml_text
 
 # Shown after "missing required key `x`" so the message says what to write.
@@ -37,7 +37,14 @@ def explain_validation_error(
     into (a :class:`Spec`, or an image network's model)."""
     diagnostics = []
     by_node: dict[Loc, list[tuple[dict[str, Any], bool]]] = {}
-    items = error.errors(include_url=False)
+    items = []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        if item["type"] == "extra_forbidden" and GRAPH_BLOCK in loc and loc[-1] in BlockSpec.model_fields:
+            diagnostics.append(tree.key_at(tree.locate(loc), _beside_graph_message(str(loc[-1]))))
+            continue
+        # the tags pydantic puts in the location of a block (a union member) name no node
+        items.append({**item, "loc": tuple(part for part in loc if part not in (CLIQUE_BLOCK, GRAPH_BLOCK))})
     suggested = {  # (mapping, key) for each key offered as the fix of an unknown key
         (tree.locate(item["loc"][:-1]), close)
         for item in items
@@ -76,6 +83,13 @@ def explain_validation_error(
         else:
             diagnostics += [tree.value_at(here, _value_message(here, item, node)) for item, _ in items]
     return diagnostics
+
+
+def _beside_graph_message(key: str) -> str:
+    return (
+        f"`{key}` is a key of clique blocks; a graph block (`graph:`) takes its nodes, unit and stages "
+        f"from its graph and no `defaults`: remove `{key}`, or `graph`"
+    )
 
 
 def explain_problem(loc: Loc, message: str, tree: YamlTree, root: type[BaseModel] = Spec) -> Diagnostic:

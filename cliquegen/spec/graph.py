@@ -33,9 +33,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from .base import StrictModel
-from .model import BottleneckWidth, Kernel, Loc, PositiveInt
+from .base import NAME_PATTERN, BottleneckWidth, Kernel, Loc, PositiveInt, StrictModel
 
+#: A graph's name in ``graphs:``, as a block or a group names it.
+GraphName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)]
 NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
 RefText = Annotated[str, StringConstraints(max_length=60)]
 
@@ -152,6 +153,22 @@ class ResolvedGraph:
     def output_width(self, input_channels: int) -> int:
         """Channels of the block output when the block input has ``input_channels``."""
         return sum(self.width(ref, input_channels) for ref in self.output)
+
+
+def block_fit(graph: ResolvedGraph, channels: int) -> str:
+    """Why a block of ``graph`` cannot read an input of ``channels`` (empty when it can)."""
+    if graph.split and graph.split_width != channels:
+        widths = " + ".join(str(width) for _, width in graph.nodes)
+        return (
+            f"graph `{graph.name}` splits its input into {widths} = {graph.split_width} channels, "
+            f"but it gets {channels}"
+        )
+    if graph.residual and graph.output_width(channels) != channels:
+        return (
+            f"graph `{graph.name}` adds its input to its output (residual), but the output has "
+            f"{graph.output_width(channels)} channels and the input {channels}"
+        )
+    return ""
 
 
 def act_of(unit: UnitSpec) -> tuple[str, float]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import Diagnostic, ResourceError
 from .graph import ResolvedGraph
-from .model import BlockConfig, Spec, compressed
+from .model import BlockConfig, GraphUse, Spec, compressed
 from .network import ImageSpec
 
 MAX_PARAMS = 2_000_000_000
@@ -70,28 +70,19 @@ def estimate(spec: Spec | ImageSpec) -> Estimate:
 
     edges = updates = features = 0
     for block, c0 in zip(blocks, spec.block_input_channels(), strict=True):
-        n, k, kernel, k_out = block.layers, block.channels, block.conv_kernel, block.conv_channels
         last = block.index == len(blocks) - 1
-        pairs, widest_input, block_updates, bn_channels = _block_shape(block, c0)
-        # n edges from X0, then each update reads the layers before it (Stage I: q at position
-        # q) or all n - 1 others (later stages): the sum of those is the input channels / k
-        edges += n + (bn_channels - n * c0) // k
-        updates += block_updates
-        if block.share_weights:  # W0j and the W_ij, shared by all stages
-            params += (n * c0 + pairs * k) * k_out * kernel**2
-        else:  # every update has its own weights over its inputs
-            params += bn_channels * k_out * kernel**2
-        params += 2 * bn_channels  # one BatchNorm per update
-        if block.bottleneck:
-            convs = n if block.share_weights else block_updates
-            params += convs * k_out * k * block.kernel**2 + block_updates * 2 * k_out
-        area = height * width
-        transit = block.ref_channels(block.transit, c0)
         head_reads = spec.head.kind == "multiscale" or last  # head kind `last` reads the last block only
-        feature = block.ref_channels(block.feature, c0) if head_reads else 0
-        bottleneck_out = k_out if block.bottleneck else 0
-        widest = max(widest_input, bottleneck_out, feature, 0 if last else transit)
-        largest = max(largest, widest * area)
+        area = height * width
+        if isinstance(block, GraphUse):  # its output feeds both the transition and the head
+            cost = _block_cost(block.graph, c0)
+            params, edges, updates = params + cost[0], edges + cost[1], updates + cost[2]
+            transit = block.output_channels(c0)
+            feature = transit if head_reads else 0
+            largest = max(largest, cost[3] * area)
+        else:
+            cost, transit, feature, widest = _clique_cost(block, c0, head_reads, last)
+            params, edges, updates = params + cost[0], edges + cost[1], updates + cost[2]
+            largest = max(largest, widest * area)
         if not last:
             kept = compressed(transit, spec.transition.compression)
             params += 2 * transit + transit * kept  # BN, 1x1 conv C -> floor(compression * C)
@@ -107,6 +98,32 @@ def estimate(spec: Spec | ImageSpec) -> Estimate:
         height, width = height // 2, width // 2
     params += (features + 1) * spec.num_classes
     return Estimate(params, largest * BYTES_PER_VALUE, edges, updates)
+
+
+def _clique_cost(
+    block: BlockConfig, c0: int, head_reads: bool, last: bool
+) -> tuple[tuple[int, int, int], int, int, int]:
+    """((parameters, edges, updates), transit, feature, widest value in channels) of a clique
+    block reading ``c0`` channels; the feature is 0 where no head reads it."""
+    n, k, kernel, k_out = block.layers, block.channels, block.conv_kernel, block.conv_channels
+    params = 0
+    pairs, widest_input, block_updates, bn_channels = _block_shape(block, c0)
+    # n edges from X0, then each update reads the layers before it (Stage I: q at position
+    # q) or all n - 1 others (later stages): the sum of those is the input channels / k
+    edges = n + (bn_channels - n * c0) // k
+    if block.share_weights:  # W0j and the W_ij, shared by all stages
+        params += (n * c0 + pairs * k) * k_out * kernel**2
+    else:  # every update has its own weights over its inputs
+        params += bn_channels * k_out * kernel**2
+    params += 2 * bn_channels  # one BatchNorm per update
+    if block.bottleneck:
+        convs = n if block.share_weights else block_updates
+        params += convs * k_out * k * block.kernel**2 + block_updates * 2 * k_out
+    transit = block.ref_channels(block.transit, c0)
+    feature = block.ref_channels(block.feature, c0) if head_reads else 0
+    bottleneck_out = k_out if block.bottleneck else 0
+    widest = max(widest_input, bottleneck_out, feature, 0 if last else transit)
+    return (params, edges, block_updates), transit, feature, widest
 
 
 def _block_shape(block: BlockConfig, c0: int) -> tuple[int, int, int, int]:

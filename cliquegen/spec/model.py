@@ -1,7 +1,9 @@
 """Spec format v1: the pydantic models a YAML spec is validated into.
 
-Blocks inherit every unset option from ``defaults`` (the schedule field by field), so
-``Spec.resolved_blocks()`` gives the complete configuration of each block.  Checks that
+Clique blocks inherit every unset option from ``defaults`` (the schedule field by field), so
+``Spec.resolved_blocks()`` gives the complete configuration of each block; a block
+``{graph: name}`` is a graph of the spec's ``graphs:`` (:mod:`.graph`), which says everything
+about it: ``defaults`` do not apply to it.  Checks that
 involve several values (``partial`` against ``layers``, a ``feature`` naming a stage that
 is not computed, ...) raise :class:`SpecSemanticError`, whose locations name the YAML node
 that holds the offending value.
@@ -13,30 +15,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Annotated, Literal
 
-from pydantic import (
-    BeforeValidator,
-    Field,
-    StringConstraints,
-    model_validator,
-)
+from pydantic import Discriminator, Field, StringConstraints, Tag, model_validator
 
-from .base import SpecBase, StrictModel
+from .base import NAME_PATTERN, BottleneckWidth, Kernel, Loc, PositiveInt, SpecBase, StrictModel
+from .graph import GraphName, GraphSpec, ResolvedGraph, block_fit, resolve_graph
 
-Loc = tuple[str | int, ...]
-
-#: Lower-case words joined by ``-``, not ending in one: ``class-`` would build ``class_.py``,
-#: the module of the spec ``class`` (a Python keyword).
-NAME_PATTERN = r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$"
-PositiveInt = Annotated[int, Field(ge=1, le=100_000)]
-
-
-def _not_a_bool(value: object) -> object:
-    if isinstance(value, bool):  # Literal[1, ...] would take True == 1
-        raise ValueError("expected a kernel size (1, 3, 5 or 7), got a boolean")
-    return value
-
-
-Kernel = Annotated[Literal[1, 3, 5, 7], BeforeValidator(_not_a_bool)]
 #: ``x0``, a stage (1, 2, ...) or ``last``: the block's last stage, whatever ``stages`` is.
 StageRef = Literal["x0", "last"] | Annotated[int, Field(ge=1, le=64)]
 StageIndex = Annotated[int, Field(ge=1, le=64)]
@@ -45,7 +28,6 @@ Transit = StageIndex | Literal["last"] | Annotated[list[StageRef], Field(min_len
 #: Inputs larger than this (height or width) need a written ``stem.kind``: the built-in CIFAR stem
 #: keeps the full resolution, which is rarely what a large image wants.
 SMALL_INPUT = 64
-BottleneckWidth = Annotated[int, Field(ge=1, le=64)]
 
 
 class SpecSemanticError(Exception):
@@ -143,6 +125,32 @@ class BlockSpec(StrictModel):
     transit: Transit | None = None
 
 
+class GraphBlockSpec(StrictModel):
+    """A block that is a graph of the spec's ``graphs:``: it reads the previous transition's
+    (or the stem's) output as X0, and the graph's ``output`` is what the next transition and
+    the head read.  ``defaults`` do not apply to it: its graph says everything."""
+
+    graph: GraphName = Field(description="a graph of `graphs:`")
+
+
+#: The union members' tags, as pydantic names them in an error's location.
+CLIQUE_BLOCK, GRAPH_BLOCK = "clique block", "graph block"
+
+
+def _block_kind(value: object) -> str:
+    """A block with a ``graph`` key is a graph block; anything else a clique block."""
+    if isinstance(value, dict):
+        return GRAPH_BLOCK if "graph" in value else CLIQUE_BLOCK
+    return GRAPH_BLOCK if isinstance(value, GraphBlockSpec) else CLIQUE_BLOCK
+
+
+#: One entry of ``blocks:``: ``{layers, channels, ...}`` (a clique) or ``{graph: name}``.
+BlockEntry = Annotated[
+    Annotated[BlockSpec, Tag(CLIQUE_BLOCK)] | Annotated[GraphBlockSpec, Tag(GRAPH_BLOCK)],
+    Discriminator(_block_kind),
+]
+
+
 class TransitionSpec(StrictModel):
     """BN -> ReLU -> 1x1 conv (C -> floor(compression * C)) -> [squeeze-and-excitation] -> 2x2 avg pool."""
 
@@ -203,6 +211,18 @@ class BlockConfig:
         return sum(input_channels if ref == "x0" else self.layers * self.channels for ref in refs)
 
 
+@dataclass(frozen=True)
+class GraphUse:
+    """A graph block resolved: its position and its checked graph."""
+
+    index: int
+    graph: ResolvedGraph
+
+    def output_channels(self, input_channels: int) -> int:
+        """Channels of what the block hands on (to its transition and the head)."""
+        return self.graph.output_width(input_channels)
+
+
 class NormSpec(StrictModel):
     """Every BatchNorm's epsilon and momentum, in PyTorch's meaning: momentum is the weight of
     each batch in the running statistics (TensorFlow's moving-average decay d is 1 - d)."""
@@ -249,8 +269,13 @@ class Spec(SpecBase):
     )
     stem: StemSpec = Field(StemSpec(), description="what turns the image into the first block's X0")
     defaults: Defaults = Field(Defaults(), description="options of every block that does not set its own")
-    blocks: list[BlockSpec] = Field(
-        min_length=1, max_length=64, description="one entry per block; each may set any key of defaults"
+    graphs: dict[GraphName, GraphSpec] = Field(
+        default_factory=dict, description="explicit graphs that blocks name with `graph:`"
+    )
+    blocks: list[BlockEntry] = Field(
+        min_length=1,
+        max_length=64,
+        description="one entry per block; each may set any key of defaults, or be {graph: name}",
     )
     transition: TransitionSpec = Field(
         TransitionSpec(), description="between blocks: BN, ReLU, 1x1 conv, [attention], 2x2 average pool"
@@ -268,32 +293,100 @@ class Spec(SpecBase):
         """File and module name of the generated code: the spec name with - replaced by _."""
         return self.name.replace("-", "_")
 
-    def resolved_blocks(self) -> list[BlockConfig]:
-        return [_resolve(self, b) for b in range(len(self.blocks))]
+    def resolved_graphs(self) -> dict[str, ResolvedGraph]:
+        """Every graph, checked (the spec validated, so none has a problem)."""
+        graphs, problems = _resolved_graphs(self)
+        if problems:
+            raise SpecSemanticError(problems)
+        return graphs
+
+    def resolved_blocks(self) -> list[BlockConfig | GraphUse]:
+        """Each block resolved: a clique's :class:`BlockConfig`, a graph block's :class:`GraphUse`."""
+        graphs = self.resolved_graphs() if self.graphs else {}
+        return [
+            GraphUse(b, graphs[block.graph]) if isinstance(block, GraphBlockSpec) else _resolve(self, b)
+            for b, block in enumerate(self.blocks)
+        ]
 
     def block_input_channels(self) -> list[int]:
         """Channels of each block's X0: the stem's output, then each transition's output
-        (floor(compression * C) of the C channels the previous block transits)."""
+        (floor(compression * C) of the C channels the previous block hands on)."""
         channels = [self.stem.channels]
         for block in self.resolved_blocks()[:-1]:
-            transit = block.ref_channels(block.transit, channels[-1])
-            channels.append(compressed(transit, self.transition.compression))
+            channels.append(compressed(handed_on(block, channels[-1]), self.transition.compression))
         return channels
 
     @model_validator(mode="after")
     def _check_semantics(self) -> Spec:
-        problems: list[tuple[Loc, str]] = []
+        graphs, problems = _resolved_graphs(self)
+        problems += _graph_block_problems(self, graphs)
+        if problems:  # the blocks' channels need sound graphs
+            raise SpecSemanticError(problems)
         blocks = self.resolved_blocks()
         for block in blocks:
-            problems += _block_problems(block, self, last=block.index == len(blocks) - 1)
+            if isinstance(block, BlockConfig):
+                problems += _block_problems(block, self, last=block.index == len(blocks) - 1)
         problems += _head_problems(self)
         problems += _stem_problems(self)
         if not problems:  # channel counts need consistent blocks
             problems += _compression_problems(self, blocks)
+            if not problems:
+                problems += _fit_problems(self, blocks)
         problems += _size_problems(self)
         if problems:
             raise SpecSemanticError(problems)
         return self
+
+
+def handed_on(block: BlockConfig | GraphUse, input_channels: int) -> int:
+    """Channels a block hands on to its transition: a clique's transit, a graph's output."""
+    if isinstance(block, GraphUse):
+        return block.output_channels(input_channels)
+    return block.ref_channels(block.transit, input_channels)
+
+
+def _resolved_graphs(spec: Spec) -> tuple[dict[str, ResolvedGraph], list[tuple[Loc, str]]]:
+    """The graphs that resolve, and the problems of those that do not."""
+    graphs: dict[str, ResolvedGraph] = {}
+    problems: list[tuple[Loc, str]] = []
+    for name, graph in spec.graphs.items():
+        resolved, found = resolve_graph(name, graph, ("graphs", name))
+        problems += found
+        if resolved is not None:
+            graphs[name] = resolved
+    return graphs, problems
+
+
+def _graph_block_problems(spec: Spec, graphs: dict[str, ResolvedGraph]) -> list[tuple[Loc, str]]:
+    """A graph block names a graph of the spec with pre-activation units."""
+    problems: list[tuple[Loc, str]] = []
+    for b, block in enumerate(spec.blocks):
+        if not isinstance(block, GraphBlockSpec):
+            continue
+        if block.graph not in spec.graphs:
+            known = ", ".join(f"`{name}`" for name in spec.graphs) or "none"
+            message = f"unknown graph `{block.graph}` (the spec's graphs: {known})"
+            problems.append((("blocks", b, "graph"), message))
+        elif block.graph in graphs and graphs[block.graph].unit.kind != "pre":
+            problems.append(
+                (
+                    ("graphs", block.graph, "unit", "kind"),
+                    f"block {b + 1} of a classification network uses graph `{block.graph}`, whose units "
+                    "are post-activation; its blocks use BN -> ReLU -> conv units (kind: pre)",
+                )
+            )
+    return problems
+
+
+def _fit_problems(spec: Spec, blocks: list[BlockConfig | GraphUse]) -> list[tuple[Loc, str]]:
+    """Each graph block can read the X0 it gets (a split's widths, a residual's)."""
+    problems: list[tuple[Loc, str]] = []
+    for block, c0 in zip(blocks, spec.block_input_channels(), strict=True):
+        if isinstance(block, GraphUse):
+            message = block_fit(block.graph, c0)
+            if message:
+                problems.append((("blocks", block.index, "graph"), message))
+    return problems
 
 
 def _resolve(spec: Spec, b: int) -> BlockConfig:
@@ -525,7 +618,7 @@ def _compression_problems(spec: Spec, blocks: list[BlockConfig]) -> list[tuple[L
     """Every transition keeps at least one channel."""
     c0, ratio = spec.stem.channels, spec.transition.compression
     for block in blocks[:-1]:
-        transit = block.ref_channels(block.transit, c0)
+        transit = handed_on(block, c0)
         c0 = compressed(transit, ratio)
         if c0 < 1:
             return [

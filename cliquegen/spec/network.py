@@ -36,7 +36,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from .base import SpecBase, StrictModel
-from .graph import Activation, GraphSpec, ResolvedGraph, resolve_graph
+from .graph import Activation, GraphName, GraphSpec, ResolvedGraph, block_fit, resolve_graph
 from .model import (
     NAME_PATTERN,
     ConvInit,
@@ -50,7 +50,6 @@ from .model import (
 )
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=60)]
-GraphName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=100)]
 
 #: Names the generated code uses itself; no module or value of a network may take one.
 RESERVED_NAMES = frozenset(
@@ -336,22 +335,6 @@ def skip_misfit(op: AddOp, skip: tuple[int, int, int], value: tuple[int, int, in
         f"`resize: bicubic` enlarges `{op.skip}` ({_shape(skip)}) by a whole factor of 2 or more, the same "
         f"for height and width, and keeps its channels; it cannot give the {_shape(value)} it is added to"
     )
-
-
-def block_fit(graph: ResolvedGraph, channels: int) -> str:
-    """Why a block of ``graph`` cannot read an input of ``channels`` (empty when it can)."""
-    if graph.split and graph.split_width != channels:
-        widths = " + ".join(str(width) for _, width in graph.nodes)
-        return (
-            f"graph `{graph.name}` splits its input into {widths} = {graph.split_width} channels, "
-            f"but it gets {channels}"
-        )
-    if graph.residual and graph.output_width(channels) != channels:
-        return (
-            f"graph `{graph.name}` adds its input to its output (residual), but the output has "
-            f"{graph.output_width(channels)} channels and the input {channels}"
-        )
-    return ""
 
 
 _GENERATED_NAME = re.compile(r"block\d+|b\d+(_.*)?|(dwt|idwt|add)\d+|mean_shift\d+(_out)?")

@@ -1,7 +1,8 @@
 """``--set KEY=VALUE``: a variant of a spec without a new file.
 
 ``KEY`` is a dotted path into the spec (``defaults.schedule.stages``, ``blocks.2.layers``;
-blocks count from 1, as everywhere else, and ``blocks.*.channels`` sets every block), ``VALUE``
+blocks count from 1, as everywhere else, and ``blocks.*.channels`` sets every clique block: a
+graph block ``{graph: name}`` has none of their keys), ``VALUE``
 is YAML (``3``, ``[x0, last]``, ``{kind: imagenet}``, ``null``).  Assignments merge as
 :func:`~cliquegen.spec.shipped.apply_overrides` merges ``create_model``'s overrides: a mapping
 changes only the keys it names, anything else (a list too) replaces the value, and ``null``
@@ -125,6 +126,10 @@ def variant_text(spec: Spec | ImageSpec, base: str, assignments: list[Assignment
     return f"{header}\n{body}"
 
 
+def _graph_block(block: Any) -> bool:
+    return isinstance(block, dict) and "graph" in block
+
+
 def _assign(data: dict[str, Any], assignment: Assignment, created: list[Loc]) -> list[Loc]:
     """Write the assignment's value into ``data``; the spec locations it wrote (0-based).
     The mappings it had to make on the way are appended to ``created``."""
@@ -137,7 +142,13 @@ def _assign(data: dict[str, Any], assignment: Assignment, created: list[Loc]) ->
         part, rest = path[0], path[1:]
         where = ".".join(str(p + 1 if isinstance(p, int) else p) for p in loc) or "the spec"
         if isinstance(container, list):
-            if part == "*":
+            if part == "*" and loc == ("blocks",) and rest:  # the keys of clique blocks
+                indices = [i for i, block in enumerate(container) if not _graph_block(block)]
+                if not indices:
+                    raise refuse(
+                        f"every block is a graph block (`graph:`); `{shown}` sets a key of clique blocks"
+                    )
+            elif part == "*":
                 indices = range(len(container))
             elif isinstance(part, int) and part <= len(container):
                 indices = range(part - 1, part)

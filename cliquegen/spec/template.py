@@ -56,6 +56,13 @@ def starting_spec(
                 "edit `input:` in the copy instead of --input"
             )
         return image_variant(name, like, like_label or like.name)
+    if like is not None and like.graphs:  # its graphs read best as written, comments included
+        if input is not None or num_classes is not None:
+            raise UsageError(
+                f"--like {like.name}: a spec with graphs is copied as written; edit `input:` and "
+                "`num_classes:` in the copy instead of --input and --classes"
+            )
+        return image_variant(name, like, like_label or like.name)
     data = _full(like) if like is not None else {}
     data["name"] = name
     notes = []
@@ -89,9 +96,9 @@ def starting_spec(
     return "\n".join(lines) + "\n"
 
 
-def image_variant(name: str, like: ImageSpec, like_label: str) -> str:
-    """An image network's own text (its comments say what each op does) renamed ``name``,
-    with a description saying whose variant it is."""
+def image_variant(name: str, like: Spec | ImageSpec, like_label: str) -> str:
+    """An image network's (or a spec with graphs') own text (its comments say what each op and
+    graph does) renamed ``name``, with a description saying whose variant it is."""
     text = like.provenance.text
     if like.provenance.hashed == "canonical JSON":  # made in Python: no file, no comments
         text = yaml.safe_dump(json.loads(text), sort_keys=False)
