@@ -10,13 +10,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_graph_blocks import errors
 
 from cliquegen import build_fx, compile_spec, load_spec
 from cliquegen.data.resize import imresize
 from cliquegen.draw.views import draw
 from cliquegen.emit._runtime import bicubic_upsample
 from cliquegen.emit.build import build_source_model, generate_source
-from cliquegen.errors import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,12 +29,6 @@ network:
   - {op: idwt}
   - {op: add, skip: input, resize: bicubic}
 """
-
-
-def errors(text: str) -> list[str]:
-    with pytest.raises(SpecError) as info:
-        load_spec(text, path="s.yaml")
-    return [str(d) for d in info.value.diagnostics]
 
 
 @settings(max_examples=40, deadline=None)

@@ -9,13 +9,14 @@ import pytest
 import torch
 from graph_strategies import classification_specs, reference_block
 from hypothesis import given, settings
+from test_graph_blocks import errors
 
 from cliquegen import build_fx, compile_spec, load_spec
 from cliquegen.analysis.features import Input, feature_maps
 from cliquegen.analysis.weights import weight_matrices
 from cliquegen.cli.main import main
 from cliquegen.emit.build import build_source_model
-from cliquegen.errors import SpecError, UsageError, WeightsError
+from cliquegen.errors import UsageError, WeightsError
 from cliquegen.interop.official import check_convertible
 from cliquegen.interop.torchvision import check_torchvision_convertible
 from cliquegen.spec.limits import estimate
@@ -222,12 +223,6 @@ def test_a_graph_block_beside_a_clique_block_computes_the_shorthand() -> None:
 
 
 # --- errors ----------------------------------------------------------------------------------
-
-
-def errors(text: str) -> list[str]:
-    with pytest.raises(SpecError) as info:
-        load_spec(text, path="s.yaml")
-    return [str(d) for d in info.value.diagnostics]
 
 
 @pytest.mark.parametrize(
