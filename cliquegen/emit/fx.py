@@ -148,11 +148,7 @@ class CliqueNetGraphModule(TimmModel, fx.GraphModule):
         return (_unpickle, (dict(self._modules), type(self).__name__, state, self.training))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> CliqueNetGraphModule:
-        twin = super().__deepcopy__(memo)  # keeps modules, graph and meta, not other attributes
-        for key, value in self.__dict__.items():
-            if key not in twin.__dict__:
-                twin.__dict__[key] = copy.deepcopy(value, memo)
-        return twin
+        return with_attributes_of(self, super().__deepcopy__(memo), memo)
 
     @property
     def memory_efficient(self) -> bool:
@@ -183,6 +179,15 @@ _STATE = (
     "head_hidden_size",
     "in_chans",
 )
+
+
+def with_attributes_of(module: fx.GraphModule, twin: fx.GraphModule, memo: dict[int, Any]) -> Any:
+    """``twin`` (``fx.GraphModule.__deepcopy__`` of ``module``, which keeps modules, graph and
+    meta) given deep copies of ``module``'s other attributes (the Program, the head's settings)."""
+    for key, value in module.__dict__.items():
+        if key not in twin.__dict__:
+            twin.__dict__[key] = copy.deepcopy(value, memo)
+    return twin
 
 
 def _unpickle(

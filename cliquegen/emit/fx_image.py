@@ -8,7 +8,6 @@ what an image model needs: ``forward`` (B, C, H, W) -> (B, C', sH, sW), ``scale`
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 from torch import fx
 
 from ..compiler.ir import Program
-from .fx import build_graph, build_root, compile_outputs
+from .fx import build_graph, build_root, compile_outputs, with_attributes_of
 
 
 class ImageGraphModule(fx.GraphModule):
@@ -30,11 +29,7 @@ class ImageGraphModule(fx.GraphModule):
         return result
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ImageGraphModule:
-        twin = super().__deepcopy__(memo)
-        for key, value in self.__dict__.items():
-            if key not in twin.__dict__:
-                twin.__dict__[key] = copy.deepcopy(value, memo)
-        return twin
+        return with_attributes_of(self, super().__deepcopy__(memo), memo)
 
     @property
     def in_chans(self) -> int:

@@ -184,20 +184,19 @@ class ImageSourceWriter(SourceWriter):
         names one method per graph (``subband_clique_block(block, x)``), which each block's
         method calls with its own modules; return those methods."""
         names = [op.graph for op in self.spec.network if op.op == "group" for _ in range(op.blocks)]
-        bodies: dict[tuple[str, ...], list[Group]] = {}
+        bodies: dict[tuple[tuple[str, ...], str], list[Group]] = {}  # (statements, result) -> blocks
         for group in groups:
             local = self._local_body(group)
             if local is not None:
-                bodies.setdefault(tuple(local[0]), []).append(group)
+                bodies.setdefault((tuple(local[0]), local[1]), []).append(group)
         taken = {path.split(".")[0] for path in self.program.modules} | {self.method_name(g) for g in groups}
         methods = []
-        for body, users in bodies.items():
+        for (body, result), users in bodies.items():
             graph = names[int(users[0].name[5:]) - 1].replace("-", "_")
             name = ident(graph if graph.endswith("block") else f"{graph}_block")
             if len(users) < 2 or name in taken:
                 continue
             taken.add(name)
-            result = self._local_body(users[0])[1]
             for group in users:
                 self.shared[group.name] = name
             methods.append(self._shared_method(name, graph, users, list(body), result))

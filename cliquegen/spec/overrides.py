@@ -27,7 +27,7 @@ from .diagnose import explain_validation_error
 from .model import Loc, Spec, SpecSemanticError
 from .network import ImageSpec
 from .shipped import merge_mappings, resolve_spec
-from .yaml_tree import YamlTree
+from .yaml_tree import YamlTree, longest_prefix
 
 _VALUE = "value"  # the key a value is read under: `--set k=V` is read as the YAML `value: V`
 _POSITION = re.compile(r",? (at )?line \d+(, column \d+)?")
@@ -217,11 +217,7 @@ class _Places:
                 self._owner[here] = assignment
 
     def locate(self, loc: Loc) -> Loc:
-        here: Loc = ()
-        for part in loc:
-            if (*here, part) in self.nodes:
-                here = (*here, part)
-        return here
+        return longest_prefix(self.nodes, loc)
 
     def value_at(self, loc: Loc, message: str) -> Diagnostic:
         owner = self._owner.get(loc)

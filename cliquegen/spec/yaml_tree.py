@@ -12,6 +12,7 @@ far, the surprises of YAML 1.1) are reported here, before and instead of schema 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -314,13 +315,7 @@ class YamlTree:
     # -- locating
 
     def locate(self, loc: Loc) -> Loc:
-        """The longest prefix of ``loc`` present in the file, skipping parts that name no node
-        (pydantic adds union members such as ``"literal['x0']"`` or ``"constrained-int"``)."""
-        here: Loc = ()
-        for part in loc:
-            if (*here, part) in self.nodes:
-                here = (*here, part)
-        return here
+        return longest_prefix(self.nodes, loc)
 
     def value_at(self, loc: Loc, message: str) -> Diagnostic:
         node, key = self.nodes[loc]
@@ -342,6 +337,16 @@ class YamlTree:
 
 
 _YAML11_BOOLS = {"yes": "true", "on": "true", "no": "false", "off": "false"}
+
+
+def longest_prefix(nodes: Mapping[Loc, object], loc: Loc) -> Loc:
+    """The longest prefix of ``loc`` that names a node, skipping parts that name none
+    (pydantic adds union members such as ``"literal['x0']"`` or ``"constrained-int"``)."""
+    here: Loc = ()
+    for part in loc:
+        if (*here, part) in nodes:
+            here = (*here, part)
+    return here
 
 
 def _yaml11_surprise(node: yaml.ScalarNode, value: Any) -> str | None:
